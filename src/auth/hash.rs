@@ -1,0 +1,134 @@
+//! argon2id password hashing: the only form in which passwords are stored.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::Secret;
+use crate::config::Argon2Config;
+
+/// Why a hash could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The configured parameters are outside what argon2 accepts.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    /// Hashing failed (random salt unavailable, or similar).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Hashes new passwords with the configured argon2id cost and verifies stored ones (each
+/// with the parameters recorded in its own PHC string, so a cost change applies to new
+/// hashes without breaking old ones).
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHasher(argon2id)")
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with the configured memory (KiB), iterations and parallelism.
+    pub fn new(cfg: &Argon2Config) -> Result<Self, HashError> {
+        let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
+            .map_err(|e| HashError::Params(e.to_string()))?;
+        Ok(PasswordHasher {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        })
+    }
+
+    /// The argon2id PHC string (`$argon2id$v=19$m=…`) of `secret`, with a random salt.
+    /// Slow by design (tens of milliseconds): never call it on an async reactor thread.
+    pub fn hash(&self, secret: &Secret) -> Result<String, HashError> {
+        self.argon2
+            .hash_password(secret.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| HashError::Hash(e.to_string()))
+    }
+
+    /// Whether `secret` matches the stored PHC string. A malformed or non-argon2id hash
+    /// never matches. Slow by design, like [`PasswordHasher::hash`].
+    pub fn verify(&self, phc: &str, secret: &Secret) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        if parsed.algorithm.as_str() != "argon2id" {
+            return false;
+        }
+        self.argon2
+            .verify_password(secret.expose().as_bytes(), &parsed)
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordHasher {
+        PasswordHasher::new(&Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn hash_is_argon2id_and_verifies() {
+        let h = cheap();
+        let phc = h.hash(&Secret::new("correct horse".into())).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(h.verify(&phc, &Secret::new("correct horse".into())));
+        assert!(!h.verify(&phc, &Secret::new("correct horsE".into())));
+    }
+
+    #[test]
+    fn salts_differ() {
+        let h = cheap();
+        let s = Secret::new("same".into());
+        assert_ne!(h.hash(&s).unwrap(), h.hash(&s).unwrap());
+    }
+
+    #[test]
+    fn verifies_with_the_hash_own_parameters() {
+        let old = cheap().hash(&Secret::new("pw".into())).unwrap();
+        let stronger = PasswordHasher::new(&Argon2Config {
+            memory_kib: 128,
+            iterations: 2,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert!(stronger.verify(&old, &Secret::new("pw".into())));
+    }
+
+    #[test]
+    fn garbage_and_other_algorithms_never_match() {
+        let h = cheap();
+        assert!(!h.verify("", &Secret::new(String::new())));
+        assert!(!h.verify("plaintext", &Secret::new("plaintext".into())));
+        let argon2i = cheap()
+            .hash(&Secret::new("pw".into()))
+            .unwrap()
+            .replace("argon2id", "argon2i");
+        assert!(!h.verify(&argon2i, &Secret::new("pw".into())));
+    }
+
+    #[test]
+    fn bad_parameters_are_reported() {
+        assert!(
+            PasswordHasher::new(&Argon2Config {
+                memory_kib: 1,
+                iterations: 1,
+                parallelism: 1
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Credentials and their verification.
+//!
+//! - [`secret`]: the [`Secret`] newtype every password travels in.
+//! - [`hash`]: argon2id hashing and verification with the configured cost.
+//!
+//! The login hot path (authenticator, verification cache, bounded hashing pool, throttle)
+//! is built on these in the proxy issues.
+
+pub mod hash;
+pub mod secret;
+
+pub use hash::PasswordHasher;
+pub use secret::Secret;

@@ -1,0 +1,483 @@
+//! `config.toml`: the model, its defaults, and validation that names the bad key.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`) so a typo never silently falls back to
+//! a default. Relative paths are relative to the folder holding the config file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::{Period, PolicySettings, Protocol};
+
+/// Why the configuration cannot be used. Every message starts with the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type; the parser's message
+    /// names the key and shows the line.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that parses but cannot be used.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The dotted key, e.g. `listener[1].upstream`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The embedded database.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Policy periods.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Password hashing cost.
+    #[serde(default)]
+    pub argon2: Argon2Config,
+    /// The proxy's TLS certificate.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Client-facing listeners.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Upstream mail servers, by name.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The folder relative paths are resolved against (the config file's folder).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file this was read from.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file (created on first run).
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("sentinella.db")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// How long an app password works (default `3mo`).
+    #[serde(default = "default_validity")]
+    pub app_password_validity: Period,
+    /// How long before expiry postponing opens (default `14d`).
+    #[serde(default = "default_window")]
+    pub postpone_window: Period,
+    /// The issuer name authenticator apps show next to the code.
+    #[serde(default = "default_issuer")]
+    pub totp_issuer: String,
+}
+
+fn default_validity() -> Period {
+    Period::months(3)
+}
+fn default_window() -> Period {
+    Period::days(14)
+}
+fn default_issuer() -> String {
+    "Sentinella".into()
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            app_password_validity: default_validity(),
+            postpone_window: default_window(),
+            totp_issuer: default_issuer(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The periods the pure rules take.
+    pub fn settings(&self) -> PolicySettings {
+        PolicySettings {
+            app_password_validity: self.app_password_validity,
+            postpone_window: self.postpone_window,
+        }
+    }
+}
+
+/// `[argon2]`: argon2id cost for new hashes (OWASP's m=19 MiB, t=2, p=1 by default).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Config {
+    /// Memory in KiB.
+    #[serde(default = "default_m")]
+    pub memory_kib: u32,
+    /// Passes.
+    #[serde(default = "default_t")]
+    pub iterations: u32,
+    /// Lanes.
+    #[serde(default = "default_p")]
+    pub parallelism: u32,
+}
+
+fn default_m() -> u32 {
+    19_456
+}
+fn default_t() -> u32 {
+    2
+}
+fn default_p() -> u32 {
+    1
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: default_m(),
+            iterations: default_t(),
+            parallelism: default_p(),
+        }
+    }
+}
+
+/// `[tls]`: the certificate clients see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (created self-signed on first run if missing).
+    #[serde(default = "default_cert")]
+    pub certificate: PathBuf,
+    /// PEM private key.
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+}
+
+fn default_cert() -> PathBuf {
+    PathBuf::from("certs/sentinella.crt")
+}
+fn default_key() -> PathBuf {
+    PathBuf::from("certs/sentinella.key")
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certificate: default_cert(),
+            key: default_key(),
+        }
+    }
+}
+
+/// How a listener offers TLS to clients.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTls {
+    /// TLS from the first byte (993, 995, 465).
+    Implicit,
+    /// Plain text until STARTTLS / STLS (143, 110, 587); no login before TLS.
+    Starttls,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name for logs and the access history.
+    pub name: String,
+    /// The protocol spoken.
+    pub protocol: Protocol,
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Implicit TLS or STARTTLS.
+    pub tls: ListenerTls,
+    /// Whether this is the security-archive listener (IMAP, implicit TLS, pro/premium).
+    #[serde(default)]
+    pub archive: bool,
+    /// The `[upstream.NAME]` sessions are relayed to.
+    pub upstream: String,
+}
+
+/// How the proxy talks TLS to an upstream.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    /// TLS from the first byte.
+    Implicit,
+    /// STARTTLS / STLS before logging in.
+    Starttls,
+    /// Plain text (loopback or a trusted network only).
+    None,
+}
+
+/// `[upstream.NAME]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: UpstreamTls,
+    /// CA certificates (PEM) to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`, as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.source = path.to_owned();
+        cfg.base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.store.path.as_os_str().is_empty() {
+            return Err(self.invalid("store.path", "must not be empty"));
+        }
+        if self.policy.totp_issuer.is_empty() || self.policy.totp_issuer.contains(':') {
+            return Err(self.invalid("policy.totp_issuer", "must be non-empty and contain no ':'"));
+        }
+        crate::auth::PasswordHasher::new(&self.argon2)
+            .map_err(|e| self.invalid("argon2", e.to_string()))?;
+        if self.argon2.memory_kib < 8 * 1024 {
+            return Err(self.invalid(
+                "argon2.memory_kib",
+                format!(
+                    "{} KiB is too weak; use at least 8192 (default 19456)",
+                    self.argon2.memory_kib
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut binds = std::collections::HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |field: &str| format!("listener[{i}].{field}");
+            if l.name.is_empty() || !names.insert(l.name.as_str()) {
+                return Err(
+                    self.invalid(key("name"), format!("{:?} is empty or used twice", l.name))
+                );
+            }
+            if !binds.insert(l.bind) {
+                return Err(self.invalid(
+                    key("bind"),
+                    format!("{} is used by another listener", l.bind),
+                ));
+            }
+            if !self.upstreams.contains_key(&l.upstream) {
+                return Err(self.invalid(
+                    key("upstream"),
+                    format!("no [upstream.{}] is defined", l.upstream),
+                ));
+            }
+            if l.archive && (l.protocol != Protocol::Imap || l.tls != ListenerTls::Implicit) {
+                return Err(self.invalid(
+                    key("archive"),
+                    "the archive listener must be IMAP with tls = \"implicit\"",
+                ));
+            }
+        }
+        for (name, u) in &self.upstreams {
+            if u.host.is_empty() {
+                return Err(self.invalid(format!("upstream.{name}.host"), "must not be empty"));
+            }
+            if u.port == 0 {
+                return Err(self.invalid(format!("upstream.{name}.port"), "must not be 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `p` resolved against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The store's path, resolved.
+    pub fn store_path(&self) -> PathBuf {
+        self.resolve(&self.store.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/sentinella/config.toml"))
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let text = include_str!("../config.toml");
+        let cfg = parse(text).unwrap();
+        assert_eq!(cfg.policy.app_password_validity, Period::months(3));
+        assert_eq!(cfg.policy.postpone_window, Period::days(14));
+        assert_eq!(cfg.argon2, Argon2Config::default());
+        assert!(!cfg.listeners.is_empty());
+        assert!(
+            cfg.listeners.iter().all(|l| l.bind.port() >= 1024),
+            "quick start must run without root"
+        );
+    }
+
+    #[test]
+    fn empty_config_gets_defaults_and_relative_store() {
+        let cfg = parse("").unwrap();
+        assert_eq!(
+            cfg.store_path(),
+            PathBuf::from("/etc/sentinella/sentinella.db")
+        );
+        assert_eq!(
+            cfg.argon2,
+            Argon2Config {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        assert_eq!(cfg.policy.settings(), PolicySettings::default());
+    }
+
+    #[test]
+    fn absolute_store_path_is_kept() {
+        let cfg = parse("[store]\npath = \"/var/lib/s.db\"\n").unwrap();
+        assert_eq!(cfg.store_path(), PathBuf::from("/var/lib/s.db"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        let cfg = parse("[policy]\napp_password_validity = \"30d\"\npostpone_window = \"90s\"\n")
+            .unwrap();
+        assert_eq!(cfg.policy.app_password_validity, Period::days(30));
+        assert_eq!(cfg.policy.postpone_window, Period::seconds(90));
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let e = err("[policy]\napp_password_validty = \"3mo\"\n");
+        assert!(e.starts_with("/etc/sentinella/config.toml:"), "{e}");
+        assert!(e.contains("app_password_validty"), "{e}");
+    }
+
+    #[test]
+    fn bad_type_and_bad_value_name_the_key() {
+        let e = err("[argon2]\nmemory_kib = \"lots\"\n");
+        assert!(e.contains("memory_kib"), "{e}");
+        let e = err("[policy]\npostpone_window = \"14 days\"\n");
+        assert!(e.contains("postpone_window") && e.contains("days"), "{e}");
+        let e = err("[argon2]\nmemory_kib = 1024\n");
+        assert!(e.contains("argon2.memory_kib"), "{e}");
+        let e = err("[argon2]\niterations = 0\n");
+        assert!(e.contains("argon2"), "{e}");
+    }
+
+    const UPSTREAM: &str =
+        "[upstream.dovecot]\nhost = \"127.0.0.1\"\nport = 143\ntls = \"starttls\"\n";
+
+    #[test]
+    fn listener_must_name_a_defined_upstream() {
+        let e = err(
+            "[[listener]]\nname = \"imaps\"\nprotocol = \"imap\"\nbind = \"127.0.0.1:10993\"\ntls = \"implicit\"\nupstream = \"nope\"\n",
+        );
+        assert!(
+            e.contains("listener[0].upstream") && e.contains("upstream.nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listener_names_and_binds_are_unique() {
+        let l = "[[listener]]\nname = \"a\"\nprotocol = \"imap\"\nbind = \"127.0.0.1:10993\"\ntls = \"implicit\"\nupstream = \"dovecot\"\n";
+        let e = err(&format!("{UPSTREAM}{l}{l}"));
+        assert!(e.contains("listener[1].name"), "{e}");
+        let l2 = l.replace("name = \"a\"", "name = \"b\"");
+        let e = err(&format!("{UPSTREAM}{l}{l2}"));
+        assert!(e.contains("listener[1].bind"), "{e}");
+    }
+
+    #[test]
+    fn archive_listener_must_be_implicit_imap() {
+        let l = "[[listener]]\nname = \"a\"\nprotocol = \"pop3\"\nbind = \"127.0.0.1:10995\"\ntls = \"implicit\"\narchive = true\nupstream = \"dovecot\"\n";
+        let e = err(&format!("{UPSTREAM}{l}"));
+        assert!(e.contains("listener[0].archive"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_values_are_named() {
+        let e = err(
+            "[[listener]]\nname = \"a\"\nprotocol = \"nntp\"\nbind = \"127.0.0.1:1\"\ntls = \"implicit\"\nupstream = \"x\"\n",
+        );
+        assert!(e.contains("nntp"), "{e}");
+        let e = err(&UPSTREAM.replace("starttls", "maybe"));
+        assert!(e.contains("maybe"), "{e}");
+    }
+}

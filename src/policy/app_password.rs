@@ -1,0 +1,232 @@
+//! App passwords ("password per programmi di posta"): made for people to type.
+//!
+//! 24 symbols from a 32-symbol alphabet without look-alikes (no `l`, `o`, `0`, `1`):
+//! 120 bits from the OS CSPRNG, above SPEC's 100-bit floor. Shown as six groups of four,
+//! `abcd-efgh-jkmn-pqrs-tuvw-xyz2`, and accepted with or without the dashes and spaces, in
+//! either case.
+
+use jiff::Timestamp;
+
+use super::{Period, PolicyError};
+use crate::auth::Secret;
+
+/// The symbols an app password is made of (32 = 2^5, so a random byte maps without bias).
+pub const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+/// Symbols in an app password.
+pub const LEN: usize = 24;
+/// Symbols per printed group.
+pub const GROUP: usize = 4;
+/// Entropy of one app password.
+pub const BITS: usize = LEN * 5;
+
+/// A fresh app password in its printed form (`xxxx-xxxx-…`).
+pub fn generate() -> Result<Secret, PolicyError> {
+    let mut raw = zeroize::Zeroizing::new([0u8; LEN]);
+    getrandom::fill(raw.as_mut()).map_err(|e| PolicyError::Random(e.to_string()))?;
+    let mut out = String::with_capacity(LEN + LEN / GROUP);
+    for (i, b) in raw.iter().enumerate() {
+        if i > 0 && i % GROUP == 0 {
+            out.push('-');
+        }
+        out.push(char::from(ALPHABET[usize::from(b & 31)]));
+    }
+    Ok(Secret::new(out))
+}
+
+/// The canonical form that is hashed and verified, if `presented` has the shape of an app
+/// password (dashes and white space dropped, case folded); `None` if it cannot be one,
+/// which lets the login path skip a useless hash verification.
+pub fn canonical(presented: &str) -> Option<Secret> {
+    let mut out = String::with_capacity(LEN);
+    for c in presented.chars() {
+        if c == '-' || c.is_whitespace() {
+            continue;
+        }
+        let c = c.to_ascii_lowercase();
+        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == LEN {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == LEN).then(|| Secret::new(out))
+}
+
+/// The app password of a mailbox, as stored: its hash and its dates, never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    /// argon2id PHC string of the canonical form.
+    pub hash: String,
+    /// When it was generated.
+    pub created_at: Timestamp,
+    /// The first instant it no longer works.
+    pub expires_at: Timestamp,
+    /// How many times its expiry was postponed.
+    pub postponed: u32,
+}
+
+impl std::fmt::Debug for AppPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppPassword")
+            .field("hash", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("postponed", &self.postponed)
+            .finish()
+    }
+}
+
+impl AppPassword {
+    /// A new app password generated at `now`, valid for `validity`.
+    pub fn new(hash: String, now: Timestamp, validity: Period) -> Self {
+        AppPassword {
+            hash,
+            created_at: now,
+            expires_at: validity.after(now),
+            postponed: 0,
+        }
+    }
+
+    /// Whether it still works at `now`: valid up to, not including, `expires_at`.
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+
+    /// The first moment "Posticipa scadenza" is allowed: `window` before expiry.
+    pub fn postpone_opens_at(&self, window: Period) -> Timestamp {
+        window.before(self.expires_at)
+    }
+
+    /// Extends the same password: allowed from `window` before expiry, and after it.
+    /// New expiry = max(old expiry, now) + `validity` (SPEC "postpone").
+    pub fn postpone(
+        &mut self,
+        now: Timestamp,
+        validity: Period,
+        window: Period,
+    ) -> Result<(), PolicyError> {
+        let opens_at = self.postpone_opens_at(window);
+        if now < opens_at {
+            return Err(PolicyError::PostponeTooEarly {
+                opens_at,
+                expires_at: self.expires_at,
+            });
+        }
+        self.expires_at = validity.after(self.expires_at.max(now));
+        self.postponed = self.postponed.saturating_add(1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn generated_passwords_are_grouped_and_distinct() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_ne!(a.expose(), b.expose());
+        let s = a.expose();
+        assert_eq!(s.len(), LEN + LEN / GROUP - 1);
+        let groups: Vec<&str> = s.split('-').collect();
+        assert_eq!(groups.len(), LEN / GROUP);
+        assert!(groups.iter().all(|g| g.len() == GROUP));
+        assert!(BITS >= 100, "SPEC requires at least 100 bits");
+    }
+
+    #[test]
+    fn accepted_with_or_without_separators_and_in_any_case() {
+        let p = generate().unwrap();
+        let canon = canonical(p.expose()).unwrap();
+        assert_eq!(canon.expose(), p.expose().replace('-', ""));
+        let spaced = p.expose().replace('-', " ").to_uppercase();
+        assert_eq!(canonical(&spaced).unwrap().expose(), canon.expose());
+        assert_eq!(canonical(canon.expose()).unwrap().expose(), canon.expose());
+    }
+
+    #[test]
+    fn other_strings_are_not_app_passwords() {
+        assert!(canonical("").is_none());
+        assert!(canonical("Password1!").is_none());
+        assert!(canonical(&"a".repeat(23)).is_none());
+        assert!(canonical(&"a".repeat(25)).is_none());
+        // 'l', 'o', '0', '1' are not in the alphabet.
+        assert!(canonical(&"l".repeat(24)).is_none());
+        assert!(canonical(&"à".repeat(24)).is_none());
+    }
+
+    #[test]
+    fn valid_until_expiry_exclusive() {
+        let ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        assert_eq!(ap.expires_at, at("2023-02-15T10:00:00Z"));
+        assert!(ap.is_valid_at(at("2023-02-15T09:59:59Z")));
+        assert!(!ap.is_valid_at(at("2023-02-15T10:00:00Z")));
+    }
+
+    #[test]
+    fn postpone_refused_before_window_names_the_date() {
+        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        let err = ap
+            .postpone(
+                at("2023-01-31T09:59:59Z"),
+                Period::months(3),
+                Period::days(14),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::PostponeTooEarly {
+                opens_at: at("2023-02-01T10:00:00Z"),
+                expires_at: at("2023-02-15T10:00:00Z")
+            }
+        );
+        assert!(err.to_string().contains("2023-02-01 10:00 UTC"), "{err}");
+        assert_eq!(
+            ap.expires_at,
+            at("2023-02-15T10:00:00Z"),
+            "refusal changes nothing"
+        );
+    }
+
+    #[test]
+    fn postpone_inside_window_extends_from_old_expiry() {
+        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        ap.postpone(
+            at("2023-02-01T10:00:00Z"),
+            Period::months(3),
+            Period::days(14),
+        )
+        .unwrap();
+        assert_eq!(ap.expires_at, at("2023-05-15T10:00:00Z"));
+        assert_eq!(ap.postponed, 1);
+    }
+
+    #[test]
+    fn postpone_after_expiry_extends_from_now() {
+        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        ap.postpone(
+            at("2023-03-10T08:00:00Z"),
+            Period::months(3),
+            Period::days(14),
+        )
+        .unwrap();
+        assert_eq!(ap.expires_at, at("2023-06-10T08:00:00Z"));
+    }
+
+    #[test]
+    fn postpone_at_end_of_month_clamps() {
+        let mut ap = AppPassword::new(String::new(), at("2023-08-30T12:00:00Z"), Period::months(3));
+        assert_eq!(ap.expires_at, at("2023-11-30T12:00:00Z"));
+        ap.postpone(
+            at("2023-11-20T00:00:00Z"),
+            Period::months(3),
+            Period::days(14),
+        )
+        .unwrap();
+        assert_eq!(ap.expires_at, at("2024-02-29T12:00:00Z"));
+    }
+}

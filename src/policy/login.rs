@@ -1,0 +1,422 @@
+//! The login decision: SPEC.md "The login decision", one function, one test per row.
+//!
+//! The caller (the authenticator) looks the login name up, checks the throttle, verifies
+//! the presented secret against the stored hashes, and hands the facts to [`decide`]. The
+//! decision carries a [`Reason`] for the access history; on the wire every refusal reads
+//! the same (see [`Outcome`]).
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use super::{Mailbox, Protocol, fmt_time};
+
+/// Which kind of listener the client came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The mailbox itself.
+    Mailbox,
+    /// The security archive, a separate store offered to `pro` and `premium`.
+    Archive,
+}
+
+/// Which stored secret the presented one matched, as established by hash verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// The login's own main password.
+    Main,
+    /// The mailbox's app password.
+    App,
+    /// Neither (or verification was not attempted).
+    Neither,
+}
+
+/// The credential kind recorded in the access history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The main password.
+    Main,
+    /// The app password.
+    App,
+    /// Nothing we recognise.
+    Unknown,
+}
+
+impl CredentialKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Main => "main",
+            CredentialKind::App => "app",
+            CredentialKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a login was refused or failed: for the access history, never for the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No mailbox or multi-user account has that name.
+    UnknownLogin,
+    /// The protocol is disabled for the mailbox.
+    ProtocolDisabled(Protocol),
+    /// Archive listener, plan without archive.
+    ArchiveNotInPlan,
+    /// Wrong password, 2FA off.
+    WrongPassword,
+    /// The right main password, refused because 2FA is on.
+    MainPasswordUnder2fa,
+    /// 2FA on, the secret matched nothing and no app password exists (never generated,
+    /// or deactivated).
+    NoActiveAppPassword,
+    /// 2FA on, the secret is not the current app password (wrong, or a replaced one).
+    WrongAppPassword,
+    /// The app password matched but expired at this time.
+    AppPasswordExpired(Timestamp),
+    /// Too many failures from the client or for the name.
+    Throttled,
+    /// The upstream could not be reached or refused our login.
+    UpstreamUnavailable(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::UnknownLogin => f.write_str("unknown login name"),
+            Reason::ProtocolDisabled(p) => write!(f, "protocol {p} is not enabled for the mailbox"),
+            Reason::ArchiveNotInPlan => {
+                f.write_str("the plan does not include the security archive")
+            }
+            Reason::WrongPassword => f.write_str("wrong password"),
+            Reason::MainPasswordUnder2fa => f.write_str(
+                "main password used while two-step verification is on; an app password is required",
+            ),
+            Reason::NoActiveAppPassword => {
+                f.write_str("two-step verification is on and no app password is active")
+            }
+            Reason::WrongAppPassword => f.write_str("not the current app password"),
+            Reason::AppPasswordExpired(at) => {
+                write!(f, "app password expired on {}", fmt_time(*at))
+            }
+            Reason::Throttled => f.write_str("too many failed logins: throttled"),
+            Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
+        }
+    }
+}
+
+/// What the client is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged in.
+    Accepted,
+    /// The protocol's one "authentication failed" text, whatever the reason.
+    Refused(Reason),
+    /// The protocol's temporary-failure text; never "authentication failed".
+    TemporaryFailure(Reason),
+}
+
+/// A login decision with the facts the access history records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Accepted, refused or temporary failure.
+    pub outcome: Outcome,
+    /// The credential kind presented.
+    pub credential: CredentialKind,
+}
+
+impl Decision {
+    fn refuse(reason: Reason, credential: CredentialKind) -> Self {
+        Decision {
+            outcome: Outcome::Refused(reason),
+            credential,
+        }
+    }
+
+    /// Whether the client may proceed to the upstream login.
+    pub fn is_accepted(&self) -> bool {
+        self.outcome == Outcome::Accepted
+    }
+
+    /// SPEC row "upstream down or its login failed": an accepted login whose upstream
+    /// login then failed becomes a temporary failure, never "authentication failed".
+    pub fn upstream_failed(self, why: impl Into<String>) -> Self {
+        match self.outcome {
+            Outcome::Accepted => Decision {
+                outcome: Outcome::TemporaryFailure(Reason::UpstreamUnavailable(why.into())),
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
+/// The facts of one login attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The mailbox the login name opens (`None`: unknown name).
+    pub mailbox: Option<&'a Mailbox>,
+    /// The protocol spoken.
+    pub protocol: Protocol,
+    /// The listener's kind.
+    pub listener: ListenerKind,
+    /// Whether the throttle refused the attempt (checked before any hashing).
+    pub throttled: bool,
+    /// What the secret matched.
+    pub matched: Matched,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// SPEC.md's login decision table.
+pub fn decide(a: &Attempt<'_>) -> Decision {
+    let credential = match a.matched {
+        Matched::Main => CredentialKind::Main,
+        Matched::App => CredentialKind::App,
+        Matched::Neither => CredentialKind::Unknown,
+    };
+    if a.throttled {
+        return Decision::refuse(Reason::Throttled, credential);
+    }
+    let Some(m) = a.mailbox else {
+        return Decision::refuse(Reason::UnknownLogin, credential);
+    };
+    if !m.protocols.contains(a.protocol) {
+        return Decision::refuse(Reason::ProtocolDisabled(a.protocol), credential);
+    }
+    if a.listener == ListenerKind::Archive && !m.plan.has_archive() {
+        return Decision::refuse(Reason::ArchiveNotInPlan, credential);
+    }
+    let accept = Decision {
+        outcome: Outcome::Accepted,
+        credential,
+    };
+    if !m.two_factor_on() {
+        return match a.matched {
+            Matched::Main => accept,
+            // No app password exists while 2FA is off; a match here would be stale state.
+            Matched::App | Matched::Neither => Decision::refuse(Reason::WrongPassword, credential),
+        };
+    }
+    match (a.matched, &m.app_password) {
+        (Matched::Main, _) => Decision::refuse(Reason::MainPasswordUnder2fa, credential),
+        (Matched::App, Some(ap)) if ap.is_valid_at(a.now) => accept,
+        (Matched::App, Some(ap)) => {
+            Decision::refuse(Reason::AppPasswordExpired(ap.expires_at), credential)
+        }
+        (_, None) => Decision::refuse(Reason::NoActiveAppPassword, credential),
+        (Matched::Neither, Some(_)) => Decision::refuse(Reason::WrongAppPassword, credential),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::app_password::AppPassword;
+    use crate::policy::mailbox::Device;
+    use crate::policy::totp::DeviceSecret;
+    use crate::policy::{Period, Plan};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const NOW: &str = "2023-01-10T12:00:00Z";
+
+    fn mailbox() -> Mailbox {
+        Mailbox::new(
+            "mario@pec.example.it".into(),
+            Plan::Standard,
+            None,
+            "main".into(),
+        )
+    }
+
+    fn with_2fa(app: Option<AppPassword>) -> Mailbox {
+        let mut m = mailbox();
+        m.device = Some(Device {
+            secret: DeviceSecret::generate().unwrap(),
+            last_step: None,
+            associated_at: at(NOW),
+        });
+        m.app_password = app;
+        m
+    }
+
+    fn app(created: &str) -> AppPassword {
+        AppPassword::new("apphash".into(), at(created), Period::months(3))
+    }
+
+    fn attempt(m: Option<&Mailbox>, matched: Matched) -> Attempt<'_> {
+        Attempt {
+            mailbox: m,
+            protocol: Protocol::Imap,
+            listener: ListenerKind::Mailbox,
+            throttled: false,
+            matched,
+            now: at(NOW),
+        }
+    }
+
+    fn reason(d: Decision) -> Reason {
+        match d.outcome {
+            Outcome::Refused(r) => r,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn row_unknown_login_name() {
+        assert_eq!(
+            reason(decide(&attempt(None, Matched::Neither))),
+            Reason::UnknownLogin
+        );
+    }
+
+    #[test]
+    fn row_protocol_not_enabled() {
+        let mut m = mailbox();
+        m.set_protocols(&[], &[Protocol::Imap]);
+        let d = decide(&attempt(Some(&m), Matched::Main));
+        assert_eq!(reason(d), Reason::ProtocolDisabled(Protocol::Imap));
+        // Another protocol still works.
+        let mut a = attempt(Some(&m), Matched::Main);
+        a.protocol = Protocol::Smtp;
+        assert!(decide(&a).is_accepted());
+    }
+
+    #[test]
+    fn row_2fa_off_main_password_right() {
+        let m = mailbox();
+        let d = decide(&attempt(Some(&m), Matched::Main));
+        assert_eq!(
+            d,
+            Decision {
+                outcome: Outcome::Accepted,
+                credential: CredentialKind::Main
+            }
+        );
+    }
+
+    #[test]
+    fn row_2fa_off_wrong_password() {
+        let m = mailbox();
+        assert_eq!(
+            reason(decide(&attempt(Some(&m), Matched::Neither))),
+            Reason::WrongPassword
+        );
+    }
+
+    #[test]
+    fn row_2fa_on_main_password_given_even_if_right() {
+        let m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
+        let d = decide(&attempt(Some(&m), Matched::Main));
+        assert_eq!(d.credential, CredentialKind::Main);
+        assert_eq!(reason(d), Reason::MainPasswordUnder2fa);
+    }
+
+    #[test]
+    fn row_2fa_on_app_password_active_and_unexpired() {
+        let m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
+        let d = decide(&attempt(Some(&m), Matched::App));
+        assert_eq!(
+            d,
+            Decision {
+                outcome: Outcome::Accepted,
+                credential: CredentialKind::App
+            }
+        );
+    }
+
+    #[test]
+    fn row_app_password_expired() {
+        let m = with_2fa(Some(app("2022-10-10T12:00:00Z")));
+        // Expiry is 2023-01-10T12:00:00Z == NOW: expired at that instant.
+        let d = decide(&attempt(Some(&m), Matched::App));
+        assert_eq!(
+            reason(d),
+            Reason::AppPasswordExpired(at("2023-01-10T12:00:00Z"))
+        );
+        let mut a = attempt(Some(&m), Matched::App);
+        a.now = at("2023-01-10T11:59:59Z");
+        assert!(decide(&a).is_accepted(), "valid up to the second before");
+    }
+
+    #[test]
+    fn row_app_password_deactivated() {
+        let m = with_2fa(None);
+        assert_eq!(
+            reason(decide(&attempt(Some(&m), Matched::Neither))),
+            Reason::NoActiveAppPassword
+        );
+    }
+
+    #[test]
+    fn row_app_password_replaced() {
+        // The old password no longer matches the stored (new) hash: it matched nothing.
+        let m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
+        assert_eq!(
+            reason(decide(&attempt(Some(&m), Matched::Neither))),
+            Reason::WrongAppPassword
+        );
+    }
+
+    #[test]
+    fn row_archive_listener_plan_standard() {
+        let m = mailbox();
+        let mut a = attempt(Some(&m), Matched::Main);
+        a.listener = ListenerKind::Archive;
+        assert_eq!(reason(decide(&a)), Reason::ArchiveNotInPlan);
+    }
+
+    #[test]
+    fn archive_listener_plan_pro_and_premium_with_app_password() {
+        for plan in [Plan::Pro, Plan::Premium] {
+            let mut m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
+            m.plan = plan;
+            let mut a = attempt(Some(&m), Matched::App);
+            a.listener = ListenerKind::Archive;
+            assert!(decide(&a).is_accepted(), "{plan}");
+        }
+    }
+
+    #[test]
+    fn row_throttled() {
+        let m = mailbox();
+        let mut a = attempt(Some(&m), Matched::Neither);
+        a.throttled = true;
+        assert_eq!(reason(decide(&a)), Reason::Throttled);
+        // Throttling wins even over an unknown name (same answer either way).
+        a.mailbox = None;
+        assert_eq!(reason(decide(&a)), Reason::Throttled);
+    }
+
+    #[test]
+    fn row_upstream_down_is_a_temporary_failure() {
+        let m = mailbox();
+        let d = decide(&attempt(Some(&m), Matched::Main)).upstream_failed("connection refused");
+        assert_eq!(
+            d.outcome,
+            Outcome::TemporaryFailure(Reason::UpstreamUnavailable("connection refused".into()))
+        );
+        // A refusal stays a refusal: the upstream is never tried for it.
+        let d = decide(&attempt(None, Matched::Neither)).upstream_failed("x");
+        assert_eq!(reason(d), Reason::UnknownLogin);
+    }
+
+    #[test]
+    fn app_password_with_2fa_off_is_refused() {
+        let mut m = mailbox();
+        m.app_password = Some(app("2022-12-01T00:00:00Z"));
+        assert_eq!(
+            reason(decide(&attempt(Some(&m), Matched::App))),
+            Reason::WrongPassword
+        );
+    }
+
+    #[test]
+    fn reasons_never_carry_secrets_and_read_well() {
+        assert_eq!(
+            Reason::AppPasswordExpired(at("2023-02-15T09:35:00Z")).to_string(),
+            "app password expired on 2023-02-15 09:35 UTC"
+        );
+    }
+}

@@ -1,0 +1,743 @@
+//! A mailbox's state and every management action of SPEC.md on it.
+//!
+//! Each action is a method that either changes the mailbox and returns what the caller
+//! must show, or refuses with a [`PolicyError`] and changes nothing. Slow or random inputs
+//! (argon2id hashes, fresh secrets) are made by the caller and passed in, so these rules
+//! stay pure and the clock is always an argument.
+
+use jiff::Timestamp;
+
+use super::app_password::AppPassword;
+use super::totp::DeviceSecret;
+use super::{Period, Plan, PolicyError, Protocol, ProtocolSet};
+
+/// The policy periods from `config.toml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// How long an app password works after generation or postponement (default 3 months).
+    pub app_password_validity: Period,
+    /// How long before expiry postponing opens (default 14 days).
+    pub postpone_window: Period,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            app_password_validity: Period::months(3),
+            postpone_window: Period::days(14),
+        }
+    }
+}
+
+/// The one associated 2FA device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Its TOTP secret.
+    pub secret: DeviceSecret,
+    /// The last accepted time step; codes at or before it are replays.
+    pub last_step: Option<u64>,
+    /// When it was associated.
+    pub associated_at: Timestamp,
+}
+
+/// Why a device is waiting for its first code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePurpose {
+    /// Turning 2FA on.
+    Enable,
+    /// Replacing the associated device (lost or new phone).
+    Replace,
+}
+
+impl DevicePurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DevicePurpose::Enable => "enable",
+            DevicePurpose::Replace => "replace",
+        }
+    }
+}
+
+/// A device shown to the owner (otpauth URI) but not yet confirmed with a code from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingDevice {
+    /// The secret the owner scanned.
+    pub secret: DeviceSecret,
+    /// What confirming it will do.
+    pub purpose: DevicePurpose,
+    /// When it was created.
+    pub since: Timestamp,
+}
+
+/// How a device replacement is authorised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplaceAuthority<'a> {
+    /// A code from the current device.
+    Code(&'a str),
+    /// An operator override (the device is lost); the caller records it.
+    OperatorOverride,
+}
+
+/// What confirming a pending device did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// 2FA is now on.
+    Enabled,
+    /// The new device replaced the old one; 2FA stays on, app passwords are kept.
+    Replaced,
+}
+
+/// A mailbox ("casella") with everything the rules look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Store id (0 before it is first saved).
+    pub id: i64,
+    /// The address, lower case.
+    pub address: String,
+    /// The plan.
+    pub plan: Plan,
+    /// Where notices are e-mailed.
+    pub contact: Option<String>,
+    /// Mail protocols mail programs may use.
+    pub protocols: ProtocolSet,
+    /// Whether the mailbox is being migrated (2FA cannot be turned on).
+    pub migration: bool,
+    /// argon2id hash of the main password.
+    pub password_hash: String,
+    /// The associated device; `Some` exactly when 2FA is on.
+    pub device: Option<Device>,
+    /// A device waiting for its first code.
+    pub pending_device: Option<PendingDevice>,
+    /// The app password; only ever `Some` while 2FA is on.
+    pub app_password: Option<AppPassword>,
+    /// Bumped by every change that affects login (see [`Mailbox::login_fingerprint`]).
+    pub version: i64,
+}
+
+impl Mailbox {
+    /// A new mailbox: 2FA off, every protocol enabled, not migrating.
+    pub fn new(
+        address: String,
+        plan: Plan,
+        contact: Option<String>,
+        password_hash: String,
+    ) -> Self {
+        Mailbox {
+            id: 0,
+            address,
+            plan,
+            contact,
+            protocols: ProtocolSet::ALL,
+            migration: false,
+            password_hash,
+            device: None,
+            pending_device: None,
+            app_password: None,
+            version: 1,
+        }
+    }
+
+    /// Whether two-step verification is on.
+    pub fn two_factor_on(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// Everything a login decision reads. The store bumps `version` whenever this changes,
+    /// so no action can forget to invalidate cached verifications.
+    pub fn login_fingerprint(&self) -> impl PartialEq + use<> {
+        (
+            self.password_hash.clone(),
+            self.plan,
+            self.protocols,
+            self.device.as_ref().map(|d| d.secret.clone()),
+            self.app_password
+                .as_ref()
+                .map(|a| (a.hash.clone(), a.expires_at)),
+        )
+    }
+
+    // ---- two-step verification -------------------------------------------------------
+
+    /// Starts turning 2FA on: `secret` is shown to the owner and waits for a code.
+    /// Refused during migration (seed 000) and when already on.
+    pub fn begin_enable_2fa(
+        &mut self,
+        secret: DeviceSecret,
+        now: Timestamp,
+    ) -> Result<(), PolicyError> {
+        if self.migration {
+            return Err(PolicyError::MigrationInProgress);
+        }
+        if self.two_factor_on() {
+            return Err(PolicyError::TwoFactorAlreadyOn);
+        }
+        self.pending_device = Some(PendingDevice {
+            secret,
+            purpose: DevicePurpose::Enable,
+            since: now,
+        });
+        Ok(())
+    }
+
+    /// Starts replacing the associated device, authorised by a code from the current
+    /// device or by an operator override.
+    pub fn begin_replace_device(
+        &mut self,
+        authority: ReplaceAuthority<'_>,
+        secret: DeviceSecret,
+        now: Timestamp,
+    ) -> Result<(), PolicyError> {
+        let device = self.device.as_mut().ok_or(PolicyError::TwoFactorOff(
+            "there is no device to replace: use `2fa enable`",
+        ))?;
+        if let ReplaceAuthority::Code(code) = authority {
+            device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+        }
+        self.pending_device = Some(PendingDevice {
+            secret,
+            purpose: DevicePurpose::Replace,
+            since: now,
+        });
+        Ok(())
+    }
+
+    /// Completes a pending enable or replacement with a code from the new device.
+    pub fn confirm_device(&mut self, code: &str, now: Timestamp) -> Result<Confirmed, PolicyError> {
+        let pending = self
+            .pending_device
+            .as_ref()
+            .ok_or(PolicyError::NoPendingDevice)?;
+        let step = pending.secret.verify(code, now, None)?;
+        let outcome = match pending.purpose {
+            DevicePurpose::Enable => {
+                // The migration may have started after `enable`: check again.
+                if self.migration {
+                    return Err(PolicyError::MigrationInProgress);
+                }
+                Confirmed::Enabled
+            }
+            DevicePurpose::Replace => {
+                if !self.two_factor_on() {
+                    return Err(PolicyError::TwoFactorOff(
+                        "there is no device to replace: use `2fa enable`",
+                    ));
+                }
+                Confirmed::Replaced
+            }
+        };
+        let pending = self
+            .pending_device
+            .take()
+            .ok_or(PolicyError::NoPendingDevice)?;
+        self.device = Some(Device {
+            secret: pending.secret,
+            last_step: Some(step),
+            associated_at: now,
+        });
+        Ok(outcome)
+    }
+
+    /// Turns 2FA off with a code from the associated device. The app password is revoked
+    /// and the main password works on mail protocols again.
+    pub fn disable_2fa(&mut self, code: &str, now: Timestamp) -> Result<(), PolicyError> {
+        let device = self
+            .device
+            .as_mut()
+            .ok_or(PolicyError::TwoFactorOff("nothing to turn off"))?;
+        device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+        self.device = None;
+        self.pending_device = None;
+        self.app_password = None;
+        Ok(())
+    }
+
+    // ---- app password -----------------------------------------------------------------
+
+    fn require_2fa_for_app_password(&self) -> Result<(), PolicyError> {
+        if self.two_factor_on() {
+            Ok(())
+        } else {
+            Err(PolicyError::TwoFactorOff(
+                "app passwords exist only while two-step verification is on: run `2fa enable` first",
+            ))
+        }
+    }
+
+    /// "Attiva": a first app password (or a new one after the old one expired).
+    /// `hash` is the argon2id hash of the password the caller will show once.
+    pub fn generate_app_password(
+        &mut self,
+        hash: String,
+        now: Timestamp,
+        s: &PolicySettings,
+    ) -> Result<&AppPassword, PolicyError> {
+        self.require_2fa_for_app_password()?;
+        if self.protocols.is_empty() {
+            return Err(PolicyError::NoProtocolEnabled);
+        }
+        if let Some(current) = &self.app_password {
+            if current.is_valid_at(now) {
+                return Err(PolicyError::AppPasswordActive {
+                    expires_at: current.expires_at,
+                });
+            }
+        }
+        Ok(self
+            .app_password
+            .insert(AppPassword::new(hash, now, s.app_password_validity)))
+    }
+
+    /// "Genera nuova password": the old one stops working at once.
+    pub fn regenerate_app_password(
+        &mut self,
+        hash: String,
+        now: Timestamp,
+        s: &PolicySettings,
+    ) -> Result<&AppPassword, PolicyError> {
+        self.require_2fa_for_app_password()?;
+        if self.protocols.is_empty() {
+            return Err(PolicyError::NoProtocolEnabled);
+        }
+        if self.app_password.is_none() {
+            return Err(PolicyError::NoAppPassword);
+        }
+        Ok(self
+            .app_password
+            .insert(AppPassword::new(hash, now, s.app_password_validity)))
+    }
+
+    /// "Posticipa scadenza": the same password, valid for another period.
+    pub fn postpone_app_password(
+        &mut self,
+        now: Timestamp,
+        s: &PolicySettings,
+    ) -> Result<&AppPassword, PolicyError> {
+        self.require_2fa_for_app_password()?;
+        let ap = self
+            .app_password
+            .as_mut()
+            .ok_or(PolicyError::NoAppPassword)?;
+        ap.postpone(now, s.app_password_validity, s.postpone_window)?;
+        Ok(ap)
+    }
+
+    /// "Disattiva": mail-program access with the app password ends at once. The main
+    /// password still does not work on mail protocols while 2FA is on.
+    pub fn deactivate_app_password(&mut self) -> Result<(), PolicyError> {
+        self.app_password
+            .take()
+            .map(|_| ())
+            .ok_or(PolicyError::NoAppPassword)
+    }
+
+    // ---- plain settings ---------------------------------------------------------------
+
+    /// Enables and disables protocols; disabling the last one leaves mail programs locked
+    /// out, which is allowed (it is the owner's choice) and shown by `status`.
+    pub fn set_protocols(&mut self, enable: &[Protocol], disable: &[Protocol]) {
+        for p in enable {
+            self.protocols.insert(*p);
+        }
+        for p in disable {
+            self.protocols.remove(*p);
+        }
+    }
+
+    /// Starts a migration; 2FA must already be off (seed 000 has it disabled first), and
+    /// a pending enable is dropped.
+    pub fn start_migration(&mut self) -> Result<(), PolicyError> {
+        if self.migration {
+            return Err(PolicyError::AlreadyMigrating);
+        }
+        self.migration = true;
+        if matches!(
+            self.pending_device,
+            Some(PendingDevice {
+                purpose: DevicePurpose::Enable,
+                ..
+            })
+        ) {
+            self.pending_device = None;
+        }
+        Ok(())
+    }
+
+    /// Ends a migration; 2FA can be turned on again.
+    pub fn finish_migration(&mut self) -> Result<(), PolicyError> {
+        if !self.migration {
+            return Err(PolicyError::NotMigrating);
+        }
+        self.migration = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn mailbox() -> Mailbox {
+        Mailbox::new(
+            "mario@pec.example.it".into(),
+            Plan::Standard,
+            None,
+            "$argon2id$main".into(),
+        )
+    }
+
+    /// A mailbox with 2FA on at `now`, and the device secret.
+    fn with_2fa(now: Timestamp) -> (Mailbox, DeviceSecret) {
+        let mut m = mailbox();
+        let secret = DeviceSecret::generate().unwrap();
+        m.begin_enable_2fa(secret.clone(), now).unwrap();
+        m.confirm_device(&secret.code_at(now).unwrap(), now)
+            .unwrap();
+        (m, secret)
+    }
+
+    const T0: &str = "2022-11-15T09:35:00Z";
+
+    #[test]
+    fn two_factor_is_off_by_default() {
+        let m = mailbox();
+        assert!(!m.two_factor_on());
+        assert_eq!(m.protocols, ProtocolSet::ALL);
+    }
+
+    #[test]
+    fn enable_completes_only_with_a_valid_code() {
+        let now = at(T0);
+        let mut m = mailbox();
+        let secret = DeviceSecret::generate().unwrap();
+        m.begin_enable_2fa(secret.clone(), now).unwrap();
+        assert!(!m.two_factor_on(), "not on before the code");
+        let wrong = if secret.code_at(now).unwrap() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        assert_eq!(m.confirm_device(wrong, now), Err(PolicyError::InvalidCode));
+        assert!(!m.two_factor_on());
+        assert_eq!(
+            m.confirm_device(&secret.code_at(now).unwrap(), now),
+            Ok(Confirmed::Enabled)
+        );
+        assert!(m.two_factor_on());
+        assert!(m.pending_device.is_none());
+    }
+
+    #[test]
+    fn confirm_without_enable_is_refused() {
+        assert_eq!(
+            mailbox().confirm_device("123456", at(T0)),
+            Err(PolicyError::NoPendingDevice)
+        );
+    }
+
+    #[test]
+    fn enable_twice_is_refused() {
+        let (mut m, _) = with_2fa(at(T0));
+        let err = m
+            .begin_enable_2fa(DeviceSecret::generate().unwrap(), at(T0))
+            .unwrap_err();
+        assert_eq!(err, PolicyError::TwoFactorAlreadyOn);
+    }
+
+    #[test]
+    fn migration_blocks_enabling() {
+        let mut m = mailbox();
+        m.start_migration().unwrap();
+        let err = m
+            .begin_enable_2fa(DeviceSecret::generate().unwrap(), at(T0))
+            .unwrap_err();
+        assert_eq!(err, PolicyError::MigrationInProgress);
+        m.finish_migration().unwrap();
+        assert!(
+            m.begin_enable_2fa(DeviceSecret::generate().unwrap(), at(T0))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn migration_started_between_enable_and_confirm_blocks_confirm() {
+        let now = at(T0);
+        let mut m = mailbox();
+        let secret = DeviceSecret::generate().unwrap();
+        m.begin_enable_2fa(secret.clone(), now).unwrap();
+        m.start_migration().unwrap();
+        assert!(
+            m.pending_device.is_none(),
+            "starting a migration drops a pending enable"
+        );
+        assert_eq!(
+            m.confirm_device(&secret.code_at(now).unwrap(), now),
+            Err(PolicyError::NoPendingDevice)
+        );
+        assert!(!m.two_factor_on());
+    }
+
+    #[test]
+    fn migration_start_and_finish_are_checked() {
+        let mut m = mailbox();
+        assert_eq!(m.finish_migration(), Err(PolicyError::NotMigrating));
+        m.start_migration().unwrap();
+        assert_eq!(m.start_migration(), Err(PolicyError::AlreadyMigrating));
+    }
+
+    #[test]
+    fn replace_device_needs_a_code_from_the_current_device() {
+        let t0 = at(T0);
+        let (mut m, old) = with_2fa(t0);
+        let t1 = at("2022-11-20T10:00:00Z");
+        let new = DeviceSecret::generate().unwrap();
+        let wrong = if old.code_at(t1).unwrap() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        assert_eq!(
+            m.begin_replace_device(ReplaceAuthority::Code(wrong), new.clone(), t1),
+            Err(PolicyError::InvalidCode)
+        );
+        m.begin_replace_device(
+            ReplaceAuthority::Code(&old.code_at(t1).unwrap()),
+            new.clone(),
+            t1,
+        )
+        .unwrap();
+        // Until confirmed, the old device stays associated.
+        assert_eq!(m.device.as_ref().unwrap().secret, old);
+        let t2 = at("2022-11-20T10:01:00Z");
+        assert_eq!(
+            m.confirm_device(&new.code_at(t2).unwrap(), t2),
+            Ok(Confirmed::Replaced)
+        );
+        assert_eq!(m.device.as_ref().unwrap().secret, new);
+        assert!(m.two_factor_on());
+    }
+
+    #[test]
+    fn replace_device_by_operator_override() {
+        let (mut m, _) = with_2fa(at(T0));
+        let new = DeviceSecret::generate().unwrap();
+        let t1 = at("2022-12-01T10:00:00Z");
+        m.begin_replace_device(ReplaceAuthority::OperatorOverride, new.clone(), t1)
+            .unwrap();
+        m.confirm_device(&new.code_at(t1).unwrap(), t1).unwrap();
+        assert_eq!(m.device.as_ref().unwrap().secret, new);
+    }
+
+    #[test]
+    fn replace_device_keeps_the_app_password() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+            .unwrap();
+        let new = DeviceSecret::generate().unwrap();
+        m.begin_replace_device(ReplaceAuthority::OperatorOverride, new.clone(), t0)
+            .unwrap();
+        m.confirm_device(&new.code_at(t0).unwrap(), t0).unwrap();
+        assert!(m.app_password.is_some());
+    }
+
+    #[test]
+    fn replace_device_with_2fa_off_is_refused() {
+        let mut m = mailbox();
+        let err = m
+            .begin_replace_device(
+                ReplaceAuthority::OperatorOverride,
+                DeviceSecret::generate().unwrap(),
+                at(T0),
+            )
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::TwoFactorOff(_)));
+    }
+
+    #[test]
+    fn the_enabling_code_cannot_be_reused_to_disable() {
+        let now = at(T0);
+        let (mut m, secret) = with_2fa(now);
+        assert_eq!(
+            m.disable_2fa(&secret.code_at(now).unwrap(), now),
+            Err(PolicyError::CodeReused)
+        );
+        assert!(m.two_factor_on());
+    }
+
+    #[test]
+    fn disable_needs_a_code_and_revokes_the_app_password() {
+        let t0 = at(T0);
+        let (mut m, secret) = with_2fa(t0);
+        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+            .unwrap();
+        let t1 = at("2022-11-16T08:00:00Z");
+        assert_eq!(
+            m.disable_2fa("not-a-code", t1),
+            Err(PolicyError::InvalidCode)
+        );
+        assert!(m.two_factor_on());
+        m.disable_2fa(&secret.code_at(t1).unwrap(), t1).unwrap();
+        assert!(!m.two_factor_on());
+        assert!(m.app_password.is_none());
+        assert!(m.pending_device.is_none());
+    }
+
+    #[test]
+    fn disable_when_off_is_refused() {
+        assert!(matches!(
+            mailbox().disable_2fa("123456", at(T0)),
+            Err(PolicyError::TwoFactorOff(_))
+        ));
+    }
+
+    #[test]
+    fn app_password_requires_2fa() {
+        let mut m = mailbox();
+        let err = m
+            .generate_app_password("h".into(), at(T0), &PolicySettings::default())
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::TwoFactorOff(_)));
+    }
+
+    #[test]
+    fn generate_refused_without_protocols_with_the_seed_message() {
+        let (mut m, _) = with_2fa(at(T0));
+        m.set_protocols(&[], &Protocol::ALL);
+        let err = m
+            .generate_app_password("h".into(), at(T0), &PolicySettings::default())
+            .unwrap_err();
+        assert_eq!(err, PolicyError::NoProtocolEnabled);
+        assert_eq!(
+            err.to_string(),
+            "You have not enabled access for mail programs: enable at least one of IMAP, POP, SMTP"
+        );
+    }
+
+    #[test]
+    fn generate_sets_three_calendar_months() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        let ap = m
+            .generate_app_password("h".into(), t0, &PolicySettings::default())
+            .unwrap();
+        assert_eq!(ap.expires_at, at("2023-02-15T09:35:00Z"));
+    }
+
+    #[test]
+    fn generate_uses_the_configured_validity() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        let s = PolicySettings {
+            app_password_validity: Period::days(30),
+            ..Default::default()
+        };
+        let ap = m.generate_app_password("h".into(), t0, &s).unwrap();
+        assert_eq!(ap.expires_at, at("2022-12-15T09:35:00Z"));
+    }
+
+    #[test]
+    fn generate_while_one_is_active_is_refused_but_allowed_after_expiry() {
+        let t0 = at(T0);
+        let s = PolicySettings::default();
+        let (mut m, _) = with_2fa(t0);
+        m.generate_app_password("h1".into(), t0, &s).unwrap();
+        let err = m
+            .generate_app_password("h2".into(), at("2023-02-15T09:34:59Z"), &s)
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::AppPasswordActive { .. }));
+        let ap = m
+            .generate_app_password("h2".into(), at("2023-02-15T09:35:00Z"), &s)
+            .unwrap();
+        assert_eq!(ap.hash, "h2");
+    }
+
+    #[test]
+    fn regenerate_replaces_the_password_at_once() {
+        let t0 = at(T0);
+        let s = PolicySettings::default();
+        let (mut m, _) = with_2fa(t0);
+        assert_eq!(
+            m.regenerate_app_password("h0".into(), t0, &s).unwrap_err(),
+            PolicyError::NoAppPassword
+        );
+        m.generate_app_password("h1".into(), t0, &s).unwrap();
+        let t1 = at("2022-12-01T00:00:00Z");
+        let ap = m.regenerate_app_password("h2".into(), t1, &s).unwrap();
+        assert_eq!(
+            (ap.hash.as_str(), ap.created_at, ap.expires_at),
+            ("h2", t1, at("2023-03-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn postpone_through_the_mailbox() {
+        let t0 = at(T0);
+        let s = PolicySettings::default();
+        let (mut m, _) = with_2fa(t0);
+        assert_eq!(
+            m.postpone_app_password(t0, &s).unwrap_err(),
+            PolicyError::NoAppPassword
+        );
+        m.generate_app_password("h".into(), t0, &s).unwrap();
+        assert!(matches!(
+            m.postpone_app_password(t0, &s),
+            Err(PolicyError::PostponeTooEarly { .. })
+        ));
+        let ap = m
+            .postpone_app_password(at("2023-02-01T09:35:00Z"), &s)
+            .unwrap();
+        assert_eq!(ap.expires_at, at("2023-05-15T09:35:00Z"));
+        assert_eq!(ap.hash, "h", "postponing keeps the same password");
+    }
+
+    #[test]
+    fn deactivate_ends_access_and_keeps_2fa_on() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        assert_eq!(m.deactivate_app_password(), Err(PolicyError::NoAppPassword));
+        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+            .unwrap();
+        m.deactivate_app_password().unwrap();
+        assert!(m.app_password.is_none());
+        assert!(m.two_factor_on());
+    }
+
+    #[test]
+    fn fingerprint_changes_with_every_login_relevant_field() {
+        let t0 = at(T0);
+        let s = PolicySettings::default();
+        let (mut m, _) = with_2fa(t0);
+        let mut last = m.login_fingerprint();
+        let mut changed = |m: &Mailbox, what: &str| {
+            let fp = m.login_fingerprint();
+            assert!(fp != last, "{what} did not change the fingerprint");
+            last = fp;
+        };
+        m.generate_app_password("h".into(), t0, &s).unwrap();
+        changed(&m, "generate");
+        m.postpone_app_password(at("2023-02-10T00:00:00Z"), &s)
+            .unwrap();
+        changed(&m, "postpone");
+        m.regenerate_app_password("h2".into(), t0, &s).unwrap();
+        changed(&m, "regenerate");
+        m.deactivate_app_password().unwrap();
+        changed(&m, "deactivate");
+        m.plan = Plan::Pro;
+        changed(&m, "plan");
+        m.set_protocols(&[], &[Protocol::Pop3]);
+        changed(&m, "protocols");
+        m.password_hash = "other".into();
+        changed(&m, "password");
+        m.device = None;
+        changed(&m, "2fa off");
+        // Migration alone does not change who can log in.
+        let fp = m.login_fingerprint();
+        m.start_migration().unwrap();
+        assert!(fp == m.login_fingerprint());
+    }
+}

@@ -1,0 +1,135 @@
+//! The rules of SPEC.md as pure code: no I/O, the clock is always passed in.
+//!
+//! - [`period`]: calendar-month periods (`3mo`, `14d`) and their arithmetic.
+//! - [`names`]: plans, protocols, login-name normalisation.
+//! - [`totp`]: the associated 2FA device (RFC 6238 codes, replay refusal).
+//! - [`app_password`]: generating, formatting and recognising app passwords.
+//! - [`mailbox`]: a mailbox's state and every management action on it.
+//! - [`login`]: the login decision table.
+
+pub mod app_password;
+pub mod login;
+pub mod mailbox;
+pub mod names;
+pub mod period;
+pub mod totp;
+
+pub use jiff::Timestamp;
+pub use mailbox::{Mailbox, PolicySettings};
+pub use names::{Plan, Protocol, ProtocolSet};
+pub use period::Period;
+
+/// A management action the rules refuse, or input they cannot accept.
+///
+/// The `Display` text is what the operator or owner reads: it says what is wrong and,
+/// where there is one, what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not one of standard, pro, premium.
+    #[error("unknown plan {0:?}: use standard, pro or premium")]
+    BadPlan(String),
+    /// Not one of imap, pop3, smtp.
+    #[error("unknown protocol {0:?}: use imap, pop3 or smtp")]
+    BadProtocol(String),
+    /// Empty, too long, or holding white space or control characters.
+    #[error(
+        "invalid login name {0:?}: it must be 1-254 characters without spaces, quotes or control characters"
+    )]
+    BadLogin(String),
+    /// Not of the form local@domain.
+    #[error("invalid mailbox address {0:?}: expected local@domain")]
+    BadAddress(String),
+    /// Not of the form local@domain.
+    #[error("invalid contact e-mail {0:?}: expected local@domain")]
+    BadContact(String),
+    /// The operating system's random source failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+    /// The TOTP library refused the parameters (should not happen with our fixed ones).
+    #[error("TOTP error: {0}")]
+    Totp(String),
+    /// SPEC: 2FA cannot be turned on while the mailbox is being migrated (seed 000).
+    #[error(
+        "the mailbox is being migrated: two-step verification cannot be turned on during the whole migration period; finish the migration first"
+    )]
+    MigrationInProgress,
+    /// Enabling twice; the device is changed with replace-device.
+    #[error(
+        "two-step verification is already on; to change the associated device use `2fa replace-device`"
+    )]
+    TwoFactorAlreadyOn,
+    /// The action needs 2FA on.
+    #[error("two-step verification is off for this mailbox; {0}")]
+    TwoFactorOff(&'static str),
+    /// `confirm` without a device waiting to be associated.
+    #[error(
+        "no device is waiting to be associated: run `2fa enable` or `2fa replace-device` first"
+    )]
+    NoPendingDevice,
+    /// Wrong, malformed or out-of-window code.
+    #[error("the code is not valid: enter the 6-digit code the authenticator app shows now")]
+    InvalidCode,
+    /// RFC 6238 5.2: an accepted code is never accepted again.
+    #[error("this code has already been used: wait for the next code in the authenticator app")]
+    CodeReused,
+    /// Seed 003: generating with no mail protocol enabled.
+    #[error(
+        "You have not enabled access for mail programs: enable at least one of IMAP, POP, SMTP"
+    )]
+    NoProtocolEnabled,
+    /// Generating while a valid app password exists.
+    #[error("an app password is already active until {}; use `app-password regenerate` for a new one or `app-password postpone` to extend it", fmt_time(*expires_at))]
+    AppPasswordActive {
+        /// Its current expiry.
+        expires_at: Timestamp,
+    },
+    /// Postpone, regenerate or deactivate with nothing to act on.
+    #[error("there is no app password for this mailbox: use `app-password generate`")]
+    NoAppPassword,
+    /// Postponing before the window opens (seed 003: "available from 2 weeks before expiry").
+    #[error("postponing is allowed from {} (the app password expires on {}); before then, generate a new password if needed", fmt_time(*opens_at), fmt_time(*expires_at))]
+    PostponeTooEarly {
+        /// The first moment postponing is allowed.
+        opens_at: Timestamp,
+        /// The current expiry.
+        expires_at: Timestamp,
+    },
+    /// `migration start` twice.
+    #[error("the mailbox is already being migrated")]
+    AlreadyMigrating,
+    /// `migration finish` without a migration.
+    #[error("the mailbox is not being migrated")]
+    NotMigrating,
+}
+
+impl PolicyError {
+    /// A stable, machine-readable name for `--json` output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::BadPlan(_) => "bad_plan",
+            PolicyError::BadProtocol(_) => "bad_protocol",
+            PolicyError::BadLogin(_) => "bad_login",
+            PolicyError::BadAddress(_) => "bad_address",
+            PolicyError::BadContact(_) => "bad_contact",
+            PolicyError::Random(_) => "random_failed",
+            PolicyError::Totp(_) => "totp_error",
+            PolicyError::MigrationInProgress => "migration_in_progress",
+            PolicyError::TwoFactorAlreadyOn => "two_factor_already_on",
+            PolicyError::TwoFactorOff(_) => "two_factor_off",
+            PolicyError::NoPendingDevice => "no_pending_device",
+            PolicyError::InvalidCode => "invalid_code",
+            PolicyError::CodeReused => "code_reused",
+            PolicyError::NoProtocolEnabled => "no_protocol_enabled",
+            PolicyError::AppPasswordActive { .. } => "app_password_active",
+            PolicyError::NoAppPassword => "no_app_password",
+            PolicyError::PostponeTooEarly { .. } => "postpone_too_early",
+            PolicyError::AlreadyMigrating => "already_migrating",
+            PolicyError::NotMigrating => "not_migrating",
+        }
+    }
+}
+
+/// How times are shown to people: UTC, to the minute, e.g. `2023-02-15 09:35 UTC`.
+pub fn fmt_time(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}

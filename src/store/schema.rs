@@ -1,0 +1,86 @@
+//! The schema, as an ordered list of migrations. `PRAGMA user_version` records how many
+//! have been applied; opening a store applies the rest in one transaction. Never edit a
+//! released migration: append a new one.
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: mailboxes, logins, access history, notices, management events.
+    r#"
+    CREATE TABLE mailboxes (
+        id               INTEGER PRIMARY KEY,
+        address          TEXT NOT NULL UNIQUE,
+        plan             TEXT NOT NULL CHECK (plan IN ('standard', 'pro', 'premium')),
+        contact          TEXT,
+        protocols        INTEGER NOT NULL CHECK (protocols BETWEEN 0 AND 7),
+        migration        INTEGER NOT NULL DEFAULT 0 CHECK (migration IN (0, 1)),
+        version          INTEGER NOT NULL DEFAULT 1,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        -- the associated 2FA device; 2FA is on exactly when device_secret is not null
+        device_secret    BLOB,
+        device_last_step INTEGER,
+        device_since     INTEGER,
+        -- a device shown to the owner, waiting for its first code
+        pending_secret   BLOB,
+        pending_purpose  TEXT CHECK (pending_purpose IN ('enable', 'replace')),
+        pending_since    INTEGER,
+        -- the app password: an argon2id hash and its dates, never the password
+        app_hash         TEXT,
+        app_created_at   INTEGER,
+        app_expires_at   INTEGER,
+        app_postponed    INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- Every name a client can log in with: the mailbox address itself ('mailbox') and its
+    -- multi-user accounts ('user'), each with its own main password hash.
+    CREATE TABLE logins (
+        login         TEXT PRIMARY KEY,
+        mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        kind          TEXT NOT NULL CHECK (kind IN ('mailbox', 'user')),
+        password_hash TEXT NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
+        created_at    INTEGER NOT NULL
+    );
+    CREATE INDEX logins_by_mailbox ON logins(mailbox_id);
+
+    -- "Storico accessi": every login attempt. Kept after a mailbox is removed.
+    CREATE TABLE access_history (
+        id         INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        listener   TEXT NOT NULL,
+        protocol   TEXT NOT NULL,
+        client     TEXT NOT NULL,
+        login      TEXT NOT NULL,
+        address    TEXT,
+        credential TEXT NOT NULL CHECK (credential IN ('main', 'app', 'unknown')),
+        result     TEXT NOT NULL CHECK (result IN ('accepted', 'refused', 'temporary_failure')),
+        reason     TEXT
+    );
+    CREATE INDEX access_history_by_address ON access_history(address, at);
+
+    -- "Avvisi": notices to the owner (expiry reminders, security changes).
+    CREATE TABLE notices (
+        id         INTEGER PRIMARY KEY,
+        address    TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        emailed_at INTEGER
+    );
+    CREATE INDEX notices_by_address ON notices(address, at);
+
+    -- Every management action, in order: who changed what (operator overrides included).
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT
+    );
+    CREATE INDEX events_by_address ON events(address, id);
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}

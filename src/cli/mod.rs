@@ -1,4 +1,357 @@
-//! cli
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `sentinella` command line: `serve`, and a command for every management action of
+//! SPEC.md (mailboxes, multi-user accounts, 2FA, app passwords, history).
+//!
+//! - [`output`]: human text or `--json`, secrets printed once from zeroized buffers.
+//! - [`prompt`]: passwords from a terminal or `--password-stdin`; confirmations.
+//! - [`commands`]: one handler per command.
+//!
+//! Exit status: 0 done; 1 refused (by the rules, or not found, or not confirmed);
+//! 2 bad usage; 3 bad configuration; 4 store or system failure.
+
+pub mod commands;
+pub mod output;
+pub mod prompt;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::ConfigError;
+use crate::policy::{Plan, Protocol};
+use crate::store::StoreError;
+
+/// Sentinella: two-step verification and app passwords in front of IMAP, POP3 and SMTP.
+#[derive(Debug, Parser)]
+#[command(name = "sentinella", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file; relative paths in it are relative to its folder.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "config.toml"
+    )]
+    pub config: PathBuf,
+    /// Print one JSON document instead of text (errors too, with a non-zero exit).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy on the configured listeners.
+    Serve,
+    /// Mailboxes, their settings and multi-user accounts.
+    #[command(subcommand)]
+    Mailbox(MailboxCommand),
+    /// Two-step verification: the associated authenticator-app device.
+    #[command(name = "2fa", subcommand)]
+    TwoFactor(TwoFactorCommand),
+    /// The app password for mail programs (exists only while 2FA is on).
+    #[command(subcommand)]
+    AppPassword(AppPasswordCommand),
+}
+
+/// Where a new password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from standard input (one line) instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `--yes` for actions that lower security or cut access.
+#[derive(Debug, Args)]
+pub struct Confirmation {
+    /// Confirm without asking (needed when there is no terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Migration steps.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MigrationStep {
+    /// The mailbox is being migrated: 2FA cannot be turned on.
+    Start,
+    /// The migration is over.
+    Finish,
+}
+
+/// `sentinella mailbox …`
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)] // flattened option groups document themselves
+pub enum MailboxCommand {
+    /// Add a mailbox (2FA off, every protocol enabled).
+    Add {
+        /// The address, e.g. mario.rossi@pec.example.it.
+        address: String,
+        /// standard, pro or premium (pro and premium include the security archive).
+        #[arg(long, default_value = "standard")]
+        plan: Plan,
+        /// Where notices are e-mailed.
+        #[arg(long, value_name = "EMAIL")]
+        contact: Option<String>,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// List every mailbox.
+    List,
+    /// Show one mailbox: plan, protocols, 2FA, app password, multi-user accounts.
+    Show {
+        /// The address.
+        address: String,
+    },
+    /// Remove a mailbox and its multi-user accounts (its history is kept).
+    Remove {
+        /// The address.
+        address: String,
+        #[command(flatten)]
+        confirm: Confirmation,
+    },
+    /// Set the main password of a mailbox, or of a multi-user account with --user.
+    SetPassword {
+        /// The mailbox address.
+        address: String,
+        /// A multi-user account of the mailbox, instead of the mailbox itself.
+        #[arg(long, value_name = "LOGIN")]
+        user: Option<String>,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Change the plan.
+    SetPlan {
+        /// The address.
+        address: String,
+        /// standard, pro or premium.
+        plan: Plan,
+    },
+    /// Show, enable or disable the mail protocols mail programs may use.
+    Protocols {
+        /// The address.
+        address: String,
+        /// Protocols to enable, comma-separated (imap,pop3,smtp).
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        enable: Vec<Protocol>,
+        /// Protocols to disable, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        disable: Vec<Protocol>,
+    },
+    /// Add a multi-user account: another login name, with its own main password, that
+    /// opens the same mailbox.
+    AddUser {
+        /// The mailbox address.
+        address: String,
+        /// The new login name.
+        login: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Remove a multi-user account.
+    RemoveUser {
+        /// The mailbox address.
+        address: String,
+        /// The login name.
+        login: String,
+    },
+    /// Start or finish a migration (2FA cannot be turned on meanwhile).
+    Migration {
+        /// The address.
+        address: String,
+        /// start or finish.
+        step: MigrationStep,
+    },
+    /// The access history ("storico accessi"), newest first.
+    History {
+        /// The address.
+        address: String,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Notices to the owner ("avvisi"), newest first.
+    Notices {
+        /// The address.
+        address: String,
+    },
+    /// Every management action on the mailbox, oldest first.
+    Events {
+        /// The address.
+        address: String,
+    },
+}
+
+/// `sentinella 2fa …`
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)] // flattened option groups document themselves
+pub enum TwoFactorCommand {
+    /// Start turning 2FA on: shows an otpauth:// URI and QR code for the authenticator app.
+    Enable {
+        /// The address.
+        address: String,
+    },
+    /// Complete `enable` or `replace-device` with the code the new device shows.
+    Confirm {
+        /// The address.
+        address: String,
+        /// The 6-digit code.
+        code: String,
+    },
+    /// Turn 2FA off (needs a code from the associated device); revokes the app password.
+    Disable {
+        /// The address.
+        address: String,
+        /// The 6-digit code from the associated device.
+        code: String,
+        #[command(flatten)]
+        confirm: Confirmation,
+    },
+    /// Associate a new device (lost or new phone); confirm with `2fa confirm`.
+    ReplaceDevice {
+        /// The address.
+        address: String,
+        /// A code from the current device.
+        #[arg(
+            long,
+            required_unless_present = "operator_override",
+            conflicts_with = "operator_override"
+        )]
+        code: Option<String>,
+        /// The current device is lost: an operator authorises the replacement (recorded,
+        /// and the owner is notified).
+        #[arg(long)]
+        operator_override: bool,
+    },
+}
+
+/// `sentinella app-password …`
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)] // flattened option groups document themselves
+pub enum AppPasswordCommand {
+    /// "Attiva": a new app password, shown once.
+    Generate {
+        /// The address.
+        address: String,
+    },
+    /// "Posticipa scadenza": the same password for another period (from 14 days before
+    /// expiry, or after it).
+    Postpone {
+        /// The address.
+        address: String,
+    },
+    /// "Genera nuova password": a new password; the old one stops working at once.
+    Regenerate {
+        /// The address.
+        address: String,
+    },
+    /// "Disattiva": mail programs using the app password lose access at once.
+    Deactivate {
+        /// The address.
+        address: String,
+        #[command(flatten)]
+        confirm: Confirmation,
+    },
+    /// State, expiry and when postponing opens.
+    Status {
+        /// The address.
+        address: String,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration cannot be used (exit 3).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The store failed or refused (exit 1 for refusals, 4 for failures).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Refused before reaching the store: bad input, not confirmed (exit 1).
+    #[error("{message}")]
+    Refused {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// What to tell the person.
+        message: String,
+    },
+    /// Something outside our control failed (exit 4).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CliError {
+    /// A refusal with a code and message.
+    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        CliError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Machine-readable name for `--json`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::Config(_) => "bad_config",
+            CliError::Store(StoreError::Policy(p)) => p.code(),
+            CliError::Store(StoreError::NoMailbox(_)) => "no_mailbox",
+            CliError::Store(StoreError::NoLogin(_)) => "no_login",
+            CliError::Store(StoreError::LoginTaken(_)) => "login_taken",
+            CliError::Store(StoreError::WrongLoginKind(_)) => "wrong_login_kind",
+            CliError::Store(_) => "store_error",
+            CliError::Refused { code, .. } => code,
+            CliError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The process exit status.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 3,
+            CliError::Store(
+                StoreError::Policy(_)
+                | StoreError::NoMailbox(_)
+                | StoreError::NoLogin(_)
+                | StoreError::LoginTaken(_)
+                | StoreError::WrongLoginKind(_),
+            ) => 1,
+            CliError::Refused { .. } => 1,
+            CliError::Store(_) | CliError::Internal(_) => 4,
+        }
+    }
+}
+
+impl From<crate::policy::PolicyError> for CliError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        CliError::Store(StoreError::Policy(e))
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = commands::run(cli);
+    let mut stdout = std::io::stdout().lock();
+    match result {
+        Ok(out) => match out.print(json, &mut stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing the output: {e}");
+                ExitCode::from(4)
+            }
+        },
+        Err(e) => {
+            if json {
+                let doc = serde_json::json!({"error": e.code(), "message": e.to_string()});
+                let _ = output::Output::new("", doc).print(true, &mut stdout);
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

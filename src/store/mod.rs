@@ -751,3 +751,275 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PolicySettings, Protocol};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const T0: &str = "2024-03-01T10:00:00Z";
+    const HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        (dir, store)
+    }
+
+    fn add(store: &mut Store, addr: &str) -> Mailbox {
+        store
+            .create_mailbox(
+                Mailbox::new(addr.into(), Plan::Standard, None, HASH.into()),
+                at(T0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn opening_creates_the_schema_and_is_idempotent() {
+        let (dir, store) = store();
+        assert_eq!(store.schema_version().unwrap(), schema::latest());
+        drop(store);
+        let again = Store::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        assert_eq!(again.schema_version().unwrap(), schema::latest());
+        let mode: String = again
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = again
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn migrates_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.db");
+        std::fs::write(&path, b"").unwrap();
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), schema::latest());
+        add(&mut s, "a@b.it");
+        assert_eq!(s.mailboxes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let (dir, store) = store();
+        store
+            .conn
+            .pragma_update(None, "user_version", schema::latest() + 1)
+            .unwrap();
+        drop(store);
+        let err = Store::open(&dir.path().join("nested/dir/s.db")).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let (_d, mut s) = store();
+        add(&mut s, "mario@pec.it");
+        let settings = PolicySettings::default();
+        let secret = crate::policy::totp::DeviceSecret::generate().unwrap();
+        let t = at(T0);
+        let code = secret.code_at(t).unwrap();
+        let s2 = secret.clone();
+        s.update_mailbox("mario@pec.it", Change::action("x"), t, move |m| {
+            m.plan = Plan::Premium;
+            m.contact = Some("c@x.it".into());
+            m.set_protocols(&[], &[Protocol::Pop3]);
+            m.begin_enable_2fa(s2, t)?;
+            m.confirm_device(&code, t)?;
+            m.generate_app_password("$argon2id$app".into(), t, &settings)?;
+            m.pending_device = Some(crate::policy::mailbox::PendingDevice {
+                secret: crate::policy::totp::DeviceSecret::generate().unwrap(),
+                purpose: DevicePurpose::Replace,
+                since: t,
+            });
+            Ok(())
+        })
+        .unwrap();
+        let m = s.mailbox("mario@pec.it").unwrap();
+        assert_eq!(m.plan, Plan::Premium);
+        assert_eq!(m.contact.as_deref(), Some("c@x.it"));
+        assert!(!m.protocols.contains(Protocol::Pop3) && m.protocols.contains(Protocol::Imap));
+        assert_eq!(m.device.as_ref().unwrap().secret, secret);
+        assert!(m.device.as_ref().unwrap().last_step.is_some());
+        assert_eq!(
+            m.pending_device.as_ref().unwrap().purpose,
+            DevicePurpose::Replace
+        );
+        assert_eq!(
+            m.app_password.as_ref().unwrap().expires_at,
+            at("2024-06-01T10:00:00Z")
+        );
+        assert_eq!(m.version, 2, "one action, one bump");
+    }
+
+    #[test]
+    fn version_bumps_only_when_login_facts_change() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let t = at(T0);
+        s.update_mailbox("a@b.it", Change::action("noop"), t, |_| Ok(()))
+            .unwrap();
+        assert_eq!(s.mailbox("a@b.it").unwrap().version, 1);
+        s.update_mailbox("a@b.it", Change::action("migration"), t, |m| {
+            m.start_migration()
+        })
+        .unwrap();
+        assert_eq!(s.mailbox("a@b.it").unwrap().version, 1);
+        s.update_mailbox("a@b.it", Change::action("plan"), t, |m| {
+            m.plan = Plan::Pro;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.mailbox("a@b.it").unwrap().version, 2);
+    }
+
+    #[test]
+    fn a_refused_action_writes_nothing() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let before = s.mailbox("a@b.it").unwrap();
+        let err = s
+            .update_mailbox("a@b.it", Change::action("x"), at(T0), |m| {
+                m.plan = Plan::Pro; // changed, then refused: must not be saved
+                m.deactivate_app_password()
+            })
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::Policy(PolicyError::NoAppPassword)
+        ));
+        assert_eq!(s.mailbox("a@b.it").unwrap(), before);
+        assert_eq!(s.events("a@b.it").unwrap().len(), 1, "only mailbox.add");
+    }
+
+    #[test]
+    fn login_names_are_unique_across_mailboxes_and_users() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        add(&mut s, "c@d.it");
+        let t = at(T0);
+        s.add_user("a@b.it", "ufficio@b.it", HASH, t).unwrap();
+        assert!(matches!(
+            s.add_user("c@d.it", "ufficio@b.it", HASH, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        assert!(matches!(
+            s.add_user("c@d.it", "a@b.it", HASH, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        let dup = Mailbox::new("ufficio@b.it".into(), Plan::Standard, None, HASH.into());
+        assert!(matches!(
+            s.create_mailbox(dup, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        let (m, _, is_user) = s.lookup_login("ufficio@b.it").unwrap().unwrap();
+        assert_eq!((m.address.as_str(), is_user), ("a@b.it", true));
+        let (m, _, is_user) = s.lookup_login("a@b.it").unwrap().unwrap();
+        assert_eq!((m.address.as_str(), is_user), ("a@b.it", false));
+        assert!(s.lookup_login("nobody@b.it").unwrap().is_none());
+    }
+
+    #[test]
+    fn user_password_change_and_removal_bump_the_mailbox_version() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let t = at(T0);
+        s.add_user("a@b.it", "u1", HASH, t).unwrap();
+        s.set_user_password("a@b.it", "u1", "$argon2id$other", t)
+            .unwrap();
+        assert_eq!(s.lookup_login("u1").unwrap().unwrap().1, "$argon2id$other");
+        assert_eq!(s.mailbox("a@b.it").unwrap().version, 2);
+        s.remove_user("a@b.it", "u1", t).unwrap();
+        assert_eq!(s.mailbox("a@b.it").unwrap().version, 3);
+        assert!(s.lookup_login("u1").unwrap().is_none());
+        assert!(matches!(
+            s.remove_user("a@b.it", "u1", t),
+            Err(StoreError::NoLogin(_))
+        ));
+        // The mailbox's own login is not a multi-user account.
+        assert!(matches!(
+            s.set_user_password("a@b.it", "a@b.it", HASH, t),
+            Err(StoreError::NoLogin(_))
+        ));
+    }
+
+    #[test]
+    fn only_argon2id_hashes_can_be_stored() {
+        let (_d, mut s) = store();
+        let bad = Mailbox::new("a@b.it".into(), Plan::Standard, None, "plaintext".into());
+        assert!(matches!(
+            s.create_mailbox(bad, at(T0)),
+            Err(StoreError::Sqlite(_))
+        ));
+    }
+
+    #[test]
+    fn removal_cascades_users_and_keeps_history() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let t = at(T0);
+        s.add_user("a@b.it", "u1", HASH, t).unwrap();
+        let rec = AccessRecord {
+            at: t,
+            listener: "imaps".into(),
+            protocol: "imap".into(),
+            client: "127.0.0.1".into(),
+            login: "u1".into(),
+            address: Some("a@b.it".into()),
+            credential: "main".into(),
+            result: "refused".into(),
+            reason: Some("wrong password".into()),
+        };
+        s.record_access(&rec).unwrap();
+        s.remove_mailbox("a@b.it", t).unwrap();
+        assert!(matches!(s.mailbox("a@b.it"), Err(StoreError::NoMailbox(_))));
+        assert!(s.lookup_login("u1").unwrap().is_none());
+        assert_eq!(s.access_history("a@b.it", 10).unwrap(), vec![rec]);
+        let actions: Vec<String> = s
+            .events("a@b.it")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["mailbox.add", "mailbox.add-user", "mailbox.remove"]
+        );
+        assert!(matches!(
+            s.remove_mailbox("a@b.it", t),
+            Err(StoreError::NoMailbox(_))
+        ));
+    }
+
+    #[test]
+    fn notices_are_written_with_successful_actions_only() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let t = at(T0);
+        let change = || Change {
+            action: "x",
+            detail: None,
+            notice: Some(("kind", "hello".into())),
+        };
+        s.update_mailbox("a@b.it", change(), t, |_| Ok(())).unwrap();
+        let _ = s.update_mailbox("a@b.it", change(), t, |m| m.deactivate_app_password());
+        let notices = s.notices("a@b.it").unwrap();
+        assert_eq!(
+            notices,
+            vec![Notice {
+                at: t,
+                kind: "kind".into(),
+                message: "hello".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,541 @@
+//! The `sentinella` command line end to end: the built binary on a temporary store.
+
+mod common;
+
+use common::{Env, code, run_binary, secret_from_uri, time};
+use sentinella::auth::{PasswordHasher, Secret};
+use sentinella::config::Argon2Config;
+use sentinella::policy::{Period, app_password};
+use sentinella::store::Store;
+
+const MAIN: &str = "Main-passw0rd\n";
+const ADDR: &str = "mario.rossi@pec.example.it";
+
+fn hasher() -> PasswordHasher {
+    PasswordHasher::new(&Argon2Config::default()).unwrap()
+}
+
+#[test]
+fn aruba_flow_from_add_to_disable() {
+    let env = Env::new("");
+    env.add_mailbox("Mario.Rossi@PEC.Example.IT", "pro", MAIN);
+
+    // Enable 2FA: an otpauth URI, then a code from the app.
+    let (secret, spent) = env.enable_2fa_with_code(ADDR);
+    let show = env.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(show["two_factor"]["enabled"], true);
+    assert_eq!(show["app_password"]["state"], "none");
+
+    // Generate: shown once, grouped, valid 3 calendar months.
+    let gen_ = env.ok(&["app-password", "generate", ADDR], None);
+    let pw1 = gen_["password"].as_str().unwrap().to_owned();
+    assert_eq!(pw1.len(), 29, "six groups of four with dashes: {pw1}");
+    let (created, expires) = (time(&gen_["created_at"]), time(&gen_["expires_at"]));
+    assert_eq!(expires, Period::months(3).after(created));
+
+    // Generate again while active: refused, names the expiry.
+    let again = env.run(&["app-password", "generate", ADDR], None);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("already active"), "{again:?}");
+
+    // Status: active, postponing not yet open.
+    let status = env.ok(&["app-password", "status", ADDR], None);
+    assert_eq!(status["state"], "active");
+    assert_eq!(status["postpone_allowed"], false);
+    let opens = time(&status["postpone_opens_at"]);
+    assert_eq!(opens, Period::days(14).before(expires));
+
+    // Postpone now: refused, saying from which date.
+    let refused = env.run(&["--json", "app-password", "postpone", ADDR], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(refused.json()["error"], "postpone_too_early");
+    let date = sentinella::policy::fmt_time(opens);
+    assert!(refused.stderr.contains(&date), "{date} not in {refused:?}");
+
+    // Under a policy whose window is wider than the validity, it is open: same password,
+    // new expiry = old expiry + 3 months.
+    let wide = env.write_config("wide.toml", "postpone_window = \"100d\"");
+    let run = env.run_with(&wide, &["--json", "app-password", "postpone", ADDR], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    let postponed = run.json();
+    assert_eq!(
+        time(&postponed["expires_at"]),
+        Period::months(3).after(expires)
+    );
+    assert_eq!(postponed["postponed"], 1);
+    let store = Store::open(&env.store_path()).unwrap();
+    let hash1 = store.mailbox(ADDR).unwrap().app_password.unwrap().hash;
+    assert!(
+        hasher().verify(&hash1, &app_password::canonical(&pw1).unwrap()),
+        "same password after postpone"
+    );
+
+    // Regenerate: a new password; the old one no longer verifies.
+    let regen = env.ok(&["app-password", "regenerate", ADDR], None);
+    let pw2 = regen["password"].as_str().unwrap();
+    assert_ne!(pw1, pw2);
+    let hash2 = store.mailbox(ADDR).unwrap().app_password.unwrap().hash;
+    assert!(hasher().verify(&hash2, &app_password::canonical(pw2).unwrap()));
+    assert!(!hasher().verify(&hash2, &app_password::canonical(&pw1).unwrap()));
+
+    // Deactivate: needs confirmation; with no terminal and no --yes it refuses.
+    let run = env.run(&["app-password", "deactivate", ADDR], None);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("--yes"), "{run:?}");
+    assert_eq!(
+        env.ok(&["app-password", "status", ADDR], None)["state"],
+        "active"
+    );
+    env.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    assert_eq!(
+        env.ok(&["app-password", "status", ADDR], None)["state"],
+        "none"
+    );
+
+    // Disable 2FA: needs confirmation and a fresh code (the enabling one is spent).
+    let run = env.run(&["2fa", "disable", ADDR, &code(&secret, 1)], None);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("lowers the security"), "{run:?}");
+    let reused = env.run(&["--json", "2fa", "disable", ADDR, &spent, "--yes"], None);
+    assert_eq!(
+        (reused.code, reused.json()["error"].as_str()),
+        (1, Some("code_reused")),
+        "{reused:?}"
+    );
+    env.ok(&["2fa", "disable", ADDR, &code(&secret, 1), "--yes"], None);
+    let show = env.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(show["two_factor"]["enabled"], false);
+
+    // Every action was recorded, in order.
+    let events = env.ok(&["mailbox", "events", ADDR], None);
+    let actions: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "mailbox.add",
+            "2fa.enable",
+            "2fa.enabled",
+            "app-password.generate",
+            "app-password.postpone",
+            "app-password.regenerate",
+            "app-password.deactivate",
+            "2fa.disable"
+        ]
+    );
+}
+
+#[test]
+fn disabling_2fa_revokes_the_app_password() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    let secret = env.enable_2fa(ADDR);
+    env.ok(&["app-password", "generate", ADDR], None);
+    env.ok(&["2fa", "disable", ADDR, &code(&secret, 1), "--yes"], None);
+    let store = Store::open(&env.store_path()).unwrap();
+    let m = store.mailbox(ADDR).unwrap();
+    assert!(m.app_password.is_none() && m.device.is_none());
+    // And generating now is refused: app passwords exist only with 2FA on.
+    let run = env.run(&["--json", "app-password", "generate", ADDR], None);
+    assert_eq!(
+        (run.code, run.json()["error"].as_str()),
+        (1, Some("two_factor_off"))
+    );
+}
+
+#[test]
+fn only_argon2id_hashes_reach_the_disk() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", "Very-Secret-Main-1\n");
+    env.ok(
+        &[
+            "mailbox",
+            "add-user",
+            ADDR,
+            "ufficio@pec.example.it",
+            "--password-stdin",
+        ],
+        Some("Very-Secret-User-2"),
+    );
+    env.enable_2fa(ADDR);
+    let pw = env.ok(&["app-password", "generate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Checkpoint the WAL so everything is in the main file too, then search every file.
+    let store = Store::open(&env.store_path()).unwrap();
+    drop(store);
+    let mut haystack = Vec::new();
+    for entry in std::fs::read_dir(env.store_path().parent().unwrap()).unwrap() {
+        haystack.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let text = String::from_utf8_lossy(&haystack);
+    for secret in [
+        "Very-Secret-Main-1",
+        "Very-Secret-User-2",
+        pw.as_str(),
+        &pw.replace('-', ""),
+    ] {
+        assert!(!text.contains(secret), "{secret} found in the store files");
+    }
+    assert!(text.contains("$argon2id$v=19$m=8192,t=1,p=1$"));
+}
+
+#[test]
+fn passwords_never_come_from_argv() {
+    let env = Env::new("");
+    // No terminal and no --password-stdin: refused with a clear message.
+    let run = env.run(&["mailbox", "add", ADDR], None);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("--password-stdin"), "{run:?}");
+    // A password given as an argument is a usage error, not a password.
+    let run = env.run(&["mailbox", "add", ADDR, "hunter2hunter2"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        Store::open(&env.store_path())
+            .unwrap()
+            .mailboxes()
+            .unwrap()
+            .is_empty()
+    );
+    // Too short a password is refused.
+    let run = env.run(
+        &["mailbox", "add", ADDR, "--password-stdin"],
+        Some("short\n"),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("at least 8"), "{run:?}");
+}
+
+#[test]
+fn generate_without_protocols_gives_the_seed_message() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    env.enable_2fa(ADDR);
+    let v = env.ok(
+        &["mailbox", "protocols", ADDR, "--disable", "imap,pop3,smtp"],
+        None,
+    );
+    assert_eq!(v["protocols"].as_array().unwrap().len(), 0);
+    let run = env.run(&["app-password", "generate", ADDR], None);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(
+            "You have not enabled access for mail programs: enable at least one of IMAP, POP, SMTP"
+        ),
+        "{run:?}"
+    );
+    let v = env.ok(&["mailbox", "protocols", ADDR, "--enable", "smtp"], None);
+    assert_eq!(v["protocols"], serde_json::json!(["smtp"]));
+    env.ok(&["app-password", "generate", ADDR], None);
+}
+
+#[test]
+fn migration_blocks_enabling_2fa() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    env.ok(&["mailbox", "migration", ADDR, "start"], None);
+    let run = env.run(&["--json", "2fa", "enable", ADDR], None);
+    assert_eq!(
+        (run.code, run.json()["error"].as_str()),
+        (1, Some("migration_in_progress"))
+    );
+    assert!(run.stderr.contains("migration"), "{run:?}");
+    env.ok(&["mailbox", "migration", ADDR, "finish"], None);
+    env.enable_2fa(ADDR);
+}
+
+#[test]
+fn device_replacement_with_code_and_by_operator_override() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    let old = env.enable_2fa(ADDR);
+    env.ok(&["app-password", "generate", ADDR], None);
+
+    // Neither --code nor --operator-override: usage error.
+    assert_eq!(env.run(&["2fa", "replace-device", ADDR], None).code, 2);
+    // A wrong code from the current device: refused.
+    let wrong = if code(&old, 1) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert_eq!(
+        env.run(&["2fa", "replace-device", ADDR, "--code", wrong], None)
+            .code,
+        1
+    );
+
+    // With a code from the current device.
+    let v = env.ok(
+        &["2fa", "replace-device", ADDR, "--code", &code(&old, 1)],
+        None,
+    );
+    assert_eq!(v["purpose"], "replace");
+    let new = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    assert_eq!(
+        env.ok(&["2fa", "confirm", ADDR, &code(&new, 0)], None)["result"],
+        "replaced"
+    );
+    // The app password survived the device change.
+    assert_eq!(
+        env.ok(&["app-password", "status", ADDR], None)["state"],
+        "active"
+    );
+
+    // Operator override: recorded, and the owner gets a notice.
+    let v = env.ok(
+        &["2fa", "replace-device", ADDR, "--operator-override"],
+        None,
+    );
+    let newer = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    env.ok(&["2fa", "confirm", ADDR, &code(&newer, 0)], None);
+    let events = env.ok(&["mailbox", "events", ADDR], None);
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("OPERATOR OVERRIDE"))),
+        "{events}"
+    );
+    let notices = env.ok(&["mailbox", "notices", ADDR], None);
+    assert!(
+        notices["notices"].to_string().contains("operator"),
+        "{notices}"
+    );
+
+    // The replaced device no longer works; the current one does.
+    assert_eq!(
+        env.run(&["2fa", "disable", ADDR, &code(&new, 1), "--yes"], None)
+            .code,
+        1
+    );
+    env.ok(&["2fa", "disable", ADDR, &code(&newer, 1), "--yes"], None);
+}
+
+#[test]
+fn multi_user_accounts_open_the_mailbox() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "premium", MAIN);
+    env.add_mailbox("other@pec.example.it", "standard", MAIN);
+    env.ok(
+        &[
+            "mailbox",
+            "add-user",
+            ADDR,
+            "Ufficio.Fatture",
+            "--password-stdin",
+        ],
+        Some("User-passw0rd"),
+    );
+    // Names are unique across mailboxes and accounts, case-insensitively.
+    let run = env.run(
+        &[
+            "mailbox",
+            "add-user",
+            "other@pec.example.it",
+            "UFFICIO.fatture",
+            "--password-stdin",
+        ],
+        Some("User-passw0rd"),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("already in use"), "{run:?}");
+    let run = env.run(
+        &[
+            "mailbox",
+            "add-user",
+            ADDR,
+            "other@pec.example.it",
+            "--password-stdin",
+        ],
+        Some("User-passw0rd"),
+    );
+    assert_eq!(run.code, 1);
+
+    let store = Store::open(&env.store_path()).unwrap();
+    let (m, hash, is_user) = store.lookup_login("ufficio.fatture").unwrap().unwrap();
+    assert_eq!((m.address.as_str(), is_user), (ADDR, true));
+    assert!(hasher().verify(&hash, &Secret::new("User-passw0rd".into())));
+
+    env.ok(
+        &[
+            "mailbox",
+            "set-password",
+            ADDR,
+            "--user",
+            "ufficio.fatture",
+            "--password-stdin",
+        ],
+        Some("Changed-passw0rd"),
+    );
+    let (_, hash, _) = store.lookup_login("ufficio.fatture").unwrap().unwrap();
+    assert!(hasher().verify(&hash, &Secret::new("Changed-passw0rd".into())));
+    let show = env.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(show["users"], serde_json::json!(["ufficio.fatture"]));
+    env.ok(&["mailbox", "remove-user", ADDR, "ufficio.fatture"], None);
+    assert!(store.lookup_login("ufficio.fatture").unwrap().is_none());
+}
+
+#[test]
+fn set_plan_password_and_remove() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    let v = env.ok(&["mailbox", "set-plan", ADDR, "premium"], None);
+    assert_eq!(
+        (v["plan"].as_str(), v["archive"].as_bool()),
+        (Some("premium"), Some(true))
+    );
+    assert_eq!(
+        env.run(&["mailbox", "set-plan", ADDR, "gold"], None).code,
+        2
+    );
+    let before = v["version"].as_i64().unwrap();
+    env.ok(
+        &["mailbox", "set-password", ADDR, "--password-stdin"],
+        Some("Another-passw0rd"),
+    );
+    let after = env.ok(&["mailbox", "show", ADDR], None)["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(after, before + 1, "a password change bumps the version");
+
+    let run = env.run(&["mailbox", "remove", ADDR], None);
+    assert_eq!(run.code, 1, "{run:?}");
+    env.ok(&["mailbox", "remove", ADDR, "--yes"], None);
+    let run = env.run(&["--json", "mailbox", "show", ADDR], None);
+    assert_eq!(
+        (run.code, run.json()["error"].as_str()),
+        (1, Some("no_mailbox"))
+    );
+    assert_eq!(
+        env.ok(&["mailbox", "list"], None)["mailboxes"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let env = Env::new("");
+    let run = env.run(
+        &["mailbox", "add", "not-an-address", "--password-stdin"],
+        Some(MAIN),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("expected local@domain"), "{run:?}");
+    let run = env.run(
+        &[
+            "mailbox",
+            "add",
+            ADDR,
+            "--contact",
+            "nope",
+            "--password-stdin",
+        ],
+        Some(MAIN),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("contact"), "{run:?}");
+    let run = env.run(&["mailbox", "protocols", ADDR, "--enable", "nntp"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = env.run(&["2fa", "confirm", "nobody@pec.example.it", "123456"], None);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("no mailbox nobody@pec.example.it"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn bad_config_names_the_file_and_key() {
+    let env = Env::new("app_password_validty = \"3mo\"");
+    let run = env.run(&["mailbox", "list"], None);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains("config.toml") && run.stderr.contains("app_password_validty"),
+        "{run:?}"
+    );
+    let env = Env::new("postpone_window = \"two weeks\"");
+    let run = env.run(&["mailbox", "list"], None);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("postpone_window"), "{run:?}");
+    let missing = env.run_with(
+        &env.dir.path().join("nope.toml"),
+        &["mailbox", "list"],
+        None,
+    );
+    assert_eq!(missing.code, 3);
+    assert!(missing.stderr.contains("nope.toml"), "{missing:?}");
+}
+
+#[test]
+fn store_path_is_relative_to_the_config_folder() {
+    let env = Env::new("");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = run_binary(
+        &env.config(),
+        &["mailbox", "add", ADDR, "--password-stdin"],
+        Some(MAIN),
+        elsewhere.path(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(env.store_path().exists());
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn serve_checks_config_and_store_then_says_the_proxy_is_not_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, shipped).unwrap();
+    let run = run_binary(&config, &["serve"], None, dir.path());
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("not built yet"), "{run:?}");
+    assert!(run.stderr.contains("127.0.0.1:10993"), "{run:?}");
+    assert!(
+        dir.path().join("data/sentinella.db").exists(),
+        "first run creates the store"
+    );
+}
+
+#[test]
+fn human_output_shows_the_password_once_and_the_qr_code() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    let run = env.run(&["2fa", "enable", ADDR], None);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("otpauth://totp/"), "{run:?}");
+    assert!(run.stdout.contains('█'), "a terminal QR code is printed");
+    let uri = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("otpauth://"))
+        .unwrap()
+        .trim();
+    let secret = secret_from_uri(uri);
+    env.ok(&["2fa", "confirm", ADDR, &code(&secret, 0)], None);
+    let run = env.run(&["app-password", "generate", ADDR], None);
+    assert_eq!(run.code, 0);
+    let pw = run
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 29 && l.matches('-').count() == 5)
+        .unwrap();
+    assert!(app_password::canonical(pw).is_some());
+    assert!(run.stdout.contains("cannot be retrieved"), "{run:?}");
+    // Never again: status and show do not contain it.
+    for args in [["app-password", "status", ADDR], ["mailbox", "show", ADDR]] {
+        let r = env.run(&args, None);
+        assert!(!r.stdout.contains(pw) && !r.stdout.contains(&pw.replace('-', "")));
+    }
+}

@@ -312,13 +312,13 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
             let addr = address(a)?;
             let user = user.as_deref().map(normalize_login).transpose()?;
             ctx.store.mailbox(&addr)?;
-            if let Some(login) = &user {
-                if !ctx.store.users(&addr)?.iter().any(|u| &u.login == login) {
-                    return Err(StoreError::NoLogin(format!(
-                        "{login} (as a multi-user account of {addr})"
-                    ))
-                    .into());
-                }
+            if let Some(login) = &user
+                && !ctx.store.users(&addr)?.iter().any(|u| &u.login == login)
+            {
+                return Err(StoreError::NoLogin(format!(
+                    "{login} (as a multi-user account of {addr})"
+                ))
+                .into());
             }
             let secret = new_password(password.password_stdin, "New main password")?;
             let hash = ctx.hash(&secret)?;

@@ -18,6 +18,8 @@ pub const LEN: usize = 24;
 pub const GROUP: usize = 4;
 /// Entropy of one app password.
 pub const BITS: usize = LEN * 5;
+// SPEC: "at least 100 bits from the OS CSPRNG".
+const _: () = assert!(BITS >= 100);
 
 /// A fresh app password in its printed form (`xxxx-xxxx-…`).
 pub fn generate() -> Result<Secret, PolicyError> {
@@ -135,7 +137,6 @@ mod tests {
         let groups: Vec<&str> = s.split('-').collect();
         assert_eq!(groups.len(), LEN / GROUP);
         assert!(groups.iter().all(|g| g.len() == GROUP));
-        assert!(BITS >= 100, "SPEC requires at least 100 bits");
     }
 
     #[test]

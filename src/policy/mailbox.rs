@@ -276,12 +276,12 @@ impl Mailbox {
         if self.protocols.is_empty() {
             return Err(PolicyError::NoProtocolEnabled);
         }
-        if let Some(current) = &self.app_password {
-            if current.is_valid_at(now) {
-                return Err(PolicyError::AppPasswordActive {
-                    expires_at: current.expires_at,
-                });
-            }
+        if let Some(current) = &self.app_password
+            && current.is_valid_at(now)
+        {
+            return Err(PolicyError::AppPasswordActive {
+                expires_at: current.expires_at,
+            });
         }
         Ok(self
             .app_password

@@ -147,11 +147,11 @@ impl fmt::Display for Period {
         }
         let s = self.seconds;
         if s > 0 {
-            if s % 86_400 == 0 {
+            if s.is_multiple_of(86_400) {
                 parts.push(format!("{}d", s / 86_400));
-            } else if s % 3_600 == 0 {
+            } else if s.is_multiple_of(3_600) {
                 parts.push(format!("{}h", s / 3_600));
-            } else if s % 60 == 0 {
+            } else if s.is_multiple_of(60) {
                 parts.push(format!("{}m", s / 60));
             } else {
                 parts.push(format!("{s}s"));

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of Sentinella: installs what the tests need if it is missing, checks
+# formatting and lints, then runs the whole suite (unit, CLI end-to-end, integration).
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh cli        # extra arguments go to the test runner (a filter, …)
+#
+# CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive (real servers and clients). Installed with apt-get when
+# missing; as root that just works, otherwise through sudo.
+# (The proxy issues add dovecot-imapd, dovecot-pop3d, dovecot-submissiond, … here.)
+DEBS=()
+
+missing=()
+for pkg in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "==> installing test dependencies: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "==> cargo nextest run"
+  cargo nextest run --all-targets --no-fail-fast "$@"
+else
+  echo "==> cargo test (cargo-nextest not installed)"
+  cargo test --all-targets --no-fail-fast "$@"
+fi

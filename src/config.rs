@@ -243,6 +243,17 @@ pub enum UpstreamTls {
     None,
 }
 
+impl UpstreamTls {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamTls::Implicit => "implicit",
+            UpstreamTls::Starttls => "starttls",
+            UpstreamTls::None => "none",
+        }
+    }
+}
+
 /// `[upstream.NAME]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

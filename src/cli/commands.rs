@@ -75,14 +75,14 @@ fn serve(cli: &Cli) -> Result<Output, CliError> {
             ListenerTls::Starttls => "STARTTLS",
         };
         lines.push(format!(
-            "would listen on {} for {}{} ({tls}) as {:?}, relaying to {}:{} ({:?})",
+            "would listen on {} for {}{} ({tls}) as {:?}, relaying to {}:{} (tls = {})",
             l.bind,
             l.protocol,
             if l.archive { " security archive" } else { "" },
             l.name,
             up.host,
             up.port,
-            up.tls
+            up.tls.as_str()
         ));
     }
     eprintln!("{}", lines.join("\n"));

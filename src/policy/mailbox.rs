@@ -264,6 +264,15 @@ impl Mailbox {
         }
     }
 
+    /// What generating and regenerating both need: 2FA on and a protocol to use it with.
+    fn require_can_issue_app_password(&self) -> Result<(), PolicyError> {
+        self.require_2fa_for_app_password()?;
+        if self.protocols.is_empty() {
+            return Err(PolicyError::NoProtocolEnabled);
+        }
+        Ok(())
+    }
+
     /// "Attiva": a first app password (or a new one after the old one expired).
     /// `hash` is the argon2id hash of the password the caller will show once.
     pub fn generate_app_password(
@@ -272,10 +281,7 @@ impl Mailbox {
         now: Timestamp,
         s: &PolicySettings,
     ) -> Result<&AppPassword, PolicyError> {
-        self.require_2fa_for_app_password()?;
-        if self.protocols.is_empty() {
-            return Err(PolicyError::NoProtocolEnabled);
-        }
+        self.require_can_issue_app_password()?;
         if let Some(current) = &self.app_password
             && current.is_valid_at(now)
         {
@@ -295,10 +301,7 @@ impl Mailbox {
         now: Timestamp,
         s: &PolicySettings,
     ) -> Result<&AppPassword, PolicyError> {
-        self.require_2fa_for_app_password()?;
-        if self.protocols.is_empty() {
-            return Err(PolicyError::NoProtocolEnabled);
-        }
+        self.require_can_issue_app_password()?;
         if self.app_password.is_none() {
             return Err(PolicyError::NoAppPassword);
         }

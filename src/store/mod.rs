@@ -475,6 +475,25 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `f` on a mailbox inside one `BEGIN IMMEDIATE` transaction and records
+    /// `change` with it; if `f` fails, nothing is written.
+    fn in_mailbox_tx<T>(
+        &mut self,
+        address: &str,
+        change: &Change<'_>,
+        now: Timestamp,
+        f: impl FnOnce(&Connection, &mut Mailbox) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut m = load_mailbox(&tx, address)?;
+        let out = f(&tx, &mut m)?;
+        record(&tx, address, change, now)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Applies one management action to a mailbox in one transaction: the write lock is
     /// taken first, the mailbox read, `f` applied, and — if anything a login looks at
     /// changed — the version bumped, then the event (and notice) recorded. If `f` refuses,
@@ -486,19 +505,15 @@ impl Store {
         now: Timestamp,
         f: impl FnOnce(&mut Mailbox) -> Result<T, PolicyError>,
     ) -> Result<T, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut m = load_mailbox(&tx, address)?;
-        let before = m.login_fingerprint();
-        let out = f(&mut m)?;
-        if m.login_fingerprint() != before {
-            m.version += 1;
-        }
-        save_mailbox(&tx, &m, now)?;
-        record(&tx, address, &change, now)?;
-        tx.commit()?;
-        Ok(out)
+        self.in_mailbox_tx(address, &change, now, |tx, m| {
+            let before = m.login_fingerprint();
+            let out = f(m)?;
+            if m.login_fingerprint() != before {
+                m.version += 1;
+            }
+            save_mailbox(tx, m, now)?;
+            Ok(out)
+        })
     }
 
     /// Adds a multi-user account opening `address`, with its own main password hash.
@@ -509,28 +524,51 @@ impl Store {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let m = load_mailbox(&tx, address)?;
-        let inserted = tx.execute(
-            "INSERT INTO logins (login, mailbox_id, kind, password_hash, created_at) VALUES (?1, ?2, 'user', ?3, ?4)",
-            params![login, m.id, password_hash, secs(now)],
-        );
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::LoginTaken(login.to_owned()));
-            }
-            other => other?,
-        };
         let change = Change {
             action: "mailbox.add-user",
             detail: Some(login.to_owned()),
             notice: None,
         };
-        record(&tx, address, &change, now)?;
-        tx.commit()?;
-        Ok(())
+        self.in_mailbox_tx(address, &change, now, |tx, m| {
+            let inserted = tx.execute(
+                "INSERT INTO logins (login, mailbox_id, kind, password_hash, created_at) VALUES (?1, ?2, 'user', ?3, ?4)",
+                params![login, m.id, password_hash, secs(now)],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::LoginTaken(login.to_owned())),
+                other => other.map(drop).map_err(StoreError::from),
+            }
+        })
+    }
+
+    /// Changes one multi-user account row of `address` with `sql` (parameters: login,
+    /// mailbox id, then `extra`), and bumps the mailbox's version: the change affects who
+    /// can log in.
+    fn change_user(
+        &mut self,
+        address: &str,
+        login: &str,
+        sql: &str,
+        extra: Option<&str>,
+        change: Change<'_>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.in_mailbox_tx(address, &change, now, |tx, m| {
+            let n = match extra {
+                Some(x) => tx.execute(sql, params![login, m.id, x])?,
+                None => tx.execute(sql, params![login, m.id])?,
+            };
+            if n == 0 {
+                return Err(StoreError::NoLogin(format!(
+                    "{login} (as a multi-user account of {address})"
+                )));
+            }
+            tx.execute(
+                "UPDATE mailboxes SET version = version + 1 WHERE id = ?1",
+                [m.id],
+            )?;
+            Ok(())
+        })
     }
 
     /// Removes a multi-user account of `address`.
@@ -540,31 +578,19 @@ impl Store {
         login: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let m = load_mailbox(&tx, address)?;
-        let n = tx.execute(
-            "DELETE FROM logins WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
-            params![login, m.id],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoLogin(format!(
-                "{login} (as a multi-user account of {address})"
-            )));
-        }
-        tx.execute(
-            "UPDATE mailboxes SET version = version + 1 WHERE id = ?1",
-            [m.id],
-        )?;
         let change = Change {
             action: "mailbox.remove-user",
             detail: Some(login.to_owned()),
             notice: None,
         };
-        record(&tx, address, &change, now)?;
-        tx.commit()?;
-        Ok(())
+        self.change_user(
+            address,
+            login,
+            "DELETE FROM logins WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
+            None,
+            change,
+            now,
+        )
     }
 
     /// Sets the main password of a multi-user account of `address`; the mailbox's own
@@ -576,31 +602,19 @@ impl Store {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let m = load_mailbox(&tx, address)?;
-        let n = tx.execute(
-            "UPDATE logins SET password_hash = ?3 WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
-            params![login, m.id, password_hash],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoLogin(format!(
-                "{login} (as a multi-user account of {address})"
-            )));
-        }
-        tx.execute(
-            "UPDATE mailboxes SET version = version + 1 WHERE id = ?1",
-            [m.id],
-        )?;
         let change = Change {
             action: "mailbox.set-password",
             detail: Some(format!("multi-user account {login}")),
             notice: None,
         };
-        record(&tx, address, &change, now)?;
-        tx.commit()?;
-        Ok(())
+        self.change_user(
+            address,
+            login,
+            "UPDATE logins SET password_hash = ?3 WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
+            Some(password_hash),
+            change,
+            now,
+        )
     }
 
     /// The multi-user accounts of a mailbox.

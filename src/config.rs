@@ -59,6 +59,9 @@ pub struct Config {
     /// The proxy's TLS certificate.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Bounds on what one client may cost.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -80,17 +83,91 @@ pub struct StoreConfig {
     /// SQLite database file (created on first run).
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// Key for upstream secrets at rest (32 random bytes, created mode 0600 on first use).
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
 }
 
 fn default_store_path() -> PathBuf {
     PathBuf::from("sentinella.db")
 }
+fn default_key_file() -> PathBuf {
+    PathBuf::from("sentinella.key")
+}
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            path: default_store_path(),
+        StoreConfig { path: default_store_path(), key_file: default_key_file() }
+    }
+}
+
+/// `[limits]`: what one client may cost before it is cut off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest command line or literal accepted before login, in bytes.
+    #[serde(default = "default_max_line")]
+    pub max_line: u32,
+    /// Total bytes a client may send before it has logged in.
+    #[serde(default = "default_preauth_bytes")]
+    pub preauth_bytes: u64,
+    /// Time a client has to log in (TLS handshake included).
+    #[serde(default = "default_preauth_timeout")]
+    pub preauth_timeout: Period,
+    /// Failed logins on one connection before it is closed.
+    #[serde(default = "default_failed_logins")]
+    pub failed_logins_per_connection: u32,
+    /// Connections open at once, over all listeners.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time to connect and log in to an upstream.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout: Period,
+    /// How long `serve` waits for open sessions after SIGINT / SIGTERM.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Period,
+}
+
+fn default_max_line() -> u32 {
+    8 * 1024
+}
+fn default_preauth_bytes() -> u64 {
+    64 * 1024
+}
+fn default_preauth_timeout() -> Period {
+    Period::seconds(60)
+}
+fn default_failed_logins() -> u32 {
+    3
+}
+fn default_max_connections() -> u32 {
+    10_000
+}
+fn default_upstream_timeout() -> Period {
+    Period::seconds(15)
+}
+fn default_shutdown_grace() -> Period {
+    Period::seconds(30)
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_line: default_max_line(),
+            preauth_bytes: default_preauth_bytes(),
+            preauth_timeout: default_preauth_timeout(),
+            failed_logins_per_connection: default_failed_logins(),
+            max_connections: default_max_connections(),
+            upstream_timeout: default_upstream_timeout(),
+            shutdown_grace: default_shutdown_grace(),
         }
+    }
+}
+
+impl LimitsConfig {
+    /// A validated fixed duration (validation refuses months here).
+    pub fn duration(p: Period) -> std::time::Duration {
+        p.as_std().unwrap_or(std::time::Duration::from_secs(60))
     }
 }
 
@@ -267,6 +344,28 @@ pub struct UpstreamConfig {
     /// CA certificates (PEM) to trust instead of the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The name to check the upstream's certificate against (default: `host`).
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// How the proxy logs in as the user.
+    pub login: UpstreamLogin,
+}
+
+/// How the proxy logs in to the upstream on the user's behalf.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UpstreamLogin {
+    /// SASL PLAIN with authorization identity = the mailbox and authentication identity =
+    /// a master user (Dovecot master users work this way).
+    Master {
+        /// The master user's name.
+        user: String,
+        /// A file holding the master user's password (first line).
+        password_file: PathBuf,
+    },
+    /// LOGIN with a per-mailbox secret set by `mailbox set-upstream-secret`, kept
+    /// encrypted at rest.
+    Stored,
 }
 
 impl Config {
@@ -355,6 +454,36 @@ impl Config {
             if u.port == 0 {
                 return Err(self.invalid(format!("upstream.{name}.port"), "must not be 0"));
             }
+            if let UpstreamLogin::Master { user, password_file } = &u.login {
+                if user.is_empty() || user.chars().any(|c| c.is_control()) {
+                    return Err(self.invalid(format!("upstream.{name}.login.user"), "must be a non-empty name"));
+                }
+                if password_file.as_os_str().is_empty() {
+                    return Err(self.invalid(format!("upstream.{name}.login.password_file"), "must not be empty"));
+                }
+            }
+        }
+        let l = &self.limits;
+        if l.max_line < 1024 {
+            return Err(self.invalid("limits.max_line", "must be at least 1024 bytes"));
+        }
+        if l.preauth_bytes < u64::from(l.max_line) {
+            return Err(self.invalid("limits.preauth_bytes", "must be at least limits.max_line"));
+        }
+        if l.failed_logins_per_connection == 0 {
+            return Err(self.invalid("limits.failed_logins_per_connection", "must be at least 1"));
+        }
+        if l.max_connections == 0 {
+            return Err(self.invalid("limits.max_connections", "must be at least 1"));
+        }
+        for (key, p) in [
+            ("limits.preauth_timeout", l.preauth_timeout),
+            ("limits.upstream_timeout", l.upstream_timeout),
+            ("limits.shutdown_grace", l.shutdown_grace),
+        ] {
+            if p.as_std().is_none() {
+                return Err(self.invalid(key, "must be a fixed duration (s, m, h, d), not months"));
+            }
         }
         Ok(())
     }
@@ -366,6 +495,11 @@ impl Config {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// The upstream-secret key file, resolved.
+    pub fn key_path(&self) -> PathBuf {
+        self.resolve(&self.store.key_file)
     }
 
     /// The store's path, resolved.
@@ -451,8 +585,32 @@ mod tests {
         assert!(e.contains("argon2"), "{e}");
     }
 
-    const UPSTREAM: &str =
-        "[upstream.dovecot]\nhost = \"127.0.0.1\"\nport = 143\ntls = \"starttls\"\n";
+    const UPSTREAM: &str = "[upstream.dovecot]\nhost = \"127.0.0.1\"\nport = 143\ntls = \"starttls\"\nlogin = { mode = \"stored\" }\n";
+
+    #[test]
+    fn upstream_login_modes() {
+        let cfg = parse(&UPSTREAM.replace(
+            "{ mode = \"stored\" }",
+            "{ mode = \"master\", user = \"proxy\", password_file = \"m.pass\" }",
+        ))
+        .unwrap();
+        assert!(matches!(&cfg.upstreams["dovecot"].login, UpstreamLogin::Master { user, .. } if user == "proxy"));
+        let e = err(&UPSTREAM.replace("{ mode = \"stored\" }", "{ mode = \"master\", user = \"proxy\" }"));
+        assert!(e.contains("password_file"), "{e}");
+        let e = err(&UPSTREAM.replace("{ mode = \"stored\" }", "{ mode = \"magic\" }"));
+        assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(parse("").unwrap().limits.failed_logins_per_connection, 3);
+        let e = err("[limits]\npreauth_timeout = \"1mo\"\n");
+        assert!(e.contains("limits.preauth_timeout"), "{e}");
+        let e = err("[limits]\nmax_line = 10\n");
+        assert!(e.contains("limits.max_line"), "{e}");
+        let e = err("[limits]\nmax_conections = 10\n");
+        assert!(e.contains("max_conections"), "{e}");
+    }
 
     #[test]
     fn listener_must_name_a_defined_upstream() {

@@ -24,4 +24,5 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod protocol;
 pub mod store;

@@ -52,6 +52,11 @@ impl Period {
         Period { months: 0, seconds }
     }
 
+    /// The period as a fixed duration, if it has no calendar months.
+    pub fn as_std(&self) -> Option<std::time::Duration> {
+        (self.months == 0).then(|| std::time::Duration::from_secs(self.seconds))
+    }
+
     /// `at` plus this period: months on the UTC calendar (day clamped), then seconds.
     /// Saturates at the largest representable time instead of failing.
     pub fn after(&self, at: Timestamp) -> Timestamp {

@@ -97,7 +97,10 @@ fn default_key_file() -> PathBuf {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { path: default_store_path(), key_file: default_key_file() }
+        StoreConfig {
+            path: default_store_path(),
+            key_file: default_key_file(),
+        }
     }
 }
 
@@ -454,12 +457,22 @@ impl Config {
             if u.port == 0 {
                 return Err(self.invalid(format!("upstream.{name}.port"), "must not be 0"));
             }
-            if let UpstreamLogin::Master { user, password_file } = &u.login {
+            if let UpstreamLogin::Master {
+                user,
+                password_file,
+            } = &u.login
+            {
                 if user.is_empty() || user.chars().any(|c| c.is_control()) {
-                    return Err(self.invalid(format!("upstream.{name}.login.user"), "must be a non-empty name"));
+                    return Err(self.invalid(
+                        format!("upstream.{name}.login.user"),
+                        "must be a non-empty name",
+                    ));
                 }
                 if password_file.as_os_str().is_empty() {
-                    return Err(self.invalid(format!("upstream.{name}.login.password_file"), "must not be empty"));
+                    return Err(self.invalid(
+                        format!("upstream.{name}.login.password_file"),
+                        "must not be empty",
+                    ));
                 }
             }
         }
@@ -594,8 +607,13 @@ mod tests {
             "{ mode = \"master\", user = \"proxy\", password_file = \"m.pass\" }",
         ))
         .unwrap();
-        assert!(matches!(&cfg.upstreams["dovecot"].login, UpstreamLogin::Master { user, .. } if user == "proxy"));
-        let e = err(&UPSTREAM.replace("{ mode = \"stored\" }", "{ mode = \"master\", user = \"proxy\" }"));
+        assert!(
+            matches!(&cfg.upstreams["dovecot"].login, UpstreamLogin::Master { user, .. } if user == "proxy")
+        );
+        let e = err(&UPSTREAM.replace(
+            "{ mode = \"stored\" }",
+            "{ mode = \"master\", user = \"proxy\" }",
+        ));
         assert!(e.contains("password_file"), "{e}");
         let e = err(&UPSTREAM.replace("{ mode = \"stored\" }", "{ mode = \"magic\" }"));
         assert!(e.contains("magic"), "{e}");

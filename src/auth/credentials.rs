@@ -55,7 +55,12 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// Builds credentials from raw bytes; `authzid` is SASL's authorization identity.
-    pub fn from_wire(login: &[u8], secret: &[u8], authzid: Option<&[u8]>, mechanism: Mechanism) -> Self {
+    pub fn from_wire(
+        login: &[u8],
+        secret: &[u8],
+        authzid: Option<&[u8]>,
+        mechanism: Mechanism,
+    ) -> Self {
         let mut malformed = None;
         let login_text = match std::str::from_utf8(login) {
             Ok(s) => s.to_owned(),
@@ -82,7 +87,12 @@ impl Credentials {
         {
             malformed = malformed.or(Some("authorization identity differs from the login name"));
         }
-        Credentials { login: login_text, secret: Secret::new(secret_text), mechanism, malformed }
+        Credentials {
+            login: login_text,
+            secret: Secret::new(secret_text),
+            mechanism,
+            malformed,
+        }
     }
 }
 

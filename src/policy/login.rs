@@ -77,6 +77,11 @@ pub enum Reason {
     Throttled,
     /// The upstream could not be reached or refused our login.
     UpstreamUnavailable(String),
+    /// Credentials that can never be accepted (bad encoding, control characters, an
+    /// authorization identity other than the login).
+    Malformed(&'static str),
+    /// The store could not be read: a temporary failure, never "authentication failed".
+    StoreUnavailable(String),
 }
 
 impl fmt::Display for Reason {
@@ -100,6 +105,8 @@ impl fmt::Display for Reason {
             }
             Reason::Throttled => f.write_str("too many failed logins: throttled"),
             Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
+            Reason::Malformed(why) => write!(f, "malformed credentials: {why}"),
+            Reason::StoreUnavailable(why) => write!(f, "store unavailable: {why}"),
         }
     }
 }
@@ -125,7 +132,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn refuse(reason: Reason, credential: CredentialKind) -> Self {
+    /// A refusal (the one wire text) for `reason`.
+    pub fn refuse(reason: Reason, credential: CredentialKind) -> Self {
         Decision {
             outcome: Outcome::Refused(reason),
             credential,

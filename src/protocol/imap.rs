@@ -15,8 +15,9 @@
 //! the STARTTLS command and before the handshake are thrown away, never executed
 //! (the CVE-2011-0411 / CVE-2021-33515 class of bug).
 
-use imap_codec::decode::Decoder as _;
-use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer, LiteralAnnouncement};
+use imap_codec::fragmentizer::{
+    DecodeMessageError, FragmentInfo, Fragmentizer, LiteralAnnouncement,
+};
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::LiteralMode;
@@ -71,7 +72,10 @@ enum State {
     /// AUTHENTICATE LOGIN, waiting for the user name.
     SaslLoginUser { tag: String },
     /// AUTHENTICATE LOGIN, waiting for the password.
-    SaslLoginPass { tag: String, user: Zeroizing<Vec<u8>> },
+    SaslLoginPass {
+        tag: String,
+        user: Zeroizing<Vec<u8>>,
+    },
     /// Credentials handed to the driver; input is buffered, not processed.
     Deciding { tag: String },
     /// STARTTLS answered; waiting for the handshake.
@@ -96,7 +100,9 @@ pub struct ImapFrontend {
 
 impl std::fmt::Debug for ImapFrontend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImapFrontend").field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("ImapFrontend")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,7 +143,10 @@ impl ImapFrontend {
 
     /// The greeting to send first.
     pub fn greeting(&self) -> Vec<u8> {
-        line(format!("* OK [CAPABILITY {}] Sentinella ready.", self.capabilities()))
+        line(format!(
+            "* OK [CAPABILITY {}] Sentinella ready.",
+            self.capabilities()
+        ))
     }
 
     /// Whether the front end is finished (logged in or closed).
@@ -178,20 +187,34 @@ impl ImapFrontend {
     fn process(&mut self, out: &mut Vec<Action>) {
         while matches!(
             self.state,
-            State::Ready | State::SaslPlain { .. } | State::SaslLoginUser { .. } | State::SaslLoginPass { .. }
+            State::Ready
+                | State::SaslPlain { .. }
+                | State::SaslLoginUser { .. }
+                | State::SaslLoginPass { .. }
         ) {
-            let Some(fragment) = self.framer.progress() else { return };
-            if let FragmentInfo::Line { announcement: Some(LiteralAnnouncement { mode, length }), end, .. } = fragment {
+            let Some(fragment) = self.framer.progress() else {
+                return;
+            };
+            if let FragmentInfo::Line {
+                announcement: Some(LiteralAnnouncement { mode, length }),
+                end,
+                ..
+            } = fragment
+            {
                 let fits = u64::from(length) + end as u64 <= u64::from(self.settings.max_line);
                 let in_command = matches!(self.state, State::Ready);
                 match (mode, fits && in_command) {
-                    (LiteralMode::Sync, true) => out.push(Action::Reply(line("+ Ready for literal data"))),
+                    (LiteralMode::Sync, true) => {
+                        out.push(Action::Reply(line("+ Ready for literal data")))
+                    }
                     (LiteralMode::NonSync, true) => {}
                     (LiteralMode::Sync, false) => {
                         // RFC 3501 7.5: refuse with a tagged BAD; the client will not send
                         // the literal, so the message can be skipped safely.
                         let tag = self.tag_or_star();
-                        out.push(Action::Reply(line(format!("{tag} BAD Literal too large or not allowed here"))));
+                        out.push(Action::Reply(line(format!(
+                            "{tag} BAD Literal too large or not allowed here"
+                        ))));
                         self.consume(end);
                         self.framer.skip_message();
                         self.reset_sasl();
@@ -225,7 +248,10 @@ impl ImapFrontend {
     }
 
     fn tag_or_star(&self) -> String {
-        self.framer.decode_tag().map(|t| t.as_ref().to_owned()).unwrap_or_else(|| "*".into())
+        self.framer
+            .decode_tag()
+            .map(|t| t.as_ref().to_owned())
+            .unwrap_or_else(|| "*".into())
     }
 
     fn reset_sasl(&mut self) {
@@ -241,7 +267,9 @@ impl ImapFrontend {
             State::SaslPlain { tag } => match self.sasl_line(&tag) {
                 Ok(bytes) => match sasl::decode_plain(&bytes) {
                     Ok(creds) => self.authenticate(tag, creds),
-                    Err(_) => vec![Action::Reply(line(format!("{tag} BAD Malformed PLAIN response")))],
+                    Err(_) => vec![Action::Reply(line(format!(
+                        "{tag} BAD Malformed PLAIN response"
+                    )))],
                 },
                 Err(actions) => actions,
             },
@@ -269,10 +297,17 @@ impl ImapFrontend {
 
     /// Decodes a SASL response line; `*` cancels (RFC 3501 6.2.2: tagged BAD).
     fn sasl_line(&self, tag: &str) -> Result<Zeroizing<Vec<u8>>, Vec<Action>> {
-        match self.framer.decode_message(&AuthenticateDataCodec::default()) {
+        match self
+            .framer
+            .decode_message(&AuthenticateDataCodec::default())
+        {
             Ok(AuthenticateData::Continue(data)) => Ok(Zeroizing::new(data.declassify().to_vec())),
-            Ok(AuthenticateData::Cancel) => Err(vec![Action::Reply(line(format!("{tag} BAD Authentication cancelled")))]),
-            Err(_) => Err(vec![Action::Reply(line(format!("{tag} BAD Invalid base64 in SASL response")))]),
+            Ok(AuthenticateData::Cancel) => Err(vec![Action::Reply(line(format!(
+                "{tag} BAD Authentication cancelled"
+            )))]),
+            Err(_) => Err(vec![Action::Reply(line(format!(
+                "{tag} BAD Invalid base64 in SASL response"
+            )))]),
         }
     }
 
@@ -285,7 +320,10 @@ impl ImapFrontend {
         let cmd = match self.framer.decode_message(&CommandCodec::default()) {
             Ok(cmd) => cmd,
             Err(DecodeMessageError::DecodingRemainder { message, .. }) => {
-                return vec![Action::Reply(line(format!("{} BAD Unexpected data after command", message.tag.as_ref())))];
+                return vec![Action::Reply(line(format!(
+                    "{} BAD Unexpected data after command",
+                    message.tag.as_ref()
+                )))];
             }
             Err(_) => {
                 let tag = self.tag_or_star();
@@ -294,7 +332,11 @@ impl ImapFrontend {
         };
         let tag = cmd.tag.as_ref().to_owned();
         let reply = |s: String| vec![Action::Reply(line(s))];
-        let privacy = || line(format!("{tag} NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS"));
+        let privacy = || {
+            line(format!(
+                "{tag} NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS"
+            ))
+        };
         match cmd.body {
             CommandBody::Capability => reply(format!(
                 "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed",
@@ -303,9 +345,16 @@ impl ImapFrontend {
             CommandBody::Noop => reply(format!("{tag} OK NOOP completed")),
             CommandBody::Logout => {
                 self.state = State::Closed;
-                vec![Action::Reply(line(format!("* BYE Logging out\r\n{tag} OK LOGOUT completed"))), Action::Close]
+                vec![
+                    Action::Reply(line(format!(
+                        "* BYE Logging out\r\n{tag} OK LOGOUT completed"
+                    ))),
+                    Action::Close,
+                ]
             }
-            CommandBody::Id { .. } => reply(format!("* ID (\"name\" \"Sentinella\")\r\n{tag} OK ID completed")),
+            CommandBody::Id { .. } => reply(format!(
+                "* ID (\"name\" \"Sentinella\")\r\n{tag} OK ID completed"
+            )),
             CommandBody::StartTLS => {
                 if self.settings.tls_active || !self.settings.starttls {
                     return reply(format!("{tag} BAD STARTTLS is not available here"));
@@ -314,7 +363,10 @@ impl ImapFrontend {
                 self.state = State::Handshaking;
                 self.framer = Fragmentizer::new(self.settings.max_line);
                 self.unconsumed.clear();
-                vec![Action::Reply(line(format!("{tag} OK Begin TLS negotiation now"))), Action::StartTls]
+                vec![
+                    Action::Reply(line(format!("{tag} OK Begin TLS negotiation now"))),
+                    Action::StartTls,
+                ]
             }
             CommandBody::Login { username, password } => {
                 if !self.login_allowed() {
@@ -328,7 +380,10 @@ impl ImapFrontend {
                 );
                 self.authenticate(tag, creds)
             }
-            CommandBody::Authenticate { mechanism, initial_response } => {
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
                 if !self.login_allowed() {
                     return vec![Action::Reply(privacy())];
                 }
@@ -370,7 +425,9 @@ impl ImapFrontend {
     /// The login was refused: the one failure text; after too many, the connection closes.
     /// Commands pipelined meanwhile are processed now.
     pub fn login_refused(&mut self) -> Vec<Action> {
-        let Some(tag) = self.deciding_tag() else { return Vec::new() };
+        let Some(tag) = self.deciding_tag() else {
+            return Vec::new();
+        };
         self.failed_logins += 1;
         let mut out = vec![Action::Reply(line(format!("{tag} {AUTH_FAILED}")))];
         if self.failed_logins >= self.settings.max_failed_logins {
@@ -382,7 +439,9 @@ impl ImapFrontend {
 
     /// The upstream could not be reached or refused us: a temporary failure.
     pub fn login_unavailable(&mut self) -> Vec<Action> {
-        let Some(tag) = self.deciding_tag() else { return Vec::new() };
+        let Some(tag) = self.deciding_tag() else {
+            return Vec::new();
+        };
         let mut out = vec![Action::Reply(line(format!("{tag} {UNAVAILABLE}")))];
         self.process(&mut out);
         out
@@ -393,7 +452,9 @@ impl ImapFrontend {
     pub fn login_accepted(&mut self, upstream_capabilities: &str) -> (Vec<u8>, Vec<u8>) {
         let tag = self.deciding_tag().unwrap_or_else(|| "*".into());
         self.state = State::LoggedIn;
-        let ok = line(format!("{tag} OK [CAPABILITY {upstream_capabilities}] Logged in"));
+        let ok = line(format!(
+            "{tag} OK [CAPABILITY {upstream_capabilities}] Logged in"
+        ));
         (ok, std::mem::take(&mut self.unconsumed))
     }
 
@@ -411,7 +472,13 @@ mod tests {
     use super::*;
 
     fn settings(tls: bool) -> Settings {
-        Settings { tls_active: tls, starttls: !tls, max_line: 1024, preauth_bytes: 8192, max_failed_logins: 3 }
+        Settings {
+            tls_active: tls,
+            starttls: !tls,
+            max_line: 1024,
+            preauth_bytes: 8192,
+            max_failed_logins: 3,
+        }
     }
 
     /// Feeds `input` and renders the actions as text: replies verbatim, others as markers.
@@ -422,9 +489,12 @@ mod tests {
                 Action::Reply(b) => s.push_str(&String::from_utf8_lossy(b)),
                 Action::StartTls => s.push_str("<STARTTLS>"),
                 Action::Close => s.push_str("<CLOSE>"),
-                Action::Authenticate(c) => {
-                    s.push_str(&format!("<AUTH {}:{}:{:?}>", c.login, c.secret.expose(), c.malformed))
-                }
+                Action::Authenticate(c) => s.push_str(&format!(
+                    "<AUTH {}:{}:{:?}>",
+                    c.login,
+                    c.secret.expose(),
+                    c.malformed
+                )),
             }
         }
         s
@@ -450,7 +520,11 @@ mod tests {
     fn greeting_and_capabilities_depend_on_tls() {
         let fe = ImapFrontend::new(settings(true));
         let g = String::from_utf8(fe.greeting()).unwrap();
-        assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1 ") && g.contains("AUTH=PLAIN") && g.ends_with("\r\n"));
+        assert!(
+            g.starts_with("* OK [CAPABILITY IMAP4rev1 ")
+                && g.contains("AUTH=PLAIN")
+                && g.ends_with("\r\n")
+        );
         let fe = ImapFrontend::new(settings(false));
         let g = String::from_utf8(fe.greeting()).unwrap();
         assert!(g.contains("STARTTLS") && g.contains("LOGINDISABLED") && !g.contains("AUTH="));
@@ -477,7 +551,10 @@ mod tests {
     fn login_with_synchronizing_literal() {
         // RFC 3501 section 8 style: the server sends "+" before each literal.
         let out = every_split("a1 LOGIN {9}\r\nmario@x.i {3}\r\npwd\r\n", true);
-        assert_eq!(out, "+ Ready for literal data\r\n+ Ready for literal data\r\n<AUTH mario@x.i:pwd:None>");
+        assert_eq!(
+            out,
+            "+ Ready for literal data\r\n+ Ready for literal data\r\n<AUTH mario@x.i:pwd:None>"
+        );
     }
 
     #[test]
@@ -499,7 +576,10 @@ mod tests {
     fn authenticate_login_with_and_without_initial_response() {
         // base64("mario") = bWFyaW8=, base64("secret") = c2VjcmV0
         let out = every_split("a AUTHENTICATE LOGIN\r\nbWFyaW8=\r\nc2VjcmV0\r\n", true);
-        assert_eq!(out, "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n<AUTH mario:secret:None>");
+        assert_eq!(
+            out,
+            "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n<AUTH mario:secret:None>"
+        );
         let out = every_split("a AUTHENTICATE LOGIN bWFyaW8=\r\nc2VjcmV0\r\n", true);
         assert_eq!(out, "+ UGFzc3dvcmQ6\r\n<AUTH mario:secret:None>");
     }
@@ -507,7 +587,10 @@ mod tests {
     #[test]
     fn authenticate_cancel_and_garbage() {
         let out = every_split("a AUTHENTICATE PLAIN\r\n*\r\nb NOOP\r\n", true);
-        assert_eq!(out, "+ \r\na BAD Authentication cancelled\r\nb OK NOOP completed\r\n");
+        assert_eq!(
+            out,
+            "+ \r\na BAD Authentication cancelled\r\nb OK NOOP completed\r\n"
+        );
         let out = every_split("a AUTHENTICATE PLAIN\r\n!!!\r\n", true);
         assert_eq!(out, "+ \r\na BAD Invalid base64 in SASL response\r\n");
         let out = every_split("a AUTHENTICATE CRAM-MD5\r\n", true);
@@ -518,7 +601,10 @@ mod tests {
     fn plain_with_other_authzid_or_bad_nuls() {
         // base64("admin\0mario\0secret")
         let out = every_split("a AUTHENTICATE PLAIN YWRtaW4AbWFyaW8Ac2VjcmV0\r\n", true);
-        assert_eq!(out, "<AUTH mario:secret:Some(\"authorization identity differs from the login name\")>");
+        assert_eq!(
+            out,
+            "<AUTH mario:secret:Some(\"authorization identity differs from the login name\")>"
+        );
         // base64("mario\0secret") (one NUL)
         let out = every_split("a AUTHENTICATE PLAIN bWFyaW8Ac2VjcmV0\r\n", true);
         assert_eq!(out, "a BAD Malformed PLAIN response\r\n");
@@ -528,7 +614,10 @@ mod tests {
     fn login_names_with_control_characters_are_marked() {
         // A literal can carry control characters (CHAR8 = %x01-ff)...
         let out = every_split("a LOGIN {3+}\r\na\x01b pw\r\n", true);
-        assert_eq!(out, "<AUTH a\x01b:pw:Some(\"login name contains NUL or control characters\")>");
+        assert_eq!(
+            out,
+            "<AUTH a\x01b:pw:Some(\"login name contains NUL or control characters\")>"
+        );
         // ...but not NUL: that is a syntax error before any authentication.
         let out = every_split("a LOGIN {3+}\r\na\0b pw\r\n", true);
         assert_eq!(out, "a BAD Syntax error\r\n");
@@ -536,7 +625,10 @@ mod tests {
 
     #[test]
     fn no_login_before_starttls() {
-        let out = every_split("a LOGIN mario secret\r\nb AUTHENTICATE PLAIN AG1hcmlvAHNlY3JldA==\r\n", false);
+        let out = every_split(
+            "a LOGIN mario secret\r\nb AUTHENTICATE PLAIN AG1hcmlvAHNlY3JldA==\r\n",
+            false,
+        );
         assert_eq!(
             out,
             "a NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS\r\n\
@@ -547,14 +639,20 @@ mod tests {
     #[test]
     fn starttls_discards_pipelined_commands() {
         let mut fe = ImapFrontend::new(settings(false));
-        let out = run(&mut fe, "a STARTTLS\r\nb LOGIN mario secret\r\nc CAPABILITY\r\n");
+        let out = run(
+            &mut fe,
+            "a STARTTLS\r\nb LOGIN mario secret\r\nc CAPABILITY\r\n",
+        );
         assert_eq!(out, "a OK Begin TLS negotiation now\r\n<STARTTLS>");
         // More plaintext before the handshake finishes: also discarded.
         assert_eq!(run(&mut fe, "d LOGIN x y\r\n"), "");
         fe.tls_started();
         assert_eq!(run(&mut fe, "e NOOP\r\n"), "e OK NOOP completed\r\n");
         let caps = run(&mut fe, "f CAPABILITY\r\n");
-        assert!(caps.contains("AUTH=PLAIN") && !caps.contains("STARTTLS"), "{caps}");
+        assert!(
+            caps.contains("AUTH=PLAIN") && !caps.contains("STARTTLS"),
+            "{caps}"
+        );
     }
 
     #[test]
@@ -580,7 +678,10 @@ mod tests {
             assert_eq!(out, "<AUTH mario:wrong:None>");
             let out = render(&fe.login_refused());
             if i < 2 {
-                assert_eq!(out, format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed\r\n"));
+                assert_eq!(
+                    out,
+                    format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+                );
             } else {
                 assert_eq!(
                     out,
@@ -597,13 +698,19 @@ mod tests {
         let out = run(&mut fe, "a LOGIN mario wrong\r\nb NOOP\r\n");
         assert_eq!(out, "<AUTH mario:wrong:None>");
         let out = render(&fe.login_unavailable());
-        assert_eq!(out, "a NO [UNAVAILABLE] Service temporarily unavailable, try again later\r\nb OK NOOP completed\r\n");
+        assert_eq!(
+            out,
+            "a NO [UNAVAILABLE] Service temporarily unavailable, try again later\r\nb OK NOOP completed\r\n"
+        );
     }
 
     #[test]
     fn accepted_login_hands_over_pipelined_bytes() {
         let mut fe = ImapFrontend::new(settings(true));
-        let out = run(&mut fe, "a LOGIN mario pw\r\nb SELECT INBOX\r\nc FETCH 1 (FLAGS)\r\n");
+        let out = run(
+            &mut fe,
+            "a LOGIN mario pw\r\nb SELECT INBOX\r\nc FETCH 1 (FLAGS)\r\n",
+        );
         assert_eq!(out, "<AUTH mario:pw:None>");
         let (ok, rest) = fe.login_accepted("IMAP4rev1 IDLE");
         assert_eq!(ok, b"a OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
@@ -615,14 +722,20 @@ mod tests {
     #[test]
     fn oversized_literals_and_lines() {
         let out = every_split("a LOGIN {5000}\r\nb NOOP\r\n", true);
-        assert_eq!(out, "a BAD Literal too large or not allowed here\r\nb OK NOOP completed\r\n");
+        assert_eq!(
+            out,
+            "a BAD Literal too large or not allowed here\r\nb OK NOOP completed\r\n"
+        );
         let out = every_split("a LOGIN {5000+}\r\n", true);
         assert_eq!(out, "* BYE Literal too large\r\n<CLOSE>");
         let long = format!("a NOOP {}\r\n", "x".repeat(2000));
         let out = every_split(&long, true);
         assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
         // Literal lengths past u32 are a framing error, not a huge allocation.
-        let out = run(&mut ImapFrontend::new(settings(true)), "a LOGIN {99999999999999999999}\r\n");
+        let out = run(
+            &mut ImapFrontend::new(settings(true)),
+            "a LOGIN {99999999999999999999}\r\n",
+        );
         assert!(!out.contains("Ready"), "{out}");
     }
 
@@ -636,6 +749,10 @@ mod tests {
                 break;
             }
         }
-        assert!(out.ends_with("* BYE Too much data before login\r\n<CLOSE>"), "{}", &out[out.len() - 60..]);
+        assert!(
+            out.ends_with("* BYE Too much data before login\r\n<CLOSE>"),
+            "{}",
+            &out[out.len() - 60..]
+        );
     }
 }

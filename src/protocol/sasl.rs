@@ -38,14 +38,20 @@ pub fn decode_base64(line: &[u8]) -> Result<Zeroizing<Vec<u8>>, SaslError> {
 /// authcid and a non-empty password.
 pub fn decode_plain(message: &[u8]) -> Result<Credentials, SaslError> {
     let mut parts = message.split(|b| *b == 0);
-    let (Some(authzid), Some(authcid), Some(passwd), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(authzid), Some(authcid), Some(passwd), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(SaslError::BadPlain);
     };
     if authcid.is_empty() || passwd.is_empty() {
         return Err(SaslError::BadPlain);
     }
-    Ok(Credentials::from_wire(authcid, passwd, Some(authzid), Mechanism::Plain))
+    Ok(Credentials::from_wire(
+        authcid,
+        passwd,
+        Some(authzid),
+        Mechanism::Plain,
+    ))
 }
 
 #[cfg(test)]
@@ -56,18 +62,36 @@ mod tests {
     fn rfc4616_examples() {
         // RFC 4616 section 4: "\0tim\0tanstaaftanstaaf" and "Ursel\0Kurt\0xipj3plmq".
         let c = decode_plain(b"\0tim\0tanstaaftanstaaf").unwrap();
-        assert_eq!((c.login.as_str(), c.secret.expose()), ("tim", "tanstaaftanstaaf"));
+        assert_eq!(
+            (c.login.as_str(), c.secret.expose()),
+            ("tim", "tanstaaftanstaaf")
+        );
         assert!(c.malformed.is_none());
         let c = decode_plain(b"Ursel\0Kurt\0xipj3plmq").unwrap();
-        assert_eq!(c.malformed, Some("authorization identity differs from the login name"));
+        assert_eq!(
+            c.malformed,
+            Some("authorization identity differs from the login name")
+        );
         let c = decode_plain(b"tim\0tim\0pw").unwrap();
         assert!(c.malformed.is_none());
     }
 
     #[test]
     fn wrong_nul_counts_are_refused() {
-        for bad in [&b""[..], b"tim", b"\0tim", b"\0tim\0", b"\0\0pw", b"a\0b\0c\0d", b"\0tim\0pw\0"] {
-            assert_eq!(decode_plain(bad).err(), Some(SaslError::BadPlain), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"tim",
+            b"\0tim",
+            b"\0tim\0",
+            b"\0\0pw",
+            b"a\0b\0c\0d",
+            b"\0tim\0pw\0",
+        ] {
+            assert_eq!(
+                decode_plain(bad).err(),
+                Some(SaslError::BadPlain),
+                "{bad:?}"
+            );
         }
     }
 
@@ -76,8 +100,17 @@ mod tests {
         assert_eq!(&*decode_base64(b"dGlt").unwrap(), b"tim");
         assert_eq!(&*decode_base64(b"=").unwrap(), b"");
         assert_eq!(&*decode_base64(b"dGlt\r\n").unwrap(), b"tim");
-        assert_eq!(decode_base64(b"not base64!").err(), Some(SaslError::BadBase64));
-        assert_eq!(&*decode_base64(LOGIN_USERNAME_CHALLENGE.as_bytes()).unwrap(), b"Username:");
-        assert_eq!(&*decode_base64(LOGIN_PASSWORD_CHALLENGE.as_bytes()).unwrap(), b"Password:");
+        assert_eq!(
+            decode_base64(b"not base64!").err(),
+            Some(SaslError::BadBase64)
+        );
+        assert_eq!(
+            &*decode_base64(LOGIN_USERNAME_CHALLENGE.as_bytes()).unwrap(),
+            b"Username:"
+        );
+        assert_eq!(
+            &*decode_base64(LOGIN_PASSWORD_CHALLENGE.as_bytes()).unwrap(),
+            b"Password:"
+        );
     }
 }

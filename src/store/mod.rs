@@ -7,8 +7,10 @@
 //! the race on upgrade). `busy_timeout` makes the second writer wait rather than fail.
 //!
 //! - [`schema`]: the migrations, applied on open.
+//! - [`sealed`]: upstream secrets encrypted at rest with a key file.
 
 pub mod schema;
+pub mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -615,6 +617,36 @@ impl Store {
             change,
             now,
         )
+    }
+
+    /// Stores the sealed upstream secret of a mailbox (see [`sealed`]).
+    pub fn set_upstream_secret(
+        &mut self,
+        address: &str,
+        sealed: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let change = Change::action("mailbox.set-upstream-secret");
+        self.in_mailbox_tx(address, &change, now, |tx, m| {
+            tx.execute(
+                "UPDATE mailboxes SET upstream_secret = ?2 WHERE id = ?1",
+                params![m.id, sealed],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The sealed upstream secret of a mailbox, if one was set.
+    pub fn upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT upstream_secret FROM mailboxes WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// The multi-user accounts of a mailbox.

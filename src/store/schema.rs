@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_address ON events(address, id);
     "#,
+    // 2: the per-mailbox upstream secret (login.mode = "stored"), sealed with the key
+    // file: nonce || ChaCha20-Poly1305 ciphertext, the address as associated data.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN upstream_secret BLOB;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -13,6 +13,8 @@
 //! - [`store`]: the embedded SQLite database — schema migrations, one transaction per
 //!   management action, the version bump that invalidates cached logins, access history,
 //!   notices and management events.
+//! - [`protocol`]: sans-I/O protocol front ends (IMAP) and SASL decoding.
+//! - [`proxy`]: listeners, TLS, sessions, upstream login, relay, shutdown.
 //! - [`cli`]: the `sentinella` command line (human text or `--json`).
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls [`cli::run`].
@@ -25,4 +27,5 @@ pub mod cli;
 pub mod config;
 pub mod policy;
 pub mod protocol;
+pub mod proxy;
 pub mod store;

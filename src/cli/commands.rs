@@ -13,7 +13,7 @@ use super::{
     AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep, TwoFactorCommand,
 };
 use crate::auth::{PasswordHasher, Secret};
-use crate::config::{Config, ListenerTls};
+use crate::config::Config;
 use crate::policy::mailbox::{Confirmed, ReplaceAuthority};
 use crate::policy::names::{normalize_address, normalize_login};
 use crate::policy::totp::DeviceSecret;
@@ -61,35 +61,23 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
 // ---- serve ----------------------------------------------------------------------------
 
 fn serve(cli: &Cli) -> Result<Output, CliError> {
-    let ctx = Ctx::open(cli)?;
-    let mut lines = vec![format!(
-        "configuration {} is valid; store {} is ready (schema version {})",
-        ctx.config.source.display(),
-        ctx.store.path().display(),
-        ctx.store.schema_version()?
-    )];
-    for l in &ctx.config.listeners {
-        let up = &ctx.config.upstreams[&l.upstream];
-        let tls = match l.tls {
-            ListenerTls::Implicit => "implicit TLS",
-            ListenerTls::Starttls => "STARTTLS",
-        };
-        lines.push(format!(
-            "would listen on {} for {}{} ({tls}) as {:?}, relaying to {}:{} (tls = {})",
-            l.bind,
-            l.protocol,
-            if l.archive { " security archive" } else { "" },
-            l.name,
-            up.host,
-            up.port,
-            up.tls.as_str()
-        ));
-    }
-    eprintln!("{}", lines.join("\n"));
-    Err(CliError::Internal(
-        "the proxy is not built yet: `serve` only checks the configuration and the store for now"
-            .into(),
-    ))
+    let config = Config::load(&cli.config)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(crate::proxy::run(config))
+        .map_err(|e| CliError::Internal(format!("cannot serve: {e}")))?;
+    // Sessions still open after the grace period end with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(Output::new("stopped", json!({"stopped": true})))
 }
 
 // ---- mailbox ----------------------------------------------------------------------------
@@ -352,6 +340,28 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
             Ok(Output::new(
                 format!("Main password of {who} changed.{note}"),
                 json!({"login": who, "changed": true}),
+            ))
+        }
+        MailboxCommand::SetUpstreamSecret {
+            address: a,
+            password,
+        } => {
+            let addr = address(a)?;
+            ctx.store.mailbox(&addr)?;
+            let secret = new_password(password.password_stdin, "Upstream secret")?;
+            let key = crate::store::sealed::SealKey::load_or_create(&ctx.config.key_path())
+                .map_err(|e| CliError::Internal(e.to_string()))?;
+            let sealed = key
+                .seal(&addr, &secret)
+                .map_err(|e| CliError::Internal(e.to_string()))?;
+            drop(secret);
+            ctx.store.set_upstream_secret(&addr, &sealed, now)?;
+            Ok(Output::new(
+                format!(
+                    "Upstream secret of {addr} set (encrypted with {}).",
+                    ctx.config.key_path().display()
+                ),
+                json!({"address": addr, "upstream_secret": true}),
             ))
         }
         MailboxCommand::SetPlan { address: a, plan } => {

@@ -44,7 +44,7 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the proxy on the configured listeners.
+    /// Run the proxy on the configured listeners (logs on stderr; RUST_LOG sets the level).
     Serve,
     /// Mailboxes, their settings and multi-user accounts.
     #[command(subcommand)]
@@ -120,6 +120,14 @@ pub enum MailboxCommand {
         /// A multi-user account of the mailbox, instead of the mailbox itself.
         #[arg(long, value_name = "LOGIN")]
         user: Option<String>,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Set the secret the proxy logs in upstream with for this mailbox (upstreams with
+    /// `login = { mode = "stored" }`); kept encrypted with the store's key file.
+    SetUpstreamSecret {
+        /// The address.
+        address: String,
         #[command(flatten)]
         password: PasswordSource,
     },

@@ -1,0 +1,243 @@
+//! The running proxy: listeners, sessions, upstreams, TLS, shutdown.
+//!
+//! - [`tls`]: the client-facing certificate (self-signed on first run) and upstream trust.
+//! - [`stream`]: a connection that is plain TCP or TLS.
+//! - [`upstream`]: connecting and logging in to the upstream as the mailbox.
+//! - [`session`]: one client connection from greeting to relay.
+//!
+//! Accept loops hand each connection to its own task, holding a permit of the global
+//! connection limit. SIGINT or SIGTERM stops the accept loops; open sessions get
+//! `limits.shutdown_grace` to finish before the process exits.
+
+pub mod session;
+pub mod stream;
+pub mod tls;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::auth::{Authenticator, PasswordHasher, Secret};
+use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
+use crate::policy::Protocol;
+use crate::store::Store;
+use crate::store::sealed::SealKey;
+use upstream::Upstream;
+
+/// What every session shares.
+pub struct Shared {
+    /// The login decision.
+    pub auth: Arc<Authenticator>,
+    /// The client-facing TLS configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Limits.
+    pub limits: LimitsConfig,
+}
+
+/// A listener with its upstream.
+pub struct ListenerRuntime {
+    /// Its configuration.
+    pub config: ListenerConfig,
+    /// Where its sessions go.
+    pub upstream: Arc<Upstream>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Something else, with a message naming the thing.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn read_master_password(path: &std::path::Path) -> Result<Secret, ServeError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Setup(format!("{}: {e}", path.display())))?,
+    );
+    let first = text.lines().next().unwrap_or("").trim_end();
+    if first.is_empty() {
+        return Err(ServeError::Setup(format!(
+            "{}: the master password file is empty",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(first.to_owned()))
+}
+
+/// Prepares every configured upstream.
+fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, ServeError> {
+    let mut out = BTreeMap::new();
+    for (name, u) in &config.upstreams {
+        let tls = match u.tls {
+            UpstreamTls::None => None,
+            _ => Some(tls::client_config(
+                u.ca_file.as_ref().map(|p| config.resolve(p)).as_deref(),
+            )?),
+        };
+        let master = match &u.login {
+            UpstreamLogin::Master { password_file, .. } => Some(Arc::new(read_master_password(
+                &config.resolve(password_file),
+            )?)),
+            UpstreamLogin::Stored => None,
+        };
+        out.insert(
+            name.clone(),
+            Arc::new(Upstream::new(u.clone(), tls, master)),
+        );
+    }
+    Ok(out)
+}
+
+/// Runs the proxy until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let (cert, key) = (
+        config.resolve(&config.tls.certificate),
+        config.resolve(&config.tls.key),
+    );
+    if tls::ensure_certificate(&cert, &key)? {
+        tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
+    }
+    let server_tls = tls::server_config(&cert, &key)?;
+    let store = Store::open(&config.store_path())?;
+    let hasher =
+        PasswordHasher::new(&config.argon2).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let needs_key = config
+        .upstreams
+        .values()
+        .any(|u| matches!(u.login, UpstreamLogin::Stored));
+    let seal = if needs_key {
+        Some(
+            SealKey::load_or_create(&config.key_path())
+                .map_err(|e| ServeError::Setup(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let auth = Arc::new(
+        tokio::task::spawn_blocking(move || Authenticator::new(store, hasher, seal))
+            .await
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .map_err(|e| ServeError::Setup(e.to_string()))?,
+    );
+    let upstreams = upstreams(&config)?;
+    let shared = Arc::new(Shared {
+        auth,
+        tls: server_tls,
+        limits: config.limits.clone(),
+    });
+
+    let max = config.limits.max_connections as usize;
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = Vec::new();
+    for l in &config.listeners {
+        if l.protocol != Protocol::Imap {
+            tracing::warn!(listener = %l.name, protocol = %l.protocol, "this protocol is not served yet; listener skipped");
+            continue;
+        }
+        let socket = TcpListener::bind(l.bind).await.map_err(|e| {
+            ServeError::Setup(format!(
+                "listener {:?}: cannot listen on {}: {e}",
+                l.name, l.bind
+            ))
+        })?;
+        tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, "listening");
+        let runtime = Arc::new(ListenerRuntime {
+            config: l.clone(),
+            upstream: Arc::clone(&upstreams[&l.upstream]),
+        });
+        loops.push(tokio::spawn(accept_loop(
+            socket,
+            runtime,
+            Arc::clone(&shared),
+            Arc::clone(&permits),
+            stop_rx.clone(),
+        )));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections");
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    let grace = LimitsConfig::duration(config.limits.shutdown_grace);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all sessions finished"),
+        Err(_) => tracing::warn!(
+            open = max - permits.available_permits(),
+            "grace period over; closing open sessions"
+        ),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<ListenerRuntime>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next_id: u64 = 0;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            a = socket.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE / ENFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %listener.config.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        next_id += 1;
+        let span =
+            tracing::info_span!("conn", id = next_id, listener = %listener.config.name, %peer);
+        let (l, s) = (Arc::clone(&listener), Arc::clone(&shared));
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                session::imap(tcp, peer, l, s).await;
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! TLS for both sides: the certificate clients see (created self-signed on first run) and
+//! the trust used for upstreams. rustls with the ring provider, chosen explicitly; TLS 1.2
+//! and 1.3 only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::store::sealed::write_private;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Certificate generation failed.
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Creates a self-signed certificate for `localhost` / 127.0.0.1 / ::1 where the
+/// configured files are missing. Returns whether it created one.
+pub fn ensure_certificate(cert: &Path, key: &Path) -> Result<bool, TlsError> {
+    if cert.exists() && key.exists() {
+        return Ok(false);
+    }
+    if cert.exists() != key.exists() {
+        let missing = if cert.exists() { key } else { cert };
+        return Err(file_err(
+            missing,
+            "missing (its certificate/key partner exists; refusing to overwrite it)",
+        ));
+    }
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let key_pem = zeroize::Zeroizing::new(generated.signing_key.serialize_pem());
+    write_private(key, key_pem.as_bytes()).map_err(|e| file_err(key, e))?;
+    if let Some(dir) = cert.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    }
+    std::fs::write(cert, generated.cert.pem()).map_err(|e| file_err(cert, e))?;
+    Ok(true)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// The server configuration for client connections.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err(cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(cert, e))?;
+    if certs.is_empty() {
+        return Err(file_err(cert, "no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)?;
+    Ok(Arc::new(config))
+}
+
+/// The client configuration for an upstream: its CA file, or the system's roots.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_err(path, e))? {
+                roots.add(cert.map_err(|e| file_err(path, e))?)?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // Skip the odd unparsable system certificate rather than fail.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_usable_certificate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c/cert.pem"), dir.path().join("c/key.pem"));
+        assert!(ensure_certificate(&cert, &key).unwrap());
+        assert!(
+            !ensure_certificate(&cert, &key).unwrap(),
+            "second run keeps it"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        server_config(&cert, &key).unwrap();
+        // The certificate can serve as the CA for a client (tests use it that way).
+        client_config(Some(&cert)).unwrap();
+    }
+
+    #[test]
+    fn a_lone_certificate_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "x").unwrap();
+        assert!(ensure_certificate(&cert, &key).is_err());
+        assert_eq!(std::fs::read(&cert).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,357 @@
+//! Connecting and logging in to the upstream mail server on the user's behalf.
+//!
+//! The generic part (TCP, implicit TLS, a bounded line reader) is shared by every
+//! protocol; each protocol adds its own greeting check, STARTTLS and login dialogue.
+//! Anything unexpected — a PREAUTH greeting, a refused login, a malformed answer — is an
+//! [`UpstreamError`], which the client sees as a temporary failure, never as
+//! "authentication failed".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::stream::Conn;
+use crate::auth::Secret;
+use crate::config::{UpstreamConfig, UpstreamTls};
+
+/// Longest line accepted from an upstream before login completes.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Why the upstream session could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// host:port
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Reading or writing failed, or the upstream closed the connection.
+    #[error("upstream I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS handshake with the upstream failed.
+    #[error("upstream TLS: {0}")]
+    Tls(String),
+    /// The upstream said something we did not expect.
+    #[error("unexpected upstream answer: {0}")]
+    Protocol(String),
+    /// The upstream refused our login.
+    #[error("upstream refused the login: {0}")]
+    LoginRefused(String),
+    /// Connecting and logging in took too long.
+    #[error("upstream timed out")]
+    Timeout,
+}
+
+/// How the proxy proves itself to the upstream.
+pub enum UpstreamCredential {
+    /// SASL PLAIN as `master` on behalf of the mailbox.
+    Master {
+        /// Master user name.
+        user: String,
+        /// Master password.
+        password: Arc<Secret>,
+    },
+    /// The mailbox's own upstream secret.
+    Stored(Secret),
+}
+
+/// One configured upstream, ready to connect.
+pub struct Upstream {
+    /// Its configuration.
+    pub config: UpstreamConfig,
+    tls: Option<Arc<ClientConfig>>,
+    /// The master password, for `login.mode = "master"`.
+    pub master_password: Option<Arc<Secret>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upstream({}:{})", self.config.host, self.config.port)
+    }
+}
+
+/// A line-oriented reader over a connection, with a length cap; keeps whatever follows
+/// the last line it returned.
+pub struct LineReader {
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        LineReader { buf: Vec::new() }
+    }
+
+    /// The next line (without CRLF).
+    pub async fn line(&mut self, conn: &mut Conn) -> Result<String, UpstreamError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(String::from_utf8_lossy(&line).into_owned());
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(UpstreamError::Protocol("line too long".into()));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(UpstreamError::Protocol("connection closed".into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Bytes read past the last line (to be relayed to the client).
+    pub fn into_leftover(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Whether bytes are buffered (must be empty before a TLS handshake).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+impl Default for LineReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstream {
+    /// Prepares an upstream: its TLS trust and, for master logins, the password.
+    pub fn new(
+        config: UpstreamConfig,
+        tls: Option<Arc<ClientConfig>>,
+        master_password: Option<Arc<Secret>>,
+    ) -> Self {
+        Upstream {
+            config,
+            tls,
+            master_password,
+        }
+    }
+
+    /// The credential to log in as the mailbox with.
+    pub fn credential(&self, stored: Option<Secret>) -> Option<UpstreamCredential> {
+        match (&self.config.login, &self.master_password, stored) {
+            (crate::config::UpstreamLogin::Master { user, .. }, Some(pw), _) => {
+                Some(UpstreamCredential::Master {
+                    user: user.clone(),
+                    password: Arc::clone(pw),
+                })
+            }
+            (crate::config::UpstreamLogin::Stored, _, Some(s)) => {
+                Some(UpstreamCredential::Stored(s))
+            }
+            _ => None,
+        }
+    }
+
+    /// Opens TCP and, for implicit TLS, the TLS session.
+    pub async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let addr = format!("{}:{}", self.config.host, self.config.port);
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        match self.config.tls {
+            UpstreamTls::Implicit => self.start_tls(Conn::Plain(tcp)).await,
+            UpstreamTls::Starttls | UpstreamTls::None => Ok(Conn::Plain(tcp)),
+        }
+    }
+
+    /// Runs the TLS handshake over a plain connection.
+    pub async fn start_tls(&self, conn: Conn) -> Result<Conn, UpstreamError> {
+        let Conn::Plain(tcp) = conn else {
+            return Err(UpstreamError::Tls("already TLS".into()));
+        };
+        let config = self
+            .tls
+            .clone()
+            .ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
+        let name = self
+            .config
+            .tls_name
+            .clone()
+            .unwrap_or_else(|| self.config.host.clone());
+        let server_name =
+            ServerName::try_from(name).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        Ok(Conn::ClientTls(Box::new(tls)))
+    }
+
+    /// Whether the upstream wants STARTTLS before login.
+    pub fn wants_starttls(&self) -> bool {
+        self.config.tls == UpstreamTls::Starttls
+    }
+}
+
+/// Runs `f` under `timeout`, mapping elapsed time to [`UpstreamError::Timeout`].
+pub async fn within<T>(
+    timeout: Duration,
+    f: impl std::future::Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| UpstreamError::Timeout)?
+}
+
+/// SASL PLAIN's message for logging in as `user` with `authcid`/`password`
+/// (authorization identity = user), base64-encoded.
+pub fn sasl_plain(authzid: &str, authcid: &str, password: &Secret) -> Secret {
+    let raw = zeroize::Zeroizing::new(format!("{authzid}\0{authcid}\0{}", password.expose()));
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()))
+}
+
+// ---- IMAP -------------------------------------------------------------------------------
+
+/// An IMAP quoted string, or an error if the value cannot be one (CR, LF, NUL).
+fn imap_quoted(s: &str) -> Result<String, UpstreamError> {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(UpstreamError::Protocol(
+            "value not representable as an IMAP quoted string".into(),
+        ));
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// Reads until the tagged response for `tag`; returns (status line, untagged CAPABILITY
+/// if one came).
+async fn imap_tagged(
+    conn: &mut Conn,
+    reader: &mut LineReader,
+    tag: &str,
+) -> Result<(String, Option<String>), UpstreamError> {
+    let mut caps = None;
+    loop {
+        let line = reader.line(conn).await?;
+        if let Some(rest) = line.strip_prefix(&format!("{tag} ")) {
+            return Ok((rest.to_owned(), caps));
+        }
+        if let Some(c) = line.strip_prefix("* CAPABILITY ") {
+            caps = Some(c.trim().to_owned());
+        } else if line.starts_with("* BYE") {
+            return Err(UpstreamError::Protocol(line));
+        } else if line.starts_with('+') {
+            return Err(UpstreamError::Protocol(format!(
+                "unexpected continuation: {line}"
+            )));
+        }
+    }
+}
+
+/// The `[CAPABILITY …]` response code of a status line, if any.
+fn capability_code(status: &str) -> Option<String> {
+    let start = status.find("[CAPABILITY ")? + "[CAPABILITY ".len();
+    let end = status[start..].find(']')? + start;
+    Some(status[start..end].trim().to_owned())
+}
+
+/// Logs in to an IMAP upstream as `user`. Returns the connection, the upstream's
+/// post-login capabilities, and any bytes it sent past the login dialogue.
+pub async fn imap_login(
+    up: &Upstream,
+    user: &str,
+    credential: &UpstreamCredential,
+) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
+    let mut conn = up.connect().await?;
+    let mut reader = LineReader::new();
+    let greeting = reader.line(&mut conn).await?;
+    if greeting.starts_with("* PREAUTH") {
+        return Err(UpstreamError::Protocol(
+            "PREAUTH greeting: the upstream logged us in as someone".into(),
+        ));
+    }
+    if !greeting.starts_with("* OK") {
+        return Err(UpstreamError::Protocol(format!("greeting: {greeting}")));
+    }
+    if up.wants_starttls() {
+        conn.write_all(b"S0 STARTTLS\r\n").await?;
+        let (status, _) = imap_tagged(&mut conn, &mut reader, "S0").await?;
+        if !status.starts_with("OK") {
+            return Err(UpstreamError::Protocol(format!("STARTTLS: {status}")));
+        }
+        if !reader.is_empty() {
+            return Err(UpstreamError::Protocol(
+                "data after STARTTLS response".into(),
+            ));
+        }
+        conn = up.start_tls(conn).await?;
+    }
+    let command = match credential {
+        UpstreamCredential::Master {
+            user: master,
+            password,
+        } => Secret::new(format!(
+            "S1 AUTHENTICATE PLAIN {}\r\n",
+            sasl_plain(user, master, password).expose()
+        )),
+        UpstreamCredential::Stored(secret) => Secret::new(format!(
+            "S1 LOGIN {} {}\r\n",
+            imap_quoted(user)?,
+            imap_quoted(secret.expose())?
+        )),
+    };
+    conn.write_all(command.expose().as_bytes()).await?;
+    drop(command);
+    let (status, untagged) = imap_tagged(&mut conn, &mut reader, "S1").await?;
+    if !status.starts_with("OK") {
+        return Err(UpstreamError::LoginRefused(status));
+    }
+    let caps = match capability_code(&status).or(untagged) {
+        Some(c) => c,
+        None => {
+            conn.write_all(b"S2 CAPABILITY\r\n").await?;
+            let (status, caps) = imap_tagged(&mut conn, &mut reader, "S2").await?;
+            if !status.starts_with("OK") {
+                return Err(UpstreamError::Protocol(format!("CAPABILITY: {status}")));
+            }
+            caps.ok_or_else(|| UpstreamError::Protocol("no CAPABILITY response".into()))?
+        }
+    };
+    Ok((conn, caps, reader.into_leftover()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_and_capability_codes() {
+        assert_eq!(imap_quoted("a\"b\\c").unwrap(), "\"a\\\"b\\\\c\"");
+        assert!(imap_quoted("a\r\nb").is_err());
+        assert_eq!(
+            capability_code("OK [CAPABILITY IMAP4rev1 IDLE SORT] Logged in").as_deref(),
+            Some("IMAP4rev1 IDLE SORT")
+        );
+        assert_eq!(capability_code("OK Logged in"), None);
+    }
+
+    #[test]
+    fn plain_message_names_the_user_as_authorization_identity() {
+        let m = sasl_plain("mario@x.it", "proxy", &Secret::new("pw".into()));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(m.expose())
+            .unwrap();
+        assert_eq!(raw, b"mario@x.it\0proxy\0pw");
+    }
+}

@@ -1,0 +1,381 @@
+//! Real servers for the integration tests: Dovecot from Debian's packages, and the built
+//! `sentinella serve`, each on free loopback ports in its own temporary folder, stopped
+//! by PID (SIGTERM, then SIGKILL) when dropped — also when a test fails.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{CHEAP_ARGON2, Run, run_binary};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("{what} did not start listening on {port}; its log:\n{log}");
+}
+
+/// Sends SIGTERM to `child`, waits up to 5 s, then SIGKILL.
+fn stop_child(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn id_of(name: &str, flag: &str) -> u32 {
+    let out = Command::new("id")
+        .arg(flag)
+        .arg(name)
+        .output()
+        .expect("run id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no system user {name}"))
+}
+
+/// The master user the proxy logs in upstream as.
+pub const MASTER_USER: &str = "sentinella";
+/// Its password.
+pub const MASTER_PASSWORD: &str = "master-secret-for-tests";
+
+/// A running Dovecot (IMAP, POP3) with passwd-file users and a master user.
+pub struct Dovecot {
+    child: Option<Child>,
+    /// Its folder (config, state, mail, log).
+    pub dir: tempfile::TempDir,
+    /// Plain IMAP port.
+    pub imap_port: u16,
+    /// Plain POP3 port.
+    pub pop3_port: u16,
+}
+
+impl Dovecot {
+    /// Starts Dovecot with `users` as (login, password) pairs.
+    pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        assert!(
+            Path::new("/usr/sbin/dovecot").exists(),
+            "Dovecot is not installed: run ./scripts/test.sh, which installs it"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        // Dovecot's own users must be able to reach the folder.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::os::unix::fs::chown(
+            d.join("mail"),
+            Some(id_of("dovecot", "-u")),
+            Some(id_of("dovecot", "-g")),
+        )
+        .unwrap();
+        let mut passwd = String::new();
+        for (u, p) in users {
+            passwd.push_str(&format!("{u}:{{PLAIN}}{p}::::::\n"));
+        }
+        std::fs::write(d.join("users"), passwd).unwrap();
+        std::fs::write(
+            d.join("masters"),
+            format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}::::::\n"),
+        )
+        .unwrap();
+        let mut dovecot = Dovecot {
+            child: None,
+            imap_port: free_port(),
+            pop3_port: free_port(),
+            dir,
+        };
+        dovecot.write_config();
+        dovecot.restart();
+        dovecot
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path().display();
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:{d}/mail/%u
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = passwd-file
+  args = {d}/masters
+  master = yes
+  pass = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+            imap = self.imap_port,
+            pop3 = self.pop3_port,
+        );
+        std::fs::write(self.dir.path().join("dovecot.conf"), conf).unwrap();
+    }
+
+    /// Starts (again) on the same ports.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("/usr/sbin/dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("stderr.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start dovecot");
+        self.child = Some(child);
+        wait_for_port(
+            self.imap_port,
+            "dovecot",
+            &self.dir.path().join("dovecot.log"),
+        );
+    }
+
+    /// Stops it (by PID).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `sentinella serve` with IMAP listeners in front of Dovecot instances.
+pub struct Proxy {
+    child: Option<Child>,
+    /// Its folder: config.toml, store, certificate, log.
+    pub dir: tempfile::TempDir,
+    /// IMAP, implicit TLS.
+    pub imaps_port: u16,
+    /// IMAP, STARTTLS.
+    pub imap_port: u16,
+    /// Security archive, implicit TLS.
+    pub archive_port: u16,
+}
+
+impl Proxy {
+    /// Writes a config pointing at `mailbox` (and `archive`) Dovecot, with `[policy]`
+    /// lines `policy`, and `[limits]` lines `limits`. Does not start it.
+    pub fn configure(mailbox: &Dovecot, archive: &Dovecot, policy: &str, limits: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("master.pass"),
+            format!("{MASTER_PASSWORD}\n"),
+        )
+        .unwrap();
+        let proxy = Proxy {
+            child: None,
+            dir,
+            imaps_port: free_port(),
+            imap_port: free_port(),
+            archive_port: free_port(),
+        };
+        let login = format!(
+            "login = {{ mode = \"master\", user = \"{MASTER_USER}\", password_file = \"master.pass\" }}"
+        );
+        let config = format!(
+            r#"[store]
+path = "state/sentinella.db"
+
+[policy]
+{policy}
+
+{CHEAP_ARGON2}
+[tls]
+certificate = "certs/cert.pem"
+key = "certs/key.pem"
+
+[limits]
+{limits}
+
+[[listener]]
+name = "imaps"
+protocol = "imap"
+bind = "127.0.0.1:{imaps}"
+tls = "implicit"
+upstream = "mailbox"
+
+[[listener]]
+name = "imap"
+protocol = "imap"
+bind = "127.0.0.1:{imap}"
+tls = "starttls"
+upstream = "mailbox"
+
+[[listener]]
+name = "archive"
+protocol = "imap"
+bind = "127.0.0.1:{archive}"
+tls = "implicit"
+archive = true
+upstream = "archive"
+
+[upstream.mailbox]
+host = "127.0.0.1"
+port = {up}
+tls = "none"
+{login}
+
+[upstream.archive]
+host = "127.0.0.1"
+port = {arch_up}
+tls = "none"
+{login}
+"#,
+            imaps = proxy.imaps_port,
+            imap = proxy.imap_port,
+            archive = proxy.archive_port,
+            up = mailbox.imap_port,
+            arch_up = archive.imap_port,
+        );
+        std::fs::write(proxy.config(), config).unwrap();
+        proxy
+    }
+
+    /// Configures and starts.
+    pub fn start(mailbox: &Dovecot, archive: &Dovecot, policy: &str) -> Proxy {
+        let mut p = Proxy::configure(mailbox, archive, policy, "");
+        p.run();
+        p
+    }
+
+    /// Starts `sentinella serve` and waits for its listeners.
+    pub fn run(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sentinella"))
+            .arg("--config")
+            .arg(self.config())
+            .arg("serve")
+            .env("RUST_LOG", "sentinella=trace,info")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start sentinella serve");
+        self.child = Some(child);
+        for port in [self.imaps_port, self.imap_port, self.archive_port] {
+            wait_for_port(port, "sentinella", &self.log_path());
+        }
+    }
+
+    /// The config file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// The certificate clients should trust.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("certs/cert.pem")
+    }
+
+    /// Where the proxy's log goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sentinella.log")
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs a management command against the proxy's store.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        run_binary(&self.config(), args, stdin, self.dir.path())
+    }
+
+    /// Runs a management command with `--json` and asserts success.
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let run = self.cli(&all, stdin);
+        assert_eq!(run.code, 0, "sentinella {args:?} failed: {run:?}");
+        run.json()
+    }
+
+    /// Stops it with SIGTERM (by PID) and returns its exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        stop_child(&mut child);
+        child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -11,8 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-# (The proxy issues add dovecot-imapd, dovecot-pop3d, dovecot-submissiond, … here.)
-DEBS=()
+DEBS=(dovecot-imapd dovecot-pop3d curl python3 ca-certificates)
 
 missing=()
 for pkg in "${DEBS[@]}"; do

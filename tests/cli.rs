@@ -491,20 +491,54 @@ fn store_path_is_relative_to_the_config_folder() {
 }
 
 #[test]
-fn serve_checks_config_and_store_then_says_the_proxy_is_not_built() {
+fn serve_on_the_shipped_config_creates_store_key_and_certificate() {
+    use common::servers::{free_port, wait_for_port};
     let dir = tempfile::tempdir().unwrap();
-    let shipped =
+    let mut shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    // Same config, free ports (the shipped ones may be in use on a developer's machine).
+    let mut imaps = 0;
+    for port in [
+        "10993", "10143", "10995", "10110", "10465", "10587", "11993",
+    ] {
+        let free = free_port();
+        if port == "10993" {
+            imaps = free;
+        }
+        shipped = shipped.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{free}"));
+    }
     let config = dir.path().join("config.toml");
     std::fs::write(&config, shipped).unwrap();
-    let run = run_binary(&config, &["serve"], None, dir.path());
-    assert_ne!(run.code, 0);
-    assert!(run.stderr.contains("not built yet"), "{run:?}");
-    assert!(run.stderr.contains("127.0.0.1:10993"), "{run:?}");
-    assert!(
-        dir.path().join("data/sentinella.db").exists(),
-        "first run creates the store"
-    );
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentinella"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(imaps, "sentinella", &log);
+    for created in [
+        "data/sentinella.db",
+        "data/sentinella.key",
+        "certs/sentinella.crt",
+        "certs/sentinella.key",
+    ] {
+        assert!(
+            dir.path().join(created).exists(),
+            "first run did not create {created}"
+        );
+    }
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("created a self-signed certificate"), "{text}");
 }
 
 #[test]

@@ -233,3 +233,415 @@ fn two_factor_on_main_password_gets_exactly_the_failure_text() {
     );
     assert!(!history.to_string().contains(MAIN) && !history.to_string().contains(&app));
 }
+
+#[test]
+fn app_password_works_with_every_mechanism_and_on_starttls() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let app = two_factor_with_app_password(p);
+    for mech in ["login-cmd", "plain", "login"] {
+        for (port, mode) in [(p.imaps_port, "ssl"), (p.imap_port, "starttls")] {
+            let v = imap_login(p, port, mode, ADDR, &app, mech);
+            assert_eq!(v["ok"], true, "{mech} over {mode}: {v}");
+            // After login the client sees the upstream's capabilities, not ours.
+            let caps: Vec<&str> = v["caps_after_login"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            assert!(
+                caps.contains(&"IDLE") && !caps.iter().any(|c| c.starts_with("AUTH=")),
+                "{caps:?}"
+            );
+        }
+    }
+    // Without dashes, as people type it.
+    assert!(login(p, ADDR, &app.replace('-', "")).0);
+    // Before STARTTLS the listener offers no login at all.
+    let port = p.imap_port.to_string();
+    let raw = python(
+        p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "plain",
+            "a CAPABILITY",
+            &format!("b LOGIN {ADDR} {app}"),
+        ],
+    );
+    let got = raw["received"].to_string();
+    assert!(
+        got.contains("STARTTLS") && got.contains("LOGINDISABLED") && !got.contains("AUTH=PLAIN"),
+        "{got}"
+    );
+    assert!(got.contains("b NO [PRIVACYREQUIRED]"), "{got}");
+}
+
+#[test]
+fn expired_regenerated_and_deactivated_app_passwords_are_refused() {
+    let rig = rig("app_password_validity = \"4s\"");
+    let p = &rig.proxy;
+    let first = two_factor_with_app_password(p);
+    assert!(login(p, ADDR, &first).0);
+    // Wait for the short validity to run out (a functional wait, not a timing check).
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_refused(p, ADDR, &first);
+    let history = p.ok(&["mailbox", "history", ADDR], None);
+    assert!(
+        history["history"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired on"),
+        "{history}"
+    );
+
+    let second = p.ok(&["app-password", "regenerate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(login(p, ADDR, &second).0);
+    let third = p.ok(&["app-password", "regenerate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_refused(p, ADDR, &second);
+    assert!(login(p, ADDR, &third).0);
+    p.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    assert_refused(p, ADDR, &third);
+    assert_refused(p, ADDR, MAIN);
+}
+
+#[test]
+fn disabled_protocol_unknown_user_and_wrong_password_read_the_same() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let port = p.imaps_port.to_string();
+    let attempt = |user: &str, pw: &str| {
+        let raw = python(
+            p,
+            &[
+                "raw",
+                "--port",
+                &port,
+                "--mode",
+                "ssl",
+                &format!("a1 LOGIN {user} {pw}"),
+            ],
+        );
+        raw["received"][1].as_str().unwrap().to_owned()
+    };
+    let wrong = attempt(ADDR, "wrong-password");
+    let unknown = attempt("nobody@pec.example.it", MAIN);
+    p.ok(&["mailbox", "protocols", ADDR, "--disable", "imap"], None);
+    let disabled = attempt(ADDR, MAIN);
+    for text in [&wrong, &unknown, &disabled] {
+        assert_eq!(text, "a1 NO [AUTHENTICATIONFAILED] Authentication failed");
+    }
+    let history = p.ok(&["mailbox", "history", ADDR], None);
+    let reasons: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons[0].contains("protocol imap is not enabled"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("wrong password"), "{reasons:?}");
+    // Re-enabled: in again.
+    p.ok(&["mailbox", "protocols", ADDR, "--enable", "imap"], None);
+    assert!(login(p, ADDR, MAIN).0);
+}
+
+#[test]
+fn multi_user_login_opens_the_mailbox() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    p.ok(
+        &[
+            "mailbox",
+            "add-user",
+            ADDR,
+            "ufficio.fatture",
+            "--password-stdin",
+        ],
+        Some("User-passw0rd"),
+    );
+    let port = p.imaps_port.to_string();
+    let s = python(
+        p,
+        &[
+            "session",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            "ufficio.fatture",
+            "--password",
+            "User-passw0rd",
+        ],
+    );
+    assert_eq!(s["append"], "OK");
+    // It landed in the mailbox's own store upstream.
+    let up = rig.mailbox.imap_port.to_string();
+    let direct = python(
+        p,
+        &[
+            "session",
+            "--port",
+            &up,
+            "--mode",
+            "plain",
+            "--user",
+            ADDR,
+            "--password",
+            MASTER_PASSWORD,
+            "--master",
+            MASTER_USER,
+        ],
+    );
+    assert_eq!(direct["exists_before"], s["exists_after"]);
+    // With 2FA on, the mailbox's app password works for the account; its main one does not.
+    let app = two_factor_with_app_password(p);
+    assert!(login(p, "ufficio.fatture", &app).0);
+    assert_refused(p, "ufficio.fatture", "User-passw0rd");
+    let history = p.ok(&["mailbox", "history", ADDR], None);
+    assert_eq!(
+        history["history"][0]["login"], "ufficio.fatture",
+        "history keeps the name the client used"
+    );
+}
+
+#[test]
+fn archive_listener_needs_pro_or_premium_and_reaches_the_archive_store() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let archive = p.archive_port.to_string();
+    let v = imap_login(p, p.archive_port, "ssl", ADDR, MAIN, "login-cmd");
+    assert_eq!(v["ok"], false);
+    assert!(v["text"].as_str().unwrap().contains(AUTH_FAILED));
+    p.ok(&["mailbox", "set-plan", ADDR, "pro"], None);
+    let app = two_factor_with_app_password(p);
+    // The app password opens the archive too; what is stored there is the archive's.
+    let in_archive = python(
+        p,
+        &[
+            "session",
+            "--port",
+            &archive,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            &app,
+        ],
+    );
+    let port = p.imaps_port.to_string();
+    let in_mailbox = python(
+        p,
+        &[
+            "session",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            &app,
+        ],
+    );
+    assert_eq!(in_archive["exists_after"], 1);
+    assert_eq!(
+        in_mailbox["exists_after"], 1,
+        "the archive's APPEND did not land in the mailbox store"
+    );
+    let history = p.ok(&["mailbox", "history", ADDR], None);
+    assert!(
+        history
+            .to_string()
+            .contains("the plan does not include the security archive"),
+        "{history}"
+    );
+}
+
+#[test]
+fn upstream_down_is_a_temporary_failure_and_service_resumes() {
+    let mut rig = rig("");
+    rig.mailbox.stop();
+    let port = rig.proxy.imaps_port.to_string();
+    let raw = python(
+        &rig.proxy,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            &format!("a1 LOGIN {ADDR} {MAIN}"),
+        ],
+    );
+    let answer = raw["received"][1].as_str().unwrap();
+    assert!(answer.starts_with("a1 NO [UNAVAILABLE]"), "{answer}");
+    assert!(!answer.contains("AUTHENTICATIONFAILED"));
+    let history = rig.proxy.ok(&["mailbox", "history", ADDR], None);
+    assert_eq!(history["history"][0]["result"], "temporary_failure");
+    rig.mailbox.restart();
+    assert!(
+        login(&rig.proxy, ADDR, MAIN).0,
+        "the proxy serves again once the upstream is back"
+    );
+}
+
+#[test]
+fn a_cli_change_takes_effect_on_the_next_login() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    assert!(login(p, ADDR, MAIN).0);
+    let app = two_factor_with_app_password(p);
+    // Immediately after the command returns: no waiting.
+    assert_refused(p, ADDR, MAIN);
+    assert!(login(p, ADDR, &app).0);
+    p.ok(
+        &["mailbox", "set-password", ADDR, "--password-stdin"],
+        Some("Another-passw0rd"),
+    );
+    p.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    assert_refused(p, ADDR, &app);
+}
+
+#[test]
+fn commands_injected_before_the_starttls_handshake_are_discarded() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let port = p.imap_port.to_string();
+    let inject = format!("X1 LOGIN {ADDR} {MAIN}");
+    let raw = python(
+        p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "starttls",
+            "--inject-after-starttls",
+            &inject,
+            "c NOOP",
+            "d CAPABILITY",
+        ],
+    );
+    let got: Vec<&str> = raw["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(got[1], "T0 OK Begin TLS negotiation now");
+    assert_eq!(got[2], "c OK NOOP completed", "{got:?}");
+    assert!(
+        !got.iter().any(|l| l.starts_with("X1")),
+        "the injected command was executed: {got:?}"
+    );
+    assert!(got[3].contains("AUTH=PLAIN"), "{got:?}");
+    let history = p.ok(&["mailbox", "history", ADDR], None);
+    assert_eq!(
+        history["history"].as_array().unwrap().len(),
+        0,
+        "no login was attempted: {history}"
+    );
+}
+
+#[test]
+fn commands_pipelined_after_login_are_relayed() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let port = p.imaps_port.to_string();
+    let raw = python(
+        p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--together",
+            &format!("a LOGIN {ADDR} {MAIN}"),
+            "b SELECT INBOX",
+            "c NOOP",
+        ],
+    );
+    let got: Vec<&str> = raw["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        got.iter().any(|l| l.starts_with("a OK [CAPABILITY")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|l| l.starts_with("b OK [READ-WRITE]")),
+        "{got:?}"
+    );
+    assert!(got.last().unwrap().starts_with("c OK"), "{got:?}");
+}
+
+#[test]
+fn curl_fetches_through_the_proxy_and_is_refused_with_a_wrong_password() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let port = p.imaps_port.to_string();
+    python(
+        p,
+        &[
+            "session",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+        ],
+    );
+    let curl = |password: &str| {
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+            .arg(p.cert())
+            .arg("--user")
+            .arg(format!("{ADDR}:{password}"))
+            .arg(format!("imaps://127.0.0.1:{port}/INBOX;UID=1"))
+            .output()
+            .expect("run curl")
+    };
+    let ok = curl(MAIN);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Fattura n. 1"));
+    let refused = curl("wrong-password");
+    assert_eq!(
+        refused.status.code(),
+        Some(67),
+        "curl's 'login denied': {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
+fn sigterm_stops_the_proxy_cleanly() {
+    let mut rig = rig("");
+    assert!(login(&rig.proxy, ADDR, MAIN).0);
+    assert_eq!(rig.proxy.stop(), Some(0), "{}", rig.proxy.log());
+    assert!(rig.proxy.log().contains("shutting down"));
+}

@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn malformed_inputs_are_marked() {
-        let cases: [(&[u8], &[u8], Option<&[u8]>); 5] = [
+        type Case<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+        let cases: [Case; 5] = [
             (b"a\0b", b"pw", None),
             (b"a\x01b", b"pw", None),
             (b"\xff\xfe", b"pw", None),

@@ -109,10 +109,25 @@ def cmd_raw(args):
     f = sock.makefile("rb")
     received = [f.readline().decode(errors="replace").rstrip("\r\n")]
     if args.mode == "starttls":
-        sock.sendall(b"T0 STARTTLS\r\n")
+        injected = (args.inject_after_starttls or "").encode()
+        sock.sendall(b"T0 STARTTLS\r\n" + (injected + b"\r\n" if injected else b""))
         received.append(f.readline().decode().rstrip("\r\n"))
         sock = context(args.cafile).wrap_socket(sock, server_hostname="localhost")
         f = sock.makefile("rb")
+    if args.together:
+        # Everything in one write (pipelining / injection tests); read until the last tag.
+        sock.sendall(b"".join(l.encode("utf-8", "surrogateescape") + b"\r\n" for l in args.lines))
+        last = args.lines[-1].split(" ", 1)[0].encode()
+        while True:
+            got = f.readline()
+            if not got:
+                received.append("<closed>")
+                break
+            received.append(got.decode(errors="replace").rstrip("\r\n"))
+            if got.startswith(last + b" "):
+                break
+        print(json.dumps({"received": received}))
+        return
     for line in args.lines:
         tag = line.split(" ", 1)[0].encode()
         sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
@@ -137,6 +152,8 @@ def main():
     p.add_argument("--password")
     p.add_argument("--master")
     p.add_argument("--mech", choices=["login-cmd", "plain", "login"], default="login-cmd")
+    p.add_argument("--together", action="store_true", help="raw: send all lines in one write")
+    p.add_argument("--inject-after-starttls", help="raw: plaintext sent in the same write as STARTTLS")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
     {"login": cmd_login, "session": cmd_session, "raw": cmd_raw}[args.command](args)

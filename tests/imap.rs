@@ -645,3 +645,122 @@ fn sigterm_stops_the_proxy_cleanly() {
     assert_eq!(rig.proxy.stop(), Some(0), "{}", rig.proxy.log());
     assert!(rig.proxy.log().contains("shutting down"));
 }
+
+#[test]
+fn stored_upstream_secret_logs_in_with_the_mailbox_own_dovecot_password() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let mut p = Proxy::configure_login(&mailbox, &archive, "", "", true);
+    p.run();
+    p.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    // No upstream secret yet: accepted by policy, but the upstream login cannot happen.
+    let port = p.imaps_port.to_string();
+    let raw = python(
+        &p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            &format!("a1 LOGIN {ADDR} {MAIN}"),
+        ],
+    );
+    assert!(
+        raw["received"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("a1 NO [UNAVAILABLE]"),
+        "{raw}"
+    );
+    // A wrong upstream secret: Dovecot refuses us, the client gets a temporary failure.
+    p.ok(
+        &["mailbox", "set-upstream-secret", ADDR, "--password-stdin"],
+        Some("not-the-dovecot-pw"),
+    );
+    let raw = python(
+        &p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            &format!("a1 LOGIN {ADDR} {MAIN}"),
+        ],
+    );
+    assert!(
+        raw["received"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("a1 NO [UNAVAILABLE]"),
+        "{raw}"
+    );
+    // The right one.
+    p.ok(
+        &["mailbox", "set-upstream-secret", ADDR, "--password-stdin"],
+        Some(UPSTREAM_PW),
+    );
+    let s = python(
+        &p,
+        &[
+            "session",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+        ],
+    );
+    assert_eq!(s["append"], "OK");
+    // At rest it is sealed, never in clear.
+    let db = std::fs::read(p.dir.path().join("state/sentinella.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(UPSTREAM_PW));
+}
+
+#[test]
+fn plain_with_a_foreign_authorization_identity_is_refused_even_with_the_right_password() {
+    let rig = rig("");
+    let p = &rig.proxy;
+    let port = p.imaps_port.to_string();
+    let blob = |authzid: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{authzid}\0{ADDR}\0{MAIN}"))
+    };
+    let raw = python(
+        p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            &format!("a AUTHENTICATE PLAIN {}", blob("admin@pec.example.it")),
+        ],
+    );
+    assert_eq!(
+        raw["received"][1], "a NO [AUTHENTICATIONFAILED] Authentication failed",
+        "{raw}"
+    );
+    let raw = python(
+        p,
+        &[
+            "raw",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            &format!("a AUTHENTICATE PLAIN {}", blob(ADDR)),
+        ],
+    );
+    assert!(
+        raw["received"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("a OK [CAPABILITY"),
+        "authzid = authcid is fine: {raw}"
+    );
+}

@@ -355,3 +355,127 @@ mod tests {
         assert_eq!(raw, b"mario@x.it\0proxy\0pw");
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    //! The upstream dialogue against a scripted loopback server (a unit test; the real
+    //! Dovecot runs in tests/imap.rs).
+
+    use super::*;
+    use crate::config::UpstreamLogin;
+    use tokio::io::AsyncBufReadExt;
+
+    /// Serves one connection: sends `greeting`, then answers each command line with
+    /// `answer` (the tag substituted for `{tag}`).
+    async fn scripted(greeting: &'static str, answer: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(greeting.as_bytes()).await.unwrap();
+            let (r, mut w) = s.split();
+            let mut lines = tokio::io::BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let tag = line.split(' ').next().unwrap_or("*").to_owned();
+                if w.write_all(answer.replace("{tag}", &tag).as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        port
+    }
+
+    fn upstream(port: u16) -> Upstream {
+        let config = UpstreamConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: UpstreamTls::None,
+            ca_file: None,
+            tls_name: None,
+            login: UpstreamLogin::Stored,
+        };
+        Upstream::new(config, None, None)
+    }
+
+    async fn login(
+        greeting: &'static str,
+        answer: &'static str,
+    ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
+        let up = upstream(scripted(greeting, answer).await);
+        imap_login(
+            &up,
+            "mario@x.it",
+            &UpstreamCredential::Stored(Secret::new("pw".into())),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn preauth_greeting_is_refused() {
+        let err = login("* PREAUTH welcome\r\n", "{tag} OK\r\n")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, UpstreamError::Protocol(m) if m.contains("PREAUTH")));
+    }
+
+    #[tokio::test]
+    async fn bye_or_garbage_greeting_is_refused() {
+        assert!(matches!(
+            login("* BYE go away\r\n", "").await,
+            Err(UpstreamError::Protocol(_))
+        ));
+        assert!(matches!(
+            login("HTTP/1.1 400\r\n", "").await,
+            Err(UpstreamError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refused_login_is_reported_as_such() {
+        let err = login("* OK ready\r\n", "{tag} NO [AUTHENTICATIONFAILED] nope\r\n")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, UpstreamError::LoginRefused(_)));
+    }
+
+    #[tokio::test]
+    async fn capabilities_come_from_the_ok_code_or_a_capability_command() {
+        let (_, caps, _) = login(
+            "* OK ready\r\n",
+            "{tag} OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(caps, "IMAP4rev1 IDLE");
+        let (_, caps, _) = login(
+            "* OK ready\r\n",
+            "* CAPABILITY IMAP4rev1 MOVE\r\n{tag} OK done\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(caps, "IMAP4rev1 MOVE");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_an_error_not_a_hang() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        });
+        let up = upstream(port);
+        let r = imap_login(
+            &up,
+            "u",
+            &UpstreamCredential::Stored(Secret::new("pw".into())),
+        )
+        .await;
+        assert!(r.is_err());
+    }
+}

@@ -230,6 +230,18 @@ impl Proxy {
     /// Writes a config pointing at `mailbox` (and `archive`) Dovecot, with `[policy]`
     /// lines `policy`, and `[limits]` lines `limits`. Does not start it.
     pub fn configure(mailbox: &Dovecot, archive: &Dovecot, policy: &str, limits: &str) -> Proxy {
+        Proxy::configure_login(mailbox, archive, policy, limits, false)
+    }
+
+    /// Like [`Proxy::configure`]; with `stored`, the upstreams use per-mailbox stored
+    /// secrets instead of the master user.
+    pub fn configure_login(
+        mailbox: &Dovecot,
+        archive: &Dovecot,
+        policy: &str,
+        limits: &str,
+        stored: bool,
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("master.pass"),
@@ -243,9 +255,13 @@ impl Proxy {
             imap_port: free_port(),
             archive_port: free_port(),
         };
-        let login = format!(
-            "login = {{ mode = \"master\", user = \"{MASTER_USER}\", password_file = \"master.pass\" }}"
-        );
+        let login = if stored {
+            "login = { mode = \"stored\" }".to_owned()
+        } else {
+            format!(
+                "login = {{ mode = \"master\", user = \"{MASTER_USER}\", password_file = \"master.pass\" }}"
+            )
+        };
         let config = format!(
             r#"[store]
 path = "state/sentinella.db"

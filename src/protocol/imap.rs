@@ -25,6 +25,7 @@ use imap_codec::{AuthenticateDataCodec, CommandCodec};
 use zeroize::Zeroizing;
 
 use super::sasl::{self, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
+pub use super::{Action, Settings};
 use crate::auth::Credentials;
 use crate::auth::credentials::Mechanism;
 
@@ -32,36 +33,6 @@ use crate::auth::credentials::Mechanism;
 pub const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed";
 /// RFC 5530 / SPEC: the text for a temporary failure (upstream down).
 pub const UNAVAILABLE: &str = "NO [UNAVAILABLE] Service temporarily unavailable, try again later";
-
-/// Limits and the listener's TLS situation.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    /// TLS is already active (implicit-TLS listener).
-    pub tls_active: bool,
-    /// STARTTLS may be offered (STARTTLS listener, before TLS).
-    pub starttls: bool,
-    /// Longest message (line plus literals), in bytes.
-    pub max_line: u32,
-    /// All bytes a client may send before logging in.
-    pub preauth_bytes: u64,
-    /// Failed logins before the connection is closed.
-    pub max_failed_logins: u32,
-}
-
-/// What the driver must do.
-#[derive(Debug)]
-pub enum Action {
-    /// Send these bytes to the client.
-    Reply(Vec<u8>),
-    /// Start the TLS handshake now (the OK has been queued as a `Reply` before this).
-    /// Call [`ImapFrontend::tls_started`] when it is done.
-    StartTls,
-    /// Check these credentials and call [`ImapFrontend::login_refused`],
-    /// [`ImapFrontend::login_unavailable`] or [`ImapFrontend::login_accepted`].
-    Authenticate(Credentials),
-    /// Close the connection (after sending any queued replies).
-    Close,
-}
 
 #[derive(Debug)]
 enum State {
@@ -464,6 +435,30 @@ impl ImapFrontend {
             self.settings.tls_active = true;
             self.state = State::Ready;
         }
+    }
+}
+
+impl super::Frontend for ImapFrontend {
+    fn greeting(&self) -> Vec<u8> {
+        ImapFrontend::greeting(self)
+    }
+    fn feed(&mut self, data: &[u8]) -> Vec<Action> {
+        ImapFrontend::feed(self, data)
+    }
+    fn tls_started(&mut self) {
+        ImapFrontend::tls_started(self)
+    }
+    fn login_refused(&mut self) -> Vec<Action> {
+        ImapFrontend::login_refused(self)
+    }
+    fn login_unavailable(&mut self) -> Vec<Action> {
+        ImapFrontend::login_unavailable(self)
+    }
+    fn login_accepted(&mut self, upstream_capabilities: &str) -> (Vec<u8>, Vec<u8>) {
+        ImapFrontend::login_accepted(self, upstream_capabilities)
+    }
+    fn timeout_message(&self) -> &'static [u8] {
+        b"* BYE Autologout: too slow to log in\r\n"
     }
 }
 

@@ -54,6 +54,85 @@ pub fn decode_plain(message: &[u8]) -> Result<Credentials, SaslError> {
     ))
 }
 
+/// Where a line-based SASL exchange (POP3 `AUTH`, SMTP `AUTH`) stands.
+#[derive(Debug)]
+pub enum SaslExchange {
+    /// PLAIN, waiting for the response to the empty challenge.
+    Plain,
+    /// LOGIN, waiting for the user name.
+    LoginUser,
+    /// LOGIN, waiting for the password.
+    LoginPass(Zeroizing<Vec<u8>>),
+}
+
+/// What a step of a SASL exchange produced.
+#[derive(Debug)]
+pub enum SaslStep {
+    /// Send this (base64) challenge and read one more line.
+    Challenge(SaslExchange, &'static str),
+    /// The exchange is complete.
+    Done(Credentials),
+    /// The client sent `*`.
+    Cancelled,
+    /// The client sent something that is not base64, or a malformed PLAIN message.
+    Malformed(SaslError),
+}
+
+/// The mechanism named is not PLAIN or LOGIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedMechanism;
+
+impl SaslExchange {
+    /// Starts `mechanism` (case-insensitive) with the optional initial response (base64,
+    /// or `=` for an empty one, RFC 4954 / RFC 5034).
+    pub fn start(
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> Result<SaslStep, UnsupportedMechanism> {
+        let state = if mechanism.eq_ignore_ascii_case("PLAIN") {
+            SaslExchange::Plain
+        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+            SaslExchange::LoginUser
+        } else {
+            return Err(UnsupportedMechanism);
+        };
+        Ok(match initial {
+            Some(ir) => state.step(ir),
+            None => state.challenge(),
+        })
+    }
+
+    fn challenge(self) -> SaslStep {
+        let text = match self {
+            SaslExchange::Plain => "",
+            SaslExchange::LoginUser => LOGIN_USERNAME_CHALLENGE,
+            SaslExchange::LoginPass(_) => LOGIN_PASSWORD_CHALLENGE,
+        };
+        SaslStep::Challenge(self, text)
+    }
+
+    /// Feeds the client's next line (without its line ending).
+    pub fn step(self, line: &[u8]) -> SaslStep {
+        if line == b"*" {
+            return SaslStep::Cancelled;
+        }
+        let data = match decode_base64(line) {
+            Ok(d) => d,
+            Err(e) => return SaslStep::Malformed(e),
+        };
+        match self {
+            SaslExchange::Plain => match decode_plain(&data) {
+                Ok(c) => SaslStep::Done(c),
+                Err(e) => SaslStep::Malformed(e),
+            },
+            SaslExchange::LoginUser => SaslExchange::LoginPass(data).challenge(),
+            SaslExchange::LoginPass(user) => {
+                SaslStep::Done(Credentials::from_wire(&user, &data, None, Mechanism::Login))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +172,66 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn done(step: SaslStep) -> (String, String) {
+        match step {
+            SaslStep::Done(c) => (c.login, c.secret.expose().to_owned()),
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exchanges_with_and_without_initial_response() {
+        // PLAIN with IR.
+        let (u, p) = done(SaslExchange::start("plain", Some(b"AG1hcmlvAHNlY3JldA==")).unwrap());
+        assert_eq!((u.as_str(), p.as_str()), ("mario", "secret"));
+        // PLAIN without: empty challenge, then the response.
+        let SaslStep::Challenge(next, "") = SaslExchange::start("PLAIN", None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(done(next.step(b"AG1hcmlvAHNlY3JldA==")).0, "mario");
+        // LOGIN without IR: two challenges.
+        let SaslStep::Challenge(next, LOGIN_USERNAME_CHALLENGE) =
+            SaslExchange::start("LOGIN", None).unwrap()
+        else {
+            panic!()
+        };
+        let SaslStep::Challenge(next, LOGIN_PASSWORD_CHALLENGE) = next.step(b"bWFyaW8=") else {
+            panic!()
+        };
+        assert_eq!(
+            done(next.step(b"c2VjcmV0")),
+            ("mario".into(), "secret".into())
+        );
+        // LOGIN with the user name as IR.
+        let SaslStep::Challenge(next, LOGIN_PASSWORD_CHALLENGE) =
+            SaslExchange::start("login", Some(b"bWFyaW8=")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(done(next.step(b"c2VjcmV0")).1, "secret");
+    }
+
+    #[test]
+    fn cancel_garbage_and_unknown_mechanisms() {
+        let SaslStep::Challenge(next, _) = SaslExchange::start("PLAIN", None).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(next.step(b"*"), SaslStep::Cancelled));
+        assert!(matches!(
+            SaslExchange::start("PLAIN", Some(b"!!")).unwrap(),
+            SaslStep::Malformed(SaslError::BadBase64)
+        ));
+        // "=" is an empty initial response: not a valid PLAIN message.
+        assert!(matches!(
+            SaslExchange::start("PLAIN", Some(b"=")).unwrap(),
+            SaslStep::Malformed(SaslError::BadPlain)
+        ));
+        assert_eq!(
+            SaslExchange::start("CRAM-MD5", None).err(),
+            Some(UnsupportedMechanism)
+        );
     }
 
     #[test]

@@ -24,7 +24,6 @@ use tracing::Instrument;
 
 use crate::auth::{Authenticator, PasswordHasher, Secret};
 use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
-use crate::policy::Protocol;
 use crate::store::Store;
 use crate::store::sealed::SealKey;
 use upstream::Upstream;
@@ -37,6 +36,8 @@ pub struct Shared {
     pub tls: Arc<rustls::ServerConfig>,
     /// Limits.
     pub limits: LimitsConfig,
+    /// The name the proxy greets SMTP clients with.
+    pub hostname: String,
 }
 
 /// A listener with its upstream.
@@ -132,10 +133,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
     let upstreams = upstreams(&config)?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "localhost".into());
     let shared = Arc::new(Shared {
         auth,
         tls: server_tls,
         limits: config.limits.clone(),
+        hostname,
     });
 
     let max = config.limits.max_connections as usize;
@@ -143,10 +154,6 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
     for l in &config.listeners {
-        if l.protocol != Protocol::Imap {
-            tracing::warn!(listener = %l.name, protocol = %l.protocol, "this protocol is not served yet; listener skipped");
-            continue;
-        }
         let socket = TcpListener::bind(l.bind).await.map_err(|e| {
             ServeError::Setup(format!(
                 "listener {:?}: cannot listen on {}: {e}",
@@ -235,7 +242,7 @@ async fn accept_loop(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                session::imap(tcp, peer, l, s).await;
+                session::run(tcp, peer, l, s).await;
             }
             .instrument(span),
         );

@@ -1,6 +1,6 @@
-//! One client connection: TLS, the protocol front end until login, the login decision,
-//! the upstream login, then the relay. Everything before login runs under the pre-auth
-//! deadline; the front end bounds the bytes.
+//! One client connection, whatever the protocol: TLS, the protocol front end until login,
+//! the login decision, the upstream login, then the relay. Everything before login runs
+//! under the pre-auth deadline; the front end bounds the bytes.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -11,21 +11,25 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::stream::Conn;
-use super::upstream::{UpstreamError, imap_login, within};
+use super::upstream::{self, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
 use crate::auth::{LoginContext, Verdict};
-use crate::config::{LimitsConfig, ListenerTls};
+use crate::config::{LimitsConfig, ListenerTls, UpstreamLogin};
+use crate::policy::Protocol;
 use crate::policy::login::{ListenerKind, Outcome};
-use crate::protocol::imap::{Action, ImapFrontend, Settings};
+use crate::protocol::imap::ImapFrontend;
+use crate::protocol::pop3::Pop3Frontend;
+use crate::protocol::smtp::SmtpFrontend;
+use crate::protocol::{Action, Frontend, Settings};
 
-/// Runs one IMAP connection to its end.
-pub async fn imap(
+/// Runs one connection to its end.
+pub async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
     listener: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
 ) {
-    let Some((mut client, mut upstream)) = imap_preauth(tcp, peer, &listener, &shared).await else {
+    let Some((mut client, mut upstream)) = preauth(tcp, peer, &listener, &shared).await else {
         return;
     };
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
@@ -49,10 +53,29 @@ fn context(listener: &ListenerRuntime, peer: SocketAddr) -> LoginContext {
         },
         protocol: listener.config.protocol,
         peer: peer.ip(),
-        needs_upstream_secret: matches!(
-            listener.upstream.config.login,
-            crate::config::UpstreamLogin::Stored
-        ),
+        needs_upstream_secret: matches!(listener.upstream.config.login, UpstreamLogin::Stored),
+    }
+}
+
+/// The listener's protocol front end.
+async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Frontend> {
+    let implicit = listener.config.tls == ListenerTls::Implicit;
+    let limits = &shared.limits;
+    let settings = Settings {
+        tls_active: implicit,
+        starttls: !implicit,
+        max_line: limits.max_line,
+        preauth_bytes: limits.preauth_bytes,
+        max_failed_logins: limits.failed_logins_per_connection,
+    };
+    match listener.config.protocol {
+        Protocol::Imap => Box::new(ImapFrontend::new(settings)),
+        Protocol::Pop3 => Box::new(Pop3Frontend::new(settings)),
+        Protocol::Smtp => {
+            let timeout = LimitsConfig::duration(limits.upstream_timeout);
+            let extensions = listener.upstream.smtp_extensions(timeout).await;
+            Box::new(SmtpFrontend::new(settings, &shared.hostname, &extensions))
+        }
     }
 }
 
@@ -61,6 +84,7 @@ async fn login_upstream(
     listener: &ListenerRuntime,
     shared: &Shared,
     verdict: &mut Verdict,
+    client_name: Option<&str>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
     let user = verdict
         .mailbox
@@ -72,7 +96,18 @@ async fn login_upstream(
         .credential(verdict.upstream_secret.take())
         .ok_or_else(|| UpstreamError::Protocol("no upstream credential".into()))?;
     let timeout = LimitsConfig::duration(shared.limits.upstream_timeout);
-    within(timeout, imap_login(&listener.upstream, &user, &credential)).await
+    let protocol = listener.config.protocol;
+    within(
+        timeout,
+        upstream::login(
+            protocol,
+            &listener.upstream,
+            &user,
+            &credential,
+            client_name,
+        ),
+    )
+    .await
 }
 
 fn log_verdict(verdict: &Verdict) {
@@ -89,16 +124,15 @@ fn log_verdict(verdict: &Verdict) {
 
 /// Until login: returns the client and upstream connections to relay, or `None` when the
 /// connection ended.
-async fn imap_preauth(
+async fn preauth(
     tcp: TcpStream,
     peer: SocketAddr,
     listener: &ListenerRuntime,
     shared: &Shared,
 ) -> Option<(Conn, Conn)> {
     let deadline = Instant::now() + LimitsConfig::duration(shared.limits.preauth_timeout);
-    let implicit = listener.config.tls == ListenerTls::Implicit;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&shared.tls));
-    let mut client = if implicit {
+    let mut client = if listener.config.tls == ListenerTls::Implicit {
         match timeout_at(deadline, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Conn::ServerTls(Box::new(tls)),
             Ok(Err(e)) => {
@@ -110,14 +144,7 @@ async fn imap_preauth(
     } else {
         Conn::Plain(tcp)
     };
-    let limits = &shared.limits;
-    let mut fe = ImapFrontend::new(Settings {
-        tls_active: implicit,
-        starttls: !implicit,
-        max_line: limits.max_line,
-        preauth_bytes: limits.preauth_bytes,
-        max_failed_logins: limits.failed_logins_per_connection,
-    });
+    let mut fe = frontend(listener, shared).await;
     client.write_all(&fe.greeting()).await.ok()?;
     let ctx = context(listener, peer);
     let mut buf = vec![0u8; 4096];
@@ -144,7 +171,10 @@ async fn imap_preauth(
                 Action::Authenticate(creds) => {
                     let mut verdict = shared.auth.check(&ctx, creds).await;
                     if verdict.decision.is_accepted() {
-                        match login_upstream(listener, shared, &mut verdict).await {
+                        let client_name = fe.client_name().map(str::to_owned);
+                        match login_upstream(listener, shared, &mut verdict, client_name.as_deref())
+                            .await
+                        {
                             Ok((mut upstream, caps, leftover)) => {
                                 log_verdict(&verdict);
                                 shared.auth.record(&ctx, &verdict).await;
@@ -173,9 +203,7 @@ async fn imap_preauth(
         client.flush().await.ok()?;
         let n = match timeout_at(deadline, client.read(&mut buf)).await {
             Err(_) => {
-                let _ = client
-                    .write_all(b"* BYE Autologout: too slow to log in\r\n")
-                    .await;
+                let _ = client.write_all(fe.timeout_message()).await;
                 let _ = client.shutdown().await;
                 return None;
             }

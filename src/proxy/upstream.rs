@@ -70,6 +70,8 @@ pub struct Upstream {
     tls: Option<Arc<ClientConfig>>,
     /// The master password, for `login.mode = "master"`.
     pub master_password: Option<Arc<Secret>>,
+    /// SMTP: the extensions the upstream announced in its EHLO, and when they were read.
+    smtp_extensions: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -141,6 +143,7 @@ impl Upstream {
             config,
             tls,
             master_password,
+            smtp_extensions: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -217,6 +220,241 @@ pub async fn within<T>(
 pub fn sasl_plain(authzid: &str, authcid: &str, password: &Secret) -> Secret {
     let raw = zeroize::Zeroizing::new(format!("{authzid}\0{authcid}\0{}", password.expose()));
     Secret::new(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()))
+}
+
+/// Refuses values that would break a line-based protocol (CR, LF, NUL).
+fn single_line(s: &str) -> Result<&str, UpstreamError> {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(UpstreamError::Protocol(
+            "value contains a line break or NUL".into(),
+        ));
+    }
+    Ok(s)
+}
+
+/// Logs in to the upstream for `protocol` as `user`; returns the connection, what the
+/// upstream can do (IMAP capabilities, SMTP extensions; empty for POP3) and any bytes it
+/// sent past the login dialogue.
+pub async fn login(
+    protocol: crate::policy::Protocol,
+    up: &Upstream,
+    user: &str,
+    credential: &UpstreamCredential,
+    client_name: Option<&str>,
+) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
+    use crate::policy::Protocol;
+    match protocol {
+        Protocol::Imap => imap_login(up, user, credential).await,
+        Protocol::Pop3 => pop3_login(up, user, credential).await,
+        Protocol::Smtp => {
+            smtp_login(up, user, credential, client_name.unwrap_or("sentinella")).await
+        }
+    }
+}
+
+// ---- POP3 -------------------------------------------------------------------------------
+
+async fn pop3_ok(
+    conn: &mut Conn,
+    reader: &mut LineReader,
+    what: &str,
+) -> Result<String, UpstreamError> {
+    let line = reader.line(conn).await?;
+    if line.starts_with("+OK") {
+        Ok(line)
+    } else {
+        Err(UpstreamError::Protocol(format!("{what}: {line}")))
+    }
+}
+
+/// Logs in to a POP3 upstream (RFC 1939 USER/PASS, RFC 5034 AUTH PLAIN).
+pub async fn pop3_login(
+    up: &Upstream,
+    user: &str,
+    credential: &UpstreamCredential,
+) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
+    let mut conn = up.connect().await?;
+    let mut reader = LineReader::new();
+    pop3_ok(&mut conn, &mut reader, "greeting").await?;
+    if up.wants_starttls() {
+        conn.write_all(b"STLS\r\n").await?;
+        pop3_ok(&mut conn, &mut reader, "STLS").await?;
+        if !reader.is_empty() {
+            return Err(UpstreamError::Protocol("data after STLS response".into()));
+        }
+        conn = up.start_tls(conn).await?;
+    }
+    let refused = |e: UpstreamError| match e {
+        UpstreamError::Protocol(m) => UpstreamError::LoginRefused(m),
+        other => other,
+    };
+    match credential {
+        UpstreamCredential::Master {
+            user: master,
+            password,
+        } => {
+            let cmd = Secret::new(format!(
+                "AUTH PLAIN {}\r\n",
+                sasl_plain(user, master, password).expose()
+            ));
+            conn.write_all(cmd.expose().as_bytes()).await?;
+            pop3_ok(&mut conn, &mut reader, "AUTH")
+                .await
+                .map_err(refused)?;
+        }
+        UpstreamCredential::Stored(secret) => {
+            conn.write_all(format!("USER {}\r\n", single_line(user)?).as_bytes())
+                .await?;
+            pop3_ok(&mut conn, &mut reader, "USER")
+                .await
+                .map_err(refused)?;
+            let cmd = Secret::new(format!("PASS {}\r\n", single_line(secret.expose())?));
+            conn.write_all(cmd.expose().as_bytes()).await?;
+            pop3_ok(&mut conn, &mut reader, "PASS")
+                .await
+                .map_err(refused)?;
+        }
+    }
+    Ok((conn, String::new(), reader.into_leftover()))
+}
+
+// ---- SMTP -------------------------------------------------------------------------------
+
+/// Reads one (possibly multi-line) SMTP reply: its code and the text of each line.
+async fn smtp_reply(
+    conn: &mut Conn,
+    reader: &mut LineReader,
+) -> Result<(u16, Vec<String>), UpstreamError> {
+    let mut lines = Vec::new();
+    loop {
+        let line = reader.line(conn).await?;
+        let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
+        let Some(code) = code else {
+            return Err(UpstreamError::Protocol(format!("malformed reply: {line}")));
+        };
+        let more = line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line.get(4..).unwrap_or("").to_owned());
+        if !more {
+            return Ok((code, lines));
+        }
+        if lines.len() > 1000 {
+            return Err(UpstreamError::Protocol("reply too long".into()));
+        }
+    }
+}
+
+async fn smtp_expect(
+    conn: &mut Conn,
+    reader: &mut LineReader,
+    want: u16,
+    what: &str,
+) -> Result<Vec<String>, UpstreamError> {
+    let (code, lines) = smtp_reply(conn, reader).await?;
+    if code == want {
+        Ok(lines)
+    } else {
+        Err(UpstreamError::Protocol(format!(
+            "{what}: {code} {}",
+            lines.join(" / ")
+        )))
+    }
+}
+
+/// Greeting, EHLO, and STARTTLS + EHLO again where configured. Returns the extensions.
+async fn smtp_hello(
+    up: &Upstream,
+    name: &str,
+) -> Result<(Conn, LineReader, Vec<String>), UpstreamError> {
+    let mut conn = up.connect().await?;
+    let mut reader = LineReader::new();
+    smtp_expect(&mut conn, &mut reader, 220, "greeting").await?;
+    let ehlo = format!("EHLO {}\r\n", single_line(name)?);
+    conn.write_all(ehlo.as_bytes()).await?;
+    let mut extensions = smtp_expect(&mut conn, &mut reader, 250, "EHLO").await?;
+    if up.wants_starttls() {
+        conn.write_all(b"STARTTLS\r\n").await?;
+        smtp_expect(&mut conn, &mut reader, 220, "STARTTLS").await?;
+        if !reader.is_empty() {
+            return Err(UpstreamError::Protocol(
+                "data after STARTTLS response".into(),
+            ));
+        }
+        conn = up.start_tls(conn).await?;
+        conn.write_all(ehlo.as_bytes()).await?;
+        extensions = smtp_expect(&mut conn, &mut reader, 250, "EHLO").await?;
+    }
+    // The first line is the server's name, the rest are extensions.
+    extensions.remove(0);
+    Ok((conn, reader, extensions))
+}
+
+/// Logs in to an SMTP submission upstream (RFC 4954 AUTH PLAIN), greeting it with the
+/// name the client gave in its own EHLO.
+pub async fn smtp_login(
+    up: &Upstream,
+    user: &str,
+    credential: &UpstreamCredential,
+    client_name: &str,
+) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
+    let (mut conn, mut reader, extensions) = smtp_hello(up, client_name).await?;
+    let blob = match credential {
+        UpstreamCredential::Master {
+            user: master,
+            password,
+        } => sasl_plain(user, master, password),
+        UpstreamCredential::Stored(secret) => sasl_plain("", user, secret),
+    };
+    let cmd = Secret::new(format!("AUTH PLAIN {}\r\n", blob.expose()));
+    conn.write_all(cmd.expose().as_bytes()).await?;
+    drop(cmd);
+    let (code, lines) = smtp_reply(&mut conn, &mut reader).await?;
+    match code {
+        235 => Ok((conn, extensions.join("\n"), reader.into_leftover())),
+        535 | 534 | 530 => Err(UpstreamError::LoginRefused(format!(
+            "{code} {}",
+            lines.join(" / ")
+        ))),
+        _ => Err(UpstreamError::Protocol(format!(
+            "AUTH: {code} {}",
+            lines.join(" / ")
+        ))),
+    }
+}
+
+/// How long a learned EHLO extension list is reused.
+const EXTENSIONS_TTL: Duration = Duration::from_secs(300);
+
+/// Extensions to announce when the upstream cannot be asked (it is down): the ones
+/// every submission server has. Logins will then fail with a temporary error anyway.
+const FALLBACK_EXTENSIONS: [&str; 3] = ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"];
+
+impl Upstream {
+    /// The upstream's EHLO extensions, asked for at most every five minutes.
+    pub async fn smtp_extensions(&self, timeout: Duration) -> Arc<Vec<String>> {
+        let mut cached = self.smtp_extensions.lock().await;
+        if let Some((at, list)) = cached.as_ref()
+            && at.elapsed() < EXTENSIONS_TTL
+        {
+            return Arc::clone(list);
+        }
+        let probe = async {
+            let (mut conn, mut reader, extensions) = smtp_hello(self, "sentinella").await?;
+            conn.write_all(b"QUIT\r\n").await?;
+            let _ = smtp_reply(&mut conn, &mut reader).await;
+            Ok(extensions)
+        };
+        match within(timeout, probe).await {
+            Ok(list) => {
+                let list = Arc::new(list);
+                *cached = Some((std::time::Instant::now(), Arc::clone(&list)));
+                list
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.config.host, port = self.config.port, error = %e, "cannot read the upstream's SMTP extensions; announcing a minimal set");
+                Arc::new(FALLBACK_EXTENSIONS.map(String::from).to_vec())
+            }
+        }
+    }
 }
 
 // ---- IMAP -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-DEBS=(dovecot-imapd dovecot-pop3d curl python3 ca-certificates)
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks curl python3 python3-pip ca-certificates)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -22,6 +22,13 @@ if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The SMTP sink the tests deliver to (aiosmtpd, from PyPI).
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+  echo "==> installing aiosmtpd for the SMTP sink"
+  python3 -m pip install --quiet aiosmtpd 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
 
 echo "==> cargo fmt --check"

@@ -69,15 +69,21 @@ pub const MASTER_USER: &str = "sentinella";
 /// Its password.
 pub const MASTER_PASSWORD: &str = "master-secret-for-tests";
 
-/// A running Dovecot (IMAP, POP3) with passwd-file users and a master user.
+/// A running Dovecot (IMAP, POP3, submission relaying to an SMTP sink) with passwd-file
+/// users and a master user.
 pub struct Dovecot {
     child: Option<Child>,
+    sink: Option<Child>,
     /// Its folder (config, state, mail, log).
     pub dir: tempfile::TempDir,
     /// Plain IMAP port.
     pub imap_port: u16,
     /// Plain POP3 port.
     pub pop3_port: u16,
+    /// Plain submission port.
+    pub submission_port: u16,
+    /// The SMTP sink's port (Dovecot relays submitted mail there).
+    pub sink_port: u16,
 }
 
 impl Dovecot {
@@ -92,7 +98,7 @@ impl Dovecot {
         use std::os::unix::fs::PermissionsExt;
         // Dovecot's own users must be able to reach the folder.
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for sub in ["run", "state", "mail"] {
+        for sub in ["run", "state", "mail", "sink"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         std::os::unix::fs::chown(
@@ -113,8 +119,11 @@ impl Dovecot {
         .unwrap();
         let mut dovecot = Dovecot {
             child: None,
+            sink: None,
             imap_port: free_port(),
             pop3_port: free_port(),
+            submission_port: free_port(),
+            sink_port: free_port(),
             dir,
         };
         dovecot.write_config();
@@ -128,8 +137,12 @@ impl Dovecot {
             r#"base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = imap pop3
+protocols = imap pop3 submission
 listen = 127.0.0.1
+hostname = dovecot.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = {sink}
+submission_relay_trusted = yes
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -167,19 +180,48 @@ service pop3-login {{
     port = 0
   }}
 }}
+service submission-login {{
+  inet_listener submission {{
+    port = {submission}
+  }}
+}}
 service anvil {{
   chroot =
 }}
 "#,
             imap = self.imap_port,
             pop3 = self.pop3_port,
+            submission = self.submission_port,
+            sink = self.sink_port,
         );
         std::fs::write(self.dir.path().join("dovecot.conf"), conf).unwrap();
     }
 
-    /// Starts (again) on the same ports.
+    /// Starts (again) on the same ports, with its SMTP sink.
     pub fn restart(&mut self) {
         self.stop();
+        let sink = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/smtp_sink.py"
+            ))
+            .arg("--port")
+            .arg(self.sink_port.to_string())
+            .arg("--dir")
+            .arg(self.dir.path().join("sink"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("sink.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start the SMTP sink (python3 with aiosmtpd)");
+        self.sink = Some(sink);
+        wait_for_port(
+            self.sink_port,
+            "smtp sink",
+            &self.dir.path().join("sink.log"),
+        );
         let child = Command::new("/usr/sbin/dovecot")
             .arg("-F")
             .arg("-c")
@@ -192,17 +234,32 @@ service anvil {{
             .spawn()
             .expect("start dovecot");
         self.child = Some(child);
-        wait_for_port(
-            self.imap_port,
-            "dovecot",
-            &self.dir.path().join("dovecot.log"),
-        );
+        for port in [self.imap_port, self.pop3_port, self.submission_port] {
+            wait_for_port(port, "dovecot", &self.dir.path().join("dovecot.log"));
+        }
     }
 
-    /// Stops it (by PID).
+    /// The messages the sink received so far, in order, byte for byte.
+    pub fn delivered(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sink"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    /// Stops it and its sink (by PID).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child);
+        }
+        if let Some(mut sink) = self.sink.take() {
+            stop_child(&mut sink);
         }
     }
 }
@@ -224,6 +281,14 @@ pub struct Proxy {
     pub imap_port: u16,
     /// Security archive, implicit TLS.
     pub archive_port: u16,
+    /// POP3, implicit TLS.
+    pub pop3s_port: u16,
+    /// POP3, STLS.
+    pub pop3_port: u16,
+    /// SMTP submission, implicit TLS.
+    pub submissions_port: u16,
+    /// SMTP submission, STARTTLS.
+    pub submission_port: u16,
 }
 
 impl Proxy {
@@ -254,6 +319,10 @@ impl Proxy {
             imaps_port: free_port(),
             imap_port: free_port(),
             archive_port: free_port(),
+            pop3s_port: free_port(),
+            pop3_port: free_port(),
+            submissions_port: free_port(),
+            submission_port: free_port(),
         };
         let login = if stored {
             "login = { mode = \"stored\" }".to_owned()
@@ -299,11 +368,52 @@ tls = "implicit"
 archive = true
 upstream = "archive"
 
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+bind = "127.0.0.1:{pop3s}"
+tls = "implicit"
+upstream = "mailbox-pop3"
+
+[[listener]]
+name = "pop3"
+protocol = "pop3"
+bind = "127.0.0.1:{pop3}"
+tls = "starttls"
+upstream = "mailbox-pop3"
+
+[[listener]]
+name = "submissions"
+protocol = "smtp"
+bind = "127.0.0.1:{submissions}"
+tls = "implicit"
+upstream = "mailbox-smtp"
+
+[[listener]]
+name = "submission"
+protocol = "smtp"
+bind = "127.0.0.1:{submission}"
+tls = "starttls"
+upstream = "mailbox-smtp"
+
 [upstream.mailbox]
 host = "127.0.0.1"
 port = {up}
 tls = "none"
 {login}
+
+[upstream.mailbox-pop3]
+host = "127.0.0.1"
+port = {up_pop3}
+tls = "none"
+{login}
+
+[upstream.mailbox-smtp]
+host = "127.0.0.1"
+port = {up_smtp}
+tls = "none"
+{login}
+
 
 [upstream.archive]
 host = "127.0.0.1"
@@ -315,6 +425,12 @@ tls = "none"
             imap = proxy.imap_port,
             archive = proxy.archive_port,
             up = mailbox.imap_port,
+            pop3s = proxy.pop3s_port,
+            pop3 = proxy.pop3_port,
+            submissions = proxy.submissions_port,
+            submission = proxy.submission_port,
+            up_pop3 = mailbox.pop3_port,
+            up_smtp = mailbox.submission_port,
             arch_up = archive.imap_port,
         );
         std::fs::write(proxy.config(), config).unwrap();
@@ -343,7 +459,15 @@ tls = "none"
             .spawn()
             .expect("start sentinella serve");
         self.child = Some(child);
-        for port in [self.imaps_port, self.imap_port, self.archive_port] {
+        for port in [
+            self.imaps_port,
+            self.imap_port,
+            self.archive_port,
+            self.pop3s_port,
+            self.pop3_port,
+            self.submissions_port,
+            self.submission_port,
+        ] {
             wait_for_port(port, "sentinella", &self.log_path());
         }
     }

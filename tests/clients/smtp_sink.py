@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""A real SMTP sink for the tests (aiosmtpd on loopback): every message it receives is
+written to DIR/NNNN.eml byte for byte, with DIR/NNNN.json holding the envelope.
+
+  smtp_sink.py --port P --dir DIR        runs until SIGTERM
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+
+from aiosmtpd.controller import Controller
+
+
+class Save:
+    def __init__(self, directory):
+        self.directory = directory
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        base = os.path.join(self.directory, f"{self.count:04d}")
+        with open(base + ".eml.tmp", "wb") as f:
+            f.write(envelope.original_content)
+        with open(base + ".json", "w") as f:
+            json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos}, f)
+        os.rename(base + ".eml.tmp", base + ".eml")
+        return "250 2.0.0 Saved"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    args = p.parse_args()
+    controller = Controller(Save(args.dir), hostname="127.0.0.1", port=args.port, data_size_limit=50_000_000)
+    controller.start()
+    loop = asyncio.new_event_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    loop.add_signal_handler(signal.SIGINT, stop.set_result, None)
+    loop.run_until_complete(stop)
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()

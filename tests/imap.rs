@@ -6,32 +6,14 @@ mod common;
 
 use std::process::Command;
 
+use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, rig, two_factor_with_app_password};
 use common::servers::{Dovecot, MASTER_PASSWORD, MASTER_USER, Proxy};
-use common::{code, secret_from_uri};
 use serde_json::Value;
 
-const ADDR: &str = "mario.rossi@pec.example.it";
-const MAIN: &str = "Main-passw0rd";
-const UPSTREAM_PW: &str = "dovecot-own-pw";
 const AUTH_FAILED: &str = "[AUTHENTICATIONFAILED] Authentication failed";
 
 fn python(proxy: &Proxy, args: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/imap_client.py");
-    let cert = proxy.cert();
-    let out = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .arg("--cafile")
-        .arg(&cert)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "imap_client {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        proxy.log()
-    );
-    serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    client(proxy, "imap_client.py", args)
 }
 
 fn imap_login(
@@ -74,36 +56,6 @@ fn assert_refused(proxy: &Proxy, user: &str, password: &str) {
     let (ok, text) = login(proxy, user, password);
     assert!(!ok, "{user} was let in");
     assert!(text.contains(AUTH_FAILED), "refusal text {text:?}");
-}
-
-/// Dovecot for the mailbox, Dovecot for the archive, and the proxy in front.
-struct Rig {
-    proxy: Proxy,
-    mailbox: Dovecot,
-    _archive: Dovecot,
-}
-
-fn rig(policy: &str) -> Rig {
-    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
-    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
-    let proxy = Proxy::start(&mailbox, &archive, policy);
-    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
-    Rig {
-        proxy,
-        mailbox,
-        _archive: archive,
-    }
-}
-
-/// Turns 2FA on and generates an app password; returns it.
-fn two_factor_with_app_password(proxy: &Proxy) -> String {
-    let v = proxy.ok(&["2fa", "enable", ADDR], None);
-    let secret = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
-    proxy.ok(&["2fa", "confirm", ADDR, &code(&secret, 0)], None);
-    proxy.ok(&["app-password", "generate", ADDR], None)["password"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 #[test]

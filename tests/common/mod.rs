@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod rig;
 pub mod servers;
 
 use std::io::Write;

@@ -1,0 +1,80 @@
+//! The usual test setup: Dovecot for the mailbox, Dovecot for the archive, the proxy in
+//! front, one mailbox; and the Python clients in tests/clients/.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::servers::{Dovecot, Proxy};
+use super::{code, secret_from_uri};
+
+/// The mailbox of the tests.
+pub const ADDR: &str = "mario.rossi@pec.example.it";
+/// Its main password in Sentinella.
+pub const MAIN: &str = "Main-passw0rd";
+/// Its own password in Dovecot (for upstreams with stored secrets).
+pub const UPSTREAM_PW: &str = "dovecot-own-pw";
+
+/// Dovecot for the mailbox and for the archive, and the proxy in front.
+pub struct Rig {
+    /// The proxy.
+    pub proxy: Proxy,
+    /// The mailbox's Dovecot (IMAP, POP3, submission with its sink).
+    pub mailbox: Dovecot,
+    /// The archive's Dovecot.
+    pub archive: Dovecot,
+}
+
+/// Starts everything with `[policy]` lines `policy`, and adds the mailbox.
+pub fn rig(policy: &str) -> Rig {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let proxy = Proxy::start(&mailbox, &archive, policy);
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    Rig {
+        proxy,
+        mailbox,
+        archive,
+    }
+}
+
+/// Turns 2FA on and generates an app password; returns it.
+pub fn two_factor_with_app_password(proxy: &Proxy) -> String {
+    let v = proxy.ok(&["2fa", "enable", ADDR], None);
+    let secret = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    proxy.ok(&["2fa", "confirm", ADDR, &code(&secret, 0)], None);
+    proxy.ok(&["app-password", "generate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs tests/clients/`script` with `args` (and `--cafile` = the proxy's certificate);
+/// returns its JSON output.
+pub fn client(proxy: &Proxy, script: &str, args: &[&str]) -> Value {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .arg("--cafile")
+        .arg(proxy.cert())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
+/// The lines a `raw` client command received.
+pub fn received(v: &Value) -> Vec<String> {
+    v["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect()
+}

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks curl python3 python3-pip ca-certificates)
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates)
 
 missing=()
 for pkg in "${DEBS[@]}"; do

@@ -605,49 +605,29 @@ fn stored_upstream_secret_logs_in_with_the_mailbox_own_dovecot_password() {
     let mut p = Proxy::configure_login(&mailbox, &archive, "", "", true);
     p.run();
     p.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
-    // No upstream secret yet: accepted by policy, but the upstream login cannot happen.
     let port = p.imaps_port.to_string();
-    let raw = python(
-        &p,
-        &[
-            "raw",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            &format!("a1 LOGIN {ADDR} {MAIN}"),
-        ],
-    );
-    assert!(
-        raw["received"][1]
-            .as_str()
-            .unwrap()
-            .starts_with("a1 NO [UNAVAILABLE]"),
-        "{raw}"
-    );
+    let answer = || {
+        let raw = python(
+            &p,
+            &[
+                "raw",
+                "--port",
+                &port,
+                "--mode",
+                "ssl",
+                &format!("a1 LOGIN {ADDR} {MAIN}"),
+            ],
+        );
+        raw["received"][1].as_str().unwrap().to_owned()
+    };
+    // No upstream secret yet: accepted by policy, but the upstream login cannot happen.
+    assert!(answer().starts_with("a1 NO [UNAVAILABLE]"));
     // A wrong upstream secret: Dovecot refuses us, the client gets a temporary failure.
     p.ok(
         &["mailbox", "set-upstream-secret", ADDR, "--password-stdin"],
         Some("not-the-dovecot-pw"),
     );
-    let raw = python(
-        &p,
-        &[
-            "raw",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            &format!("a1 LOGIN {ADDR} {MAIN}"),
-        ],
-    );
-    assert!(
-        raw["received"][1]
-            .as_str()
-            .unwrap()
-            .starts_with("a1 NO [UNAVAILABLE]"),
-        "{raw}"
-    );
+    assert!(answer().starts_with("a1 NO [UNAVAILABLE]"));
     // The right one.
     p.ok(
         &["mailbox", "set-upstream-secret", ADDR, "--password-stdin"],

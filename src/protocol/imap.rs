@@ -465,6 +465,7 @@ impl super::Frontend for ImapFrontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testing::{self, render};
 
     fn settings(tls: bool) -> Settings {
         Settings {
@@ -476,39 +477,12 @@ mod tests {
         }
     }
 
-    /// Feeds `input` and renders the actions as text: replies verbatim, others as markers.
-    fn render(actions: &[Action]) -> String {
-        let mut s = String::new();
-        for a in actions {
-            match a {
-                Action::Reply(b) => s.push_str(&String::from_utf8_lossy(b)),
-                Action::StartTls => s.push_str("<STARTTLS>"),
-                Action::Close => s.push_str("<CLOSE>"),
-                Action::Authenticate(c) => s.push_str(&format!(
-                    "<AUTH {}:{}:{:?}>",
-                    c.login,
-                    c.secret.expose(),
-                    c.malformed
-                )),
-            }
-        }
-        s
-    }
-
     fn run(fe: &mut ImapFrontend, input: &str) -> String {
         render(&fe.feed(input.as_bytes()))
     }
 
-    /// The same transcript, fed whole and one byte at a time, gives the same actions.
     fn every_split(input: &str, tls: bool) -> String {
-        let whole = run(&mut ImapFrontend::new(settings(tls)), input);
-        let mut fe = ImapFrontend::new(settings(tls));
-        let mut bytewise = String::new();
-        for b in input.as_bytes() {
-            bytewise.push_str(&render(&fe.feed(&[*b])));
-        }
-        assert_eq!(whole, bytewise, "chunking changed the outcome");
-        whole
+        testing::every_split(|| ImapFrontend::new(settings(tls)), input)
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod imap;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
+#[cfg(test)]
+pub mod testing;
 
 use crate::auth::Credentials;
 

@@ -276,6 +276,11 @@ impl Frontend for Pop3Frontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testing::{self, render};
+
+    fn every_split(input: &str, tls: bool) -> String {
+        testing::every_split(|| Pop3Frontend::new(settings(tls)), input)
+    }
 
     fn settings(tls: bool) -> Settings {
         Settings {
@@ -285,37 +290,6 @@ mod tests {
             preauth_bytes: 4096,
             max_failed_logins: 3,
         }
-    }
-
-    fn render(actions: &[Action]) -> String {
-        let mut s = String::new();
-        for a in actions {
-            match a {
-                Action::Reply(b) => s.push_str(&String::from_utf8_lossy(b)),
-                Action::StartTls => s.push_str("<STLS>"),
-                Action::Close => s.push_str("<CLOSE>"),
-                Action::Authenticate(c) => s.push_str(&format!(
-                    "<AUTH {}:{}:{:?}>",
-                    c.login,
-                    c.secret.expose(),
-                    c.malformed
-                )),
-            }
-        }
-        s
-    }
-
-    /// Feeds whole and byte by byte; both must agree.
-    fn every_split(input: &str, tls: bool) -> String {
-        let whole = render(&Pop3Frontend::new(settings(tls)).feed(input.as_bytes()));
-        let mut fe = Pop3Frontend::new(settings(tls));
-        let bytewise: String = input
-            .as_bytes()
-            .iter()
-            .map(|b| render(&fe.feed(&[*b])))
-            .collect();
-        assert_eq!(whole, bytewise);
-        whole
     }
 
     #[test]
@@ -399,7 +373,7 @@ mod tests {
     fn stls_discards_injected_commands() {
         let mut fe = Pop3Frontend::new(settings(false));
         let out = render(&fe.feed(b"STLS\r\nUSER mario\r\nPASS secret\r\n"));
-        assert_eq!(out, "+OK Begin TLS negotiation\r\n<STLS>");
+        assert_eq!(out, "+OK Begin TLS negotiation\r\n<STARTTLS>");
         assert_eq!(render(&fe.feed(b"PASS again\r\n")), "");
         fe.tls_started();
         assert_eq!(render(&fe.feed(b"PASS x\r\n")), "-ERR USER first\r\n");

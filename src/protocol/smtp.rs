@@ -320,6 +320,11 @@ impl Frontend for SmtpFrontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testing::{self, render};
+
+    fn every_split(input: &str, tls: bool) -> String {
+        testing::every_split(|| fe(tls), input)
+    }
 
     fn settings(tls: bool) -> Settings {
         Settings {
@@ -348,36 +353,6 @@ mod tests {
 
     fn fe(tls: bool) -> SmtpFrontend {
         SmtpFrontend::new(settings(tls), "mx.example.it", &exts())
-    }
-
-    fn render(actions: &[Action]) -> String {
-        let mut s = String::new();
-        for a in actions {
-            match a {
-                Action::Reply(b) => s.push_str(&String::from_utf8_lossy(b)),
-                Action::StartTls => s.push_str("<STARTTLS>"),
-                Action::Close => s.push_str("<CLOSE>"),
-                Action::Authenticate(c) => s.push_str(&format!(
-                    "<AUTH {}:{}:{:?}>",
-                    c.login,
-                    c.secret.expose(),
-                    c.malformed
-                )),
-            }
-        }
-        s
-    }
-
-    fn every_split(input: &str, tls: bool) -> String {
-        let whole = render(&fe(tls).feed(input.as_bytes()));
-        let mut f = fe(tls);
-        let bytewise: String = input
-            .as_bytes()
-            .iter()
-            .map(|b| render(&f.feed(&[*b])))
-            .collect();
-        assert_eq!(whole, bytewise);
-        whole
     }
 
     #[test]

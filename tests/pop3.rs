@@ -63,24 +63,7 @@ fn raw_login(p: &Proxy, user: &str, password: &str) -> String {
 
 /// Puts one message in the mailbox, straight into Dovecot (as the master user).
 fn deliver_one(rig: &Rig) {
-    let up = rig.mailbox.imap_port.to_string();
-    client(
-        &rig.proxy,
-        "imap_client.py",
-        &[
-            "session",
-            "--port",
-            &up,
-            "--mode",
-            "plain",
-            "--user",
-            ADDR,
-            "--password",
-            MASTER_PASSWORD,
-            "--master",
-            MASTER_USER,
-        ],
-    );
+    rig.direct_imap_session();
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::servers::{Dovecot, Proxy};
+use super::servers::{Dovecot, MASTER_PASSWORD, MASTER_USER, Proxy};
 use super::{code, secret_from_uri};
 
 /// The mailbox of the tests.
@@ -23,6 +23,32 @@ pub struct Rig {
     pub mailbox: Dovecot,
     /// The archive's Dovecot.
     pub archive: Dovecot,
+}
+
+impl Rig {
+    /// An imaplib session (SELECT, APPEND, FETCH, IDLE, LOGOUT) straight to the mailbox's
+    /// Dovecot as the master user, bypassing the proxy: the reference to compare with, and
+    /// a way to put a message in the mailbox.
+    pub fn direct_imap_session(&self) -> Value {
+        let up = self.mailbox.imap_port.to_string();
+        client(
+            &self.proxy,
+            "imap_client.py",
+            &[
+                "session",
+                "--port",
+                &up,
+                "--mode",
+                "plain",
+                "--user",
+                ADDR,
+                "--password",
+                MASTER_PASSWORD,
+                "--master",
+                MASTER_USER,
+            ],
+        )
+    }
 }
 
 /// Starts everything with `[policy]` lines `policy`, and adds the mailbox.

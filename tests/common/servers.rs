@@ -9,8 +9,25 @@ use std::time::{Duration, Instant};
 
 use super::{CHEAP_ARGON2, Run, run_binary};
 
-/// A port nobody listens on right now.
+/// A free loopback port for a server this test process will start.
+///
+/// `bind(0)` hands out a port and forgets it once released, so two test processes running
+/// in parallel could be given the same one before either server binds it. Instead each
+/// process takes ports from its own block of 20, chosen by its PID, below Linux's
+/// ephemeral range (so outgoing connections do not take them) and above the shipped
+/// config's 10xxx/11xxx ports; a port found busy is skipped.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = 12_000 + (std::process::id() % 1_000) as u16 * 20;
+    for _ in 0..20 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+        let port = block + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // The whole block is busy (unlikely): fall back to the kernel's choice.
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -62,6 +62,12 @@ pub struct Config {
     /// Bounds on what one client may cost.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The login hot path: verification cache and hashing pool.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Brute-force throttling.
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -282,6 +288,117 @@ impl Default for TlsConfig {
     }
 }
 
+/// `[auth]`: the verification cache and the argon2id pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a successful verification is reused (policy is re-checked on every hit).
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Period,
+    /// Cached verifications kept at most.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+    /// argon2id worker threads (0: one per core).
+    #[serde(default)]
+    pub hash_workers: usize,
+    /// Verifications waiting for a worker at most; beyond it clients get a temporary
+    /// failure at once.
+    #[serde(default = "default_hash_queue")]
+    pub hash_queue: usize,
+}
+
+fn default_cache_ttl() -> Period {
+    Period::seconds(3600)
+}
+fn default_cache_entries() -> usize {
+    65_536
+}
+fn default_hash_queue() -> usize {
+    64
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            cache_ttl: default_cache_ttl(),
+            cache_entries: default_cache_entries(),
+            hash_workers: 0,
+            hash_queue: default_hash_queue(),
+        }
+    }
+}
+
+/// `[throttle]`: blocking brute force.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Distinct wrong passwords from one address (IPv6: one /64) before it is blocked.
+    #[serde(default = "default_address_failures")]
+    pub address_failures: u32,
+    /// Distinct wrong passwords for one login name before it is blocked.
+    #[serde(default = "default_name_failures")]
+    pub name_failures: u32,
+    /// Failures older than this are forgotten.
+    #[serde(default = "default_throttle_window")]
+    pub window: Period,
+    /// The first block; it doubles with each further failure.
+    #[serde(default = "default_block")]
+    pub block: Period,
+    /// The longest block of an address.
+    #[serde(default = "default_address_max_block")]
+    pub address_max_block: Period,
+    /// The longest block of a login name: how long, at most, an attack on a name keeps
+    /// its real owner out.
+    #[serde(default = "default_name_max_block")]
+    pub name_max_block: Period,
+}
+
+fn default_address_failures() -> u32 {
+    10
+}
+fn default_name_failures() -> u32 {
+    5
+}
+fn default_throttle_window() -> Period {
+    Period::seconds(900)
+}
+fn default_block() -> Period {
+    Period::seconds(30)
+}
+fn default_address_max_block() -> Period {
+    Period::seconds(3600)
+}
+fn default_name_max_block() -> Period {
+    Period::seconds(60)
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            address_failures: default_address_failures(),
+            name_failures: default_name_failures(),
+            window: default_throttle_window(),
+            block: default_block(),
+            address_max_block: default_address_max_block(),
+            name_max_block: default_name_max_block(),
+        }
+    }
+}
+
+impl ThrottleConfig {
+    /// The settings the throttle takes.
+    pub fn settings(&self) -> crate::auth::throttle::ThrottleSettings {
+        crate::auth::throttle::ThrottleSettings {
+            address_failures: self.address_failures,
+            name_failures: self.name_failures,
+            window: LimitsConfig::duration(self.window),
+            block: LimitsConfig::duration(self.block),
+            address_max_block: LimitsConfig::duration(self.address_max_block),
+            name_max_block: LimitsConfig::duration(self.name_max_block),
+        }
+    }
+}
+
 /// How a listener offers TLS to clients.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -489,10 +606,25 @@ impl Config {
         if l.max_connections == 0 {
             return Err(self.invalid("limits.max_connections", "must be at least 1"));
         }
+        if self.auth.cache_entries == 0 || self.auth.hash_queue == 0 {
+            return Err(self.invalid("auth", "cache_entries and hash_queue must be at least 1"));
+        }
+        let t = &self.throttle;
+        if t.address_failures == 0 || t.name_failures == 0 {
+            return Err(self.invalid(
+                "throttle",
+                "address_failures and name_failures must be at least 1",
+            ));
+        }
         for (key, p) in [
             ("limits.preauth_timeout", l.preauth_timeout),
             ("limits.upstream_timeout", l.upstream_timeout),
             ("limits.shutdown_grace", l.shutdown_grace),
+            ("auth.cache_ttl", self.auth.cache_ttl),
+            ("throttle.window", t.window),
+            ("throttle.block", t.block),
+            ("throttle.address_max_block", t.address_max_block),
+            ("throttle.name_max_block", t.name_max_block),
         ] {
             if p.as_std().is_none() {
                 return Err(self.invalid(key, "must be a fixed duration (s, m, h, d), not months"));

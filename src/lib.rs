@@ -10,6 +10,7 @@
 //!   decision table.
 //! - [`auth`]: credentials in memory ([`auth::Secret`], redacted and zeroized) and argon2id
 //!   hashing; the login hot path grows here.
+//! - [`audit`]: the group-committed access-history writer.
 //! - [`store`]: the embedded SQLite database — schema migrations, one transaction per
 //!   management action, the version bump that invalidates cached logins, access history,
 //!   notices and management events.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -1,20 +1,34 @@
-//! The one place every login is decided, for every protocol and listener.
+//! The one place every login is decided, for every protocol and listener — the hot path.
 //!
-//! `check` looks the login name up in the store, verifies the secret with argon2id on
-//! tokio's blocking pool (never on a reactor thread), and applies the policy's decision
-//! table. `record` writes the attempt to the access history.
+//! In order, for each attempt:
+//! 1. malformed credentials are refused (no hashing needed);
+//! 2. the throttle: a blocked client address or name is refused before any hashing;
+//! 3. the principal comes from the in-memory [`LiveSnapshot`] (no SQLite);
+//! 4. the verification cache: a hit skips argon2id, and the current policy decides;
+//! 5. otherwise argon2id runs on the bounded [`HashPool`] — if it is saturated the client
+//!    gets a temporary failure at once;
+//! 6. the policy's decision table; a success is cached, a failure counted by the throttle.
 //!
-//! Equal cost: every check does the same number of argon2id verifications for a given
-//! shape of secret — one, plus one more if the secret has the shape of an app password —
-//! whether the login exists, has 2FA on, or not, using a dummy hash where there is nothing
-//! real to compare with. An unknown login therefore costs what a wrong password costs.
+//! Equal cost: a verification does the same number of argon2id computations for a given
+//! shape of secret — one, plus one if it has the shape of an app password — whether the
+//! login exists, has 2FA on, or not, using a dummy hash where there is nothing real.
+//!
+//! `record` writes the attempt to the access history through the group-committing
+//! [`HistoryWriter`].
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::cache::{CacheKey, VerificationCache};
+use super::pool::HashPool;
+use super::snapshot::{LiveSnapshot, Principal};
+use super::throttle::{Throttle, ThrottleSettings};
 use super::{Credentials, PasswordHasher, Secret};
+use crate::audit::history::HistoryWriter;
 use crate::policy::app_password;
 use crate::policy::login::{
     Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
@@ -22,7 +36,10 @@ use crate::policy::login::{
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
 use crate::store::sealed::SealKey;
-use crate::store::{AccessRecord, Store};
+use crate::store::{AccessRecord, Store, StoreError};
+
+/// How often the snapshot thread looks for store changes.
+pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
 
 /// Where a login attempt came from.
 #[derive(Clone, Debug)]
@@ -46,7 +63,7 @@ pub struct Verdict {
     /// The login name as presented, made printable, for the history.
     pub login: String,
     /// The mailbox it opens (for the upstream login), if known.
-    pub mailbox: Option<Mailbox>,
+    pub mailbox: Option<Arc<Mailbox>>,
     /// The mailbox's upstream secret, if the context asked for it and the login was
     /// accepted.
     pub upstream_secret: Option<Secret>,
@@ -62,17 +79,63 @@ impl std::fmt::Debug for Verdict {
     }
 }
 
+/// The hot path's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthSettings {
+    /// How long a cached verification is reused.
+    pub cache_ttl: Duration,
+    /// Cached verifications kept at most.
+    pub cache_entries: usize,
+    /// argon2id workers (0: one per core).
+    pub hash_workers: usize,
+    /// Verifications waiting at most.
+    pub hash_queue: usize,
+    /// Throttling.
+    pub throttle: ThrottleSettings,
+}
+
+impl AuthSettings {
+    /// From the configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        AuthSettings {
+            cache_ttl: crate::config::LimitsConfig::duration(config.auth.cache_ttl),
+            cache_entries: config.auth.cache_entries,
+            hash_workers: config.auth.hash_workers,
+            hash_queue: config.auth.hash_queue,
+            throttle: config.throttle.settings(),
+        }
+    }
+}
+
+/// Why the authenticator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The dummy hash could not be computed.
+    #[error(transparent)]
+    Hash(#[from] super::hash::HashError),
+}
+
 /// Decides logins.
 pub struct Authenticator {
-    store: Mutex<Store>,
+    snapshot: Arc<LiveSnapshot>,
+    cache: VerificationCache,
+    throttle: Throttle,
+    pool: HashPool,
     hasher: PasswordHasher,
     dummy_hash: String,
-    seal_key: Option<SealKey>,
+    history: HistoryWriter,
+    secrets: Option<(Mutex<Store>, SealKey)>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Authenticator")
+        f.debug_struct("Authenticator")
+            .field("snapshot", &self.snapshot)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,50 +148,292 @@ fn printable(login: &str) -> String {
         .collect::<String>()
 }
 
+/// The first part of a check, which needs no hashing.
+enum Front {
+    /// Decided already.
+    Done(Verdict),
+    /// argon2id is needed.
+    Verify {
+        name: String,
+        principal: Option<Arc<Principal>>,
+        key: Option<CacheKey>,
+    },
+}
+
 impl Authenticator {
-    /// An authenticator over its own store connection. Computes one dummy hash (with
-    /// the configured cost) for unknown logins to be compared against.
+    /// An authenticator over the store at `store_path` (its own connections: snapshot,
+    /// history writer, and — with `seal_key` — upstream secrets). Computes one dummy hash
+    /// with the configured cost, for unknown logins to be compared against.
     pub fn new(
-        store: Store,
+        store_path: &Path,
         hasher: PasswordHasher,
         seal_key: Option<SealKey>,
-    ) -> Result<Self, super::hash::HashError> {
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).map_err(|e| super::hash::HashError::Hash(e.to_string()))?;
         let dummy = Secret::new(random.iter().map(|b| format!("{b:02x}")).collect());
         let dummy_hash = hasher.hash(&dummy)?;
+        let snapshot = LiveSnapshot::start(Store::open(store_path)?, SNAPSHOT_POLL)?;
+        let history = HistoryWriter::start(Store::open(store_path)?);
+        let secrets = match seal_key {
+            Some(key) => Some((Mutex::new(Store::open(store_path)?), key)),
+            None => None,
+        };
         Ok(Authenticator {
-            store: Mutex::new(store),
+            snapshot,
+            cache: VerificationCache::new(settings.cache_entries, settings.cache_ttl),
+            throttle: Throttle::new(settings.throttle),
+            pool: HashPool::new(settings.hash_workers, settings.hash_queue),
             hasher,
             dummy_hash,
-            seal_key,
+            history,
+            secrets,
         })
     }
 
-    /// Decides one login (argon2id runs on the blocking pool).
+    /// Reloads the snapshot now if the store changed (the background thread does this
+    /// every [`SNAPSHOT_POLL`]; tests and benchmarks call it to not wait).
+    pub fn refresh(&self) -> Result<bool, StoreError> {
+        self.snapshot.refresh()
+    }
+
+    /// Decides one login.
     pub async fn check(self: &Arc<Self>, ctx: &LoginContext, creds: Credentials) -> Verdict {
-        let this = Arc::clone(self);
-        let ctx2 = ctx.clone();
+        if self.snapshot.stale() {
+            let this = Arc::clone(self);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.snapshot.refresh()).await {
+                tracing::error!(error = %e, "cannot reload mailboxes; deciding on the previous state");
+            }
+        }
+        let now = now();
+        let (name, principal, key) = match self.front(ctx, &creds, now, Instant::now()) {
+            Front::Done(v) => return self.with_upstream_secret(ctx, v).await,
+            Front::Verify {
+                name,
+                principal,
+                key,
+            } => (name, principal, key),
+        };
         let login = printable(&creds.login);
-        match tokio::task::spawn_blocking(move || this.check_blocking(&ctx2, &creds, now())).await {
-            Ok(v) => v,
-            Err(e) => Verdict {
-                decision: Decision {
-                    outcome: Outcome::TemporaryFailure(Reason::StoreUnavailable(format!(
-                        "check failed: {e}"
-                    ))),
+        let this = Arc::clone(self);
+        let p = principal.clone();
+        let secret = creds.secret.clone();
+        let matched = match self
+            .pool
+            .run(move || this.verify(p.as_deref(), &secret))
+            .await
+        {
+            Ok(m) => m,
+            Err(_) => {
+                let decision = Decision {
+                    outcome: Outcome::TemporaryFailure(Reason::Overloaded),
                     credential: CredentialKind::Unknown,
-                },
-                login,
-                mailbox: None,
-                upstream_secret: None,
-            },
+                };
+                return Verdict {
+                    decision,
+                    login,
+                    mailbox: principal.map(|p| Arc::clone(&p.mailbox)),
+                    upstream_secret: None,
+                };
+            }
+        };
+        let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
+        let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
+        if decision.is_accepted() {
+            if let Some(key) = key {
+                self.cache.insert(key, matched);
+            }
+            self.throttle.success(ctx.peer, &name);
+        } else {
+            self.count_failure(ctx, &name, &creds.secret, &decision);
+        }
+        let v = Verdict {
+            decision,
+            login,
+            mailbox,
+            upstream_secret: None,
+        };
+        self.with_upstream_secret(ctx, v).await
+    }
+
+    /// The check as far as it goes without argon2id: `Some` when decided (malformed,
+    /// throttled, or a verification-cache hit re-checked against the current policy),
+    /// `None` when a hash verification is needed. This is the path a warm cache serves.
+    pub fn check_cached(
+        &self,
+        ctx: &LoginContext,
+        creds: &Credentials,
+        now: Timestamp,
+    ) -> Option<Verdict> {
+        match self.front(ctx, creds, now, Instant::now()) {
+            Front::Done(v) => Some(v),
+            Front::Verify { .. } => None,
         }
     }
 
-    /// Writes the attempt to the access history (on the blocking pool). A failure to
-    /// write is logged, never shown to the client.
-    pub async fn record(self: &Arc<Self>, ctx: &LoginContext, verdict: &Verdict) {
+    fn front(
+        &self,
+        ctx: &LoginContext,
+        creds: &Credentials,
+        now: Timestamp,
+        instant: Instant,
+    ) -> Front {
+        let login = printable(&creds.login);
+        let refuse = |reason| Decision::refuse(reason, CredentialKind::Unknown);
+        let done = |decision, mailbox| {
+            Front::Done(Verdict {
+                decision,
+                login: login.clone(),
+                mailbox,
+                upstream_secret: None,
+            })
+        };
+        if let Some(why) = creds.malformed {
+            self.throttle
+                .failure(ctx.peer, &login, &creds.secret, instant);
+            return done(refuse(Reason::Malformed(why)), None);
+        }
+        let Ok(name) = normalize_login(&creds.login) else {
+            self.throttle
+                .failure(ctx.peer, &login, &creds.secret, instant);
+            return done(refuse(Reason::Malformed("invalid login name")), None);
+        };
+        if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
+            let decision = decide(&Attempt {
+                mailbox: None,
+                protocol: ctx.protocol,
+                listener: ctx.kind,
+                throttled: Some(&why),
+                matched: Matched::Neither,
+                now,
+            });
+            return done(decision, None);
+        }
+        let principal = self.snapshot.load().get(&name).cloned();
+        let key = principal.as_ref().map(|p| {
+            self.cache.key(
+                p.mailbox.id,
+                p.mailbox.version,
+                &name,
+                creds.secret.expose().as_bytes(),
+            )
+        });
+        if let (Some(p), Some(k)) = (&principal, &key)
+            && let Some(matched) = self.cache.get(k)
+        {
+            let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
+            if decision.is_accepted() {
+                self.throttle.success(ctx.peer, &name);
+            }
+            return done(decision, Some(Arc::clone(&p.mailbox)));
+        }
+        Front::Verify {
+            name,
+            principal,
+            key,
+        }
+    }
+
+    fn decide(
+        &self,
+        ctx: &LoginContext,
+        mailbox: Option<&Mailbox>,
+        matched: Matched,
+        now: Timestamp,
+    ) -> Decision {
+        decide(&Attempt {
+            mailbox,
+            protocol: ctx.protocol,
+            listener: ctx.kind,
+            throttled: None,
+            matched,
+            now,
+        })
+    }
+
+    /// Refusals that say something about the credential count towards the throttle;
+    /// policy refusals of a right password (protocol, plan) do not.
+    fn count_failure(&self, ctx: &LoginContext, name: &str, secret: &Secret, decision: &Decision) {
+        if let Outcome::Refused(reason) = &decision.outcome
+            && !matches!(
+                reason,
+                Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan | Reason::Throttled(_)
+            )
+        {
+            self.throttle
+                .failure(ctx.peer, name, secret, Instant::now());
+        }
+    }
+
+    /// argon2id: which stored secret the presented one matches (runs on the pool).
+    fn verify(&self, principal: Option<&Principal>, secret: &Secret) -> Matched {
+        let app_shaped = app_password::canonical(secret.expose());
+        let own_hash = principal.map_or(self.dummy_hash.as_str(), |p| p.hash.as_str());
+        let main_ok = self.hasher.verify(own_hash, secret);
+        let app_ok = match &app_shaped {
+            Some(canon) => {
+                let hash = principal
+                    .and_then(|p| p.mailbox.app_password.as_ref())
+                    .map_or(self.dummy_hash.as_str(), |a| a.hash.as_str());
+                self.hasher.verify(hash, canon)
+            }
+            None => false,
+        };
+        let two_factor = principal.is_some_and(|p| p.mailbox.two_factor_on());
+        match (principal.is_some(), app_ok && two_factor, main_ok) {
+            (false, _, _) => Matched::Neither,
+            (true, true, _) => Matched::App,
+            (true, false, true) => Matched::Main,
+            _ => Matched::Neither,
+        }
+    }
+
+    /// For upstreams that log in with the mailbox's own stored secret: fetch and open it
+    /// (off the reactor); without it the login cannot be completed (temporary failure).
+    async fn with_upstream_secret(self: &Arc<Self>, ctx: &LoginContext, mut v: Verdict) -> Verdict {
+        if !(v.decision.is_accepted() && ctx.needs_upstream_secret) {
+            return v;
+        }
+        let address = v
+            .mailbox
+            .as_ref()
+            .map(|m| m.address.clone())
+            .unwrap_or_default();
+        let this = Arc::clone(self);
+        let secret = tokio::task::spawn_blocking(move || this.upstream_secret(&address))
+            .await
+            .ok()
+            .flatten();
+        match secret {
+            Some(s) => v.upstream_secret = Some(s),
+            None => {
+                v.decision = v
+                    .decision
+                    .upstream_failed("no usable upstream secret is set for this mailbox")
+            }
+        }
+        v
+    }
+
+    fn upstream_secret(&self, address: &str) -> Option<Secret> {
+        let (store, key) = self.secrets.as_ref()?;
+        let sealed = {
+            let store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.upstream_secret(address).ok()??
+        };
+        match key.open(address, &sealed) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(mailbox = address, error = %e, "cannot open the upstream secret");
+                None
+            }
+        }
+    }
+
+    /// Writes the attempt to the access history; returns once it is durable. A failure
+    /// to write is logged, never shown to the client.
+    pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
         let (result, reason) = match &verdict.decision.outcome {
             Outcome::Accepted => ("accepted", None),
             Outcome::Refused(r) => ("refused", Some(r.to_string())),
@@ -145,121 +450,7 @@ impl Authenticator {
             result: result.to_owned(),
             reason,
         };
-        let this = Arc::clone(self);
-        let written = tokio::task::spawn_blocking(move || {
-            let store = this.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.record_access(&rec)
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not write the access history"),
-            Err(e) => tracing::error!(error = %e, "could not write the access history"),
-        }
-    }
-
-    /// The decision, synchronously: store lookup, argon2id, policy.
-    pub fn check_blocking(
-        &self,
-        ctx: &LoginContext,
-        creds: &Credentials,
-        now: Timestamp,
-    ) -> Verdict {
-        let login = printable(&creds.login);
-        let app_shaped = app_password::canonical(creds.secret.expose());
-        let refuse = |reason| Decision::refuse(reason, CredentialKind::Unknown);
-        // Spend the same hashing as a real check before refusing.
-        let burn = || {
-            self.hasher.verify(&self.dummy_hash, &creds.secret);
-            if let Some(canon) = &app_shaped {
-                self.hasher.verify(&self.dummy_hash, canon);
-            }
-        };
-        let verdict = |decision, mailbox| Verdict {
-            decision,
-            login: login.clone(),
-            mailbox,
-            upstream_secret: None,
-        };
-
-        if let Some(why) = creds.malformed {
-            burn();
-            return verdict(refuse(Reason::Malformed(why)), None);
-        }
-        let Ok(name) = normalize_login(&creds.login) else {
-            burn();
-            return verdict(refuse(Reason::Malformed("invalid login name")), None);
-        };
-        let found = {
-            let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.lookup_login(&name)
-        };
-        let found = match found {
-            Ok(f) => f,
-            Err(e) => {
-                let d = Decision {
-                    outcome: Outcome::TemporaryFailure(Reason::StoreUnavailable(e.to_string())),
-                    credential: CredentialKind::Unknown,
-                };
-                return verdict(d, None);
-            }
-        };
-        let (mailbox, own_hash) = match found {
-            Some((m, hash, _)) => (Some(m), hash),
-            None => (None, self.dummy_hash.clone()),
-        };
-        let main_ok = self.hasher.verify(&own_hash, &creds.secret);
-        let app_ok = match &app_shaped {
-            Some(canon) => {
-                let hash = mailbox
-                    .as_ref()
-                    .and_then(|m| m.app_password.as_ref())
-                    .map_or(self.dummy_hash.as_str(), |a| a.hash.as_str());
-                self.hasher.verify(hash, canon)
-            }
-            None => false,
-        };
-        let two_factor = mailbox.as_ref().is_some_and(Mailbox::two_factor_on);
-        let matched = match (mailbox.is_some(), app_ok && two_factor, main_ok) {
-            (false, _, _) => Matched::Neither,
-            (true, true, _) => Matched::App,
-            (true, false, true) => Matched::Main,
-            _ => Matched::Neither,
-        };
-        let decision = decide(&Attempt {
-            mailbox: mailbox.as_ref(),
-            protocol: ctx.protocol,
-            listener: ctx.kind,
-            throttled: false,
-            matched,
-            now,
-        });
-        let mut v = verdict(decision, mailbox);
-        if v.decision.is_accepted() && ctx.needs_upstream_secret {
-            v.upstream_secret =
-                self.upstream_secret(v.mailbox.as_ref().map(|m| m.address.as_str()).unwrap_or(""));
-            if v.upstream_secret.is_none() {
-                v.decision = v
-                    .decision
-                    .upstream_failed("no upstream secret is set for this mailbox");
-            }
-        }
-        v
-    }
-
-    fn upstream_secret(&self, address: &str) -> Option<Secret> {
-        let key = self.seal_key.as_ref()?;
-        let sealed = {
-            let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.upstream_secret(address).ok()??
-        };
-        match key.open(address, &sealed) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(mailbox = address, error = %e, "cannot open the upstream secret");
-                None
-            }
-        }
+        self.history.record(rec).await;
     }
 }
 
@@ -281,8 +472,8 @@ mod tests {
     const ADDR: &str = "mario@pec.example.it";
 
     struct Fixture {
-        _dir: tempfile::TempDir,
-        auth: Authenticator,
+        dir: tempfile::TempDir,
+        auth: Arc<Authenticator>,
         app_password: Secret,
     }
 
@@ -295,9 +486,30 @@ mod tests {
         .unwrap()
     }
 
+    fn settings() -> AuthSettings {
+        AuthSettings {
+            cache_ttl: Duration::from_secs(3600),
+            cache_entries: 1024,
+            hash_workers: 2,
+            hash_queue: 16,
+            throttle: ThrottleSettings {
+                address_failures: 1000,
+                name_failures: 1000,
+                window: Duration::from_secs(900),
+                block: Duration::from_secs(30),
+                address_max_block: Duration::from_secs(3600),
+                name_max_block: Duration::from_secs(60),
+            },
+        }
+    }
+
+    fn store(f: &Fixture) -> Store {
+        Store::open(&f.dir.path().join("s.db")).unwrap()
+    }
+
     /// A mailbox (main "main-password"), a multi-user account "ufficio" ("user-password"),
     /// and, if `two_factor`, 2FA on with an app password.
-    fn fixture(two_factor: bool, plan: Plan) -> Fixture {
+    fn fixture_with(two_factor: bool, plan: Plan, s: AuthSettings) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let h = hasher();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
@@ -330,11 +542,16 @@ mod tests {
                 })
                 .unwrap();
         }
+        let auth = Arc::new(Authenticator::new(&dir.path().join("s.db"), h, None, s).unwrap());
         Fixture {
-            _dir: dir,
-            auth: Authenticator::new(store, h, None).unwrap(),
+            dir,
+            auth,
             app_password,
         }
+    }
+
+    fn fixture(two_factor: bool, plan: Plan) -> Fixture {
+        fixture_with(two_factor, plan, settings())
     }
 
     fn ctx(kind: ListenerKind) -> LoginContext {
@@ -347,15 +564,19 @@ mod tests {
         }
     }
 
-    fn check(f: &Fixture, login: &str, secret: &str) -> Verdict {
-        let creds = Credentials::from_wire(
+    fn creds(login: &str, secret: &str) -> Credentials {
+        Credentials::from_wire(
             login.as_bytes(),
             secret.as_bytes(),
             None,
             Mechanism::ImapLogin,
-        );
+        )
+    }
+
+    async fn check(f: &Fixture, login: &str, secret: &str) -> Verdict {
         f.auth
-            .check_blocking(&ctx(ListenerKind::Mailbox), &creds, now())
+            .check(&ctx(ListenerKind::Mailbox), creds(login, secret))
+            .await
     }
 
     fn refused(v: &Verdict) -> Reason {
@@ -365,139 +586,264 @@ mod tests {
         }
     }
 
-    #[test]
-    fn two_factor_off_main_password() {
+    #[tokio::test]
+    async fn two_factor_off_main_password() {
         let f = fixture(false, Plan::Standard);
-        let v = check(&f, "Mario@PEC.example.it", "main-password");
+        let v = check(&f, "Mario@PEC.example.it", "main-password").await;
         assert!(v.decision.is_accepted());
         assert_eq!(v.mailbox.unwrap().address, ADDR);
-        assert_eq!(refused(&check(&f, ADDR, "wrong")), Reason::WrongPassword);
+        assert_eq!(
+            refused(&check(&f, ADDR, "wrong").await),
+            Reason::WrongPassword
+        );
     }
 
-    #[test]
-    fn two_factor_on_main_password_refused_app_password_accepted() {
+    #[tokio::test]
+    async fn two_factor_on_main_password_refused_app_password_accepted() {
         let f = fixture(true, Plan::Standard);
         assert_eq!(
-            refused(&check(&f, ADDR, "main-password")),
+            refused(&check(&f, ADDR, "main-password").await),
             Reason::MainPasswordUnder2fa
         );
         let pw = f.app_password.expose().to_owned();
-        let v = check(&f, ADDR, &pw);
+        let v = check(&f, ADDR, &pw).await;
         assert!(v.decision.is_accepted());
         assert_eq!(v.decision.credential, CredentialKind::App);
-        // Without dashes, with spaces, upper case.
-        assert!(check(&f, ADDR, &pw.replace('-', "")).decision.is_accepted());
         assert!(
-            check(&f, ADDR, &pw.replace('-', " ").to_uppercase())
+            check(&f, ADDR, &pw.replace('-', ""))
+                .await
                 .decision
                 .is_accepted()
         );
-        // A wrong app-shaped password.
+        assert!(
+            check(&f, ADDR, &pw.replace('-', " ").to_uppercase())
+                .await
+                .decision
+                .is_accepted()
+        );
         let wrong = app_password::generate().unwrap();
         assert_eq!(
-            refused(&check(&f, ADDR, wrong.expose())),
+            refused(&check(&f, ADDR, wrong.expose()).await),
             Reason::WrongAppPassword
         );
     }
 
-    #[test]
-    fn multi_user_accounts() {
+    #[tokio::test]
+    async fn multi_user_accounts() {
         let f = fixture(false, Plan::Standard);
-        let v = check(&f, "ufficio", "user-password");
+        let v = check(&f, "ufficio", "user-password").await;
         assert!(v.decision.is_accepted());
         assert_eq!(
             (v.login.as_str(), v.mailbox.unwrap().address.as_str()),
             ("ufficio", ADDR)
         );
-        // Its own password, not the mailbox's.
         assert_eq!(
-            refused(&check(&f, "ufficio", "main-password")),
+            refused(&check(&f, "ufficio", "main-password").await),
             Reason::WrongPassword
         );
         let f = fixture(true, Plan::Standard);
         let pw = f.app_password.expose().to_owned();
         assert!(
-            check(&f, "ufficio", &pw).decision.is_accepted(),
+            check(&f, "ufficio", &pw).await.decision.is_accepted(),
             "the mailbox's app password works for it"
         );
         assert_eq!(
-            refused(&check(&f, "ufficio", "user-password")),
+            refused(&check(&f, "ufficio", "user-password").await),
             Reason::MainPasswordUnder2fa
         );
     }
 
-    #[test]
-    fn unknown_and_malformed_logins() {
+    #[tokio::test]
+    async fn unknown_and_malformed_logins() {
         let f = fixture(false, Plan::Standard);
         assert_eq!(
-            refused(&check(&f, "nobody@pec.example.it", "main-password")),
+            refused(&check(&f, "nobody@pec.example.it", "main-password").await),
             Reason::UnknownLogin
         );
-        let v = check(&f, "a b", "x");
-        assert_eq!(refused(&v), Reason::Malformed("invalid login name"));
-        let creds = Credentials::from_wire(
+        assert_eq!(
+            refused(&check(&f, "a b", "x").await),
+            Reason::Malformed("invalid login name")
+        );
+        let c = Credentials::from_wire(
             ADDR.as_bytes(),
             b"main-password",
             Some(b"admin"),
             Mechanism::Plain,
         );
-        let v = f
-            .auth
-            .check_blocking(&ctx(ListenerKind::Mailbox), &creds, now());
+        let v = f.auth.check(&ctx(ListenerKind::Mailbox), c).await;
         assert!(
             matches!(refused(&v), Reason::Malformed(_)),
             "right password, other authzid: refused"
         );
     }
 
-    #[test]
-    fn archive_needs_pro_or_premium() {
+    #[tokio::test]
+    async fn archive_needs_pro_or_premium() {
         let f = fixture(false, Plan::Standard);
-        let creds = Credentials::from_wire(
-            ADDR.as_bytes(),
-            b"main-password",
-            None,
-            Mechanism::ImapLogin,
-        );
         let v = f
             .auth
-            .check_blocking(&ctx(ListenerKind::Archive), &creds, now());
+            .check(&ctx(ListenerKind::Archive), creds(ADDR, "main-password"))
+            .await;
         assert_eq!(refused(&v), Reason::ArchiveNotInPlan);
         let f = fixture(false, Plan::Pro);
         let v = f
             .auth
-            .check_blocking(&ctx(ListenerKind::Archive), &creds, now());
+            .check(&ctx(ListenerKind::Archive), creds(ADDR, "main-password"))
+            .await;
         assert!(v.decision.is_accepted());
     }
 
-    #[test]
-    fn expiry_is_checked_at_the_given_time() {
+    #[tokio::test]
+    async fn a_cache_hit_is_rechecked_against_the_policy_to_the_second() {
         let f = fixture(true, Plan::Standard);
         let pw = f.app_password.expose().to_owned();
-        let creds =
-            Credentials::from_wire(ADDR.as_bytes(), pw.as_bytes(), None, Mechanism::ImapLogin);
-        let later = Period::months(4).after(now());
-        let v = f
+        let c = ctx(ListenerKind::Mailbox);
+        assert!(
+            f.auth.check_cached(&c, &creds(ADDR, &pw), now()).is_none(),
+            "cold cache: hashing needed"
+        );
+        assert!(check(&f, ADDR, &pw).await.decision.is_accepted());
+        let hit = f
             .auth
-            .check_blocking(&ctx(ListenerKind::Mailbox), &creds, later);
+            .check_cached(&c, &creds(ADDR, &pw), now())
+            .expect("warm cache: no hashing");
+        assert!(hit.decision.is_accepted());
+        // The same cached entry, four months later: expired, refused.
+        let later = Period::months(4).after(now());
+        let v = f.auth.check_cached(&c, &creds(ADDR, &pw), later).unwrap();
         assert!(matches!(refused(&v), Reason::AppPasswordExpired(_)));
+        // A wrong password is never served from the cache.
+        assert!(
+            f.auth
+                .check_cached(&c, &creds(ADDR, "main-password"), now())
+                .is_none()
+        );
+        let _ = check(&f, ADDR, "main-password").await;
+        assert!(
+            f.auth
+                .check_cached(&c, &creds(ADDR, "main-password"), now())
+                .is_none()
+        );
     }
 
-    #[test]
-    fn stored_upstream_secret_is_required_when_asked_for() {
-        let f = fixture(false, Plan::Standard);
-        let mut c = ctx(ListenerKind::Mailbox);
-        c.needs_upstream_secret = true;
-        let creds = Credentials::from_wire(
-            ADDR.as_bytes(),
-            b"main-password",
-            None,
-            Mechanism::ImapLogin,
+    #[tokio::test]
+    async fn a_version_bump_kills_cached_verifications_at_once() {
+        let f = fixture(true, Plan::Standard);
+        let pw = f.app_password.expose().to_owned();
+        assert!(check(&f, ADDR, &pw).await.decision.is_accepted());
+        let mut store = store(&f);
+        store
+            .update_mailbox(ADDR, Change::action("t"), now(), |m| {
+                m.deactivate_app_password()
+            })
+            .unwrap();
+        assert!(f.auth.refresh().unwrap(), "the snapshot sees the change");
+        let c = ctx(ListenerKind::Mailbox);
+        assert!(
+            f.auth.check_cached(&c, &creds(ADDR, &pw), now()).is_none(),
+            "old entry unreachable"
         );
-        let v = f.auth.check_blocking(&c, &creds, now());
-        assert!(matches!(
-            v.decision.outcome,
-            Outcome::TemporaryFailure(Reason::UpstreamUnavailable(_))
-        ));
+        assert_eq!(
+            refused(&check(&f, ADDR, &pw).await),
+            Reason::NoActiveAppPassword
+        );
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_follows_the_store_by_itself() {
+        let f = fixture(false, Plan::Standard);
+        let h = hasher();
+        let mut store = store(&f);
+        let hash = h.hash(&Secret::new("new-password".into())).unwrap();
+        store
+            .update_mailbox(ADDR, Change::action("t"), now(), |m| {
+                m.password_hash = hash;
+                Ok(())
+            })
+            .unwrap();
+        // Within a few poll intervals, without calling refresh().
+        let mut accepted = false;
+        for _ in 0..20 {
+            tokio::time::sleep(SNAPSHOT_POLL).await;
+            if check(&f, ADDR, "new-password").await.decision.is_accepted() {
+                accepted = true;
+                break;
+            }
+        }
+        assert!(accepted, "the new password never took effect");
+    }
+
+    #[tokio::test]
+    async fn a_saturated_pool_is_a_temporary_failure() {
+        let mut s = settings();
+        s.hash_workers = 1;
+        s.hash_queue = 1;
+        let f = fixture_with(false, Plan::Standard, s);
+        let checks: Vec<_> = (0..16)
+            .map(|i| {
+                let auth = Arc::clone(&f.auth);
+                tokio::spawn(async move {
+                    auth.check(
+                        &ctx(ListenerKind::Mailbox),
+                        creds(ADDR, &format!("wrong-{i}")),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut overloaded = 0;
+        for c in checks {
+            if c.await.unwrap().decision.outcome == Outcome::TemporaryFailure(Reason::Overloaded) {
+                overloaded += 1;
+            }
+        }
+        assert!(
+            overloaded > 0,
+            "16 at once on 1 worker + 1 queue slot: some must be turned away"
+        );
+    }
+
+    #[tokio::test]
+    async fn throttled_before_hashing_and_recorded_with_the_reason() {
+        let mut s = settings();
+        s.throttle.address_failures = 3;
+        let f = fixture_with(false, Plan::Standard, s);
+        for i in 0..3 {
+            assert_eq!(
+                refused(&check(&f, ADDR, &format!("guess-{i}")).await),
+                Reason::WrongPassword
+            );
+        }
+        // Even the right password is refused now, without hashing.
+        let c = ctx(ListenerKind::Mailbox);
+        let v = f
+            .auth
+            .check_cached(&c, &creds(ADDR, "main-password"), now())
+            .expect("decided before hashing");
+        let reason = refused(&v);
+        assert!(
+            matches!(&reason, Reason::Throttled(why) if why.contains("127.0.0.1")),
+            "{reason:?}"
+        );
+        f.auth.record(&c, &v).await;
+        let history = store(&f).access_history(ADDR, 10).unwrap();
+        assert!(
+            history.is_empty(),
+            "unknown mailbox on a throttled attempt: kept under the login only"
+        );
+    }
+
+    #[tokio::test]
+    async fn history_is_durable_when_record_returns() {
+        let f = fixture(false, Plan::Standard);
+        let c = ctx(ListenerKind::Mailbox);
+        let v = check(&f, ADDR, "main-password").await;
+        f.auth.record(&c, &v).await;
+        let rows = store(&f).access_history(ADDR, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].result.as_str(), rows[0].credential.as_str()),
+            ("accepted", "main")
+        );
     }
 }

@@ -5,13 +5,19 @@
 //!   reactor, policy) and the access history.
 //! - [`credentials`]: what a client presented, marked if it can never be accepted.
 //! - [`hash`]: argon2id hashing and verification with the configured cost.
-//!
-//! The verification cache, bounded hashing pool and throttle come with the hot-path work.
+//! - [`cache`]: successful verifications, under a keyed hash, invalidated by version.
+//! - [`pool`]: the bounded argon2id worker pool.
+//! - [`snapshot`]: the in-memory principals, reloaded when the store changes.
+//! - [`throttle`]: brute-force blocking per address (/64) and per name.
 
 pub mod authenticator;
+pub mod cache;
 pub mod credentials;
 pub mod hash;
+pub mod pool;
 pub mod secret;
+pub mod snapshot;
+pub mod throttle;
 
 pub use authenticator::{Authenticator, LoginContext, Verdict};
 pub use credentials::Credentials;

@@ -73,8 +73,10 @@ pub enum Reason {
     WrongAppPassword,
     /// The app password matched but expired at this time.
     AppPasswordExpired(Timestamp),
-    /// Too many failures from the client or for the name.
-    Throttled,
+    /// Too many failures from the client or for the name (which, and for how long).
+    Throttled(String),
+    /// Password verification is saturated: a temporary failure.
+    Overloaded,
     /// The upstream could not be reached or refused our login.
     UpstreamUnavailable(String),
     /// Credentials that can never be accepted (bad encoding, control characters, an
@@ -103,7 +105,8 @@ impl fmt::Display for Reason {
             Reason::AppPasswordExpired(at) => {
                 write!(f, "app password expired on {}", fmt_time(*at))
             }
-            Reason::Throttled => f.write_str("too many failed logins: throttled"),
+            Reason::Throttled(why) => write!(f, "throttled: {why}"),
+            Reason::Overloaded => f.write_str("password verification saturated; try again later"),
             Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
             Reason::Malformed(why) => write!(f, "malformed credentials: {why}"),
             Reason::StoreUnavailable(why) => write!(f, "store unavailable: {why}"),
@@ -167,8 +170,8 @@ pub struct Attempt<'a> {
     pub protocol: Protocol,
     /// The listener's kind.
     pub listener: ListenerKind,
-    /// Whether the throttle refused the attempt (checked before any hashing).
-    pub throttled: bool,
+    /// Why the throttle refused the attempt, if it did (checked before any hashing).
+    pub throttled: Option<&'a str>,
     /// What the secret matched.
     pub matched: Matched,
     /// Now.
@@ -182,8 +185,8 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
         Matched::App => CredentialKind::App,
         Matched::Neither => CredentialKind::Unknown,
     };
-    if a.throttled {
-        return Decision::refuse(Reason::Throttled, credential);
+    if let Some(why) = a.throttled {
+        return Decision::refuse(Reason::Throttled(why.to_owned()), credential);
     }
     let Some(m) = a.mailbox else {
         return Decision::refuse(Reason::UnknownLogin, credential);
@@ -258,7 +261,7 @@ mod tests {
             mailbox: m,
             protocol: Protocol::Imap,
             listener: ListenerKind::Mailbox,
-            throttled: false,
+            throttled: None,
             matched,
             now: at(NOW),
         }
@@ -390,11 +393,17 @@ mod tests {
     fn row_throttled() {
         let m = mailbox();
         let mut a = attempt(Some(&m), Matched::Neither);
-        a.throttled = true;
-        assert_eq!(reason(decide(&a)), Reason::Throttled);
+        a.throttled = Some("client 192.0.2.1 blocked");
+        assert_eq!(
+            reason(decide(&a)),
+            Reason::Throttled("client 192.0.2.1 blocked".into())
+        );
         // Throttling wins even over an unknown name (same answer either way).
         a.mailbox = None;
-        assert_eq!(reason(decide(&a)), Reason::Throttled);
+        assert_eq!(
+            reason(decide(&a)),
+            Reason::Throttled("client 192.0.2.1 blocked".into())
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
+use crate::auth::authenticator::AuthSettings;
 use crate::auth::{Authenticator, PasswordHasher, Secret};
 use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
 use crate::store::Store;
@@ -111,7 +112,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
     }
     let server_tls = tls::server_config(&cert, &key)?;
-    let store = Store::open(&config.store_path())?;
+    // Opening once here creates the store and applies migrations before anything else.
+    drop(Store::open(&config.store_path())?);
+    let store_path = config.store_path();
+    let settings = AuthSettings::from_config(&config);
     let hasher =
         PasswordHasher::new(&config.argon2).map_err(|e| ServeError::Setup(e.to_string()))?;
     let needs_key = config
@@ -127,10 +131,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         None
     };
     let auth = Arc::new(
-        tokio::task::spawn_blocking(move || Authenticator::new(store, hasher, seal))
-            .await
-            .map_err(|e| ServeError::Setup(e.to_string()))?
-            .map_err(|e| ServeError::Setup(e.to_string()))?,
+        tokio::task::spawn_blocking(move || {
+            Authenticator::new(&store_path, hasher, seal, settings)
+        })
+        .await
+        .map_err(|e| ServeError::Setup(e.to_string()))?
+        .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
     let upstreams = upstreams(&config)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")

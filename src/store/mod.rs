@@ -692,6 +692,70 @@ impl Store {
         )))
     }
 
+    /// Every login name with the mailbox it opens, its own password hash, and whether it
+    /// is a multi-user account: what the proxy's in-memory snapshot is built from.
+    pub fn principals(&self) -> Result<Vec<(String, Mailbox, String, bool)>, StoreError> {
+        let mailboxes: std::collections::HashMap<i64, Mailbox> =
+            self.mailboxes()?.into_iter().map(|m| (m.id, m)).collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT login, mailbox_id, password_hash, kind FROM logins")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(login, id, hash, kind)| {
+                mailboxes
+                    .get(&id)
+                    .map(|m| (login, m.clone(), hash, kind == "user"))
+            })
+            .collect())
+    }
+
+    /// SQLite's `data_version`: changes whenever another connection (another process
+    /// included) commits to the file.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Appends many access-history rows in one transaction (one fsync for all).
+    pub fn record_access_batch(&mut self, records: &[AccessRecord]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO access_history (at, listener, protocol, client, login, address, credential, result, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for rec in records {
+                stmt.execute(params![
+                    secs(rec.at),
+                    rec.listener,
+                    rec.protocol,
+                    rec.client,
+                    rec.login,
+                    rec.address,
+                    rec.credential,
+                    rec.result,
+                    rec.reason
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The management events of a mailbox, oldest first.
     pub fn events(&self, address: &str) -> Result<Vec<Event>, StoreError> {
         let mut stmt = self.conn.prepare(

@@ -1,0 +1,68 @@
+//! Group-committed access history.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AccessRecord, Store};
+
+/// Records waiting to be written, at most.
+const QUEUE: usize = 16_384;
+/// Records written per transaction, at most.
+const BATCH: usize = 512;
+
+type Item = (AccessRecord, oneshot::Sender<bool>);
+
+/// Sends access records to the writer thread.
+#[derive(Clone)]
+pub struct HistoryWriter {
+    tx: mpsc::Sender<Item>,
+}
+
+impl std::fmt::Debug for HistoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HistoryWriter")
+    }
+}
+
+impl HistoryWriter {
+    /// Starts the writer thread on its own store connection.
+    pub fn start(mut store: Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
+        std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let ok = match store.record_access_batch(&records) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, lost = records.len(), "could not write the access history");
+                            false
+                        }
+                    };
+                    for ack in acks {
+                        let _ = ack.send(ok);
+                    }
+                }
+            })
+            .expect("spawn the history writer");
+        HistoryWriter { tx }
+    }
+
+    /// Writes one record; returns once it is committed (or the write failed, which is
+    /// logged). Waits when the queue is full rather than dropping the record.
+    pub async fn record(&self, rec: AccessRecord) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send((rec, ack)).await.is_err() {
+            tracing::error!("the history writer has stopped; record lost");
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}

@@ -1,0 +1,354 @@
+//! Brute-force throttling, checked before any hashing.
+//!
+//! Failures are counted per client network (an IPv4 address, or an IPv6 /64: one host
+//! usually owns the whole /64) and per login name. Only *distinct* wrong secrets count:
+//! a mail client retrying the same stale password every minute is one failure, not
+//! hundreds. Past a threshold the key is blocked, for `block`, doubling with each further
+//! distinct failure, up to a maximum. Per-name blocks are capped short
+//! (`name_max_block`): an attack on a name must not lock its real owner out for long; the
+//! attacker's own address is what gets blocked for long. A success clears the address's
+//! and the name's counts. Counts older than `window` are forgotten.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::Secret;
+
+/// Throttle settings (see `[throttle]` in config.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    /// Distinct failures from one address before it is blocked.
+    pub address_failures: u32,
+    /// Distinct failures for one name before it is blocked.
+    pub name_failures: u32,
+    /// Failures older than this are forgotten.
+    pub window: Duration,
+    /// The first block; doubles with each further failure.
+    pub block: Duration,
+    /// Longest block of an address.
+    pub address_max_block: Duration,
+    /// Longest block of a name.
+    pub name_max_block: Duration,
+}
+
+/// Entries kept per map before stale ones are pruned.
+const PRUNE_AT: usize = 100_000;
+/// Recent distinct wrong secrets remembered per key.
+const RECENT: usize = 8;
+
+#[derive(Debug)]
+struct Counter {
+    failures: u32,
+    last: Instant,
+    blocked_until: Option<Instant>,
+    recent: [u64; RECENT],
+    next: usize,
+}
+
+impl Counter {
+    fn new(now: Instant) -> Self {
+        Counter {
+            failures: 0,
+            last: now,
+            blocked_until: None,
+            recent: [0; RECENT],
+            next: 0,
+        }
+    }
+
+    /// Counts a failure with secret fingerprint `fp`; returns whether it was new.
+    fn fail(
+        &mut self,
+        fp: u64,
+        now: Instant,
+        threshold: u32,
+        s: &ThrottleSettings,
+        max: Duration,
+    ) -> bool {
+        if now.duration_since(self.last) > s.window && self.blocked_until.is_none_or(|b| b <= now) {
+            *self = Counter::new(now);
+        }
+        self.last = now;
+        if self.recent.contains(&fp) {
+            return false;
+        }
+        self.recent[self.next] = fp;
+        self.next = (self.next + 1) % RECENT;
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= threshold {
+            let doublings = (self.failures - threshold).min(20);
+            let block = s.block.saturating_mul(1 << doublings).min(max);
+            self.blocked_until = Some(now + block);
+        }
+        true
+    }
+
+    fn blocked(&self, now: Instant) -> Option<Duration> {
+        self.blocked_until.filter(|b| *b > now).map(|b| b - now)
+    }
+}
+
+/// The throttle.
+pub struct Throttle {
+    settings: ThrottleSettings,
+    by_address: DashMap<u128, Counter>,
+    by_name: DashMap<String, Counter>,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The network a client address is counted under: IPv4 as is, IPv6 by its /64.
+pub fn network(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => u128::from(v6) & !((1u128 << 64) - 1),
+        },
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn describe(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            format!("{}/64", std::net::Ipv6Addr::from(network(ip)))
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Throttle {
+    /// A throttle with `settings`.
+    pub fn new(settings: ThrottleSettings) -> Self {
+        let mut key = [0u8; 32];
+        let _ = getrandom::fill(&mut key);
+        Throttle {
+            settings,
+            by_address: DashMap::new(),
+            by_name: DashMap::new(),
+            key,
+        }
+    }
+
+    /// `Err(reason)` if the client or the name is blocked now.
+    pub fn check(&self, ip: IpAddr, name: &str, now: Instant) -> Result<(), String> {
+        if let Some(left) = self
+            .by_address
+            .get(&network(ip))
+            .and_then(|c| c.blocked(now))
+        {
+            return Err(format!(
+                "client {} blocked for {}s more after repeated failed logins",
+                describe(ip),
+                ceil_secs(left)
+            ));
+        }
+        if let Some(left) = self.by_name.get(name).and_then(|c| c.blocked(now)) {
+            return Err(format!(
+                "login name blocked for {}s more after repeated failed logins",
+                ceil_secs(left)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a failed login (for names that exist or not).
+    pub fn failure(&self, ip: IpAddr, name: &str, secret: &Secret, now: Instant) {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(secret.expose().as_bytes());
+        let b = h.finalize();
+        let fp = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        let s = &self.settings;
+        self.by_address
+            .entry(network(ip))
+            .or_insert_with(|| Counter::new(now))
+            .fail(fp, now, s.address_failures, s, s.address_max_block);
+        if self.by_name.len() < PRUNE_AT || self.by_name.contains_key(name) {
+            self.by_name
+                .entry(name.to_owned())
+                .or_insert_with(|| Counter::new(now))
+                .fail(fp, now, s.name_failures, s, s.name_max_block);
+        }
+        if self.by_address.len() > PRUNE_AT || self.by_name.len() >= PRUNE_AT {
+            self.prune(now);
+        }
+    }
+
+    /// A successful login clears the address's and the name's counts.
+    pub fn success(&self, ip: IpAddr, name: &str) {
+        self.by_address.remove(&network(ip));
+        self.by_name.remove(name);
+    }
+
+    /// Forgets counters that are neither recent nor blocking.
+    pub fn prune(&self, now: Instant) {
+        let window = self.settings.window;
+        let stale = |c: &Counter| now.duration_since(c.last) > window && c.blocked(now).is_none();
+        self.by_address.retain(|_, c| !stale(c));
+        self.by_name.retain(|_, c| !stale(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ThrottleSettings {
+        ThrottleSettings {
+            address_failures: 5,
+            name_failures: 3,
+            window: Duration::from_secs(900),
+            block: Duration::from_secs(10),
+            address_max_block: Duration::from_secs(3600),
+            name_max_block: Duration::from_secs(60),
+        }
+    }
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s.into())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn distinct_failures_block_an_address_with_growing_blocks() {
+        let t = Throttle::new(settings());
+        let now = Instant::now();
+        for i in 0..4 {
+            t.failure(
+                ip("203.0.113.9"),
+                &format!("user{i}"),
+                &secret(&format!("pw{i}")),
+                now,
+            );
+        }
+        assert!(t.check(ip("203.0.113.9"), "x", now).is_ok(), "4 < 5");
+        t.failure(ip("203.0.113.9"), "user4", &secret("pw4"), now);
+        let err = t.check(ip("203.0.113.9"), "x", now).unwrap_err();
+        assert!(err.contains("203.0.113.9") && err.contains("10s"), "{err}");
+        assert!(
+            t.check(ip("203.0.113.9"), "x", now + Duration::from_secs(11))
+                .is_ok(),
+            "block over"
+        );
+        // The next failure doubles the block.
+        t.failure(
+            ip("203.0.113.9"),
+            "user5",
+            &secret("pw5"),
+            now + Duration::from_secs(11),
+        );
+        assert!(
+            t.check(ip("203.0.113.9"), "x", now + Duration::from_secs(25))
+                .is_err()
+        );
+        assert!(
+            t.check(ip("203.0.113.9"), "x", now + Duration::from_secs(32))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_same_wrong_password_counts_once() {
+        let t = Throttle::new(settings());
+        let now = Instant::now();
+        for _ in 0..100 {
+            t.failure(ip("198.51.100.1"), "mario", &secret("old-password"), now);
+        }
+        assert!(t.check(ip("198.51.100.1"), "mario", now).is_ok());
+    }
+
+    #[test]
+    fn ipv6_is_counted_per_64() {
+        let t = Throttle::new(settings());
+        let now = Instant::now();
+        for i in 0..5 {
+            t.failure(
+                ip(&format!("2001:db8:1:2::{i}")),
+                &format!("n{i}"),
+                &secret(&format!("p{i}")),
+                now,
+            );
+        }
+        let err = t.check(ip("2001:db8:1:2:ffff::1"), "z", now).unwrap_err();
+        assert!(err.contains("2001:db8:1:2::/64"), "{err}");
+        assert!(
+            t.check(ip("2001:db8:1:3::1"), "z", now).is_ok(),
+            "another /64"
+        );
+        assert_eq!(network(ip("::ffff:192.0.2.1")), network(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn an_attack_on_a_name_blocks_the_owner_only_briefly() {
+        let t = Throttle::new(settings());
+        let now = Instant::now();
+        // Attackers from many addresses, many distinct passwords.
+        for i in 0..50u32 {
+            let later = now + Duration::from_secs(u64::from(i));
+            t.failure(
+                ip(&format!("192.0.2.{i}")),
+                "mario",
+                &secret(&format!("guess{i}")),
+                later,
+            );
+        }
+        let at = now + Duration::from_secs(49);
+        let err = t.check(ip("198.51.100.7"), "mario", at).unwrap_err();
+        assert!(err.contains("login name"), "{err}");
+        // Never longer than name_max_block after the last failure.
+        assert!(
+            t.check(ip("198.51.100.7"), "mario", at + Duration::from_secs(61))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn success_clears_and_old_failures_are_forgotten() {
+        let t = Throttle::new(settings());
+        let now = Instant::now();
+        for i in 0..4 {
+            t.failure(ip("203.0.113.1"), "a", &secret(&format!("x{i}")), now);
+        }
+        t.success(ip("203.0.113.1"), "a");
+        t.failure(ip("203.0.113.1"), "a", &secret("y"), now);
+        assert!(
+            t.check(ip("203.0.113.1"), "b", now).is_ok(),
+            "count restarted after success"
+        );
+        let t = Throttle::new(settings());
+        for i in 0..4 {
+            t.failure(
+                ip("203.0.113.2"),
+                &format!("u{i}"),
+                &secret(&format!("x{i}")),
+                now,
+            );
+        }
+        let much_later = now + Duration::from_secs(1000);
+        t.failure(ip("203.0.113.2"), "u9", &secret("x9"), much_later);
+        assert!(
+            t.check(ip("203.0.113.2"), "b", much_later).is_ok(),
+            "the window forgot the first four"
+        );
+        t.prune(much_later + Duration::from_secs(1000));
+        assert_eq!(t.by_address.len(), 0);
+    }
+}

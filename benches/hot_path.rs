@@ -35,10 +35,21 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
     let main = hasher.hash(&Secret::new("main-password".into())).unwrap();
     let mut password = String::new();
     let app = app_password::generate().unwrap();
-    let app_hash = hasher.hash(&app_password::canonical(app.expose()).unwrap()).unwrap();
+    let app_hash = hasher
+        .hash(&app_password::canonical(app.expose()).unwrap())
+        .unwrap();
     for i in 0..1000 {
-        let address = if i == 500 { ADDR.to_owned() } else { format!("user{i}@pec.example.it") };
-        store.create_mailbox(Mailbox::new(address.clone(), Plan::Pro, None, main.clone()), t).unwrap();
+        let address = if i == 500 {
+            ADDR.to_owned()
+        } else {
+            format!("user{i}@pec.example.it")
+        };
+        store
+            .create_mailbox(
+                Mailbox::new(address.clone(), Plan::Pro, None, main.clone()),
+                t,
+            )
+            .unwrap();
         let secret = DeviceSecret::generate().unwrap();
         let code = secret.code_at(t).unwrap();
         let hash = app_hash.clone();
@@ -46,7 +57,8 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
             .update_mailbox(&address, Change::action("bench"), t, |m| {
                 m.begin_enable_2fa(secret, t)?;
                 m.confirm_device(&code, t)?;
-                m.generate_app_password(hash, t, &PolicySettings::default()).map(|_| ())
+                m.generate_app_password(hash, t, &PolicySettings::default())
+                    .map(|_| ())
             })
             .unwrap();
         if i == 500 {
@@ -68,9 +80,15 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         },
     };
     let auth = Arc::new(Authenticator::new(&path, hasher, None, settings).unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let warm = rt.block_on(auth.check(&ctx(), creds(&password)));
-    assert!(warm.decision.is_accepted(), "setup: the app password must be accepted");
+    assert!(
+        warm.decision.is_accepted(),
+        "setup: the app password must be accepted"
+    );
     (dir, auth, password)
 }
 
@@ -85,14 +103,22 @@ fn ctx() -> LoginContext {
 }
 
 fn creds(password: &str) -> Credentials {
-    Credentials::from_wire(ADDR.as_bytes(), password.as_bytes(), None, Mechanism::ImapLogin)
+    Credentials::from_wire(
+        ADDR.as_bytes(),
+        password.as_bytes(),
+        None,
+        Mechanism::ImapLogin,
+    )
 }
 
 fn cached_check(c: &mut Criterion) {
     let (_dir, auth, password) = setup();
     let (ctx, presented) = (ctx(), creds(&password));
     let t = now();
-    assert!(auth.check_cached(&ctx, &presented, t).is_some_and(|v| v.decision.is_accepted()));
+    assert!(
+        auth.check_cached(&ctx, &presented, t)
+            .is_some_and(|v| v.decision.is_accepted())
+    );
 
     let mut group = c.benchmark_group("cached_check");
     group.throughput(Throughput::Elements(1));

@@ -2,9 +2,11 @@
 //!
 //! In order, for each attempt:
 //! 1. malformed credentials are refused (no hashing needed);
-//! 2. the throttle: a blocked client address or name is refused before any hashing;
-//! 3. the principal comes from the in-memory [`LiveSnapshot`] (no SQLite);
-//! 4. the verification cache: a hit skips argon2id, and the current policy decides;
+//! 2. the principal comes from the in-memory [`LiveSnapshot`] (no SQLite);
+//! 3. the verification cache: a hit skips argon2id, and the current policy decides — a
+//!    hit proves knowledge of the current secret, so it is not throttled (an attack on a
+//!    name never locks out the owner's already-verified clients);
+//! 4. the throttle: a blocked client address or name is refused before any hashing;
 //! 5. otherwise argon2id runs on the bounded [`HashPool`] — if it is saturated the client
 //!    gets a temporary failure at once;
 //! 6. the policy's decision table; a success is cached, a failure counted by the throttle.
@@ -299,6 +301,28 @@ impl Authenticator {
                 .failure(ctx.peer, &login, &creds.secret, instant);
             return done(refuse(Reason::Malformed("invalid login name")), None);
         };
+        let principal = self.snapshot.load().get(&name).cloned();
+        let key = principal.as_ref().map(|p| {
+            self.cache.key(
+                p.mailbox.id,
+                p.mailbox.version,
+                &name,
+                creds.secret.expose().as_bytes(),
+            )
+        });
+        // A cache hit proves the client knows the current secret and costs no hashing, so
+        // it is not throttled: an attack on a name (or from a shared address) never locks
+        // out the owner's already-verified mail clients.
+        if let (Some(p), Some(k)) = (&principal, &key)
+            && let Some(matched) = self.cache.get(k)
+        {
+            let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
+            if decision.is_accepted() {
+                self.throttle.success(ctx.peer, &name);
+            }
+            return done(decision, Some(Arc::clone(&p.mailbox)));
+        }
+        // Everything else would cost argon2id: the throttle decides first.
         if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
             let decision = decide(&Attempt {
                 mailbox: None,
@@ -309,24 +333,6 @@ impl Authenticator {
                 now,
             });
             return done(decision, None);
-        }
-        let principal = self.snapshot.load().get(&name).cloned();
-        let key = principal.as_ref().map(|p| {
-            self.cache.key(
-                p.mailbox.id,
-                p.mailbox.version,
-                &name,
-                creds.secret.expose().as_bytes(),
-            )
-        });
-        if let (Some(p), Some(k)) = (&principal, &key)
-            && let Some(matched) = self.cache.get(k)
-        {
-            let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
-            if decision.is_accepted() {
-                self.throttle.success(ctx.peer, &name);
-            }
-            return done(decision, Some(Arc::clone(&p.mailbox)));
         }
         Front::Verify {
             name,
@@ -830,6 +836,46 @@ mod tests {
         assert!(
             history.is_empty(),
             "unknown mailbox on a throttled attempt: kept under the login only"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_attack_on_the_name_does_not_lock_out_a_verified_client() {
+        let mut s = settings();
+        s.throttle.name_failures = 2;
+        let f = fixture_with(true, Plan::Standard, s);
+        let pw = f.app_password.expose().to_owned();
+        let owner = ctx(ListenerKind::Mailbox);
+        assert!(
+            f.auth
+                .check(&owner, creds(ADDR, &pw))
+                .await
+                .decision
+                .is_accepted()
+        );
+        // Attackers elsewhere guess at the name until it is blocked.
+        for i in 0..5 {
+            let mut attacker = ctx(ListenerKind::Mailbox);
+            attacker.peer = format!("192.0.2.{i}").parse().unwrap();
+            let _ = f
+                .auth
+                .check(&attacker, creds(ADDR, &format!("guess-{i}")))
+                .await;
+        }
+        let mut attacker = ctx(ListenerKind::Mailbox);
+        attacker.peer = "192.0.2.99".parse().unwrap();
+        let blocked = f.auth.check(&attacker, creds(ADDR, "guess-x")).await;
+        assert!(
+            matches!(refused(&blocked), Reason::Throttled(_)),
+            "the name is blocked for guesses"
+        );
+        // The owner's mail client, whose password is verified and cached, still gets in.
+        assert!(
+            f.auth
+                .check(&owner, creds(ADDR, &pw))
+                .await
+                .decision
+                .is_accepted()
         );
     }
 

@@ -1,0 +1,491 @@
+//! `sentinella-loadgen`: the load generator the benchmarks use (BENCHMARKS.md).
+//!
+//! Loopback only: every address it connects to or binds must be a loopback address, and
+//! every run is bounded in time and count.
+//!
+//!   sentinella-loadgen run   --addr 127.0.0.1:10993 --protocol imap --cafile cert.pem \
+//!                            --user U --password P --concurrency 8 --duration 10
+//!   sentinella-loadgen fetch --addr … --cafile … --user U --password P --repeat 5
+//!   sentinella-loadgen idle  --addr … --cafile … --user U --password P --sessions 5000 --hold 20
+//!   sentinella-loadgen hash  (argon2id PHC string, default cost, of a password on stdin)
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use clap::{Parser, Subcommand, ValueEnum};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpSocket;
+
+#[derive(Parser)]
+#[command(
+    name = "sentinella-loadgen",
+    about = "Loopback load generator for Sentinella's benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Proto {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// Server address (loopback only), implicit TLS.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// CA certificate (PEM) to trust; the server's certificate must name "localhost".
+    #[arg(long)]
+    cafile: PathBuf,
+    /// Login name.
+    #[arg(long)]
+    user: String,
+    /// Password.
+    #[arg(long)]
+    password: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Concurrent connect → TLS → login → logout loops.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value = "imap")]
+        protocol: Proto,
+        /// Clients at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to run (at most 600).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Bind each client to one of this many source addresses 127.0.N.M (attackers
+        /// from many addresses); 0 = the default source address.
+        #[arg(long, default_value_t = 0)]
+        sources: u32,
+        /// Send a different wrong password on every attempt (an attack).
+        #[arg(long)]
+        wrong: bool,
+    },
+    /// FETCH one message (UID 1 of INBOX) repeatedly; reports MB/s.
+    Fetch {
+        #[command(flatten)]
+        target: Target,
+        /// FETCHes to time.
+        #[arg(long, default_value_t = 5)]
+        repeat: u32,
+        /// The server is plain TCP (a direct upstream), not TLS.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Opens this many authenticated IMAP sessions and holds them.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Seconds to hold them once all are open (at most 600).
+        #[arg(long, default_value_t = 20)]
+        hold: u64,
+    },
+    /// Prints the argon2id PHC string (default cost) of the password on stdin.
+    Hash,
+}
+
+type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+fn loopback(addr: IpAddr) -> Result<(), String> {
+    if addr.is_loopback() {
+        Ok(())
+    } else {
+        Err(format!("{addr} is not a loopback address: refusing"))
+    }
+}
+
+fn tls_config(cafile: &PathBuf) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cafile).expect("read --cafile") {
+        roots
+            .add(cert.expect("certificate in --cafile"))
+            .expect("add CA");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn tls(
+    tcp: tokio::net::TcpStream,
+    config: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<Stream> {
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+async fn line(r: &mut BufReader<Stream>) -> std::io::Result<String> {
+    let mut s = String::new();
+    if r.read_line(&mut s).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    Ok(s)
+}
+
+/// One SMTP reply (multi-line aware); returns its code.
+async fn smtp_reply(r: &mut BufReader<Stream>) -> std::io::Result<u16> {
+    loop {
+        let l = line(r).await?;
+        if l.as_bytes().get(3) != Some(&b'-') {
+            return Ok(l.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0));
+        }
+    }
+}
+
+/// One login session; Ok(true) if the login was accepted.
+async fn session(
+    proto: Proto,
+    stream: Stream,
+    user: &str,
+    password: &str,
+) -> std::io::Result<bool> {
+    let mut r = BufReader::new(stream);
+    let ok = match proto {
+        Proto::Imap => {
+            line(&mut r).await?;
+            let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+            r.get_mut()
+                .write_all(format!("a LOGIN {} {}\r\n", q(user), q(password)).as_bytes())
+                .await?;
+            let ok = loop {
+                let l = line(&mut r).await?;
+                if l.starts_with("a ") {
+                    break l.starts_with("a OK");
+                }
+            };
+            r.get_mut().write_all(b"b LOGOUT\r\n").await?;
+            while let Ok(l) = line(&mut r).await {
+                if l.starts_with("b ") {
+                    break;
+                }
+            }
+            ok
+        }
+        Proto::Pop3 => {
+            line(&mut r).await?;
+            r.get_mut()
+                .write_all(format!("USER {user}\r\n").as_bytes())
+                .await?;
+            line(&mut r).await?;
+            r.get_mut()
+                .write_all(format!("PASS {password}\r\n").as_bytes())
+                .await?;
+            let ok = line(&mut r).await?.starts_with("+OK");
+            r.get_mut().write_all(b"QUIT\r\n").await?;
+            let _ = line(&mut r).await;
+            ok
+        }
+        Proto::Smtp => {
+            smtp_reply(&mut r).await?;
+            r.get_mut().write_all(b"EHLO loadgen.example\r\n").await?;
+            smtp_reply(&mut r).await?;
+            let blob =
+                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+            r.get_mut()
+                .write_all(format!("AUTH PLAIN {blob}\r\n").as_bytes())
+                .await?;
+            let ok = smtp_reply(&mut r).await? == 235;
+            r.get_mut().write_all(b"QUIT\r\n").await?;
+            let _ = smtp_reply(&mut r).await;
+            ok
+        }
+    };
+    Ok(ok)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn run(
+    target: Target,
+    proto: Proto,
+    concurrency: usize,
+    duration: u64,
+    sources: u32,
+    wrong: bool,
+) {
+    let config = tls_config(&target.cafile);
+    let deadline = Instant::now() + Duration::from_secs(duration.min(600));
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (config, target, counter) = (Arc::clone(&config), target.clone(), Arc::clone(&counter));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut accepted, mut refused, mut errors) = (0u64, 0u64, 0u64);
+            let source = (sources > 0).then(|| {
+                let n = worker as u32 % sources + 2;
+                IpAddr::from([127, 0, (n / 250) as u8, (n % 250) as u8 + 1])
+            });
+            while Instant::now() < deadline {
+                let attempt = counter.fetch_add(1, Ordering::Relaxed);
+                let password = if wrong {
+                    format!("wrong-{worker}-{attempt}")
+                } else {
+                    target.password.clone()
+                };
+                let t = Instant::now();
+                let result = async {
+                    let tcp = connect(target.addr, source).await?;
+                    let stream = tls(tcp, &config).await?;
+                    session(proto, stream, &target.user, &password).await
+                }
+                .await;
+                match result {
+                    Ok(true) => {
+                        accepted += 1;
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(false) => {
+                        refused += 1;
+                        latencies.push(t.elapsed());
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            (latencies, accepted, refused, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let (mut accepted, mut refused, mut errors) = (0, 0, 0);
+    for t in tasks {
+        let (l, a, r, e) = t.await.unwrap();
+        latencies.extend(l);
+        accepted += a;
+        refused += r;
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    let report = serde_json::json!({
+        "protocol": match proto { Proto::Imap => "imap", Proto::Pop3 => "pop3", Proto::Smtp => "smtp" },
+        "concurrency": concurrency,
+        "seconds": (elapsed * 100.0).round() / 100.0,
+        "accepted": accepted,
+        "refused": refused,
+        "errors": errors,
+        "logins_per_s": ((accepted as f64 / elapsed) * 10.0).round() / 10.0,
+        "attempts_per_s": (((accepted + refused) as f64 / elapsed) * 10.0).round() / 10.0,
+        "p50_ms": (percentile(&latencies, 0.50) * 100.0).round() / 100.0,
+        "p99_ms": (percentile(&latencies, 0.99) * 100.0).round() / 100.0,
+    });
+    println!("{report}");
+}
+
+async fn imap_login_stream(
+    target: &Target,
+    plain: bool,
+) -> std::io::Result<BufReader<Box<dyn AsyncStream>>> {
+    let tcp = connect(target.addr, None).await?;
+    let stream: Box<dyn AsyncStream> = if plain {
+        Box::new(tcp)
+    } else {
+        Box::new(tls(tcp, &tls_config(&target.cafile)).await?)
+    };
+    let mut r = BufReader::with_capacity(256 * 1024, stream);
+    let mut s = String::new();
+    r.read_line(&mut s).await?;
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    r.get_mut()
+        .write_all(format!("a LOGIN {} {}\r\n", q(&target.user), q(&target.password)).as_bytes())
+        .await?;
+    loop {
+        s.clear();
+        if r.read_line(&mut s).await? == 0 {
+            return Err(std::io::Error::other("closed during login"));
+        }
+        if s.starts_with("a ") {
+            if !s.starts_with("a OK") {
+                return Err(std::io::Error::other(format!(
+                    "login refused: {}",
+                    s.trim()
+                )));
+            }
+            return Ok(r);
+        }
+    }
+}
+
+trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+async fn fetch(target: Target, repeat: u32, plain: bool) {
+    let mut r = imap_login_stream(&target, plain).await.expect("login");
+    r.get_mut().write_all(b"s SELECT INBOX\r\n").await.unwrap();
+    let mut s = String::new();
+    loop {
+        s.clear();
+        r.read_line(&mut s).await.unwrap();
+        if s.starts_with("s ") {
+            break;
+        }
+    }
+    let mut total = 0u64;
+    let start = Instant::now();
+    for i in 0..repeat.min(1000) {
+        r.get_mut()
+            .write_all(format!("f{i} UID FETCH 1 BODY.PEEK[]\r\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            s.clear();
+            r.read_line(&mut s).await.unwrap();
+            if let Some(open) = s.rfind('{') {
+                let n: usize = s[open + 1..]
+                    .trim_end()
+                    .trim_end_matches('}')
+                    .parse()
+                    .unwrap_or(0);
+                let mut buf = vec![0u8; n];
+                r.read_exact(&mut buf).await.unwrap();
+                total += n as u64;
+                continue;
+            }
+            if s.starts_with(&format!("f{i} ")) {
+                break;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"bytes": total, "seconds": (secs * 1000.0).round() / 1000.0, "mb_per_s": ((total as f64 / 1e6 / secs) * 10.0).round() / 10.0})
+    );
+}
+
+async fn idle(target: Target, sessions: usize, hold: u64) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    for _ in 0..sessions.min(20_000) {
+        let (gate, target) = (Arc::clone(&gate), target.clone());
+        handles.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.unwrap();
+            let r = imap_login_stream(&target, false).await;
+            drop(permit);
+            r.ok()
+        }));
+    }
+    let mut open = Vec::new();
+    for h in handles {
+        if let Some(s) = h.await.unwrap() {
+            open.push(s);
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"open": open.len(), "wanted": sessions, "seconds_to_open": start.elapsed().as_secs_f64().round()})
+    );
+    tokio::time::sleep(Duration::from_secs(hold.min(600))).await;
+    drop(open);
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Hash = cli.command {
+        let mut pw = String::new();
+        std::io::stdin().read_line(&mut pw).unwrap();
+        let hasher =
+            sentinella::auth::PasswordHasher::new(&sentinella::config::Argon2Config::default())
+                .unwrap();
+        println!(
+            "{}",
+            hasher
+                .hash(&sentinella::auth::Secret::new(pw.trim_end().to_owned()))
+                .unwrap()
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        match cli.command {
+            Cmd::Run {
+                target,
+                protocol,
+                concurrency,
+                duration,
+                sources,
+                wrong,
+            } => {
+                loopback(target.addr.ip()).unwrap();
+                run(target, protocol, concurrency, duration, sources, wrong).await;
+            }
+            Cmd::Fetch {
+                target,
+                repeat,
+                plain,
+            } => {
+                loopback(target.addr.ip()).unwrap();
+                fetch(target, repeat, plain).await;
+            }
+            Cmd::Idle {
+                target,
+                sessions,
+                hold,
+            } => {
+                loopback(target.addr.ip()).unwrap();
+                idle(target, sessions, hold).await;
+            }
+            Cmd::Hash => unreachable!(),
+        }
+    });
+}

@@ -69,6 +69,8 @@ pub struct Verdict {
     /// The mailbox's upstream secret, if the context asked for it and the login was
     /// accepted.
     pub upstream_secret: Option<Secret>,
+    /// A throttle block this attempt started (its own line in the access history).
+    pub block: Option<String>,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -237,24 +239,27 @@ impl Authenticator {
                     login,
                     mailbox: principal.map(|p| Arc::clone(&p.mailbox)),
                     upstream_secret: None,
+                    block: None,
                 };
             }
         };
         let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
         let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
+        let mut block = None;
         if decision.is_accepted() {
             if let Some(key) = key {
                 self.cache.insert(key, matched);
             }
             self.throttle.success(ctx.peer, &name);
         } else {
-            self.count_failure(ctx, &name, &creds.secret, &decision);
+            block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
         let v = Verdict {
             decision,
             login,
             mailbox,
             upstream_secret: None,
+            block,
         };
         self.with_upstream_secret(ctx, v).await
     }
@@ -289,6 +294,7 @@ impl Authenticator {
                 login: login.clone(),
                 mailbox,
                 upstream_secret: None,
+                block: None,
             })
         };
         if let Some(why) = creds.malformed {
@@ -332,7 +338,17 @@ impl Authenticator {
                 matched: Matched::Neither,
                 now,
             });
-            return done(decision, None);
+            // Hammering a blocked name still counts against the client's address, so an
+            // attacker ends up refused at accept time, before TLS.
+            let block = self.count_failure(ctx, &name, &creds.secret, &decision);
+            let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
+            return Front::Done(Verdict {
+                decision,
+                login,
+                mailbox,
+                upstream_secret: None,
+                block,
+            });
         }
         Front::Verify {
             name,
@@ -358,17 +374,27 @@ impl Authenticator {
         })
     }
 
+    /// Whether connections from `ip` are refused before TLS (its address is blocked).
+    pub fn address_blocked(&self, ip: IpAddr) -> bool {
+        self.throttle.address_blocked(ip, Instant::now())
+    }
+
     /// Refusals that say something about the credential count towards the throttle;
-    /// policy refusals of a right password (protocol, plan) do not.
-    fn count_failure(&self, ctx: &LoginContext, name: &str, secret: &Secret, decision: &Decision) {
-        if let Outcome::Refused(reason) = &decision.outcome
-            && !matches!(
-                reason,
-                Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan | Reason::Throttled(_)
-            )
-        {
-            self.throttle
-                .failure(ctx.peer, name, secret, Instant::now());
+    /// policy refusals of a right password (protocol, plan) do not. Returns the block this
+    /// started, if any.
+    fn count_failure(
+        &self,
+        ctx: &LoginContext,
+        name: &str,
+        secret: &Secret,
+        decision: &Decision,
+    ) -> Option<String> {
+        match &decision.outcome {
+            Outcome::Refused(Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan) => None,
+            Outcome::Refused(_) => self
+                .throttle
+                .failure(ctx.peer, name, secret, Instant::now()),
+            _ => None,
         }
     }
 
@@ -456,7 +482,17 @@ impl Authenticator {
             result: result.to_owned(),
             reason,
         };
+        let block = verdict.block.as_ref().map(|b| AccessRecord {
+            reason: Some(format!("throttle: {b}")),
+            credential: CredentialKind::Unknown.as_str().to_owned(),
+            result: "refused".to_owned(),
+            ..rec.clone()
+        });
         self.history.record(rec).await;
+        if let Some(b) = block {
+            tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
+            self.history.record(b).await;
+        }
     }
 }
 
@@ -834,9 +870,13 @@ mod tests {
         f.auth.record(&c, &v).await;
         let history = store(&f).access_history(ADDR, 10).unwrap();
         assert!(
-            history.is_empty(),
-            "unknown mailbox on a throttled attempt: kept under the login only"
+            history.iter().any(|r| r
+                .reason
+                .as_deref()
+                .is_some_and(|x| x.starts_with("throttled: client 127.0.0.1"))),
+            "{history:?}"
         );
+        assert!(f.auth.address_blocked("127.0.0.1".parse().unwrap()));
     }
 
     #[tokio::test]

@@ -58,7 +58,8 @@ impl Counter {
         }
     }
 
-    /// Counts a failure with secret fingerprint `fp`; returns whether it was new.
+    /// Counts a failure with secret fingerprint `fp`; returns the length of the block it
+    /// started, if it started one.
     fn fail(
         &mut self,
         fp: u64,
@@ -66,23 +67,26 @@ impl Counter {
         threshold: u32,
         s: &ThrottleSettings,
         max: Duration,
-    ) -> bool {
+    ) -> Option<Duration> {
         if now.duration_since(self.last) > s.window && self.blocked_until.is_none_or(|b| b <= now) {
             *self = Counter::new(now);
         }
         self.last = now;
         if self.recent.contains(&fp) {
-            return false;
+            return None;
         }
         self.recent[self.next] = fp;
         self.next = (self.next + 1) % RECENT;
         self.failures = self.failures.saturating_add(1);
         if self.failures >= threshold {
+            let was_blocked = self.blocked(now).is_some();
             let doublings = (self.failures - threshold).min(20);
             let block = s.block.saturating_mul(1 << doublings).min(max);
             self.blocked_until = Some(now + block);
+            // Extending a block is not news; starting one is.
+            return (!was_blocked).then_some(block);
         }
-        true
+        None
     }
 
     fn blocked(&self, now: Instant) -> Option<Duration> {
@@ -165,8 +169,9 @@ impl Throttle {
         Ok(())
     }
 
-    /// Records a failed login (for names that exist or not).
-    pub fn failure(&self, ip: IpAddr, name: &str, secret: &Secret, now: Instant) {
+    /// Records a failed login (for names that exist or not). Returns a description of the
+    /// block it started, if it started one (for the access history).
+    pub fn failure(&self, ip: IpAddr, name: &str, secret: &Secret, now: Instant) -> Option<String> {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(name.as_bytes());
         h.update(&[0]);
@@ -174,19 +179,41 @@ impl Throttle {
         let b = h.finalize();
         let fp = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]));
         let s = &self.settings;
-        self.by_address
+        let mut blocks = Vec::new();
+        let address_block = self
+            .by_address
             .entry(network(ip))
             .or_insert_with(|| Counter::new(now))
             .fail(fp, now, s.address_failures, s, s.address_max_block);
+        if let Some(d) = address_block {
+            blocks.push(format!(
+                "client {} blocked for {}s",
+                describe(ip),
+                ceil_secs(d)
+            ));
+        }
         if self.by_name.len() < PRUNE_AT || self.by_name.contains_key(name) {
-            self.by_name
+            let name_block = self
+                .by_name
                 .entry(name.to_owned())
                 .or_insert_with(|| Counter::new(now))
                 .fail(fp, now, s.name_failures, s, s.name_max_block);
+            if let Some(d) = name_block {
+                blocks.push(format!("login name blocked for {}s", ceil_secs(d)));
+            }
         }
         if self.by_address.len() > PRUNE_AT || self.by_name.len() >= PRUNE_AT {
             self.prune(now);
         }
+        (!blocks.is_empty()).then(|| blocks.join("; "))
+    }
+
+    /// Whether the client's address is blocked now (checked at accept time: a blocked
+    /// client does not even get a TLS handshake).
+    pub fn address_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.by_address
+            .get(&network(ip))
+            .is_some_and(|c| c.blocked(now).is_some())
     }
 
     /// A successful login clears the address's and the name's counts.
@@ -240,7 +267,13 @@ mod tests {
             );
         }
         assert!(t.check(ip("203.0.113.9"), "x", now).is_ok(), "4 < 5");
-        t.failure(ip("203.0.113.9"), "user4", &secret("pw4"), now);
+        let started = t.failure(ip("203.0.113.9"), "user4", &secret("pw4"), now);
+        assert_eq!(
+            started.as_deref(),
+            Some("client 203.0.113.9 blocked for 10s")
+        );
+        assert!(t.address_blocked(ip("203.0.113.9"), now));
+        assert!(!t.address_blocked(ip("203.0.113.10"), now));
         let err = t.check(ip("203.0.113.9"), "x", now).unwrap_err();
         assert!(err.contains("203.0.113.9") && err.contains("10s"), "{err}");
         assert!(

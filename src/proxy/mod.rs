@@ -236,6 +236,13 @@ async fn accept_loop(
                 continue;
             }
         };
+        // A client whose address the throttle has blocked gets no TLS handshake at all:
+        // under a brute-force attack the proxy spends an accept and a close, not a
+        // handshake, per attempt.
+        if shared.auth.address_blocked(peer.ip()) {
+            tracing::debug!(listener = %listener.config.name, %peer, "blocked client: connection closed");
+            continue;
+        }
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
             continue;

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks (BENCHMARKS.md): Dovecot direct with an argon2id passdb (a),
+# Dovecot direct with no hashing (b), and Sentinella in front of (b) with argon2id app
+# passwords and a warm cache (c); IMAPS, POP3S and SMTPS at 8 and 64 clients; then the
+# attack, relay and memory scenarios. Loopback only; every run bounded; every server it
+# starts is stopped by PID on exit. Needs root (Dovecot) and the test packages
+# (./scripts/test.sh installs them).
+#
+#   ./scripts/bench.sh                 # everything (about 10 minutes)
+#   DURATION=5 ./scripts/bench.sh      # shorter runs
+#   ONLY=logins|attack|relay|memory ./scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ONLY=${ONLY:-all}
+SESSIONS=${SESSIONS:-5000}
+
+cargo build --release --quiet
+BIN=$PWD/target/release/sentinella
+LOADGEN=$PWD/target/release/sentinella-loadgen
+W=$(mktemp -d /tmp/sentinella-bench.XXXX)
+chmod 755 "$W"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)"
+
+USER_ADDR=mario.rossi@pec.example.it
+PW=Bench-passw0rd
+MASTER_PW=bench-master-pw
+
+# Ports: a = 2xxxx, b = 3xxxx, sentinella = 4xxxx.
+A_IMAPS=21993; A_POP3S=21995; A_SMTPS=21465
+B_IMAPS=31993; B_POP3S=31995; B_SMTPS=31465; B_IMAP=31143; B_POP3=31110; B_SUB=31587
+S_IMAPS=41993; S_POP3S=41995; S_SMTPS=41465
+SINK=32025
+
+# --- Sentinella first: its first run writes the certificate everyone uses. -----------
+mkdir -p "$W/s"
+echo "$MASTER_PW" > "$W/s/master.pass"
+cat > "$W/s/config.toml" <<EOF
+[store]
+path = "sentinella.db"
+[limits]
+max_connections = 20000
+preauth_timeout = "120s"
+[[listener]]
+name = "imaps"
+protocol = "imap"
+bind = "127.0.0.1:$S_IMAPS"
+tls = "implicit"
+upstream = "imap"
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+bind = "127.0.0.1:$S_POP3S"
+tls = "implicit"
+upstream = "pop3"
+[[listener]]
+name = "submissions"
+protocol = "smtp"
+bind = "127.0.0.1:$S_SMTPS"
+tls = "implicit"
+upstream = "smtp"
+[upstream.imap]
+host = "127.0.0.1"
+port = $B_IMAP
+tls = "none"
+login = { mode = "master", user = "sentinella", password_file = "master.pass" }
+[upstream.pop3]
+host = "127.0.0.1"
+port = $B_POP3
+tls = "none"
+login = { mode = "master", user = "sentinella", password_file = "master.pass" }
+[upstream.smtp]
+host = "127.0.0.1"
+port = $B_SUB
+tls = "none"
+login = { mode = "master", user = "sentinella", password_file = "master.pass" }
+EOF
+RUST_LOG=warn "$BIN" --config "$W/s/config.toml" serve 2>"$W/s/serve.log" & SPID=$!
+PIDS+=("$SPID")
+for _ in $(seq 100); do [ -f "$W/s/certs/sentinella.crt" ] && break; sleep 0.1; done
+CERT=$W/s/certs/sentinella.crt
+KEY=$W/s/certs/sentinella.key
+
+# --- the SMTP sink Dovecot's submission relays to --------------------------------------
+mkdir -p "$W/sink"
+python3 tests/clients/smtp_sink.py --port $SINK --dir "$W/sink" & PIDS+=($!)
+
+# --- Dovecot (a): argon2id passdb, same cost as Sentinella (m=19456 KiB, t=2, p=1) ------
+dovecot_conf() { # name passwd-line imaps pop3s smtps extra-listeners
+  local d=$W/$1
+  mkdir -p "$d/run" "$d/mail"; chown dovecot:dovecot "$d/mail"
+  echo "$2" > "$d/users"
+  echo "sentinella:{PLAIN}$MASTER_PW::::::" > "$d/masters"
+  cat > "$d/dovecot.conf" <<EOF
+base_dir = $d/run
+state_dir = $d/run
+log_path = $d/dovecot.log
+protocols = imap pop3 submission
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <$CERT
+ssl_key = <$KEY
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+hostname = dovecot.bench
+submission_relay_host = 127.0.0.1
+submission_relay_port = $SINK
+submission_relay_trusted = yes
+mail_location = maildir:$d/mail/%u
+default_client_limit = 20000
+default_process_limit = 2000
+passdb {
+  driver = passwd-file
+  args = $d/masters
+  master = yes
+  pass = yes
+}
+passdb {
+  driver = passwd-file
+  args = $d/users
+}
+userdb {
+  driver = static
+  args = uid=dovecot gid=dovecot home=$d/mail/%u
+}
+service imap {
+  client_limit = 100
+  process_limit = 200
+}
+service imap-login {
+  inet_listener imap {
+    port = ${6:-0}
+  }
+  inet_listener imaps {
+    port = $3
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = ${7:-0}
+  }
+  inet_listener pop3s {
+    port = $4
+  }
+}
+service submission-login {
+  inet_listener submission {
+    port = ${8:-0}
+  }
+  inet_listener submissions {
+    port = $5
+    ssl = yes
+  }
+}
+service anvil {
+  chroot =
+}
+EOF
+  dovecot -F -c "$d/dovecot.conf" 2>"$d/stderr.log" & PIDS+=($!)
+}
+ARGON=$(echo "$PW" | "$LOADGEN" hash)
+dovecot_conf a "$USER_ADDR:{ARGON2ID}$ARGON::::::" $A_IMAPS $A_POP3S $A_SMTPS
+dovecot_conf b "$USER_ADDR:{PLAIN}$PW::::::" $B_IMAPS $B_POP3S $B_SMTPS $B_IMAP $B_POP3 $B_SUB
+for port in $A_IMAPS $B_IMAPS $B_IMAP $S_IMAPS; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+
+# --- the mailbox in Sentinella: 2FA on, an app password --------------------------------
+S() { "$BIN" --config "$W/s/config.toml" "$@"; }
+echo "$PW" | S mailbox add "$USER_ADDR" --password-stdin >/dev/null
+URI=$(S --json 2fa enable "$USER_ADDR" | python3 -c 'import json,sys; print(json.load(sys.stdin)["otpauth_uri"])')
+CODE=$(python3 - "$URI" <<'EOF'
+import base64, hashlib, hmac, re, struct, sys, time
+s = re.search(r"secret=([A-Z2-7]+)", sys.argv[1]).group(1)
+key = base64.b32decode(s + "=" * (-len(s) % 8))
+h = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
+o = h[-1] & 15
+print("%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7FFFFFFF) % 1000000))
+EOF
+)
+S 2fa confirm "$USER_ADDR" "$CODE" >/dev/null
+APP=$(S --json app-password generate "$USER_ADDR" | python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])')
+
+lg() { "$LOADGEN" "$@"; }
+run() { # label protocol port password concurrency [extra]
+  local out
+  out=$(lg run --addr "127.0.0.1:$3" --cafile "$CERT" --user "$USER_ADDR" --password "$4" \
+        --protocol "$2" --concurrency "$5" --duration "$DURATION" "${@:6}")
+  printf '%-34s %s\n' "$1" "$out"
+}
+
+echo "# Sentinella benchmarks, $(date -u +%FT%TZ), $(nproc) cores, duration ${DURATION}s"
+if [ "$ONLY" = all ] || [ "$ONLY" = logins ]; then
+  # Warm Sentinella's verification cache (one login per protocol).
+  for p in "imap $S_IMAPS" "pop3 $S_POP3S" "smtp $S_SMTPS"; do
+    set -- $p; lg run --addr 127.0.0.1:$2 --cafile "$CERT" --user "$USER_ADDR" --password "$APP" --protocol $1 --concurrency 1 --duration 1 >/dev/null
+  done
+  for proto in imap pop3 smtp; do
+    case $proto in imap) pa=$A_IMAPS pb=$B_IMAPS ps=$S_IMAPS;; pop3) pa=$A_POP3S pb=$B_POP3S ps=$S_POP3S;; smtp) pa=$A_SMTPS pb=$B_SMTPS ps=$S_SMTPS;; esac
+    for c in 8 64; do
+      run "(a) dovecot argon2id $proto c=$c" $proto $pa "$PW" $c
+      run "(b) dovecot plain    $proto c=$c" $proto $pb "$PW" $c
+      run "(c) sentinella       $proto c=$c" $proto $ps "$APP" $c
+    done
+  done
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = attack ]; then
+  run "(c) unloaded imap c=8" imap $S_IMAPS "$APP" 8
+  lg run --addr 127.0.0.1:$S_IMAPS --cafile "$CERT" --user "$USER_ADDR" --password x --protocol imap \
+     --concurrency 64 --duration $((DURATION + 4)) --sources 64 --wrong > "$W/attack.json" & ATTACK=$!
+  sleep 2
+  run "(c) under attack imap c=8" imap $S_IMAPS "$APP" 8
+  wait $ATTACK
+  printf '%-34s %s\n' "    the attackers (64, wrong pw)" "$(cat "$W/attack.json")"
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = relay ]; then
+  python3 - "$W/big.eml" <<'EOF'
+import sys
+body = b"".join(b"%08d Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n" % i for i in range(112000))
+open(sys.argv[1], "wb").write(b"From: a@b.it\r\nTo: c@d.it\r\nSubject: 10 MB\r\n\r\n" + body)
+EOF
+  python3 - "$W/big.eml" $B_IMAP "$USER_ADDR" "$MASTER_PW" <<'EOF'
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[2]), timeout=60)
+m.authenticate("PLAIN", lambda _: f"{sys.argv[3]}\0sentinella\0{sys.argv[4]}".encode())
+m.append("INBOX", None, None, open(sys.argv[1], "rb").read())
+m.logout()
+EOF
+  printf '%-34s %s\n' "relay direct dovecot (TLS)" "$(lg fetch --addr 127.0.0.1:$B_IMAPS --cafile "$CERT" --user "$USER_ADDR" --password "$PW" --repeat 10)"
+  printf '%-34s %s\n' "relay via sentinella (TLS)" "$(lg fetch --addr 127.0.0.1:$S_IMAPS --cafile "$CERT" --user "$USER_ADDR" --password "$APP" --repeat 10)"
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = memory ]; then
+  rss() { awk '/VmRSS/ {print $2}' /proc/$SPID/status; }
+  before=$(rss)
+  lg idle --addr 127.0.0.1:$S_IMAPS --cafile "$CERT" --user "$USER_ADDR" --password "$APP" --sessions "$SESSIONS" --hold 15 > "$W/idle.json" & IDLE=$!
+  peak=$before
+  while kill -0 $IDLE 2>/dev/null; do r=$(rss); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.5; done
+  wait $IDLE || true
+  open=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["open"])' "$W/idle.json")
+  echo "memory: rss before ${before} KiB, with $open idle sessions ${peak} KiB, per session $(( (peak - before) / (open > 0 ? open : 1) )) KiB"
+fi

@@ -1,8 +1,10 @@
 //! argon2id password hashing: the only form in which passwords are stored.
 
+use std::cell::RefCell;
+
+use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::Secret;
 use crate::config::Argon2Config;
@@ -17,6 +19,10 @@ pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
 }
+
+/// The largest argon2 memory a stored hash may ask for (4 GiB), so a bad hash in the
+/// store cannot make a verification allocate without bound.
+const MAX_VERIFY_BLOCKS: usize = 4 * 1024 * 1024;
 
 /// Hashes new passwords with the configured argon2id cost and verifies stored ones (each
 /// with the parameters recorded in its own PHC string, so a cost change applies to new
@@ -53,16 +59,58 @@ impl PasswordHasher {
 
     /// Whether `secret` matches the stored PHC string. A malformed or non-argon2id hash
     /// never matches. Slow by design, like [`PasswordHasher::hash`].
+    ///
+    /// The argon2 working memory (m KiB, 19 MiB by default) is one buffer per thread,
+    /// reused for every verification: the few hashing threads hold it for good instead of
+    /// allocating and freeing it each time — which glibc would keep around anyway, in a
+    /// retained arena per thread.
     pub fn verify(&self, phc: &str, secret: &Secret) -> bool {
+        thread_local! {
+            static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+        }
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
         };
         if parsed.algorithm.as_str() != "argon2id" {
             return false;
         }
-        self.argon2
-            .verify_password(secret.expose().as_bytes(), &parsed)
-            .is_ok()
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let version = match parsed.version.map(Version::try_from).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let blocks = params.block_count();
+        if blocks > MAX_VERIFY_BLOCKS {
+            return false;
+        }
+        let salt: &[u8] = salt;
+        let expected: &[u8] = expected.as_ref();
+        let mut computed = zeroize::Zeroizing::new(vec![0u8; expected.len()]);
+        let ok = MEMORY.with(|memory| {
+            let mut memory = memory.borrow_mut();
+            if memory.len() < blocks {
+                memory.resize(blocks, Block::default());
+            }
+            Argon2::new(Algorithm::Argon2id, version, params)
+                .hash_password_into_with_memory(
+                    secret.expose().as_bytes(),
+                    salt,
+                    &mut computed,
+                    &mut memory[..blocks],
+                )
+                .is_ok()
+        });
+        // Constant time: every byte is compared whatever the first difference.
+        ok && computed
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 

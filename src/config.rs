@@ -135,6 +135,38 @@ pub struct LimitsConfig {
     /// How long `serve` waits for open sessions after SIGINT / SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Period,
+    /// Time to complete a TLS handshake (implicit, or after STARTTLS).
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: Period,
+    /// Connections open at once from one client address (IPv6: one /64).
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+    /// An IMAP session after login is closed after this long with no traffic either way
+    /// (RFC 9051 5.4: at least 30 minutes, so IDLE clients survive).
+    #[serde(default = "default_idle_imap")]
+    pub idle_imap: Period,
+    /// The same for POP3 (RFC 1939 3: at least 10 minutes).
+    #[serde(default = "default_idle_pop3")]
+    pub idle_pop3: Period,
+    /// The same for SMTP submission (RFC 5321 4.5.3.2.7: 5 minutes).
+    #[serde(default = "default_idle_smtp")]
+    pub idle_smtp: Period,
+}
+
+fn default_tls_handshake_timeout() -> Period {
+    Period::seconds(10)
+}
+fn default_max_connections_per_address() -> u32 {
+    100
+}
+fn default_idle_imap() -> Period {
+    Period::seconds(30 * 60)
+}
+fn default_idle_pop3() -> Period {
+    Period::seconds(10 * 60)
+}
+fn default_idle_smtp() -> Period {
+    Period::seconds(5 * 60)
 }
 
 fn default_max_line() -> u32 {
@@ -169,6 +201,11 @@ impl Default for LimitsConfig {
             max_connections: default_max_connections(),
             upstream_timeout: default_upstream_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            tls_handshake_timeout: default_tls_handshake_timeout(),
+            max_connections_per_address: default_max_connections_per_address(),
+            idle_imap: default_idle_imap(),
+            idle_pop3: default_idle_pop3(),
+            idle_smtp: default_idle_smtp(),
         }
     }
 }
@@ -177,6 +214,15 @@ impl LimitsConfig {
     /// A validated fixed duration (validation refuses months here).
     pub fn duration(p: Period) -> std::time::Duration {
         p.as_std().unwrap_or(std::time::Duration::from_secs(60))
+    }
+
+    /// The idle timeout after login for `protocol`.
+    pub fn idle(&self, protocol: Protocol) -> std::time::Duration {
+        LimitsConfig::duration(match protocol {
+            Protocol::Imap => self.idle_imap,
+            Protocol::Pop3 => self.idle_pop3,
+            Protocol::Smtp => self.idle_smtp,
+        })
     }
 }
 
@@ -606,6 +652,18 @@ impl Config {
         if l.max_connections == 0 {
             return Err(self.invalid("limits.max_connections", "must be at least 1"));
         }
+        if l.max_connections_per_address == 0 {
+            return Err(self.invalid("limits.max_connections_per_address", "must be at least 1"));
+        }
+        if l.idle_imap
+            .as_std()
+            .is_some_and(|d| d < std::time::Duration::from_secs(30 * 60))
+        {
+            return Err(self.invalid(
+                "limits.idle_imap",
+                "must be at least 30m (RFC 9051 5.4: IDLE clients re-issue every 29 minutes)",
+            ));
+        }
         if self.auth.cache_entries == 0 || self.auth.hash_queue == 0 {
             return Err(self.invalid("auth", "cache_entries and hash_queue must be at least 1"));
         }
@@ -620,6 +678,10 @@ impl Config {
             ("limits.preauth_timeout", l.preauth_timeout),
             ("limits.upstream_timeout", l.upstream_timeout),
             ("limits.shutdown_grace", l.shutdown_grace),
+            ("limits.tls_handshake_timeout", l.tls_handshake_timeout),
+            ("limits.idle_imap", l.idle_imap),
+            ("limits.idle_pop3", l.idle_pop3),
+            ("limits.idle_smtp", l.idle_smtp),
             ("auth.cache_ttl", self.auth.cache_ttl),
             ("throttle.window", t.window),
             ("throttle.block", t.block),

@@ -4,11 +4,13 @@
 //! - [`stream`]: a connection that is plain TCP or TLS.
 //! - [`upstream`]: connecting and logging in to the upstream as the mailbox.
 //! - [`session`]: one client connection from greeting to relay.
+//! - [`relay`]: bytes both ways after login, with the protocol's idle timeout.
 //!
 //! Accept loops hand each connection to its own task, holding a permit of the global
 //! connection limit. SIGINT or SIGTERM stops the accept loops; open sessions get
 //! `limits.shutdown_grace` to finish before the process exits.
 
+pub mod relay;
 pub mod session;
 pub mod stream;
 pub mod tls;
@@ -25,6 +27,7 @@ use tracing::Instrument;
 use crate::auth::authenticator::AuthSettings;
 use crate::auth::{Authenticator, PasswordHasher, Secret};
 use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
+use crate::policy::Protocol;
 use crate::store::Store;
 use crate::store::sealed::SealKey;
 use upstream::Upstream;
@@ -33,8 +36,6 @@ use upstream::Upstream;
 pub struct Shared {
     /// The login decision.
     pub auth: Arc<Authenticator>,
-    /// The client-facing TLS configuration.
-    pub tls: Arc<rustls::ServerConfig>,
     /// Limits.
     pub limits: LimitsConfig,
     /// The name the proxy greets SMTP clients with.
@@ -45,6 +46,8 @@ pub struct Shared {
 pub struct ListenerRuntime {
     /// Its configuration.
     pub config: ListenerConfig,
+    /// Its TLS configuration (ALPN = its protocol).
+    pub tls: Arc<rustls::ServerConfig>,
     /// Where its sessions go.
     pub upstream: Arc<Upstream>,
 }
@@ -111,7 +114,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if tls::ensure_certificate(&cert, &key)? {
         tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
     }
-    let server_tls = tls::server_config(&cert, &key)?;
+    let mut server_tls = BTreeMap::new();
+    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
+        server_tls.insert(
+            protocol.as_str(),
+            tls::server_config(&cert, &key, protocol.as_str())?,
+        );
+    }
     // Opening once here creates the store and applies migrations before anything else.
     drop(Store::open(&config.store_path())?);
     let store_path = config.store_path();
@@ -150,7 +159,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .unwrap_or_else(|| "localhost".into());
     let shared = Arc::new(Shared {
         auth,
-        tls: server_tls,
+
         limits: config.limits.clone(),
         hostname,
     });
@@ -158,6 +167,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let max = config.limits.max_connections as usize;
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let per_address = Arc::new(PerAddress::new(config.limits.max_connections_per_address));
     let mut loops = Vec::new();
     for l in &config.listeners {
         let socket = TcpListener::bind(l.bind).await.map_err(|e| {
@@ -169,6 +179,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, "listening");
         let runtime = Arc::new(ListenerRuntime {
             config: l.clone(),
+            tls: Arc::clone(&server_tls[l.protocol.as_str()]),
             upstream: Arc::clone(&upstreams[&l.upstream]),
         });
         loops.push(tokio::spawn(accept_loop(
@@ -176,6 +187,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             runtime,
             Arc::clone(&shared),
             Arc::clone(&permits),
+            Arc::clone(&per_address),
             stop_rx.clone(),
         )));
     }
@@ -214,11 +226,56 @@ async fn wait_for_signal() {
     }
 }
 
+/// Open connections per client network (IPv4 address / IPv6 /64), over all listeners.
+pub struct PerAddress {
+    open: dashmap::DashMap<u128, u32>,
+    max: u32,
+}
+
+/// One connection counted in [`PerAddress`]; uncounted when dropped.
+pub struct AddressSlot {
+    table: Arc<PerAddress>,
+    key: u128,
+}
+
+impl PerAddress {
+    fn new(max: u32) -> Self {
+        PerAddress {
+            open: dashmap::DashMap::new(),
+            max,
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` if that address has too many open.
+    pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let key = crate::auth::throttle::network(ip);
+        let mut n = self.open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        self.table.open.remove_if_mut(&self.key, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
 async fn accept_loop(
     socket: TcpListener,
     listener: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next_id: u64 = 0;
@@ -243,6 +300,10 @@ async fn accept_loop(
             tracing::debug!(listener = %listener.config.name, %peer, "blocked client: connection closed");
             continue;
         }
+        let Some(slot) = per_address.take(peer.ip()) else {
+            tracing::warn!(listener = %listener.config.name, %peer, "too many connections from this address; connection dropped");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
             continue;
@@ -254,7 +315,7 @@ async fn accept_loop(
         let (l, s) = (Arc::clone(&listener), Arc::clone(&shared));
         tokio::spawn(
             async move {
-                let _permit = permit;
+                let _permit = (permit, slot);
                 session::run(tcp, peer, l, s).await;
             }
             .instrument(span),

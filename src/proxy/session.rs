@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+use super::relay::{RelayEnd, relay};
 use super::stream::Conn;
 use super::upstream::{self, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
@@ -32,13 +33,17 @@ pub async fn run(
     let Some((mut client, mut upstream)) = preauth(tcp, peer, &listener, &shared).await else {
         return;
     };
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tracing::debug!(
-            client_to_upstream = up,
-            upstream_to_client = down,
-            "session ended"
-        ),
-        Err(e) => tracing::debug!(error = %e, "session ended"),
+    let idle = shared.limits.idle(listener.config.protocol);
+    match relay(&mut client, &mut upstream, idle).await {
+        RelayEnd::Closed(up, down) => {
+            tracing::debug!(
+                client_to_upstream = up,
+                upstream_to_client = down,
+                "session ended"
+            )
+        }
+        RelayEnd::Failed(e) => tracing::debug!(error = %e, "session ended"),
+        RelayEnd::Idle => tracing::info!(idle = ?idle, "session closed: idle"),
     }
 }
 
@@ -131,9 +136,11 @@ async fn preauth(
     shared: &Shared,
 ) -> Option<(Conn, Conn)> {
     let deadline = Instant::now() + LimitsConfig::duration(shared.limits.preauth_timeout);
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&shared.tls));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&listener.tls));
+    let handshake = LimitsConfig::duration(shared.limits.tls_handshake_timeout);
+    let handshake_deadline = || deadline.min(Instant::now() + handshake);
     let mut client = if listener.config.tls == ListenerTls::Implicit {
-        match timeout_at(deadline, acceptor.accept(tcp)).await {
+        match timeout_at(handshake_deadline(), acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Conn::ServerTls(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
@@ -162,7 +169,7 @@ async fn preauth(
                     let Conn::Plain(tcp) = client else {
                         return None;
                     };
-                    client = match timeout_at(deadline, acceptor.accept(tcp)).await {
+                    client = match timeout_at(handshake_deadline(), acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => Conn::ServerTls(Box::new(tls)),
                         _ => return None,
                     };

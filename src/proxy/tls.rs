@@ -71,8 +71,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
-/// The server configuration for client connections.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// The server configuration for client connections speaking `alpn` ("imap", "pop3",
+/// "smtp"). A client that offers ALPN must offer this protocol, or the handshake fails
+/// (RFC 7301 3.2 `no_application_protocol`): the defence against ALPACA-style
+/// cross-protocol attacks. Clients that offer no ALPN are served as before.
+pub fn server_config(cert: &Path, key: &Path, alpn: &str) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_err(cert, e))?
         .collect::<Result<_, _>>()
@@ -81,10 +84,12 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         return Err(file_err(cert, "no certificate in the file"));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
-    let config = ServerConfig::builder_with_provider(provider())
+    // TLS 1.2 and 1.3 only; rustls offers no RSA key exchange and no CBC-era suites.
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)?;
+    config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -130,7 +135,7 @@ mod tests {
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        server_config(&cert, &key).unwrap();
+        server_config(&cert, &key, "imap").unwrap();
         // The certificate can serve as the CA for a client (tests use it that way).
         client_config(Some(&cert)).unwrap();
     }

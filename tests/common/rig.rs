@@ -53,9 +53,15 @@ impl Rig {
 
 /// Starts everything with `[policy]` lines `policy`, and adds the mailbox.
 pub fn rig(policy: &str) -> Rig {
+    rig_with(policy, "")
+}
+
+/// Like [`rig`], with `[limits]` lines `limits`.
+pub fn rig_with(policy: &str, limits: &str) -> Rig {
     let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
     let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
-    let proxy = Proxy::start(&mailbox, &archive, policy);
+    let mut proxy = Proxy::configure(&mailbox, &archive, policy, limits);
+    proxy.run();
     proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
     Rig {
         proxy,

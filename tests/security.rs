@@ -48,7 +48,11 @@ fn b64(s: &str) -> String {
 /// A full login over IMAPS still works: the proxy is healthy.
 fn healthy(p: &Proxy) {
     let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("h LOGIN {ADDR} {MAIN}")]);
-    assert!(got.last().unwrap().starts_with("h OK"), "the proxy is not healthy: {got:?}\n{}", p.log());
+    assert!(
+        got.last().unwrap().starts_with("h OK"),
+        "the proxy is not healthy: {got:?}\n{}",
+        p.log()
+    );
 }
 
 #[test]
@@ -56,17 +60,59 @@ fn cleartext_login_before_tls_reads_the_same_for_right_and_wrong_passwords() {
     let rig = rig("");
     let p = &rig.proxy;
     for (right, wrong) in [(MAIN, "wrong-password")] {
-        let a = imap_raw(p, p.imap_port, "plain", &[&format!("a LOGIN {ADDR} {right}")]);
-        let b = imap_raw(p, p.imap_port, "plain", &[&format!("a LOGIN {ADDR} {wrong}")]);
+        let a = imap_raw(
+            p,
+            p.imap_port,
+            "plain",
+            &[&format!("a LOGIN {ADDR} {right}")],
+        );
+        let b = imap_raw(
+            p,
+            p.imap_port,
+            "plain",
+            &[&format!("a LOGIN {ADDR} {wrong}")],
+        );
         assert_eq!(a, b);
-        assert!(a.last().unwrap().starts_with("a NO [PRIVACYREQUIRED]"), "{a:?}");
-        let a = pop3_raw(p, p.pop3_port, "plain", &[&format!("USER {ADDR}"), &format!("PASS {right}")]);
-        let b = pop3_raw(p, p.pop3_port, "plain", &[&format!("USER {ADDR}"), &format!("PASS {wrong}")]);
+        assert!(
+            a.last().unwrap().starts_with("a NO [PRIVACYREQUIRED]"),
+            "{a:?}"
+        );
+        let a = pop3_raw(
+            p,
+            p.pop3_port,
+            "plain",
+            &[&format!("USER {ADDR}"), &format!("PASS {right}")],
+        );
+        let b = pop3_raw(
+            p,
+            p.pop3_port,
+            "plain",
+            &[&format!("USER {ADDR}"), &format!("PASS {wrong}")],
+        );
         assert_eq!(a, b);
-        let a = smtp_raw(p, p.submission_port, "plain", &["EHLO c", &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{right}")))]);
-        let b = smtp_raw(p, p.submission_port, "plain", &["EHLO c", &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{wrong}")))]);
+        let a = smtp_raw(
+            p,
+            p.submission_port,
+            "plain",
+            &[
+                "EHLO c",
+                &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{right}"))),
+            ],
+        );
+        let b = smtp_raw(
+            p,
+            p.submission_port,
+            "plain",
+            &[
+                "EHLO c",
+                &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{wrong}"))),
+            ],
+        );
         assert_eq!(a, b);
-        assert_eq!(a.last().unwrap(), "530 5.7.0 Must issue a STARTTLS command first");
+        assert_eq!(
+            a.last().unwrap(),
+            "530 5.7.0 Must issue a STARTTLS command first"
+        );
     }
     // Nothing was even evaluated.
     let h = p.ok(&["mailbox", "history", ADDR], None);
@@ -77,12 +123,38 @@ fn cleartext_login_before_tls_reads_the_same_for_right_and_wrong_passwords() {
 fn commands_that_need_a_login_are_refused_before_it() {
     let rig = rig("");
     let p = &rig.proxy;
-    let got = imap_raw(p, p.imaps_port, "ssl", &["a SELECT INBOX", "b FETCH 1 BODY[]", "c APPEND INBOX {3+}\r\nabc"]);
+    let got = imap_raw(
+        p,
+        p.imaps_port,
+        "ssl",
+        &[
+            "a SELECT INBOX",
+            "b FETCH 1 BODY[]",
+            "c APPEND INBOX {3+}\r\nabc",
+        ],
+    );
     assert!(got[1..].iter().all(|l| l.contains(" BAD ")), "{got:?}");
     let got = pop3_raw(p, p.pop3s_port, "ssl", &["STAT", "RETR 1", "DELE 1"]);
     assert!(got[1..].iter().all(|l| l == "-ERR Log in first"), "{got:?}");
-    let got = smtp_raw(p, p.submissions_port, "ssl", &["EHLO c", "MAIL FROM:<a@b.it>", "RCPT TO:<c@d.it>", "DATA", "BDAT 3 LAST"]);
-    assert!(got.iter().rev().take(4).all(|l| l == "530 5.7.0 Authentication required"), "{got:?}");
+    let got = smtp_raw(
+        p,
+        p.submissions_port,
+        "ssl",
+        &[
+            "EHLO c",
+            "MAIL FROM:<a@b.it>",
+            "RCPT TO:<c@d.it>",
+            "DATA",
+            "BDAT 3 LAST",
+        ],
+    );
+    assert!(
+        got.iter()
+            .rev()
+            .take(4)
+            .all(|l| l == "530 5.7.0 Authentication required"),
+        "{got:?}"
+    );
     assert!(rig.mailbox.delivered().is_empty());
     healthy(p);
 }
@@ -92,14 +164,30 @@ fn oversized_lines_and_literals_are_refused_and_the_proxy_stays_healthy() {
     let rig = rig("");
     let p = &rig.proxy;
     let got = imap_raw(p, p.imaps_port, "ssl", &["a LOGIN {100000}", "b NOOP"]);
-    assert_eq!(got[1], "a BAD Literal too large or not allowed here", "{got:?}");
-    assert_eq!(got[2], "b OK NOOP completed", "the connection goes on after a refused literal");
+    assert_eq!(
+        got[1], "a BAD Literal too large or not allowed here",
+        "{got:?}"
+    );
+    assert_eq!(
+        got[2], "b OK NOOP completed",
+        "the connection goes on after a refused literal"
+    );
     let long = format!("a NOOP {}", "x".repeat(20_000));
     let got = imap_raw(p, p.imaps_port, "ssl", &[&long]);
     assert!(got.iter().any(|l| l == "* BYE Line too long"), "{got:?}");
-    let got = pop3_raw(p, p.pop3s_port, "ssl", &[&format!("USER {}", "u".repeat(20_000))]);
+    let got = pop3_raw(
+        p,
+        p.pop3s_port,
+        "ssl",
+        &[&format!("USER {}", "u".repeat(20_000))],
+    );
     assert_eq!(got[1], "-ERR Line too long");
-    let got = smtp_raw(p, p.submissions_port, "ssl", &[&format!("EHLO {}", "h".repeat(20_000))]);
+    let got = smtp_raw(
+        p,
+        p.submissions_port,
+        "ssl",
+        &[&format!("EHLO {}", "h".repeat(20_000))],
+    );
     assert!(got[1].starts_with("500 5.5.6"), "{got:?}");
     healthy(p);
 }
@@ -108,10 +196,29 @@ fn oversized_lines_and_literals_are_refused_and_the_proxy_stays_healthy() {
 fn literal_length_overflow_is_a_syntax_error_not_an_allocation() {
     let rig = rig("");
     let p = &rig.proxy;
-    for literal in ["{4294967295}", "{4294967296}", "{18446744073709551616}", "{}", "{-1}", "{4294967295+}"] {
-        let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {literal}"), "b NOOP"]);
-        assert!(!got.iter().any(|l| l.starts_with('+')), "{literal}: a continuation was offered: {got:?}");
-        assert!(got.iter().any(|l| l.contains("BAD") || l.starts_with("* BYE") || l == "<closed>"), "{literal}: {got:?}");
+    for literal in [
+        "{4294967295}",
+        "{4294967296}",
+        "{18446744073709551616}",
+        "{}",
+        "{-1}",
+        "{4294967295+}",
+    ] {
+        let got = imap_raw(
+            p,
+            p.imaps_port,
+            "ssl",
+            &[&format!("a LOGIN {literal}"), "b NOOP"],
+        );
+        assert!(
+            !got.iter().any(|l| l.starts_with('+')),
+            "{literal}: a continuation was offered: {got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|l| l.contains("BAD") || l.starts_with("* BYE") || l == "<closed>"),
+            "{literal}: {got:?}"
+        );
     }
     healthy(p);
 }
@@ -120,23 +227,51 @@ fn literal_length_overflow_is_a_syntax_error_not_an_allocation() {
 fn malformed_plain_foreign_authzid_and_bad_names_are_refused() {
     let rig = rig("");
     let p = &rig.proxy;
-    let bad_nul = [format!("{ADDR}\0{MAIN}"), format!("\0\0{ADDR}\0{MAIN}"), format!("\0{ADDR}\0{MAIN}\0")];
+    let bad_nul = [
+        format!("{ADDR}\0{MAIN}"),
+        format!("\0\0{ADDR}\0{MAIN}"),
+        format!("\0{ADDR}\0{MAIN}\0"),
+    ];
     for blob in &bad_nul {
-        let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("a AUTHENTICATE PLAIN {}", b64(blob))]);
+        let got = imap_raw(
+            p,
+            p.imaps_port,
+            "ssl",
+            &[&format!("a AUTHENTICATE PLAIN {}", b64(blob))],
+        );
         assert_eq!(got[1], "a BAD Malformed PLAIN response", "{blob:?}");
-        let got = smtp_raw(p, p.submissions_port, "ssl", &["EHLO c", &format!("AUTH PLAIN {}", b64(blob))]);
+        let got = smtp_raw(
+            p,
+            p.submissions_port,
+            "ssl",
+            &["EHLO c", &format!("AUTH PLAIN {}", b64(blob))],
+        );
         assert!(got.last().unwrap().starts_with("501 "), "{got:?}");
     }
     // Right password, someone else's authorization identity: refused everywhere.
     let foreign = b64(&format!("admin@pec.example.it\0{ADDR}\0{MAIN}"));
-    let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("a AUTHENTICATE PLAIN {foreign}")]);
+    let got = imap_raw(
+        p,
+        p.imaps_port,
+        "ssl",
+        &[&format!("a AUTHENTICATE PLAIN {foreign}")],
+    );
     assert_eq!(got[1], "a NO [AUTHENTICATIONFAILED] Authentication failed");
     let got = pop3_raw(p, p.pop3s_port, "ssl", &[&format!("AUTH PLAIN {foreign}")]);
     assert_eq!(got[1], "-ERR [AUTH] Authentication failed");
     // A control character in the name (an IMAP literal may carry one).
     let name = "mario\u{1}rossi@pec.example.it";
-    let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {{{}+}}\r\n{name} {MAIN}", name.len())]);
-    assert_eq!(got.last().unwrap(), "a NO [AUTHENTICATIONFAILED] Authentication failed", "{got:?}");
+    let got = imap_raw(
+        p,
+        p.imaps_port,
+        "ssl",
+        &[&format!("a LOGIN {{{}+}}\r\n{name} {MAIN}", name.len())],
+    );
+    assert_eq!(
+        got.last().unwrap(),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed",
+        "{got:?}"
+    );
     // A name that is not UTF-8 (inside base64, so the line itself is ASCII).
     let not_utf8 = {
         use base64::Engine;
@@ -144,9 +279,19 @@ fn malformed_plain_foreign_authzid_and_bad_names_are_refused() {
         raw.extend_from_slice(MAIN.as_bytes());
         base64::engine::general_purpose::STANDARD.encode(raw)
     };
-    let got = imap_raw(p, p.imaps_port, "ssl", &[&format!("a AUTHENTICATE PLAIN {not_utf8}")]);
+    let got = imap_raw(
+        p,
+        p.imaps_port,
+        "ssl",
+        &[&format!("a AUTHENTICATE PLAIN {not_utf8}")],
+    );
     assert_eq!(got[1], "a NO [AUTHENTICATIONFAILED] Authentication failed");
-    let got = smtp_raw(p, p.submissions_port, "ssl", &["EHLO c", &format!("AUTH PLAIN {not_utf8}")]);
+    let got = smtp_raw(
+        p,
+        p.submissions_port,
+        "ssl",
+        &["EHLO c", &format!("AUTH PLAIN {not_utf8}")],
+    );
     assert_eq!(got.last().unwrap(), "535 5.7.8 Authentication failed");
     healthy(p);
 }
@@ -156,30 +301,64 @@ fn unknown_user_wrong_password_and_main_password_under_2fa_read_alike() {
     let rig = rig("");
     let p = &rig.proxy;
     two_factor_with_app_password(p);
-    let cases = [("nobody@pec.example.it", MAIN), (ADDR, "wrong-password"), (ADDR, MAIN)];
+    let cases = [
+        ("nobody@pec.example.it", MAIN),
+        (ADDR, "wrong-password"),
+        (ADDR, MAIN),
+    ];
     let imap: Vec<String> = cases
         .iter()
         .map(|(u, pw)| imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {u} {pw}")])[1].clone())
         .collect();
-    assert!(imap.iter().all(|l| l == "a NO [AUTHENTICATIONFAILED] Authentication failed"), "{imap:?}");
+    assert!(
+        imap.iter()
+            .all(|l| l == "a NO [AUTHENTICATIONFAILED] Authentication failed"),
+        "{imap:?}"
+    );
     let pop3: Vec<String> = cases
         .iter()
-        .map(|(u, pw)| pop3_raw(p, p.pop3s_port, "ssl", &[&format!("USER {u}"), &format!("PASS {pw}")])[2].clone())
+        .map(|(u, pw)| {
+            pop3_raw(
+                p,
+                p.pop3s_port,
+                "ssl",
+                &[&format!("USER {u}"), &format!("PASS {pw}")],
+            )[2]
+            .clone()
+        })
         .collect();
-    assert!(pop3.iter().all(|l| l == "-ERR [AUTH] Authentication failed"), "{pop3:?}");
+    assert!(
+        pop3.iter()
+            .all(|l| l == "-ERR [AUTH] Authentication failed"),
+        "{pop3:?}"
+    );
     let smtp: Vec<String> = cases
         .iter()
         .map(|(u, pw)| {
-            smtp_raw(p, p.submissions_port, "ssl", &["EHLO c", &format!("AUTH PLAIN {}", b64(&format!("\0{u}\0{pw}")))])
-                .last()
-                .unwrap()
-                .clone()
+            smtp_raw(
+                p,
+                p.submissions_port,
+                "ssl",
+                &[
+                    "EHLO c",
+                    &format!("AUTH PLAIN {}", b64(&format!("\0{u}\0{pw}"))),
+                ],
+            )
+            .last()
+            .unwrap()
+            .clone()
         })
         .collect();
-    assert!(smtp.iter().all(|l| l == "535 5.7.8 Authentication failed"), "{smtp:?}");
+    assert!(
+        smtp.iter().all(|l| l == "535 5.7.8 Authentication failed"),
+        "{smtp:?}"
+    );
     // The reasons differ only in the history.
     let h = p.ok(&["mailbox", "history", ADDR], None).to_string();
-    assert!(h.contains("main password used while two-step verification is on") && h.contains("not the current app password"));
+    assert!(
+        h.contains("main password used while two-step verification is on")
+            && h.contains("not the current app password")
+    );
 }
 
 #[test]
@@ -187,11 +366,21 @@ fn a_regenerated_password_is_refused_even_while_its_verification_is_cached() {
     let rig = rig("");
     let p = &rig.proxy;
     let old = two_factor_with_app_password(p);
-    let login = |pw: &str| imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {ADDR} {pw}")])[1].clone();
+    let login =
+        |pw: &str| imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {ADDR} {pw}")])[1].clone();
     assert!(login(&old).starts_with("a OK"));
-    assert!(login(&old).starts_with("a OK"), "second time from the cache");
-    let new = p.ok(&["app-password", "regenerate", ADDR], None)["password"].as_str().unwrap().to_owned();
-    assert_eq!(login(&old), "a NO [AUTHENTICATIONFAILED] Authentication failed");
+    assert!(
+        login(&old).starts_with("a OK"),
+        "second time from the cache"
+    );
+    let new = p.ok(&["app-password", "regenerate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        login(&old),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed"
+    );
     assert!(login(&new).starts_with("a OK"));
 }
 
@@ -201,13 +390,21 @@ fn a_flood_of_500_connections_then_a_legitimate_login_succeeds() {
     let p = &rig.proxy;
     // 500 sockets from five other loopback addresses (100 each, the per-address limit),
     // holding their connections open without a byte.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let held = rt.block_on(async {
         let mut held = Vec::new();
         for i in 0..500u32 {
             let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind(format!("127.0.0.{}:0", 2 + i / 100).parse().unwrap()).unwrap();
-            held.push(sock.connect(format!("127.0.0.1:{}", p.imaps_port).parse().unwrap()).await.unwrap());
+            sock.bind(format!("127.0.0.{}:0", 2 + i / 100).parse().unwrap())
+                .unwrap();
+            held.push(
+                sock.connect(format!("127.0.0.1:{}", p.imaps_port).parse().unwrap())
+                    .await
+                    .unwrap(),
+            );
         }
         held
     });
@@ -217,12 +414,18 @@ fn a_flood_of_500_connections_then_a_legitimate_login_succeeds() {
     let extra = rt.block_on(async {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let mut s = sock.connect(format!("127.0.0.1:{}", p.imaps_port).parse().unwrap()).await.unwrap();
+        let mut s = sock
+            .connect(format!("127.0.0.1:{}", p.imaps_port).parse().unwrap())
+            .await
+            .unwrap();
         let mut buf = [0u8; 1];
         use tokio::io::AsyncReadExt;
         tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await
     });
-    assert!(matches!(extra, Ok(Ok(0)) | Ok(Err(_))), "the 101st connection was not closed: {extra:?}");
+    assert!(
+        matches!(extra, Ok(Ok(0)) | Ok(Err(_))),
+        "the 101st connection was not closed: {extra:?}"
+    );
     drop(held);
 }
 
@@ -231,7 +434,8 @@ fn slowloris_before_login_is_cut_off_at_the_preauth_deadline() {
     let rig = rig_with("", "preauth_timeout = \"2s\"");
     let p = &rig.proxy;
     let mut s = TcpStream::connect(("127.0.0.1", p.imap_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let start = Instant::now();
     let mut got = Vec::new();
     let mut closed = false;
@@ -248,7 +452,11 @@ fn slowloris_before_login_is_cut_off_at_the_preauth_deadline() {
                 break;
             }
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => {
                 closed = true;
                 break;
@@ -257,7 +465,11 @@ fn slowloris_before_login_is_cut_off_at_the_preauth_deadline() {
     }
     let text = String::from_utf8_lossy(&got);
     assert!(closed, "still open after 15 s: {text}");
-    assert!(start.elapsed() < Duration::from_secs(10), "closed only after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "closed only after {:?}",
+        start.elapsed()
+    );
     assert!(text.contains("* BYE Autologout"), "{text}");
     healthy(p);
 }
@@ -270,7 +482,11 @@ fn legacy_tls_versions_are_refused() {
         let old = probe(p, port, &["--min", "TLSv1", "--max", "TLSv1_1"]);
         assert_eq!(old["ok"], false, "TLS 1.0/1.1 accepted on {port}: {old}");
         let v12 = probe(p, port, &["--min", "TLSv1_2", "--max", "TLSv1_2"]);
-        assert_eq!((v12["ok"].as_bool(), v12["version"].as_str()), (Some(true), Some("TLSv1.2")), "{v12}");
+        assert_eq!(
+            (v12["ok"].as_bool(), v12["version"].as_str()),
+            (Some(true), Some("TLSv1.2")),
+            "{v12}"
+        );
         let v13 = probe(p, port, &[]);
         assert_eq!(v13["version"], "TLSv1.3");
     }
@@ -280,13 +496,22 @@ fn legacy_tls_versions_are_refused() {
 fn alpn_must_name_the_listener_protocol_alpaca() {
     let rig = rig("");
     let p = &rig.proxy;
-    for (port, right, wrong) in
-        [(p.imaps_port, "imap", "pop3"), (p.pop3s_port, "pop3", "imap"), (p.submissions_port, "smtp", "http/1.1")]
-    {
+    for (port, right, wrong) in [
+        (p.imaps_port, "imap", "pop3"),
+        (p.pop3s_port, "pop3", "imap"),
+        (p.submissions_port, "smtp", "http/1.1"),
+    ] {
         let good = probe(p, port, &["--alpn", right]);
-        assert_eq!((good["ok"].as_bool(), good["alpn"].as_str()), (Some(true), Some(right)), "{good}");
+        assert_eq!(
+            (good["ok"].as_bool(), good["alpn"].as_str()),
+            (Some(true), Some(right)),
+            "{good}"
+        );
         let bad = probe(p, port, &["--alpn", wrong]);
-        assert_eq!(bad["ok"], false, "{wrong} accepted on the {right} port: {bad}");
+        assert_eq!(
+            bad["ok"], false,
+            "{wrong} accepted on the {right} port: {bad}"
+        );
         let none = probe(p, port, &[]);
         assert_eq!(none["ok"], true, "clients without ALPN are served");
     }
@@ -300,16 +525,52 @@ fn secrets_never_appear_in_the_trace_log() {
     let wrong = "Wrong-Secret-9137";
     for pw in [MAIN, app.as_str(), wrong] {
         imap_raw(p, p.imaps_port, "ssl", &[&format!("a LOGIN {ADDR} {pw}")]);
-        imap_raw(p, p.imaps_port, "ssl", &[&format!("a AUTHENTICATE PLAIN {}", b64(&format!("\0{ADDR}\0{pw}")))]);
-        pop3_raw(p, p.pop3s_port, "ssl", &[&format!("USER {ADDR}"), &format!("PASS {pw}")]);
-        smtp_raw(p, p.submissions_port, "ssl", &["EHLO c", &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{pw}")))]);
+        imap_raw(
+            p,
+            p.imaps_port,
+            "ssl",
+            &[&format!(
+                "a AUTHENTICATE PLAIN {}",
+                b64(&format!("\0{ADDR}\0{pw}"))
+            )],
+        );
+        pop3_raw(
+            p,
+            p.pop3s_port,
+            "ssl",
+            &[&format!("USER {ADDR}"), &format!("PASS {pw}")],
+        );
+        smtp_raw(
+            p,
+            p.submissions_port,
+            "ssl",
+            &[
+                "EHLO c",
+                &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{pw}"))),
+            ],
+        );
     }
     let log = p.log();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is not at trace level");
-    assert!(log.contains("login refused") && log.contains("login accepted"), "the logins were not logged");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log is not at trace level"
+    );
+    assert!(
+        log.contains("login refused") && log.contains("login accepted"),
+        "the logins were not logged"
+    );
     let master = std::fs::read_to_string(p.dir.path().join("master.pass")).unwrap();
-    for secret in [MAIN, app.as_str(), &app.replace('-', ""), wrong, master.trim()] {
+    for secret in [
+        MAIN,
+        app.as_str(),
+        &app.replace('-', ""),
+        wrong,
+        master.trim(),
+    ] {
         assert!(!log.contains(secret), "{secret:?} found in the log");
-        assert!(!log.contains(&b64(&format!("\0{ADDR}\0{secret}"))), "base64 of {secret:?} found in the log");
+        assert!(
+            !log.contains(&b64(&format!("\0{ADDR}\0{secret}"))),
+            "base64 of {secret:?} found in the log"
+        );
     }
 }

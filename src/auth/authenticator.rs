@@ -374,6 +374,11 @@ impl Authenticator {
         })
     }
 
+    /// argon2id verifications done so far (equal-cost checks, metrics).
+    pub fn verifications(&self) -> u64 {
+        self.hasher.verifications()
+    }
+
     /// Whether connections from `ip` are refused before TLS (its address is blocked).
     pub fn address_blocked(&self, ip: IpAddr) -> bool {
         self.throttle.address_blocked(ip, Instant::now())
@@ -877,6 +882,51 @@ mod tests {
             "{history:?}"
         );
         assert!(f.auth.address_blocked("127.0.0.1".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn unknown_login_wrong_password_and_main_password_under_2fa_cost_the_same_hashing() {
+        let f = fixture(true, Plan::Standard);
+        let cost = |login: &'static str, secret: String| {
+            let auth = Arc::clone(&f.auth);
+            async move {
+                let before = auth.verifications();
+                let v = auth
+                    .check(&ctx(ListenerKind::Mailbox), creds(login, &secret))
+                    .await;
+                assert!(!v.decision.is_accepted());
+                auth.verifications() - before
+            }
+        };
+        let plain = [
+            cost("nobody@pec.example.it", "main-password".into()).await,
+            cost(ADDR, "wrong-password".into()).await,
+            cost(ADDR, "main-password".into()).await,
+            cost("ufficio", "wrong-password".into()).await,
+        ];
+        assert_eq!(
+            plain,
+            [1, 1, 1, 1],
+            "one verification each, whoever the login is"
+        );
+        // App-password-shaped secrets cost one more, for everybody alike.
+        let shaped = || app_password::generate().unwrap().expose().to_owned();
+        let app_shaped = [
+            cost("nobody@pec.example.it", shaped()).await,
+            cost(ADDR, shaped()).await,
+        ];
+        assert_eq!(app_shaped, [2, 2]);
+        let f2 = fixture(false, Plan::Standard);
+        let before = f2.auth.verifications();
+        let _ = f2
+            .auth
+            .check(&ctx(ListenerKind::Mailbox), creds(ADDR, &shaped()))
+            .await;
+        assert_eq!(
+            f2.auth.verifications() - before,
+            2,
+            "2FA off: the same cost as 2FA on"
+        );
     }
 
     #[tokio::test]

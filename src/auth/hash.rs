@@ -30,6 +30,8 @@ const MAX_VERIFY_BLOCKS: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
+    /// Verifications done by this hasher and its clones (to prove equal cost in tests).
+    verifications: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -45,7 +47,14 @@ impl PasswordHasher {
             .map_err(|e| HashError::Params(e.to_string()))?;
         Ok(PasswordHasher {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            verifications: Default::default(),
         })
+    }
+
+    /// How many verifications this hasher (and its clones) has done.
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The argon2id PHC string (`$argon2id$v=19$m=…`) of `secret`, with a random salt.
@@ -68,6 +77,8 @@ impl PasswordHasher {
         thread_local! {
             static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
         }
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
         };

@@ -33,9 +33,14 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
+
+# A short fuzzing pass over every decoder (long runs: ./scripts/fuzz.sh, see README).
+echo "==> fuzz (${FUZZ_SECONDS:-20}s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./scripts/fuzz.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   echo "==> cargo nextest run"

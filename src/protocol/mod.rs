@@ -10,12 +10,12 @@
 //! - [`LineBuffer`]: CRLF line framing with a length cap, for POP3 and SMTP.
 //!
 //! Every front end implements [`Frontend`], the contract the session driver relies on.
+//! [`testing`] drives any of them from a transcript, for the tests and the fuzz targets.
 
 pub mod imap;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;
-#[cfg(test)]
 pub mod testing;
 
 use crate::auth::Credentials;

@@ -155,6 +155,15 @@ mod tests {
         assert!(c.malformed.is_none());
     }
 
+    /// Fuzz find (regression): a password that is not UTF-8 leaves an empty secret, and
+    /// the credentials are marked malformed, so they are refused like any failure.
+    #[test]
+    fn a_non_utf8_password_is_marked_malformed() {
+        let c = decode_plain(b"\0mario\0\xff\xfe").unwrap();
+        assert!(c.secret.is_empty());
+        assert_eq!(c.malformed, Some("password is not UTF-8"));
+    }
+
     #[test]
     fn wrong_nul_counts_are_refused() {
         for bad in [

@@ -1,5 +1,6 @@
-//! Helpers for transcript tests of the front ends: actions rendered as text, and the
-//! check that feeding a transcript whole or one byte at a time gives the same result.
+//! Driving front ends from transcripts, for the unit tests and the fuzz targets: actions
+//! rendered as text, a deterministic stand-in for the session driver, and the check that
+//! the outcome does not depend on how the bytes were chunked.
 
 use super::{Action, Frontend};
 
@@ -34,4 +35,99 @@ pub fn every_split<F: Frontend>(make: impl Fn() -> F, input: &str) -> String {
         .collect();
     assert_eq!(whole, bytewise, "chunking changed the outcome");
     whole
+}
+
+/// Plays the session driver for `fe` over `chunks`: every `Authenticate` is answered by
+/// alternating refusal and temporary failure, and feeding stops at `Close` or
+/// `StartTls` — after STARTTLS the rest of the input would be TLS records, a different
+/// layer, so it is not fed (and whatever was buffered must have been discarded).
+/// Returns everything rendered.
+pub fn drive<F: Frontend + ?Sized>(fe: &mut F, chunks: &[&[u8]]) -> String {
+    let mut out = String::new();
+    let mut answers = 0u32;
+    for chunk in chunks {
+        let mut pending = fe.feed(chunk);
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for action in &pending {
+                match action {
+                    Action::Authenticate(_) => {
+                        answers += 1;
+                        next.extend(if answers % 2 == 0 {
+                            fe.login_unavailable()
+                        } else {
+                            fe.login_refused()
+                        });
+                    }
+                    Action::StartTls | Action::Close => {
+                        out.push_str(&render(&pending));
+                        return out;
+                    }
+                    Action::Reply(_) => {}
+                }
+            }
+            out.push_str(&render(&pending));
+            pending = next;
+        }
+    }
+    out
+}
+
+/// Splits `data` into chunks whose sizes come from `sizes` (cycled; 0 counts as 1).
+pub fn chunked<'a>(data: &'a [u8], sizes: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = usize::from(
+            sizes
+                .get(i % sizes.len().max(1))
+                .copied()
+                .unwrap_or(1)
+                .max(1),
+        )
+        .min(rest.len());
+        let (head, tail) = rest.split_at(n);
+        out.push(head);
+        rest = tail;
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Settings;
+    use crate::protocol::imap::ImapFrontend;
+
+    /// Fuzz find (regression): bytes after STARTTLS are a different layer; the driver
+    /// must stop there, or chunked and whole input disagree about what was "sent after
+    /// the handshake".
+    #[test]
+    fn the_driver_stops_at_starttls_so_chunking_cannot_matter() {
+        let settings = Settings {
+            tls_active: false,
+            starttls: true,
+            max_line: 1024,
+            preauth_bytes: 16384,
+            max_failed_logins: 3,
+        };
+        let input = b"a STARTTLS\r\nb LOGIN mario secret\r\nc NOOP\r\n";
+        let whole = drive(&mut ImapFrontend::new(settings), &[input]);
+        let split = drive(
+            &mut ImapFrontend::new(settings),
+            &chunked(input, &[0, 16, 1, 7]),
+        );
+        assert_eq!(whole, "a OK Begin TLS negotiation now\r\n<STARTTLS>");
+        assert_eq!(whole, split);
+    }
+
+    #[test]
+    fn chunks_cover_the_input_in_order() {
+        let data = b"abcdefghij";
+        let pieces = chunked(data, &[3, 0, 2]);
+        assert_eq!(pieces, [&b"abc"[..], b"d", b"ef", b"ghi", b"j"]);
+        assert_eq!(chunked(b"", &[1]).len(), 0);
+    }
 }

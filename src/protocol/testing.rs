@@ -53,7 +53,7 @@ pub fn drive<F: Frontend + ?Sized>(fe: &mut F, chunks: &[&[u8]]) -> String {
                 match action {
                     Action::Authenticate(_) => {
                         answers += 1;
-                        next.extend(if answers % 2 == 0 {
+                        next.extend(if answers.is_multiple_of(2) {
                             fe.login_unavailable()
                         } else {
                             fe.login_refused()

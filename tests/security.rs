@@ -59,61 +59,60 @@ fn healthy(p: &Proxy) {
 fn cleartext_login_before_tls_reads_the_same_for_right_and_wrong_passwords() {
     let rig = rig("");
     let p = &rig.proxy;
-    for (right, wrong) in [(MAIN, "wrong-password")] {
-        let a = imap_raw(
-            p,
-            p.imap_port,
-            "plain",
-            &[&format!("a LOGIN {ADDR} {right}")],
-        );
-        let b = imap_raw(
-            p,
-            p.imap_port,
-            "plain",
-            &[&format!("a LOGIN {ADDR} {wrong}")],
-        );
-        assert_eq!(a, b);
-        assert!(
-            a.last().unwrap().starts_with("a NO [PRIVACYREQUIRED]"),
-            "{a:?}"
-        );
-        let a = pop3_raw(
-            p,
-            p.pop3_port,
-            "plain",
-            &[&format!("USER {ADDR}"), &format!("PASS {right}")],
-        );
-        let b = pop3_raw(
-            p,
-            p.pop3_port,
-            "plain",
-            &[&format!("USER {ADDR}"), &format!("PASS {wrong}")],
-        );
-        assert_eq!(a, b);
-        let a = smtp_raw(
-            p,
-            p.submission_port,
-            "plain",
-            &[
-                "EHLO c",
-                &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{right}"))),
-            ],
-        );
-        let b = smtp_raw(
-            p,
-            p.submission_port,
-            "plain",
-            &[
-                "EHLO c",
-                &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{wrong}"))),
-            ],
-        );
-        assert_eq!(a, b);
-        assert_eq!(
-            a.last().unwrap(),
-            "530 5.7.0 Must issue a STARTTLS command first"
-        );
-    }
+    let (right, wrong) = (MAIN, "wrong-password");
+    let a = imap_raw(
+        p,
+        p.imap_port,
+        "plain",
+        &[&format!("a LOGIN {ADDR} {right}")],
+    );
+    let b = imap_raw(
+        p,
+        p.imap_port,
+        "plain",
+        &[&format!("a LOGIN {ADDR} {wrong}")],
+    );
+    assert_eq!(a, b);
+    assert!(
+        a.last().unwrap().starts_with("a NO [PRIVACYREQUIRED]"),
+        "{a:?}"
+    );
+    let a = pop3_raw(
+        p,
+        p.pop3_port,
+        "plain",
+        &[&format!("USER {ADDR}"), &format!("PASS {right}")],
+    );
+    let b = pop3_raw(
+        p,
+        p.pop3_port,
+        "plain",
+        &[&format!("USER {ADDR}"), &format!("PASS {wrong}")],
+    );
+    assert_eq!(a, b);
+    let a = smtp_raw(
+        p,
+        p.submission_port,
+        "plain",
+        &[
+            "EHLO c",
+            &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{right}"))),
+        ],
+    );
+    let b = smtp_raw(
+        p,
+        p.submission_port,
+        "plain",
+        &[
+            "EHLO c",
+            &format!("AUTH PLAIN {}", b64(&format!("\0{ADDR}\0{wrong}"))),
+        ],
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        a.last().unwrap(),
+        "530 5.7.0 Must issue a STARTTLS command first"
+    );
     // Nothing was even evaluated.
     let h = p.ok(&["mailbox", "history", ADDR], None);
     assert_eq!(h["history"].as_array().unwrap().len(), 0, "{h}");

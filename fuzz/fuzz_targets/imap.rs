@@ -1,27 +1,10 @@
-//! The IMAP front end before login, fed arbitrary bytes: it must not panic, must keep
-//! its memory bounded (the settings' caps), and must give the same outcome however the
-//! input is chunked. The first byte picks the listener's TLS state and the chunk sizes.
+//! The IMAP front end before login, fed arbitrary bytes: no panic, memory bounded by
+//! its caps, and the same outcome however the input is chunked
+//! (`sentinella::protocol::testing::check_chunking`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sentinella::protocol::Settings;
 use sentinella::protocol::imap::ImapFrontend;
-use sentinella::protocol::testing::{chunked, drive};
+use sentinella::protocol::testing::check_chunking;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&control, input)) = data.split_first() else {
-        return;
-    };
-    let settings = Settings {
-        tls_active: control & 1 == 1,
-        starttls: control & 2 == 2,
-        max_line: 1024,
-        preauth_bytes: 16 * 1024,
-        max_failed_logins: 3,
-    };
-    let whole = drive(&mut ImapFrontend::new(settings), &[input]);
-    let sizes = [control >> 2, control.rotate_left(3), 1, 7];
-    let pieces = chunked(input, &sizes);
-    let split = drive(&mut ImapFrontend::new(settings), &pieces);
-    assert_eq!(whole, split, "chunking changed the outcome");
-});
+fuzz_target!(|data: &[u8]| check_chunking(data, ImapFrontend::new));

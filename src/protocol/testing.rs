@@ -73,6 +73,26 @@ pub fn drive<F: Frontend + ?Sized>(fe: &mut F, chunks: &[&[u8]]) -> String {
     out
 }
 
+/// The fuzz targets' property for a front end built by `make`: the first byte of `data`
+/// picks the listener's TLS state and the chunk sizes, the rest is client input; driving
+/// it whole and chunked must not panic and must give the same outcome.
+pub fn check_chunking<F: Frontend>(data: &[u8], make: impl Fn(super::Settings) -> F) {
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let settings = super::Settings {
+        tls_active: control & 1 == 1,
+        starttls: control & 2 == 2,
+        max_line: 1024,
+        preauth_bytes: 16 * 1024,
+        max_failed_logins: 3,
+    };
+    let whole = drive(&mut make(settings), &[input]);
+    let sizes = [control >> 2, control.rotate_left(3), 1, 7];
+    let split = drive(&mut make(settings), &chunked(input, &sizes));
+    assert_eq!(whole, split, "chunking changed the outcome");
+}
+
 /// Splits `data` into chunks whose sizes come from `sizes` (cycled; 0 counts as 1).
 pub fn chunked<'a>(data: &'a [u8], sizes: &[u8]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();

@@ -16,6 +16,24 @@ fn python(proxy: &Proxy, args: &[&str]) -> Value {
     client(proxy, "imap_client.py", args)
 }
 
+/// An imaplib session over IMAPS (SELECT, APPEND, FETCH, IDLE, LOGOUT); its report.
+fn session(proxy: &Proxy, port: &str, user: &str, password: &str) -> Value {
+    python(
+        proxy,
+        &[
+            "session",
+            "--port",
+            port,
+            "--mode",
+            "ssl",
+            "--user",
+            user,
+            "--password",
+            password,
+        ],
+    )
+}
+
 fn imap_login(
     proxy: &Proxy,
     port: u16,
@@ -63,20 +81,7 @@ fn two_factor_off_main_password_opens_the_mailbox_and_it_works_like_dovecot() {
     let rig = rig("");
     let p = &rig.proxy;
     let port = p.imaps_port.to_string();
-    let via_proxy = python(
-        p,
-        &[
-            "session",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            MAIN,
-        ],
-    );
+    let via_proxy = session(p, &port, ADDR, MAIN);
     assert_eq!(via_proxy["append"], "OK");
     assert_eq!(
         via_proxy["exists_after"],
@@ -301,20 +306,7 @@ fn multi_user_login_opens_the_mailbox() {
         Some("User-passw0rd"),
     );
     let port = p.imaps_port.to_string();
-    let s = python(
-        p,
-        &[
-            "session",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            "ufficio.fatture",
-            "--password",
-            "User-passw0rd",
-        ],
-    );
+    let s = session(p, &port, "ufficio.fatture", "User-passw0rd");
     assert_eq!(s["append"], "OK");
     // It landed in the mailbox's own store upstream.
     let direct = rig.direct_imap_session();
@@ -341,35 +333,9 @@ fn archive_listener_needs_pro_or_premium_and_reaches_the_archive_store() {
     p.ok(&["mailbox", "set-plan", ADDR, "pro"], None);
     let app = two_factor_with_app_password(p);
     // The app password opens the archive too; what is stored there is the archive's.
-    let in_archive = python(
-        p,
-        &[
-            "session",
-            "--port",
-            &archive,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            &app,
-        ],
-    );
+    let in_archive = session(p, &archive, ADDR, &app);
     let port = p.imaps_port.to_string();
-    let in_mailbox = python(
-        p,
-        &[
-            "session",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            &app,
-        ],
-    );
+    let in_mailbox = session(p, &port, ADDR, &app);
     assert_eq!(in_archive["exists_after"], 1);
     assert_eq!(
         in_mailbox["exists_after"], 1,
@@ -511,20 +477,7 @@ fn curl_fetches_through_the_proxy_and_is_refused_with_a_wrong_password() {
     let rig = rig("");
     let p = &rig.proxy;
     let port = p.imaps_port.to_string();
-    python(
-        p,
-        &[
-            "session",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            MAIN,
-        ],
-    );
+    session(p, &port, ADDR, MAIN);
     let curl = |password: &str| {
         Command::new("curl")
             .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
@@ -594,20 +547,7 @@ fn stored_upstream_secret_logs_in_with_the_mailbox_own_dovecot_password() {
         &["mailbox", "set-upstream-secret", ADDR, "--password-stdin"],
         Some(UPSTREAM_PW),
     );
-    let s = python(
-        &p,
-        &[
-            "session",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            MAIN,
-        ],
-    );
+    let s = session(&p, &port, ADDR, MAIN);
     assert_eq!(s["append"], "OK");
     // At rest it is sealed, never in clear.
     let db = std::fs::read(p.dir.path().join("state/sentinella.db")).unwrap();

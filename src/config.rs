@@ -296,6 +296,17 @@ fn default_p() -> u32 {
     1
 }
 
+impl Argon2Config {
+    /// The hashing cost this configures.
+    pub fn cost(&self) -> crate::auth::HashCost {
+        crate::auth::HashCost {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+        }
+    }
+}
+
 impl Default for Argon2Config {
     fn default() -> Self {
         Argon2Config {
@@ -574,7 +585,7 @@ impl Config {
         if self.policy.totp_issuer.is_empty() || self.policy.totp_issuer.contains(':') {
             return Err(self.invalid("policy.totp_issuer", "must be non-empty and contain no ':'"));
         }
-        crate::auth::PasswordHasher::new(&self.argon2)
+        crate::auth::PasswordHasher::new(self.argon2.cost())
             .map_err(|e| self.invalid("argon2", e.to_string()))?;
         if self.argon2.memory_kib < 8 * 1024 {
             return Err(self.invalid(
@@ -712,6 +723,32 @@ impl Config {
     /// The store's path, resolved.
     pub fn store_path(&self) -> PathBuf {
         self.resolve(&self.store.path)
+    }
+
+    /// Where the state lives.
+    pub fn store_location(&self) -> crate::store::StoreLocation {
+        crate::store::StoreLocation::Sqlite(self.store_path())
+    }
+
+    /// What the management layer takes.
+    pub fn manage_settings(&self) -> crate::manage::ManageSettings {
+        crate::manage::ManageSettings {
+            policy: self.policy.settings(),
+            totp_issuer: self.policy.totp_issuer.clone(),
+            hash_cost: self.argon2.cost(),
+            seal_key: self.key_path(),
+        }
+    }
+
+    /// What the login path takes.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
+            cache_entries: self.auth.cache_entries,
+            hash_workers: self.auth.hash_workers,
+            hash_queue: self.auth.hash_queue,
+            throttle: self.throttle.settings(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AccessRecord, Store};
+use crate::store::{AccessLog, AccessRecord};
 
 /// Records waiting to be written, at most.
 const QUEUE: usize = 16_384;
@@ -25,7 +25,7 @@ impl std::fmt::Debug for HistoryWriter {
 
 impl HistoryWriter {
     /// Starts the writer thread on its own store connection.
-    pub fn start(mut store: Store) -> Self {
+    pub fn start(mut store: Box<dyn AccessLog>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
         std::thread::Builder::new()
             .name("history".into())
@@ -39,7 +39,7 @@ impl HistoryWriter {
                         }
                     }
                     let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let ok = match store.record_access_batch(&records) {
+                    let ok = match store.append(&records) {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::error!(error = %e, lost = records.len(), "could not write the access history");

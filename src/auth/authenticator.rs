@@ -2,7 +2,7 @@
 //!
 //! In order, for each attempt:
 //! 1. malformed credentials are refused (no hashing needed);
-//! 2. the principal comes from the in-memory [`LiveSnapshot`] (no SQLite);
+//! 2. the principal comes from the in-memory [`LiveSnapshot`] (no store read);
 //! 3. the verification cache: a hit skips argon2id, and the current policy decides — a
 //!    hit proves knowledge of the current secret, so it is not throttled (an attack on a
 //!    name never locks out the owner's already-verified clients);
@@ -19,7 +19,6 @@
 //! [`HistoryWriter`].
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,16 +28,17 @@ use super::cache::{CacheKey, VerificationCache};
 use super::pool::HashPool;
 use super::snapshot::{LiveSnapshot, Principal};
 use super::throttle::{Throttle, ThrottleSettings};
-use super::{Credentials, PasswordHasher, Secret};
+use super::{Credentials, PasswordHasher};
 use crate::audit::history::HistoryWriter;
 use crate::policy::app_password;
 use crate::policy::login::{
-    Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
+    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
 };
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
+use crate::secret::Secret;
 use crate::store::sealed::SealKey;
-use crate::store::{AccessRecord, Store, StoreError};
+use crate::store::{AccessRecord, SealedSecrets, StoreError, StoreLocation};
 
 /// How often the snapshot thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -58,28 +58,124 @@ pub struct LoginContext {
     pub needs_upstream_secret: bool,
 }
 
-/// The result of a check.
+/// How a check ended. Only [`LoginResult::Accepted`] lets a session go upstream, and it
+/// always names the mailbox to log in as.
+pub enum LoginResult {
+    /// The client may proceed to the upstream login.
+    Accepted {
+        /// The mailbox the login opens.
+        mailbox: Arc<Mailbox>,
+        /// Its upstream secret, if the listener's upstream logs in with it.
+        upstream_secret: Option<Secret>,
+    },
+    /// The protocol's one "authentication failed".
+    Refused {
+        /// Why (for the history, never the wire).
+        reason: Reason,
+        /// The mailbox the name opens, if it is known.
+        mailbox: Option<Arc<Mailbox>>,
+        /// A throttle block this attempt started (its own line in the access history).
+        block: Option<String>,
+    },
+    /// A temporary failure (overloaded, upstream or store unavailable).
+    TemporaryFailure {
+        /// Why.
+        reason: Reason,
+        /// The mailbox the name opens, if it is known.
+        mailbox: Option<Arc<Mailbox>>,
+    },
+}
+
+/// The result of a check, with what the access history records.
 pub struct Verdict {
-    /// The decision.
-    pub decision: Decision,
     /// The login name as presented, made printable, for the history.
     pub login: String,
-    /// The mailbox it opens (for the upstream login), if known.
-    pub mailbox: Option<Arc<Mailbox>>,
-    /// The mailbox's upstream secret, if the context asked for it and the login was
-    /// accepted.
-    pub upstream_secret: Option<Secret>,
-    /// A throttle block this attempt started (its own line in the access history).
-    pub block: Option<String>,
+    /// The credential kind presented.
+    pub credential: CredentialKind,
+    /// How it ended.
+    pub result: LoginResult,
 }
 
 impl std::fmt::Debug for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verdict")
-            .field("decision", &self.decision)
             .field("login", &self.login)
-            .field("mailbox", &self.mailbox.as_ref().map(|m| &m.address))
+            .field("outcome", &self.outcome())
+            .field("mailbox", &self.mailbox().map(|m| &m.address))
             .finish_non_exhaustive()
+    }
+}
+
+impl Verdict {
+    /// The verdict of a policy decision about the mailbox the login opens (if known).
+    /// An acceptance without a mailbox cannot be expressed; should a decision claim one,
+    /// it is refused as an unknown login.
+    fn of(
+        decision: Decision,
+        login: String,
+        mailbox: Option<Arc<Mailbox>>,
+        block: Option<String>,
+    ) -> Self {
+        let result = match (decision.outcome, mailbox) {
+            (Outcome::Accepted, Some(mailbox)) => LoginResult::Accepted {
+                mailbox,
+                upstream_secret: None,
+            },
+            (Outcome::Accepted, None) => LoginResult::Refused {
+                reason: Reason::UnknownLogin,
+                mailbox: None,
+                block,
+            },
+            (Outcome::Refused(reason), mailbox) => LoginResult::Refused {
+                reason,
+                mailbox,
+                block,
+            },
+            (Outcome::TemporaryFailure(reason), mailbox) => {
+                LoginResult::TemporaryFailure { reason, mailbox }
+            }
+        };
+        Verdict {
+            login,
+            credential: decision.credential,
+            result,
+        }
+    }
+
+    /// Whether the client may proceed to the upstream login.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self.result, LoginResult::Accepted { .. })
+    }
+
+    /// The decision as the policy states it.
+    pub fn outcome(&self) -> Outcome {
+        match &self.result {
+            LoginResult::Accepted { .. } => Outcome::Accepted,
+            LoginResult::Refused { reason, .. } => Outcome::Refused(reason.clone()),
+            LoginResult::TemporaryFailure { reason, .. } => {
+                Outcome::TemporaryFailure(reason.clone())
+            }
+        }
+    }
+
+    /// The mailbox the login opens, if it is known.
+    pub fn mailbox(&self) -> Option<&Arc<Mailbox>> {
+        match &self.result {
+            LoginResult::Accepted { mailbox, .. } => Some(mailbox),
+            LoginResult::Refused { mailbox, .. }
+            | LoginResult::TemporaryFailure { mailbox, .. } => mailbox.as_ref(),
+        }
+    }
+
+    /// SPEC row "upstream down or its login failed": an accepted login whose upstream
+    /// login then failed becomes a temporary failure, never "authentication failed".
+    pub fn upstream_failed(&mut self, why: impl Into<String>) {
+        if let LoginResult::Accepted { mailbox, .. } = &self.result {
+            self.result = LoginResult::TemporaryFailure {
+                reason: Reason::UpstreamUnavailable(why.into()),
+                mailbox: Some(Arc::clone(mailbox)),
+            };
+        }
     }
 }
 
@@ -96,19 +192,6 @@ pub struct AuthSettings {
     pub hash_queue: usize,
     /// Throttling.
     pub throttle: ThrottleSettings,
-}
-
-impl AuthSettings {
-    /// From the configuration.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        AuthSettings {
-            cache_ttl: crate::config::LimitsConfig::duration(config.auth.cache_ttl),
-            cache_entries: config.auth.cache_entries,
-            hash_workers: config.auth.hash_workers,
-            hash_queue: config.auth.hash_queue,
-            throttle: config.throttle.settings(),
-        }
-    }
 }
 
 /// Why the authenticator could not start.
@@ -131,7 +214,7 @@ pub struct Authenticator {
     hasher: PasswordHasher,
     dummy_hash: String,
     history: HistoryWriter,
-    secrets: Option<(Mutex<Store>, SealKey)>,
+    secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -165,11 +248,12 @@ enum Front {
 }
 
 impl Authenticator {
-    /// An authenticator over the store at `store_path` (its own connections: snapshot,
+    /// An authenticator over the store at `store` (its own connections: principals,
     /// history writer, and — with `seal_key` — upstream secrets). Computes one dummy hash
-    /// with the configured cost, for unknown logins to be compared against.
+    /// with the configured cost, for unknown logins to be compared against. Blocking: call
+    /// it off the reactor.
     pub fn new(
-        store_path: &Path,
+        store: &StoreLocation,
         hasher: PasswordHasher,
         seal_key: Option<SealKey>,
         settings: AuthSettings,
@@ -178,10 +262,10 @@ impl Authenticator {
         getrandom::fill(&mut random).map_err(|e| super::hash::HashError::Hash(e.to_string()))?;
         let dummy = Secret::new(random.iter().map(|b| format!("{b:02x}")).collect());
         let dummy_hash = hasher.hash(&dummy)?;
-        let snapshot = LiveSnapshot::start(Store::open(store_path)?, SNAPSHOT_POLL)?;
-        let history = HistoryWriter::start(Store::open(store_path)?);
+        let snapshot = LiveSnapshot::start(store.open_principals()?, SNAPSHOT_POLL)?;
+        let history = HistoryWriter::start(store.open_access_log()?);
         let secrets = match seal_key {
-            Some(key) => Some((Mutex::new(Store::open(store_path)?), key)),
+            Some(key) => Some((Mutex::new(store.open_secrets()?), key)),
             None => None,
         };
         Ok(Authenticator {
@@ -220,30 +304,21 @@ impl Authenticator {
             } => (name, principal, key),
         };
         let login = printable(&creds.login);
+        let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = creds.secret.clone();
-        let matched = match self
+        let Ok(matched) = self
             .pool
             .run(move || this.verify(p.as_deref(), &secret))
             .await
-        {
-            Ok(m) => m,
-            Err(_) => {
-                let decision = Decision {
-                    outcome: Outcome::TemporaryFailure(Reason::Overloaded),
-                    credential: CredentialKind::Unknown,
-                };
-                return Verdict {
-                    decision,
-                    login,
-                    mailbox: principal.map(|p| Arc::clone(&p.mailbox)),
-                    upstream_secret: None,
-                    block: None,
-                };
-            }
+        else {
+            let overloaded = Decision {
+                outcome: Outcome::TemporaryFailure(Reason::Overloaded),
+                credential: CredentialKind::Unknown,
+            };
+            return Verdict::of(overloaded, login, mailbox, None);
         };
-        let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
         let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
         let mut block = None;
         if decision.is_accepted() {
@@ -254,13 +329,7 @@ impl Authenticator {
         } else {
             block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
-        let v = Verdict {
-            decision,
-            login,
-            mailbox,
-            upstream_secret: None,
-            block,
-        };
+        let v = Verdict::of(decision, login, mailbox, block);
         self.with_upstream_secret(ctx, v).await
     }
 
@@ -288,24 +357,21 @@ impl Authenticator {
     ) -> Front {
         let login = printable(&creds.login);
         let refuse = |reason| Decision::refuse(reason, CredentialKind::Unknown);
-        let done = |decision, mailbox| {
-            Front::Done(Verdict {
-                decision,
-                login: login.clone(),
-                mailbox,
-                upstream_secret: None,
-                block: None,
-            })
-        };
         if let Some(why) = creds.malformed {
             self.throttle
                 .failure(ctx.peer, &login, &creds.secret, instant);
-            return done(refuse(Reason::Malformed(why)), None);
+            return Front::Done(Verdict::of(
+                refuse(Reason::Malformed(why)),
+                login,
+                None,
+                None,
+            ));
         }
         let Ok(name) = normalize_login(&creds.login) else {
             self.throttle
                 .failure(ctx.peer, &login, &creds.secret, instant);
-            return done(refuse(Reason::Malformed("invalid login name")), None);
+            let decision = refuse(Reason::Malformed("invalid login name"));
+            return Front::Done(Verdict::of(decision, login, None, None));
         };
         let principal = self.snapshot.load().get(&name).cloned();
         let key = principal.as_ref().map(|p| {
@@ -326,7 +392,8 @@ impl Authenticator {
             if decision.is_accepted() {
                 self.throttle.success(ctx.peer, &name);
             }
-            return done(decision, Some(Arc::clone(&p.mailbox)));
+            let mailbox = Some(Arc::clone(&p.mailbox));
+            return Front::Done(Verdict::of(decision, login, mailbox, None));
         }
         // Everything else would cost argon2id: the throttle decides first.
         if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
@@ -342,13 +409,7 @@ impl Authenticator {
             // attacker ends up refused at accept time, before TLS.
             let block = self.count_failure(ctx, &name, &creds.secret, &decision);
             let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
-            return Front::Done(Verdict {
-                decision,
-                login,
-                mailbox,
-                upstream_secret: None,
-                block,
-            });
+            return Front::Done(Verdict::of(decision, login, mailbox, block));
         }
         Front::Verify {
             name,
@@ -429,26 +490,26 @@ impl Authenticator {
     /// For upstreams that log in with the mailbox's own stored secret: fetch and open it
     /// (off the reactor); without it the login cannot be completed (temporary failure).
     async fn with_upstream_secret(self: &Arc<Self>, ctx: &LoginContext, mut v: Verdict) -> Verdict {
-        if !(v.decision.is_accepted() && ctx.needs_upstream_secret) {
+        if !ctx.needs_upstream_secret {
             return v;
         }
-        let address = v
-            .mailbox
-            .as_ref()
-            .map(|m| m.address.clone())
-            .unwrap_or_default();
+        let LoginResult::Accepted { mailbox, .. } = &v.result else {
+            return v;
+        };
+        let address = mailbox.address.clone();
         let this = Arc::clone(self);
         let secret = tokio::task::spawn_blocking(move || this.upstream_secret(&address))
             .await
             .ok()
             .flatten();
-        match secret {
-            Some(s) => v.upstream_secret = Some(s),
-            None => {
-                v.decision = v
-                    .decision
-                    .upstream_failed("no usable upstream secret is set for this mailbox")
-            }
+        match (secret, &mut v.result) {
+            (
+                Some(s),
+                LoginResult::Accepted {
+                    upstream_secret, ..
+                },
+            ) => *upstream_secret = Some(s),
+            _ => v.upstream_failed("no usable upstream secret is set for this mailbox"),
         }
         v
     }
@@ -457,7 +518,7 @@ impl Authenticator {
         let (store, key) = self.secrets.as_ref()?;
         let sealed = {
             let store = store.lock().unwrap_or_else(|p| p.into_inner());
-            store.upstream_secret(address).ok()??
+            store.sealed_upstream_secret(address).ok()??
         };
         match key.open(address, &sealed) {
             Ok(s) => Some(s),
@@ -471,28 +532,27 @@ impl Authenticator {
     /// Writes the attempt to the access history; returns once it is durable. A failure
     /// to write is logged, never shown to the client.
     pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
-        let (result, reason) = match &verdict.decision.outcome {
-            Outcome::Accepted => ("accepted", None),
-            Outcome::Refused(r) => ("refused", Some(r.to_string())),
-            Outcome::TemporaryFailure(r) => ("temporary_failure", Some(r.to_string())),
-        };
+        let (result, reason) = verdict.outcome().recorded();
         let rec = AccessRecord {
             at: now(),
             listener: ctx.listener.clone(),
-            protocol: ctx.protocol.as_str().to_owned(),
+            protocol: ctx.protocol,
             client: ctx.peer.to_string(),
             login: verdict.login.clone(),
-            address: verdict.mailbox.as_ref().map(|m| m.address.clone()),
-            credential: verdict.decision.credential.as_str().to_owned(),
-            result: result.to_owned(),
+            address: verdict.mailbox().map(|m| m.address.clone()),
+            credential: verdict.credential,
+            result,
             reason,
         };
-        let block = verdict.block.as_ref().map(|b| AccessRecord {
-            reason: Some(format!("throttle: {b}")),
-            credential: CredentialKind::Unknown.as_str().to_owned(),
-            result: "refused".to_owned(),
-            ..rec.clone()
-        });
+        let block = match &verdict.result {
+            LoginResult::Refused { block: Some(b), .. } => Some(AccessRecord {
+                reason: Some(format!("throttle: {b}")),
+                credential: CredentialKind::Unknown,
+                result: AccessResult::Refused,
+                ..rec.clone()
+            }),
+            _ => None,
+        };
         self.history.record(rec).await;
         if let Some(b) = block {
             tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
@@ -509,23 +569,23 @@ pub fn now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::HashCost;
     use crate::auth::credentials::Mechanism;
-    use crate::config::Argon2Config;
-    use crate::policy::mailbox::PolicySettings;
-    use crate::policy::totp::DeviceSecret;
+    use crate::manage::testing::{self, yes};
+    use crate::manage::{Actor, Manager};
     use crate::policy::{Period, Plan};
-    use crate::store::Change;
 
     const ADDR: &str = "mario@pec.example.it";
 
     struct Fixture {
-        dir: tempfile::TempDir,
+        _dir: tempfile::TempDir,
+        manager: Manager,
         auth: Arc<Authenticator>,
         app_password: Secret,
     }
 
     fn hasher() -> PasswordHasher {
-        PasswordHasher::new(&Argon2Config {
+        PasswordHasher::new(HashCost {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
@@ -550,48 +610,31 @@ mod tests {
         }
     }
 
-    fn store(f: &Fixture) -> Store {
-        Store::open(&f.dir.path().join("s.db")).unwrap()
-    }
-
     /// A mailbox (main "main-password"), a multi-user account "ufficio" ("user-password"),
-    /// and, if `two_factor`, 2FA on with an app password.
+    /// and, if `two_factor`, 2FA on with an app password — made through the management
+    /// layer, as an operator would.
     fn fixture_with(two_factor: bool, plan: Plan, s: AuthSettings) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let h = hasher();
-        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let (dir, mut manager, location) = testing::manager();
         let t = now();
-        let main = h.hash(&Secret::new("main-password".into())).unwrap();
-        store
-            .create_mailbox(Mailbox::new(ADDR.into(), plan, None, main), t)
+        let actor = Actor::System;
+        manager
+            .add_mailbox(&actor, ADDR, plan, None, &mut yes("main-password"), t)
             .unwrap();
-        store
-            .add_user(
-                ADDR,
-                "ufficio",
-                &h.hash(&Secret::new("user-password".into())).unwrap(),
-                t,
-            )
+        manager
+            .add_user(&actor, ADDR, "ufficio", &mut yes("user-password"), t)
             .unwrap();
-        let app_password = app_password::generate().unwrap();
+        let mut app_password = Secret::new(String::new());
         if two_factor {
-            let secret = DeviceSecret::generate().unwrap();
-            let code = secret.code_at(t).unwrap();
-            let hash = h
-                .hash(&app_password::canonical(app_password.expose()).unwrap())
-                .unwrap();
-            store
-                .update_mailbox(ADDR, Change::action("t"), t, |m| {
-                    m.begin_enable_2fa(secret, t)?;
-                    m.confirm_device(&code, t)?;
-                    m.generate_app_password(hash, t, &PolicySettings::default())
-                        .map(|_| ())
-                })
-                .unwrap();
+            testing::turn_on_2fa(&mut manager, ADDR, t);
+            app_password = manager
+                .generate_app_password(&actor, ADDR, false, t)
+                .unwrap()
+                .password;
         }
-        let auth = Arc::new(Authenticator::new(&dir.path().join("s.db"), h, None, s).unwrap());
+        let auth = Arc::new(Authenticator::new(&location, hasher(), None, s).unwrap());
         Fixture {
-            dir,
+            _dir: dir,
+            manager,
             auth,
             app_password,
         }
@@ -627,8 +670,8 @@ mod tests {
     }
 
     fn refused(v: &Verdict) -> Reason {
-        match &v.decision.outcome {
-            Outcome::Refused(r) => r.clone(),
+        match v.outcome() {
+            Outcome::Refused(r) => r,
             o => panic!("expected refusal, got {o:?}"),
         }
     }
@@ -637,8 +680,8 @@ mod tests {
     async fn two_factor_off_main_password() {
         let f = fixture(false, Plan::Standard);
         let v = check(&f, "Mario@PEC.example.it", "main-password").await;
-        assert!(v.decision.is_accepted());
-        assert_eq!(v.mailbox.unwrap().address, ADDR);
+        assert!(v.is_accepted());
+        assert_eq!(v.mailbox().unwrap().address, ADDR);
         assert_eq!(
             refused(&check(&f, ADDR, "wrong").await),
             Reason::WrongPassword
@@ -654,18 +697,16 @@ mod tests {
         );
         let pw = f.app_password.expose().to_owned();
         let v = check(&f, ADDR, &pw).await;
-        assert!(v.decision.is_accepted());
-        assert_eq!(v.decision.credential, CredentialKind::App);
+        assert!(v.is_accepted());
+        assert_eq!(v.credential, CredentialKind::App);
         assert!(
             check(&f, ADDR, &pw.replace('-', ""))
                 .await
-                .decision
                 .is_accepted()
         );
         assert!(
             check(&f, ADDR, &pw.replace('-', " ").to_uppercase())
                 .await
-                .decision
                 .is_accepted()
         );
         let wrong = app_password::generate().unwrap();
@@ -679,9 +720,9 @@ mod tests {
     async fn multi_user_accounts() {
         let f = fixture(false, Plan::Standard);
         let v = check(&f, "ufficio", "user-password").await;
-        assert!(v.decision.is_accepted());
+        assert!(v.is_accepted());
         assert_eq!(
-            (v.login.as_str(), v.mailbox.unwrap().address.as_str()),
+            (v.login.as_str(), v.mailbox().unwrap().address.as_str()),
             ("ufficio", ADDR)
         );
         assert_eq!(
@@ -691,7 +732,7 @@ mod tests {
         let f = fixture(true, Plan::Standard);
         let pw = f.app_password.expose().to_owned();
         assert!(
-            check(&f, "ufficio", &pw).await.decision.is_accepted(),
+            check(&f, "ufficio", &pw).await.is_accepted(),
             "the mailbox's app password works for it"
         );
         assert_eq!(
@@ -737,7 +778,7 @@ mod tests {
             .auth
             .check(&ctx(ListenerKind::Archive), creds(ADDR, "main-password"))
             .await;
-        assert!(v.decision.is_accepted());
+        assert!(v.is_accepted());
     }
 
     #[tokio::test]
@@ -749,12 +790,12 @@ mod tests {
             f.auth.check_cached(&c, &creds(ADDR, &pw), now()).is_none(),
             "cold cache: hashing needed"
         );
-        assert!(check(&f, ADDR, &pw).await.decision.is_accepted());
+        assert!(check(&f, ADDR, &pw).await.is_accepted());
         let hit = f
             .auth
             .check_cached(&c, &creds(ADDR, &pw), now())
             .expect("warm cache: no hashing");
-        assert!(hit.decision.is_accepted());
+        assert!(hit.is_accepted());
         // The same cached entry, four months later: expired, refused.
         let later = Period::months(4).after(now());
         let v = f.auth.check_cached(&c, &creds(ADDR, &pw), later).unwrap();
@@ -777,12 +818,10 @@ mod tests {
     async fn a_version_bump_kills_cached_verifications_at_once() {
         let f = fixture(true, Plan::Standard);
         let pw = f.app_password.expose().to_owned();
-        assert!(check(&f, ADDR, &pw).await.decision.is_accepted());
-        let mut store = store(&f);
-        store
-            .update_mailbox(ADDR, Change::action("t"), now(), |m| {
-                m.deactivate_app_password()
-            })
+        assert!(check(&f, ADDR, &pw).await.is_accepted());
+        let mut f = f;
+        f.manager
+            .deactivate_app_password(&Actor::System, ADDR, &mut yes(""), now())
             .unwrap();
         assert!(f.auth.refresh().unwrap(), "the snapshot sees the change");
         let c = ctx(ListenerKind::Mailbox);
@@ -798,21 +837,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_snapshot_follows_the_store_by_itself() {
-        let f = fixture(false, Plan::Standard);
-        let h = hasher();
-        let mut store = store(&f);
-        let hash = h.hash(&Secret::new("new-password".into())).unwrap();
-        store
-            .update_mailbox(ADDR, Change::action("t"), now(), |m| {
-                m.password_hash = hash;
-                Ok(())
-            })
+        let mut f = fixture(false, Plan::Standard);
+        f.manager
+            .set_password(&Actor::System, ADDR, None, &mut yes("new-password"), now())
             .unwrap();
         // Within a few poll intervals, without calling refresh().
         let mut accepted = false;
         for _ in 0..20 {
             tokio::time::sleep(SNAPSHOT_POLL).await;
-            if check(&f, ADDR, "new-password").await.decision.is_accepted() {
+            if check(&f, ADDR, "new-password").await.is_accepted() {
                 accepted = true;
                 break;
             }
@@ -840,7 +873,7 @@ mod tests {
             .collect();
         let mut overloaded = 0;
         for c in checks {
-            if c.await.unwrap().decision.outcome == Outcome::TemporaryFailure(Reason::Overloaded) {
+            if c.await.unwrap().outcome() == Outcome::TemporaryFailure(Reason::Overloaded) {
                 overloaded += 1;
             }
         }
@@ -873,7 +906,7 @@ mod tests {
             "{reason:?}"
         );
         f.auth.record(&c, &v).await;
-        let history = store(&f).access_history(ADDR, 10).unwrap();
+        let history = f.manager.history(ADDR, 10).unwrap().history;
         assert!(
             history.iter().any(|r| r
                 .reason
@@ -894,7 +927,7 @@ mod tests {
                 let v = auth
                     .check(&ctx(ListenerKind::Mailbox), creds(login, &secret))
                     .await;
-                assert!(!v.decision.is_accepted());
+                assert!(!v.is_accepted());
                 auth.verifications() - before
             }
         };
@@ -940,7 +973,6 @@ mod tests {
             f.auth
                 .check(&owner, creds(ADDR, &pw))
                 .await
-                .decision
                 .is_accepted()
         );
         // Attackers elsewhere guess at the name until it is blocked.
@@ -964,7 +996,6 @@ mod tests {
             f.auth
                 .check(&owner, creds(ADDR, &pw))
                 .await
-                .decision
                 .is_accepted()
         );
     }
@@ -975,7 +1006,7 @@ mod tests {
         let c = ctx(ListenerKind::Mailbox);
         let v = check(&f, ADDR, "main-password").await;
         f.auth.record(&c, &v).await;
-        let rows = store(&f).access_history(ADDR, 10).unwrap();
+        let rows = f.manager.history(ADDR, 10).unwrap().history;
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0].result.as_str(), rows[0].credential.as_str()),

@@ -1,6 +1,6 @@
 //! What a client presented to log in, exactly as it arrived, ready for the authenticator.
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// How the credentials were presented (for logs and the access history).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

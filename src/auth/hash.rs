@@ -6,8 +6,7 @@ use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
-use super::Secret;
-use crate::config::Argon2Config;
+use crate::secret::Secret;
 
 /// Why a hash could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +17,18 @@ pub enum HashError {
     /// Hashing failed (random salt unavailable, or similar).
     #[error("password hashing failed: {0}")]
     Hash(String),
+}
+
+/// The argon2id cost of new hashes (verification always uses the cost recorded in the
+/// stored hash itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
 }
 
 /// The largest argon2 memory a stored hash may ask for (4 GiB), so a bad hash in the
@@ -42,7 +53,7 @@ impl std::fmt::Debug for PasswordHasher {
 
 impl PasswordHasher {
     /// A hasher with the configured memory (KiB), iterations and parallelism.
-    pub fn new(cfg: &Argon2Config) -> Result<Self, HashError> {
+    pub fn new(cfg: HashCost) -> Result<Self, HashError> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| HashError::Params(e.to_string()))?;
         Ok(PasswordHasher {
@@ -130,7 +141,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        PasswordHasher::new(&Argon2Config {
+        PasswordHasher::new(HashCost {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
@@ -158,7 +169,7 @@ mod tests {
     #[test]
     fn verifies_with_the_hash_own_parameters() {
         let old = cheap().hash(&Secret::new("pw".into())).unwrap();
-        let stronger = PasswordHasher::new(&Argon2Config {
+        let stronger = PasswordHasher::new(HashCost {
             memory_kib: 128,
             iterations: 2,
             parallelism: 1,
@@ -182,7 +193,7 @@ mod tests {
     #[test]
     fn bad_parameters_are_reported() {
         assert!(
-            PasswordHasher::new(&Argon2Config {
+            PasswordHasher::new(HashCost {
                 memory_kib: 1,
                 iterations: 1,
                 parallelism: 1

@@ -1,6 +1,5 @@
 //! Credentials and their verification.
 //!
-//! - [`secret`]: the [`Secret`] newtype every password travels in.
 //! - [`authenticator`]: the login decision for every protocol (store, argon2id off the
 //!   reactor, policy) and the access history.
 //! - [`credentials`]: what a client presented, marked if it can never be accepted.
@@ -15,11 +14,9 @@ pub mod cache;
 pub mod credentials;
 pub mod hash;
 pub mod pool;
-pub mod secret;
 pub mod snapshot;
 pub mod throttle;
 
-pub use authenticator::{Authenticator, LoginContext, Verdict};
+pub use authenticator::{AuthSettings, Authenticator, LoginContext, LoginResult, Verdict};
 pub use credentials::Credentials;
-pub use hash::PasswordHasher;
-pub use secret::Secret;
+pub use hash::{HashCost, PasswordHasher};

@@ -1,8 +1,9 @@
 //! The principals in memory: every login name with its mailbox and hash, swapped in whole
 //! (arc-swap) whenever the store changes. Logins read it without touching SQLite.
 //!
-//! Freshness: SQLite's `data_version` changes whenever another connection (the CLI, in
-//! another process) commits. The login path asks for it at most once a millisecond
+//! Freshness: the store's change mark ([`PrincipalSource::change_mark`]; on SQLite its
+//! `data_version`) moves whenever another connection — the CLI, in another process —
+//! commits. The login path asks for it at most once a millisecond
 //! ([`LiveSnapshot::stale`], a few microseconds) and reloads before deciding when it
 //! moved, so a CLI change applies to the next login; a background thread also polls, so
 //! an idle proxy is fresh too.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::policy::Mailbox;
-use crate::store::{Store, StoreError};
+use crate::store::{PrincipalSource, StoreError};
 
 /// One login name.
 #[derive(Debug)]
@@ -36,10 +37,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads every principal from `store`.
-    pub fn load(store: &Store) -> Result<Snapshot, StoreError> {
+    pub fn load(store: &dyn PrincipalSource) -> Result<Snapshot, StoreError> {
         let mut shared: HashMap<i64, Arc<Mailbox>> = HashMap::new();
         let mut principals = HashMap::new();
-        for (login, mailbox, hash, is_user) in store.principals()? {
+        for entry in store.principals()? {
+            let (login, mailbox, hash, is_user) = (
+                entry.login,
+                entry.mailbox,
+                entry.password_hash,
+                entry.is_user,
+            );
             let mailbox = Arc::clone(
                 shared
                     .entry(mailbox.id)
@@ -76,7 +83,7 @@ impl Snapshot {
 /// The current snapshot, kept fresh.
 pub struct LiveSnapshot {
     current: ArcSwap<Snapshot>,
-    store: Mutex<(Store, i64)>,
+    store: Mutex<(Box<dyn PrincipalSource>, i64)>,
     epoch: Instant,
     /// Microseconds after `epoch` of the last `data_version` look.
     last_look: AtomicU64,
@@ -94,9 +101,12 @@ impl std::fmt::Debug for LiveSnapshot {
 impl LiveSnapshot {
     /// Loads the snapshot from `store` and starts a thread that reloads it within `poll`
     /// of any change. The thread ends when the `LiveSnapshot` is dropped.
-    pub fn start(store: Store, poll: Duration) -> Result<Arc<LiveSnapshot>, StoreError> {
-        let version = store.data_version()?;
-        let snapshot = Snapshot::load(&store)?;
+    pub fn start(
+        store: Box<dyn PrincipalSource>,
+        poll: Duration,
+    ) -> Result<Arc<LiveSnapshot>, StoreError> {
+        let version = store.change_mark()?;
+        let snapshot = Snapshot::load(&*store)?;
         let live = Arc::new(LiveSnapshot {
             current: ArcSwap::from_pointee(snapshot),
             store: Mutex::new((store, version)),
@@ -140,21 +150,17 @@ impl LiveSnapshot {
         let Ok(guard) = self.store.try_lock() else {
             return false;
         };
-        guard
-            .0
-            .data_version()
-            .map(|v| v != guard.1)
-            .unwrap_or(false)
+        guard.0.change_mark().map(|v| v != guard.1).unwrap_or(false)
     }
 
     /// Reloads now if the store changed; returns whether it did.
     pub fn refresh(&self) -> Result<bool, StoreError> {
         let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let version = guard.0.data_version()?;
+        let version = guard.0.change_mark()?;
         if version == guard.1 {
             return Ok(false);
         }
-        let snapshot = Snapshot::load(&guard.0)?;
+        let snapshot = Snapshot::load(&*guard.0)?;
         guard.1 = version;
         self.current.store(Arc::new(snapshot));
         Ok(true)

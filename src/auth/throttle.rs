@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// Throttle settings (see `[throttle]` in config.toml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -441,13 +441,14 @@ fn main() {
     if let Cmd::Hash = cli.command {
         let mut pw = String::new();
         std::io::stdin().read_line(&mut pw).unwrap();
-        let hasher =
-            sentinella::auth::PasswordHasher::new(&sentinella::config::Argon2Config::default())
-                .unwrap();
+        let hasher = sentinella::auth::PasswordHasher::new(
+            sentinella::config::Argon2Config::default().cost(),
+        )
+        .unwrap();
         println!(
             "{}",
             hasher
-                .hash(&sentinella::auth::Secret::new(pw.trim_end().to_owned()))
+                .hash(&sentinella::secret::Secret::new(pw.trim_end().to_owned()))
                 .unwrap()
         );
         return;

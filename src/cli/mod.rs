@@ -1,16 +1,21 @@
 //! The `sentinella` command line: `serve`, and a command for every management action of
 //! SPEC.md (mailboxes, multi-user accounts, 2FA, app passwords, history).
 //!
+//! The command line is a front door: it parses, prompts, confirms and renders; every
+//! action is [`crate::manage`]'s.
+//!
 //! - [`output`]: human text or `--json`, secrets printed once from zeroized buffers.
-//! - [`prompt`]: passwords from a terminal or `--password-stdin`; confirmations.
-//! - [`commands`]: one handler per command.
+//! - `prompt`: passwords from a terminal or `--password-stdin`; confirmations.
+//! - `commands`: one handler per command.
+//! - `render`: the human text of each outcome.
 //!
 //! Exit status: 0 done; 1 refused (by the rules, or not found, or not confirmed);
 //! 2 bad usage; 3 bad configuration; 4 store or system failure.
 
-pub mod commands;
+mod commands;
 pub mod output;
-pub mod prompt;
+mod prompt;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigError;
+use crate::manage::{ErrorKind, ManageError};
 use crate::policy::{Plan, Protocol};
 use crate::store::StoreError;
 
@@ -130,6 +136,13 @@ pub enum MailboxCommand {
         address: String,
         #[command(flatten)]
         password: PasswordSource,
+    },
+    /// Change the contact e-mail notices are sent to (the owner is told).
+    SetContact {
+        /// The address.
+        address: String,
+        /// The new contact e-mail.
+        email: String,
     },
     /// Change the plan.
     SetPlan {
@@ -276,42 +289,27 @@ pub enum CliError {
     /// The configuration cannot be used (exit 3).
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// The store failed or refused (exit 1 for refusals, 4 for failures).
+    /// The action did not happen (exit 1 when refused, not found or in conflict; 4 when
+    /// something failed).
     #[error("{0}")]
-    Store(#[from] StoreError),
-    /// Refused before reaching the store: bad input, not confirmed (exit 1).
-    #[error("{message}")]
-    Refused {
-        /// Machine-readable reason.
-        code: &'static str,
-        /// What to tell the person.
-        message: String,
-    },
-    /// Something outside our control failed (exit 4).
+    Manage(#[from] ManageError),
+    /// Something outside the management layer failed (exit 4).
     #[error("{0}")]
     Internal(String),
 }
 
-impl CliError {
-    /// A refusal with a code and message.
-    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
-        CliError::Refused {
-            code,
-            message: message.into(),
-        }
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::Manage(e.into())
     }
+}
 
+impl CliError {
     /// Machine-readable name for `--json`.
     pub fn code(&self) -> &'static str {
         match self {
             CliError::Config(_) => "bad_config",
-            CliError::Store(StoreError::Policy(p)) => p.code(),
-            CliError::Store(StoreError::NoMailbox(_)) => "no_mailbox",
-            CliError::Store(StoreError::NoLogin(_)) => "no_login",
-            CliError::Store(StoreError::LoginTaken(_)) => "login_taken",
-            CliError::Store(StoreError::WrongLoginKind(_)) => "wrong_login_kind",
-            CliError::Store(_) => "store_error",
-            CliError::Refused { code, .. } => code,
+            CliError::Manage(e) => e.code(),
             CliError::Internal(_) => "internal_error",
         }
     }
@@ -320,22 +318,12 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) => 3,
-            CliError::Store(
-                StoreError::Policy(_)
-                | StoreError::NoMailbox(_)
-                | StoreError::NoLogin(_)
-                | StoreError::LoginTaken(_)
-                | StoreError::WrongLoginKind(_),
-            ) => 1,
-            CliError::Refused { .. } => 1,
-            CliError::Store(_) | CliError::Internal(_) => 4,
+            CliError::Manage(e) => match e.kind() {
+                ErrorKind::Refused | ErrorKind::NotFound | ErrorKind::Conflict => 1,
+                ErrorKind::Failure => 4,
+            },
+            CliError::Internal(_) => 4,
         }
-    }
-}
-
-impl From<crate::policy::PolicyError> for CliError {
-    fn from(e: crate::policy::PolicyError) -> Self {
-        CliError::Store(StoreError::Policy(e))
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::io::Write;
 
-use jiff::Timestamp;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::Secret;
+use crate::secret::Secret;
 
 /// Where the secret goes in the human text.
 pub const SECRET_MARK: &str = "\u{0}secret\u{0}";
@@ -35,6 +35,14 @@ impl Output {
             human_secret: None,
             json_secret: None,
         }
+    }
+
+    /// Text, and the JSON form of a management outcome.
+    pub fn of(human: impl Into<String>, outcome: &impl Serialize) -> Self {
+        let json = serde_json::to_value(outcome).unwrap_or_else(
+            |e| serde_json::json!({"error": "internal_error", "message": e.to_string()}),
+        );
+        Output::new(human, json)
     }
 
     /// Writes the output; `json` selects the form.
@@ -74,16 +82,6 @@ impl Output {
         }
         out.flush()
     }
-}
-
-/// A time for JSON: RFC 3339 in UTC, to the second.
-pub fn json_time(ts: Timestamp) -> Value {
-    Value::String(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-}
-
-/// An optional time for JSON.
-pub fn json_opt_time(ts: Option<Timestamp>) -> Value {
-    ts.map(json_time).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

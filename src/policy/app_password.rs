@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 
 use super::{Period, PolicyError};
-use crate::auth::Secret;
+use crate::secret::Secret;
 
 /// The symbols an app password is made of (32 = 2^5, so a random byte maps without bias).
 pub const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";

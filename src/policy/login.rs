@@ -11,13 +11,14 @@ use jiff::Timestamp;
 
 use super::{Mailbox, Protocol, fmt_time};
 
-/// Which kind of listener the client came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenerKind {
-    /// The mailbox itself.
-    Mailbox,
-    /// The security archive, a separate store offered to `pro` and `premium`.
-    Archive,
+super::names::named_enum! {
+    /// Which kind of listener the client came in on.
+    pub enum ListenerKind {
+        /// The mailbox itself.
+        Mailbox = "mailbox",
+        /// The security archive, a separate store offered to `pro` and `premium`.
+        Archive = "archive",
+    }
 }
 
 /// Which stored secret the presented one matched, as established by hash verification.
@@ -31,25 +32,27 @@ pub enum Matched {
     Neither,
 }
 
-/// The credential kind recorded in the access history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// The main password.
-    Main,
-    /// The app password.
-    App,
-    /// Nothing we recognise.
-    Unknown,
+super::names::named_enum! {
+    /// The credential kind recorded in the access history.
+    pub enum CredentialKind {
+        /// The main password.
+        Main = "main",
+        /// The app password.
+        App = "app",
+        /// Nothing we recognise.
+        Unknown = "unknown",
+    }
 }
 
-impl CredentialKind {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialKind::Main => "main",
-            CredentialKind::App => "app",
-            CredentialKind::Unknown => "unknown",
-        }
+super::names::named_enum! {
+    /// How an attempt ended, as the access history records it.
+    pub enum AccessResult {
+        /// Logged in.
+        Accepted = "accepted",
+        /// "Authentication failed" on the wire.
+        Refused = "refused",
+        /// A temporary failure on the wire (upstream down, overloaded).
+        TemporaryFailure = "temporary_failure",
     }
 }
 
@@ -123,6 +126,17 @@ pub enum Outcome {
     Refused(Reason),
     /// The protocol's temporary-failure text; never "authentication failed".
     TemporaryFailure(Reason),
+}
+
+impl Outcome {
+    /// The result recorded in the access history, and why (never the secret).
+    pub fn recorded(&self) -> (AccessResult, Option<String>) {
+        match self {
+            Outcome::Accepted => (AccessResult::Accepted, None),
+            Outcome::Refused(r) => (AccessResult::Refused, Some(r.to_string())),
+            Outcome::TemporaryFailure(r) => (AccessResult::TemporaryFailure, Some(r.to_string())),
+        }
+    }
 }
 
 /// A login decision with the facts the access history records.
@@ -285,7 +299,7 @@ mod tests {
     #[test]
     fn row_protocol_not_enabled() {
         let mut m = mailbox();
-        m.set_protocols(&[], &[Protocol::Imap]);
+        m.set_protocols(&[], &[Protocol::Imap]).unwrap();
         let d = decide(&attempt(Some(&m), Matched::Main));
         assert_eq!(reason(d), Reason::ProtocolDisabled(Protocol::Imap));
         // Another protocol still works.

@@ -40,22 +40,13 @@ pub struct Device {
     pub associated_at: Timestamp,
 }
 
-/// Why a device is waiting for its first code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DevicePurpose {
-    /// Turning 2FA on.
-    Enable,
-    /// Replacing the associated device (lost or new phone).
-    Replace,
-}
-
-impl DevicePurpose {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DevicePurpose::Enable => "enable",
-            DevicePurpose::Replace => "replace",
-        }
+super::names::named_enum! {
+    /// Why a device is waiting for its first code.
+    pub enum DevicePurpose {
+        /// Turning 2FA on.
+        Enable = "enable",
+        /// Replacing the associated device (lost or new phone).
+        Replace = "replace",
     }
 }
 
@@ -189,7 +180,7 @@ impl Mailbox {
         now: Timestamp,
     ) -> Result<(), PolicyError> {
         let device = self.device.as_mut().ok_or(PolicyError::TwoFactorOff(
-            "there is no device to replace: use `2fa enable`",
+            "there is no device to replace: turn two-step verification on instead",
         ))?;
         if let ReplaceAuthority::Code(code) = authority {
             device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
@@ -220,7 +211,7 @@ impl Mailbox {
             DevicePurpose::Replace => {
                 if !self.two_factor_on() {
                     return Err(PolicyError::TwoFactorOff(
-                        "there is no device to replace: use `2fa enable`",
+                        "there is no device to replace: turn two-step verification on instead",
                     ));
                 }
                 Confirmed::Replaced
@@ -259,7 +250,7 @@ impl Mailbox {
             Ok(())
         } else {
             Err(PolicyError::TwoFactorOff(
-                "app passwords exist only while two-step verification is on: run `2fa enable` first",
+                "app passwords exist only while two-step verification is on: turn it on first",
             ))
         }
     }
@@ -338,13 +329,22 @@ impl Mailbox {
 
     /// Enables and disables protocols; disabling the last one leaves mail programs locked
     /// out, which is allowed (it is the owner's choice) and shown by `status`.
-    pub fn set_protocols(&mut self, enable: &[Protocol], disable: &[Protocol]) {
+    /// Refused when one protocol is named both ways.
+    pub fn set_protocols(
+        &mut self,
+        enable: &[Protocol],
+        disable: &[Protocol],
+    ) -> Result<(), PolicyError> {
+        if let Some(p) = enable.iter().find(|p| disable.contains(p)) {
+            return Err(PolicyError::ProtocolBothWays(*p));
+        }
         for p in enable {
             self.protocols.insert(*p);
         }
         for p in disable {
             self.protocols.remove(*p);
         }
+        Ok(())
     }
 
     /// Starts a migration; 2FA must already be off (seed 000 has it disabled first), and
@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn generate_refused_without_protocols_with_the_seed_message() {
         let (mut m, _) = with_2fa(at(T0));
-        m.set_protocols(&[], &Protocol::ALL);
+        m.set_protocols(&[], &Protocol::ALL).unwrap();
         let err = m
             .generate_app_password("h".into(), at(T0), &PolicySettings::default())
             .unwrap_err();
@@ -732,7 +732,7 @@ mod tests {
         changed(&m, "deactivate");
         m.plan = Plan::Pro;
         changed(&m, "plan");
-        m.set_protocols(&[], &[Protocol::Pop3]);
+        m.set_protocols(&[], &[Protocol::Pop3]).unwrap();
         changed(&m, "protocols");
         m.password_hash = "other".into();
         changed(&m, "password");

@@ -36,12 +36,29 @@ pub enum PolicyError {
         "invalid login name {0:?}: it must be 1-254 characters without spaces, quotes or control characters"
     )]
     BadLogin(String),
+    /// One protocol both enabled and disabled in the same change.
+    #[error("{0} is both enabled and disabled")]
+    ProtocolBothWays(Protocol),
     /// Not of the form local@domain.
     #[error("invalid mailbox address {0:?}: expected local@domain")]
     BadAddress(String),
     /// Not of the form local@domain.
     #[error("invalid contact e-mail {0:?}: expected local@domain")]
     BadContact(String),
+    /// A new password shorter than the minimum.
+    #[error("the password must be at least {min} characters")]
+    WeakPassword {
+        /// The minimum, in characters.
+        min: usize,
+    },
+    /// A new password that cannot be used.
+    #[error("the password cannot be used: {0}")]
+    BadPassword(&'static str),
+    /// Replacing the device without a code from it is for operators only.
+    #[error(
+        "replacing the device needs a code from the current device; without one, only an operator can authorise it"
+    )]
+    OverrideNeedsOperator,
     /// The operating system's random source failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -55,7 +72,7 @@ pub enum PolicyError {
     MigrationInProgress,
     /// Enabling twice; the device is changed with replace-device.
     #[error(
-        "two-step verification is already on; to change the associated device use `2fa replace-device`"
+        "two-step verification is already on; to change the associated device, replace the device instead"
     )]
     TwoFactorAlreadyOn,
     /// The action needs 2FA on.
@@ -63,7 +80,7 @@ pub enum PolicyError {
     TwoFactorOff(&'static str),
     /// `confirm` without a device waiting to be associated.
     #[error(
-        "no device is waiting to be associated: run `2fa enable` or `2fa replace-device` first"
+        "no device is waiting to be associated: start turning on two-step verification, or replacing the device, first"
     )]
     NoPendingDevice,
     /// Wrong, malformed or out-of-window code.
@@ -78,13 +95,13 @@ pub enum PolicyError {
     )]
     NoProtocolEnabled,
     /// Generating while a valid app password exists.
-    #[error("an app password is already active until {}; use `app-password regenerate` for a new one or `app-password postpone` to extend it", fmt_time(*expires_at))]
+    #[error("an app password is already active until {}; generate a new password to replace it, or postpone its expiry", fmt_time(*expires_at))]
     AppPasswordActive {
         /// Its current expiry.
         expires_at: Timestamp,
     },
     /// Postpone, regenerate or deactivate with nothing to act on.
-    #[error("there is no app password for this mailbox: use `app-password generate`")]
+    #[error("there is no app password for this mailbox: generate one first")]
     NoAppPassword,
     /// Postponing before the window opens (seed 003: "available from 2 weeks before expiry").
     #[error("postponing is allowed from {} (the app password expires on {}); before then, generate a new password if needed", fmt_time(*opens_at), fmt_time(*expires_at))]
@@ -109,8 +126,12 @@ impl PolicyError {
             PolicyError::BadPlan(_) => "bad_plan",
             PolicyError::BadProtocol(_) => "bad_protocol",
             PolicyError::BadLogin(_) => "bad_login",
+            PolicyError::ProtocolBothWays(_) => "bad_protocol",
             PolicyError::BadAddress(_) => "bad_address",
             PolicyError::BadContact(_) => "bad_contact",
+            PolicyError::WeakPassword { .. } => "weak_password",
+            PolicyError::BadPassword(_) => "bad_password",
+            PolicyError::OverrideNeedsOperator => "override_needs_operator",
             PolicyError::Random(_) => "random_failed",
             PolicyError::Totp(_) => "totp_error",
             PolicyError::MigrationInProgress => "migration_in_progress",
@@ -132,4 +153,31 @@ impl PolicyError {
 /// How times are shown to people: UTC, to the minute, e.g. `2023-02-15 09:35 UTC`.
 pub fn fmt_time(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Times in JSON documents: RFC 3339 in UTC, to the second (`2023-02-15T09:35:00Z`).
+/// Used with `#[serde(serialize_with = ...)]` by every outcome that carries a time.
+pub(crate) mod json_time {
+    use jiff::Timestamp;
+
+    /// The one textual form.
+    pub(crate) fn text(ts: Timestamp) -> String {
+        ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    /// A time.
+    pub(crate) fn serialize<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&text(*ts))
+    }
+
+    /// An optional time (`null` when absent).
+    pub(crate) fn option<S: serde::Serializer>(
+        ts: &Option<Timestamp>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(ts) => serialize(ts, s),
+            None => s.serialize_none(),
+        }
+    }
 }

@@ -5,6 +5,69 @@ use std::str::FromStr;
 
 use super::PolicyError;
 
+/// A stored or parsed name that is not one of the enumeration's values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownName {
+    /// Which enumeration.
+    pub kind: &'static str,
+    /// The name that was read.
+    pub value: String,
+}
+
+/// Declares an enumeration that is stored and printed as fixed names: `as_str`,
+/// `FromStr` (an [`UnknownName`] error), `Display`, and `Serialize` as the name. One
+/// definition per vocabulary, so the stored form and the printed form cannot drift.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $name {
+            /// The stored and printed name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text ),+
+                }
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::policy::names::UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err($crate::policy::names::UnknownName {
+                        kind: stringify!($name),
+                        value: s.to_owned(),
+                    }),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
 /// The mailbox's commercial plan; only `pro` and `premium` include the security archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +171,13 @@ impl fmt::Display for Protocol {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolSet(u8);
 
+impl serde::Serialize for ProtocolSet {
+    /// A list of names, in display order: `["imap", "smtp"]`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(Protocol::as_str))
+    }
+}
+
 impl ProtocolSet {
     /// All three protocols: the default for a new mailbox.
     pub const ALL: ProtocolSet = ProtocolSet(7);
@@ -163,6 +233,30 @@ impl fmt::Display for ProtocolSet {
 
 /// Longest login name accepted (an e-mail address is at most 254 octets, RFC 5321 4.5.3.1).
 pub const MAX_LOGIN_LEN: usize = 254;
+
+/// The shortest main password (or upstream secret) accepted, in characters.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// The longest, in bytes.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Whether a new main password (or upstream secret) may be set: long enough, not
+/// unbounded, and free of NUL and line breaks (which no mail protocol can carry).
+pub fn check_new_password(p: &str) -> Result<(), PolicyError> {
+    if p.chars().count() < MIN_PASSWORD_LEN {
+        return Err(PolicyError::WeakPassword {
+            min: MIN_PASSWORD_LEN,
+        });
+    }
+    if p.len() > MAX_PASSWORD_LEN {
+        return Err(PolicyError::BadPassword("it must be at most 1024 bytes"));
+    }
+    if p.chars().any(|c| c == '\0' || c == '\r' || c == '\n') {
+        return Err(PolicyError::BadPassword(
+            "it must not contain NUL or line breaks",
+        ));
+    }
+    Ok(())
+}
 
 /// Normalises a login name: ASCII lower case, no white space, control characters or NUL.
 ///

@@ -24,11 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
-use crate::auth::authenticator::AuthSettings;
-use crate::auth::{Authenticator, PasswordHasher, Secret};
+use crate::auth::{Authenticator, PasswordHasher};
 use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
 use crate::policy::Protocol;
-use crate::store::Store;
+use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use upstream::Upstream;
 
@@ -121,12 +120,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             tls::server_config(&cert, &key, protocol.as_str())?,
         );
     }
-    // Opening once here creates the store and applies migrations before anything else.
-    drop(Store::open(&config.store_path())?);
-    let store_path = config.store_path();
-    let settings = AuthSettings::from_config(&config);
+    // Creates the store and applies migrations before anything else.
+    let store = config.store_location();
+    store.prepare()?;
+    let settings = config.auth_settings();
     let hasher =
-        PasswordHasher::new(&config.argon2).map_err(|e| ServeError::Setup(e.to_string()))?;
+        PasswordHasher::new(config.argon2.cost()).map_err(|e| ServeError::Setup(e.to_string()))?;
     let needs_key = config
         .upstreams
         .values()
@@ -140,12 +139,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         None
     };
     let auth = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            Authenticator::new(&store_path, hasher, seal, settings)
-        })
-        .await
-        .map_err(|e| ServeError::Setup(e.to_string()))?
-        .map_err(|e| ServeError::Setup(e.to_string()))?,
+        tokio::task::spawn_blocking(move || Authenticator::new(&store, hasher, seal, settings))
+            .await
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
     let upstreams = upstreams(&config)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -1,20 +1,22 @@
-//! One client connection, whatever the protocol: TLS, the protocol front end until login,
-//! the login decision, the upstream login, then the relay. Everything before login runs
-//! under the pre-auth deadline; the front end bounds the bytes.
+//! One client connection, whatever the protocol and whatever carries it (TCP, or an
+//! in-memory pipe in the tests below): TLS, the protocol front end until login, the login
+//! decision, the upstream login, then the relay. Everything before login runs under the
+//! pre-auth deadline; the front end bounds the bytes. A session that ends before login
+//! says why ([`SessionEnd`]).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 
 use super::relay::{RelayEnd, relay};
 use super::stream::Conn;
 use super::upstream::{self, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
-use crate::auth::{LoginContext, Verdict};
+use crate::auth::{LoginContext, LoginResult, Verdict};
 use crate::config::{LimitsConfig, ListenerTls, UpstreamLogin};
 use crate::policy::Protocol;
 use crate::policy::login::{ListenerKind, Outcome};
@@ -23,15 +25,59 @@ use crate::protocol::pop3::Pop3Frontend;
 use crate::protocol::smtp::SmtpFrontend;
 use crate::protocol::{Action, Frontend, Settings};
 
+/// Why a session ended before it was relayed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// The TLS handshake failed (or STARTTLS could not start).
+    TlsFailed(String),
+    /// The TLS handshake did not finish in time.
+    TlsTimeout,
+    /// The client closed the connection.
+    ClientClosed,
+    /// Reading from or writing to the client failed.
+    ClientIo(String),
+    /// The front end ended it: LOGOUT / QUIT, a size limit, too many failed logins.
+    Closed,
+    /// No login before the pre-auth deadline.
+    PreauthTimeout,
+}
+
+impl fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionEnd::TlsFailed(e) => write!(f, "TLS handshake failed: {e}"),
+            SessionEnd::TlsTimeout => f.write_str("TLS handshake timed out"),
+            SessionEnd::ClientClosed => f.write_str("client closed the connection"),
+            SessionEnd::ClientIo(e) => write!(f, "client connection failed: {e}"),
+            SessionEnd::Closed => f.write_str("closed by the protocol (logout, limit or failures)"),
+            SessionEnd::PreauthTimeout => f.write_str("no login before the pre-auth deadline"),
+        }
+    }
+}
+
+impl SessionEnd {
+    fn log(&self) {
+        match self {
+            SessionEnd::ClientClosed | SessionEnd::Closed => {
+                tracing::debug!(reason = %self, "session ended before login")
+            }
+            _ => tracing::info!(reason = %self, "session ended before login"),
+        }
+    }
+}
+
+fn io_end(e: std::io::Error) -> SessionEnd {
+    SessionEnd::ClientIo(e.to_string())
+}
+
 /// Runs one connection to its end.
-pub async fn run(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    listener: Arc<ListenerRuntime>,
-    shared: Arc<Shared>,
-) {
-    let Some((mut client, mut upstream)) = preauth(tcp, peer, &listener, &shared).await else {
-        return;
+pub async fn run<S>(io: S, peer: SocketAddr, listener: Arc<ListenerRuntime>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut client, mut upstream) = match preauth(io, peer, &listener, &shared).await {
+        Ok(pair) => pair,
+        Err(end) => return end.log(),
     };
     let idle = shared.limits.idle(listener.config.protocol);
     match relay(&mut client, &mut upstream, idle).await {
@@ -84,21 +130,17 @@ async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Fronte
     }
 }
 
-/// Logs in upstream as the mailbox the verdict names.
+/// Logs in upstream as `mailbox`.
 async fn login_upstream(
     listener: &ListenerRuntime,
     shared: &Shared,
-    verdict: &mut Verdict,
+    mailbox: &str,
+    upstream_secret: Option<crate::secret::Secret>,
     client_name: Option<&str>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
-    let user = verdict
-        .mailbox
-        .as_ref()
-        .map(|m| m.address.clone())
-        .unwrap_or_default();
     let credential = listener
         .upstream
-        .credential(verdict.upstream_secret.take())
+        .credential(upstream_secret)
         .ok_or_else(|| UpstreamError::Protocol("no upstream credential".into()))?;
     let timeout = LimitsConfig::duration(shared.limits.upstream_timeout);
     let protocol = listener.config.protocol;
@@ -107,7 +149,7 @@ async fn login_upstream(
         upstream::login(
             protocol,
             &listener.upstream,
-            &user,
+            mailbox,
             &credential,
             client_name,
         ),
@@ -116,9 +158,9 @@ async fn login_upstream(
 }
 
 fn log_verdict(verdict: &Verdict) {
-    match &verdict.decision.outcome {
+    match verdict.outcome() {
         Outcome::Accepted => {
-            tracing::info!(login = %verdict.login, credential = verdict.decision.credential.as_str(), "login accepted")
+            tracing::info!(login = %verdict.login, credential = verdict.credential.as_str(), "login accepted")
         }
         Outcome::Refused(r) => tracing::info!(login = %verdict.login, reason = %r, "login refused"),
         Outcome::TemporaryFailure(r) => {
@@ -127,94 +169,105 @@ fn log_verdict(verdict: &Verdict) {
     }
 }
 
-/// Until login: returns the client and upstream connections to relay, or `None` when the
-/// connection ended.
-async fn preauth(
-    tcp: TcpStream,
+/// Until login: returns the client and upstream connections to relay, or why the
+/// session ended.
+pub(crate) async fn preauth<S>(
+    io: S,
     peer: SocketAddr,
     listener: &ListenerRuntime,
     shared: &Shared,
-) -> Option<(Conn, Conn)> {
+) -> Result<(Conn<S>, Conn), SessionEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let deadline = Instant::now() + LimitsConfig::duration(shared.limits.preauth_timeout);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&listener.tls));
     let handshake = LimitsConfig::duration(shared.limits.tls_handshake_timeout);
     let handshake_deadline = || deadline.min(Instant::now() + handshake);
     let mut client = if listener.config.tls == ListenerTls::Implicit {
-        match timeout_at(handshake_deadline(), acceptor.accept(tcp)).await {
+        match timeout_at(handshake_deadline(), acceptor.accept(io)).await {
             Ok(Ok(tls)) => Conn::ServerTls(Box::new(tls)),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
-                return None;
-            }
-            Err(_) => return None,
+            Ok(Err(e)) => return Err(SessionEnd::TlsFailed(e.to_string())),
+            Err(_) => return Err(SessionEnd::TlsTimeout),
         }
     } else {
-        Conn::Plain(tcp)
+        Conn::Plain(io)
     };
     let mut fe = frontend(listener, shared).await;
-    client.write_all(&fe.greeting()).await.ok()?;
+    client.write_all(&fe.greeting()).await.map_err(io_end)?;
     let ctx = context(listener, peer);
     let mut buf = vec![0u8; 4096];
     let mut queue: VecDeque<Action> = VecDeque::new();
     loop {
         while let Some(action) = queue.pop_front() {
             match action {
-                Action::Reply(bytes) => client.write_all(&bytes).await.ok()?,
+                Action::Reply(bytes) => client.write_all(&bytes).await.map_err(io_end)?,
                 Action::Close => {
                     let _ = client.shutdown().await;
-                    return None;
+                    return Err(SessionEnd::Closed);
                 }
                 Action::StartTls => {
-                    client.flush().await.ok()?;
-                    let Conn::Plain(tcp) = client else {
-                        return None;
+                    client.flush().await.map_err(io_end)?;
+                    let Conn::Plain(io) = client else {
+                        return Err(SessionEnd::TlsFailed("STARTTLS inside TLS".into()));
                     };
-                    client = match timeout_at(handshake_deadline(), acceptor.accept(tcp)).await {
+                    client = match timeout_at(handshake_deadline(), acceptor.accept(io)).await {
                         Ok(Ok(tls)) => Conn::ServerTls(Box::new(tls)),
-                        _ => return None,
+                        Ok(Err(e)) => return Err(SessionEnd::TlsFailed(e.to_string())),
+                        Err(_) => return Err(SessionEnd::TlsTimeout),
                     };
                     fe.tls_started();
                 }
                 Action::Authenticate(creds) => {
                     let mut verdict = shared.auth.check(&ctx, creds).await;
-                    if verdict.decision.is_accepted() {
+                    if let LoginResult::Accepted {
+                        mailbox,
+                        upstream_secret,
+                    } = &mut verdict.result
+                    {
+                        let (mailbox, secret) = (Arc::clone(mailbox), upstream_secret.take());
                         let client_name = fe.client_name().map(str::to_owned);
-                        match login_upstream(listener, shared, &mut verdict, client_name.as_deref())
-                            .await
+                        match login_upstream(
+                            listener,
+                            shared,
+                            &mailbox.address,
+                            secret,
+                            client_name.as_deref(),
+                        )
+                        .await
                         {
                             Ok((mut upstream, caps, leftover)) => {
                                 log_verdict(&verdict);
                                 shared.auth.record(&ctx, &verdict).await;
                                 let (ok, pipelined) = fe.login_accepted(&caps);
-                                client.write_all(&ok).await.ok()?;
-                                client.write_all(&leftover).await.ok()?;
-                                client.flush().await.ok()?;
-                                upstream.write_all(&pipelined).await.ok()?;
-                                return Some((client, upstream));
+                                client.write_all(&ok).await.map_err(io_end)?;
+                                client.write_all(&leftover).await.map_err(io_end)?;
+                                client.flush().await.map_err(io_end)?;
+                                upstream.write_all(&pipelined).await.map_err(io_end)?;
+                                return Ok((client, upstream));
                             }
-                            Err(e) => {
-                                verdict.decision = verdict.decision.upstream_failed(e.to_string())
-                            }
+                            Err(e) => verdict.upstream_failed(e.to_string()),
                         }
                     }
                     log_verdict(&verdict);
                     shared.auth.record(&ctx, &verdict).await;
-                    let more = match verdict.decision.outcome {
-                        Outcome::TemporaryFailure(_) => fe.login_unavailable(),
+                    let more = match verdict.result {
+                        LoginResult::TemporaryFailure { .. } => fe.login_unavailable(),
                         _ => fe.login_refused(),
                     };
                     queue.extend(more);
                 }
             }
         }
-        client.flush().await.ok()?;
+        client.flush().await.map_err(io_end)?;
         let n = match timeout_at(deadline, client.read(&mut buf)).await {
             Err(_) => {
                 let _ = client.write_all(fe.timeout_message()).await;
                 let _ = client.shutdown().await;
-                return None;
+                return Err(SessionEnd::PreauthTimeout);
             }
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(0)) => return Err(SessionEnd::ClientClosed),
+            Ok(Err(e)) => return Err(io_end(e)),
             Ok(Ok(n)) => n,
         };
         queue.extend(fe.feed(&buf[..n]));

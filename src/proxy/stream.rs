@@ -8,21 +8,14 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Plain TCP or TLS over it, on either side.
-pub enum Conn {
+/// A byte stream (TCP, or an in-memory pipe in tests) or TLS over it, on either side.
+pub enum Conn<S = TcpStream> {
     /// Before TLS (or a plain upstream).
-    Plain(TcpStream),
+    Plain(S),
     /// A client connection after the TLS handshake.
-    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
     /// An upstream connection over TLS.
-    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Conn {
-    /// Whether TLS protects this connection.
-    pub fn is_tls(&self) -> bool {
-        !matches!(self, Conn::Plain(_))
-    }
+    ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
 }
 
 macro_rules! delegate {
@@ -35,7 +28,7 @@ macro_rules! delegate {
     };
 }
 
-impl AsyncRead for Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -45,7 +38,7 @@ impl AsyncRead for Conn {
     }
 }
 
-impl AsyncWrite for Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

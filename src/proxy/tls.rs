@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::store::sealed::write_private;
+use crate::files::write_private;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::stream::Conn;
-use crate::auth::Secret;
 use crate::config::{UpstreamConfig, UpstreamTls};
+use crate::secret::Secret;
 
 /// Longest line accepted from an upstream before login completes.
 const MAX_LINE: usize = 64 * 1024;

@@ -4,14 +4,14 @@
 //! `nonce (12 bytes) || ciphertext+tag`, with the mailbox address as associated data, so a
 //! sealed secret copied onto another mailbox's row does not open.
 
-use std::io::Write;
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use zeroize::Zeroizing;
 
-use crate::auth::Secret;
+use crate::files::write_private;
+use crate::secret::Secret;
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
@@ -64,14 +64,9 @@ impl SealKey {
                 Ok(SealKey(Zeroizing::new(key)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(err)?;
-                }
                 let mut key = Zeroizing::new([0u8; KEY_LEN]);
                 getrandom::fill(key.as_mut()).map_err(|e| SealError::Random(e.to_string()))?;
-                let mut file = create_private(path).map_err(err)?;
-                file.write_all(key.as_ref()).map_err(err)?;
-                file.sync_all().map_err(err)?;
+                write_private(path, key.as_ref()).map_err(err)?;
                 Ok(SealKey(key))
             }
             Err(e) => Err(err(e)),
@@ -121,26 +116,6 @@ impl SealKey {
         let text = std::str::from_utf8(&plain).map_err(|_| SealError::Open)?;
         Ok(Secret::new(text.to_owned()))
     }
-}
-
-/// Creates a file readable and writable by its owner only.
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Writes a new file readable by its owner only (used for the TLS private key too).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = create_private(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The schema, as an ordered list of migrations. `PRAGMA user_version` records how many
+//! The SQLite schema, as an ordered list of migrations. `PRAGMA user_version` records how many
 //! have been applied; opening a store applies the rest in one transaction. Never edit a
 //! released migration: append a new one.
 
@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[&str] = &[
     // file: nonce || ChaCha20-Poly1305 ciphertext, the address as associated data.
     r#"
     ALTER TABLE mailboxes ADD COLUMN upstream_secret BLOB;
+    "#,
+    // 3: who did each management action (`operator:NAME`, `owner:LOGIN`, `system`);
+    // events from before were all made by an operator at the command line.
+    r#"
+    ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'operator:unknown';
     "#,
 ];
 

@@ -1,0 +1,271 @@
+//! The human text of each outcome. The JSON form is the outcome itself, serialised.
+//! Only here do command names appear: the next step a person at a shell can type.
+
+use super::CliError;
+use super::output::{Output, SECRET_MARK};
+use crate::manage::outcome::{
+    AppPasswordState, AppPasswordStatus, AppPasswordView, DeviceConfirmed, DeviceResult, Events,
+    History, MailboxList, MailboxView, Migration, NewAppPassword, NewDevice, Notices,
+    PasswordChanged, Protocols,
+};
+use crate::policy::fmt_time;
+use crate::policy::mailbox::DevicePurpose;
+use crate::secret::Secret;
+
+fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
+    let Some(d) = &ap.details else {
+        return if two_factor {
+            "none: mail programs cannot log in until one is generated".into()
+        } else {
+            "none (app passwords exist only while two-step verification is on)".into()
+        };
+    };
+    let postpone = if d.postpone_allowed {
+        "postponing is allowed now".to_owned()
+    } else {
+        format!("postponing opens {}", fmt_time(d.postpone_opens_at))
+    };
+    let state = match ap.state {
+        AppPasswordState::Active => format!("active, expires {}", fmt_time(d.expires_at)),
+        _ => format!(
+            "EXPIRED on {}: mail programs are refused",
+            fmt_time(d.expires_at)
+        ),
+    };
+    format!(
+        "{state}\n  generated {}, postponed {} time(s); {postpone}",
+        fmt_time(d.created_at),
+        d.postponed
+    )
+}
+
+/// `mailbox show` and every command that shows the mailbox after changing it.
+pub(crate) fn mailbox(v: &MailboxView) -> String {
+    let tf = &v.two_factor;
+    let two_factor = match (tf.associated_at, &tf.pending) {
+        (Some(at), None) => format!("on (device associated {})", fmt_time(at)),
+        (Some(at), Some(_)) => format!(
+            "on (device associated {}; a replacement device is waiting for `2fa confirm`)",
+            fmt_time(at)
+        ),
+        (None, Some(_)) => "off (a device is waiting for `2fa confirm`)".into(),
+        (None, None) => "off".into(),
+    };
+    let protocols = if v.protocols.is_empty() {
+        "none (mail programs cannot connect)".to_owned()
+    } else {
+        v.protocols.to_string()
+    };
+    format!(
+        "{}\n  plan: {}{}\n  contact: {}\n  protocols: {protocols}\n  migration: {}\n  two-step verification: {two_factor}\n  app password: {}\n  multi-user accounts: {}\n  version: {}",
+        v.address,
+        v.plan,
+        if v.archive {
+            " (includes the security archive)"
+        } else {
+            ""
+        },
+        v.contact.as_deref().unwrap_or("-"),
+        if v.migration {
+            "in progress (2FA cannot be turned on)"
+        } else {
+            "no"
+        },
+        app_password_text(&v.app_password, tf.enabled),
+        if v.users.is_empty() {
+            "-".to_owned()
+        } else {
+            v.users.join(", ")
+        },
+        v.version
+    )
+}
+
+/// `mailbox list`: one line a mailbox.
+pub(crate) fn mailbox_list(list: &MailboxList) -> String {
+    if list.mailboxes.is_empty() {
+        return "no mailboxes".into();
+    }
+    list.mailboxes
+        .iter()
+        .map(|m| {
+            format!(
+                "{:<40} {:<8} 2fa:{:<3} app-password:{:<7} protocols:{}\n",
+                m.address,
+                m.plan,
+                if m.two_factor.enabled { "on" } else { "off" },
+                m.app_password.state,
+                m.protocols
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn password_changed(r: &PasswordChanged) -> String {
+    let note = if r.two_factor {
+        " Two-step verification is on: mail programs still need the app password."
+    } else {
+        ""
+    };
+    format!("Main password of {} changed.{note}", r.login)
+}
+
+pub(crate) fn protocols(p: &Protocols) -> String {
+    if p.protocols.is_empty() {
+        format!(
+            "{}: no protocol enabled: mail programs cannot connect",
+            p.address
+        )
+    } else {
+        format!("{}: enabled protocols: {}", p.address, p.protocols)
+    }
+}
+
+pub(crate) fn migration(r: &Migration) -> String {
+    if r.migration {
+        format!(
+            "Migration of {} started: two-step verification cannot be turned on until it is finished.",
+            r.address
+        )
+    } else {
+        format!(
+            "Migration of {} finished: two-step verification can be turned on again.",
+            r.address
+        )
+    }
+}
+
+pub(crate) fn history(h: &History) -> String {
+    if h.history.is_empty() {
+        return format!("no login attempts recorded for {}", h.address);
+    }
+    h.history
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:<17} {:<5} {:<12} {:<24} login={} credential={}{}\n",
+                fmt_time(r.at),
+                r.result.as_str(),
+                r.protocol.as_str(),
+                r.listener,
+                r.client,
+                r.login,
+                r.credential,
+                r.reason
+                    .as_deref()
+                    .map(|x| format!(" ({x})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn notices(n: &Notices) -> String {
+    if n.notices.is_empty() {
+        return format!("no notices for {}", n.address);
+    }
+    n.notices
+        .iter()
+        .map(|n| format!("{} [{}] {}\n", fmt_time(n.at), n.kind, n.message))
+        .collect()
+}
+
+pub(crate) fn events(e: &Events) -> String {
+    if e.events.is_empty() {
+        return format!("no events for {}", e.address);
+    }
+    e.events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}{} [{}]\n",
+                fmt_time(e.at),
+                e.action,
+                e.detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                e.actor
+            )
+        })
+        .collect()
+}
+
+/// The otpauth URI and a terminal QR code for a new device, shown once.
+pub(crate) fn new_device(d: &NewDevice) -> Result<Output, CliError> {
+    let addr = &d.address;
+    let intro = match d.purpose {
+        DevicePurpose::Enable => format!("Turning on two-step verification for {addr}."),
+        DevicePurpose::Replace => format!(
+            "Replacing the device of {addr}. The current device keeps working until the new one is confirmed."
+        ),
+    };
+    let uri = d.otpauth_uri.expose();
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| CliError::Internal(format!("QR code: {e}")))?
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    let shown = Secret::new(format!("{qr}\n\n  {uri}"));
+    drop(qr);
+    let confirm_with = format!("sentinella 2fa confirm {addr} CODE");
+    let mut json = serde_json::to_value(d).map_err(|e| CliError::Internal(e.to_string()))?;
+    json["confirm_with"] = serde_json::Value::String(confirm_with.clone());
+    Ok(Output {
+        human: format!(
+            "{intro}\nScan this QR code with the authenticator app (or enter the URI below), then run\n  \
+             {confirm_with}\nwith the 6-digit code the app shows.\n\n{SECRET_MARK}\n"
+        ),
+        json,
+        human_secret: Some(shown),
+        json_secret: Some(("otpauth_uri", Secret::new(uri.to_owned()))),
+    })
+}
+
+pub(crate) fn device_confirmed(c: &DeviceConfirmed) -> String {
+    let addr = &c.address;
+    match c.result {
+        DeviceResult::Enabled => format!(
+            "Two-step verification is on for {addr}.\nThe main password no longer works in mail programs: \
+             generate an app password with `sentinella app-password generate {addr}`."
+        ),
+        DeviceResult::Replaced => {
+            format!("The new device is now associated with {addr}; the old one no longer works.")
+        }
+    }
+}
+
+/// A new app password, shown once (text and JSON both carry it, from zeroized buffers).
+pub(crate) fn new_app_password(n: NewAppPassword) -> Output {
+    let human = format!(
+        "New app password for {} (shown only now: it cannot be retrieved later):\n\n    {SECRET_MARK}\n\n\
+         Valid until {}. Use it in mail programs ({}) for the mailbox, its multi-user accounts{}.\n\
+         Dashes and spaces are optional when typing it.",
+        n.address,
+        fmt_time(n.expires_at),
+        n.protocols,
+        if n.archive {
+            " and the security archive"
+        } else {
+            ""
+        },
+    );
+    let mut out = Output::of(human, &n);
+    out.json_secret = Some(("password", Secret::new(n.password.expose().to_owned())));
+    out.human_secret = Some(n.password);
+    out
+}
+
+pub(crate) fn app_password_status(s: &AppPasswordStatus) -> String {
+    let mut text = format!(
+        "{}: app password {}",
+        s.address,
+        app_password_text(&s.app_password, s.two_factor)
+    );
+    if s.protocols.is_empty() {
+        text.push_str("\n  no protocol is enabled: mail programs cannot connect");
+    }
+    text
+}

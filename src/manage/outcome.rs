@@ -1,0 +1,353 @@
+//! What management actions return: plain data that every front door renders (the CLI as
+//! text or JSON, the web page as HTML, the API as JSON). Secrets shown once travel in a
+//! [`Secret`] field that is never serialised; the front door shows it itself.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::policy::json_time;
+use crate::policy::mailbox::DevicePurpose;
+use crate::policy::names::named_enum;
+use crate::policy::{Mailbox, Plan, PolicySettings, ProtocolSet};
+use crate::secret::Secret;
+use crate::store::{AccessRecord, Event, Notice};
+
+named_enum! {
+    /// Whether the app password works now.
+    pub enum AppPasswordState {
+        /// None exists.
+        None = "none",
+        /// It works until its expiry.
+        Active = "active",
+        /// It expired; postponing or a new one brings mail programs back.
+        Expired = "expired",
+    }
+}
+
+/// The app password of a mailbox, as the owner may see it (never the password).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppPasswordView {
+    /// Whether it works now.
+    pub state: AppPasswordState,
+    /// Its dates, when one exists.
+    #[serde(flatten)]
+    pub details: Option<AppPasswordDates>,
+}
+
+/// The dates of an existing app password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppPasswordDates {
+    /// Generated.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub created_at: Timestamp,
+    /// Expires ("Scadenza").
+    #[serde(serialize_with = "json_time::serialize")]
+    pub expires_at: Timestamp,
+    /// How many times it was postponed.
+    pub postponed: u32,
+    /// From when postponing is allowed.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub postpone_opens_at: Timestamp,
+    /// Whether postponing is allowed now.
+    pub postpone_allowed: bool,
+}
+
+impl AppPasswordView {
+    /// The view of `m`'s app password at `now`.
+    pub fn of(m: &Mailbox, s: &PolicySettings, now: Timestamp) -> Self {
+        let Some(ap) = &m.app_password else {
+            return AppPasswordView {
+                state: AppPasswordState::None,
+                details: None,
+            };
+        };
+        let opens = ap.postpone_opens_at(s.postpone_window);
+        AppPasswordView {
+            state: if ap.is_valid_at(now) {
+                AppPasswordState::Active
+            } else {
+                AppPasswordState::Expired
+            },
+            details: Some(AppPasswordDates {
+                created_at: ap.created_at,
+                expires_at: ap.expires_at,
+                postponed: ap.postponed,
+                postpone_opens_at: opens,
+                postpone_allowed: now >= opens,
+            }),
+        }
+    }
+}
+
+/// A device waiting for its first code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingView {
+    /// Turning 2FA on, or replacing the device.
+    pub purpose: DevicePurpose,
+    /// Since when.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub since: Timestamp,
+}
+
+/// Two-step verification of a mailbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TwoFactorView {
+    /// Whether it is on.
+    pub enabled: bool,
+    /// When the current device was associated.
+    #[serde(serialize_with = "json_time::option")]
+    pub associated_at: Option<Timestamp>,
+    /// A device waiting for its first code.
+    pub pending: Option<PendingView>,
+}
+
+/// A mailbox with everything the owner or operator may see (no hash, no secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MailboxView {
+    /// The address.
+    pub address: String,
+    /// The plan.
+    pub plan: Plan,
+    /// Whether the plan includes the security archive.
+    pub archive: bool,
+    /// Where notices are e-mailed.
+    pub contact: Option<String>,
+    /// Enabled mail protocols.
+    pub protocols: ProtocolSet,
+    /// Whether a migration is in progress.
+    pub migration: bool,
+    /// The version (bumped by every change a login looks at).
+    pub version: i64,
+    /// Two-step verification.
+    pub two_factor: TwoFactorView,
+    /// The app password.
+    pub app_password: AppPasswordView,
+    /// Multi-user accounts, by name.
+    pub users: Vec<String>,
+}
+
+impl MailboxView {
+    /// The view of `m` with its multi-user accounts, at `now`.
+    pub fn of(m: &Mailbox, users: Vec<String>, s: &PolicySettings, now: Timestamp) -> Self {
+        MailboxView {
+            address: m.address.clone(),
+            plan: m.plan,
+            archive: m.plan.has_archive(),
+            contact: m.contact.clone(),
+            protocols: m.protocols,
+            migration: m.migration,
+            version: m.version,
+            two_factor: TwoFactorView {
+                enabled: m.two_factor_on(),
+                associated_at: m.device.as_ref().map(|d| d.associated_at),
+                pending: m.pending_device.as_ref().map(|p| PendingView {
+                    purpose: p.purpose,
+                    since: p.since,
+                }),
+            },
+            app_password: AppPasswordView::of(m, s, now),
+            users,
+        }
+    }
+}
+
+/// Every mailbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct MailboxList {
+    /// By address.
+    pub mailboxes: Vec<MailboxView>,
+}
+
+/// A mailbox was removed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Removed {
+    /// Its address.
+    pub address: String,
+    /// Always true.
+    pub removed: bool,
+}
+
+/// A main password was changed.
+#[derive(Clone, Debug, Serialize)]
+pub struct PasswordChanged {
+    /// Whose: the mailbox address or the multi-user account.
+    pub login: String,
+    /// Always true.
+    pub changed: bool,
+    /// Whether 2FA is on (the main password still does not open mail programs).
+    #[serde(skip)]
+    pub two_factor: bool,
+}
+
+/// The upstream secret was set.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpstreamSecretSet {
+    /// The mailbox.
+    pub address: String,
+    /// Always true.
+    pub upstream_secret: bool,
+    /// The key file that sealed it.
+    #[serde(skip)]
+    pub key_file: std::path::PathBuf,
+}
+
+/// The enabled protocols.
+#[derive(Clone, Debug, Serialize)]
+pub struct Protocols {
+    /// The mailbox.
+    pub address: String,
+    /// Enabled now.
+    pub protocols: ProtocolSet,
+}
+
+/// A multi-user account was added or removed.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserChanged {
+    /// The mailbox it opens.
+    pub address: String,
+    /// The account's name.
+    pub login: String,
+    /// Present (true) when it was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<bool>,
+}
+
+/// A migration started or finished.
+#[derive(Clone, Debug, Serialize)]
+pub struct Migration {
+    /// The mailbox.
+    pub address: String,
+    /// Whether it is being migrated now.
+    pub migration: bool,
+}
+
+/// A device to scan, shown once: the `otpauth://` URI for the authenticator app.
+#[derive(Debug, Serialize)]
+pub struct NewDevice {
+    /// The mailbox.
+    pub address: String,
+    /// Turning 2FA on, or replacing the device.
+    pub purpose: DevicePurpose,
+    /// The URI (and so the TOTP secret): never serialised, shown by the front door.
+    #[serde(skip)]
+    pub otpauth_uri: Secret,
+}
+
+named_enum! {
+    /// What confirming a device did.
+    pub enum DeviceResult {
+        /// 2FA is on.
+        Enabled = "enabled",
+        /// The new device replaced the old one.
+        Replaced = "replaced",
+    }
+}
+
+/// A device was confirmed.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceConfirmed {
+    /// The mailbox.
+    pub address: String,
+    /// Always "on".
+    pub two_factor: &'static str,
+    /// Enabled or replaced.
+    pub result: DeviceResult,
+}
+
+/// 2FA was turned off.
+#[derive(Clone, Debug, Serialize)]
+pub struct TwoFactorDisabled {
+    /// The mailbox.
+    pub address: String,
+    /// Always "off".
+    pub two_factor: &'static str,
+    /// Always "revoked".
+    pub app_password: &'static str,
+}
+
+/// A new app password, shown once.
+#[derive(Debug, Serialize)]
+pub struct NewAppPassword {
+    /// The mailbox.
+    pub address: String,
+    /// Generated.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub created_at: Timestamp,
+    /// Expires.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub expires_at: Timestamp,
+    /// Whether it replaced an existing one.
+    #[serde(skip)]
+    pub replaced: bool,
+    /// Where it works.
+    #[serde(skip)]
+    pub protocols: ProtocolSet,
+    /// Whether it opens the security archive too.
+    #[serde(skip)]
+    pub archive: bool,
+    /// The password, in readable groups: never serialised, shown by the front door once.
+    #[serde(skip)]
+    pub password: Secret,
+}
+
+/// The expiry was postponed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Postponed {
+    /// The mailbox.
+    pub address: String,
+    /// The new expiry.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub expires_at: Timestamp,
+    /// How many times it was postponed.
+    pub postponed: u32,
+}
+
+/// The app password was deactivated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deactivated {
+    /// The mailbox.
+    pub address: String,
+    /// Always "none".
+    pub app_password: &'static str,
+}
+
+/// The app password's state.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppPasswordStatus {
+    /// The mailbox.
+    pub address: String,
+    /// Whether 2FA is on.
+    pub two_factor: bool,
+    /// Enabled protocols.
+    pub protocols: ProtocolSet,
+    /// The app password.
+    #[serde(flatten)]
+    pub app_password: AppPasswordView,
+}
+
+/// The access history of a mailbox, newest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct History {
+    /// The mailbox.
+    pub address: String,
+    /// The attempts.
+    pub history: Vec<AccessRecord>,
+}
+
+/// The notices of a mailbox, newest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notices {
+    /// The mailbox.
+    pub address: String,
+    /// The notices.
+    pub notices: Vec<Notice>,
+}
+
+/// The management events of a mailbox, oldest first.
+#[derive(Clone, Debug, Serialize)]
+pub struct Events {
+    /// The mailbox.
+    pub address: String,
+    /// The events.
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,207 @@
+//! Two-step verification: associating, confirming, replacing and removing the device.
+
+use jiff::Timestamp;
+
+use super::outcome::{DeviceConfirmed, DeviceResult, NewDevice, TwoFactorDisabled};
+use super::{Actor, Ask, ManageError, Manager, Record, Warning};
+use crate::policy::PolicyError;
+use crate::policy::mailbox::{Confirmed, DevicePurpose, ReplaceAuthority};
+use crate::policy::totp::DeviceSecret;
+use crate::secret::Secret;
+use crate::store::{EventAction, NoticeKind};
+
+/// The seeds' warning before turning 2FA off.
+const DISABLE_WARNING: &str = "Turning off two-step verification lowers the security of the mailbox (\"diminuirai il \
+     livello di sicurezza\"). Its app password is revoked and the main password works in mail programs again.";
+
+impl Manager {
+    fn new_device(
+        &self,
+        address: &str,
+        secret: &DeviceSecret,
+        purpose: DevicePurpose,
+    ) -> Result<NewDevice, ManageError> {
+        let uri = secret.otpauth_uri(address, &self.settings.totp_issuer)?;
+        Ok(NewDevice {
+            address: address.to_owned(),
+            purpose,
+            otpauth_uri: Secret::new(uri),
+        })
+    }
+
+    /// Starts turning 2FA on: a new device secret to scan, waiting for its first code.
+    /// Refused during a migration and when 2FA is already on.
+    pub fn enable_2fa(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<NewDevice, ManageError> {
+        let secret = DeviceSecret::generate()?;
+        let pending = secret.clone();
+        let ((), m) = self.change(actor, address, now, |_, m| {
+            m.begin_enable_2fa(pending, now)?;
+            Ok(((), Record::new(EventAction::TwoFactorEnable)))
+        })?;
+        self.new_device(&m.address, &secret, DevicePurpose::Enable)
+    }
+
+    /// Completes turning 2FA on, or a device replacement, with a code from the new device.
+    pub fn confirm_device(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<DeviceConfirmed, ManageError> {
+        let (result, m) = self.change(actor, address, now, |_, m| {
+            let record = match m.confirm_device(code, now)? {
+                Confirmed::Enabled => Record::new(EventAction::TwoFactorEnabled).notice(
+                    NoticeKind::TwoFactor,
+                    "Two-step verification was turned on: mail programs now need an app password.",
+                ),
+                Confirmed::Replaced => Record::new(EventAction::TwoFactorDeviceReplaced).notice(
+                    NoticeKind::TwoFactor,
+                    "A new device was associated for two-step verification.",
+                ),
+            };
+            let result = match record.action {
+                EventAction::TwoFactorEnabled => DeviceResult::Enabled,
+                _ => DeviceResult::Replaced,
+            };
+            Ok((result, record))
+        })?;
+        Ok(DeviceConfirmed {
+            address: m.address,
+            two_factor: "on",
+            result,
+        })
+    }
+
+    /// Turns 2FA off, after the seeds' warning, with a code from the associated device.
+    /// The app password is revoked; the main password works in mail programs again.
+    pub fn disable_2fa(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        code: &str,
+        ask: &mut dyn Ask,
+        now: Timestamp,
+    ) -> Result<TwoFactorDisabled, ManageError> {
+        if !self.read(address)?.two_factor_on() {
+            return Err(PolicyError::TwoFactorOff("nothing to turn off").into());
+        }
+        ask.confirm(&Warning(DISABLE_WARNING.into()))?;
+        let ((), m) = self.change(actor, address, now, |_, m| {
+            m.disable_2fa(code, now)?;
+            let record = Record::new(EventAction::TwoFactorDisable).notice(
+                NoticeKind::TwoFactor,
+                "Two-step verification was turned off; the app password was revoked.",
+            );
+            Ok(((), record))
+        })?;
+        Ok(TwoFactorDisabled {
+            address: m.address,
+            two_factor: "off",
+            app_password: "revoked",
+        })
+    }
+
+    /// Starts replacing the device (lost or new phone), authorised by a code from the
+    /// current device or — `code` absent — by an operator's override, which is recorded
+    /// and told to the owner. The current device works until the new one is confirmed.
+    pub fn replace_device(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        code: Option<&str>,
+        now: Timestamp,
+    ) -> Result<NewDevice, ManageError> {
+        let (authority, record) = match (code, actor) {
+            (Some(code), _) => (
+                ReplaceAuthority::Code(code),
+                Record::new(EventAction::TwoFactorReplaceDevice)
+                    .detail("authorised with a code from the current device")
+                    .notice(
+                        NoticeKind::TwoFactor,
+                        "Replacement of the two-step verification device started, authorised from the current device.",
+                    ),
+            ),
+            (None, Actor::Operator(name)) => (
+                ReplaceAuthority::OperatorOverride,
+                Record::new(EventAction::TwoFactorReplaceDevice)
+                    .detail(format!(
+                        "OPERATOR OVERRIDE by {name} (no code from the current device)"
+                    ))
+                    .notice(
+                        NoticeKind::TwoFactor,
+                        "An operator started replacing the two-step verification device without a code from the \
+                         current device. If you did not ask for this, contact support.",
+                    ),
+            ),
+            (None, _) => return Err(PolicyError::OverrideNeedsOperator.into()),
+        };
+        let secret = DeviceSecret::generate()?;
+        let pending = secret.clone();
+        let ((), m) = self.change(actor, address, now, |_, m| {
+            m.begin_replace_device(authority, pending, now)?;
+            Ok(((), record))
+        })?;
+        self.new_device(&m.address, &secret, DevicePurpose::Replace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{manager, operator, turn_on_2fa, yes};
+    use super::*;
+    use crate::policy::Plan;
+
+    const ADDR: &str = "mario@pec.example.it";
+
+    fn now() -> Timestamp {
+        "2024-03-01T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn only_an_operator_may_override_and_the_owner_is_told() {
+        let (_d, mut m, _) = manager();
+        let t = now();
+        m.add_mailbox(&operator(), ADDR, Plan::Standard, None, &mut yes("main-password"), t)
+            .unwrap();
+        turn_on_2fa(&mut m, ADDR, t);
+        let owner = Actor::Owner(ADDR.into());
+        let err = m.replace_device(&owner, ADDR, None, t).unwrap_err();
+        assert!(
+            matches!(err, ManageError::Refused(PolicyError::OverrideNeedsOperator)),
+            "{err}"
+        );
+        m.replace_device(&operator(), ADDR, None, t).unwrap();
+        let events = m.events(ADDR).unwrap().events;
+        let last = events.last().unwrap();
+        assert_eq!(last.actor, operator());
+        assert!(last.detail.as_deref().unwrap().contains("OPERATOR OVERRIDE by root"));
+        assert!(m.notices(ADDR).unwrap().notices[0].message.contains("operator"));
+    }
+
+    #[test]
+    fn disabling_asks_only_when_there_is_something_to_turn_off() {
+        let (_d, mut m, _) = manager();
+        let t = now();
+        m.add_mailbox(&operator(), ADDR, Plan::Standard, None, &mut yes("main-password"), t)
+            .unwrap();
+        let mut ask = yes("unused");
+        ask.confirm = false;
+        // Off: refused by the rule before anybody is asked.
+        let err = m.disable_2fa(&operator(), ADDR, "123456", &mut ask, t).unwrap_err();
+        assert_eq!(err.code(), "two_factor_off");
+        let secret = turn_on_2fa(&mut m, ADDR, t);
+        // On, not confirmed: declined, nothing changed.
+        let later = t + jiff::SignedDuration::from_secs(60);
+        let err = m
+            .disable_2fa(&operator(), ADDR, &secret.code_at(later).unwrap(), &mut ask, later)
+            .unwrap_err();
+        assert_eq!(err.code(), "not_confirmed");
+        assert!(m.show_mailbox(ADDR, later).unwrap().two_factor.enabled);
+    }
+}

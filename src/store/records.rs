@@ -1,0 +1,228 @@
+//! What the store keeps besides mailboxes: login names, access history, management
+//! events and notices — plain records whose enumerated fields are enums, each stored and
+//! printed by one name (see `named_enum!`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::policy::json_time;
+use crate::policy::login::{AccessResult, CredentialKind};
+use crate::policy::names::{UnknownName, named_enum};
+use crate::policy::{Mailbox, Protocol};
+
+/// Who did a management action: recorded with every event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// An operator, by name (the shell user, or the API key's name).
+    Operator(String),
+    /// The mailbox's owner, through a login name (the address or a multi-user account).
+    Owner(String),
+    /// Sentinella itself (scheduled jobs, tests, benchmarks).
+    System,
+}
+
+impl fmt::Display for Actor {
+    /// The stored form: `operator:NAME`, `owner:LOGIN` or `system`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Operator(name) => write!(f, "operator:{name}"),
+            Actor::Owner(login) => write!(f, "owner:{login}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+impl FromStr for Actor {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("operator", name)) => Ok(Actor::Operator(name.to_owned())),
+            Some(("owner", login)) => Ok(Actor::Owner(login.to_owned())),
+            None if s == "system" => Ok(Actor::System),
+            _ => Err(UnknownName {
+                kind: "Actor",
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+named_enum! {
+    /// What a management event records.
+    pub enum EventAction {
+        /// A mailbox was added.
+        MailboxAdd = "mailbox.add",
+        /// A mailbox was removed.
+        MailboxRemove = "mailbox.remove",
+        /// A main password was set (the mailbox's, or a multi-user account's).
+        MailboxSetPassword = "mailbox.set-password",
+        /// The plan changed.
+        MailboxSetPlan = "mailbox.set-plan",
+        /// The contact e-mail changed.
+        MailboxSetContact = "mailbox.set-contact",
+        /// Protocols were enabled or disabled.
+        MailboxProtocols = "mailbox.protocols",
+        /// A multi-user account was added.
+        MailboxAddUser = "mailbox.add-user",
+        /// A multi-user account was removed.
+        MailboxRemoveUser = "mailbox.remove-user",
+        /// A migration started.
+        MailboxMigrationStart = "mailbox.migration-start",
+        /// A migration finished.
+        MailboxMigrationFinish = "mailbox.migration-finish",
+        /// The upstream secret was set.
+        MailboxSetUpstreamSecret = "mailbox.set-upstream-secret",
+        /// Turning 2FA on started (a device is waiting for its code).
+        TwoFactorEnable = "2fa.enable",
+        /// 2FA is on.
+        TwoFactorEnabled = "2fa.enabled",
+        /// Replacing the device started.
+        TwoFactorReplaceDevice = "2fa.replace-device",
+        /// The new device replaced the old one.
+        TwoFactorDeviceReplaced = "2fa.device-replaced",
+        /// 2FA was turned off.
+        TwoFactorDisable = "2fa.disable",
+        /// An app password was generated.
+        AppPasswordGenerate = "app-password.generate",
+        /// A new app password replaced the old one.
+        AppPasswordRegenerate = "app-password.regenerate",
+        /// The app password's expiry was postponed.
+        AppPasswordPostpone = "app-password.postpone",
+        /// The app password was deactivated.
+        AppPasswordDeactivate = "app-password.deactivate",
+    }
+}
+
+named_enum! {
+    /// What a notice to the owner is about.
+    pub enum NoticeKind {
+        /// The main password changed.
+        PasswordChanged = "password-changed",
+        /// Two-step verification or its device changed.
+        TwoFactor = "two-factor",
+        /// The app password was generated, replaced, postponed or deactivated.
+        AppPassword = "app-password",
+        /// The contact e-mail changed.
+        ContactChanged = "contact-changed",
+    }
+}
+
+/// A management event: who did what to which mailbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub at: Timestamp,
+    /// Which mailbox.
+    #[serde(skip)]
+    pub address: String,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: EventAction,
+    /// Detail for the operator (never a secret).
+    pub detail: Option<String>,
+}
+
+/// A notice to the owner ("avviso").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// When.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub at: Timestamp,
+    /// What about.
+    pub kind: NoticeKind,
+    /// The text.
+    pub message: String,
+}
+
+/// One row of the access history ("storico accessi").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccessRecord {
+    /// When.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub at: Timestamp,
+    /// Listener name.
+    pub listener: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client address.
+    pub client: String,
+    /// The name the client used.
+    pub login: String,
+    /// The mailbox it resolved to, if any.
+    #[serde(skip)]
+    pub address: Option<String>,
+    /// Which credential kind was presented.
+    pub credential: CredentialKind,
+    /// How it ended.
+    pub result: AccessResult,
+    /// Why (never the secret).
+    pub reason: Option<String>,
+}
+
+/// A multi-user account, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAccount {
+    /// Its login name.
+    pub login: String,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
+/// A login name with what it opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginEntry {
+    /// The (normalised) name.
+    pub login: String,
+    /// The mailbox it opens.
+    pub mailbox: Mailbox,
+    /// The login's own main password hash.
+    pub password_hash: String,
+    /// Whether it is a multi-user account (not the mailbox address itself).
+    pub is_user: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_round_trip_through_their_stored_form() {
+        for a in [
+            Actor::Operator("root".into()),
+            Actor::Owner("ufficio@pec.it".into()),
+            Actor::System,
+        ] {
+            assert_eq!(a.to_string().parse::<Actor>().unwrap(), a);
+        }
+        assert!("nobody".parse::<Actor>().is_err());
+    }
+
+    #[test]
+    fn named_enums_round_trip_and_refuse_unknown_names() {
+        assert_eq!(
+            "2fa.device-replaced".parse::<EventAction>().unwrap(),
+            EventAction::TwoFactorDeviceReplaced
+        );
+        assert_eq!(
+            EventAction::MailboxSetContact.as_str(),
+            "mailbox.set-contact"
+        );
+        assert_eq!(
+            "two-factor".parse::<NoticeKind>().unwrap().to_string(),
+            "two-factor"
+        );
+        let err = "mailbox.explode".parse::<EventAction>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown EventAction \"mailbox.explode\"");
+    }
+}

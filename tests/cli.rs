@@ -3,16 +3,18 @@
 mod common;
 
 use common::{Env, code, run_binary, secret_from_uri, time};
-use sentinella::auth::{PasswordHasher, Secret};
+use sentinella::auth::PasswordHasher;
 use sentinella::config::Argon2Config;
 use sentinella::policy::{Period, app_password};
-use sentinella::store::Store;
+use sentinella::secret::Secret;
+use sentinella::store::Reader;
+use sentinella::store::sqlite::SqliteStore as Store;
 
 const MAIN: &str = "Main-passw0rd\n";
 const ADDR: &str = "mario.rossi@pec.example.it";
 
 fn hasher() -> PasswordHasher {
-    PasswordHasher::new(&Argon2Config::default()).unwrap()
+    PasswordHasher::new(Argon2Config::default().cost()).unwrap()
 }
 
 #[test]
@@ -64,7 +66,13 @@ fn aruba_flow_from_add_to_disable() {
     );
     assert_eq!(postponed["postponed"], 1);
     let store = Store::open(&env.store_path()).unwrap();
-    let hash1 = store.mailbox(ADDR).unwrap().app_password.unwrap().hash;
+    let hash1 = store
+        .mailbox(ADDR)
+        .unwrap()
+        .unwrap()
+        .app_password
+        .unwrap()
+        .hash;
     assert!(
         hasher().verify(&hash1, &app_password::canonical(&pw1).unwrap()),
         "same password after postpone"
@@ -74,7 +82,13 @@ fn aruba_flow_from_add_to_disable() {
     let regen = env.ok(&["app-password", "regenerate", ADDR], None);
     let pw2 = regen["password"].as_str().unwrap();
     assert_ne!(pw1, pw2);
-    let hash2 = store.mailbox(ADDR).unwrap().app_password.unwrap().hash;
+    let hash2 = store
+        .mailbox(ADDR)
+        .unwrap()
+        .unwrap()
+        .app_password
+        .unwrap()
+        .hash;
     assert!(hasher().verify(&hash2, &app_password::canonical(pw2).unwrap()));
     assert!(!hasher().verify(&hash2, &app_password::canonical(&pw1).unwrap()));
 
@@ -137,7 +151,7 @@ fn disabling_2fa_revokes_the_app_password() {
     env.ok(&["app-password", "generate", ADDR], None);
     env.ok(&["2fa", "disable", ADDR, &code(&secret, 1), "--yes"], None);
     let store = Store::open(&env.store_path()).unwrap();
-    let m = store.mailbox(ADDR).unwrap();
+    let m = store.mailbox(ADDR).unwrap().unwrap();
     assert!(m.app_password.is_none() && m.device.is_none());
     // And generating now is refused: app passwords exist only with 2FA on.
     let run = env.run(&["--json", "app-password", "generate", ADDR], None);
@@ -361,9 +375,12 @@ fn multi_user_accounts_open_the_mailbox() {
     assert_eq!(run.code, 1);
 
     let store = Store::open(&env.store_path()).unwrap();
-    let (m, hash, is_user) = store.lookup_login("ufficio.fatture").unwrap().unwrap();
-    assert_eq!((m.address.as_str(), is_user), (ADDR, true));
-    assert!(hasher().verify(&hash, &Secret::new("User-passw0rd".into())));
+    let entry = store.login("ufficio.fatture").unwrap().unwrap();
+    assert_eq!(
+        (entry.mailbox.address.as_str(), entry.is_user),
+        (ADDR, true)
+    );
+    assert!(hasher().verify(&entry.password_hash, &Secret::new("User-passw0rd".into())));
 
     env.ok(
         &[
@@ -376,12 +393,15 @@ fn multi_user_accounts_open_the_mailbox() {
         ],
         Some("Changed-passw0rd"),
     );
-    let (_, hash, _) = store.lookup_login("ufficio.fatture").unwrap().unwrap();
-    assert!(hasher().verify(&hash, &Secret::new("Changed-passw0rd".into())));
+    let entry = store.login("ufficio.fatture").unwrap().unwrap();
+    assert!(hasher().verify(
+        &entry.password_hash,
+        &Secret::new("Changed-passw0rd".into())
+    ));
     let show = env.ok(&["mailbox", "show", ADDR], None);
     assert_eq!(show["users"], serde_json::json!(["ufficio.fatture"]));
     env.ok(&["mailbox", "remove-user", ADDR, "ufficio.fatture"], None);
-    assert!(store.lookup_login("ufficio.fatture").unwrap().is_none());
+    assert!(store.login("ufficio.fatture").unwrap().is_none());
 }
 
 #[test]
@@ -572,4 +592,36 @@ fn human_output_shows_the_password_once_and_the_qr_code() {
         let r = env.run(&args, None);
         assert!(!r.stdout.contains(pw) && !r.stdout.contains(&pw.replace('-', "")));
     }
+}
+
+#[test]
+fn set_contact_changes_where_notices_go_and_tells_the_owner() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    let v = env.ok(&["mailbox", "set-contact", ADDR, "Mario@Example.COM"], None);
+    assert_eq!(v["contact"], "mario@example.com");
+    let run = env.run(&["--json", "mailbox", "set-contact", ADDR, "nope"], None);
+    assert_eq!(
+        (run.code, run.json()["error"].as_str()),
+        (1, Some("bad_contact"))
+    );
+    let notices = env.ok(&["mailbox", "notices", ADDR], None);
+    assert_eq!(notices["notices"][0]["kind"], "contact-changed");
+    assert!(
+        notices["notices"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mario@example.com"),
+        "{notices}"
+    );
+    // The event records who did it: the operator running the command.
+    let events = env.ok(&["mailbox", "events", ADDR], None);
+    let last = &events["events"].as_array().unwrap()[1];
+    assert_eq!(last["action"], "mailbox.set-contact");
+    assert!(
+        last["actor"].as_str().unwrap().starts_with("operator:"),
+        "{events}"
+    );
+    let text = env.run(&["mailbox", "events", ADDR], None);
+    assert!(text.stdout.contains("[operator:"), "{text:?}");
 }

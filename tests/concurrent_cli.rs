@@ -6,7 +6,8 @@ mod common;
 use std::thread;
 
 use common::Env;
-use sentinella::store::Store;
+use sentinella::store::Reader;
+use sentinella::store::sqlite::SqliteStore;
 
 const SHARED: &str = "shared@pec.example.it";
 /// Actions per process, per kind.
@@ -73,15 +74,16 @@ fn two_processes_doing_hundreds_of_actions_lose_nothing() {
         );
     }
 
-    let store = Store::open(&env.store_path()).unwrap();
-    let users = store.users(SHARED).unwrap();
+    let store = SqliteStore::open(&env.store_path()).unwrap();
+    let shared = store.mailbox(SHARED).unwrap().unwrap();
+    let users = store.users(shared.id).unwrap();
     assert_eq!(users.len(), 2 * USERS, "every multi-user account is there");
     for side in ["a", "b"] {
         for i in 0..USERS {
             let login = format!("user-{side}-{i}");
             assert!(users.iter().any(|u| u.login == login), "{login} lost");
             let own = format!("own-{side}-{i}@pec.example.it");
-            assert!(store.mailbox(&own).is_ok(), "{own} lost");
+            assert!(store.mailbox(&own).unwrap().is_some(), "{own} lost");
         }
     }
     assert_eq!(store.mailboxes().unwrap().len(), 1 + 2 * USERS);
@@ -91,7 +93,7 @@ fn two_processes_doing_hundreds_of_actions_lose_nothing() {
         1 + 2 * USERS + 2 * PASSWORDS,
         "one event per action"
     );
-    let m = store.mailbox(SHARED).unwrap();
+    let m = store.mailbox(SHARED).unwrap().unwrap();
     assert_eq!(
         m.version,
         1 + 2 * PASSWORDS as i64,

@@ -699,11 +699,7 @@ mod tests {
         let v = check(&f, ADDR, &pw).await;
         assert!(v.is_accepted());
         assert_eq!(v.credential, CredentialKind::App);
-        assert!(
-            check(&f, ADDR, &pw.replace('-', ""))
-                .await
-                .is_accepted()
-        );
+        assert!(check(&f, ADDR, &pw.replace('-', "")).await.is_accepted());
         assert!(
             check(&f, ADDR, &pw.replace('-', " ").to_uppercase())
                 .await
@@ -969,12 +965,7 @@ mod tests {
         let f = fixture_with(true, Plan::Standard, s);
         let pw = f.app_password.expose().to_owned();
         let owner = ctx(ListenerKind::Mailbox);
-        assert!(
-            f.auth
-                .check(&owner, creds(ADDR, &pw))
-                .await
-                .is_accepted()
-        );
+        assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
         // Attackers elsewhere guess at the name until it is blocked.
         for i in 0..5 {
             let mut attacker = ctx(ListenerKind::Mailbox);
@@ -992,12 +983,7 @@ mod tests {
             "the name is blocked for guesses"
         );
         // The owner's mail client, whose password is verified and cached, still gets in.
-        assert!(
-            f.auth
-                .check(&owner, creds(ADDR, &pw))
-                .await
-                .is_accepted()
-        );
+        assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
     }
 
     #[tokio::test]

@@ -281,9 +281,8 @@ impl Manager {
         drop(secret);
         self.change(actor, &address, now, |tx, m| {
             tx.insert_user(m.id, &login, &hash, now)?;
-            let record = Record::new(EventAction::MailboxAddUser)
-                .detail(login.clone())
-                .logins_changed();
+            // A new name invalidates no cached verification: no version bump.
+            let record = Record::new(EventAction::MailboxAddUser).detail(login.clone());
             Ok(((), record))
         })?;
         Ok(UserChanged {

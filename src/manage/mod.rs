@@ -361,9 +361,17 @@ pub(crate) mod testing {
     }
 
     /// The device secret inside a new device's otpauth URI, as the app would read it.
-    pub(crate) fn device_secret(d: &super::outcome::NewDevice) -> crate::policy::totp::DeviceSecret {
+    pub(crate) fn device_secret(
+        d: &super::outcome::NewDevice,
+    ) -> crate::policy::totp::DeviceSecret {
         let uri = d.otpauth_uri.expose();
-        let b32 = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
+        let b32 = uri
+            .split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
         let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, b32).unwrap();
         crate::policy::totp::DeviceSecret::from_bytes(bytes)
     }
@@ -381,3 +389,6 @@ pub(crate) mod testing {
         secret
     }
 }
+
+#[cfg(test)]
+mod tests;

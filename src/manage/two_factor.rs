@@ -167,39 +167,73 @@ mod tests {
     fn only_an_operator_may_override_and_the_owner_is_told() {
         let (_d, mut m, _) = manager();
         let t = now();
-        m.add_mailbox(&operator(), ADDR, Plan::Standard, None, &mut yes("main-password"), t)
-            .unwrap();
+        m.add_mailbox(
+            &operator(),
+            ADDR,
+            Plan::Standard,
+            None,
+            &mut yes("main-password"),
+            t,
+        )
+        .unwrap();
         turn_on_2fa(&mut m, ADDR, t);
         let owner = Actor::Owner(ADDR.into());
         let err = m.replace_device(&owner, ADDR, None, t).unwrap_err();
         assert!(
-            matches!(err, ManageError::Refused(PolicyError::OverrideNeedsOperator)),
+            matches!(
+                err,
+                ManageError::Refused(PolicyError::OverrideNeedsOperator)
+            ),
             "{err}"
         );
         m.replace_device(&operator(), ADDR, None, t).unwrap();
         let events = m.events(ADDR).unwrap().events;
         let last = events.last().unwrap();
         assert_eq!(last.actor, operator());
-        assert!(last.detail.as_deref().unwrap().contains("OPERATOR OVERRIDE by root"));
-        assert!(m.notices(ADDR).unwrap().notices[0].message.contains("operator"));
+        assert!(
+            last.detail
+                .as_deref()
+                .unwrap()
+                .contains("OPERATOR OVERRIDE by root")
+        );
+        assert!(
+            m.notices(ADDR).unwrap().notices[0]
+                .message
+                .contains("operator")
+        );
     }
 
     #[test]
     fn disabling_asks_only_when_there_is_something_to_turn_off() {
         let (_d, mut m, _) = manager();
         let t = now();
-        m.add_mailbox(&operator(), ADDR, Plan::Standard, None, &mut yes("main-password"), t)
-            .unwrap();
+        m.add_mailbox(
+            &operator(),
+            ADDR,
+            Plan::Standard,
+            None,
+            &mut yes("main-password"),
+            t,
+        )
+        .unwrap();
         let mut ask = yes("unused");
         ask.confirm = false;
         // Off: refused by the rule before anybody is asked.
-        let err = m.disable_2fa(&operator(), ADDR, "123456", &mut ask, t).unwrap_err();
+        let err = m
+            .disable_2fa(&operator(), ADDR, "123456", &mut ask, t)
+            .unwrap_err();
         assert_eq!(err.code(), "two_factor_off");
         let secret = turn_on_2fa(&mut m, ADDR, t);
         // On, not confirmed: declined, nothing changed.
         let later = t + jiff::SignedDuration::from_secs(60);
         let err = m
-            .disable_2fa(&operator(), ADDR, &secret.code_at(later).unwrap(), &mut ask, later)
+            .disable_2fa(
+                &operator(),
+                ADDR,
+                &secret.code_at(later).unwrap(),
+                &mut ask,
+                later,
+            )
             .unwrap_err();
         assert_eq!(err.code(), "not_confirmed");
         assert!(m.show_mailbox(ADDR, later).unwrap().two_factor.enabled);

@@ -249,3 +249,242 @@ impl SealedSecrets for SqliteStore {
         secrets::get(&self.conn, address)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::login::{AccessResult, CredentialKind};
+    use crate::policy::{Plan, PolicySettings, Protocol};
+    use crate::store::{Actor, EventAction, NoticeKind};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const T0: &str = "2024-03-01T10:00:00Z";
+    const HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        (dir, store)
+    }
+
+    fn add(store: &mut SqliteStore, addr: &str) -> Mailbox {
+        let mut m = Mailbox::new(addr.into(), Plan::Standard, None, HASH.into());
+        let mut tx = store.begin().unwrap();
+        m.id = tx.insert_mailbox(&m, at(T0)).unwrap();
+        tx.commit().unwrap();
+        m
+    }
+
+    #[test]
+    fn opening_creates_the_schema_and_is_idempotent() {
+        let (dir, store) = store();
+        assert_eq!(store.schema_version().unwrap(), schema::latest());
+        drop(store);
+        let again = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        assert_eq!(again.schema_version().unwrap(), schema::latest());
+        let mode: String = again
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = again
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn migrates_an_empty_file_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.db");
+        std::fs::write(&path, b"").unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), schema::latest());
+        add(&mut s, "a@b.it");
+        assert_eq!(s.mailboxes().unwrap().len(), 1);
+        s.conn
+            .pragma_update(None, "user_version", schema::latest() + 1)
+            .unwrap();
+        drop(s);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn events_from_before_the_actor_column_read_as_an_operator() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &schema::MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO events (at, address, action, detail) VALUES (0, 'a@b.it', 'mailbox.add', NULL)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let events = s.events("a@b.it").unwrap();
+        assert_eq!(events[0].actor, Actor::Operator("unknown".into()));
+        assert_eq!(events[0].action, EventAction::MailboxAdd);
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let (_d, mut s) = store();
+        let mut m = add(&mut s, "mario@pec.it");
+        let settings = PolicySettings::default();
+        let secret = crate::policy::totp::DeviceSecret::generate().unwrap();
+        let t = at(T0);
+        m.plan = Plan::Premium;
+        m.contact = Some("c@x.it".into());
+        m.set_protocols(&[], &[Protocol::Pop3]).unwrap();
+        m.begin_enable_2fa(secret.clone(), t).unwrap();
+        m.confirm_device(&secret.code_at(t).unwrap(), t).unwrap();
+        m.generate_app_password("$argon2id$app".into(), t, &settings)
+            .unwrap();
+        m.pending_device = Some(crate::policy::mailbox::PendingDevice {
+            secret: crate::policy::totp::DeviceSecret::generate().unwrap(),
+            purpose: crate::policy::mailbox::DevicePurpose::Replace,
+            since: t,
+        });
+        m.version = 7;
+        let mut tx = s.begin().unwrap();
+        tx.save_mailbox(&m, t).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(s.mailbox("mario@pec.it").unwrap().unwrap(), m);
+    }
+
+    #[test]
+    fn an_uncommitted_transaction_writes_nothing() {
+        let (_d, mut s) = store();
+        let before = add(&mut s, "a@b.it");
+        {
+            let mut tx = s.begin().unwrap();
+            let mut m = tx.mailbox("a@b.it").unwrap().unwrap();
+            m.plan = Plan::Pro;
+            tx.save_mailbox(&m, at(T0)).unwrap();
+            // dropped: rolled back
+        }
+        assert_eq!(s.mailbox("a@b.it").unwrap().unwrap(), before);
+    }
+
+    #[test]
+    fn login_names_are_unique_across_mailboxes_and_users() {
+        let (_d, mut s) = store();
+        let a = add(&mut s, "a@b.it");
+        let c = add(&mut s, "c@d.it");
+        let t = at(T0);
+        let mut tx = s.begin().unwrap();
+        tx.insert_user(a.id, "ufficio@b.it", HASH, t).unwrap();
+        assert!(matches!(
+            tx.insert_user(c.id, "ufficio@b.it", HASH, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        assert!(matches!(
+            tx.insert_user(c.id, "a@b.it", HASH, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        let dup = Mailbox::new("ufficio@b.it".into(), Plan::Standard, None, HASH.into());
+        assert!(matches!(
+            tx.insert_mailbox(&dup, t),
+            Err(StoreError::LoginTaken(_))
+        ));
+        tx.commit().unwrap();
+        let user = s.login("ufficio@b.it").unwrap().unwrap();
+        assert_eq!(
+            (user.mailbox.address.as_str(), user.is_user),
+            ("a@b.it", true)
+        );
+        let own = s.login("a@b.it").unwrap().unwrap();
+        assert_eq!(
+            (own.mailbox.address.as_str(), own.is_user),
+            ("a@b.it", false)
+        );
+        assert!(s.login("nobody@b.it").unwrap().is_none());
+        let mut logins: Vec<String> = s
+            .principals()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.login)
+            .collect();
+        logins.sort();
+        assert_eq!(logins, ["a@b.it", "c@d.it", "ufficio@b.it"]);
+    }
+
+    #[test]
+    fn only_argon2id_hashes_can_be_stored() {
+        let (_d, mut s) = store();
+        let bad = Mailbox::new("a@b.it".into(), Plan::Standard, None, "plaintext".into());
+        let mut tx = s.begin().unwrap();
+        assert!(matches!(
+            tx.insert_mailbox(&bad, at(T0)),
+            Err(StoreError::Backend(_))
+        ));
+    }
+
+    #[test]
+    fn removal_cascades_users_and_keeps_history_events_and_notices() {
+        let (_d, mut s) = store();
+        let m = add(&mut s, "a@b.it");
+        let t = at(T0);
+        let rec = AccessRecord {
+            at: t,
+            listener: "imaps".into(),
+            protocol: Protocol::Imap,
+            client: "127.0.0.1".into(),
+            login: "u1".into(),
+            address: Some("a@b.it".into()),
+            credential: CredentialKind::Main,
+            result: AccessResult::Refused,
+            reason: Some("wrong password".into()),
+        };
+        s.append(std::slice::from_ref(&rec)).unwrap();
+        let mut tx = s.begin().unwrap();
+        tx.insert_user(m.id, "u1", HASH, t).unwrap();
+        tx.record_notice(
+            "a@b.it",
+            &Notice {
+                at: t,
+                kind: NoticeKind::TwoFactor,
+                message: "hello".into(),
+            },
+        )
+        .unwrap();
+        tx.record_event(&Event {
+            at: t,
+            address: "a@b.it".into(),
+            actor: Actor::System,
+            action: EventAction::MailboxRemove,
+            detail: None,
+        })
+        .unwrap();
+        tx.delete_mailbox(m.id).unwrap();
+        tx.commit().unwrap();
+        assert!(s.mailbox("a@b.it").unwrap().is_none());
+        assert!(s.login("u1").unwrap().is_none());
+        assert_eq!(s.history("a@b.it", 10).unwrap(), vec![rec]);
+        assert_eq!(s.notices("a@b.it").unwrap().len(), 1);
+        assert_eq!(s.events("a@b.it").unwrap()[0].actor, Actor::System);
+    }
+
+    #[test]
+    fn the_change_mark_moves_when_another_connection_commits() {
+        let (dir, mut s) = store();
+        let reader = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        let before = reader.change_mark().unwrap();
+        assert_eq!(
+            reader.change_mark().unwrap(),
+            before,
+            "no change, same mark"
+        );
+        add(&mut s, "a@b.it");
+        assert_ne!(reader.change_mark().unwrap(), before);
+    }
+}

@@ -273,3 +273,272 @@ where
         queue.extend(fe.feed(&buf[..n]));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session driver over an in-memory pipe, with a real authenticator on a
+    //! temporary store and the proxy's own TLS: the paths that end before any upstream.
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, duplex};
+
+    use super::*;
+    use crate::auth::throttle::ThrottleSettings;
+    use crate::auth::{Authenticator, HashCost, PasswordHasher};
+    use crate::config::{ListenerConfig, UpstreamConfig};
+    use crate::manage::Actor;
+    use crate::manage::testing::{manager, yes};
+    use crate::policy::{Period, Plan};
+    use crate::proxy::tls;
+    use crate::proxy::upstream::Upstream;
+
+    const ADDR: &str = "mario@pec.example.it";
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        cert: std::path::PathBuf,
+        listener: ListenerRuntime,
+        shared: Shared,
+    }
+
+    fn rig(tls_mode: ListenerTls, limits: impl FnOnce(&mut LimitsConfig)) -> Rig {
+        let (dir, mut m, location) = manager();
+        m.add_mailbox(
+            &Actor::System,
+            ADDR,
+            Plan::Standard,
+            None,
+            &mut yes("main-password"),
+            crate::auth::authenticator::now(),
+        )
+        .unwrap();
+        let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        tls::ensure_certificate(&cert, &key).unwrap();
+        let hasher = PasswordHasher::new(HashCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let settings = crate::auth::AuthSettings {
+            cache_ttl: Duration::from_secs(60),
+            cache_entries: 64,
+            hash_workers: 1,
+            hash_queue: 8,
+            throttle: ThrottleSettings {
+                address_failures: 100,
+                name_failures: 100,
+                window: Duration::from_secs(60),
+                block: Duration::from_secs(1),
+                address_max_block: Duration::from_secs(1),
+                name_max_block: Duration::from_secs(1),
+            },
+        };
+        let auth = Arc::new(Authenticator::new(&location, hasher, None, settings).unwrap());
+        let mut l = LimitsConfig::default();
+        limits(&mut l);
+        let upstream = UpstreamConfig {
+            host: "127.0.0.1".into(),
+            port: 9,
+            tls: crate::config::UpstreamTls::None,
+            ca_file: None,
+            tls_name: None,
+            login: UpstreamLogin::Stored,
+        };
+        let listener = ListenerRuntime {
+            config: ListenerConfig {
+                name: "imap-test".into(),
+                protocol: Protocol::Imap,
+                bind: "127.0.0.1:9".parse().unwrap(),
+                tls: tls_mode,
+                archive: false,
+                upstream: "mail".into(),
+            },
+            tls: tls::server_config(&cert, &key, "imap").unwrap(),
+            upstream: Arc::new(Upstream::new(upstream, None, None)),
+        };
+        let shared = Shared {
+            auth,
+            limits: l,
+            hostname: "localhost".into(),
+        };
+        Rig {
+            _dir: dir,
+            cert,
+            listener,
+            shared,
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    /// Runs the driver on one end of a pipe; the test drives the other end.
+    fn start(rig: &Rig) -> (DuplexStream, impl Future<Output = SessionEnd> + '_) {
+        let (client, server) = duplex(64 * 1024);
+        let session = async move {
+            match preauth(server, peer(), &rig.listener, &rig.shared).await {
+                Ok(_) => panic!("no session here reaches the upstream"),
+                Err(end) => end,
+            }
+        };
+        (client, session)
+    }
+
+    async fn line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> String {
+        let mut s = String::new();
+        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut s))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        s
+    }
+
+    async fn tls_client(
+        rig: &Rig,
+        io: DuplexStream,
+    ) -> tokio_rustls::client::TlsStream<DuplexStream> {
+        let config = tls::client_config(Some(&rig.cert)).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, io).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_before_login_keep_the_session_until_logout() {
+        let rig = rig(ListenerTls::Starttls, |_| {});
+        let (client, session) = start(&rig);
+        let script = async move {
+            let mut c = BufReader::new(client);
+            assert!(line(&mut c).await.starts_with("* OK [CAPABILITY IMAP4rev1"));
+            c.write_all(b"a LOGIN mario main-password\r\n")
+                .await
+                .unwrap();
+            assert_eq!(
+                line(&mut c).await,
+                "a NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS\r\n"
+            );
+            c.write_all(b"b SELECT INBOX\r\n").await.unwrap();
+            assert_eq!(
+                line(&mut c).await,
+                "b BAD Command not allowed before login\r\n"
+            );
+            c.write_all(b"c LOGOUT\r\n").await.unwrap();
+            assert_eq!(line(&mut c).await, "* BYE Logging out\r\n");
+            assert_eq!(line(&mut c).await, "c OK LOGOUT completed\r\n");
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert_eq!(end, SessionEnd::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_over_tls_is_refused_and_recorded() {
+        let rig = rig(ListenerTls::Implicit, |_| {});
+        let (client, session) = start(&rig);
+        let script = async {
+            let mut c = BufReader::new(tls_client(&rig, client).await);
+            assert!(line(&mut c).await.starts_with("* OK"));
+            c.write_all(b"a LOGIN mario@pec.example.it wrong-password\r\n")
+                .await
+                .unwrap();
+            assert_eq!(
+                line(&mut c).await,
+                "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+            );
+            drop(c);
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert!(
+            matches!(end, SessionEnd::ClientClosed | SessionEnd::ClientIo(_)),
+            "{end}"
+        );
+        let store = crate::store::StoreLocation::Sqlite(rig._dir.path().join("s.db"))
+            .open_manage()
+            .unwrap();
+        let rows = store.history(ADDR, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].reason.as_deref(), Some("wrong password"));
+        assert_eq!(rows[0].listener, "imap-test");
+    }
+
+    #[tokio::test]
+    async fn plaintext_sent_after_starttls_is_discarded() {
+        let rig = rig(ListenerTls::Starttls, |_| {});
+        let (client, session) = start(&rig);
+        let script = async {
+            let mut c = BufReader::new(client);
+            line(&mut c).await;
+            // An injected command rides in the same packet as STARTTLS.
+            c.write_all(b"a STARTTLS\r\nb LOGOUT\r\n").await.unwrap();
+            assert_eq!(line(&mut c).await, "a OK Begin TLS negotiation now\r\n");
+            let mut tls = BufReader::new(tls_client(&rig, c.into_inner()).await);
+            tls.write_all(b"c NOOP\r\n").await.unwrap();
+            // Had "b LOGOUT" been kept, a BYE would come first.
+            assert_eq!(line(&mut tls).await, "c OK NOOP completed\r\n");
+            tls.write_all(b"d LOGOUT\r\n").await.unwrap();
+            assert_eq!(line(&mut tls).await, "* BYE Logging out\r\n");
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert_eq!(end, SessionEnd::Closed);
+    }
+
+    #[tokio::test]
+    async fn the_byte_cap_before_login_closes_the_session() {
+        let rig = rig(ListenerTls::Starttls, |l| {
+            l.max_line = 1024;
+            l.preauth_bytes = 4096;
+        });
+        let (client, session) = start(&rig);
+        let script = async {
+            let mut c = BufReader::new(client);
+            line(&mut c).await;
+            let mut got = String::new();
+            for i in 0..100 {
+                if c.write_all(format!("x{i} NOOP\r\n").repeat(10).as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_string(&mut got)).await;
+            assert!(got.contains("* BYE Too much data before login"), "{got}");
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert_eq!(end, SessionEnd::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_too_slow_to_log_in_is_told_and_closed() {
+        let rig = rig(ListenerTls::Starttls, |l| {
+            l.preauth_timeout = Period::seconds(30)
+        });
+        let (client, session) = start(&rig);
+        let script = async {
+            let mut c = BufReader::new(client);
+            line(&mut c).await;
+            // The paused clock runs ahead to the deadline while both sides wait (so no
+            // 5-second read timeout here: it would fire first).
+            let mut bye = String::new();
+            c.read_line(&mut bye).await.unwrap();
+            assert_eq!(bye, "* BYE Autologout: too slow to log in\r\n");
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert_eq!(end, SessionEnd::PreauthTimeout);
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_is_a_tls_end_not_a_silent_one() {
+        let rig = rig(ListenerTls::Implicit, |_| {});
+        let (mut client, session) = start(&rig);
+        let script = async move {
+            client.write_all(b"a LOGIN not tls\r\n\r\n").await.unwrap();
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest).await;
+        };
+        let (end, ()) = tokio::join!(session, script);
+        assert!(matches!(end, SessionEnd::TlsFailed(_)), "{end}");
+    }
+}

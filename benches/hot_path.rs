@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sentinella::auth::authenticator::{AuthSettings, now};
-use sentinella::auth::credentials::Mechanism;
-use sentinella::auth::throttle::ThrottleSettings;
-use sentinella::auth::{Authenticator, Credentials, LoginContext, PasswordHasher};
+use sentinella::auth::{
+    AuthSettings, Authenticator, Credentials, LoginContext, Mechanism, PasswordHasher,
+    ThrottleSettings, now,
+};
 use sentinella::config::Argon2Config;
 use sentinella::policy::login::ListenerKind;
 use sentinella::policy::mailbox::PolicySettings;

@@ -444,8 +444,8 @@ impl Default for ThrottleConfig {
 
 impl ThrottleConfig {
     /// The settings the throttle takes.
-    pub fn settings(&self) -> crate::auth::throttle::ThrottleSettings {
-        crate::auth::throttle::ThrottleSettings {
+    pub fn settings(&self) -> crate::auth::ThrottleSettings {
+        crate::auth::ThrottleSettings {
             address_failures: self.address_failures,
             name_failures: self.name_failures,
             window: LimitsConfig::duration(self.window),

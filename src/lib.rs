@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod audit;
+mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -31,6 +31,6 @@ mod files;
 pub mod manage;
 pub mod policy;
 pub mod protocol;
-pub mod proxy;
+mod proxy;
 pub mod secret;
 pub mod store;

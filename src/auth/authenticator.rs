@@ -167,15 +167,20 @@ impl Verdict {
         }
     }
 
-    /// SPEC row "upstream down or its login failed": an accepted login whose upstream
-    /// login then failed becomes a temporary failure, never "authentication failed".
+    /// The upstream login failed after this verdict: the policy's row "upstream down or
+    /// its login failed" turns an acceptance into a temporary failure.
     pub fn upstream_failed(&mut self, why: impl Into<String>) {
-        if let LoginResult::Accepted { mailbox, .. } = &self.result {
-            self.result = LoginResult::TemporaryFailure {
-                reason: Reason::UpstreamUnavailable(why.into()),
-                mailbox: Some(Arc::clone(mailbox)),
-            };
+        let decision = Decision {
+            outcome: self.outcome(),
+            credential: self.credential,
         }
+        .upstream_failed(why);
+        let mailbox = self.mailbox().cloned();
+        let block = match &mut self.result {
+            LoginResult::Refused { block, .. } => block.take(),
+            _ => None,
+        };
+        *self = Verdict::of(decision, std::mem::take(&mut self.login), mailbox, block);
     }
 }
 

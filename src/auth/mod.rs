@@ -9,14 +9,17 @@
 //! - [`snapshot`]: the in-memory principals, reloaded when the store changes.
 //! - [`throttle`]: brute-force blocking per address (/64) and per name.
 
-pub mod authenticator;
-pub mod cache;
-pub mod credentials;
-pub mod hash;
-pub mod pool;
-pub mod snapshot;
-pub mod throttle;
+pub(crate) mod authenticator;
+pub(crate) mod cache;
+pub(crate) mod credentials;
+pub(crate) mod hash;
+pub(crate) mod pool;
+pub(crate) mod snapshot;
+pub(crate) mod throttle;
 
-pub use authenticator::{AuthSettings, Authenticator, LoginContext, LoginResult, Verdict};
-pub use credentials::Credentials;
+pub use authenticator::{
+    AuthSettings, Authenticator, LoginContext, LoginResult, SNAPSHOT_POLL, Verdict, now,
+};
+pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};
+pub use throttle::ThrottleSettings;

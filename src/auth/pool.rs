@@ -60,11 +60,6 @@ impl HashPool {
         }
     }
 
-    /// How many workers run.
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     /// Runs `f` on a worker; `Busy` at once if the queue is full.
     pub async fn run<T: Send + 'static>(
         &self,

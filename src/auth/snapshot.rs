@@ -25,8 +25,6 @@ pub struct Principal {
     pub mailbox: Arc<Mailbox>,
     /// Its own main password hash.
     pub hash: String,
-    /// Whether it is a multi-user account.
-    pub is_user: bool,
 }
 
 /// Every principal at one moment.
@@ -41,25 +39,13 @@ impl Snapshot {
         let mut shared: HashMap<i64, Arc<Mailbox>> = HashMap::new();
         let mut principals = HashMap::new();
         for entry in store.principals()? {
-            let (login, mailbox, hash, is_user) = (
-                entry.login,
-                entry.mailbox,
-                entry.password_hash,
-                entry.is_user,
-            );
+            let (login, mailbox, hash) = (entry.login, entry.mailbox, entry.password_hash);
             let mailbox = Arc::clone(
                 shared
                     .entry(mailbox.id)
                     .or_insert_with(|| Arc::new(mailbox)),
             );
-            principals.insert(
-                login,
-                Arc::new(Principal {
-                    mailbox,
-                    hash,
-                    is_user,
-                }),
-            );
+            principals.insert(login, Arc::new(Principal { mailbox, hash }));
         }
         Ok(Snapshot { principals })
     }
@@ -72,11 +58,6 @@ impl Snapshot {
     /// How many login names there are.
     pub fn len(&self) -> usize {
         self.principals.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.principals.is_empty()
     }
 }
 

@@ -13,7 +13,7 @@
 //! 2 bad usage; 3 bad configuration; 4 store or system failure.
 
 mod commands;
-pub mod output;
+mod output;
 mod prompt;
 mod render;
 

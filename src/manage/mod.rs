@@ -215,11 +215,6 @@ impl Manager {
         })
     }
 
-    /// The policy periods in force.
-    pub fn policy(&self) -> &PolicySettings {
-        &self.settings.policy
-    }
-
     fn hash(&self, secret: &Secret) -> Result<String, ManageError> {
         self.hasher
             .hash(secret)

@@ -212,13 +212,6 @@ impl ProtocolSet {
     pub fn iter(self) -> impl Iterator<Item = Protocol> {
         Protocol::ALL.into_iter().filter(move |p| self.contains(*p))
     }
-    /// Parses a comma-separated list such as `imap,smtp`.
-    pub fn parse_list(s: &str) -> Result<Vec<Protocol>, PolicyError> {
-        s.split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(str::parse)
-            .collect()
-    }
 }
 
 impl fmt::Display for ProtocolSet {
@@ -344,10 +337,7 @@ mod tests {
         set.remove(Protocol::Imap);
         assert!(!set.contains(Protocol::Imap));
         assert_eq!(ProtocolSet::from_bits(set.bits()), set);
-        assert_eq!(
-            ProtocolSet::parse_list("imap, POP").unwrap(),
-            vec![Protocol::Imap, Protocol::Pop3]
-        );
-        assert!(ProtocolSet::parse_list("imap,nntp").is_err());
+        assert_eq!(" POP".parse::<Protocol>().unwrap(), Protocol::Pop3);
+        assert!("nntp".parse::<Protocol>().is_err());
     }
 }

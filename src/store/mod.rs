@@ -14,7 +14,7 @@
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
 
 pub mod records;
-pub mod sealed;
+pub(crate) mod sealed;
 pub mod sqlite;
 
 use std::path::PathBuf;

@@ -110,11 +110,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The schema version of the open file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self

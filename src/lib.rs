@@ -1,24 +1,31 @@
 //! Sentinella: an IMAP / POP3 / SMTP-submission authentication proxy that brings two-step
 //! verification and expiring app passwords to mail protocols.
 //!
-//! The crate is laid out as `DESIGN.md` describes:
+//! Two paths run through the crate (`ARCHITECTURE.md` names the file of every step):
+//! one login — listener → session → front end → authenticator → upstream → relay — and
+//! one management action — front door → [`manage`] → [`store`].
 //!
-//! - [`config`]: `config.toml` — serde model with `deny_unknown_fields`, defaults, and
-//!   validation whose errors name the file and the key.
+//! - [`config`]: `config.toml` — serde model with `deny_unknown_fields`, defaults,
+//!   validation whose errors name the file and the key, and the conversion into each
+//!   layer's settings (one direction: no layer below reads the config).
 //! - [`policy`]: SPEC.md's rules as pure code with the clock passed in — periods in
 //!   calendar months, 2FA devices (TOTP), app passwords, mailbox actions and the login
-//!   decision table.
-//! - [`auth`]: credentials in memory ([`auth::Secret`], redacted and zeroized) and argon2id
-//!   hashing; the login hot path grows here.
-//! - [`audit`]: the group-committed access-history writer.
-//! - [`store`]: the embedded SQLite database — schema migrations, one transaction per
-//!   management action, the version bump that invalidates cached logins, access history,
-//!   notices and management events.
-//! - [`protocol`]: sans-I/O protocol front ends (IMAP) and SASL decoding.
-//! - [`proxy`]: listeners, TLS, sessions, upstream login, relay, shutdown.
-//! - [`cli`]: the `sentinella` command line (human text or `--json`).
+//!   decision table; the record vocabularies (`named_enum!`).
+//! - [`manage`]: one function per management action, the same for every front door:
+//!   an actor in, a typed outcome or a classified error out.
+//! - [`store`]: the traits the state is reached through (management transactions, the
+//!   login path's principals, the access log, sealed secrets) and the SQLite backend.
+//! - [`auth`]: the login hot path — the authenticator, argon2id hashing on a bounded
+//!   pool, the verification cache, the in-memory principals, the throttle.
+//! - `audit`: the group-committed access-history writer.
+//! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
+//!   public so the fuzz targets can drive them.
+//! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
+//! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
+//! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
+//!   owner-only files.
 //!
-//! The binary (`src/main.rs`) only parses arguments and calls [`cli::run`].
+//! The binary (`src/main.rs`) only calls [`cli::main`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

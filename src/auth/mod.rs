@@ -1,13 +1,13 @@
 //! Credentials and their verification.
 //!
-//! - [`authenticator`]: the login decision for every protocol (store, argon2id off the
+//! - `authenticator`: the login decision for every protocol (store, argon2id off the
 //!   reactor, policy) and the access history.
-//! - [`credentials`]: what a client presented, marked if it can never be accepted.
-//! - [`hash`]: argon2id hashing and verification with the configured cost.
-//! - [`cache`]: successful verifications, under a keyed hash, invalidated by version.
-//! - [`pool`]: the bounded argon2id worker pool.
-//! - [`snapshot`]: the in-memory principals, reloaded when the store changes.
-//! - [`throttle`]: brute-force blocking per address (/64) and per name.
+//! - `credentials`: what a client presented, marked if it can never be accepted.
+//! - `hash`: argon2id hashing and verification with the configured cost.
+//! - `cache`: successful verifications, under a keyed hash, invalidated by version.
+//! - `pool`: the bounded argon2id worker pool.
+//! - `snapshot`: the in-memory principals, reloaded when the store changes.
+//! - `throttle`: brute-force blocking per address (/64) and per name.
 
 pub(crate) mod authenticator;
 pub(crate) mod cache;

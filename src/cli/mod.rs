@@ -4,7 +4,7 @@
 //! The command line is a front door: it parses, prompts, confirms and renders; every
 //! action is [`crate::manage`]'s.
 //!
-//! - [`output`]: human text or `--json`, secrets printed once from zeroized buffers.
+//! - `output`: human text or `--json`, secrets printed once from zeroized buffers.
 //! - `prompt`: passwords from a terminal or `--password-stdin`; confirmations.
 //! - `commands`: one handler per command.
 //! - `render`: the human text of each outcome.

@@ -5,7 +5,7 @@
 //! - [`PrincipalSource`]: the login path — every login name with what it opens, and a
 //!   mark that moves when any of it may have changed;
 //! - [`AccessLog`]: the group-committing access-history writer;
-//! - [`SealedSecrets`]: the per-mailbox upstream secrets, sealed ([`sealed`]).
+//! - [`SealedSecrets`]: the per-mailbox upstream secrets, sealed (`sealed`).
 //!
 //! [`StoreLocation`] names a backend and opens each consumer's own connection. SQLite
 //! ([`sqlite`]) is the embedded default; a second backend implements the same traits and
@@ -144,7 +144,7 @@ pub trait AccessLog: Send {
     fn append(&mut self, records: &[AccessRecord]) -> Result<(), StoreError>;
 }
 
-/// Upstream secrets, sealed at rest (see [`sealed`]).
+/// Upstream secrets, sealed at rest (see `store::sealed`).
 pub trait SealedSecrets: Send {
     /// The sealed upstream secret of a mailbox, if one was set.
     fn sealed_upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError>;

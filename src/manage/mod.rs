@@ -351,6 +351,29 @@ pub(crate) mod testing {
         (dir, m, location)
     }
 
+    /// The mailbox most tests act on.
+    pub(crate) const ADDR: &str = "mario@pec.example.it";
+
+    /// A manager with [`ADDR`] added by [`operator`] at `t` (main password
+    /// "main-password").
+    pub(crate) fn with_mailbox(
+        plan: crate::policy::Plan,
+        contact: Option<&str>,
+        t: Timestamp,
+    ) -> (tempfile::TempDir, Manager) {
+        let (dir, mut m, _) = manager();
+        m.add_mailbox(
+            &operator(),
+            ADDR,
+            plan,
+            contact,
+            &mut yes("main-password"),
+            t,
+        )
+        .unwrap();
+        (dir, m)
+    }
+
     pub(crate) fn operator() -> Actor {
         Actor::Operator("root".into())
     }

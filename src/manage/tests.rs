@@ -5,12 +5,10 @@
 
 use jiff::Timestamp;
 
-use super::testing::{Scripted, manager, operator, turn_on_2fa, yes};
+use super::testing::{ADDR, Scripted, operator, turn_on_2fa, with_mailbox, yes};
 use super::*;
 use crate::policy::Plan;
 use crate::policy::Protocol;
-
-const ADDR: &str = "mario@pec.example.it";
 
 fn t0() -> Timestamp {
     "2024-03-01T10:00:00Z".parse().unwrap()
@@ -30,17 +28,8 @@ fn version(m: &Manager) -> i64 {
 
 #[test]
 fn the_version_moves_exactly_when_a_login_would_see_a_change() {
-    let (_d, mut m, _) = manager();
     let (op, t) = (operator(), t0());
-    m.add_mailbox(
-        &op,
-        ADDR,
-        Plan::Standard,
-        None,
-        &mut yes("main-password"),
-        t,
-    )
-    .unwrap();
+    let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
     assert_eq!(version(&m), 1);
     m.migration(&op, ADDR, true, t).unwrap();
     m.migration(&op, ADDR, false, t).unwrap();
@@ -68,17 +57,8 @@ fn the_version_moves_exactly_when_a_login_would_see_a_change() {
 
 #[test]
 fn a_refused_action_writes_nothing_and_asks_nobody() {
-    let (_d, mut m, _) = manager();
     let (op, t) = (operator(), t0());
-    m.add_mailbox(
-        &op,
-        ADDR,
-        Plan::Standard,
-        None,
-        &mut yes("main-password"),
-        t,
-    )
-    .unwrap();
+    let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
     let before = m.show_mailbox(ADDR, t).unwrap();
     let events = m.events(ADDR).unwrap().events.len();
 
@@ -123,17 +103,8 @@ fn a_refused_action_writes_nothing_and_asks_nobody() {
 
 #[test]
 fn every_event_names_its_actor() {
-    let (_d, mut m, _) = manager();
     let t = t0();
-    m.add_mailbox(
-        &operator(),
-        ADDR,
-        Plan::Standard,
-        None,
-        &mut yes("main-password"),
-        t,
-    )
-    .unwrap();
+    let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
     let owner = Actor::Owner("ufficio".into());
     m.set_contact(&owner, ADDR, "Mario@Example.com", t).unwrap();
     m.migration(&Actor::System, ADDR, true, t).unwrap();
@@ -156,17 +127,8 @@ fn every_event_names_its_actor() {
 
 #[test]
 fn contact_changes_and_postponing_tell_the_owner() {
-    let (_d, mut m, _) = manager();
     let (op, t) = (operator(), t0());
-    m.add_mailbox(
-        &op,
-        ADDR,
-        Plan::Standard,
-        Some("old@example.com"),
-        &mut yes("main-password"),
-        t,
-    )
-    .unwrap();
+    let (_d, mut m) = with_mailbox(Plan::Standard, Some("old@example.com"), t);
     let v = m.set_contact(&op, ADDR, "New@Example.com", t).unwrap();
     assert_eq!(v.contact.as_deref(), Some("new@example.com"));
     let err = m.set_contact(&op, ADDR, "not an address", t).unwrap_err();
@@ -200,10 +162,8 @@ fn contact_changes_and_postponing_tell_the_owner() {
 
 #[test]
 fn outcomes_serialise_as_the_command_line_always_printed_them() {
-    let (_d, mut m, _) = manager();
     let (op, t) = (operator(), t0());
-    m.add_mailbox(&op, ADDR, Plan::Pro, None, &mut yes("main-password"), t)
-        .unwrap();
+    let (_d, mut m) = with_mailbox(Plan::Pro, None, t);
     let v = serde_json::to_value(m.show_mailbox(ADDR, t).unwrap()).unwrap();
     assert_eq!(
         v,

@@ -153,11 +153,9 @@ impl Manager {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{manager, operator, turn_on_2fa, yes};
+    use super::super::testing::{ADDR, operator, turn_on_2fa, with_mailbox, yes};
     use super::*;
     use crate::policy::Plan;
-
-    const ADDR: &str = "mario@pec.example.it";
 
     fn now() -> Timestamp {
         "2024-03-01T10:00:00Z".parse().unwrap()
@@ -165,17 +163,8 @@ mod tests {
 
     #[test]
     fn only_an_operator_may_override_and_the_owner_is_told() {
-        let (_d, mut m, _) = manager();
         let t = now();
-        m.add_mailbox(
-            &operator(),
-            ADDR,
-            Plan::Standard,
-            None,
-            &mut yes("main-password"),
-            t,
-        )
-        .unwrap();
+        let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
         turn_on_2fa(&mut m, ADDR, t);
         let owner = Actor::Owner(ADDR.into());
         let err = m.replace_device(&owner, ADDR, None, t).unwrap_err();
@@ -205,17 +194,8 @@ mod tests {
 
     #[test]
     fn disabling_asks_only_when_there_is_something_to_turn_off() {
-        let (_d, mut m, _) = manager();
         let t = now();
-        m.add_mailbox(
-            &operator(),
-            ADDR,
-            Plan::Standard,
-            None,
-            &mut yes("main-password"),
-            t,
-        )
-        .unwrap();
+        let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
         let mut ask = yes("unused");
         ask.confirm = false;
         // Off: refused by the rule before anybody is asked.

@@ -150,6 +150,10 @@ pub trait SealedSecrets: Send {
     fn sealed_upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Everything the login path reads and writes, for one connection.
+trait LoginSide: PrincipalSource + AccessLog + SealedSecrets {}
+impl<T: PrincipalSource + AccessLog + SealedSecrets> LoginSide for T {}
+
 /// Which backend holds the state, and where. Each consumer opens its own connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -172,20 +176,22 @@ impl StoreLocation {
 
     /// The login path's connection.
     pub fn open_principals(&self) -> Result<Box<dyn PrincipalSource>, StoreError> {
-        match self {
-            StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-        }
+        self.open_login_side()
+            .map(|s| s as Box<dyn PrincipalSource>)
     }
 
     /// The access-history writer's connection.
     pub fn open_access_log(&self) -> Result<Box<dyn AccessLog>, StoreError> {
-        match self {
-            StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-        }
+        self.open_login_side().map(|s| s as Box<dyn AccessLog>)
     }
 
     /// The upstream-secret reader's connection.
     pub fn open_secrets(&self) -> Result<Box<dyn SealedSecrets>, StoreError> {
+        self.open_login_side().map(|s| s as Box<dyn SealedSecrets>)
+    }
+
+    /// A connection of the backend, as the login path uses it.
+    fn open_login_side(&self) -> Result<Box<dyn LoginSide>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
         }

@@ -17,7 +17,7 @@ use sentinella::auth::{
 };
 use sentinella::config::Argon2Config;
 use sentinella::policy::login::ListenerKind;
-use sentinella::policy::mailbox::PolicySettings;
+use sentinella::policy::mailbox::{NewAppPassword, PolicySettings};
 use sentinella::policy::totp::DeviceSecret;
 use sentinella::policy::{Mailbox, Plan, Protocol, app_password};
 use sentinella::secret::Secret;
@@ -40,9 +40,9 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
     let main = hasher.hash(&Secret::new("main-password".into())).unwrap();
     let mut password = String::new();
     let app = app_password::generate().unwrap();
-    let app_hash = hasher
-        .hash(&app_password::canonical(app.expose()).unwrap())
-        .unwrap();
+    let canonical = app_password::canonical(app.expose()).unwrap();
+    let app_hash = hasher.hash(&canonical).unwrap();
+    let selector = app_password::selector(&canonical);
     for i in 0..1000 {
         let address = if i == 500 {
             ADDR.to_owned()
@@ -55,7 +55,13 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         let code = secret.code_at(t).unwrap();
         m.begin_enable_2fa(secret, t).unwrap();
         m.confirm_device(&code, t).unwrap();
-        m.generate_app_password(app_hash.clone(), t, &PolicySettings::default())
+        let new = NewAppPassword {
+            name: None,
+            scope: None,
+            selector: selector.clone(),
+            hash: app_hash.clone(),
+        };
+        m.generate_app_password(new, t, &PolicySettings::default())
             .unwrap();
         tx.save_mailbox(&m, t).unwrap();
         if i == 500 {

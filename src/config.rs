@@ -239,6 +239,14 @@ pub struct PolicyConfig {
     /// The issuer name authenticator apps show next to the code.
     #[serde(default = "default_issuer")]
     pub totp_issuer: String,
+    /// How many app passwords a mailbox may have, each named and scoped (default 1: the
+    /// seeds' one password for every program).
+    #[serde(default = "default_max_app_passwords")]
+    pub max_app_passwords: usize,
+}
+
+fn default_max_app_passwords() -> usize {
+    1
 }
 
 fn default_validity() -> Period {
@@ -257,6 +265,7 @@ impl Default for PolicyConfig {
             app_password_validity: default_validity(),
             postpone_window: default_window(),
             totp_issuer: default_issuer(),
+            max_app_passwords: default_max_app_passwords(),
         }
     }
 }
@@ -267,6 +276,7 @@ impl PolicyConfig {
         PolicySettings {
             app_password_validity: self.app_password_validity,
             postpone_window: self.postpone_window,
+            max_app_passwords: self.max_app_passwords,
         }
     }
 }
@@ -581,6 +591,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.store.path.as_os_str().is_empty() {
             return Err(self.invalid("store.path", "must not be empty"));
+        }
+        if !(1..=100).contains(&self.policy.max_app_passwords) {
+            return Err(self.invalid("policy.max_app_passwords", "must be between 1 and 100"));
         }
         if self.policy.totp_issuer.is_empty() || self.policy.totp_issuer.contains(':') {
             return Err(self.invalid("policy.totp_issuer", "must be non-empty and contain no ':'"));

@@ -70,8 +70,8 @@ fn aruba_flow_from_add_to_disable() {
         .mailbox(ADDR)
         .unwrap()
         .unwrap()
-        .app_password
-        .unwrap()
+        .app_passwords
+        .remove(0)
         .hash;
     assert!(
         hasher().verify(&hash1, &app_password::canonical(&pw1).unwrap()),
@@ -86,8 +86,8 @@ fn aruba_flow_from_add_to_disable() {
         .mailbox(ADDR)
         .unwrap()
         .unwrap()
-        .app_password
-        .unwrap()
+        .app_passwords
+        .remove(0)
         .hash;
     assert!(hasher().verify(&hash2, &app_password::canonical(pw2).unwrap()));
     assert!(!hasher().verify(&hash2, &app_password::canonical(&pw1).unwrap()));
@@ -152,7 +152,7 @@ fn disabling_2fa_revokes_the_app_password() {
     env.ok(&["2fa", "disable", ADDR, &code(&secret, 1), "--yes"], None);
     let store = Store::open(&env.store_path()).unwrap();
     let m = store.mailbox(ADDR).unwrap().unwrap();
-    assert!(m.app_password.is_none() && m.device.is_none());
+    assert!(m.app_passwords.is_empty() && m.device.is_none());
     // And generating now is refused: app passwords exist only with 2FA on.
     let run = env.run(&["--json", "app-password", "generate", ADDR], None);
     assert_eq!(

@@ -38,7 +38,7 @@ use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
-use crate::store::{AccessRecord, SealedSecrets, StoreError, StoreLocation};
+use crate::store::{AccessRecord, AppPasswordUse, SealedSecrets, StoreError, StoreLocation};
 
 /// How often the snapshot thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -92,6 +92,8 @@ pub struct Verdict {
     pub login: String,
     /// The credential kind presented.
     pub credential: CredentialKind,
+    /// The app password it matched, if one did (accepted or not).
+    pub app_password: Option<AppPasswordUse>,
     /// How it ended.
     pub result: LoginResult,
 }
@@ -115,7 +117,20 @@ impl Verdict {
         login: String,
         mailbox: Option<Arc<Mailbox>>,
         block: Option<String>,
+        matched: Matched,
     ) -> Self {
+        let app_password = match (matched, &mailbox) {
+            (Matched::App(id), Some(m)) => {
+                m.app_passwords
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| AppPasswordUse {
+                        id,
+                        name: a.name.clone(),
+                    })
+            }
+            _ => None,
+        };
         let result = match (decision.outcome, mailbox) {
             (Outcome::Accepted, Some(mailbox)) => LoginResult::Accepted {
                 mailbox,
@@ -138,6 +153,7 @@ impl Verdict {
         Verdict {
             login,
             credential: decision.credential,
+            app_password,
             result,
         }
     }
@@ -180,7 +196,17 @@ impl Verdict {
             LoginResult::Refused { block, .. } => block.take(),
             _ => None,
         };
-        *self = Verdict::of(decision, std::mem::take(&mut self.login), mailbox, block);
+        let app_password = self.app_password.take();
+        *self = Verdict {
+            app_password,
+            ..Verdict::of(
+                decision,
+                std::mem::take(&mut self.login),
+                mailbox,
+                block,
+                Matched::Neither,
+            )
+        };
     }
 }
 
@@ -322,7 +348,7 @@ impl Authenticator {
                 outcome: Outcome::TemporaryFailure(Reason::Overloaded),
                 credential: CredentialKind::Unknown,
             };
-            return Verdict::of(overloaded, login, mailbox, None);
+            return Verdict::of(overloaded, login, mailbox, None, Matched::Neither);
         };
         let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
         let mut block = None;
@@ -334,7 +360,7 @@ impl Authenticator {
         } else {
             block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
-        let v = Verdict::of(decision, login, mailbox, block);
+        let v = Verdict::of(decision, login, mailbox, block, matched);
         self.with_upstream_secret(ctx, v).await
     }
 
@@ -370,13 +396,14 @@ impl Authenticator {
                 login,
                 None,
                 None,
+                Matched::Neither,
             ));
         }
         let Ok(name) = normalize_login(&creds.login) else {
             self.throttle
                 .failure(ctx.peer, &login, &creds.secret, instant);
             let decision = refuse(Reason::Malformed("invalid login name"));
-            return Front::Done(Verdict::of(decision, login, None, None));
+            return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
         };
         let principal = self.snapshot.load().get(&name).cloned();
         let key = principal.as_ref().map(|p| {
@@ -398,7 +425,7 @@ impl Authenticator {
                 self.throttle.success(ctx.peer, &name);
             }
             let mailbox = Some(Arc::clone(&p.mailbox));
-            return Front::Done(Verdict::of(decision, login, mailbox, None));
+            return Front::Done(Verdict::of(decision, login, mailbox, None, matched));
         }
         // Everything else would cost argon2id: the throttle decides first.
         if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
@@ -414,7 +441,13 @@ impl Authenticator {
             // attacker ends up refused at accept time, before TLS.
             let block = self.count_failure(ctx, &name, &creds.secret, &decision);
             let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
-            return Front::Done(Verdict::of(decision, login, mailbox, block));
+            return Front::Done(Verdict::of(
+                decision,
+                login,
+                mailbox,
+                block,
+                Matched::Neither,
+            ));
         }
         Front::Verify {
             name,
@@ -469,25 +502,30 @@ impl Authenticator {
         }
     }
 
-    /// argon2id: which stored secret the presented one matches (runs on the pool).
+    /// argon2id: which stored secret the presented one matches (runs on the pool). An
+    /// app-password-shaped secret is verified against the one record its selector names
+    /// (or the mailbox's password from before selectors, or the dummy): one verification
+    /// whatever the number of app passwords.
     fn verify(&self, principal: Option<&Principal>, secret: &Secret) -> Matched {
-        let app_shaped = app_password::canonical(secret.expose());
         let own_hash = principal.map_or(self.dummy_hash.as_str(), |p| p.hash.as_str());
         let main_ok = self.hasher.verify(own_hash, secret);
-        let app_ok = match &app_shaped {
-            Some(canon) => {
-                let hash = principal
-                    .and_then(|p| p.mailbox.app_password.as_ref())
-                    .map_or(self.dummy_hash.as_str(), |a| a.hash.as_str());
-                self.hasher.verify(hash, canon)
-            }
-            None => false,
-        };
+        let app = app_password::canonical(secret.expose()).and_then(|canon| {
+            let selector = app_password::selector(&canon);
+            let candidate = principal.and_then(|p| {
+                let all = &p.mailbox.app_passwords;
+                all.iter()
+                    .find(|a| a.selector.as_deref() == Some(selector.as_str()))
+                    .or_else(|| all.iter().find(|a| a.selector.is_none()))
+            });
+            let hash = candidate.map_or(self.dummy_hash.as_str(), |a| a.hash.as_str());
+            let ok = self.hasher.verify(hash, &canon);
+            candidate.filter(|_| ok).map(|a| a.id)
+        });
         let two_factor = principal.is_some_and(|p| p.mailbox.two_factor_on());
-        match (principal.is_some(), app_ok && two_factor, main_ok) {
+        match (principal.is_some(), app.filter(|_| two_factor), main_ok) {
             (false, _, _) => Matched::Neither,
-            (true, true, _) => Matched::App,
-            (true, false, true) => Matched::Main,
+            (true, Some(id), _) => Matched::App(id),
+            (true, None, true) => Matched::Main,
             _ => Matched::Neither,
         }
     }
@@ -546,6 +584,7 @@ impl Authenticator {
             login: verdict.login.clone(),
             address: verdict.mailbox().map(|m| m.address.clone()),
             credential: verdict.credential,
+            app_password: verdict.app_password.clone(),
             result,
             reason,
         };
@@ -553,6 +592,7 @@ impl Authenticator {
             LoginResult::Refused { block: Some(b), .. } => Some(AccessRecord {
                 reason: Some(format!("throttle: {b}")),
                 credential: CredentialKind::Unknown,
+                app_password: None,
                 result: AccessResult::Refused,
                 ..rec.clone()
             }),
@@ -576,6 +616,7 @@ mod tests {
     use super::*;
     use crate::auth::HashCost;
     use crate::auth::credentials::Mechanism;
+    use crate::manage::app_password::Wanted;
     use crate::manage::testing::{self, yes};
     use crate::manage::{Actor, Manager};
     use crate::policy::{Period, Plan};
@@ -632,7 +673,7 @@ mod tests {
         if two_factor {
             testing::turn_on_2fa(&mut manager, ADDR, t);
             app_password = manager
-                .generate_app_password(&actor, ADDR, false, t)
+                .generate_app_password(&actor, ADDR, Wanted::default(), false, t)
                 .unwrap()
                 .password;
         }
@@ -822,7 +863,7 @@ mod tests {
         assert!(check(&f, ADDR, &pw).await.is_accepted());
         let mut f = f;
         f.manager
-            .deactivate_app_password(&Actor::System, ADDR, &mut yes(""), now())
+            .deactivate_app_password(&Actor::System, ADDR, None, false, &mut yes(""), now())
             .unwrap();
         assert!(f.auth.refresh().unwrap(), "the snapshot sees the change");
         let c = ctx(ListenerKind::Mailbox);

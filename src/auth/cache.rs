@@ -104,8 +104,8 @@ mod tests {
         let c = VerificationCache::new(1024, Duration::from_secs(60));
         let k = c.key(1, 7, "mario", b"secret");
         assert_eq!(c.get(&k), None);
-        c.insert(k, Matched::App);
-        assert_eq!(c.get(&k), Some(Matched::App));
+        c.insert(k, Matched::App(7));
+        assert_eq!(c.get(&k), Some(Matched::App(7)));
         assert_eq!(
             c.get(&c.key(1, 8, "mario", b"secret")),
             None,

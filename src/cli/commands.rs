@@ -11,6 +11,7 @@ use super::{
     AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep, TwoFactorCommand,
 };
 use crate::config::Config;
+use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Manager};
 
 /// What every management command works with.
@@ -262,44 +263,65 @@ fn two_factor(ctx: &mut Ctx, cmd: &TwoFactorCommand) -> Result<Output, CliError>
     Ok(out)
 }
 
+/// A scope from `--protocols` (none given: the default).
+fn scope(protocols: &[crate::policy::Protocol]) -> Option<crate::policy::ProtocolSet> {
+    (!protocols.is_empty()).then(|| {
+        let mut set = crate::policy::ProtocolSet::NONE;
+        protocols.iter().for_each(|p| set.insert(*p));
+        set
+    })
+}
+
 fn app_password(ctx: &mut Ctx, cmd: &AppPasswordCommand) -> Result<Output, CliError> {
     let (m, actor, now) = (&mut ctx.manager, &ctx.actor, ctx.now);
     let out = match cmd {
-        AppPasswordCommand::Generate { address } => {
-            render::new_app_password(m.generate_app_password(actor, address, false, now)?)
+        AppPasswordCommand::Generate {
+            address,
+            name,
+            protocols,
+        } => {
+            let wanted = Wanted {
+                name: name.as_deref(),
+                scope: scope(protocols),
+            };
+            render::new_app_password(m.generate_app_password(actor, address, wanted, false, now)?)
         }
-        AppPasswordCommand::Regenerate { address } => {
-            render::new_app_password(m.generate_app_password(actor, address, true, now)?)
+        AppPasswordCommand::Regenerate {
+            address,
+            name,
+            protocols,
+        } => {
+            let wanted = Wanted {
+                name: name.as_deref(),
+                scope: scope(protocols),
+            };
+            render::new_app_password(m.generate_app_password(actor, address, wanted, true, now)?)
         }
-        AppPasswordCommand::Postpone { address } => {
-            let p = m.postpone_app_password(actor, address, now)?;
-            Output::of(
-                format!(
-                    "Postponed: the same app password of {} now expires {}.",
-                    p.address,
-                    crate::policy::fmt_time(p.expires_at)
-                ),
-                &p,
-            )
+        AppPasswordCommand::Postpone { address, name } => {
+            let p = m.postpone_app_password(actor, address, name.as_deref(), now)?;
+            Output::of(render::postponed(&p), &p)
         }
-        AppPasswordCommand::Deactivate { address, confirm } => {
+        AppPasswordCommand::Deactivate {
+            address,
+            name,
+            all,
+            confirm,
+        } => {
             let mut ask = Terminal {
                 password_stdin: false,
                 yes: confirm.yes,
             };
-            let d = m.deactivate_app_password(actor, address, &mut ask, now)?;
-            Output::of(
-                format!(
-                    "App password of {} deactivated: mail programs using it no longer have access. The main \
-                     password still does not work in mail programs while two-step verification is on.",
-                    d.address
-                ),
-                &d,
-            )
+            let d =
+                m.deactivate_app_password(actor, address, name.as_deref(), *all, &mut ask, now)?;
+            Output::of(render::deactivated(&d), &d)
         }
-        AppPasswordCommand::Status { address } => {
-            let s = m.app_password_status(address, now)?;
+        AppPasswordCommand::Status { address, name } => {
+            let s = m.app_password_status(address, name.as_deref(), now)?;
             Output::of(render::app_password_status(&s), &s)
+        }
+        AppPasswordCommand::List { address } => {
+            let l = m.list_app_passwords(address, now)?;
+            Output::of(render::app_password_list(&l), &l)
         }
     };
     Ok(out)

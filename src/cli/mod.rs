@@ -257,27 +257,57 @@ pub enum AppPasswordCommand {
     Generate {
         /// The address.
         address: String,
+        /// A name for it, e.g. "Outlook in ufficio" (default: "default").
+        #[arg(long)]
+        name: Option<String>,
+        /// Limit it to these protocols, comma-separated (default: every enabled one).
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        protocols: Vec<Protocol>,
     },
     /// "Posticipa scadenza": the same password for another period (from 14 days before
     /// expiry, or after it).
     Postpone {
         /// The address.
         address: String,
+        /// Which password (needed when the mailbox has several).
+        #[arg(long)]
+        name: Option<String>,
     },
-    /// "Genera nuova password": a new password; the old one stops working at once.
+    /// "Genera nuova password": a new password with the same name and protocols; the old
+    /// one stops working at once.
     Regenerate {
         /// The address.
         address: String,
+        /// Which password (needed when the mailbox has several).
+        #[arg(long)]
+        name: Option<String>,
+        /// Limit the new one to these protocols instead.
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        protocols: Vec<Protocol>,
     },
     /// "Disattiva": mail programs using the app password lose access at once.
     Deactivate {
         /// The address.
         address: String,
+        /// Which password (needed when the mailbox has several).
+        #[arg(long, conflicts_with = "all")]
+        name: Option<String>,
+        /// Every app password of the mailbox.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         confirm: Confirmation,
     },
     /// State, expiry and when postponing opens.
     Status {
+        /// The address.
+        address: String,
+        /// Which password (needed when the mailbox has several).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every app password: name, protocols, dates, last use (never the password).
+    List {
         /// The address.
         address: String,
     },

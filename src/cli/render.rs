@@ -4,9 +4,9 @@
 use super::CliError;
 use super::output::{Output, SECRET_MARK};
 use crate::manage::outcome::{
-    AppPasswordState, AppPasswordStatus, AppPasswordView, DeviceConfirmed, DeviceResult, Events,
-    History, MailboxList, MailboxView, Migration, NewAppPassword, NewDevice, Notices,
-    PasswordChanged, Protocols,
+    AppPasswordList, AppPasswordState, AppPasswordStatus, AppPasswordView, Deactivated,
+    DeviceConfirmed, DeviceResult, Events, History, MailboxList, MailboxView, Migration,
+    NewAppPassword, NewDevice, Notices, PasswordChanged, Postponed, Protocols,
 };
 use crate::policy::fmt_time;
 use crate::policy::mailbox::DevicePurpose;
@@ -32,11 +32,44 @@ fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
             fmt_time(d.expires_at)
         ),
     };
+    let scope = match (d.scope.is_empty(), d.limited) {
+        (true, _) => "no protocol (it works nowhere)".to_owned(),
+        (false, true) => format!("only {}", d.scope),
+        (false, false) => d.scope.to_string(),
+    };
+    let last = match &d.last_used {
+        Some(u) => format!(
+            "last used {} from {} ({}, {})",
+            fmt_time(u.at),
+            u.client,
+            u.protocol,
+            u.listener
+        ),
+        None => "never used".to_owned(),
+    };
     format!(
-        "{state}\n  generated {}, postponed {} time(s); {postpone}",
+        "\"{}\" {state}\n  generated {}, postponed {} time(s); {postpone}\n  protocols: {scope}; {last}",
+        d.name,
         fmt_time(d.created_at),
         d.postponed
     )
+}
+
+fn app_passwords_text(v: &MailboxView) -> String {
+    match v.app_passwords.as_slice() {
+        [] | [_] => format!(
+            "app password: {}",
+            app_password_text(&v.app_password, v.two_factor.enabled)
+        ),
+        all => {
+            let mut text = format!("app passwords ({}):", all.len());
+            for ap in all {
+                text.push_str("\n  - ");
+                text.push_str(&app_password_text(ap, true).replace("\n  ", "\n      "));
+            }
+            text
+        }
+    }
 }
 
 /// `mailbox show` and every command that shows the mailbox after changing it.
@@ -57,7 +90,7 @@ pub(crate) fn mailbox(v: &MailboxView) -> String {
         v.protocols.to_string()
     };
     format!(
-        "{}\n  plan: {}{}\n  contact: {}\n  protocols: {protocols}\n  migration: {}\n  two-step verification: {two_factor}\n  app password: {}\n  multi-user accounts: {}\n  version: {}",
+        "{}\n  plan: {}{}\n  contact: {}\n  protocols: {protocols}\n  migration: {}\n  two-step verification: {two_factor}\n  {}\n  multi-user accounts: {}\n  version: {}",
         v.address,
         v.plan,
         if v.archive {
@@ -71,7 +104,7 @@ pub(crate) fn mailbox(v: &MailboxView) -> String {
         } else {
             "no"
         },
-        app_password_text(&v.app_password, tf.enabled),
+        app_passwords_text(v),
         if v.users.is_empty() {
             "-".to_owned()
         } else {
@@ -143,7 +176,7 @@ pub(crate) fn history(h: &History) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{} {:<17} {:<5} {:<12} {:<24} login={} credential={}{}\n",
+                "{} {:<17} {:<5} {:<12} {:<24} login={} credential={}{}{}\n",
                 fmt_time(r.at),
                 r.result.as_str(),
                 r.protocol.as_str(),
@@ -151,6 +184,10 @@ pub(crate) fn history(h: &History) -> String {
                 r.client,
                 r.login,
                 r.credential,
+                r.app_password
+                    .as_ref()
+                    .map(|a| format!(" app-password={:?}", a.name))
+                    .unwrap_or_default(),
                 r.reason
                     .as_deref()
                     .map(|x| format!(" ({x})"))
@@ -240,12 +277,13 @@ pub(crate) fn device_confirmed(c: &DeviceConfirmed) -> String {
 /// A new app password, shown once (text and JSON both carry it, from zeroized buffers).
 pub(crate) fn new_app_password(n: NewAppPassword) -> Output {
     let human = format!(
-        "New app password for {} (shown only now: it cannot be retrieved later):\n\n    {SECRET_MARK}\n\n\
+        "New app password \"{}\" for {} (shown only now: it cannot be retrieved later):\n\n    {SECRET_MARK}\n\n\
          Valid until {}. Use it in mail programs ({}) for the mailbox, its multi-user accounts{}.\n\
          Dashes and spaces are optional when typing it.",
+        n.name,
         n.address,
         fmt_time(n.expires_at),
-        n.protocols,
+        n.scope,
         if n.archive {
             " and the security archive"
         } else {
@@ -258,6 +296,29 @@ pub(crate) fn new_app_password(n: NewAppPassword) -> Output {
     out
 }
 
+pub(crate) fn postponed(p: &Postponed) -> String {
+    format!(
+        "Postponed: the same app password \"{}\" of {} now expires {}.",
+        p.name,
+        p.address,
+        fmt_time(p.expires_at)
+    )
+}
+
+pub(crate) fn deactivated(d: &Deactivated) -> String {
+    let names = d
+        .deactivated
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "App password {names} of {} deactivated: mail programs using it no longer have access. The main \
+         password still does not work in mail programs while two-step verification is on.",
+        d.address
+    )
+}
+
 pub(crate) fn app_password_status(s: &AppPasswordStatus) -> String {
     let mut text = format!(
         "{}: app password {}",
@@ -266,6 +327,26 @@ pub(crate) fn app_password_status(s: &AppPasswordStatus) -> String {
     );
     if s.protocols.is_empty() {
         text.push_str("\n  no protocol is enabled: mail programs cannot connect");
+    }
+    text
+}
+
+pub(crate) fn app_password_list(l: &AppPasswordList) -> String {
+    if l.app_passwords.is_empty() {
+        return format!(
+            "{}: no app passwords (up to {} allowed)",
+            l.address, l.limit
+        );
+    }
+    let mut text = format!(
+        "{}: {} of {} app password(s)",
+        l.address,
+        l.app_passwords.len(),
+        l.limit
+    );
+    for ap in &l.app_passwords {
+        text.push_str("\n- ");
+        text.push_str(&app_password_text(ap, l.two_factor));
     }
     text
 }

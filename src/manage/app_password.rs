@@ -1,68 +1,101 @@
-//! The app password ("password per programmi di posta"): generate, regenerate,
-//! postpone, deactivate, status.
+//! App passwords ("password per programmi di posta"): generate, regenerate, postpone,
+//! deactivate (one or all), status and list. A mailbox has up to
+//! `policy.max_app_passwords`, each with a name and a protocol scope; without a name,
+//! an action addresses the only one there is (the seeds' single password).
 
 use jiff::Timestamp;
 
-use super::outcome::{AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, Postponed};
+use super::outcome::{
+    AppPasswordList, AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, Postponed,
+};
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
-use crate::policy::{PolicyError, app_password, fmt_time};
+use crate::policy::mailbox::NewAppPassword as Issue;
+use crate::policy::{Mailbox, PolicyError, ProtocolSet, app_password, fmt_time};
+use crate::secret::Secret;
 use crate::store::{EventAction, NoticeKind};
 
 /// The warning before deactivating.
 const DEACTIVATE_WARNING: &str = "Deactivating the app password ends access for every mail program that uses it, at \
      once. The main password still does not work in mail programs while two-step verification is on.";
 
+/// What to generate: for `generate`, the name and scope asked for; for `regenerate`,
+/// which password (its name and scope are kept unless a scope is given).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wanted<'a> {
+    /// The password's name.
+    pub name: Option<&'a str>,
+    /// Its protocols.
+    pub scope: Option<ProtocolSet>,
+}
+
 impl Manager {
-    /// "Attiva": a first app password (or a new one after the old one expired), shown
-    /// once. `regenerate` ("Genera nuova password") replaces an existing one; the old one
-    /// stops working at once.
+    /// "Attiva" (`regenerate` false): a new app password, shown once; or "Genera nuova
+    /// password" (`regenerate` true): a new password in place of an existing one, whose
+    /// name and scope it keeps; the old one stops working at once.
     pub fn generate_app_password(
         &mut self,
         actor: &Actor,
         address: &str,
+        wanted: Wanted<'_>,
         regenerate: bool,
         now: Timestamp,
     ) -> Result<NewAppPassword, ManageError> {
         let s = self.settings.policy;
-        let issue = |m: &mut crate::policy::Mailbox, hash: String| {
-            if regenerate {
-                m.regenerate_app_password(hash, now, &s)
-                    .map(|a| (a.created_at, a.expires_at))
+        let issue = |m: &mut Mailbox, selector: String, hash: String| {
+            let new = Issue {
+                name: wanted.name,
+                scope: wanted.scope,
+                selector,
+                hash,
+            };
+            let ap = if regenerate {
+                m.regenerate_app_password(new, now, &s)?
             } else {
-                m.generate_app_password(hash, now, &s)
-                    .map(|a| (a.created_at, a.expires_at))
-            }
+                m.generate_app_password(new, now, &s)?
+            };
+            Ok::<_, PolicyError>((ap.name.clone(), ap.created_at, ap.expires_at))
         };
         // The rules first, on a copy, before spending a hash; the transaction checks again.
-        issue(&mut self.read(address)?, String::new())?;
-        let password = app_password::generate()?;
-        let canonical = app_password::canonical(password.expose()).ok_or_else(|| {
-            ManageError::Internal("generated app password is not canonical".into())
-        })?;
+        let mut probe = self.read(address)?;
+        issue(&mut probe.clone(), String::new(), String::new())?;
+        let (password, canonical) = fresh_password(&probe)?;
         let hash = self.hash(&canonical)?;
+        let selector = app_password::selector(&canonical);
         drop(canonical);
-        let ((created_at, expires_at), m) = self.change(actor, address, now, |_, m| {
-            let dates = issue(m, hash)?;
+        let ((name, created_at, expires_at), m) = self.change(actor, address, now, |_, m| {
+            let (name, created, expires) = issue(m, selector, hash)?;
             let record = if regenerate {
-                Record::new(EventAction::AppPasswordRegenerate).notice(
-                    NoticeKind::AppPassword,
-                    "A new app password was generated; the previous one no longer works.",
-                )
+                Record::new(EventAction::AppPasswordRegenerate)
+                    .detail(name.clone())
+                    .notice(
+                        NoticeKind::AppPassword,
+                        format!(
+                            "A new app password \"{name}\" was generated; the previous one no longer works."
+                        ),
+                    )
             } else {
-                Record::new(EventAction::AppPasswordGenerate).notice(
-                    NoticeKind::AppPassword,
-                    "An app password for mail programs was generated.",
-                )
+                Record::new(EventAction::AppPasswordGenerate)
+                    .detail(name.clone())
+                    .notice(
+                        NoticeKind::AppPassword,
+                        format!("An app password for mail programs, \"{name}\", was generated."),
+                    )
             };
-            Ok((dates, record))
+            Ok(((name, created, expires), record))
         })?;
+        probe = m;
+        let scope = probe
+            .app_passwords
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(ProtocolSet::NONE, |a| a.effective_scope(probe.protocols));
         Ok(NewAppPassword {
-            address: m.address,
+            address: probe.address,
+            name,
+            scope,
             created_at,
             expires_at,
-            replaced: regenerate,
-            protocols: m.protocols,
-            archive: m.plan.has_archive(),
+            archive: probe.plan.has_archive(),
             password,
         })
     }
@@ -73,65 +106,133 @@ impl Manager {
         &mut self,
         actor: &Actor,
         address: &str,
+        name: Option<&str>,
         now: Timestamp,
     ) -> Result<Postponed, ManageError> {
         let s = self.settings.policy;
-        let ((expires_at, postponed), m) = self.change(actor, address, now, |_, m| {
-            let ap = m.postpone_app_password(now, &s)?;
-            let (expires_at, postponed) = (ap.expires_at, ap.postponed);
-            let record = Record::new(EventAction::AppPasswordPostpone).notice(
-                NoticeKind::AppPassword,
-                format!(
-                    "The expiry of the app password was postponed: the same password now works until {}.",
-                    fmt_time(expires_at)
-                ),
-            );
-            Ok(((expires_at, postponed), record))
+        let ((name, expires_at, postponed), m) = self.change(actor, address, now, |_, m| {
+            let ap = m.postpone_app_password(name, now, &s)?;
+            let (name, expires_at, postponed) = (ap.name.clone(), ap.expires_at, ap.postponed);
+            let record = Record::new(EventAction::AppPasswordPostpone)
+                .detail(name.clone())
+                .notice(
+                    NoticeKind::AppPassword,
+                    format!(
+                        "The expiry of the app password \"{name}\" was postponed: the same password now works until {}.",
+                        fmt_time(expires_at)
+                    ),
+                );
+            Ok(((name, expires_at, postponed), record))
         })?;
         Ok(Postponed {
             address: m.address,
+            name,
             expires_at,
             postponed,
         })
     }
 
-    /// "Disattiva": after confirmation, mail programs using the app password lose access
-    /// at once.
+    /// "Disattiva": after confirmation, mail programs using that app password (or, with
+    /// `all`, any of them) lose access at once.
     pub fn deactivate_app_password(
         &mut self,
         actor: &Actor,
         address: &str,
+        name: Option<&str>,
+        all: bool,
         ask: &mut dyn Ask,
         now: Timestamp,
     ) -> Result<Deactivated, ManageError> {
-        if self.read(address)?.app_password.is_none() {
-            return Err(PolicyError::NoAppPassword.into());
+        let mut probe = self.read(address)?;
+        if all {
+            probe.deactivate_all_app_passwords()?;
+        } else {
+            probe.deactivate_app_password(name)?;
         }
         ask.confirm(&Warning(DEACTIVATE_WARNING.into()))?;
-        let ((), m) = self.change(actor, address, now, |_, m| {
-            m.deactivate_app_password()?;
+        let (deactivated, m) = self.change(actor, address, now, |_, m| {
+            let names = if all {
+                m.deactivate_all_app_passwords()?
+            } else {
+                vec![m.deactivate_app_password(name)?.name]
+            };
+            let list = names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
             let record = Record::new(EventAction::AppPasswordDeactivate)
-                .notice(NoticeKind::AppPassword, "The app password was deactivated.");
-            Ok(((), record))
+                .detail(names.join(", "))
+                .notice(
+                    NoticeKind::AppPassword,
+                    format!("App password {list} deactivated."),
+                );
+            Ok((names, record))
         })?;
         Ok(Deactivated {
             address: m.address,
-            app_password: "none",
+            deactivated,
+            app_password: if m.app_passwords.is_empty() {
+                "none"
+            } else {
+                "some"
+            },
         })
     }
 
-    /// The app password's state, expiry and when postponing opens.
+    /// One app password's state, expiry and when postponing opens.
     pub fn app_password_status(
         &self,
         address: &str,
+        name: Option<&str>,
         now: Timestamp,
     ) -> Result<AppPasswordStatus, ManageError> {
         let m = self.read(address)?;
+        let view = match (name, m.app_passwords.len()) {
+            (None, 0) => AppPasswordView::NONE,
+            _ => {
+                let i = m.app_password_index(name)?;
+                AppPasswordView::of(&m, &m.app_passwords[i], &self.settings.policy, now)
+            }
+        };
         Ok(AppPasswordStatus {
             two_factor: m.two_factor_on(),
             protocols: m.protocols,
-            app_password: AppPasswordView::of(&m, &self.settings.policy, now),
+            app_password: view,
             address: m.address,
         })
     }
+
+    /// Every app password: name, scope, dates, last use — never the password.
+    pub fn list_app_passwords(
+        &self,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<AppPasswordList, ManageError> {
+        let m = self.read(address)?;
+        Ok(AppPasswordList {
+            two_factor: m.two_factor_on(),
+            limit: self.settings.policy.max_app_passwords,
+            app_passwords: AppPasswordView::all(&m, &self.settings.policy, now),
+            address: m.address,
+        })
+    }
+}
+
+/// A new app password whose selector no other password of `m` uses, and its canonical
+/// form (what is hashed).
+fn fresh_password(m: &Mailbox) -> Result<(Secret, Secret), ManageError> {
+    // 20-bit selectors, at most 100 passwords a mailbox: a clash is rare, and retried.
+    for _ in 0..64 {
+        let password = app_password::generate()?;
+        let canonical = app_password::canonical(password.expose()).ok_or_else(|| {
+            ManageError::Internal("generated app password is not canonical".into())
+        })?;
+        if !m.selector_taken(&app_password::selector(&canonical)) {
+            return Ok((password, canonical));
+        }
+    }
+    Err(ManageError::Internal(
+        "could not draw an unused app password selector".into(),
+    ))
 }

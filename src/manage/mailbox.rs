@@ -3,8 +3,8 @@
 use jiff::Timestamp;
 
 use super::outcome::{
-    MailboxList, MailboxView, Migration, PasswordChanged, Protocols, Removed, UpstreamSecretSet,
-    UserChanged,
+    MailboxList, MailboxView, Migration, NarrowedScope, PasswordChanged, Protocols, Removed,
+    UpstreamSecretSet, UserChanged,
 };
 use super::{Actor, Ask, ManageError, Manager, PasswordFor, Record, Warning, journal};
 use crate::policy::names::{normalize_address, normalize_login};
@@ -240,24 +240,51 @@ impl Manager {
         disable: &[Protocol],
         now: Timestamp,
     ) -> Result<Protocols, ManageError> {
-        let m = if enable.is_empty() && disable.is_empty() {
-            self.read(address)?
-        } else {
-            let names =
-                |ps: &[Protocol]| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
-            let detail = format!("enable [{}] disable [{}]", names(enable), names(disable));
-            self.change(actor, address, now, |_, m| {
-                m.set_protocols(enable, disable)?;
-                Ok((
-                    (),
-                    Record::new(EventAction::MailboxProtocols).detail(detail),
-                ))
-            })?
-            .1
-        };
+        if enable.is_empty() && disable.is_empty() {
+            let m = self.read(address)?;
+            return Ok(Protocols {
+                address: m.address,
+                protocols: m.protocols,
+                narrowed: Vec::new(),
+            });
+        }
+        let names = |ps: &[Protocol]| ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
+        let detail = format!("enable [{}] disable [{}]", names(enable), names(disable));
+        let (narrowed, m) = self.change(actor, address, now, |_, m| {
+            let narrowed = m.set_protocols(enable, disable)?;
+            let mut record = Record::new(EventAction::MailboxProtocols).detail(detail);
+            // The owner learns which app passwords now work with less, or not at all.
+            let told: Vec<String> = narrowed
+                .iter()
+                .map(|n| {
+                    if n.scope.is_empty() {
+                        format!(
+                            "the app password \"{}\" no longer works: none of its protocols is enabled",
+                            n.name
+                        )
+                    } else {
+                        format!("the app password \"{}\" now works only with {}", n.name, n.scope)
+                    }
+                })
+                .collect();
+            if !told.is_empty() {
+                record = record.notice(
+                    NoticeKind::AppPassword,
+                    format!("Mail protocols changed: {}.", told.join("; ")),
+                );
+            }
+            Ok((narrowed, record))
+        })?;
         Ok(Protocols {
             address: m.address,
             protocols: m.protocols,
+            narrowed: narrowed
+                .into_iter()
+                .map(|n| NarrowedScope {
+                    name: n.name,
+                    scope: n.scope,
+                })
+                .collect(),
         })
     }
 

@@ -5,10 +5,11 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::policy::app_password::AppPassword;
 use crate::policy::json_time;
 use crate::policy::mailbox::DevicePurpose;
 use crate::policy::names::named_enum;
-use crate::policy::{Mailbox, Plan, PolicySettings, ProtocolSet};
+use crate::policy::{Mailbox, Plan, PolicySettings, Protocol, ProtocolSet};
 use crate::secret::Secret;
 use crate::store::{AccessRecord, Event, Notice};
 
@@ -24,19 +25,39 @@ named_enum! {
     }
 }
 
-/// The app password of a mailbox, as the owner may see it (never the password).
+/// An app password, as the owner may see it (never the password).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AppPasswordView {
     /// Whether it works now.
     pub state: AppPasswordState,
-    /// Its dates, when one exists.
+    /// Its name and dates, when one exists.
     #[serde(flatten)]
     pub details: Option<AppPasswordDates>,
 }
 
-/// The dates of an existing app password.
+/// When and from where an app password last logged in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LastUseView {
+    /// When.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub at: Timestamp,
+    /// The client's address.
+    pub client: String,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The listener.
+    pub listener: String,
+}
+
+/// The name, scope and dates of an existing app password.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AppPasswordDates {
+    /// Its name.
+    pub name: String,
+    /// The protocols it works with now (its scope within the mailbox's protocols).
+    pub scope: ProtocolSet,
+    /// Whether it was limited to some protocols (otherwise it follows the mailbox's).
+    pub limited: bool,
     /// Generated.
     #[serde(serialize_with = "json_time::serialize")]
     pub created_at: Timestamp,
@@ -50,17 +71,19 @@ pub struct AppPasswordDates {
     pub postpone_opens_at: Timestamp,
     /// Whether postponing is allowed now.
     pub postpone_allowed: bool,
+    /// Its last login.
+    pub last_used: Option<LastUseView>,
 }
 
 impl AppPasswordView {
-    /// The view of `m`'s app password at `now`.
-    pub fn of(m: &Mailbox, s: &PolicySettings, now: Timestamp) -> Self {
-        let Some(ap) = &m.app_password else {
-            return AppPasswordView {
-                state: AppPasswordState::None,
-                details: None,
-            };
-        };
+    /// No app password.
+    pub const NONE: AppPasswordView = AppPasswordView {
+        state: AppPasswordState::None,
+        details: None,
+    };
+
+    /// The view of one of `m`'s app passwords at `now`.
+    pub fn of(m: &Mailbox, ap: &AppPassword, s: &PolicySettings, now: Timestamp) -> Self {
         let opens = ap.postpone_opens_at(s.postpone_window);
         AppPasswordView {
             state: if ap.is_valid_at(now) {
@@ -69,13 +92,37 @@ impl AppPasswordView {
                 AppPasswordState::Expired
             },
             details: Some(AppPasswordDates {
+                name: ap.name.clone(),
+                scope: ap.effective_scope(m.protocols),
+                limited: ap.scope.is_some(),
                 created_at: ap.created_at,
                 expires_at: ap.expires_at,
                 postponed: ap.postponed,
                 postpone_opens_at: opens,
                 postpone_allowed: now >= opens,
+                last_used: ap.last_use.as_ref().map(|u| LastUseView {
+                    at: u.at,
+                    client: u.client.clone(),
+                    protocol: u.protocol,
+                    listener: u.listener.clone(),
+                }),
             }),
         }
+    }
+
+    /// Every app password of `m`, in the order they were made.
+    pub fn all(m: &Mailbox, s: &PolicySettings, now: Timestamp) -> Vec<Self> {
+        m.app_passwords
+            .iter()
+            .map(|ap| AppPasswordView::of(m, ap, s, now))
+            .collect()
+    }
+
+    /// The one app password of `m` (the first, if several), or none.
+    pub fn first(m: &Mailbox, s: &PolicySettings, now: Timestamp) -> Self {
+        m.app_passwords.first().map_or(AppPasswordView::NONE, |ap| {
+            AppPasswordView::of(m, ap, s, now)
+        })
     }
 }
 
@@ -120,8 +167,10 @@ pub struct MailboxView {
     pub version: i64,
     /// Two-step verification.
     pub two_factor: TwoFactorView,
-    /// The app password.
+    /// The app password (the first, when there are several).
     pub app_password: AppPasswordView,
+    /// Every app password.
+    pub app_passwords: Vec<AppPasswordView>,
     /// Multi-user accounts, by name.
     pub users: Vec<String>,
 }
@@ -145,7 +194,8 @@ impl MailboxView {
                     since: p.since,
                 }),
             },
-            app_password: AppPasswordView::of(m, s, now),
+            app_password: AppPasswordView::first(m, s, now),
+            app_passwords: AppPasswordView::all(m, s, now),
             users,
         }
     }
@@ -198,6 +248,18 @@ pub struct Protocols {
     pub address: String,
     /// Enabled now.
     pub protocols: ProtocolSet,
+    /// App-password scopes the change narrowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub narrowed: Vec<NarrowedScope>,
+}
+
+/// An app-password scope a protocol change narrowed.
+#[derive(Clone, Debug, Serialize)]
+pub struct NarrowedScope {
+    /// The password's name.
+    pub name: String,
+    /// Its scope now (empty: it no longer works).
+    pub scope: ProtocolSet,
 }
 
 /// A multi-user account was added or removed.
@@ -270,18 +332,16 @@ pub struct TwoFactorDisabled {
 pub struct NewAppPassword {
     /// The mailbox.
     pub address: String,
+    /// Its name.
+    pub name: String,
+    /// The protocols it works with.
+    pub scope: ProtocolSet,
     /// Generated.
     #[serde(serialize_with = "json_time::serialize")]
     pub created_at: Timestamp,
     /// Expires.
     #[serde(serialize_with = "json_time::serialize")]
     pub expires_at: Timestamp,
-    /// Whether it replaced an existing one.
-    #[serde(skip)]
-    pub replaced: bool,
-    /// Where it works.
-    #[serde(skip)]
-    pub protocols: ProtocolSet,
     /// Whether it opens the security archive too.
     #[serde(skip)]
     pub archive: bool,
@@ -295,6 +355,8 @@ pub struct NewAppPassword {
 pub struct Postponed {
     /// The mailbox.
     pub address: String,
+    /// The password's name.
+    pub name: String,
     /// The new expiry.
     #[serde(serialize_with = "json_time::serialize")]
     pub expires_at: Timestamp,
@@ -302,13 +364,28 @@ pub struct Postponed {
     pub postponed: u32,
 }
 
-/// The app password was deactivated.
+/// App passwords were deactivated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Deactivated {
     /// The mailbox.
     pub address: String,
-    /// Always "none".
+    /// Their names.
+    pub deactivated: Vec<String>,
+    /// "none" when no app password is left, "some" otherwise.
     pub app_password: &'static str,
+}
+
+/// Every app password of a mailbox.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppPasswordList {
+    /// The mailbox.
+    pub address: String,
+    /// Whether 2FA is on.
+    pub two_factor: bool,
+    /// How many the mailbox may have.
+    pub limit: usize,
+    /// The passwords, in the order they were made.
+    pub app_passwords: Vec<AppPasswordView>,
 }
 
 /// The app password's state.

@@ -5,6 +5,7 @@
 
 use jiff::Timestamp;
 
+use super::app_password::Wanted;
 use super::testing::{ADDR, Scripted, operator, turn_on_2fa, with_mailbox, yes};
 use super::*;
 use crate::policy::Plan;
@@ -51,7 +52,8 @@ fn the_version_moves_exactly_when_a_login_would_see_a_change() {
     assert_eq!(version(&m), 6, "a multi-user account removed");
     turn_on_2fa(&mut m, ADDR, t);
     assert_eq!(version(&m), 7, "2FA on");
-    m.generate_app_password(&op, ADDR, false, t).unwrap();
+    m.generate_app_password(&op, ADDR, Wanted::default(), false, t)
+        .unwrap();
     assert_eq!(version(&m), 8, "app password");
 }
 
@@ -68,10 +70,12 @@ fn a_refused_action_writes_nothing_and_asks_nobody() {
         .unwrap_err();
     assert!(matches!(err, ManageError::LoginTaken(_)), "{err}");
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    let err = m.generate_app_password(&op, ADDR, false, t).unwrap_err();
+    let err = m
+        .generate_app_password(&op, ADDR, Wanted::default(), false, t)
+        .unwrap_err();
     assert_eq!(err.code(), "two_factor_off");
     let err = m
-        .deactivate_app_password(&op, ADDR, &mut silent(), t)
+        .deactivate_app_password(&op, ADDR, None, false, &mut silent(), t)
         .unwrap_err();
     assert_eq!(
         err.code(),
@@ -141,14 +145,16 @@ fn contact_changes_and_postponing_tell_the_owner() {
     );
 
     turn_on_2fa(&mut m, ADDR, t);
-    let generated = m.generate_app_password(&op, ADDR, false, t).unwrap();
+    let generated = m
+        .generate_app_password(&op, ADDR, Wanted::default(), false, t)
+        .unwrap();
     // Postponing opens 14 days before expiry: try it then.
     let opens = PolicySettings::default()
         .postpone_window
         .before(generated.expires_at);
-    let early = m.postpone_app_password(&op, ADDR, t).unwrap_err();
+    let early = m.postpone_app_password(&op, ADDR, None, t).unwrap_err();
     assert_eq!(early.code(), "postpone_too_early");
-    let p = m.postpone_app_password(&op, ADDR, opens).unwrap();
+    let p = m.postpone_app_password(&op, ADDR, None, opens).unwrap();
     assert_eq!(p.postponed, 1);
     let notice = &m.notices(ADDR).unwrap().notices[0];
     assert_eq!(notice.kind, NoticeKind::AppPassword);
@@ -171,17 +177,19 @@ fn outcomes_serialise_as_the_command_line_always_printed_them() {
             "address": ADDR, "plan": "pro", "archive": true, "contact": null,
             "protocols": ["imap", "pop3", "smtp"], "migration": false, "version": 1,
             "two_factor": {"enabled": false, "associated_at": null, "pending": null},
-            "app_password": {"state": "none"}, "users": [],
+            "app_password": {"state": "none"}, "app_passwords": [], "users": [],
         })
     );
     turn_on_2fa(&mut m, ADDR, t);
-    let new = m.generate_app_password(&op, ADDR, false, t).unwrap();
+    let new = m
+        .generate_app_password(&op, ADDR, Wanted::default(), false, t)
+        .unwrap();
     let json = serde_json::to_string(&new).unwrap();
     assert!(
         !json.contains(new.password.expose()),
         "the password is never serialised"
     );
-    let status = serde_json::to_value(m.app_password_status(ADDR, t).unwrap()).unwrap();
+    let status = serde_json::to_value(m.app_password_status(ADDR, None, t).unwrap()).unwrap();
     assert_eq!(status["state"], "active");
     assert_eq!(status["created_at"], "2024-03-01T10:00:00Z");
     assert_eq!(status["expires_at"], "2024-06-01T10:00:00Z");

@@ -1,13 +1,20 @@
 //! App passwords ("password per programmi di posta"): made for people to type.
 //!
 //! 24 symbols from a 32-symbol alphabet without look-alikes (no `l`, `o`, `0`, `1`):
-//! 120 bits from the OS CSPRNG, above SPEC's 100-bit floor. Shown as six groups of four,
+//! 120 bits from the OS CSPRNG. Shown as six groups of four,
 //! `abcd-efgh-jkmn-pqrs-tuvw-xyz2`, and accepted with or without the dashes and spaces, in
 //! either case.
+//!
+//! A mailbox may have several, each named and scoped to protocols. The first group is the
+//! password's *selector*, kept in clear beside the hash so a login finds the one record
+//! to verify — one argon2id verification per attempt, however many passwords a mailbox
+//! has (as Stalwart embeds an identifier). The other 20 symbols, 100 bits, are the secret
+//! part: SPEC's floor. Passwords made before selectors existed have none and are tried
+//! when no selector matches, which is still one verification.
 
 use jiff::Timestamp;
 
-use super::{Period, PolicyError};
+use super::{Period, PolicyError, Protocol, ProtocolSet};
 use crate::secret::Secret;
 
 /// The symbols an app password is made of (32 = 2^5, so a random byte maps without bias).
@@ -18,8 +25,49 @@ pub const LEN: usize = 24;
 pub const GROUP: usize = 4;
 /// Entropy of one app password.
 pub const BITS: usize = LEN * 5;
+/// Bits that stay secret: all but the selector, which is stored in clear.
+pub const SECRET_BITS: usize = (LEN - GROUP) * 5;
 // SPEC: "at least 100 bits from the OS CSPRNG".
-const _: () = assert!(BITS >= 100);
+const _: () = assert!(SECRET_BITS >= 100);
+
+/// The name a password gets when the owner gives none.
+pub const DEFAULT_NAME: &str = "default";
+/// The longest name, in characters.
+pub const MAX_NAME: usize = 40;
+
+/// The selector of a canonical app password: its first group.
+pub fn selector(canonical: &Secret) -> String {
+    canonical.expose().chars().take(GROUP).collect()
+}
+
+/// A password name as the owner typed it, checked and trimmed: 1 to 40 letters, digits,
+/// spaces and `-_.'`, so it reads well in a list and in a notice ("Outlook in ufficio").
+pub fn check_name(name: &str) -> Result<String, PolicyError> {
+    let name = name.trim();
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | '\''));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(PolicyError::BadAppPasswordName(name.to_owned()))
+    }
+}
+
+/// When and from where an app password last logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastUse {
+    /// When.
+    pub at: Timestamp,
+    /// The client's address.
+    pub client: String,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The listener's name.
+    pub listener: String,
+}
 
 /// A fresh app password in its printed form (`xxxx-xxxx-…`).
 pub fn generate() -> Result<Secret, PolicyError> {
@@ -53,9 +101,17 @@ pub fn canonical(presented: &str) -> Option<Secret> {
     (out.len() == LEN).then(|| Secret::new(out))
 }
 
-/// The app password of a mailbox, as stored: its hash and its dates, never the password.
+/// One app password of a mailbox, as stored: its hash and its dates, never the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppPassword {
+    /// Store id (0 before it is first saved).
+    pub id: i64,
+    /// The owner's name for it, unique in the mailbox.
+    pub name: String,
+    /// Its first group, in clear (see the module notes); `None` for older passwords.
+    pub selector: Option<String>,
+    /// The protocols it may be used with; `None`: every protocol the mailbox enables.
+    pub scope: Option<ProtocolSet>,
     /// argon2id PHC string of the canonical form.
     pub hash: String,
     /// When it was generated.
@@ -64,11 +120,16 @@ pub struct AppPassword {
     pub expires_at: Timestamp,
     /// How many times its expiry was postponed.
     pub postponed: u32,
+    /// Its last login, if any (not a login fact: changing it invalidates nothing).
+    pub last_use: Option<LastUse>,
 }
 
 impl std::fmt::Debug for AppPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppPassword")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scope", &self.scope)
             .field("hash", &"[redacted]")
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
@@ -78,14 +139,31 @@ impl std::fmt::Debug for AppPassword {
 }
 
 impl AppPassword {
-    /// A new app password generated at `now`, valid for `validity`.
+    /// A new app password named [`DEFAULT_NAME`], for every protocol, generated at
+    /// `now`, valid for `validity`.
     pub fn new(hash: String, now: Timestamp, validity: Period) -> Self {
         AppPassword {
+            id: 0,
+            name: DEFAULT_NAME.into(),
+            selector: None,
+            scope: None,
             hash,
             created_at: now,
             expires_at: validity.after(now),
             postponed: 0,
+            last_use: None,
         }
+    }
+
+    /// The protocols it works with on a mailbox that enables `enabled`.
+    pub fn effective_scope(&self, enabled: ProtocolSet) -> ProtocolSet {
+        let mut out = ProtocolSet::NONE;
+        for p in enabled.iter() {
+            if self.scope.is_none_or(|s| s.contains(p)) {
+                out.insert(p);
+            }
+        }
+        out
     }
 
     /// Whether it still works at `now`: valid up to, not including, `expires_at`.

@@ -9,7 +9,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 
-use super::{Mailbox, Protocol, fmt_time};
+use super::{Mailbox, Protocol, ProtocolSet, fmt_time};
 
 super::names::named_enum! {
     /// Which kind of listener the client came in on.
@@ -26,8 +26,8 @@ super::names::named_enum! {
 pub enum Matched {
     /// The login's own main password.
     Main,
-    /// The mailbox's app password.
-    App,
+    /// One of the mailbox's app passwords (its store id).
+    App(i64),
     /// Neither (or verification was not attempted).
     Neither,
 }
@@ -76,6 +76,13 @@ pub enum Reason {
     WrongAppPassword,
     /// The app password matched but expired at this time.
     AppPasswordExpired(Timestamp),
+    /// The app password matched but is limited to other protocols.
+    OutOfScope {
+        /// Its name.
+        name: String,
+        /// The protocols it works with.
+        scope: ProtocolSet,
+    },
     /// Too many failures from the client or for the name (which, and for how long).
     Throttled(String),
     /// Password verification is saturated: a temporary failure.
@@ -107,6 +114,9 @@ impl fmt::Display for Reason {
             Reason::WrongAppPassword => f.write_str("not the current app password"),
             Reason::AppPasswordExpired(at) => {
                 write!(f, "app password expired on {}", fmt_time(*at))
+            }
+            Reason::OutOfScope { name, scope } => {
+                write!(f, "app password '{name}' is limited to {scope}")
             }
             Reason::Throttled(why) => write!(f, "throttled: {why}"),
             Reason::Overloaded => f.write_str("password verification saturated; try again later"),
@@ -196,7 +206,7 @@ pub struct Attempt<'a> {
 pub fn decide(a: &Attempt<'_>) -> Decision {
     let credential = match a.matched {
         Matched::Main => CredentialKind::Main,
-        Matched::App => CredentialKind::App,
+        Matched::App(_) => CredentialKind::App,
         Matched::Neither => CredentialKind::Unknown,
     };
     if let Some(why) = a.throttled {
@@ -219,18 +229,37 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
         return match a.matched {
             Matched::Main => accept,
             // No app password exists while 2FA is off; a match here would be stale state.
-            Matched::App | Matched::Neither => Decision::refuse(Reason::WrongPassword, credential),
+            Matched::App(_) | Matched::Neither => {
+                Decision::refuse(Reason::WrongPassword, credential)
+            }
         };
     }
-    match (a.matched, &m.app_password) {
-        (Matched::Main, _) => Decision::refuse(Reason::MainPasswordUnder2fa, credential),
-        (Matched::App, Some(ap)) if ap.is_valid_at(a.now) => accept,
-        (Matched::App, Some(ap)) => {
-            Decision::refuse(Reason::AppPasswordExpired(ap.expires_at), credential)
+    let ap = match a.matched {
+        Matched::Main => return Decision::refuse(Reason::MainPasswordUnder2fa, credential),
+        Matched::Neither if m.app_passwords.is_empty() => {
+            return Decision::refuse(Reason::NoActiveAppPassword, credential);
         }
-        (_, None) => Decision::refuse(Reason::NoActiveAppPassword, credential),
-        (Matched::Neither, Some(_)) => Decision::refuse(Reason::WrongAppPassword, credential),
+        Matched::Neither => return Decision::refuse(Reason::WrongAppPassword, credential),
+        Matched::App(id) => match m.app_passwords.iter().find(|ap| ap.id == id) {
+            Some(ap) => ap,
+            // Verified against a password that has since been replaced or removed.
+            None => return Decision::refuse(Reason::WrongAppPassword, credential),
+        },
+    };
+    if !ap.is_valid_at(a.now) {
+        return Decision::refuse(Reason::AppPasswordExpired(ap.expires_at), credential);
     }
+    let scope = ap.effective_scope(m.protocols);
+    if !scope.contains(a.protocol) {
+        return Decision::refuse(
+            Reason::OutOfScope {
+                name: ap.name.clone(),
+                scope,
+            },
+            credential,
+        );
+    }
+    accept
 }
 
 #[cfg(test)]
@@ -262,12 +291,14 @@ mod tests {
             last_step: None,
             associated_at: at(NOW),
         });
-        m.app_password = app;
+        m.app_passwords = app.into_iter().collect();
         m
     }
 
     fn app(created: &str) -> AppPassword {
-        AppPassword::new("apphash".into(), at(created), Period::months(3))
+        let mut ap = AppPassword::new("apphash".into(), at(created), Period::months(3));
+        ap.id = 1;
+        ap
     }
 
     fn attempt(m: Option<&Mailbox>, matched: Matched) -> Attempt<'_> {
@@ -341,7 +372,7 @@ mod tests {
     #[test]
     fn row_2fa_on_app_password_active_and_unexpired() {
         let m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
-        let d = decide(&attempt(Some(&m), Matched::App));
+        let d = decide(&attempt(Some(&m), Matched::App(1)));
         assert_eq!(
             d,
             Decision {
@@ -355,12 +386,12 @@ mod tests {
     fn row_app_password_expired() {
         let m = with_2fa(Some(app("2022-10-10T12:00:00Z")));
         // Expiry is 2023-01-10T12:00:00Z == NOW: expired at that instant.
-        let d = decide(&attempt(Some(&m), Matched::App));
+        let d = decide(&attempt(Some(&m), Matched::App(1)));
         assert_eq!(
             reason(d),
             Reason::AppPasswordExpired(at("2023-01-10T12:00:00Z"))
         );
-        let mut a = attempt(Some(&m), Matched::App);
+        let mut a = attempt(Some(&m), Matched::App(1));
         a.now = at("2023-01-10T11:59:59Z");
         assert!(decide(&a).is_accepted(), "valid up to the second before");
     }
@@ -385,6 +416,41 @@ mod tests {
     }
 
     #[test]
+    fn row_app_password_outside_its_scope_for_each_protocol() {
+        let mut smtp_only = app("2022-12-01T00:00:00Z");
+        smtp_only.name = "fatture".into();
+        smtp_only.scope = Some(ProtocolSet::from_bits(0));
+        smtp_only.scope.as_mut().unwrap().insert(Protocol::Smtp);
+        let m = with_2fa(Some(smtp_only));
+        for p in Protocol::ALL {
+            let mut a = attempt(Some(&m), Matched::App(1));
+            a.protocol = p;
+            let d = decide(&a);
+            if p == Protocol::Smtp {
+                assert!(d.is_accepted(), "{p}");
+            } else {
+                let r = reason(d);
+                assert_eq!(r.to_string(), "app password 'fatture' is limited to smtp");
+            }
+        }
+        // The mailbox's own protocols bound every scope: disabled there, refused as such.
+        let mut m = m;
+        m.set_protocols(&[], &[Protocol::Smtp]).unwrap();
+        let mut a = attempt(Some(&m), Matched::App(1));
+        a.protocol = Protocol::Smtp;
+        assert_eq!(reason(decide(&a)), Reason::ProtocolDisabled(Protocol::Smtp));
+    }
+
+    #[test]
+    fn a_removed_app_password_matches_nothing() {
+        let m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
+        assert_eq!(
+            reason(decide(&attempt(Some(&m), Matched::App(2)))),
+            Reason::WrongAppPassword
+        );
+    }
+
+    #[test]
     fn row_archive_listener_plan_standard() {
         let m = mailbox();
         let mut a = attempt(Some(&m), Matched::Main);
@@ -397,7 +463,7 @@ mod tests {
         for plan in [Plan::Pro, Plan::Premium] {
             let mut m = with_2fa(Some(app("2022-12-01T00:00:00Z")));
             m.plan = plan;
-            let mut a = attempt(Some(&m), Matched::App);
+            let mut a = attempt(Some(&m), Matched::App(1));
             a.listener = ListenerKind::Archive;
             assert!(decide(&a).is_accepted(), "{plan}");
         }
@@ -436,9 +502,9 @@ mod tests {
     #[test]
     fn app_password_with_2fa_off_is_refused() {
         let mut m = mailbox();
-        m.app_password = Some(app("2022-12-01T00:00:00Z"));
+        m.app_passwords = vec![app("2022-12-01T00:00:00Z")];
         assert_eq!(
-            reason(decide(&attempt(Some(&m), Matched::App))),
+            reason(decide(&attempt(Some(&m), Matched::App(1)))),
             Reason::WrongPassword
         );
     }

@@ -7,17 +7,19 @@
 
 use jiff::Timestamp;
 
-use super::app_password::AppPassword;
+use super::app_password::{self, AppPassword};
 use super::totp::DeviceSecret;
 use super::{Period, Plan, PolicyError, Protocol, ProtocolSet};
 
-/// The policy periods from `config.toml`.
+/// The policy periods and limits from `config.toml`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicySettings {
     /// How long an app password works after generation or postponement (default 3 months).
     pub app_password_validity: Period,
     /// How long before expiry postponing opens (default 14 days).
     pub postpone_window: Period,
+    /// App passwords a mailbox may have (default 1, the seeds' behaviour).
+    pub max_app_passwords: usize,
 }
 
 impl Default for PolicySettings {
@@ -25,8 +27,33 @@ impl Default for PolicySettings {
         PolicySettings {
             app_password_validity: Period::months(3),
             postpone_window: Period::days(14),
+            max_app_passwords: 1,
         }
     }
+}
+
+/// A new app password, made by the caller (the password itself is shown, never passed
+/// here): its name and scope as asked for, its selector and hash.
+#[derive(Clone, Debug)]
+pub struct NewAppPassword<'a> {
+    /// The name asked for; `None`: the only one, or [`app_password::DEFAULT_NAME`].
+    pub name: Option<&'a str>,
+    /// The protocols asked for; `None`: every protocol (on generate), the same as before
+    /// (on regenerate).
+    pub scope: Option<ProtocolSet>,
+    /// The selector of the new password.
+    pub selector: String,
+    /// Its argon2id hash.
+    pub hash: String,
+}
+
+/// A scope that a protocol change narrowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Narrowed {
+    /// The password's name.
+    pub name: String,
+    /// Its scope now; empty: it no longer works anywhere.
+    pub scope: ProtocolSet,
 }
 
 /// The one associated 2FA device.
@@ -100,8 +127,8 @@ pub struct Mailbox {
     pub device: Option<Device>,
     /// A device waiting for its first code.
     pub pending_device: Option<PendingDevice>,
-    /// The app password; only ever `Some` while 2FA is on.
-    pub app_password: Option<AppPassword>,
+    /// The app passwords, by name; only ever non-empty while 2FA is on.
+    pub app_passwords: Vec<AppPassword>,
     /// Bumped by every change that affects login (see [`Mailbox::login_fingerprint`]).
     pub version: i64,
 }
@@ -124,7 +151,7 @@ impl Mailbox {
             password_hash,
             device: None,
             pending_device: None,
-            app_password: None,
+            app_passwords: Vec::new(),
             version: 1,
         }
     }
@@ -142,9 +169,10 @@ impl Mailbox {
             self.plan,
             self.protocols,
             self.device.as_ref().map(|d| d.secret.clone()),
-            self.app_password
-                .as_ref()
-                .map(|a| (a.hash.clone(), a.expires_at)),
+            self.app_passwords
+                .iter()
+                .map(|a| (a.hash.clone(), a.expires_at, a.scope))
+                .collect::<Vec<_>>(),
         )
     }
 
@@ -239,7 +267,7 @@ impl Mailbox {
         device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
         self.device = None;
         self.pending_device = None;
-        self.app_password = None;
+        self.app_passwords.clear();
         Ok(())
     }
 
@@ -264,87 +292,190 @@ impl Mailbox {
         Ok(())
     }
 
-    /// "Attiva": a first app password (or a new one after the old one expired).
-    /// `hash` is the argon2id hash of the password the caller will show once.
-    pub fn generate_app_password(
-        &mut self,
-        hash: String,
-        now: Timestamp,
-        s: &PolicySettings,
-    ) -> Result<&AppPassword, PolicyError> {
-        self.require_can_issue_app_password()?;
-        if let Some(current) = &self.app_password
-            && current.is_valid_at(now)
-        {
-            return Err(PolicyError::AppPasswordActive {
-                expires_at: current.expires_at,
-            });
+    /// Which app password `name` addresses: the named one, or — without a name — the
+    /// only one there is.
+    pub fn app_password_index(&self, name: Option<&str>) -> Result<usize, PolicyError> {
+        match name {
+            Some(n) => {
+                let n = n.trim();
+                self.app_passwords
+                    .iter()
+                    .position(|a| a.name == n)
+                    .ok_or_else(|| PolicyError::NoSuchAppPassword(n.to_owned()))
+            }
+            None => match self.app_passwords.len() {
+                0 => Err(PolicyError::NoAppPassword),
+                1 => Ok(0),
+                _ => Err(PolicyError::AppPasswordNameRequired(
+                    self.app_password_names(),
+                )),
+            },
         }
-        Ok(self
-            .app_password
-            .insert(AppPassword::new(hash, now, s.app_password_validity)))
     }
 
-    /// "Genera nuova password": the old one stops working at once.
-    pub fn regenerate_app_password(
+    fn app_password_names(&self) -> String {
+        self.app_passwords
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether another app password of the mailbox already uses `selector`.
+    pub fn selector_taken(&self, selector: &str) -> bool {
+        self.app_passwords
+            .iter()
+            .any(|a| a.selector.as_deref() == Some(selector))
+    }
+
+    fn check_scope(&self, scope: Option<ProtocolSet>) -> Result<(), PolicyError> {
+        match scope {
+            Some(s) if s.is_empty() || s.iter().any(|p| !self.protocols.contains(p)) => {
+                Err(PolicyError::ScopeNotEnabled {
+                    enabled: self.protocols,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// "Attiva": a new app password (or a new one in place of an expired one of the same
+    /// name), within the operator's limit.
+    pub fn generate_app_password(
         &mut self,
-        hash: String,
+        new: NewAppPassword<'_>,
         now: Timestamp,
         s: &PolicySettings,
     ) -> Result<&AppPassword, PolicyError> {
         self.require_can_issue_app_password()?;
-        if self.app_password.is_none() {
-            return Err(PolicyError::NoAppPassword);
+        self.check_scope(new.scope)?;
+        let name = match (new.name, self.app_passwords.as_slice()) {
+            (Some(n), _) => app_password::check_name(n)?,
+            // Without a name: the one there is (the seeds' single password), or the default.
+            (None, [only]) => only.name.clone(),
+            (None, []) => app_password::DEFAULT_NAME.to_owned(),
+            (None, _) => {
+                return Err(PolicyError::AppPasswordNameRequired(
+                    self.app_password_names(),
+                ));
+            }
+        };
+        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity);
+        ap.selector = Some(new.selector);
+        ap.scope = new.scope;
+        match self.app_passwords.iter().position(|a| a.name == name) {
+            Some(i) if self.app_passwords[i].is_valid_at(now) => {
+                Err(PolicyError::AppPasswordActive {
+                    name,
+                    expires_at: self.app_passwords[i].expires_at,
+                })
+            }
+            Some(i) => {
+                ap.name = name;
+                ap.scope = new.scope.or(self.app_passwords[i].scope);
+                self.app_passwords[i] = ap;
+                Ok(&self.app_passwords[i])
+            }
+            None if self.app_passwords.len() >= s.max_app_passwords => {
+                Err(PolicyError::TooManyAppPasswords {
+                    limit: s.max_app_passwords,
+                })
+            }
+            None => {
+                ap.name = name;
+                self.app_passwords.push(ap);
+                Ok(&self.app_passwords[self.app_passwords.len() - 1])
+            }
         }
-        Ok(self
-            .app_password
-            .insert(AppPassword::new(hash, now, s.app_password_validity)))
+    }
+
+    /// "Genera nuova password": a new password with the same name and scope (unless a
+    /// new scope is given); the old one stops working at once.
+    pub fn regenerate_app_password(
+        &mut self,
+        new: NewAppPassword<'_>,
+        now: Timestamp,
+        s: &PolicySettings,
+    ) -> Result<&AppPassword, PolicyError> {
+        self.require_can_issue_app_password()?;
+        let i = self.app_password_index(new.name)?;
+        self.check_scope(new.scope)?;
+        let old = &self.app_passwords[i];
+        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity);
+        ap.name = old.name.clone();
+        ap.scope = new.scope.or(old.scope);
+        ap.selector = Some(new.selector);
+        self.app_passwords[i] = ap;
+        Ok(&self.app_passwords[i])
     }
 
     /// "Posticipa scadenza": the same password, valid for another period.
     pub fn postpone_app_password(
         &mut self,
+        name: Option<&str>,
         now: Timestamp,
         s: &PolicySettings,
     ) -> Result<&AppPassword, PolicyError> {
         self.require_2fa_for_app_password()?;
-        let ap = self
-            .app_password
-            .as_mut()
-            .ok_or(PolicyError::NoAppPassword)?;
+        let i = self.app_password_index(name)?;
+        let ap = &mut self.app_passwords[i];
         ap.postpone(now, s.app_password_validity, s.postpone_window)?;
         Ok(ap)
     }
 
-    /// "Disattiva": mail-program access with the app password ends at once. The main
+    /// "Disattiva": mail-program access with that app password ends at once. The main
     /// password still does not work on mail protocols while 2FA is on.
-    pub fn deactivate_app_password(&mut self) -> Result<(), PolicyError> {
-        self.app_password
-            .take()
-            .map(|_| ())
-            .ok_or(PolicyError::NoAppPassword)
+    pub fn deactivate_app_password(
+        &mut self,
+        name: Option<&str>,
+    ) -> Result<AppPassword, PolicyError> {
+        let i = self.app_password_index(name)?;
+        Ok(self.app_passwords.remove(i))
+    }
+
+    /// Deactivates every app password; returns their names.
+    pub fn deactivate_all_app_passwords(&mut self) -> Result<Vec<String>, PolicyError> {
+        if self.app_passwords.is_empty() {
+            return Err(PolicyError::NoAppPassword);
+        }
+        Ok(self.app_passwords.drain(..).map(|a| a.name).collect())
     }
 
     // ---- plain settings ---------------------------------------------------------------
 
     /// Enables and disables protocols; disabling the last one leaves mail programs locked
-    /// out, which is allowed (it is the owner's choice) and shown by `status`.
-    /// Refused when one protocol is named both ways.
+    /// out, which is allowed (it is the owner's choice) and shown by `status`. Refused
+    /// when one protocol is named both ways. A disabled protocol leaves every explicit
+    /// app-password scope too; returns the scopes it narrowed (an empty one no longer
+    /// works anywhere).
     pub fn set_protocols(
         &mut self,
         enable: &[Protocol],
         disable: &[Protocol],
-    ) -> Result<(), PolicyError> {
+    ) -> Result<Vec<Narrowed>, PolicyError> {
         if let Some(p) = enable.iter().find(|p| disable.contains(p)) {
             return Err(PolicyError::ProtocolBothWays(*p));
         }
         for p in enable {
             self.protocols.insert(*p);
         }
+        let mut narrowed = Vec::new();
         for p in disable {
             self.protocols.remove(*p);
+            for ap in &mut self.app_passwords {
+                if let Some(scope) = &mut ap.scope
+                    && scope.contains(*p)
+                {
+                    scope.remove(*p);
+                    narrowed.retain(|n: &Narrowed| n.name != ap.name);
+                    narrowed.push(Narrowed {
+                        name: ap.name.clone(),
+                        scope: *scope,
+                    });
+                }
+            }
         }
-        Ok(())
+        Ok(narrowed)
     }
 
     /// Starts a migration; 2FA must already be off (seed 000 has it disabled first), and
@@ -379,6 +510,16 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new app password with hash `h`, selector `h`, default name and scope.
+    fn new(h: &str) -> NewAppPassword<'static> {
+        NewAppPassword {
+            name: None,
+            scope: None,
+            selector: h.to_owned(),
+            hash: h.to_owned(),
+        }
+    }
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -539,13 +680,13 @@ mod tests {
     fn replace_device_keeps_the_app_password() {
         let t0 = at(T0);
         let (mut m, _) = with_2fa(t0);
-        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+        m.generate_app_password(new("h"), t0, &PolicySettings::default())
             .unwrap();
         let new = DeviceSecret::generate().unwrap();
         m.begin_replace_device(ReplaceAuthority::OperatorOverride, new.clone(), t0)
             .unwrap();
         m.confirm_device(&new.code_at(t0).unwrap(), t0).unwrap();
-        assert!(m.app_password.is_some());
+        assert!(!m.app_passwords.is_empty());
     }
 
     #[test]
@@ -576,7 +717,7 @@ mod tests {
     fn disable_needs_a_code_and_revokes_the_app_password() {
         let t0 = at(T0);
         let (mut m, secret) = with_2fa(t0);
-        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+        m.generate_app_password(new("h"), t0, &PolicySettings::default())
             .unwrap();
         let t1 = at("2022-11-16T08:00:00Z");
         assert_eq!(
@@ -586,7 +727,7 @@ mod tests {
         assert!(m.two_factor_on());
         m.disable_2fa(&secret.code_at(t1).unwrap(), t1).unwrap();
         assert!(!m.two_factor_on());
-        assert!(m.app_password.is_none());
+        assert!(m.app_passwords.is_empty());
         assert!(m.pending_device.is_none());
     }
 
@@ -602,7 +743,7 @@ mod tests {
     fn app_password_requires_2fa() {
         let mut m = mailbox();
         let err = m
-            .generate_app_password("h".into(), at(T0), &PolicySettings::default())
+            .generate_app_password(new("h"), at(T0), &PolicySettings::default())
             .unwrap_err();
         assert!(matches!(err, PolicyError::TwoFactorOff(_)));
     }
@@ -612,7 +753,7 @@ mod tests {
         let (mut m, _) = with_2fa(at(T0));
         m.set_protocols(&[], &Protocol::ALL).unwrap();
         let err = m
-            .generate_app_password("h".into(), at(T0), &PolicySettings::default())
+            .generate_app_password(new("h"), at(T0), &PolicySettings::default())
             .unwrap_err();
         assert_eq!(err, PolicyError::NoProtocolEnabled);
         assert_eq!(
@@ -626,7 +767,7 @@ mod tests {
         let t0 = at(T0);
         let (mut m, _) = with_2fa(t0);
         let ap = m
-            .generate_app_password("h".into(), t0, &PolicySettings::default())
+            .generate_app_password(new("h"), t0, &PolicySettings::default())
             .unwrap();
         assert_eq!(ap.expires_at, at("2023-02-15T09:35:00Z"));
     }
@@ -639,7 +780,7 @@ mod tests {
             app_password_validity: Period::days(30),
             ..Default::default()
         };
-        let ap = m.generate_app_password("h".into(), t0, &s).unwrap();
+        let ap = m.generate_app_password(new("h"), t0, &s).unwrap();
         assert_eq!(ap.expires_at, at("2022-12-15T09:35:00Z"));
     }
 
@@ -648,13 +789,13 @@ mod tests {
         let t0 = at(T0);
         let s = PolicySettings::default();
         let (mut m, _) = with_2fa(t0);
-        m.generate_app_password("h1".into(), t0, &s).unwrap();
+        m.generate_app_password(new("h1"), t0, &s).unwrap();
         let err = m
-            .generate_app_password("h2".into(), at("2023-02-15T09:34:59Z"), &s)
+            .generate_app_password(new("h2"), at("2023-02-15T09:34:59Z"), &s)
             .unwrap_err();
         assert!(matches!(err, PolicyError::AppPasswordActive { .. }));
         let ap = m
-            .generate_app_password("h2".into(), at("2023-02-15T09:35:00Z"), &s)
+            .generate_app_password(new("h2"), at("2023-02-15T09:35:00Z"), &s)
             .unwrap();
         assert_eq!(ap.hash, "h2");
     }
@@ -665,12 +806,12 @@ mod tests {
         let s = PolicySettings::default();
         let (mut m, _) = with_2fa(t0);
         assert_eq!(
-            m.regenerate_app_password("h0".into(), t0, &s).unwrap_err(),
+            m.regenerate_app_password(new("h0"), t0, &s).unwrap_err(),
             PolicyError::NoAppPassword
         );
-        m.generate_app_password("h1".into(), t0, &s).unwrap();
+        m.generate_app_password(new("h1"), t0, &s).unwrap();
         let t1 = at("2022-12-01T00:00:00Z");
-        let ap = m.regenerate_app_password("h2".into(), t1, &s).unwrap();
+        let ap = m.regenerate_app_password(new("h2"), t1, &s).unwrap();
         assert_eq!(
             (ap.hash.as_str(), ap.created_at, ap.expires_at),
             ("h2", t1, at("2023-03-01T00:00:00Z"))
@@ -683,16 +824,16 @@ mod tests {
         let s = PolicySettings::default();
         let (mut m, _) = with_2fa(t0);
         assert_eq!(
-            m.postpone_app_password(t0, &s).unwrap_err(),
+            m.postpone_app_password(None, t0, &s).unwrap_err(),
             PolicyError::NoAppPassword
         );
-        m.generate_app_password("h".into(), t0, &s).unwrap();
+        m.generate_app_password(new("h"), t0, &s).unwrap();
         assert!(matches!(
-            m.postpone_app_password(t0, &s),
+            m.postpone_app_password(None, t0, &s),
             Err(PolicyError::PostponeTooEarly { .. })
         ));
         let ap = m
-            .postpone_app_password(at("2023-02-01T09:35:00Z"), &s)
+            .postpone_app_password(None, at("2023-02-01T09:35:00Z"), &s)
             .unwrap();
         assert_eq!(ap.expires_at, at("2023-05-15T09:35:00Z"));
         assert_eq!(ap.hash, "h", "postponing keeps the same password");
@@ -702,11 +843,14 @@ mod tests {
     fn deactivate_ends_access_and_keeps_2fa_on() {
         let t0 = at(T0);
         let (mut m, _) = with_2fa(t0);
-        assert_eq!(m.deactivate_app_password(), Err(PolicyError::NoAppPassword));
-        m.generate_app_password("h".into(), t0, &PolicySettings::default())
+        assert_eq!(
+            m.deactivate_app_password(None),
+            Err(PolicyError::NoAppPassword)
+        );
+        m.generate_app_password(new("h"), t0, &PolicySettings::default())
             .unwrap();
-        m.deactivate_app_password().unwrap();
-        assert!(m.app_password.is_none());
+        m.deactivate_app_password(None).unwrap();
+        assert!(m.app_passwords.is_empty());
         assert!(m.two_factor_on());
     }
 
@@ -721,14 +865,14 @@ mod tests {
             assert!(fp != last, "{what} did not change the fingerprint");
             last = fp;
         };
-        m.generate_app_password("h".into(), t0, &s).unwrap();
+        m.generate_app_password(new("h"), t0, &s).unwrap();
         changed(&m, "generate");
-        m.postpone_app_password(at("2023-02-10T00:00:00Z"), &s)
+        m.postpone_app_password(None, at("2023-02-10T00:00:00Z"), &s)
             .unwrap();
         changed(&m, "postpone");
-        m.regenerate_app_password("h2".into(), t0, &s).unwrap();
+        m.regenerate_app_password(new("h2"), t0, &s).unwrap();
         changed(&m, "regenerate");
-        m.deactivate_app_password().unwrap();
+        m.deactivate_app_password(None).unwrap();
         changed(&m, "deactivate");
         m.plan = Plan::Pro;
         changed(&m, "plan");

@@ -94,15 +94,42 @@ pub enum PolicyError {
         "You have not enabled access for mail programs: enable at least one of IMAP, POP, SMTP"
     )]
     NoProtocolEnabled,
-    /// Generating while a valid app password exists.
-    #[error("an app password is already active until {}; generate a new password to replace it, or postpone its expiry", fmt_time(*expires_at))]
+    /// Generating while a valid app password of that name exists.
+    #[error("an app password ({name:?}) is already active until {}; generate a new password to replace it, or postpone its expiry", fmt_time(*expires_at))]
     AppPasswordActive {
+        /// Its name.
+        name: String,
         /// Its current expiry.
         expires_at: Timestamp,
     },
     /// Postpone, regenerate or deactivate with nothing to act on.
     #[error("there is no app password for this mailbox: generate one first")]
     NoAppPassword,
+    /// No app password has that name.
+    #[error("there is no app password named {0:?}")]
+    NoSuchAppPassword(String),
+    /// Several app passwords exist: which one?
+    #[error("the mailbox has several app passwords ({0}): name the one to act on")]
+    AppPasswordNameRequired(String),
+    /// Not a usable name.
+    #[error("invalid app password name {0:?}: use 1-40 letters, digits, spaces and - _ . '")]
+    BadAppPasswordName(String),
+    /// The mailbox has as many app passwords as the operator allows.
+    #[error(
+        "the mailbox already has {limit} app password(s), the most allowed: deactivate one first"
+    )]
+    TooManyAppPasswords {
+        /// The limit (`policy.max_app_passwords`).
+        limit: usize,
+    },
+    /// A scope with a protocol the mailbox does not enable, or none at all.
+    #[error(
+        "an app password can be limited only to protocols enabled for the mailbox ({enabled}), at least one"
+    )]
+    ScopeNotEnabled {
+        /// What the mailbox enables.
+        enabled: ProtocolSet,
+    },
     /// Postponing before the window opens (seed 003: "available from 2 weeks before expiry").
     #[error("postponing is allowed from {} (the app password expires on {}); before then, generate a new password if needed", fmt_time(*opens_at), fmt_time(*expires_at))]
     PostponeTooEarly {
@@ -143,6 +170,11 @@ impl PolicyError {
             PolicyError::NoProtocolEnabled => "no_protocol_enabled",
             PolicyError::AppPasswordActive { .. } => "app_password_active",
             PolicyError::NoAppPassword => "no_app_password",
+            PolicyError::NoSuchAppPassword(_) => "no_such_app_password",
+            PolicyError::AppPasswordNameRequired(_) => "app_password_name_required",
+            PolicyError::BadAppPasswordName(_) => "bad_app_password_name",
+            PolicyError::TooManyAppPasswords { .. } => "too_many_app_passwords",
+            PolicyError::ScopeNotEnabled { .. } => "scope_not_enabled",
             PolicyError::PostponeTooEarly { .. } => "postpone_too_early",
             PolicyError::AlreadyMigrating => "already_migrating",
             PolicyError::NotMigrating => "not_migrating",

@@ -24,7 +24,8 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, Event, EventAction, LoginEntry, Notice, NoticeKind, UserAccount,
+    AccessRecord, Actor, AppPasswordUse, Event, EventAction, LoginEntry, Notice, NoticeKind,
+    UserAccount,
 };
 
 /// Why a store operation failed.
@@ -140,7 +141,8 @@ pub trait PrincipalSource: Send {
 
 /// The access history as the running proxy writes it.
 pub trait AccessLog: Send {
-    /// Appends many rows durably, in one transaction (one sync for all).
+    /// Appends many rows durably, in one transaction (one sync for all), and records the
+    /// last use of each app password that logged in with them.
     fn append(&mut self, records: &[AccessRecord]) -> Result<(), StoreError>;
 }
 

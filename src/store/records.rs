@@ -145,6 +145,22 @@ pub struct Notice {
     pub message: String,
 }
 
+/// Which app password an attempt presented (by its store id, for its last use) and its
+/// name (for people).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPasswordUse {
+    /// The app password's store id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+}
+
+impl Serialize for AppPasswordUse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
 /// One row of the access history ("storico accessi").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AccessRecord {
@@ -164,6 +180,8 @@ pub struct AccessRecord {
     pub address: Option<String>,
     /// Which credential kind was presented.
     pub credential: CredentialKind,
+    /// Which app password, when one matched (accepted or not).
+    pub app_password: Option<AppPasswordUse>,
     /// How it ended.
     pub result: AccessResult,
     /// Why (never the secret).

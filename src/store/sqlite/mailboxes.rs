@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{is_unique_violation, secs, ts};
-use crate::policy::app_password::AppPassword;
+use crate::policy::app_password::{AppPassword, LastUse};
 use crate::policy::mailbox::{Device, PendingDevice};
 use crate::policy::totp::DeviceSecret;
 use crate::policy::{Mailbox, Plan, ProtocolSet};
@@ -12,7 +12,10 @@ use crate::store::{LoginEntry, StoreError, UserAccount};
 
 const MAILBOX_COLUMNS: &str = "m.id, m.address, m.plan, m.contact, m.protocols, m.migration, m.version, \
      m.device_secret, m.device_last_step, m.device_since, m.pending_secret, m.pending_purpose, m.pending_since, \
-     m.app_hash, m.app_created_at, m.app_expires_at, m.app_postponed, l.password_hash";
+     l.password_hash";
+
+const APP_COLUMNS: &str = "id, mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed, \
+     last_used_at, last_client, last_protocol, last_listener";
 
 const MAILBOX_FROM: &str =
     "FROM mailboxes m JOIN logins l ON l.mailbox_id = m.id AND l.kind = 'mailbox'";
@@ -29,7 +32,6 @@ struct MailboxRow {
     version: i64,
     device: (Option<Vec<u8>>, Option<i64>, Option<i64>),
     pending: (Option<Vec<u8>>, Option<String>, Option<i64>),
-    app: (Option<String>, Option<i64>, Option<i64>, i64),
     password_hash: String,
 }
 
@@ -45,8 +47,7 @@ impl MailboxRow {
             version: r.get(6)?,
             device: (r.get(7)?, r.get(8)?, r.get(9)?),
             pending: (r.get(10)?, r.get(11)?, r.get(12)?),
-            app: (r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
-            password_hash: r.get(17)?,
+            password_hash: r.get(13)?,
         })
     }
 
@@ -75,16 +76,6 @@ impl MailboxRow {
             (None, _, _) => None,
             _ => return Err(corrupt("pending device")),
         };
-        let app_password = match self.app {
-            (Some(hash), Some(created), Some(expires), postponed) => Some(AppPassword {
-                hash,
-                created_at: ts(created)?,
-                expires_at: ts(expires)?,
-                postponed: u32::try_from(postponed).map_err(|_| corrupt("app_postponed"))?,
-            }),
-            (None, _, _, _) => None,
-            _ => return Err(corrupt("app password")),
-        };
         Ok(Mailbox {
             id: self.id,
             address: self.address,
@@ -95,10 +86,98 @@ impl MailboxRow {
             password_hash: self.password_hash,
             device,
             pending_device,
-            app_password,
+            app_passwords: Vec::new(),
             version: self.version,
         })
     }
+}
+
+/// The raw columns of one app password row.
+struct AppRow {
+    id: i64,
+    mailbox_id: i64,
+    name: String,
+    selector: Option<String>,
+    scope: Option<i64>,
+    hash: String,
+    created_at: i64,
+    expires_at: i64,
+    postponed: i64,
+    last: (Option<i64>, Option<String>, Option<String>, Option<String>),
+}
+
+impl AppRow {
+    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(AppRow {
+            id: r.get(0)?,
+            mailbox_id: r.get(1)?,
+            name: r.get(2)?,
+            selector: r.get(3)?,
+            scope: r.get(4)?,
+            hash: r.get(5)?,
+            created_at: r.get(6)?,
+            expires_at: r.get(7)?,
+            postponed: r.get(8)?,
+            last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+        })
+    }
+
+    fn into_app_password(self) -> Result<(i64, AppPassword), StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("app password {}: {what}", self.id));
+        let scope = self
+            .scope
+            .map(|b| {
+                u8::try_from(b)
+                    .map(ProtocolSet::from_bits)
+                    .map_err(|_| corrupt("scope"))
+            })
+            .transpose()?;
+        let last_use = match self.last {
+            (Some(at), Some(client), Some(protocol), Some(listener)) => Some(LastUse {
+                at: ts(at)?,
+                client,
+                protocol: protocol.parse().map_err(|_| corrupt("last_protocol"))?,
+                listener,
+            }),
+            _ => None,
+        };
+        Ok((
+            self.mailbox_id,
+            AppPassword {
+                id: self.id,
+                name: self.name,
+                selector: self.selector,
+                scope,
+                hash: self.hash,
+                created_at: ts(self.created_at)?,
+                expires_at: ts(self.expires_at)?,
+                postponed: u32::try_from(self.postponed).map_err(|_| corrupt("postponed"))?,
+                last_use,
+            },
+        ))
+    }
+}
+
+/// The app passwords of one mailbox (`Some`) or of all (`None`), with their mailbox ids.
+fn app_passwords(
+    conn: &Connection,
+    mailbox_id: Option<i64>,
+) -> Result<Vec<(i64, AppPassword)>, StoreError> {
+    let rows = match mailbox_id {
+        Some(id) => conn
+            .prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM app_passwords WHERE mailbox_id = ?1 ORDER BY id"
+            ))?
+            .query_map([id], AppRow::read)?
+            .collect::<Result<Vec<_>, _>>()?,
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM app_passwords ORDER BY id"
+            ))?
+            .query_map([], AppRow::read)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    rows.into_iter().map(AppRow::into_app_password).collect()
 }
 
 fn where_one(
@@ -107,11 +186,20 @@ fn where_one(
     key: &dyn rusqlite::ToSql,
 ) -> Result<Option<Mailbox>, StoreError> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} {MAILBOX_FROM} WHERE {condition}");
-    conn.prepare_cached(&sql)?
+    let Some(mut m) = conn
+        .prepare_cached(&sql)?
         .query_row([key], MailboxRow::read)
         .optional()?
         .map(MailboxRow::into_mailbox)
-        .transpose()
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    m.app_passwords = app_passwords(conn, Some(m.id))?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    Ok(Some(m))
 }
 
 pub(super) fn by_address(conn: &Connection, address: &str) -> Result<Option<Mailbox>, StoreError> {
@@ -124,7 +212,18 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<Mailbox>, StoreError> {
     let rows = stmt
         .query_map([], MailboxRow::read)?
         .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().map(MailboxRow::into_mailbox).collect()
+    let mut apps: std::collections::HashMap<i64, Vec<AppPassword>> =
+        std::collections::HashMap::new();
+    for (mailbox_id, ap) in app_passwords(conn, None)? {
+        apps.entry(mailbox_id).or_default().push(ap);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let mut m = row.into_mailbox()?;
+            m.app_passwords = apps.remove(&m.id).unwrap_or_default();
+            Ok(m)
+        })
+        .collect()
 }
 
 pub(super) fn insert(conn: &Connection, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
@@ -167,20 +266,10 @@ pub(super) fn save(conn: &Connection, m: &Mailbox, now: Timestamp) -> Result<(),
         ),
         None => (None, None, None),
     };
-    let (app_hash, app_created, app_expires, app_postponed) = match &m.app_password {
-        Some(a) => (
-            Some(a.hash.as_str()),
-            Some(secs(a.created_at)),
-            Some(secs(a.expires_at)),
-            i64::from(a.postponed),
-        ),
-        None => (None, None, None, 0),
-    };
     conn.prepare_cached(
         "UPDATE mailboxes SET plan = ?2, contact = ?3, protocols = ?4, migration = ?5, version = ?6, updated_at = ?7, \
          device_secret = ?8, device_last_step = ?9, device_since = ?10, \
-         pending_secret = ?11, pending_purpose = ?12, pending_since = ?13, \
-         app_hash = ?14, app_created_at = ?15, app_expires_at = ?16, app_postponed = ?17 WHERE id = ?1",
+         pending_secret = ?11, pending_purpose = ?12, pending_since = ?13 WHERE id = ?1",
     )?
     .execute(params![
         m.id,
@@ -195,16 +284,45 @@ pub(super) fn save(conn: &Connection, m: &Mailbox, now: Timestamp) -> Result<(),
         dev_since,
         pend_secret,
         pend_purpose,
-        pend_since,
-        app_hash,
-        app_created,
-        app_expires,
-        app_postponed
+        pend_since
     ])?;
     conn.prepare_cached(
         "UPDATE logins SET password_hash = ?2 WHERE mailbox_id = ?1 AND kind = 'mailbox'",
     )?
     .execute(params![m.id, m.password_hash])?;
+    save_app_passwords(conn, m)
+}
+
+/// Makes the stored app passwords of `m` what `m` holds: removed ones deleted, changed
+/// ones updated, new ones (id 0) inserted. The last use is the login path's to write.
+fn save_app_passwords(conn: &Connection, m: &Mailbox) -> Result<(), StoreError> {
+    for (_, stored) in app_passwords(conn, Some(m.id))? {
+        if !m.app_passwords.iter().any(|a| a.id == stored.id) {
+            conn.prepare_cached("DELETE FROM app_passwords WHERE id = ?1")?
+                .execute([stored.id])?;
+        }
+    }
+    for a in &m.app_passwords {
+        let scope = a.scope.map(|s| i64::from(s.bits()));
+        let (created, expires, postponed) = (
+            secs(a.created_at),
+            secs(a.expires_at),
+            i64::from(a.postponed),
+        );
+        if a.id == 0 {
+            conn.prepare_cached(
+                "INSERT INTO app_passwords (mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![m.id, a.name, a.selector, scope, a.hash, created, expires, postponed])?;
+        } else {
+            conn.prepare_cached(
+                "UPDATE app_passwords SET name = ?2, selector = ?3, scope = ?4, hash = ?5, created_at = ?6, \
+                 expires_at = ?7, postponed = ?8 WHERE id = ?1",
+            )?
+            .execute(params![a.id, a.name, a.selector, scope, a.hash, created, expires, postponed])?;
+        }
+    }
     Ok(())
 }
 

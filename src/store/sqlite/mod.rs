@@ -342,8 +342,13 @@ mod tests {
         m.set_protocols(&[], &[Protocol::Pop3]).unwrap();
         m.begin_enable_2fa(secret.clone(), t).unwrap();
         m.confirm_device(&secret.code_at(t).unwrap(), t).unwrap();
-        m.generate_app_password("$argon2id$app".into(), t, &settings)
-            .unwrap();
+        let new = crate::policy::mailbox::NewAppPassword {
+            name: Some("fatture"),
+            scope: Some(crate::policy::ProtocolSet::from_bits(4)),
+            selector: "abcd".into(),
+            hash: "$argon2id$app".into(),
+        };
+        m.generate_app_password(new, t, &settings).unwrap();
         m.pending_device = Some(crate::policy::mailbox::PendingDevice {
             secret: crate::policy::totp::DeviceSecret::generate().unwrap(),
             purpose: crate::policy::mailbox::DevicePurpose::Replace,
@@ -353,7 +358,25 @@ mod tests {
         let mut tx = s.begin().unwrap();
         tx.save_mailbox(&m, t).unwrap();
         tx.commit().unwrap();
-        assert_eq!(s.mailbox("mario@pec.it").unwrap().unwrap(), m);
+        let back = s.mailbox("mario@pec.it").unwrap().unwrap();
+        assert!(
+            back.app_passwords[0].id > 0,
+            "a new app password gets its id"
+        );
+        m.app_passwords[0].id = back.app_passwords[0].id;
+        assert_eq!(back, m);
+        // Saved again without it: the row goes.
+        m.app_passwords.clear();
+        let mut tx = s.begin().unwrap();
+        tx.save_mailbox(&m, t).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            s.mailbox("mario@pec.it")
+                .unwrap()
+                .unwrap()
+                .app_passwords
+                .is_empty()
+        );
     }
 
     #[test]
@@ -437,6 +460,7 @@ mod tests {
             login: "u1".into(),
             address: Some("a@b.it".into()),
             credential: CredentialKind::Main,
+            app_password: None,
             result: AccessResult::Refused,
             reason: Some("wrong password".into()),
         };

@@ -88,6 +88,37 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT 'operator:unknown';
     "#,
+    // 4: several app passwords per mailbox, each named, scoped to protocols (NULL: every
+    // protocol the mailbox enables), found at login by its selector (its first group, in
+    // clear; NULL for a password made before selectors), with its last use. The single
+    // password of earlier versions becomes 'default', same hash and dates.
+    r#"
+    CREATE TABLE app_passwords (
+        id            INTEGER PRIMARY KEY,
+        mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        selector      TEXT,
+        scope         INTEGER CHECK (scope BETWEEN 0 AND 7),
+        hash          TEXT NOT NULL CHECK (hash LIKE '$argon2id$%'),
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        postponed     INTEGER NOT NULL DEFAULT 0,
+        last_used_at  INTEGER,
+        last_client   TEXT,
+        last_protocol TEXT,
+        last_listener TEXT,
+        UNIQUE (mailbox_id, name),
+        UNIQUE (mailbox_id, selector)
+    );
+    INSERT INTO app_passwords (mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed)
+        SELECT id, 'default', NULL, NULL, app_hash, app_created_at, app_expires_at, app_postponed
+        FROM mailboxes WHERE app_hash IS NOT NULL;
+    ALTER TABLE mailboxes DROP COLUMN app_hash;
+    ALTER TABLE mailboxes DROP COLUMN app_created_at;
+    ALTER TABLE mailboxes DROP COLUMN app_expires_at;
+    ALTER TABLE mailboxes DROP COLUMN app_postponed;
+    ALTER TABLE access_history ADD COLUMN app_password TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -102,6 +102,34 @@ def cmd_session(args):
     print(json.dumps(out))
 
 
+def cmd_append(args):
+    """Puts the message in --file into INBOX (a delivery, when run against Dovecot)."""
+    conn = connect(args)
+    typ, _ = login(conn, args)
+    assert typ == "OK"
+    with open(args.file, "rb") as f:
+        typ, _ = conn.append("INBOX", None, None, f.read())
+    conn.logout()
+    print(json.dumps({"append": typ}))
+
+
+def cmd_subjects(args):
+    """Logs in, reads the Subject of every message in INBOX."""
+    conn = connect(args)
+    try:
+        typ, _ = login(conn, args)
+    except imaplib.IMAP4.error as e:
+        print(json.dumps({"ok": False, "text": str(e)}))
+        return
+    typ, data = conn.select("INBOX", readonly=True)
+    subjects = []
+    for n in range(1, int(data[0]) + 1):
+        typ, msg = conn.fetch(str(n), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects.append(msg[0][1].decode().strip())
+    conn.logout()
+    print(json.dumps({"ok": True, "subjects": subjects}))
+
+
 def cmd_raw(args):
     sock = socket.create_connection(("127.0.0.1", args.port), timeout=TIMEOUT)
     if args.mode == "ssl":
@@ -144,7 +172,8 @@ def cmd_raw(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["login", "session", "raw"])
+    p.add_argument("command", choices=["login", "session", "raw", "append", "subjects"])
+    p.add_argument("--file", help="append: the message")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["ssl", "starttls", "plain"], default="ssl")
     p.add_argument("--cafile")
@@ -156,7 +185,9 @@ def main():
     p.add_argument("--inject-after-starttls", help="raw: plaintext sent in the same write as STARTTLS")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
-    {"login": cmd_login, "session": cmd_session, "raw": cmd_raw}[args.command](args)
+    commands = {"login": cmd_login, "session": cmd_session, "raw": cmd_raw,
+                "append": cmd_append, "subjects": cmd_subjects}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

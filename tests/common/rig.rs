@@ -70,11 +70,16 @@ pub fn rig_with(policy: &str, limits: &str) -> Rig {
     }
 }
 
-/// Turns 2FA on and generates an app password; returns it.
-pub fn two_factor_with_app_password(proxy: &Proxy) -> String {
+/// Turns 2FA on.
+pub fn two_factor_on(proxy: &Proxy) {
     let v = proxy.ok(&["2fa", "enable", ADDR], None);
     let secret = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
     proxy.ok(&["2fa", "confirm", ADDR, &code(&secret, 0)], None);
+}
+
+/// Turns 2FA on and generates an app password; returns it.
+pub fn two_factor_with_app_password(proxy: &Proxy) -> String {
+    two_factor_on(proxy);
     proxy.ok(&["app-password", "generate", ADDR], None)["password"]
         .as_str()
         .unwrap()

@@ -1,0 +1,300 @@
+//! Several named app passwords, each scoped to its protocols, against real Dovecot with
+//! real clients: an SMTP-only password (the invoicing program's) sends with smtplib and is
+//! refused by imaplib and poplib with the standard refusal; an IMAP-only password of the
+//! same mailbox reads the mailbox; regenerating one leaves the other working; each shows
+//! its last use.
+
+mod common;
+
+use common::rig::{ADDR, MAIN, client, rig, two_factor_on};
+use common::servers::{MASTER_PASSWORD, MASTER_USER, Proxy};
+use serde_json::Value;
+
+const TO: &str = "sdi01@pec.fatturapa.it";
+const MESSAGE: &str = "From: mario.rossi@pec.example.it\r\nTo: sdi01@pec.fatturapa.it\r\n\
+     Subject: Invio File 01234567890_00002\r\nMessage-ID: <ft-2026-0043@pec.example.it>\r\n\r\n\
+     In allegato la fattura elettronica n. FT-2026/0043.\r\n";
+
+fn generate(p: &Proxy, name: &str, protocols: &str) -> String {
+    let v = p.ok(
+        &[
+            "app-password",
+            "generate",
+            ADDR,
+            "--name",
+            name,
+            "--protocols",
+            protocols,
+        ],
+        None,
+    );
+    assert_eq!(v["name"], name);
+    v["password"].as_str().unwrap().to_owned()
+}
+
+fn smtp_send(p: &Proxy, password: &str) -> Value {
+    let file = p.dir.path().join("message.eml");
+    std::fs::write(&file, MESSAGE).unwrap();
+    let port = p.submissions_port.to_string();
+    client(
+        p,
+        "smtp_client.py",
+        &[
+            "send",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            password,
+            "--mech",
+            "plain",
+            "--from",
+            ADDR,
+            "--to",
+            TO,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    )
+}
+
+fn imap_subjects(p: &Proxy, password: &str) -> Value {
+    let port = p.imaps_port.to_string();
+    client(
+        p,
+        "imap_client.py",
+        &[
+            "subjects",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            password,
+        ],
+    )
+}
+
+fn pop3_login(p: &Proxy, password: &str) -> Value {
+    let port = p.pop3s_port.to_string();
+    client(
+        p,
+        "pop3_client.py",
+        &[
+            "login",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            ADDR,
+            "--password",
+            password,
+            "--mech",
+            "user",
+        ],
+    )
+}
+
+fn wait_for_delivery(rig: &common::rig::Rig, n: usize) -> Vec<u8> {
+    for _ in 0..100 {
+        if let Some(m) = rig.mailbox.delivered().into_iter().nth(n - 1) {
+            return m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the sink never got message {n}");
+}
+
+/// The app passwords as `app-password list` shows them, by name.
+fn listed(p: &Proxy) -> Vec<Value> {
+    p.ok(&["app-password", "list", ADDR], None)["app_passwords"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn an_smtp_only_password_sends_but_reads_nothing_and_an_imap_only_one_reads() {
+    let rig = rig("max_app_passwords = 3");
+    let p = &rig.proxy;
+    two_factor_on(p);
+    let fatture = generate(p, "software fatture", "smtp");
+    let outlook = generate(p, "Outlook in ufficio", "imap");
+
+    // The invoicing program's password sends...
+    let sent = smtp_send(p, &fatture);
+    assert_eq!(sent["ok"], true, "{sent}");
+    let delivered = wait_for_delivery(&rig, 1);
+    // ...and opens nothing else, refused exactly like a wrong password.
+    let imap = imap_subjects(p, &fatture);
+    assert_eq!(imap["ok"], false);
+    assert!(
+        imap["text"]
+            .as_str()
+            .unwrap()
+            .contains("[AUTHENTICATIONFAILED] Authentication failed"),
+        "{imap}"
+    );
+    let pop = pop3_login(p, &fatture);
+    assert_eq!(pop["ok"], false);
+    assert_eq!(pop["text"], "-ERR [AUTH] Authentication failed");
+    // The IMAP-only password cannot send.
+    let refused = smtp_send(p, &outlook);
+    assert_eq!(
+        (refused["ok"].as_bool(), refused["auth_code"].as_i64()),
+        (Some(false), Some(535))
+    );
+
+    // The message reaches the mailbox (put there as a delivery would), and the IMAP-only
+    // password of the same mailbox reads it.
+    let file = p.dir.path().join("delivered.eml");
+    std::fs::write(&file, &delivered).unwrap();
+    let up = rig.mailbox.imap_port.to_string();
+    client(
+        p,
+        "imap_client.py",
+        &[
+            "append",
+            "--port",
+            &up,
+            "--mode",
+            "plain",
+            "--user",
+            ADDR,
+            "--password",
+            MASTER_PASSWORD,
+            "--master",
+            MASTER_USER,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let read = imap_subjects(p, &outlook);
+    assert_eq!(read["ok"], true, "{read}");
+    assert_eq!(
+        read["subjects"],
+        serde_json::json!(["Subject: Invio File 01234567890_00002"])
+    );
+
+    // The history says which password and why.
+    let history = p.ok(&["mailbox", "history", ADDR], None)["history"].clone();
+    let rows = history.as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["protocol"] == "imap"
+            && r["app_password"] == "software fatture"
+            && r["reason"] == "app password 'software fatture' is limited to smtp"),
+        "{history}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["result"] == "accepted" && r["app_password"] == "Outlook in ufficio")
+    );
+
+    // Each shows its own last use.
+    let list = listed(p);
+    let by_name = |n: &str| list.iter().find(|a| a["name"] == n).unwrap().clone();
+    assert_eq!(by_name("software fatture")["last_used"]["protocol"], "smtp");
+    assert_eq!(
+        by_name("software fatture")["last_used"]["client"],
+        "127.0.0.1"
+    );
+    assert_eq!(
+        by_name("Outlook in ufficio")["last_used"]["protocol"],
+        "imap"
+    );
+    assert_eq!(
+        by_name("software fatture")["scope"],
+        serde_json::json!(["smtp"])
+    );
+
+    // Regenerating one keeps its name and scope and leaves the other working.
+    let regen = p.ok(
+        &[
+            "app-password",
+            "regenerate",
+            ADDR,
+            "--name",
+            "Outlook in ufficio",
+        ],
+        None,
+    );
+    assert_eq!(regen["scope"], serde_json::json!(["imap"]));
+    let outlook2 = regen["password"].as_str().unwrap().to_owned();
+    assert_eq!(
+        imap_subjects(p, &outlook)["ok"],
+        false,
+        "the old one stops at once"
+    );
+    assert_eq!(imap_subjects(p, &outlook2)["ok"], true);
+    assert_eq!(
+        smtp_send(p, &fatture)["ok"],
+        true,
+        "the other one still works"
+    );
+    assert!(
+        listed(p)
+            .iter()
+            .find(|a| a["name"] == "Outlook in ufficio")
+            .unwrap()["last_used"]["protocol"]
+            == "imap",
+        "the new one's own login is recorded"
+    );
+
+    // The main password still opens nothing under 2FA.
+    assert_eq!(imap_subjects(p, MAIN)["ok"], false);
+}
+
+#[test]
+fn the_limit_and_the_protocols_of_the_mailbox_bound_every_password() {
+    let rig = rig("max_app_passwords = 2");
+    let p = &rig.proxy;
+    two_factor_on(p);
+    let fatture = generate(p, "fatture", "smtp,imap");
+    generate(p, "telefono", "imap");
+    let third = p.cli(
+        &[
+            "--json",
+            "app-password",
+            "generate",
+            ADDR,
+            "--name",
+            "tablet",
+        ],
+        None,
+    );
+    assert_eq!(third.code, 1, "{third:?}");
+    assert_eq!(third.json()["error"], "too_many_app_passwords");
+    assert!(
+        third.stderr.contains("already has 2 app password(s)"),
+        "{third:?}"
+    );
+
+    // Disabling IMAP narrows both scopes; "telefono" is left with none and is said so.
+    let v = p.ok(&["mailbox", "protocols", ADDR, "--disable", "imap"], None);
+    assert_eq!(
+        v["narrowed"],
+        serde_json::json!([{"name": "fatture", "scope": ["smtp"]}, {"name": "telefono", "scope": []}])
+    );
+    let notices = p.ok(&["mailbox", "notices", ADDR], None);
+    assert!(
+        notices["notices"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"telefono\" no longer works"),
+        "{notices}"
+    );
+    assert_eq!(smtp_send(p, &fatture)["ok"], true);
+    // Deactivating all ends every one.
+    let d = p.ok(
+        &["app-password", "deactivate", ADDR, "--all", "--yes"],
+        None,
+    );
+    assert_eq!(d["deactivated"], serde_json::json!(["fatture", "telefono"]));
+    assert_eq!(smtp_send(p, &fatture)["ok"], false);
+}

@@ -335,10 +335,17 @@ pub(crate) mod testing {
     }
 
     pub(crate) fn manager() -> (tempfile::TempDir, Manager, StoreLocation) {
+        manager_with(PolicySettings::default())
+    }
+
+    /// A manager whose policy is `policy`.
+    pub(crate) fn manager_with(
+        policy: PolicySettings,
+    ) -> (tempfile::TempDir, Manager, StoreLocation) {
         let dir = tempfile::tempdir().unwrap();
         let location = StoreLocation::Sqlite(dir.path().join("s.db"));
         let settings = ManageSettings {
-            policy: PolicySettings::default(),
+            policy,
             totp_issuer: "Sentinella".into(),
             hash_cost: HashCost {
                 memory_kib: 64,

@@ -887,4 +887,164 @@ mod tests {
         m.start_migration().unwrap();
         assert!(fp == m.login_fingerprint());
     }
+
+    fn named(name: &'static str, scope: &[Protocol], h: &str) -> NewAppPassword<'static> {
+        let mut set = ProtocolSet::NONE;
+        scope.iter().for_each(|p| set.insert(*p));
+        NewAppPassword {
+            name: Some(name),
+            scope: (!scope.is_empty()).then_some(set),
+            selector: h.to_owned(),
+            hash: h.to_owned(),
+        }
+    }
+
+    fn allowing(n: usize) -> PolicySettings {
+        PolicySettings {
+            max_app_passwords: n,
+            ..PolicySettings::default()
+        }
+    }
+
+    #[test]
+    fn several_passwords_up_to_the_limit_with_unique_names() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        let s = allowing(2);
+        m.generate_app_password(named("Outlook in ufficio", &[], "a"), t0, &s)
+            .unwrap();
+        assert!(matches!(
+            m.generate_app_password(named("Outlook in ufficio", &[], "b"), t0, &s),
+            Err(PolicyError::AppPasswordActive { .. })
+        ));
+        m.generate_app_password(named("fatture", &[Protocol::Smtp], "c"), t0, &s)
+            .unwrap();
+        let err = m
+            .generate_app_password(named("tablet", &[], "d"), t0, &s)
+            .unwrap_err();
+        assert_eq!(err, PolicyError::TooManyAppPasswords { limit: 2 });
+        assert!(
+            err.to_string().contains("already has 2 app password(s)"),
+            "{err}"
+        );
+        // Without a name, with several: which one?
+        let err = m.postpone_app_password(None, t0, &s).unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::AppPasswordNameRequired("Outlook in ufficio, fatture".into())
+        );
+        assert_eq!(
+            m.deactivate_app_password(Some("nope")).unwrap_err(),
+            PolicyError::NoSuchAppPassword("nope".into())
+        );
+        assert!(matches!(
+            m.generate_app_password(named("  ", &[], "e"), t0, &allowing(5)),
+            Err(PolicyError::BadAppPasswordName(_))
+        ));
+        assert!(matches!(
+            m.generate_app_password(named("a\u{7}b", &[], "e"), t0, &allowing(5)),
+            Err(PolicyError::BadAppPasswordName(_))
+        ));
+    }
+
+    #[test]
+    fn each_password_has_its_own_lifecycle() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        let s = allowing(3);
+        m.generate_app_password(named("a", &[], "a"), t0, &s)
+            .unwrap();
+        m.generate_app_password(named("b", &[Protocol::Smtp], "b"), t0, &s)
+            .unwrap();
+        // Regenerating keeps the name and the scope; the other is untouched.
+        let before_a = m.app_passwords[0].clone();
+        let t1 = at("2022-12-01T00:00:00Z");
+        let ap = m
+            .regenerate_app_password(
+                NewAppPassword {
+                    name: Some("b"),
+                    scope: None,
+                    selector: "x".into(),
+                    hash: "x".into(),
+                },
+                t1,
+                &s,
+            )
+            .unwrap();
+        assert_eq!((ap.name.as_str(), ap.hash.as_str()), ("b", "x"));
+        assert_eq!(
+            ap.scope.unwrap().iter().collect::<Vec<_>>(),
+            [Protocol::Smtp]
+        );
+        assert_eq!(ap.created_at, t1);
+        assert_eq!(m.app_passwords[0], before_a);
+        // Postponing one leaves the other's expiry alone.
+        let opens = at("2023-02-01T09:35:00Z");
+        m.postpone_app_password(Some("a"), opens, &s).unwrap();
+        assert_eq!(m.app_passwords[0].postponed, 1);
+        assert_eq!(m.app_passwords[1].postponed, 0);
+        // Deactivating one keeps the other; deactivating all ends both.
+        assert_eq!(m.deactivate_app_password(Some("a")).unwrap().name, "a");
+        assert_eq!(m.app_passwords.len(), 1);
+        m.generate_app_password(named("c", &[], "c"), t0, &s)
+            .unwrap();
+        assert_eq!(m.deactivate_all_app_passwords().unwrap(), ["b", "c"]);
+        assert_eq!(
+            m.deactivate_all_app_passwords(),
+            Err(PolicyError::NoAppPassword)
+        );
+    }
+
+    #[test]
+    fn a_scope_is_among_the_enabled_protocols_and_narrows_with_them() {
+        let t0 = at(T0);
+        let (mut m, _) = with_2fa(t0);
+        let s = allowing(3);
+        m.set_protocols(&[], &[Protocol::Pop3]).unwrap();
+        assert!(matches!(
+            m.generate_app_password(named("x", &[Protocol::Pop3], "x"), t0, &s),
+            Err(PolicyError::ScopeNotEnabled { .. })
+        ));
+        m.generate_app_password(
+            named("both", &[Protocol::Imap, Protocol::Smtp], "a"),
+            t0,
+            &s,
+        )
+        .unwrap();
+        m.generate_app_password(named("smtp", &[Protocol::Smtp], "b"), t0, &s)
+            .unwrap();
+        m.generate_app_password(named("all", &[], "c"), t0, &s)
+            .unwrap();
+        let narrowed = m.set_protocols(&[], &[Protocol::Smtp]).unwrap();
+        let mut imap = ProtocolSet::NONE;
+        imap.insert(Protocol::Imap);
+        assert_eq!(
+            narrowed,
+            [
+                Narrowed {
+                    name: "both".into(),
+                    scope: imap
+                },
+                Narrowed {
+                    name: "smtp".into(),
+                    scope: ProtocolSet::NONE
+                },
+            ],
+            "the password for every protocol follows the mailbox instead"
+        );
+        // Re-enabling SMTP brings it back to the unscoped password only.
+        m.set_protocols(&[Protocol::Smtp], &[]).unwrap();
+        let enabled = m.protocols;
+        assert!(
+            m.app_passwords[2]
+                .effective_scope(enabled)
+                .contains(Protocol::Smtp)
+        );
+        assert!(
+            !m.app_passwords[0]
+                .effective_scope(enabled)
+                .contains(Protocol::Smtp)
+        );
+        assert!(m.app_passwords[1].effective_scope(enabled).is_empty());
+    }
 }

@@ -625,3 +625,66 @@ fn set_contact_changes_where_notices_go_and_tells_the_owner() {
     let text = env.run(&["mailbox", "events", ADDR], None);
     assert!(text.stdout.contains("[operator:"), "{text:?}");
 }
+
+#[test]
+fn named_scoped_app_passwords_at_the_command_line() {
+    let env = Env::new("max_app_passwords = 2");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    env.enable_2fa(ADDR);
+    let fatture = env.ok(
+        &[
+            "app-password",
+            "generate",
+            ADDR,
+            "--name",
+            "software fatture",
+            "--protocols",
+            "smtp",
+        ],
+        None,
+    );
+    assert_eq!(fatture["scope"], serde_json::json!(["smtp"]));
+    env.ok(
+        &["app-password", "generate", ADDR, "--name", "Outlook"],
+        None,
+    );
+    // Without a name, with two: refused, naming them.
+    let run = env.run(&["--json", "app-password", "postpone", ADDR], None);
+    assert_eq!(run.json()["error"], "app_password_name_required");
+    assert!(run.stderr.contains("software fatture, Outlook"), "{run:?}");
+    // The list shows both, never a password.
+    let list = env.run(&["app-password", "list", ADDR], None);
+    assert!(list.stdout.contains("2 of 2 app password(s)"), "{list:?}");
+    assert!(
+        list.stdout.contains("protocols: only smtp; never used"),
+        "{list:?}"
+    );
+    assert!(!list.stdout.contains(fatture["password"].as_str().unwrap()));
+    // Disabling SMTP says what happens to the SMTP-only password.
+    let run = env.run(&["mailbox", "protocols", ADDR, "--disable", "smtp"], None);
+    assert!(
+        run.stdout
+            .contains("app password \"software fatture\" no longer works"),
+        "{run:?}"
+    );
+    // Deactivating one by name leaves the other.
+    env.ok(
+        &[
+            "app-password",
+            "deactivate",
+            ADDR,
+            "--name",
+            "Outlook",
+            "--yes",
+        ],
+        None,
+    );
+    let status = env.ok(&["app-password", "status", ADDR], None);
+    assert_eq!(status["name"], "software fatture");
+    let events = env.ok(&["mailbox", "events", ADDR], None);
+    let last = events["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["detail"].as_str()),
+        (Some("app-password.deactivate"), Some("Outlook"))
+    );
+}

@@ -144,14 +144,28 @@ pub(crate) fn password_changed(r: &PasswordChanged) -> String {
 }
 
 pub(crate) fn protocols(p: &Protocols) -> String {
-    if p.protocols.is_empty() {
+    let mut text = if p.protocols.is_empty() {
         format!(
             "{}: no protocol enabled: mail programs cannot connect",
             p.address
         )
     } else {
         format!("{}: enabled protocols: {}", p.address, p.protocols)
+    };
+    for n in &p.narrowed {
+        if n.scope.is_empty() {
+            text.push_str(&format!(
+                "\n  app password \"{}\" no longer works: none of its protocols is enabled",
+                n.name
+            ));
+        } else {
+            text.push_str(&format!(
+                "\n  app password \"{}\" now works only with {}",
+                n.name, n.scope
+            ));
+        }
     }
+    text
 }
 
 pub(crate) fn migration(r: &Migration) -> String {

@@ -911,4 +911,17 @@ mod tests {
         let e = err(&UPSTREAM.replace("starttls", "maybe"));
         assert!(e.contains("maybe"), "{e}");
     }
+
+    #[test]
+    fn the_app_password_limit_is_bounded() {
+        assert_eq!(parse("").unwrap().policy.settings().max_app_passwords, 1);
+        let ok = parse("[policy]\nmax_app_passwords = 20").unwrap();
+        assert_eq!(ok.policy.settings().max_app_passwords, 20);
+        for bad in ["0", "101"] {
+            let e = parse(&format!("[policy]\nmax_app_passwords = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("policy.max_app_passwords"), "{e}");
+        }
+    }
 }

@@ -631,12 +631,7 @@ mod tests {
     }
 
     fn hasher() -> PasswordHasher {
-        PasswordHasher::new(HashCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap()
+        PasswordHasher::new(HashCost::CHEAP).unwrap()
     }
 
     fn settings() -> AuthSettings {
@@ -1045,157 +1040,129 @@ mod tests {
             ("accepted", "main")
         );
     }
-}
 
-#[cfg(test)]
-mod several_app_passwords {
-    //! Several app passwords on one mailbox: the selector finds the one to verify.
+    mod several_app_passwords {
+        //! Several app passwords on one mailbox: the selector finds the one to verify.
 
-    use super::*;
-    use crate::auth::HashCost;
-    use crate::auth::credentials::Mechanism;
-    use crate::manage::Actor;
-    use crate::manage::app_password::Wanted;
-    use crate::manage::testing::{self, ADDR, yes};
-    use crate::policy::{Plan, PolicySettings, ProtocolSet};
-    use crate::store::sqlite::schema;
+        use super::super::*;
+        use super::{hasher, settings};
+        use crate::auth::credentials::Mechanism;
+        use crate::manage::Actor;
+        use crate::manage::app_password::Wanted;
+        use crate::manage::testing::{self, ADDR, yes};
+        use crate::policy::{Plan, PolicySettings, ProtocolSet};
+        use crate::store::sqlite::schema;
 
-    fn cheap() -> PasswordHasher {
-        PasswordHasher::new(HashCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap()
-    }
-
-    fn settings() -> AuthSettings {
-        AuthSettings {
-            cache_ttl: Duration::from_secs(3600),
-            cache_entries: 64,
-            hash_workers: 1,
-            hash_queue: 16,
-            throttle: ThrottleSettings {
-                address_failures: 1000,
-                name_failures: 1000,
-                window: Duration::from_secs(900),
-                block: Duration::from_secs(30),
-                address_max_block: Duration::from_secs(3600),
-                name_max_block: Duration::from_secs(60),
-            },
-        }
-    }
-
-    fn ctx(protocol: Protocol) -> LoginContext {
-        LoginContext {
-            listener: "test".into(),
-            kind: ListenerKind::Mailbox,
-            protocol,
-            peer: "127.0.0.1".parse().unwrap(),
-            needs_upstream_secret: false,
-        }
-    }
-
-    async fn check(auth: &Arc<Authenticator>, protocol: Protocol, secret: &str) -> Verdict {
-        let creds = Credentials::from_wire(
-            ADDR.as_bytes(),
-            secret.as_bytes(),
-            None,
-            Mechanism::ImapLogin,
-        );
-        auth.check(&ctx(protocol), creds).await
-    }
-
-    #[tokio::test]
-    async fn each_password_costs_one_verification_and_keeps_its_scope() {
-        let (_dir, mut m, location) = testing::manager_with(PolicySettings {
-            max_app_passwords: 10,
-            ..PolicySettings::default()
-        });
-        let t = now();
-        m.add_mailbox(
-            &Actor::System,
-            ADDR,
-            Plan::Standard,
-            None,
-            &mut yes("main-password"),
-            t,
-        )
-        .unwrap();
-        testing::turn_on_2fa(&mut m, ADDR, t);
-        let mut smtp = ProtocolSet::NONE;
-        smtp.insert(Protocol::Smtp);
-        let mut passwords = Vec::new();
-        for i in 0..8 {
-            let wanted = Wanted {
-                name: Some(&format!("program {i}")),
-                scope: (i == 0).then_some(smtp),
-            };
-            let p = m
-                .generate_app_password(&Actor::System, ADDR, wanted, false, t)
-                .unwrap();
-            passwords.push(p.password.expose().to_owned());
-        }
-        let auth = Arc::new(Authenticator::new(&location, cheap(), None, settings()).unwrap());
-        for (i, pw) in passwords.iter().enumerate().rev() {
-            let before = auth.verifications();
-            let v = check(&auth, Protocol::Smtp, pw).await;
-            assert_eq!(
-                auth.verifications() - before,
-                2,
-                "main + one app password, whichever of eight"
-            );
-            assert!(v.is_accepted(), "password {i}");
-            assert_eq!(
-                v.app_password.as_ref().map(|a| a.name.as_str()),
-                Some(format!("program {i}").as_str())
-            );
-        }
-        // A wrong app-password-shaped secret costs the same.
-        let before = auth.verifications();
-        let wrong = app_password::generate().unwrap();
-        assert!(
-            !check(&auth, Protocol::Smtp, wrong.expose())
-                .await
-                .is_accepted()
-        );
-        assert_eq!(auth.verifications() - before, 2);
-        // Outside its scope: refused, with its own reason.
-        let v = check(&auth, Protocol::Imap, &passwords[0]).await;
-        assert_eq!(
-            v.outcome(),
-            Outcome::Refused(Reason::OutOfScope {
-                name: "program 0".into(),
-                scope: smtp
-            })
-        );
-        assert!(
-            check(&auth, Protocol::Imap, &passwords[1])
-                .await
-                .is_accepted()
-        );
-    }
-
-    #[tokio::test]
-    async fn the_password_of_a_store_from_before_selectors_still_works() {
-        // A store made by the previous version: schema 3, the app password in the
-        // mailbox row.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
-        let hasher = cheap();
-        let old = app_password::generate().unwrap();
-        let old_hash = hasher
-            .hash(&app_password::canonical(old.expose()).unwrap())
-            .unwrap();
-        let main_hash = hasher.hash(&Secret::new("main-password".into())).unwrap();
-        let device = crate::policy::totp::DeviceSecret::generate().unwrap();
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            for sql in &schema::MIGRATIONS[..3] {
-                conn.execute_batch(sql).unwrap();
+        fn ctx(protocol: Protocol) -> LoginContext {
+            LoginContext {
+                listener: "test".into(),
+                kind: ListenerKind::Mailbox,
+                protocol,
+                peer: "127.0.0.1".parse().unwrap(),
+                needs_upstream_secret: false,
             }
-            conn.pragma_update(None, "user_version", 3).unwrap();
-            conn.execute(
+        }
+
+        async fn check(auth: &Arc<Authenticator>, protocol: Protocol, secret: &str) -> Verdict {
+            let creds = Credentials::from_wire(
+                ADDR.as_bytes(),
+                secret.as_bytes(),
+                None,
+                Mechanism::ImapLogin,
+            );
+            auth.check(&ctx(protocol), creds).await
+        }
+
+        #[tokio::test]
+        async fn each_password_costs_one_verification_and_keeps_its_scope() {
+            let (_dir, mut m, location) = testing::manager_with(PolicySettings {
+                max_app_passwords: 10,
+                ..PolicySettings::default()
+            });
+            let t = now();
+            m.add_mailbox(
+                &Actor::System,
+                ADDR,
+                Plan::Standard,
+                None,
+                &mut yes("main-password"),
+                t,
+            )
+            .unwrap();
+            testing::turn_on_2fa(&mut m, ADDR, t);
+            let mut smtp = ProtocolSet::NONE;
+            smtp.insert(Protocol::Smtp);
+            let mut passwords = Vec::new();
+            for i in 0..8 {
+                let wanted = Wanted {
+                    name: Some(&format!("program {i}")),
+                    scope: (i == 0).then_some(smtp),
+                };
+                let p = m
+                    .generate_app_password(&Actor::System, ADDR, wanted, false, t)
+                    .unwrap();
+                passwords.push(p.password.expose().to_owned());
+            }
+            let auth = Arc::new(Authenticator::new(&location, hasher(), None, settings()).unwrap());
+            for (i, pw) in passwords.iter().enumerate().rev() {
+                let before = auth.verifications();
+                let v = check(&auth, Protocol::Smtp, pw).await;
+                assert_eq!(
+                    auth.verifications() - before,
+                    2,
+                    "main + one app password, whichever of eight"
+                );
+                assert!(v.is_accepted(), "password {i}");
+                assert_eq!(
+                    v.app_password.as_ref().map(|a| a.name.as_str()),
+                    Some(format!("program {i}").as_str())
+                );
+            }
+            // A wrong app-password-shaped secret costs the same.
+            let before = auth.verifications();
+            let wrong = app_password::generate().unwrap();
+            assert!(
+                !check(&auth, Protocol::Smtp, wrong.expose())
+                    .await
+                    .is_accepted()
+            );
+            assert_eq!(auth.verifications() - before, 2);
+            // Outside its scope: refused, with its own reason.
+            let v = check(&auth, Protocol::Imap, &passwords[0]).await;
+            assert_eq!(
+                v.outcome(),
+                Outcome::Refused(Reason::OutOfScope {
+                    name: "program 0".into(),
+                    scope: smtp
+                })
+            );
+            assert!(
+                check(&auth, Protocol::Imap, &passwords[1])
+                    .await
+                    .is_accepted()
+            );
+        }
+
+        #[tokio::test]
+        async fn the_password_of_a_store_from_before_selectors_still_works() {
+            // A store made by the previous version: schema 3, the app password in the
+            // mailbox row.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("old.db");
+            let h = hasher();
+            let old = app_password::generate().unwrap();
+            let old_hash = h
+                .hash(&app_password::canonical(old.expose()).unwrap())
+                .unwrap();
+            let main_hash = h.hash(&Secret::new("main-password".into())).unwrap();
+            let device = crate::policy::totp::DeviceSecret::generate().unwrap();
+            {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                for sql in &schema::MIGRATIONS[..3] {
+                    conn.execute_batch(sql).unwrap();
+                }
+                conn.pragma_update(None, "user_version", 3).unwrap();
+                conn.execute(
                 "INSERT INTO mailboxes (id, address, plan, protocols, version, created_at, updated_at, \
                  device_secret, device_since, app_hash, app_created_at, app_expires_at, app_postponed) \
                  VALUES (1, ?1, 'standard', 7, 3, 0, 0, ?2, 0, ?3, ?4, ?5, 1)",
@@ -1208,39 +1175,40 @@ mod several_app_passwords {
                 ],
             )
             .unwrap();
-            conn.execute(
+                conn.execute(
                 "INSERT INTO logins (login, mailbox_id, kind, password_hash, created_at) VALUES (?1, 1, 'mailbox', ?2, 0)",
                 rusqlite::params![ADDR, main_hash],
             )
             .unwrap();
+            }
+            let location = StoreLocation::Sqlite(path);
+            let store = location.open_manage().unwrap();
+            let m = store.mailbox(ADDR).unwrap().unwrap();
+            assert_eq!(m.app_passwords.len(), 1);
+            let ap = &m.app_passwords[0];
+            assert_eq!(
+                (ap.name.as_str(), ap.selector.as_deref(), ap.scope),
+                ("default", None, None)
+            );
+            assert_eq!((ap.hash.as_str(), ap.postponed), (old_hash.as_str(), 1));
+            assert_eq!(ap.expires_at.as_second(), now().as_second() + 86_400);
+            drop(store);
+            let auth = Arc::new(Authenticator::new(&location, hasher(), None, settings()).unwrap());
+            for p in Protocol::ALL {
+                assert!(check(&auth, p, old.expose()).await.is_accepted(), "{p}");
+            }
+            let before = auth.verifications();
+            let wrong = app_password::generate().unwrap();
+            assert!(
+                !check(&auth, Protocol::Imap, wrong.expose())
+                    .await
+                    .is_accepted()
+            );
+            assert_eq!(
+                auth.verifications() - before,
+                2,
+                "still one app verification"
+            );
         }
-        let location = StoreLocation::Sqlite(path);
-        let store = location.open_manage().unwrap();
-        let m = store.mailbox(ADDR).unwrap().unwrap();
-        assert_eq!(m.app_passwords.len(), 1);
-        let ap = &m.app_passwords[0];
-        assert_eq!(
-            (ap.name.as_str(), ap.selector.as_deref(), ap.scope),
-            ("default", None, None)
-        );
-        assert_eq!((ap.hash.as_str(), ap.postponed), (old_hash.as_str(), 1));
-        assert_eq!(ap.expires_at.as_second(), now().as_second() + 86_400);
-        drop(store);
-        let auth = Arc::new(Authenticator::new(&location, cheap(), None, settings()).unwrap());
-        for p in Protocol::ALL {
-            assert!(check(&auth, p, old.expose()).await.is_accepted(), "{p}");
-        }
-        let before = auth.verifications();
-        let wrong = app_password::generate().unwrap();
-        assert!(
-            !check(&auth, Protocol::Imap, wrong.expose())
-                .await
-                .is_accepted()
-        );
-        assert_eq!(
-            auth.verifications() - before,
-            2,
-            "still one app verification"
-        );
     }
 }

@@ -31,6 +31,16 @@ pub struct HashCost {
     pub parallelism: u32,
 }
 
+impl HashCost {
+    /// The cheapest cost argon2 accepts: for tests, where the hashing is not the point.
+    #[cfg(test)]
+    pub(crate) const CHEAP: HashCost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
 /// The largest argon2 memory a stored hash may ask for (4 GiB), so a bad hash in the
 /// store cannot make a verification allocate without bound.
 const MAX_VERIFY_BLOCKS: usize = 4 * 1024 * 1024;
@@ -141,12 +151,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        PasswordHasher::new(HashCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap()
+        PasswordHasher::new(HashCost::CHEAP).unwrap()
     }
 
     #[test]

@@ -279,23 +279,19 @@ fn app_password(ctx: &mut Ctx, cmd: &AppPasswordCommand) -> Result<Output, CliEr
             address,
             name,
             protocols,
-        } => {
-            let wanted = Wanted {
-                name: name.as_deref(),
-                scope: scope(protocols),
-            };
-            render::new_app_password(m.generate_app_password(actor, address, wanted, false, now)?)
         }
-        AppPasswordCommand::Regenerate {
+        | AppPasswordCommand::Regenerate {
             address,
             name,
             protocols,
         } => {
+            let regenerate = matches!(cmd, AppPasswordCommand::Regenerate { .. });
             let wanted = Wanted {
                 name: name.as_deref(),
                 scope: scope(protocols),
             };
-            render::new_app_password(m.generate_app_password(actor, address, wanted, true, now)?)
+            let new = m.generate_app_password(actor, address, wanted, regenerate, now)?;
+            render::new_app_password(new)
         }
         AppPasswordCommand::Postpone { address, name } => {
             let p = m.postpone_app_password(actor, address, name.as_deref(), now)?;

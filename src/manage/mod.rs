@@ -347,11 +347,7 @@ pub(crate) mod testing {
         let settings = ManageSettings {
             policy,
             totp_issuer: "Sentinella".into(),
-            hash_cost: HashCost {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
+            hash_cost: HashCost::CHEAP,
             seal_key: dir.path().join("s.key"),
         };
         let m = Manager::new(location.open_manage().unwrap(), settings).unwrap();

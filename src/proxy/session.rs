@@ -315,12 +315,7 @@ mod tests {
         .unwrap();
         let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
         tls::ensure_certificate(&cert, &key).unwrap();
-        let hasher = PasswordHasher::new(HashCost {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap();
+        let hasher = PasswordHasher::new(HashCost::CHEAP).unwrap();
         let settings = crate::auth::AuthSettings {
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,

@@ -57,8 +57,8 @@ impl Manager {
         };
         // The rules first, on a copy, before spending a hash; the transaction checks again.
         let mut probe = self.read(address)?;
-        issue(&mut probe.clone(), String::new(), String::new())?;
         let (password, canonical) = fresh_password(&probe)?;
+        issue(&mut probe, String::new(), String::new())?;
         let hash = self.hash(&canonical)?;
         let selector = app_password::selector(&canonical);
         drop(canonical);
@@ -83,19 +83,18 @@ impl Manager {
             };
             Ok(((name, created, expires), record))
         })?;
-        probe = m;
-        let scope = probe
+        let scope = m
             .app_passwords
             .iter()
             .find(|a| a.name == name)
-            .map_or(ProtocolSet::NONE, |a| a.effective_scope(probe.protocols));
+            .map_or(ProtocolSet::NONE, |a| a.effective_scope(m.protocols));
         Ok(NewAppPassword {
-            address: probe.address,
+            address: m.address,
             name,
             scope,
             created_at,
             expires_at,
-            archive: probe.plan.has_archive(),
+            archive: m.plan.has_archive(),
             password,
         })
     }

@@ -71,6 +71,7 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
     tx.commit().unwrap();
     drop(store);
     let settings = AuthSettings {
+        zone: PolicySettings::default().zone,
         cache_ttl: Duration::from_secs(3600),
         cache_entries: 65_536,
         hash_workers: 0,

@@ -243,6 +243,14 @@ pub struct PolicyConfig {
     /// seeds' one password for every program).
     #[serde(default = "default_max_app_passwords")]
     pub max_app_passwords: usize,
+    /// The provider's time zone (IANA name): calendar months and days are counted, and
+    /// dates shown, in it.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    crate::policy::DEFAULT_ZONE.into()
 }
 
 fn default_max_app_passwords() -> usize {
@@ -266,6 +274,7 @@ impl Default for PolicyConfig {
             postpone_window: default_window(),
             totp_issuer: default_issuer(),
             max_app_passwords: default_max_app_passwords(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -274,6 +283,8 @@ impl PolicyConfig {
     /// The periods the pure rules take.
     pub fn settings(&self) -> PolicySettings {
         PolicySettings {
+            // Checked by validate(); UTC only for a config that skipped it.
+            zone: jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC),
             app_password_validity: self.app_password_validity,
             postpone_window: self.postpone_window,
             max_app_passwords: self.max_app_passwords,
@@ -592,6 +603,15 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(self.invalid("store.path", "must not be empty"));
         }
+        if let Err(e) = jiff::tz::TimeZone::get(&self.policy.time_zone) {
+            return Err(self.invalid(
+                "policy.time_zone",
+                format!(
+                    "{:?} is not a time zone (e.g. \"Europe/Rome\"): {e}",
+                    self.policy.time_zone
+                ),
+            ));
+        }
         if !(1..=100).contains(&self.policy.max_app_passwords) {
             return Err(self.invalid("policy.max_app_passwords", "must be between 1 and 100"));
         }
@@ -757,6 +777,7 @@ impl Config {
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
         crate::auth::AuthSettings {
             cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
+            zone: self.policy.settings().zone,
             cache_entries: self.auth.cache_entries,
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,
@@ -923,5 +944,19 @@ mod tests {
                 .to_string();
             assert!(e.contains("policy.max_app_passwords"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_time_zone_is_checked() {
+        assert_eq!(parse("").unwrap().policy.time_zone, "Europe/Rome");
+        let utc = parse("[policy]\ntime_zone = \"UTC\"").unwrap();
+        assert_eq!(utc.policy.settings().zone, jiff::tz::TimeZone::UTC);
+        let e = parse("[policy]\ntime_zone = \"Europe/Roma\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("policy.time_zone") && e.contains("Europe/Roma"),
+            "{e}"
+        );
     }
 }

@@ -13,6 +13,11 @@ use sentinella::store::sqlite::SqliteStore as Store;
 const MAIN: &str = "Main-passw0rd\n";
 const ADDR: &str = "mario.rossi@pec.example.it";
 
+/// The shipped default zone: the test config sets none.
+fn rome() -> jiff::tz::TimeZone {
+    sentinella::policy::provider_zone()
+}
+
 fn hasher() -> PasswordHasher {
     PasswordHasher::new(Argon2Config::default().cost()).unwrap()
 }
@@ -33,7 +38,7 @@ fn aruba_flow_from_add_to_disable() {
     let pw1 = gen_["password"].as_str().unwrap().to_owned();
     assert_eq!(pw1.len(), 29, "six groups of four with dashes: {pw1}");
     let (created, expires) = (time(&gen_["created_at"]), time(&gen_["expires_at"]));
-    assert_eq!(expires, Period::months(3).after(created));
+    assert_eq!(expires, Period::months(3).after(created, &rome()));
 
     // Generate again while active: refused, names the expiry.
     let again = env.run(&["app-password", "generate", ADDR], None);
@@ -45,13 +50,13 @@ fn aruba_flow_from_add_to_disable() {
     assert_eq!(status["state"], "active");
     assert_eq!(status["postpone_allowed"], false);
     let opens = time(&status["postpone_opens_at"]);
-    assert_eq!(opens, Period::days(14).before(expires));
+    assert_eq!(opens, Period::days(14).before(expires, &rome()));
 
     // Postpone now: refused, saying from which date.
     let refused = env.run(&["--json", "app-password", "postpone", ADDR], None);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert_eq!(refused.json()["error"], "postpone_too_early");
-    let date = sentinella::policy::fmt_time(opens);
+    let date = sentinella::policy::fmt_time(opens, &rome());
     assert!(refused.stderr.contains(&date), "{date} not in {refused:?}");
 
     // Under a policy whose window is wider than the validity, it is open: same password,
@@ -62,7 +67,7 @@ fn aruba_flow_from_add_to_disable() {
     let postponed = run.json();
     assert_eq!(
         time(&postponed["expires_at"]),
-        Period::months(3).after(expires)
+        Period::months(3).after(expires, &rome())
     );
     assert_eq!(postponed["postponed"], 1);
     let store = Store::open(&env.store_path()).unwrap();

@@ -211,8 +211,10 @@ impl Verdict {
 }
 
 /// The hot path's settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AuthSettings {
+    /// The provider's time zone, for the dates the access history names.
+    pub zone: jiff::tz::TimeZone,
     /// How long a cached verification is reused.
     pub cache_ttl: Duration,
     /// Cached verifications kept at most.
@@ -246,6 +248,7 @@ pub struct Authenticator {
     dummy_hash: String,
     history: HistoryWriter,
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
+    zone: jiff::tz::TimeZone,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -308,6 +311,7 @@ impl Authenticator {
             dummy_hash,
             history,
             secrets,
+            zone: settings.zone,
         })
     }
 
@@ -436,6 +440,7 @@ impl Authenticator {
                 throttled: Some(&why),
                 matched: Matched::Neither,
                 now,
+                zone: &self.zone,
             });
             // Hammering a blocked name still counts against the client's address, so an
             // attacker ends up refused at accept time, before TLS.
@@ -470,6 +475,7 @@ impl Authenticator {
             throttled: None,
             matched,
             now,
+            zone: &self.zone,
         })
     }
 
@@ -636,6 +642,7 @@ mod tests {
 
     fn settings() -> AuthSettings {
         AuthSettings {
+            zone: jiff::tz::TimeZone::UTC,
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 1024,
             hash_workers: 2,
@@ -834,7 +841,7 @@ mod tests {
             .expect("warm cache: no hashing");
         assert!(hit.is_accepted());
         // The same cached entry, four months later: expired, refused.
-        let later = Period::months(4).after(now());
+        let later = Period::months(4).after(now(), &jiff::tz::TimeZone::UTC);
         let v = f.auth.check_cached(&c, &creds(ADDR, &pw), later).unwrap();
         assert!(matches!(refused(&v), Reason::AppPasswordExpired(_)));
         // A wrong password is never served from the cache.

@@ -19,6 +19,8 @@ struct Ctx {
     manager: Manager,
     actor: Actor,
     now: Timestamp,
+    /// The provider's time zone, for the dates shown.
+    zone: jiff::tz::TimeZone,
 }
 
 impl Ctx {
@@ -26,10 +28,12 @@ impl Ctx {
         let config = Config::load(&cli.config)?;
         let store = config.store_location().open_manage()?;
         let manager = Manager::new(store, config.manage_settings())?;
+        let zone = config.policy.settings().zone;
         Ok(Ctx {
             manager,
             actor: Actor::Operator(operator_name()),
             now: now(),
+            zone,
         })
     }
 }
@@ -114,7 +118,10 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
                 yes: false,
             };
             let v = m.add_mailbox(actor, address, *plan, contact.as_deref(), &mut ask, now)?;
-            Output::of(format!("Mailbox added.\n{}", render::mailbox(&v)), &v)
+            Output::of(
+                format!("Mailbox added.\n{}", render::mailbox(&v, &ctx.zone)),
+                &v,
+            )
         }
         MailboxCommand::List => {
             let list = m.list_mailboxes(now)?;
@@ -122,7 +129,7 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
         }
         MailboxCommand::Show { address } => {
             let v = m.show_mailbox(address, now)?;
-            Output::of(render::mailbox(&v), &v)
+            Output::of(render::mailbox(&v, &ctx.zone), &v)
         }
         MailboxCommand::Remove { address, confirm } => {
             let mut ask = Terminal {
@@ -161,11 +168,11 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
         }
         MailboxCommand::SetPlan { address, plan } => {
             let v = m.set_plan(actor, address, *plan, now)?;
-            Output::of(render::mailbox(&v), &v)
+            Output::of(render::mailbox(&v, &ctx.zone), &v)
         }
         MailboxCommand::SetContact { address, email } => {
             let v = m.set_contact(actor, address, email, now)?;
-            Output::of(render::mailbox(&v), &v)
+            Output::of(render::mailbox(&v, &ctx.zone), &v)
         }
         MailboxCommand::Protocols {
             address,
@@ -205,15 +212,15 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
         }
         MailboxCommand::History { address, limit } => {
             let h = m.history(address, *limit)?;
-            Output::of(render::history(&h), &h)
+            Output::of(render::history(&h, &ctx.zone), &h)
         }
         MailboxCommand::Notices { address } => {
             let n = m.notices(address)?;
-            Output::of(render::notices(&n), &n)
+            Output::of(render::notices(&n, &ctx.zone), &n)
         }
         MailboxCommand::Events { address } => {
             let e = m.events(address)?;
-            Output::of(render::events(&e), &e)
+            Output::of(render::events(&e, &ctx.zone), &e)
         }
     };
     Ok(out)
@@ -291,11 +298,11 @@ fn app_password(ctx: &mut Ctx, cmd: &AppPasswordCommand) -> Result<Output, CliEr
                 scope: scope(protocols),
             };
             let new = m.generate_app_password(actor, address, wanted, regenerate, now)?;
-            render::new_app_password(new)
+            render::new_app_password(new, &ctx.zone)
         }
         AppPasswordCommand::Postpone { address, name } => {
             let p = m.postpone_app_password(actor, address, name.as_deref(), now)?;
-            Output::of(render::postponed(&p), &p)
+            Output::of(render::postponed(&p, &ctx.zone), &p)
         }
         AppPasswordCommand::Deactivate {
             address,
@@ -313,11 +320,11 @@ fn app_password(ctx: &mut Ctx, cmd: &AppPasswordCommand) -> Result<Output, CliEr
         }
         AppPasswordCommand::Status { address, name } => {
             let s = m.app_password_status(address, name.as_deref(), now)?;
-            Output::of(render::app_password_status(&s), &s)
+            Output::of(render::app_password_status(&s, &ctx.zone), &s)
         }
         AppPasswordCommand::List { address } => {
             let l = m.list_app_passwords(address, now)?;
-            Output::of(render::app_password_list(&l), &l)
+            Output::of(render::app_password_list(&l, &ctx.zone), &l)
         }
     };
     Ok(out)

@@ -8,11 +8,13 @@ use crate::manage::outcome::{
     DeviceConfirmed, DeviceResult, Events, History, MailboxList, MailboxView, Migration,
     NewAppPassword, NewDevice, Notices, PasswordChanged, Postponed, Protocols,
 };
+use jiff::tz::TimeZone;
+
 use crate::policy::fmt_time;
 use crate::policy::mailbox::DevicePurpose;
 use crate::secret::Secret;
 
-fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
+fn app_password_text(ap: &AppPasswordView, two_factor: bool, z: &TimeZone) -> String {
     let Some(d) = &ap.details else {
         return if two_factor {
             "none: mail programs cannot log in until one is generated".into()
@@ -23,13 +25,13 @@ fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
     let postpone = if d.postpone_allowed {
         "postponing is allowed now".to_owned()
     } else {
-        format!("postponing opens {}", fmt_time(d.postpone_opens_at))
+        format!("postponing opens {}", fmt_time(d.postpone_opens_at, z))
     };
     let state = match ap.state {
-        AppPasswordState::Active => format!("active, expires {}", fmt_time(d.expires_at)),
+        AppPasswordState::Active => format!("active, expires {}", fmt_time(d.expires_at, z)),
         _ => format!(
             "EXPIRED on {}: mail programs are refused",
-            fmt_time(d.expires_at)
+            fmt_time(d.expires_at, z)
         ),
     };
     let scope = match (d.scope.is_empty(), d.limited) {
@@ -40,7 +42,7 @@ fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
     let last = match &d.last_used {
         Some(u) => format!(
             "last used {} from {} ({}, {})",
-            fmt_time(u.at),
+            fmt_time(u.at, z),
             u.client,
             u.protocol,
             u.listener
@@ -50,22 +52,22 @@ fn app_password_text(ap: &AppPasswordView, two_factor: bool) -> String {
     format!(
         "\"{}\" {state}\n  generated {}, postponed {} time(s); {postpone}\n  protocols: {scope}; {last}",
         d.name,
-        fmt_time(d.created_at),
+        fmt_time(d.created_at, z),
         d.postponed
     )
 }
 
-fn app_passwords_text(v: &MailboxView) -> String {
+fn app_passwords_text(v: &MailboxView, z: &TimeZone) -> String {
     match v.app_passwords.as_slice() {
         [] | [_] => format!(
             "app password: {}",
-            app_password_text(&v.app_password, v.two_factor.enabled)
+            app_password_text(&v.app_password, v.two_factor.enabled, z)
         ),
         all => {
             let mut text = format!("app passwords ({}):", all.len());
             for ap in all {
                 text.push_str("\n  - ");
-                text.push_str(&app_password_text(ap, true).replace("\n  ", "\n      "));
+                text.push_str(&app_password_text(ap, true, z).replace("\n  ", "\n      "));
             }
             text
         }
@@ -73,13 +75,13 @@ fn app_passwords_text(v: &MailboxView) -> String {
 }
 
 /// `mailbox show` and every command that shows the mailbox after changing it.
-pub(crate) fn mailbox(v: &MailboxView) -> String {
+pub(crate) fn mailbox(v: &MailboxView, z: &TimeZone) -> String {
     let tf = &v.two_factor;
     let two_factor = match (tf.associated_at, &tf.pending) {
-        (Some(at), None) => format!("on (device associated {})", fmt_time(at)),
+        (Some(at), None) => format!("on (device associated {})", fmt_time(at, z)),
         (Some(at), Some(_)) => format!(
             "on (device associated {}; a replacement device is waiting for `2fa confirm`)",
-            fmt_time(at)
+            fmt_time(at, z)
         ),
         (None, Some(_)) => "off (a device is waiting for `2fa confirm`)".into(),
         (None, None) => "off".into(),
@@ -104,7 +106,7 @@ pub(crate) fn mailbox(v: &MailboxView) -> String {
         } else {
             "no"
         },
-        app_passwords_text(v),
+        app_passwords_text(v, z),
         if v.users.is_empty() {
             "-".to_owned()
         } else {
@@ -182,7 +184,7 @@ pub(crate) fn migration(r: &Migration) -> String {
     }
 }
 
-pub(crate) fn history(h: &History) -> String {
+pub(crate) fn history(h: &History, z: &TimeZone) -> String {
     if h.history.is_empty() {
         return format!("no login attempts recorded for {}", h.address);
     }
@@ -191,7 +193,7 @@ pub(crate) fn history(h: &History) -> String {
         .map(|r| {
             format!(
                 "{} {:<17} {:<5} {:<12} {:<24} login={} credential={}{}{}\n",
-                fmt_time(r.at),
+                fmt_time(r.at, z),
                 r.result.as_str(),
                 r.protocol.as_str(),
                 r.listener,
@@ -211,17 +213,17 @@ pub(crate) fn history(h: &History) -> String {
         .collect()
 }
 
-pub(crate) fn notices(n: &Notices) -> String {
+pub(crate) fn notices(n: &Notices, z: &TimeZone) -> String {
     if n.notices.is_empty() {
         return format!("no notices for {}", n.address);
     }
     n.notices
         .iter()
-        .map(|n| format!("{} [{}] {}\n", fmt_time(n.at), n.kind, n.message))
+        .map(|n| format!("{} [{}] {}\n", fmt_time(n.at, z), n.kind, n.message))
         .collect()
 }
 
-pub(crate) fn events(e: &Events) -> String {
+pub(crate) fn events(e: &Events, z: &TimeZone) -> String {
     if e.events.is_empty() {
         return format!("no events for {}", e.address);
     }
@@ -230,7 +232,7 @@ pub(crate) fn events(e: &Events) -> String {
         .map(|e| {
             format!(
                 "{} {}{} [{}]\n",
-                fmt_time(e.at),
+                fmt_time(e.at, z),
                 e.action,
                 e.detail
                     .as_deref()
@@ -289,14 +291,14 @@ pub(crate) fn device_confirmed(c: &DeviceConfirmed) -> String {
 }
 
 /// A new app password, shown once (text and JSON both carry it, from zeroized buffers).
-pub(crate) fn new_app_password(n: NewAppPassword) -> Output {
+pub(crate) fn new_app_password(n: NewAppPassword, z: &TimeZone) -> Output {
     let human = format!(
         "New app password \"{}\" for {} (shown only now: it cannot be retrieved later):\n\n    {SECRET_MARK}\n\n\
          Valid until {}. Use it in mail programs ({}) for the mailbox, its multi-user accounts{}.\n\
          Dashes and spaces are optional when typing it.",
         n.name,
         n.address,
-        fmt_time(n.expires_at),
+        fmt_time(n.expires_at, z),
         n.scope,
         if n.archive {
             " and the security archive"
@@ -310,12 +312,12 @@ pub(crate) fn new_app_password(n: NewAppPassword) -> Output {
     out
 }
 
-pub(crate) fn postponed(p: &Postponed) -> String {
+pub(crate) fn postponed(p: &Postponed, z: &TimeZone) -> String {
     format!(
         "Postponed: the same app password \"{}\" of {} now expires {}.",
         p.name,
         p.address,
-        fmt_time(p.expires_at)
+        fmt_time(p.expires_at, z)
     )
 }
 
@@ -333,11 +335,11 @@ pub(crate) fn deactivated(d: &Deactivated) -> String {
     )
 }
 
-pub(crate) fn app_password_status(s: &AppPasswordStatus) -> String {
+pub(crate) fn app_password_status(s: &AppPasswordStatus, z: &TimeZone) -> String {
     let mut text = format!(
         "{}: app password {}",
         s.address,
-        app_password_text(&s.app_password, s.two_factor)
+        app_password_text(&s.app_password, s.two_factor, z)
     );
     if s.protocols.is_empty() {
         text.push_str("\n  no protocol is enabled: mail programs cannot connect");
@@ -345,7 +347,7 @@ pub(crate) fn app_password_status(s: &AppPasswordStatus) -> String {
     text
 }
 
-pub(crate) fn app_password_list(l: &AppPasswordList) -> String {
+pub(crate) fn app_password_list(l: &AppPasswordList, z: &TimeZone) -> String {
     if l.app_passwords.is_empty() {
         return format!(
             "{}: no app passwords (up to {} allowed)",
@@ -360,7 +362,7 @@ pub(crate) fn app_password_list(l: &AppPasswordList) -> String {
     );
     for ap in &l.app_passwords {
         text.push_str("\n- ");
-        text.push_str(&app_password_text(ap, l.two_factor));
+        text.push_str(&app_password_text(ap, l.two_factor, z));
     }
     text
 }

@@ -40,7 +40,7 @@ impl Manager {
         regenerate: bool,
         now: Timestamp,
     ) -> Result<NewAppPassword, ManageError> {
-        let s = self.settings.policy;
+        let s = self.settings.policy.clone();
         let issue = |m: &mut Mailbox, selector: String, hash: String| {
             let new = Issue {
                 name: wanted.name,
@@ -108,7 +108,7 @@ impl Manager {
         name: Option<&str>,
         now: Timestamp,
     ) -> Result<Postponed, ManageError> {
-        let s = self.settings.policy;
+        let s = self.settings.policy.clone();
         let ((name, expires_at, postponed), m) = self.change(actor, address, now, |_, m| {
             let ap = m.postpone_app_password(name, now, &s)?;
             let (name, expires_at, postponed) = (ap.name.clone(), ap.expires_at, ap.postponed);
@@ -118,7 +118,7 @@ impl Manager {
                     NoticeKind::AppPassword,
                     format!(
                         "The expiry of the app password \"{name}\" was postponed: the same password now works until {}.",
-                        fmt_time(expires_at)
+                        fmt_time(expires_at, &s.zone)
                     ),
                 );
             Ok(((name, expires_at, postponed), record))

@@ -84,7 +84,7 @@ impl AppPasswordView {
 
     /// The view of one of `m`'s app passwords at `now`.
     pub fn of(m: &Mailbox, ap: &AppPassword, s: &PolicySettings, now: Timestamp) -> Self {
-        let opens = ap.postpone_opens_at(s.postpone_window);
+        let opens = ap.postpone_opens_at(s.postpone_window, &s.zone);
         AppPasswordView {
             state: if ap.is_valid_at(now) {
                 AppPasswordState::Active

@@ -149,9 +149,10 @@ fn contact_changes_and_postponing_tell_the_owner() {
         .generate_app_password(&op, ADDR, Wanted::default(), false, t)
         .unwrap();
     // Postponing opens 14 days before expiry: try it then.
-    let opens = PolicySettings::default()
+    let policy = PolicySettings::default();
+    let opens = policy
         .postpone_window
-        .before(generated.expires_at);
+        .before(generated.expires_at, &policy.zone);
     let early = m.postpone_app_password(&op, ADDR, None, t).unwrap_err();
     assert_eq!(early.code(), "postpone_too_early");
     let p = m.postpone_app_password(&op, ADDR, None, opens).unwrap();
@@ -161,7 +162,7 @@ fn contact_changes_and_postponing_tell_the_owner() {
     assert!(
         notice
             .message
-            .contains(&crate::policy::fmt_time(p.expires_at)),
+            .contains(&crate::policy::fmt_time(p.expires_at, &policy.zone)),
         "the notice names the new expiry: {notice:?}"
     );
 }
@@ -192,6 +193,7 @@ fn outcomes_serialise_as_the_command_line_always_printed_them() {
     let status = serde_json::to_value(m.app_password_status(ADDR, None, t).unwrap()).unwrap();
     assert_eq!(status["state"], "active");
     assert_eq!(status["created_at"], "2024-03-01T10:00:00Z");
-    assert_eq!(status["expires_at"], "2024-06-01T10:00:00Z");
+    // 11:00 in Rome on 01/03 (CET) + 3 months = 11:00 in Rome on 01/06 (CEST): 09:00 UTC.
+    assert_eq!(status["expires_at"], "2024-06-01T09:00:00Z");
     assert_eq!(status["postpone_allowed"], false);
 }

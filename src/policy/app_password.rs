@@ -14,6 +14,8 @@
 
 use jiff::Timestamp;
 
+use jiff::tz::TimeZone;
+
 use super::{Period, PolicyError, Protocol, ProtocolSet};
 use crate::secret::Secret;
 
@@ -141,7 +143,7 @@ impl std::fmt::Debug for AppPassword {
 impl AppPassword {
     /// A new app password named [`DEFAULT_NAME`], for every protocol, generated at
     /// `now`, valid for `validity`.
-    pub fn new(hash: String, now: Timestamp, validity: Period) -> Self {
+    pub fn new(hash: String, now: Timestamp, validity: Period, zone: &TimeZone) -> Self {
         AppPassword {
             id: 0,
             name: DEFAULT_NAME.into(),
@@ -149,7 +151,7 @@ impl AppPassword {
             scope: None,
             hash,
             created_at: now,
-            expires_at: validity.after(now),
+            expires_at: validity.after(now, zone),
             postponed: 0,
             last_use: None,
         }
@@ -172,8 +174,8 @@ impl AppPassword {
     }
 
     /// The first moment "Posticipa scadenza" is allowed: `window` before expiry.
-    pub fn postpone_opens_at(&self, window: Period) -> Timestamp {
-        window.before(self.expires_at)
+    pub fn postpone_opens_at(&self, window: Period, zone: &TimeZone) -> Timestamp {
+        window.before(self.expires_at, zone)
     }
 
     /// Extends the same password: allowed from `window` before expiry, and after it.
@@ -183,15 +185,16 @@ impl AppPassword {
         now: Timestamp,
         validity: Period,
         window: Period,
+        zone: &TimeZone,
     ) -> Result<(), PolicyError> {
-        let opens_at = self.postpone_opens_at(window);
+        let opens_at = self.postpone_opens_at(window, zone);
         if now < opens_at {
             return Err(PolicyError::PostponeTooEarly {
-                opens_at,
-                expires_at: self.expires_at,
+                opens_at: opens_at.to_zoned(zone.clone()),
+                expires_at: self.expires_at.to_zoned(zone.clone()),
             });
         }
-        self.expires_at = validity.after(self.expires_at.max(now));
+        self.expires_at = validity.after(self.expires_at.max(now), zone);
         self.postponed = self.postponed.saturating_add(1);
         Ok(())
     }
@@ -200,6 +203,8 @@ impl AppPassword {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UTC: TimeZone = TimeZone::UTC;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -240,7 +245,12 @@ mod tests {
 
     #[test]
     fn valid_until_expiry_exclusive() {
-        let ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        let ap = AppPassword::new(
+            String::new(),
+            at("2022-11-15T10:00:00Z"),
+            Period::months(3),
+            &UTC,
+        );
         assert_eq!(ap.expires_at, at("2023-02-15T10:00:00Z"));
         assert!(ap.is_valid_at(at("2023-02-15T09:59:59Z")));
         assert!(!ap.is_valid_at(at("2023-02-15T10:00:00Z")));
@@ -248,22 +258,28 @@ mod tests {
 
     #[test]
     fn postpone_refused_before_window_names_the_date() {
-        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        let mut ap = AppPassword::new(
+            String::new(),
+            at("2022-11-15T10:00:00Z"),
+            Period::months(3),
+            &UTC,
+        );
         let err = ap
             .postpone(
                 at("2023-01-31T09:59:59Z"),
                 Period::months(3),
                 Period::days(14),
+                &UTC,
             )
             .unwrap_err();
         assert_eq!(
             err,
             PolicyError::PostponeTooEarly {
-                opens_at: at("2023-02-01T10:00:00Z"),
-                expires_at: at("2023-02-15T10:00:00Z")
+                opens_at: at("2023-02-01T10:00:00Z").to_zoned(UTC),
+                expires_at: at("2023-02-15T10:00:00Z").to_zoned(UTC)
             }
         );
-        assert!(err.to_string().contains("2023-02-01 10:00 UTC"), "{err}");
+        assert!(err.to_string().contains("01/02/2023 10:00 UTC"), "{err}");
         assert_eq!(
             ap.expires_at,
             at("2023-02-15T10:00:00Z"),
@@ -273,11 +289,17 @@ mod tests {
 
     #[test]
     fn postpone_inside_window_extends_from_old_expiry() {
-        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        let mut ap = AppPassword::new(
+            String::new(),
+            at("2022-11-15T10:00:00Z"),
+            Period::months(3),
+            &UTC,
+        );
         ap.postpone(
             at("2023-02-01T10:00:00Z"),
             Period::months(3),
             Period::days(14),
+            &UTC,
         )
         .unwrap();
         assert_eq!(ap.expires_at, at("2023-05-15T10:00:00Z"));
@@ -286,11 +308,17 @@ mod tests {
 
     #[test]
     fn postpone_after_expiry_extends_from_now() {
-        let mut ap = AppPassword::new(String::new(), at("2022-11-15T10:00:00Z"), Period::months(3));
+        let mut ap = AppPassword::new(
+            String::new(),
+            at("2022-11-15T10:00:00Z"),
+            Period::months(3),
+            &UTC,
+        );
         ap.postpone(
             at("2023-03-10T08:00:00Z"),
             Period::months(3),
             Period::days(14),
+            &UTC,
         )
         .unwrap();
         assert_eq!(ap.expires_at, at("2023-06-10T08:00:00Z"));
@@ -298,12 +326,18 @@ mod tests {
 
     #[test]
     fn postpone_at_end_of_month_clamps() {
-        let mut ap = AppPassword::new(String::new(), at("2023-08-30T12:00:00Z"), Period::months(3));
+        let mut ap = AppPassword::new(
+            String::new(),
+            at("2023-08-30T12:00:00Z"),
+            Period::months(3),
+            &UTC,
+        );
         assert_eq!(ap.expires_at, at("2023-11-30T12:00:00Z"));
         ap.postpone(
             at("2023-11-20T00:00:00Z"),
             Period::months(3),
             Period::days(14),
+            &UTC,
         )
         .unwrap();
         assert_eq!(ap.expires_at, at("2024-02-29T12:00:00Z"));

@@ -9,7 +9,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 
-use super::{Mailbox, Protocol, ProtocolSet, fmt_time};
+use super::{Mailbox, Protocol, ProtocolSet, fmt_zoned};
 
 super::names::named_enum! {
     /// Which kind of listener the client came in on.
@@ -74,8 +74,8 @@ pub enum Reason {
     NoActiveAppPassword,
     /// 2FA on, the secret is not the current app password (wrong, or a replaced one).
     WrongAppPassword,
-    /// The app password matched but expired at this time.
-    AppPasswordExpired(Timestamp),
+    /// The app password matched but expired at this time (in the provider's zone).
+    AppPasswordExpired(jiff::Zoned),
     /// The app password matched but is limited to other protocols.
     OutOfScope {
         /// Its name.
@@ -113,7 +113,7 @@ impl fmt::Display for Reason {
             }
             Reason::WrongAppPassword => f.write_str("not the current app password"),
             Reason::AppPasswordExpired(at) => {
-                write!(f, "app password expired on {}", fmt_time(*at))
+                write!(f, "app password expired on {}", fmt_zoned(at))
             }
             Reason::OutOfScope { name, scope } => {
                 write!(f, "app password '{name}' is limited to {scope}")
@@ -200,6 +200,8 @@ pub struct Attempt<'a> {
     pub matched: Matched,
     /// Now.
     pub now: Timestamp,
+    /// The provider's time zone, for the dates a reason names.
+    pub zone: &'a jiff::tz::TimeZone,
 }
 
 /// SPEC.md's login decision table.
@@ -247,7 +249,10 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
         },
     };
     if !ap.is_valid_at(a.now) {
-        return Decision::refuse(Reason::AppPasswordExpired(ap.expires_at), credential);
+        return Decision::refuse(
+            Reason::AppPasswordExpired(ap.expires_at.to_zoned(a.zone.clone())),
+            credential,
+        );
     }
     let scope = ap.effective_scope(m.protocols);
     if !scope.contains(a.protocol) {
@@ -265,6 +270,9 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::tz::TimeZone;
+
+    static UTC: TimeZone = TimeZone::UTC;
     use crate::policy::app_password::AppPassword;
     use crate::policy::mailbox::Device;
     use crate::policy::totp::DeviceSecret;
@@ -296,7 +304,12 @@ mod tests {
     }
 
     fn app(created: &str) -> AppPassword {
-        let mut ap = AppPassword::new("apphash".into(), at(created), Period::months(3));
+        let mut ap = AppPassword::new(
+            "apphash".into(),
+            at(created),
+            Period::months(3),
+            &TimeZone::UTC,
+        );
         ap.id = 1;
         ap
     }
@@ -309,6 +322,7 @@ mod tests {
             throttled: None,
             matched,
             now: at(NOW),
+            zone: &UTC,
         }
     }
 
@@ -389,7 +403,7 @@ mod tests {
         let d = decide(&attempt(Some(&m), Matched::App(1)));
         assert_eq!(
             reason(d),
-            Reason::AppPasswordExpired(at("2023-01-10T12:00:00Z"))
+            Reason::AppPasswordExpired(at("2023-01-10T12:00:00Z").to_zoned(TimeZone::UTC))
         );
         let mut a = attempt(Some(&m), Matched::App(1));
         a.now = at("2023-01-10T11:59:59Z");
@@ -512,8 +526,14 @@ mod tests {
     #[test]
     fn reasons_never_carry_secrets_and_read_well() {
         assert_eq!(
-            Reason::AppPasswordExpired(at("2023-02-15T09:35:00Z")).to_string(),
-            "app password expired on 2023-02-15 09:35 UTC"
+            Reason::AppPasswordExpired(at("2023-02-15T09:35:00Z").to_zoned(TimeZone::UTC))
+                .to_string(),
+            "app password expired on 15/02/2023 09:35 UTC"
+        );
+        let rome = TimeZone::get("Europe/Rome").unwrap();
+        assert_eq!(
+            Reason::AppPasswordExpired(at("2023-02-15T09:35:00Z").to_zoned(rome)).to_string(),
+            "app password expired on 15/02/2023 10:35 CET"
         );
     }
 }

@@ -12,8 +12,11 @@ use super::totp::DeviceSecret;
 use super::{Period, Plan, PolicyError, Protocol, ProtocolSet};
 
 /// The policy periods and limits from `config.toml`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicySettings {
+    /// The provider's time zone: calendar months and days are counted, and dates shown,
+    /// in it (default Europe/Rome).
+    pub zone: jiff::tz::TimeZone,
     /// How long an app password works after generation or postponement (default 3 months).
     pub app_password_validity: Period,
     /// How long before expiry postponing opens (default 14 days).
@@ -25,6 +28,7 @@ pub struct PolicySettings {
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
+            zone: super::provider_zone(),
             app_password_validity: Period::months(3),
             postpone_window: Period::days(14),
             max_app_passwords: 1,
@@ -360,14 +364,14 @@ impl Mailbox {
                 ));
             }
         };
-        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity);
+        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity, &s.zone);
         ap.selector = Some(new.selector);
         ap.scope = new.scope;
         match self.app_passwords.iter().position(|a| a.name == name) {
             Some(i) if self.app_passwords[i].is_valid_at(now) => {
                 Err(PolicyError::AppPasswordActive {
                     name,
-                    expires_at: self.app_passwords[i].expires_at,
+                    expires_at: self.app_passwords[i].expires_at.to_zoned(s.zone.clone()),
                 })
             }
             Some(i) => {
@@ -401,7 +405,7 @@ impl Mailbox {
         let i = self.app_password_index(new.name)?;
         self.check_scope(new.scope)?;
         let old = &self.app_passwords[i];
-        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity);
+        let mut ap = AppPassword::new(new.hash, now, s.app_password_validity, &s.zone);
         ap.name = old.name.clone();
         ap.scope = new.scope.or(old.scope);
         ap.selector = Some(new.selector);
@@ -419,7 +423,7 @@ impl Mailbox {
         self.require_2fa_for_app_password()?;
         let i = self.app_password_index(name)?;
         let ap = &mut self.app_passwords[i];
-        ap.postpone(now, s.app_password_validity, s.postpone_window)?;
+        ap.postpone(now, s.app_password_validity, s.postpone_window, &s.zone)?;
         Ok(ap)
     }
 
@@ -835,7 +839,8 @@ mod tests {
         let ap = m
             .postpone_app_password(None, at("2023-02-01T09:35:00Z"), &s)
             .unwrap();
-        assert_eq!(ap.expires_at, at("2023-05-15T09:35:00Z"));
+        // 15/02 10:35 in Rome (CET) + 3 months = 15/05 10:35 in Rome, summer time (CEST).
+        assert_eq!(ap.expires_at, at("2023-05-15T08:35:00Z"));
         assert_eq!(ap.hash, "h", "postponing keeps the same password");
     }
 

@@ -95,12 +95,15 @@ pub enum PolicyError {
     )]
     NoProtocolEnabled,
     /// Generating while a valid app password of that name exists.
-    #[error("an app password ({name:?}) is already active until {}; generate a new password to replace it, or postpone its expiry", fmt_time(*expires_at))]
+    #[error(
+        "an app password ({name:?}) is already active until {}; generate a new password to replace it, or postpone its expiry",
+        fmt_zoned(expires_at)
+    )]
     AppPasswordActive {
         /// Its name.
         name: String,
-        /// Its current expiry.
-        expires_at: Timestamp,
+        /// Its current expiry, in the provider's zone.
+        expires_at: jiff::Zoned,
     },
     /// Postpone, regenerate or deactivate with nothing to act on.
     #[error("there is no app password for this mailbox: generate one first")]
@@ -131,12 +134,16 @@ pub enum PolicyError {
         enabled: ProtocolSet,
     },
     /// Postponing before the window opens (seed 003: "available from 2 weeks before expiry").
-    #[error("postponing is allowed from {} (the app password expires on {}); before then, generate a new password if needed", fmt_time(*opens_at), fmt_time(*expires_at))]
+    #[error(
+        "postponing is allowed from {} (the app password expires on {}); before then, generate a new password if needed",
+        fmt_zoned(opens_at),
+        fmt_zoned(expires_at)
+    )]
     PostponeTooEarly {
-        /// The first moment postponing is allowed.
-        opens_at: Timestamp,
+        /// The first moment postponing is allowed, in the provider's zone.
+        opens_at: jiff::Zoned,
         /// The current expiry.
-        expires_at: Timestamp,
+        expires_at: jiff::Zoned,
     },
     /// `migration start` twice.
     #[error("the mailbox is already being migrated")]
@@ -182,9 +189,24 @@ impl PolicyError {
     }
 }
 
-/// How times are shown to people: UTC, to the minute, e.g. `2023-02-15 09:35 UTC`.
-pub fn fmt_time(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%d %H:%M UTC").to_string()
+/// The default time zone of the provider (SPEC "Time"); the tz database is built in,
+/// so it is there on a machine without tzdata.
+pub const DEFAULT_ZONE: &str = "Europe/Rome";
+
+/// [`DEFAULT_ZONE`].
+pub fn provider_zone() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(DEFAULT_ZONE).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// How times are shown to people: in the provider's zone, to the minute, dates as the
+/// seeds write them: `15/02/2023 10:35 CET`.
+pub fn fmt_time(ts: Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    fmt_zoned(&ts.to_zoned(zone.clone()))
+}
+
+/// A time already in its zone, shown as [`fmt_time`] shows it.
+pub fn fmt_zoned(z: &jiff::Zoned) -> String {
+    z.strftime("%d/%m/%Y %H:%M %Z").to_string()
 }
 
 /// Times in JSON documents: RFC 3339 in UTC, to the second (`2023-02-15T09:35:00Z`).

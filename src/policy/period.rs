@@ -1,9 +1,11 @@
-//! Policy periods: calendar months plus fixed seconds.
+//! Policy periods: calendar months and days plus fixed seconds.
 //!
 //! App-password validity is "3 months" in the provider's sense: 2022-11-15 + 3 months is
 //! 2023-02-15, and 2023-11-30 + 3 months is 2024-02-29 (the day is clamped to the end of
 //! the shorter month). A fixed number of seconds cannot express that, so a [`Period`]
-//! keeps months and seconds apart and adds months on the UTC calendar.
+//! keeps months, days and seconds apart, and adds months and days on the calendar of the
+//! provider's time zone (SPEC "Time"): generated at 00:30 on 15/11 in Rome, a 3-month
+//! password expires at 00:30 on 15/02 in Rome, across the change from summer time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +18,7 @@ use jiff::{Span, Timestamp, tz::TimeZone};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period {
     months: u32,
+    days: u32,
     seconds: u64,
 }
 
@@ -36,43 +39,57 @@ pub enum PeriodError {
 impl Period {
     /// A period of whole calendar months.
     pub const fn months(months: u32) -> Self {
-        Period { months, seconds: 0 }
+        Period {
+            months,
+            days: 0,
+            seconds: 0,
+        }
     }
 
-    /// A period of whole days (24 h each; policy time is UTC, so days have no DST gaps).
-    pub const fn days(days: u64) -> Self {
+    /// A period of whole calendar days.
+    pub const fn days(days: u32) -> Self {
         Period {
             months: 0,
-            seconds: days * 86_400,
+            days,
+            seconds: 0,
         }
     }
 
     /// A period of seconds.
     pub const fn seconds(seconds: u64) -> Self {
-        Period { months: 0, seconds }
+        Period {
+            months: 0,
+            days: 0,
+            seconds,
+        }
     }
 
-    /// The period as a fixed duration, if it has no calendar months.
+    /// The period as a fixed duration (days of 24 h), if it has no calendar months.
     pub fn as_std(&self) -> Option<std::time::Duration> {
-        (self.months == 0).then(|| std::time::Duration::from_secs(self.seconds))
+        (self.months == 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.days) * 86_400 + self.seconds))
     }
 
-    /// `at` plus this period: months on the UTC calendar (day clamped), then seconds.
-    /// Saturates at the largest representable time instead of failing.
-    pub fn after(&self, at: Timestamp) -> Timestamp {
-        self.shift(at, 1)
+    /// `at` plus this period: months and days on the calendar of `zone` (the day clamped
+    /// to the month's end; a wall time that does not exist that day moves forward), then
+    /// the seconds. Saturates at the largest representable time instead of failing.
+    pub fn after(&self, at: Timestamp, zone: &TimeZone) -> Timestamp {
+        self.shift(at, zone, 1)
     }
 
     /// `at` minus this period, the mirror of [`Period::after`].
-    pub fn before(&self, at: Timestamp) -> Timestamp {
-        self.shift(at, -1)
+    pub fn before(&self, at: Timestamp, zone: &TimeZone) -> Timestamp {
+        self.shift(at, zone, -1)
     }
 
-    fn shift(&self, at: Timestamp, sign: i64) -> Timestamp {
-        let civil = at.to_zoned(TimeZone::UTC).datetime();
-        let moved = civil
-            .checked_add(Span::new().months(sign * i64::from(self.months)))
-            .and_then(|dt| dt.to_zoned(TimeZone::UTC))
+    fn shift(&self, at: Timestamp, zone: &TimeZone, sign: i64) -> Timestamp {
+        let civil = at.to_zoned(zone.clone()).datetime();
+        let span = Span::new()
+            .try_months(sign * i64::from(self.months))
+            .and_then(|s| s.try_days(sign * i64::from(self.days)));
+        let moved = span
+            .and_then(|span| civil.checked_add(span))
+            .and_then(|dt| dt.to_zoned(zone.clone()))
             .map(|z| z.timestamp());
         // Policy time is whole seconds (that is what the store keeps).
         let (min, max) = (Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
@@ -99,6 +116,7 @@ impl FromStr for Period {
         }
         let mut period = Period {
             months: 0,
+            days: 0,
             seconds: 0,
         };
         let mut rest = text;
@@ -118,13 +136,20 @@ impl FromStr for Period {
                     let m = u32::try_from(n).map_err(|_| bad())?;
                     period.months = period.months.checked_add(m).ok_or_else(bad)?;
                 }
-                "s" | "m" | "h" | "d" | "w" => {
+                "d" | "w" => {
+                    let d = u32::try_from(n).map_err(|_| bad())?;
+                    let d = if unit == "w" {
+                        d.checked_mul(7)
+                    } else {
+                        Some(d)
+                    };
+                    period.days = d.and_then(|d| period.days.checked_add(d)).ok_or_else(bad)?;
+                }
+                "s" | "m" | "h" => {
                     let mult = match unit {
                         "s" => 1,
                         "m" => 60,
-                        "h" => 3_600,
-                        "d" => 86_400,
-                        _ => 604_800,
+                        _ => 3_600,
                     };
                     let add = n.checked_mul(mult).ok_or_else(bad)?;
                     period.seconds = period.seconds.checked_add(add).ok_or_else(bad)?;
@@ -132,12 +157,12 @@ impl FromStr for Period {
                 _ => return Err(bad()),
             }
             // Periods beyond ~1000 years are typos, and would overflow date arithmetic.
-            if period.months > 12_000 || period.seconds > 32_000_000_000 {
+            if period.months > 12_000 || period.days > 370_000 || period.seconds > 32_000_000_000 {
                 return Err(bad());
             }
             rest = tail;
         }
-        if period.months == 0 && period.seconds == 0 {
+        if period.months == 0 && period.days == 0 && period.seconds == 0 {
             return Err(PeriodError::Zero);
         }
         Ok(period)
@@ -150,11 +175,12 @@ impl fmt::Display for Period {
         if self.months > 0 {
             parts.push(format!("{}mo", self.months));
         }
+        if self.days > 0 {
+            parts.push(format!("{}d", self.days));
+        }
         let s = self.seconds;
         if s > 0 {
-            if s.is_multiple_of(86_400) {
-                parts.push(format!("{}d", s / 86_400));
-            } else if s.is_multiple_of(3_600) {
+            if s.is_multiple_of(3_600) {
                 parts.push(format!("{}h", s / 3_600));
             } else if s.is_multiple_of(60) {
                 parts.push(format!("{}m", s / 60));
@@ -181,6 +207,12 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const UTC: TimeZone = TimeZone::UTC;
+
+    fn rome() -> TimeZone {
+        TimeZone::get("Europe/Rome").unwrap()
+    }
+
     #[test]
     fn parses_units() {
         assert_eq!("3mo".parse(), Ok(Period::months(3)));
@@ -193,7 +225,8 @@ mod tests {
             "1mo 15d".parse(),
             Ok(Period {
                 months: 1,
-                seconds: 15 * 86_400
+                days: 15,
+                seconds: 0
             })
         );
     }
@@ -229,7 +262,7 @@ mod tests {
         // Seed 004: generated 2022-11-15, expiry shown as 15/02/2023.
         let p = Period::months(3);
         assert_eq!(
-            p.after(ts("2022-11-15T09:35:00Z")),
+            p.after(ts("2022-11-15T09:35:00Z"), &UTC),
             ts("2023-02-15T09:35:00Z")
         );
     }
@@ -238,15 +271,15 @@ mod tests {
     fn month_end_is_clamped() {
         let p = Period::months(3);
         assert_eq!(
-            p.after(ts("2023-11-30T12:00:00Z")),
+            p.after(ts("2023-11-30T12:00:00Z"), &UTC),
             ts("2024-02-29T12:00:00Z")
         );
         assert_eq!(
-            p.after(ts("2022-11-30T12:00:00Z")),
+            p.after(ts("2022-11-30T12:00:00Z"), &UTC),
             ts("2023-02-28T12:00:00Z")
         );
         assert_eq!(
-            Period::months(1).after(ts("2023-01-31T00:00:00Z")),
+            Period::months(1).after(ts("2023-01-31T00:00:00Z"), &UTC),
             ts("2023-02-28T00:00:00Z")
         );
     }
@@ -255,11 +288,11 @@ mod tests {
     fn before_mirrors_after_for_days() {
         let p = Period::days(14);
         assert_eq!(
-            p.before(ts("2023-02-15T00:00:00Z")),
+            p.before(ts("2023-02-15T00:00:00Z"), &UTC),
             ts("2023-02-01T00:00:00Z")
         );
         assert_eq!(
-            p.before(ts("2023-03-10T00:00:00Z")),
+            p.before(ts("2023-03-10T00:00:00Z"), &UTC),
             ts("2023-02-24T00:00:00Z")
         );
     }
@@ -268,18 +301,51 @@ mod tests {
     fn saturates_instead_of_panicking() {
         let p = Period::months(12_000);
         assert_eq!(
-            p.after(Timestamp::MAX).as_second(),
+            p.after(Timestamp::MAX, &UTC).as_second(),
             Timestamp::MAX.as_second()
         );
         assert_eq!(
-            p.before(Timestamp::MIN).as_second(),
+            p.before(Timestamp::MIN, &UTC).as_second(),
             Timestamp::MIN.as_second()
         );
         assert_eq!(
             Period::seconds(u64::MAX / 2)
-                .after(Timestamp::UNIX_EPOCH)
+                .after(Timestamp::UNIX_EPOCH, &UTC)
                 .as_second(),
             Timestamp::MAX.as_second()
+        );
+    }
+
+    #[test]
+    fn months_and_days_are_on_the_calendar_of_the_zone() {
+        // 00:30 on 15/11 in Rome is 23:30 UTC on the 14th: still the 15th for the owner.
+        let generated = ts("2022-11-14T23:30:00Z");
+        let expires = Period::months(3).after(generated, &rome());
+        assert_eq!(
+            expires,
+            ts("2023-02-14T23:30:00Z"),
+            "00:30 on 15/02 in Rome"
+        );
+        // Across the spring change (26/03/2023), 3 months keep the wall time: 10:00 in
+        // winter (09:00 UTC) to 10:00 in summer (08:00 UTC); UTC arithmetic would not.
+        let winter = ts("2023-01-20T09:00:00Z");
+        assert_eq!(
+            Period::months(3).after(winter, &rome()),
+            ts("2023-04-20T08:00:00Z")
+        );
+        assert_eq!(
+            Period::months(3).after(winter, &UTC),
+            ts("2023-04-20T09:00:00Z")
+        );
+        // Fourteen calendar days before an expiry just after the change: same wall time.
+        assert_eq!(
+            Period::days(14).before(ts("2023-04-02T08:00:00Z"), &rome()),
+            ts("2023-03-19T09:00:00Z")
+        );
+        // Seconds stay exact.
+        assert_eq!(
+            Period::seconds(3600).after(ts("2023-03-26T00:30:00Z"), &rome()),
+            ts("2023-03-26T01:30:00Z")
         );
     }
 

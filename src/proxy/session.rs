@@ -317,6 +317,7 @@ mod tests {
         tls::ensure_certificate(&cert, &key).unwrap();
         let hasher = PasswordHasher::new(HashCost::CHEAP).unwrap();
         let settings = crate::auth::AuthSettings {
+            zone: jiff::tz::TimeZone::UTC,
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,
             hash_workers: 1,

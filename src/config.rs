@@ -245,11 +245,11 @@ pub struct PolicyConfig {
     pub max_app_passwords: usize,
     /// The provider's time zone (IANA name): calendar months and days are counted, and
     /// dates shown, in it.
-    #[serde(default = "default_time_zone")]
-    pub time_zone: String,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
 }
 
-fn default_time_zone() -> String {
+fn default_timezone() -> String {
     crate::policy::DEFAULT_ZONE.into()
 }
 
@@ -274,7 +274,7 @@ impl Default for PolicyConfig {
             postpone_window: default_window(),
             totp_issuer: default_issuer(),
             max_app_passwords: default_max_app_passwords(),
-            time_zone: default_time_zone(),
+            timezone: default_timezone(),
         }
     }
 }
@@ -284,7 +284,7 @@ impl PolicyConfig {
     pub fn settings(&self) -> PolicySettings {
         PolicySettings {
             // Checked by validate(); UTC only for a config that skipped it.
-            zone: jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC),
+            zone: jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
             app_password_validity: self.app_password_validity,
             postpone_window: self.postpone_window,
             max_app_passwords: self.max_app_passwords,
@@ -603,12 +603,12 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(self.invalid("store.path", "must not be empty"));
         }
-        if let Err(e) = jiff::tz::TimeZone::get(&self.policy.time_zone) {
+        if let Err(e) = jiff::tz::TimeZone::get(&self.policy.timezone) {
             return Err(self.invalid(
-                "policy.time_zone",
+                "policy.timezone",
                 format!(
                     "{:?} is not a time zone (e.g. \"Europe/Rome\"): {e}",
-                    self.policy.time_zone
+                    self.policy.timezone
                 ),
             ));
         }
@@ -947,15 +947,15 @@ mod tests {
     }
 
     #[test]
-    fn the_time_zone_is_checked() {
-        assert_eq!(parse("").unwrap().policy.time_zone, "Europe/Rome");
-        let utc = parse("[policy]\ntime_zone = \"UTC\"").unwrap();
+    fn the_timezone_is_checked() {
+        assert_eq!(parse("").unwrap().policy.timezone, "Europe/Rome");
+        let utc = parse("[policy]\ntimezone = \"UTC\"").unwrap();
         assert_eq!(utc.policy.settings().zone, jiff::tz::TimeZone::UTC);
-        let e = parse("[policy]\ntime_zone = \"Europe/Roma\"")
+        let e = parse("[policy]\ntimezone = \"Europe/Roma\"")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("policy.time_zone") && e.contains("Europe/Roma"),
+            e.contains("policy.timezone") && e.contains("Europe/Roma"),
             "{e}"
         );
     }

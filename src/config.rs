@@ -50,6 +50,9 @@ pub struct Config {
     /// The embedded database.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Notices to the owner.
+    #[serde(default)]
+    pub notices: NoticesConfig,
     /// Policy periods.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -106,6 +109,28 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_store_path(),
             key_file: default_key_file(),
+        }
+    }
+}
+
+/// `[notices]`: what the owner is told, and how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticesConfig {
+    /// At most one "main password used in a mail program while 2FA is on" alert per
+    /// mailbox per this period (SPEC: at most once a day).
+    #[serde(default = "default_main_password_alert_every")]
+    pub main_password_alert_every: Period,
+}
+
+fn default_main_password_alert_every() -> Period {
+    Period::days(1)
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        NoticesConfig {
+            main_password_alert_every: default_main_password_alert_every(),
         }
     }
 }
@@ -778,6 +803,7 @@ impl Config {
         crate::auth::AuthSettings {
             cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
             zone: self.policy.settings().zone,
+            main_password_alert_every: self.notices.main_password_alert_every,
             cache_entries: self.auth.cache_entries,
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,

@@ -166,6 +166,18 @@ fn two_factor_on_main_password_gets_exactly_the_failure_text() {
         "{history}"
     );
     assert!(!history.to_string().contains(MAIN) && !history.to_string().contains(&app));
+    // The owner is told, once a day however often it happens.
+    let (ok, _) = login(p, ADDR, MAIN);
+    assert!(!ok);
+    let notices = p.ok(&["mailbox", "notices", ADDR], None);
+    let alerts: Vec<&Value> = notices["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "main-password-used")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{notices}");
+    assert!(!notices.to_string().contains(MAIN));
 }
 
 #[test]

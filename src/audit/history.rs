@@ -2,14 +2,14 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AccessLog, AccessRecord};
+use crate::store::{AccessLog, AccessRecord, Alert};
 
 /// Records waiting to be written, at most.
 const QUEUE: usize = 16_384;
 /// Records written per transaction, at most.
 const BATCH: usize = 512;
 
-type Item = (AccessRecord, oneshot::Sender<bool>);
+type Item = (AccessRecord, Option<Alert>, oneshot::Sender<bool>);
 
 /// Sends access records to the writer thread.
 #[derive(Clone)]
@@ -38,8 +38,15 @@ impl HistoryWriter {
                             Err(_) => break,
                         }
                     }
-                    let (records, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let ok = match store.append(&records) {
+                    let mut records = Vec::with_capacity(batch.len());
+                    let mut alerts = Vec::new();
+                    let mut acks = Vec::with_capacity(batch.len());
+                    for (rec, alert, ack) in batch {
+                        records.push(rec);
+                        alerts.extend(alert);
+                        acks.push(ack);
+                    }
+                    let ok = match store.append(&records, &alerts) {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::error!(error = %e, lost = records.len(), "could not write the access history");
@@ -55,11 +62,12 @@ impl HistoryWriter {
         HistoryWriter { tx }
     }
 
-    /// Writes one record; returns once it is committed (or the write failed, which is
-    /// logged). Waits when the queue is full rather than dropping the record.
-    pub async fn record(&self, rec: AccessRecord) -> bool {
+    /// Writes one record (and the alert it raises, if any); returns once it is committed
+    /// (or the write failed, which is logged). Waits when the queue is full rather than
+    /// dropping the record.
+    pub async fn record(&self, rec: AccessRecord, alert: Option<Alert>) -> bool {
         let (ack, done) = oneshot::channel();
-        if self.tx.send((rec, ack)).await.is_err() {
+        if self.tx.send((rec, alert, ack)).await.is_err() {
             tracing::error!("the history writer has stopped; record lost");
             return false;
         }

@@ -36,9 +36,13 @@ use crate::policy::login::{
 };
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
+use crate::policy::{Period, fmt_time};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
-use crate::store::{AccessRecord, AppPasswordUse, SealedSecrets, StoreError, StoreLocation};
+use crate::store::{
+    AccessRecord, Alert, AppPasswordUse, Notice, NoticeKind, SealedSecrets, StoreError,
+    StoreLocation,
+};
 
 /// How often the snapshot thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -215,6 +219,8 @@ impl Verdict {
 pub struct AuthSettings {
     /// The provider's time zone, for the dates the access history names.
     pub zone: jiff::tz::TimeZone,
+    /// At most one "main password used under 2FA" alert per mailbox per this period.
+    pub main_password_alert_every: Period,
     /// How long a cached verification is reused.
     pub cache_ttl: Duration,
     /// Cached verifications kept at most.
@@ -249,6 +255,7 @@ pub struct Authenticator {
     history: HistoryWriter,
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     zone: jiff::tz::TimeZone,
+    main_password_alert_every: Period,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -312,6 +319,7 @@ impl Authenticator {
             history,
             secrets,
             zone: settings.zone,
+            main_password_alert_every: settings.main_password_alert_every,
         })
     }
 
@@ -604,11 +612,44 @@ impl Authenticator {
             }),
             _ => None,
         };
-        self.history.record(rec).await;
+        let alert = self.alert(ctx, verdict, rec.at);
+        self.history.record(rec, alert).await;
         if let Some(b) = block {
             tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
-            self.history.record(b).await;
+            self.history.record(b, None).await;
         }
+    }
+
+    /// SPEC "Notices and alerts": the owner is told when the main password was used in a
+    /// mail program while 2FA is on (someone knows it, or a program was not updated) — at
+    /// most once a period, which the store enforces across restarts and processes.
+    fn alert(&self, ctx: &LoginContext, verdict: &Verdict, at: Timestamp) -> Option<Alert> {
+        let LoginResult::Refused {
+            reason: Reason::MainPasswordUnder2fa,
+            mailbox: Some(mailbox),
+            ..
+        } = &verdict.result
+        else {
+            return None;
+        };
+        let message = format!(
+            "The main password of the mailbox was used in a mail program on {} from {} ({}, login {}) \
+             while two-step verification is on: it was refused. If this was not you, someone knows \
+             the main password: change it. If it was a mail program of yours, give it an app password.",
+            fmt_time(at, &self.zone),
+            ctx.peer,
+            ctx.protocol,
+            verdict.login
+        );
+        Some(Alert {
+            address: mailbox.address.clone(),
+            notice: Notice {
+                at,
+                kind: NoticeKind::MainPasswordUsed,
+                message,
+            },
+            quiet_since: self.main_password_alert_every.before(at, &self.zone),
+        })
     }
 }
 
@@ -643,6 +684,7 @@ mod tests {
     fn settings() -> AuthSettings {
         AuthSettings {
             zone: jiff::tz::TimeZone::UTC,
+            main_password_alert_every: crate::policy::Period::days(1),
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 1024,
             hash_workers: 2,
@@ -1032,6 +1074,37 @@ mod tests {
         );
         // The owner's mail client, whose password is verified and cached, still gets in.
         assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
+    }
+
+    #[tokio::test]
+    async fn the_main_password_under_2fa_alerts_the_owner_once_a_period() {
+        let f = fixture(true, Plan::Standard);
+        let c = ctx(ListenerKind::Mailbox);
+        for _ in 0..3 {
+            let v = check(&f, ADDR, "main-password").await;
+            assert_eq!(refused(&v), Reason::MainPasswordUnder2fa);
+            f.auth.record(&c, &v).await;
+        }
+        // A wrong password, or a right app password, raises nothing.
+        let v = check(&f, ADDR, "wrong-password").await;
+        f.auth.record(&c, &v).await;
+        let v = check(&f, ADDR, f.app_password.expose()).await;
+        f.auth.record(&c, &v).await;
+        let alerts: Vec<_> = f
+            .manager
+            .notices(ADDR)
+            .unwrap()
+            .notices
+            .into_iter()
+            .filter(|n| n.kind == NoticeKind::MainPasswordUsed)
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let text = &alerts[0].message;
+        assert!(
+            text.contains("127.0.0.1") && text.contains("imap"),
+            "{text}"
+        );
+        assert!(!text.contains("main-password"), "never the secret: {text}");
     }
 
     #[tokio::test]

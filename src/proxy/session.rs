@@ -318,6 +318,7 @@ mod tests {
         let hasher = PasswordHasher::new(HashCost::CHEAP).unwrap();
         let settings = crate::auth::AuthSettings {
             zone: jiff::tz::TimeZone::UTC,
+            main_password_alert_every: crate::policy::Period::days(1),
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,
             hash_workers: 1,

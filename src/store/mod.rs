@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, AppPasswordUse, Event, EventAction, LoginEntry, Notice, NoticeKind,
+    AccessRecord, Actor, Alert, AppPasswordUse, Event, EventAction, LoginEntry, Notice, NoticeKind,
     UserAccount,
 };
 
@@ -141,9 +141,10 @@ pub trait PrincipalSource: Send {
 
 /// The access history as the running proxy writes it.
 pub trait AccessLog: Send {
-    /// Appends many rows durably, in one transaction (one sync for all), and records the
-    /// last use of each app password that logged in with them.
-    fn append(&mut self, records: &[AccessRecord]) -> Result<(), StoreError>;
+    /// Appends many rows durably, in one transaction (one sync for all), records the last
+    /// use of each app password that logged in with them, and writes the `alerts` that
+    /// are not quieted by an earlier one of their kind.
+    fn append(&mut self, records: &[AccessRecord], alerts: &[Alert]) -> Result<(), StoreError>;
 }
 
 /// Upstream secrets, sealed at rest (see `store::sealed`).

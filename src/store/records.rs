@@ -113,6 +113,8 @@ named_enum! {
         AppPassword = "app-password",
         /// The contact e-mail changed.
         ContactChanged = "contact-changed",
+        /// The main password was used in a mail program while 2FA is on.
+        MainPasswordUsed = "main-password-used",
     }
 }
 
@@ -131,6 +133,18 @@ pub struct Event {
     pub action: EventAction,
     /// Detail for the operator (never a secret).
     pub detail: Option<String>,
+}
+
+/// A notice the login path raises, written with the access history: unless one of the
+/// same kind was written for the mailbox since `quiet_since` (at most one a period).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Which mailbox.
+    pub address: String,
+    /// The notice.
+    pub notice: Notice,
+    /// No alert if one of its kind was written at or after this.
+    pub quiet_since: Timestamp,
 }
 
 /// A notice to the owner ("avviso").

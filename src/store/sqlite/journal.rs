@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 use super::{secs, ts};
-use crate::store::{Event, Notice, StoreError};
+use crate::store::{Alert, Event, Notice, StoreError};
 
 pub(super) fn record_event(conn: &Connection, e: &Event) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -29,6 +29,28 @@ pub(super) fn record_notice(
     )?
     .execute(params![address, secs(n.at), n.kind.as_str(), n.message])?;
     Ok(())
+}
+
+/// Writes `alert`'s notice unless one of its kind was written for the mailbox since
+/// `quiet_since`; returns whether it wrote it.
+pub(super) fn record_alert(conn: &Connection, alert: &Alert) -> Result<bool, StoreError> {
+    let quiet: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM notices WHERE address = ?1 AND kind = ?2 AND at >= ?3)",
+        )?
+        .query_row(
+            params![
+                alert.address,
+                alert.notice.kind.as_str(),
+                secs(alert.quiet_since)
+            ],
+            |r| r.get(0),
+        )?;
+    if quiet {
+        return Ok(false);
+    }
+    record_notice(conn, &alert.address, &alert.notice)?;
+    Ok(true)
 }
 
 pub(super) fn events(conn: &Connection, address: &str) -> Result<Vec<Event>, StoreError> {

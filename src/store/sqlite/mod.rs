@@ -25,8 +25,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{
-    AccessLog, AccessRecord, Event, LoginEntry, ManageStore, Notice, PrincipalSource, Reader,
-    SealedSecrets, StoreError, Transaction, UserAccount,
+    AccessLog, AccessRecord, Alert, Event, LoginEntry, ManageStore, Notice, PrincipalSource,
+    Reader, SealedSecrets, StoreError, Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
 
@@ -229,11 +229,14 @@ impl PrincipalSource for SqliteStore {
 }
 
 impl AccessLog for SqliteStore {
-    fn append(&mut self, records: &[AccessRecord]) -> Result<(), StoreError> {
+    fn append(&mut self, records: &[AccessRecord], alerts: &[Alert]) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         history::append(&tx, records)?;
+        for alert in alerts {
+            journal::record_alert(&tx, alert)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -464,7 +467,7 @@ mod tests {
             result: AccessResult::Refused,
             reason: Some("wrong password".into()),
         };
-        s.append(std::slice::from_ref(&rec)).unwrap();
+        s.append(std::slice::from_ref(&rec), &[]).unwrap();
         let mut tx = s.begin().unwrap();
         tx.insert_user(m.id, "u1", HASH, t).unwrap();
         tx.record_notice(
@@ -505,5 +508,68 @@ mod tests {
         );
         add(&mut s, "a@b.it");
         assert_ne!(reader.change_mark().unwrap(), before);
+    }
+
+    #[test]
+    fn an_alert_is_written_at_most_once_a_period() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let alert = |at: &str, quiet: &str| Alert {
+            address: "a@b.it".into(),
+            notice: Notice {
+                at: super::ts(at.parse::<Timestamp>().unwrap().as_second()).unwrap(),
+                kind: NoticeKind::MainPasswordUsed,
+                message: format!("used at {at}"),
+            },
+            quiet_since: quiet.parse().unwrap(),
+        };
+        // Two in one batch, a third within the day, a fourth the next day.
+        s.append(
+            &[],
+            &[
+                alert("2024-03-01T10:00:00Z", "2024-02-29T10:00:00Z"),
+                alert("2024-03-01T10:05:00Z", "2024-02-29T10:05:00Z"),
+            ],
+        )
+        .unwrap();
+        s.append(
+            &[],
+            &[alert("2024-03-02T09:59:59Z", "2024-03-01T09:59:59Z")],
+        )
+        .unwrap();
+        s.append(
+            &[],
+            &[alert("2024-03-02T10:00:01Z", "2024-03-01T10:00:01Z")],
+        )
+        .unwrap();
+        let written: Vec<String> = s
+            .notices("a@b.it")
+            .unwrap()
+            .into_iter()
+            .map(|n| n.message)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "used at 2024-03-02T10:00:01Z",
+                "used at 2024-03-01T10:00:00Z"
+            ]
+        );
+        // Another kind of notice does not quiet it.
+        let mut tx = s.begin().unwrap();
+        tx.record_notice(
+            "c@d.it",
+            &Notice {
+                at: at(T0),
+                kind: NoticeKind::TwoFactor,
+                message: "x".into(),
+            },
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let mut other = alert("2024-03-01T10:00:00Z", "2024-01-01T00:00:00Z");
+        other.address = "c@d.it".into();
+        s.append(&[], &[other]).unwrap();
+        assert_eq!(s.notices("c@d.it").unwrap().len(), 2);
     }
 }

@@ -53,6 +53,12 @@ pub struct Config {
     /// Notices to the owner.
     #[serde(default)]
     pub notices: NoticesConfig,
+    /// The access history.
+    #[serde(default)]
+    pub history: KeptConfig<6>,
+    /// Management events.
+    #[serde(default)]
+    pub events: KeptConfig<24>,
     /// Policy periods.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -121,6 +127,37 @@ pub struct NoticesConfig {
     /// mailbox per this period (SPEC: at most once a day).
     #[serde(default = "default_main_password_alert_every")]
     pub main_password_alert_every: Period,
+    /// How long notices are kept (default a year).
+    #[serde(default = "default_notices_retention")]
+    pub retention: Period,
+}
+
+fn default_notices_retention() -> Period {
+    Period::months(12)
+}
+
+/// `[history]` and `[events]`: how long those records are kept (`MONTHS` by default:
+/// 6 for the access history, as the provider's Storico accessi, 24 for events).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptConfig<const MONTHS: u32> {
+    /// Records older than this are deleted in the background.
+    #[serde(default = "KeptConfig::<MONTHS>::default_retention")]
+    pub retention: Period,
+}
+
+impl<const MONTHS: u32> KeptConfig<MONTHS> {
+    fn default_retention() -> Period {
+        Period::months(MONTHS)
+    }
+}
+
+impl<const MONTHS: u32> Default for KeptConfig<MONTHS> {
+    fn default() -> Self {
+        KeptConfig {
+            retention: Period::months(MONTHS),
+        }
+    }
 }
 
 fn default_main_password_alert_every() -> Period {
@@ -131,6 +168,7 @@ impl Default for NoticesConfig {
     fn default() -> Self {
         NoticesConfig {
             main_password_alert_every: default_main_password_alert_every(),
+            retention: default_notices_retention(),
         }
     }
 }
@@ -795,6 +833,16 @@ impl Config {
             totp_issuer: self.policy.totp_issuer.clone(),
             hash_cost: self.argon2.cost(),
             seal_key: self.key_path(),
+        }
+    }
+
+    /// How long records are kept.
+    pub fn retention_settings(&self) -> crate::audit::retention::RetentionSettings {
+        crate::audit::retention::RetentionSettings {
+            history: self.history.retention,
+            events: self.events.retention,
+            notices: self.notices.retention,
+            zone: self.policy.settings().zone,
         }
     }
 

@@ -515,36 +515,81 @@ fn store_path_is_relative_to_the_config_folder() {
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }
 
+/// `sentinella serve` on the shipped config (with free ports) in a temporary folder;
+/// stopped by its PID when dropped, even when the test fails.
+struct Served {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// Runs `prepare` on the folder first (e.g. to make a store), then starts `serve`
+    /// and waits for its IMAPS listener.
+    fn start(prepare: impl FnOnce(&std::path::Path)) -> Served {
+        use common::servers::{free_port, wait_for_port};
+        let dir = tempfile::tempdir().unwrap();
+        let mut shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+        // Same config, free ports (the shipped ones may be in use on a developer's machine).
+        let mut imaps = 0;
+        for port in [
+            "10993", "10143", "10995", "10110", "10465", "10587", "11993",
+        ] {
+            let free = free_port();
+            if port == "10993" {
+                imaps = free;
+            }
+            shipped = shipped.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{free}"));
+        }
+        std::fs::write(dir.path().join("config.toml"), shipped).unwrap();
+        prepare(dir.path());
+        let log = dir.path().join("serve.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sentinella"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(imaps, "sentinella", &log);
+        Served {
+            dir,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    fn stop(&mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = child.wait().unwrap();
+        (status.code(), self.log())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
 #[test]
 fn serve_on_the_shipped_config_creates_store_key_and_certificate() {
-    use common::servers::{free_port, wait_for_port};
-    let dir = tempfile::tempdir().unwrap();
-    let mut shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
-    // Same config, free ports (the shipped ones may be in use on a developer's machine).
-    let mut imaps = 0;
-    for port in [
-        "10993", "10143", "10995", "10110", "10465", "10587", "11993",
-    ] {
-        let free = free_port();
-        if port == "10993" {
-            imaps = free;
-        }
-        shipped = shipped.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{free}"));
-    }
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, shipped).unwrap();
-    let log = dir.path().join("serve.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentinella"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_port(imaps, "sentinella", &log);
+    let mut served = Served::start(|_| {});
     for created in [
         "data/sentinella.db",
         "data/sentinella.key",
@@ -552,18 +597,52 @@ fn serve_on_the_shipped_config_creates_store_key_and_certificate() {
         "certs/sentinella.key",
     ] {
         assert!(
-            dir.path().join(created).exists(),
+            served.dir.path().join(created).exists(),
             "first run did not create {created}"
         );
     }
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(0), "{text}");
+    let (status, text) = served.stop();
+    assert_eq!(status, Some(0), "{text}");
     assert!(text.contains("created a self-signed certificate"), "{text}");
+}
+
+#[test]
+fn serve_deletes_history_older_than_its_retention() {
+    use sentinella::policy::login::{AccessResult, CredentialKind};
+    use sentinella::store::{AccessLog, AccessRecord};
+    let row = |at: &str| AccessRecord {
+        at: at.parse().unwrap(),
+        listener: "imaps".into(),
+        protocol: sentinella::policy::Protocol::Imap,
+        client: "127.0.0.1".into(),
+        login: ADDR.into(),
+        address: Some(ADDR.into()),
+        credential: CredentialKind::Main,
+        app_password: None,
+        result: AccessResult::Refused,
+        reason: Some(at.into()),
+    };
+    let recent = sentinella::auth::now().to_string();
+    let mut served = Served::start(|dir| {
+        let mut store = Store::open(&dir.join("data/sentinella.db")).unwrap();
+        store
+            .append(&[row("2020-01-01T00:00:00Z"), row(&recent)], &[])
+            .unwrap();
+    });
+    let store = Store::open(&served.dir.path().join("data/sentinella.db")).unwrap();
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        kept = store.history(ADDR, 10).unwrap();
+        if kept.len() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(kept.len(), 1, "{}", served.log());
+    assert_eq!(kept[0].reason.as_deref(), Some(recent.as_str()));
+    let (status, text) = served.stop();
+    assert_eq!(status, Some(0));
+    assert!(text.contains("retention: old records deleted"), "{text}");
 }
 
 #[test]

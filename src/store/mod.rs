@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, Alert, AppPasswordUse, Event, EventAction, LoginEntry, Notice, NoticeKind,
-    UserAccount,
+    AccessRecord, Actor, Alert, AppPasswordUse, Event, EventAction, Kept, LoginEntry, Notice,
+    NoticeKind, UserAccount,
 };
 
 /// Why a store operation failed.
@@ -147,6 +147,18 @@ pub trait AccessLog: Send {
     fn append(&mut self, records: &[AccessRecord], alerts: &[Alert]) -> Result<(), StoreError>;
 }
 
+/// Retention: old records deleted in small batches, so logins and management actions
+/// wait at most one batch for the write lock.
+pub trait Retention: Send {
+    /// Deletes at most `batch` records of `kind` older than `before`; returns how many.
+    fn delete_older(
+        &mut self,
+        kind: Kept,
+        before: Timestamp,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+}
+
 /// Upstream secrets, sealed at rest (see `store::sealed`).
 pub trait SealedSecrets: Send {
     /// The sealed upstream secret of a mailbox, if one was set.
@@ -186,6 +198,13 @@ impl StoreLocation {
     /// The access-history writer's connection.
     pub fn open_access_log(&self) -> Result<Box<dyn AccessLog>, StoreError> {
         self.open_login_side().map(|s| s as Box<dyn AccessLog>)
+    }
+
+    /// The retention job's connection.
+    pub fn open_retention(&self) -> Result<Box<dyn Retention>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        }
     }
 
     /// The upstream-secret reader's connection.

@@ -118,6 +118,18 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// The records that are kept for a while, then deleted (retention).
+    pub enum Kept {
+        /// The access history.
+        AccessHistory = "access_history",
+        /// Management events.
+        Events = "events",
+        /// Notices to the owner.
+        Notices = "notices",
+    }
+}
+
 /// A management event: who did what to which mailbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {

@@ -22,11 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, Event, LoginEntry, ManageStore, Notice, PrincipalSource,
-    Reader, SealedSecrets, StoreError, Transaction, UserAccount,
+    AccessLog, AccessRecord, Alert, Event, Kept, LoginEntry, ManageStore, Notice, PrincipalSource,
+    Reader, Retention, SealedSecrets, StoreError, Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
 
@@ -239,6 +239,26 @@ impl AccessLog for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Retention for SqliteStore {
+    fn delete_older(
+        &mut self,
+        kind: Kept,
+        before: Timestamp,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        // The table name comes from the enumeration, never from input.
+        let table = kind.as_str();
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < ?1 ORDER BY at LIMIT ?2)"
+        );
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .execute(params![secs(before), limit])?)
     }
 }
 

@@ -119,6 +119,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE mailboxes DROP COLUMN app_postponed;
     ALTER TABLE access_history ADD COLUMN app_password TEXT;
     "#,
+    // 5: retention deletes by age: every record table by time.
+    r#"
+    CREATE INDEX access_history_by_at ON access_history(at);
+    CREATE INDEX events_by_at ON events(at);
+    CREATE INDEX notices_by_at ON notices(at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,177 @@
+//! Retention: the access history is kept 6 months by default (as the provider's Storico
+//! accessi), events and notices longer; older records are deleted in the background, in
+//! small batches, so a login or a management action waits at most one batch for the
+//! write lock.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::policy::Period;
+use crate::store::{Kept, Retention, StoreError, StoreLocation};
+
+/// Records deleted per transaction, at most.
+const BATCH: usize = 1_000;
+/// The pause between two batches, so other writers get the lock in between.
+const BREATHE: Duration = Duration::from_millis(20);
+/// How often the background job runs.
+const EVERY: Duration = Duration::from_secs(3_600);
+
+/// How long each kind of record is kept.
+#[derive(Clone, Debug)]
+pub struct RetentionSettings {
+    /// The access history.
+    pub history: Period,
+    /// Management events.
+    pub events: Period,
+    /// Notices.
+    pub notices: Period,
+    /// The calendar the periods are counted in.
+    pub zone: TimeZone,
+}
+
+impl RetentionSettings {
+    fn of(&self, kind: Kept) -> Period {
+        match kind {
+            Kept::AccessHistory => self.history,
+            Kept::Events => self.events,
+            Kept::Notices => self.notices,
+        }
+    }
+}
+
+/// One pass at `now`: deletes every record older than its kind's period, batch by
+/// batch, pausing `breathe` between batches. Returns how many of each were deleted.
+pub(crate) fn pass(
+    store: &mut dyn Retention,
+    settings: &RetentionSettings,
+    now: Timestamp,
+    breathe: Duration,
+) -> Result<Vec<(Kept, usize)>, StoreError> {
+    let mut deleted = Vec::new();
+    for kind in [Kept::AccessHistory, Kept::Events, Kept::Notices] {
+        let before = settings.of(kind).before(now, &settings.zone);
+        let mut total = 0;
+        loop {
+            let n = store.delete_older(kind, before, BATCH)?;
+            total += n;
+            if n < BATCH {
+                break;
+            }
+            std::thread::sleep(breathe);
+        }
+        deleted.push((kind, total));
+    }
+    Ok(deleted)
+}
+
+/// Runs a pass at start and then every hour, off the reactor, for as long as the proxy
+/// runs. A failed pass is logged and tried again at the next round.
+pub(crate) fn spawn(store: StoreLocation, settings: RetentionSettings) {
+    tokio::spawn(async move {
+        let mut open: Option<Box<dyn Retention>> = None;
+        loop {
+            let s = settings.clone();
+            let location = store.clone();
+            let mut conn = open.take();
+            let result = tokio::task::spawn_blocking(move || {
+                let store = match conn.as_mut() {
+                    Some(c) => c,
+                    None => conn.insert(location.open_retention()?),
+                };
+                let now = Timestamp::now();
+                pass(store.as_mut(), &s, now, BREATHE).map(|d| (d, conn))
+            })
+            .await;
+            match result {
+                Ok(Ok((deleted, conn))) => {
+                    open = conn;
+                    for (kind, n) in deleted.into_iter().filter(|(_, n)| *n > 0) {
+                        tracing::info!(records = %kind, deleted = n, "retention: old records deleted");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "retention pass failed; trying again later")
+                }
+                Err(e) => tracing::error!(error = %e, "retention pass stopped"),
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Protocol;
+    use crate::policy::login::{AccessResult, CredentialKind};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AccessLog, AccessRecord, Reader};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn record(when: &str) -> AccessRecord {
+        AccessRecord {
+            at: at(when),
+            listener: "imaps".into(),
+            protocol: Protocol::Imap,
+            client: "127.0.0.1".into(),
+            login: "a@b.it".into(),
+            address: Some("a@b.it".into()),
+            credential: CredentialKind::Main,
+            app_password: None,
+            result: AccessResult::Refused,
+            reason: Some(when.into()),
+        }
+    }
+
+    #[test]
+    fn deletes_exactly_what_is_older_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        // 2,500 rows from before the cut (three batches), and rows at and after it.
+        let old: Vec<AccessRecord> = (0..2_500).map(|_| record("2023-09-01T00:00:00Z")).collect();
+        store.append(&old, &[]).unwrap();
+        store
+            .append(
+                &[
+                    record("2023-10-14T21:59:59Z"),
+                    record("2023-10-14T22:00:00Z"),
+                    record("2024-04-14T12:00:00Z"),
+                ],
+                &[],
+            )
+            .unwrap();
+        let settings = RetentionSettings {
+            history: Period::months(6),
+            events: Period::months(24),
+            notices: Period::months(12),
+            zone: TimeZone::get("Europe/Rome").unwrap(),
+        };
+        // Six calendar months before 15/04/2024 00:00 in Rome: 15/10/2023 00:00 in Rome,
+        // which is 22:00 UTC on the 14th (summer time).
+        let now = at("2024-04-14T22:00:00Z");
+        let deleted = pass(&mut store, &settings, now, Duration::ZERO).unwrap();
+        assert_eq!(
+            deleted,
+            [
+                (Kept::AccessHistory, 2_501),
+                (Kept::Events, 0),
+                (Kept::Notices, 0)
+            ]
+        );
+        let kept: Vec<String> = store
+            .history("a@b.it", 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.reason.unwrap())
+            .collect();
+        assert_eq!(kept, ["2024-04-14T12:00:00Z", "2023-10-14T22:00:00Z"]);
+        // A second pass finds nothing more.
+        let again = pass(&mut store, &settings, now, Duration::ZERO).unwrap();
+        assert!(again.iter().all(|(_, n)| *n == 0));
+    }
+}

@@ -310,6 +310,14 @@ pub struct PolicyConfig {
     /// dates shown, in it.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// Expiry reminders this long before expiry, besides the ones when postponing opens
+    /// and on expiry.
+    #[serde(default = "default_reminders_before")]
+    pub reminders_before: Vec<Period>,
+}
+
+fn default_reminders_before() -> Vec<Period> {
+    vec![Period::days(3), Period::days(1)]
 }
 
 fn default_timezone() -> String {
@@ -338,6 +346,7 @@ impl Default for PolicyConfig {
             totp_issuer: default_issuer(),
             max_app_passwords: default_max_app_passwords(),
             timezone: default_timezone(),
+            reminders_before: default_reminders_before(),
         }
     }
 }
@@ -351,6 +360,7 @@ impl PolicyConfig {
             app_password_validity: self.app_password_validity,
             postpone_window: self.postpone_window,
             max_app_passwords: self.max_app_passwords,
+            reminders_before: self.reminders_before.clone(),
         }
     }
 }

@@ -772,3 +772,19 @@ fn named_scoped_app_passwords_at_the_command_line() {
         (Some("app-password.deactivate"), Some("Outlook"))
     );
 }
+
+#[test]
+fn notices_run_is_one_pass_of_the_reminder_job() {
+    let env = Env::new("");
+    env.add_mailbox(ADDR, "standard", MAIN);
+    env.enable_2fa(ADDR);
+    env.ok(&["app-password", "generate", ADDR], None);
+    // Nothing is due right after generating (the milestones are weeks away).
+    let v = env.ok(&["notices", "run"], None);
+    assert_eq!(v, serde_json::json!({"written": 0, "mailboxes": 0}));
+    let run = env.run(&["notices", "run"], None);
+    assert!(
+        run.stdout.contains("0 expiry reminder(s) written"),
+        "{run:?}"
+    );
+}

@@ -8,7 +8,8 @@ use super::output::Output;
 use super::prompt::Terminal;
 use super::render;
 use super::{
-    AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep, TwoFactorCommand,
+    AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep, NoticesCommand,
+    TwoFactorCommand,
 };
 use crate::config::Config;
 use crate::manage::app_password::Wanted;
@@ -81,6 +82,17 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Mailbox(cmd) => mailbox(&mut Ctx::open(&cli)?, cmd),
         Command::TwoFactor(cmd) => two_factor(&mut Ctx::open(&cli)?, cmd),
         Command::AppPassword(cmd) => app_password(&mut Ctx::open(&cli)?, cmd),
+        Command::Notices(NoticesCommand::Run) => {
+            let mut ctx = Ctx::open(&cli)?;
+            let sent = ctx.manager.send_reminders(ctx.now)?;
+            Ok(Output::of(
+                format!(
+                    "{} expiry reminder(s) written, for {} mailbox(es).",
+                    sent.written, sent.mailboxes
+                ),
+                &sent,
+            ))
+        }
     }
 }
 

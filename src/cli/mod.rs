@@ -61,6 +61,17 @@ pub enum Command {
     /// The app password for mail programs (exists only while 2FA is on).
     #[command(subcommand)]
     AppPassword(AppPasswordCommand),
+    /// Notices to owners: the expiry-reminder job.
+    #[command(subcommand)]
+    Notices(NoticesCommand),
+}
+
+/// `sentinella notices …`
+#[derive(Debug, Subcommand)]
+pub enum NoticesCommand {
+    /// One pass of the expiry-reminder job (`serve` runs it every minute; this is for
+    /// cron, or a host that runs no proxy).
+    Run,
 }
 
 /// Where a new password comes from.

@@ -17,12 +17,14 @@
 //! - [`two_factor`]: the 2FA device.
 //! - [`app_password`]: the app password.
 //! - [`records`]: access history, notices, events.
+//! - [`reminders`]: the expiry reminders, each once.
 //! - [`outcome`]: what the actions return.
 
 pub mod app_password;
 pub mod mailbox;
 pub mod outcome;
 pub mod records;
+pub mod reminders;
 pub mod two_factor;
 
 use std::path::PathBuf;

@@ -124,6 +124,49 @@ pub struct AppPassword {
     pub postponed: u32,
     /// Its last login, if any (not a login fact: changing it invalidates nothing).
     pub last_use: Option<LastUse>,
+    /// When its next expiry reminder is due (see [`reminders`]); `None`: no more.
+    pub next_reminder_at: Option<Timestamp>,
+}
+
+/// A moment the owner is reminded of an app password's expiry (SPEC "notices": when
+/// postponing opens, shortly before, and on expiry — each once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// Postponing opens (the postpone window before expiry).
+    PostponeOpens,
+    /// This long before expiry.
+    Before(Period),
+    /// The password expired.
+    Expired,
+}
+
+impl Milestone {
+    /// The stored name, unique per password and expiry.
+    pub fn key(&self) -> String {
+        match self {
+            Milestone::PostponeOpens => "postpone-opens".into(),
+            Milestone::Before(p) => format!("before-{}", p.to_string().replace(' ', "")),
+            Milestone::Expired => "expired".into(),
+        }
+    }
+}
+
+/// Every reminder of `ap`, in time order: when postponing opens, `before` each of
+/// `reminders_before`, and on expiry.
+pub fn reminders(
+    ap: &AppPassword,
+    window: Period,
+    reminders_before: &[Period],
+    zone: &TimeZone,
+) -> Vec<(Milestone, Timestamp)> {
+    let mut all = vec![(Milestone::PostponeOpens, ap.postpone_opens_at(window, zone))];
+    for p in reminders_before {
+        all.push((Milestone::Before(*p), p.before(ap.expires_at, zone)));
+    }
+    all.push((Milestone::Expired, ap.expires_at));
+    all.sort_by_key(|(_, at)| *at);
+    all.dedup_by_key(|(_, at)| *at);
+    all
 }
 
 impl std::fmt::Debug for AppPassword {
@@ -154,6 +197,7 @@ impl AppPassword {
             expires_at: validity.after(now, zone),
             postponed: 0,
             last_use: None,
+            next_reminder_at: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub struct PolicySettings {
     pub postpone_window: Period,
     /// App passwords a mailbox may have (default 1, the seeds' behaviour).
     pub max_app_passwords: usize,
+    /// Expiry reminders this long before expiry, besides the ones when postponing opens
+    /// and on expiry (default 3 and 1 days).
+    pub reminders_before: Vec<Period>,
 }
 
 impl Default for PolicySettings {
@@ -32,6 +35,7 @@ impl Default for PolicySettings {
             app_password_validity: Period::months(3),
             postpone_window: Period::days(14),
             max_app_passwords: 1,
+            reminders_before: vec![Period::days(3), Period::days(1)],
         }
     }
 }
@@ -49,6 +53,61 @@ pub struct NewAppPassword<'a> {
     pub selector: String,
     /// Its argon2id hash.
     pub hash: String,
+}
+
+/// Points `ap`'s next reminder at its first milestone after `now`: a milestone already
+/// past when a password is made or postponed is skipped, never sent late.
+fn arm(ap: &mut AppPassword, now: Timestamp, s: &PolicySettings) {
+    ap.next_reminder_at =
+        app_password::reminders(ap, s.postpone_window, &s.reminders_before, &s.zone)
+            .into_iter()
+            .map(|(_, at)| at)
+            .find(|at| *at > now);
+}
+
+/// The reminder due now for one app password, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueReminder {
+    /// The password's name.
+    pub name: String,
+    /// Its expiry.
+    pub expires_at: Timestamp,
+    /// The milestone to tell the owner of (the latest one passed).
+    pub milestone: app_password::Milestone,
+    /// Every milestone passed since the last run (the earlier ones are skipped, not sent
+    /// late), with their store keys.
+    pub passed: Vec<String>,
+    /// The password's store id.
+    pub id: i64,
+}
+
+impl Mailbox {
+    /// The expiry reminders due at `now`, and every password's next reminder moved past
+    /// `now`. The caller records each due one once (by password, expiry and milestone).
+    pub fn take_due_reminders(&mut self, now: Timestamp, s: &PolicySettings) -> Vec<DueReminder> {
+        let mut due = Vec::new();
+        for ap in &mut self.app_passwords {
+            let Some(next) = ap.next_reminder_at.filter(|at| *at <= now) else {
+                continue;
+            };
+            let all = app_password::reminders(ap, s.postpone_window, &s.reminders_before, &s.zone);
+            let passed: Vec<_> = all
+                .iter()
+                .filter(|(_, at)| *at >= next && *at <= now)
+                .collect();
+            if let Some((milestone, _)) = passed.last() {
+                due.push(DueReminder {
+                    name: ap.name.clone(),
+                    expires_at: ap.expires_at,
+                    milestone: milestone.clone(),
+                    passed: passed.iter().map(|(m, _)| m.key()).collect(),
+                    id: ap.id,
+                });
+            }
+            ap.next_reminder_at = all.iter().map(|(_, at)| *at).find(|at| *at > now);
+        }
+        due
+    }
 }
 
 /// A scope that a protocol change narrowed.
@@ -377,6 +436,7 @@ impl Mailbox {
             Some(i) => {
                 ap.name = name;
                 ap.scope = new.scope.or(self.app_passwords[i].scope);
+                arm(&mut ap, now, s);
                 self.app_passwords[i] = ap;
                 Ok(&self.app_passwords[i])
             }
@@ -387,6 +447,7 @@ impl Mailbox {
             }
             None => {
                 ap.name = name;
+                arm(&mut ap, now, s);
                 self.app_passwords.push(ap);
                 Ok(&self.app_passwords[self.app_passwords.len() - 1])
             }
@@ -409,6 +470,7 @@ impl Mailbox {
         ap.name = old.name.clone();
         ap.scope = new.scope.or(old.scope);
         ap.selector = Some(new.selector);
+        arm(&mut ap, now, s);
         self.app_passwords[i] = ap;
         Ok(&self.app_passwords[i])
     }
@@ -424,6 +486,8 @@ impl Mailbox {
         let i = self.app_password_index(name)?;
         let ap = &mut self.app_passwords[i];
         ap.postpone(now, s.app_password_validity, s.postpone_window, &s.zone)?;
+        // Postponing re-arms the reminders for the new date.
+        arm(ap, now, s);
         Ok(ap)
     }
 

@@ -124,6 +124,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let store = config.store_location();
     store.prepare()?;
     crate::audit::retention::spawn(store.clone(), config.retention_settings());
+    crate::notify::spawn(store.clone(), config.manage_settings());
     let settings = config.auth_settings();
     let hasher =
         PasswordHasher::new(config.argon2.cost()).map_err(|e| ServeError::Setup(e.to_string()))?;

@@ -82,6 +82,9 @@ pub trait Reader {
     fn events(&self, address: &str) -> Result<Vec<Event>, StoreError>;
     /// The notices of a mailbox, newest first.
     fn notices(&self, address: &str) -> Result<Vec<Notice>, StoreError>;
+    /// The mailboxes with an app-password reminder due at `now` (an indexed read of
+    /// only those), at most `limit`.
+    fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
 }
 
 /// One management action's writes: all of them, or (dropped without [`commit`]) none.
@@ -118,6 +121,15 @@ pub trait Transaction: Reader {
     fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError>;
     /// Appends a management event.
     fn record_event(&mut self, event: &Event) -> Result<(), StoreError>;
+    /// Claims one expiry reminder of an app password; `false` if it was claimed before,
+    /// by this process or another: each is sent once.
+    fn claim_reminder(
+        &mut self,
+        app_password_id: i64,
+        expires_at: Timestamp,
+        milestone: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Appends a notice for the owner of `address`.
     fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError>;
     /// Makes every write of the transaction durable.

@@ -99,6 +99,8 @@ named_enum! {
         AppPasswordPostpone = "app-password.postpone",
         /// The app password was deactivated.
         AppPasswordDeactivate = "app-password.deactivate",
+        /// An expiry reminder was written.
+        ExpiryReminder = "notice.expiry-reminder",
     }
 }
 
@@ -115,6 +117,8 @@ named_enum! {
         ContactChanged = "contact-changed",
         /// The main password was used in a mail program while 2FA is on.
         MainPasswordUsed = "main-password-used",
+        /// An app password expires soon, or expired.
+        ExpiryReminder = "expiry-reminder",
     }
 }
 

@@ -15,7 +15,7 @@ const MAILBOX_COLUMNS: &str = "m.id, m.address, m.plan, m.contact, m.protocols, 
      l.password_hash";
 
 const APP_COLUMNS: &str = "id, mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed, \
-     last_used_at, last_client, last_protocol, last_listener";
+     last_used_at, last_client, last_protocol, last_listener, next_reminder_at";
 
 const MAILBOX_FROM: &str =
     "FROM mailboxes m JOIN logins l ON l.mailbox_id = m.id AND l.kind = 'mailbox'";
@@ -104,6 +104,7 @@ struct AppRow {
     expires_at: i64,
     postponed: i64,
     last: (Option<i64>, Option<String>, Option<String>, Option<String>),
+    next_reminder_at: Option<i64>,
 }
 
 impl AppRow {
@@ -119,6 +120,7 @@ impl AppRow {
             expires_at: r.get(7)?,
             postponed: r.get(8)?,
             last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+            next_reminder_at: r.get(13)?,
         })
     }
 
@@ -153,6 +155,7 @@ impl AppRow {
                 expires_at: ts(self.expires_at)?,
                 postponed: u32::try_from(self.postponed).map_err(|_| corrupt("postponed"))?,
                 last_use,
+                next_reminder_at: self.next_reminder_at.map(ts).transpose()?,
             },
         ))
     }
@@ -304,6 +307,7 @@ fn save_app_passwords(conn: &Connection, m: &Mailbox) -> Result<(), StoreError> 
     }
     for a in &m.app_passwords {
         let scope = a.scope.map(|s| i64::from(s.bits()));
+        let next = a.next_reminder_at.map(secs);
         let (created, expires, postponed) = (
             secs(a.created_at),
             secs(a.expires_at),
@@ -311,16 +315,16 @@ fn save_app_passwords(conn: &Connection, m: &Mailbox) -> Result<(), StoreError> 
         );
         if a.id == 0 {
             conn.prepare_cached(
-                "INSERT INTO app_passwords (mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO app_passwords (mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed, \
+                 next_reminder_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
-            .execute(params![m.id, a.name, a.selector, scope, a.hash, created, expires, postponed])?;
+            .execute(params![m.id, a.name, a.selector, scope, a.hash, created, expires, postponed, next])?;
         } else {
             conn.prepare_cached(
                 "UPDATE app_passwords SET name = ?2, selector = ?3, scope = ?4, hash = ?5, created_at = ?6, \
-                 expires_at = ?7, postponed = ?8 WHERE id = ?1",
+                 expires_at = ?7, postponed = ?8, next_reminder_at = ?9 WHERE id = ?1",
             )?
-            .execute(params![a.id, a.name, a.selector, scope, a.hash, created, expires, postponed])?;
+            .execute(params![a.id, a.name, a.selector, scope, a.hash, created, expires, postponed, next])?;
         }
     }
     Ok(())
@@ -442,4 +446,36 @@ pub(super) fn principals(conn: &Connection) -> Result<Vec<LoginEntry>, StoreErro
             })
         })
         .collect())
+}
+
+/// The mailboxes with an app-password reminder due at `now`, at most `limit`.
+pub(super) fn due_reminders(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT m.address FROM app_passwords a JOIN mailboxes m ON m.id = a.mailbox_id \
+         WHERE a.next_reminder_at IS NOT NULL AND a.next_reminder_at <= ?1 LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![secs(now), limit], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(rows)
+}
+
+/// Claims one reminder; `false` if it was claimed before (by any process).
+pub(super) fn claim_reminder(
+    conn: &Connection,
+    app_password_id: i64,
+    expires_at: Timestamp,
+    milestone: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO reminders (app_password_id, expires_at, milestone, at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![app_password_id, secs(expires_at), milestone, secs(now)])?;
+    Ok(n == 1)
 }

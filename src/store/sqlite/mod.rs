@@ -160,6 +160,9 @@ impl<T: Conn> Reader for T {
     fn notices(&self, address: &str) -> Result<Vec<Notice>, StoreError> {
         journal::notices(self.conn(), address)
     }
+    fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+        mailboxes::due_reminders(self.conn(), now, limit)
+    }
 }
 
 impl Transaction for SqliteTx<'_> {
@@ -200,6 +203,15 @@ impl Transaction for SqliteTx<'_> {
     }
     fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError> {
         journal::record_notice(&self.0, address, notice)
+    }
+    fn claim_reminder(
+        &mut self,
+        app_password_id: i64,
+        expires_at: Timestamp,
+        milestone: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        mailboxes::claim_reminder(&self.0, app_password_id, expires_at, milestone, now)
     }
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
         Ok(self.0.commit()?)

@@ -125,6 +125,21 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_at ON events(at);
     CREATE INDEX notices_by_at ON notices(at);
     "#,
+    // 6: expiry reminders. Each app password knows when its next one is due (indexed,
+    // so the job reads only what has come due); each reminder sent is claimed once per
+    // password, expiry and milestone, whatever the restarts or the processes.
+    r#"
+    ALTER TABLE app_passwords ADD COLUMN next_reminder_at INTEGER;
+    CREATE INDEX app_passwords_by_next_reminder ON app_passwords(next_reminder_at)
+        WHERE next_reminder_at IS NOT NULL;
+    CREATE TABLE reminders (
+        app_password_id INTEGER NOT NULL REFERENCES app_passwords(id) ON DELETE CASCADE,
+        expires_at      INTEGER NOT NULL,
+        milestone       TEXT NOT NULL,
+        at              INTEGER NOT NULL,
+        PRIMARY KEY (app_password_id, expires_at, milestone)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

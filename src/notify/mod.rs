@@ -1,0 +1,55 @@
+//! The notice job: expiry reminders written on a schedule while the proxy runs (and by
+//! `sentinella notices run`, for cron or a host that runs no proxy). The rules — which
+//! milestones, each once — are the management layer's ([`crate::manage::reminders`]).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::manage::{ManageSettings, Manager};
+use crate::store::StoreLocation;
+
+/// How often the job looks for reminders that have come due.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Runs a pass now and then every minute, off the reactor, for as long as the proxy runs.
+pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings) {
+    tokio::spawn(async move {
+        let mut manager: Option<Manager> = None;
+        loop {
+            let (location, s) = (store.clone(), settings.clone());
+            let mut m = manager.take();
+            let result = tokio::task::spawn_blocking(move || {
+                let mgr = match m.as_mut() {
+                    Some(mgr) => mgr,
+                    None => m.insert(Manager::new(location.open_manage()?, s)?),
+                };
+                let sent = mgr.send_reminders(now())?;
+                Ok::<_, crate::manage::ManageError>((sent, m))
+            })
+            .await;
+            match result {
+                Ok(Ok((sent, m))) => {
+                    manager = m;
+                    if sent.written > 0 {
+                        tracing::info!(
+                            reminders = sent.written,
+                            mailboxes = sent.mailboxes,
+                            "expiry reminders written"
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "the notice job failed; trying again in a minute")
+                }
+                Err(e) => tracing::error!(error = %e, "the notice job stopped"),
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}
+
+/// Now, to the whole second (policy time).
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
+}

@@ -102,6 +102,103 @@ enum Cmd {
     },
     /// Prints the argon2id PHC string (default cost) of the password on stdin.
     Hash,
+    /// Builds a store of this many mailboxes with 2FA and an app password, `due` percent
+    /// of them with an expiry reminder due, and times one pass of the reminder job.
+    Reminders {
+        /// Mailboxes in the store.
+        #[arg(long, default_value_t = 100_000)]
+        mailboxes: u32,
+        /// Percent of them with a reminder due.
+        #[arg(long, default_value_t = 1)]
+        due: u32,
+        /// Where to build the store (a temporary folder if not given).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `reminders`: a big store straight through the store's transaction (one hash for all),
+/// then one timed pass of the job through the management layer, as `serve` runs it.
+fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
+    use sentinella::manage::{ManageSettings, Manager};
+    use sentinella::policy::mailbox::{NewAppPassword, PolicySettings};
+    use sentinella::policy::{Mailbox, Plan, Timestamp};
+    use sentinella::store::{ManageStore, StoreLocation};
+    let tmp = tempfile_dir(dir);
+    let path = tmp.join("reminders.db");
+    let _ = std::fs::remove_file(&path);
+    let location = StoreLocation::Sqlite(path.clone());
+    let policy = PolicySettings::default();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned();
+    let created: Timestamp = "2026-09-01T08:00:00Z".parse().unwrap();
+    let start = std::time::Instant::now();
+    {
+        let mut store = sentinella::store::sqlite::SqliteStore::open(&path).unwrap();
+        let every = (100 / due.clamp(1, 100)).max(1);
+        let mut tx = store.begin().unwrap();
+        for i in 0..mailboxes {
+            let mut m = Mailbox::new(
+                format!("user{i}@pec.example.it"),
+                Plan::Standard,
+                None,
+                hash.clone(),
+            );
+            m.id = tx.insert_mailbox(&m, created).unwrap();
+            m.device = Some(sentinella::policy::mailbox::Device {
+                secret: sentinella::policy::totp::DeviceSecret::from_bytes(vec![7; 20]),
+                last_step: None,
+                associated_at: created,
+            });
+            let new = NewAppPassword {
+                name: None,
+                scope: None,
+                selector: format!("s{i}"),
+                hash: hash.clone(),
+            };
+            m.generate_app_password(new, created, &policy).unwrap();
+            // Due: its first reminder moved to before the pass; the others weeks away.
+            if i % every != 0 {
+                m.app_passwords[0].next_reminder_at = Some("2027-06-01T00:00:00Z".parse().unwrap());
+            }
+            tx.save_mailbox(&m, created).unwrap();
+            if i % 50_000 == 49_999 {
+                tx.commit().unwrap();
+                tx = store.begin().unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let built = start.elapsed();
+    let settings = ManageSettings {
+        policy,
+        totp_issuer: "Sentinella".into(),
+        hash_cost: sentinella::config::Argon2Config::default().cost(),
+        seal_key: tmp.join("k"),
+    };
+    let mut manager = Manager::new(location.open_manage().unwrap(), settings).unwrap();
+    // When postponing opens for the ones generated on 01/09: 17/11 in Rome.
+    let now: Timestamp = "2026-11-18T00:00:00Z".parse().unwrap();
+    let pass = std::time::Instant::now();
+    let sent = manager.send_reminders(now).unwrap();
+    let took = pass.elapsed();
+    let again = std::time::Instant::now();
+    let second = manager.send_reminders(now).unwrap();
+    println!(
+        "{}",
+        serde_json::json!({
+            "mailboxes": mailboxes, "due_percent": due, "seconds_to_build": built.as_secs_f64().round(),
+            "written": sent.written, "seconds_for_the_pass": took.as_secs_f64(),
+            "second_pass_written": second.written, "seconds_for_an_idle_pass": again.elapsed().as_secs_f64(),
+        })
+    );
+}
+
+fn tempfile_dir(dir: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sentinella-reminders-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -438,6 +535,15 @@ async fn idle(target: Target, sessions: usize, hold: u64) {
 
 fn main() {
     let cli = Cli::parse();
+    if let Cmd::Reminders {
+        mailboxes,
+        due,
+        dir,
+    } = cli.command
+    {
+        reminders_bench(mailboxes, due, dir);
+        return;
+    }
     if let Cmd::Hash = cli.command {
         let mut pw = String::new();
         std::io::stdin().read_line(&mut pw).unwrap();
@@ -486,7 +592,7 @@ fn main() {
                 loopback(target.addr.ip()).unwrap();
                 idle(target, sessions, hold).await;
             }
-            Cmd::Hash => unreachable!(),
+            Cmd::Hash | Cmd::Reminders { .. } => unreachable!(),
         }
     });
 }

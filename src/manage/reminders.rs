@@ -35,11 +35,14 @@ impl Manager {
         // guard against a store that does not keep what it is given.
         for _ in 0..10_000 {
             let due = self.store.due_reminders(now, ROUND)?;
+            // One transaction a round (one sync for up to ROUND mailboxes); each mailbox
+            // is read again inside it, so a concurrent pass finds nothing left to do.
+            let mut tx = self.store.begin()?;
             for address in &due {
-                let mut tx = self.store.begin()?;
                 let Some(mut m) = tx.mailbox(address)? else {
                     continue;
                 };
+                let before: Vec<_> = m.app_passwords.iter().map(|a| a.next_reminder_at).collect();
                 let reminders = m.take_due_reminders(now, &s);
                 let mut wrote = false;
                 for r in &reminders {
@@ -69,10 +72,15 @@ impl Manager {
                     sent.written += 1;
                     wrote = true;
                 }
-                tx.save_mailbox(&m, now)?;
-                tx.commit()?;
+                // Only the next reminders moved: write just those.
+                for (ap, was) in m.app_passwords.iter().zip(before) {
+                    if ap.next_reminder_at != was {
+                        tx.set_next_reminder(ap.id, ap.next_reminder_at)?;
+                    }
+                }
                 sent.mailboxes += usize::from(wrote);
             }
+            tx.commit()?;
             if due.len() < ROUND as usize {
                 break;
             }

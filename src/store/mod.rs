@@ -130,6 +130,12 @@ pub trait Transaction: Reader {
         milestone: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Moves an app password's next expiry reminder (not a login fact: no version bump).
+    fn set_next_reminder(
+        &mut self,
+        app_password_id: i64,
+        at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
     /// Appends a notice for the owner of `address`.
     fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError>;
     /// Makes every write of the transaction durable.

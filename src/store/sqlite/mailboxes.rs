@@ -479,3 +479,13 @@ pub(super) fn claim_reminder(
         .execute(params![app_password_id, secs(expires_at), milestone, secs(now)])?;
     Ok(n == 1)
 }
+
+pub(super) fn set_next_reminder(
+    conn: &Connection,
+    app_password_id: i64,
+    at: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE app_passwords SET next_reminder_at = ?2 WHERE id = ?1")?
+        .execute(params![app_password_id, at.map(secs)])?;
+    Ok(())
+}

@@ -204,6 +204,13 @@ impl Transaction for SqliteTx<'_> {
     fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError> {
         journal::record_notice(&self.0, address, notice)
     }
+    fn set_next_reminder(
+        &mut self,
+        app_password_id: i64,
+        at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        mailboxes::set_next_reminder(&self.0, app_password_id, at)
+    }
     fn claim_reminder(
         &mut self,
         app_password_id: i64,

@@ -1129,7 +1129,7 @@ mod tests {
         use crate::auth::credentials::Mechanism;
         use crate::manage::Actor;
         use crate::manage::app_password::Wanted;
-        use crate::manage::testing::{self, ADDR, yes};
+        use crate::manage::testing::{self, ADDR};
         use crate::policy::{Plan, PolicySettings, ProtocolSet};
         use crate::store::sqlite::schema;
 
@@ -1155,20 +1155,13 @@ mod tests {
 
         #[tokio::test]
         async fn each_password_costs_one_verification_and_keeps_its_scope() {
-            let (_dir, mut m, location) = testing::manager_with(PolicySettings {
+            let t = now();
+            let policy = PolicySettings {
                 max_app_passwords: 10,
                 ..PolicySettings::default()
-            });
-            let t = now();
-            m.add_mailbox(
-                &Actor::System,
-                ADDR,
-                Plan::Standard,
-                None,
-                &mut yes("main-password"),
-                t,
-            )
-            .unwrap();
+            };
+            let (_dir, mut m, location) =
+                testing::with_mailbox_under(policy, Plan::Standard, None, t);
             testing::turn_on_2fa(&mut m, ADDR, t);
             let mut smtp = ProtocolSet::NONE;
             smtp.insert(Protocol::Smtp);

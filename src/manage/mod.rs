@@ -366,7 +366,18 @@ pub(crate) mod testing {
         contact: Option<&str>,
         t: Timestamp,
     ) -> (tempfile::TempDir, Manager) {
-        let (dir, mut m, _) = manager();
+        let (dir, m, _) = with_mailbox_under(PolicySettings::default(), plan, contact, t);
+        (dir, m)
+    }
+
+    /// Like [`with_mailbox`], with `policy`; and where its store is.
+    pub(crate) fn with_mailbox_under(
+        policy: PolicySettings,
+        plan: crate::policy::Plan,
+        contact: Option<&str>,
+        t: Timestamp,
+    ) -> (tempfile::TempDir, Manager, StoreLocation) {
+        let (dir, mut m, location) = manager_with(policy);
         m.add_mailbox(
             &operator(),
             ADDR,
@@ -376,7 +387,7 @@ pub(crate) mod testing {
             t,
         )
         .unwrap();
-        (dir, m)
+        (dir, m, location)
     }
 
     pub(crate) fn operator() -> Actor {

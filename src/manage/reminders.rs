@@ -111,7 +111,7 @@ fn message(r: &DueReminder, zone: &jiff::tz::TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::app_password::Wanted;
-    use super::super::testing::{ADDR, manager_with, operator, turn_on_2fa, yes};
+    use super::super::testing::{ADDR, operator, turn_on_2fa, with_mailbox_under};
     use super::*;
     use crate::policy::{Period, Plan, PolicySettings};
 
@@ -124,6 +124,18 @@ mod tests {
             zone: jiff::tz::TimeZone::get("Europe/Rome").unwrap(),
             ..PolicySettings::default()
         }
+    }
+
+    /// A mailbox with 2FA and one app password generated at `t0`, under `policy`.
+    fn with_password(
+        policy: PolicySettings,
+        t0: Timestamp,
+    ) -> (tempfile::TempDir, Manager, crate::store::StoreLocation) {
+        let (dir, mut m, location) = with_mailbox_under(policy, Plan::Standard, None, t0);
+        turn_on_2fa(&mut m, ADDR, t0);
+        m.generate_app_password(&operator(), ADDR, Wanted::default(), false, t0)
+            .unwrap();
+        (dir, m, location)
     }
 
     /// The reminders the owner has, oldest first.
@@ -142,21 +154,9 @@ mod tests {
 
     #[test]
     fn each_milestone_once_across_restarts_and_two_processes() {
-        let (_d, mut m, location) = manager_with(policy());
         // Generated 10:00 on 15/11/2022 in Rome; expires 10:00 on 15/02/2023.
         let t0 = at("2022-11-15T09:00:00Z");
-        m.add_mailbox(
-            &operator(),
-            ADDR,
-            Plan::Standard,
-            None,
-            &mut yes("main-password"),
-            t0,
-        )
-        .unwrap();
-        turn_on_2fa(&mut m, ADDR, t0);
-        m.generate_app_password(&operator(), ADDR, Wanted::default(), false, t0)
-            .unwrap();
+        let (_d, mut m, location) = with_password(policy(), t0);
         // A second process on the same store.
         let mut other = Manager::new(location.open_manage().unwrap(), m.settings.clone()).unwrap();
 
@@ -207,24 +207,15 @@ mod tests {
 
     #[test]
     fn postponing_rearms_and_past_milestones_are_skipped() {
-        let (_d, mut m, _) = manager_with(PolicySettings {
-            // Postponing allowed at once: the window is wider than the validity.
-            postpone_window: Period::days(100),
-            ..policy()
-        });
         let t0 = at("2022-11-15T09:00:00Z");
-        m.add_mailbox(
-            &operator(),
-            ADDR,
-            Plan::Standard,
-            None,
-            &mut yes("main-password"),
+        let (_d, mut m, _) = with_password(
+            PolicySettings {
+                // Postponing allowed at once: the window is wider than the validity.
+                postpone_window: Period::days(100),
+                ..policy()
+            },
             t0,
-        )
-        .unwrap();
-        turn_on_2fa(&mut m, ADDR, t0);
-        m.generate_app_password(&operator(), ADDR, Wanted::default(), false, t0)
-            .unwrap();
+        );
         // Postponing opened before the password existed: that milestone is skipped.
         assert_eq!(
             m.send_reminders(at("2022-11-20T00:00:00Z"))

@@ -287,8 +287,8 @@ mod tests {
     use crate::auth::throttle::ThrottleSettings;
     use crate::auth::{Authenticator, HashCost, PasswordHasher};
     use crate::config::{ListenerConfig, UpstreamConfig};
-    use crate::manage::Actor;
-    use crate::manage::testing::{manager, yes};
+    use crate::manage::testing::with_mailbox_under;
+    use crate::policy::PolicySettings;
     use crate::policy::{Period, Plan};
     use crate::proxy::tls;
     use crate::proxy::upstream::Upstream;
@@ -303,16 +303,12 @@ mod tests {
     }
 
     fn rig(tls_mode: ListenerTls, limits: impl FnOnce(&mut LimitsConfig)) -> Rig {
-        let (dir, mut m, location) = manager();
-        m.add_mailbox(
-            &Actor::System,
-            ADDR,
+        let (dir, _m, location) = with_mailbox_under(
+            PolicySettings::default(),
             Plan::Standard,
             None,
-            &mut yes("main-password"),
             crate::auth::authenticator::now(),
-        )
-        .unwrap();
+        );
         let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
         tls::ensure_certificate(&cert, &key).unwrap();
         let hasher = PasswordHasher::new(HashCost::CHEAP).unwrap();

@@ -32,72 +32,66 @@ fn generate(p: &Proxy, name: &str, protocols: &str) -> String {
     v["password"].as_str().unwrap().to_owned()
 }
 
+/// Runs a Python client `command` over TLS on `port` as the mailbox with `password`.
+fn as_mailbox(
+    p: &Proxy,
+    script: &str,
+    command: &str,
+    port: u16,
+    password: &str,
+    extra: &[&str],
+) -> Value {
+    let port = port.to_string();
+    let mut args = vec![
+        command,
+        "--port",
+        &port,
+        "--mode",
+        "ssl",
+        "--user",
+        ADDR,
+        "--password",
+        password,
+    ];
+    args.extend_from_slice(extra);
+    client(p, script, &args)
+}
+
 fn smtp_send(p: &Proxy, password: &str) -> Value {
     let file = p.dir.path().join("message.eml");
     std::fs::write(&file, MESSAGE).unwrap();
-    let port = p.submissions_port.to_string();
-    client(
+    let extra = [
+        "--mech",
+        "plain",
+        "--from",
+        ADDR,
+        "--to",
+        TO,
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    as_mailbox(
         p,
         "smtp_client.py",
-        &[
-            "send",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            password,
-            "--mech",
-            "plain",
-            "--from",
-            ADDR,
-            "--to",
-            TO,
-            "--file",
-            file.to_str().unwrap(),
-        ],
+        "send",
+        p.submissions_port,
+        password,
+        &extra,
     )
 }
 
 fn imap_subjects(p: &Proxy, password: &str) -> Value {
-    let port = p.imaps_port.to_string();
-    client(
-        p,
-        "imap_client.py",
-        &[
-            "subjects",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            password,
-        ],
-    )
+    as_mailbox(p, "imap_client.py", "subjects", p.imaps_port, password, &[])
 }
 
 fn pop3_login(p: &Proxy, password: &str) -> Value {
-    let port = p.pop3s_port.to_string();
-    client(
+    as_mailbox(
         p,
         "pop3_client.py",
-        &[
-            "login",
-            "--port",
-            &port,
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            password,
-            "--mech",
-            "user",
-        ],
+        "login",
+        p.pop3s_port,
+        password,
+        &["--mech", "user"],
     )
 }
 

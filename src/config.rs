@@ -130,6 +130,40 @@ pub struct NoticesConfig {
     /// How long notices are kept (default a year).
     #[serde(default = "default_notices_retention")]
     pub retention: Period,
+    /// The relay notices are e-mailed through; without it, notices stay in the avvisi.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[notices.smtp]`: the provider's relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `implicit` (465), `starttls` (587; fails closed when the upgrade fails) or
+    /// `none` (loopback only).
+    pub tls: UpstreamTls,
+    /// CA certificates (PEM) to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// AUTH user name, if the relay wants one.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A file holding the AUTH password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The From address of the notices.
+    pub from: String,
+    /// The first pause after a failed try (relay down, 4xx); it doubles, up to an hour.
+    #[serde(default = "default_smtp_retry")]
+    pub retry: Period,
+}
+
+fn default_smtp_retry() -> Period {
+    Period::seconds(60)
 }
 
 fn default_notices_retention() -> Period {
@@ -169,6 +203,7 @@ impl Default for NoticesConfig {
         NoticesConfig {
             main_password_alert_every: default_main_password_alert_every(),
             retention: default_notices_retention(),
+            smtp: None,
         }
     }
 }
@@ -685,6 +720,25 @@ impl Config {
                 ),
             ));
         }
+        if let Some(smtp) = &self.notices.smtp {
+            let loopback = smtp.host == "localhost"
+                || smtp
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if smtp.tls == UpstreamTls::None && !loopback {
+                return Err(self.invalid(
+                    "notices.smtp.tls",
+                    "\"none\" is allowed only for a relay on loopback; use \"starttls\" or \"implicit\"",
+                ));
+            }
+            if smtp.user.is_some() != smtp.password_file.is_some() {
+                return Err(self.invalid("notices.smtp.user", "user and password_file go together"));
+            }
+            if crate::policy::names::normalize_address(&smtp.from).is_err() {
+                return Err(self.invalid("notices.smtp.from", "must be an e-mail address"));
+            }
+        }
         if !(1..=100).contains(&self.policy.max_app_passwords) {
             return Err(self.invalid("policy.max_app_passwords", "must be between 1 and 100"));
         }
@@ -843,6 +897,7 @@ impl Config {
             totp_issuer: self.policy.totp_issuer.clone(),
             hash_cost: self.argon2.cost(),
             seal_key: self.key_path(),
+            email: self.notices.smtp.is_some(),
         }
     }
 
@@ -862,6 +917,7 @@ impl Config {
             cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
             zone: self.policy.settings().zone,
             main_password_alert_every: self.notices.main_password_alert_every,
+            email: self.notices.smtp.is_some(),
             cache_entries: self.auth.cache_entries,
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,

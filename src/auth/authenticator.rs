@@ -221,6 +221,8 @@ pub struct AuthSettings {
     pub zone: jiff::tz::TimeZone,
     /// At most one "main password used under 2FA" alert per mailbox per this period.
     pub main_password_alert_every: Period,
+    /// Whether notices are e-mailed (to the mailbox's contact).
+    pub email: bool,
     /// How long a cached verification is reused.
     pub cache_ttl: Duration,
     /// Cached verifications kept at most.
@@ -256,6 +258,7 @@ pub struct Authenticator {
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     zone: jiff::tz::TimeZone,
     main_password_alert_every: Period,
+    email: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -320,6 +323,7 @@ impl Authenticator {
             secrets,
             zone: settings.zone,
             main_password_alert_every: settings.main_password_alert_every,
+            email: settings.email,
         })
     }
 
@@ -643,11 +647,8 @@ impl Authenticator {
         );
         Some(Alert {
             address: mailbox.address.clone(),
-            notice: Notice {
-                at,
-                kind: NoticeKind::MainPasswordUsed,
-                message,
-            },
+            email_to: mailbox.contact.clone().filter(|_| self.email),
+            notice: Notice::new(at, NoticeKind::MainPasswordUsed, message),
             quiet_since: self.main_password_alert_every.before(at, &self.zone),
         })
     }
@@ -685,6 +686,7 @@ mod tests {
         AuthSettings {
             zone: jiff::tz::TimeZone::UTC,
             main_password_alert_every: crate::policy::Period::days(1),
+            email: false,
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 1024,
             hash_workers: 2,

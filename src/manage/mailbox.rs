@@ -54,6 +54,7 @@ impl Manager {
             &address,
             now,
             Record::new(EventAction::MailboxAdd),
+            &[],
         )?;
         tx.commit()?;
         self.view(&m, now)
@@ -100,6 +101,7 @@ impl Manager {
             &address,
             now,
             Record::new(EventAction::MailboxRemove),
+            &[],
         )?;
         tx.commit()?;
         Ok(Removed {
@@ -223,9 +225,11 @@ impl Manager {
                 }
                 None => format!("Notices will now be sent to {email}."),
             };
+            // Told to the old address too: whoever changed it, its owner learns of it.
             let record = Record::new(EventAction::MailboxSetContact)
                 .detail(detail)
-                .notice(NoticeKind::ContactChanged, notice);
+                .notice(NoticeKind::ContactChanged, notice)
+                .also_email(old.filter(|o| *o != email));
             Ok(((), record))
         })?;
         self.view(&m, now)

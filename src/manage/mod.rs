@@ -154,6 +154,8 @@ pub struct ManageSettings {
     pub hash_cost: HashCost,
     /// The key file that seals upstream secrets.
     pub seal_key: PathBuf,
+    /// Whether notices are e-mailed (`[notices.smtp]` is configured).
+    pub email: bool,
 }
 
 /// The event and notice one action records.
@@ -164,6 +166,8 @@ struct Record {
     /// The login names of the mailbox changed (a multi-user account added, removed or
     /// given a new password): cached verifications must not survive it.
     logins_changed: bool,
+    /// Another address to e-mail the notice to (the old contact, when it changes).
+    also_email: Option<String>,
 }
 
 impl Record {
@@ -173,6 +177,7 @@ impl Record {
             detail: None,
             notice: None,
             logins_changed: false,
+            also_email: None,
         }
     }
 
@@ -183,6 +188,11 @@ impl Record {
 
     fn notice(mut self, kind: NoticeKind, message: impl Into<String>) -> Self {
         self.notice = Some((kind, message.into()));
+        self
+    }
+
+    fn also_email(mut self, to: Option<String>) -> Self {
+        self.also_email = to;
         self
     }
 
@@ -250,6 +260,7 @@ impl Manager {
         f: impl FnOnce(&mut dyn Transaction, &mut Mailbox) -> Result<(T, Record), ManageError>,
     ) -> Result<(T, Mailbox), ManageError> {
         let address = normalize_address(address)?;
+        let email = self.settings.email;
         let mut tx = self.store.begin()?;
         let mut m = tx
             .mailbox(&address)?
@@ -260,9 +271,19 @@ impl Manager {
             m.version += 1;
         }
         tx.save_mailbox(&m, now)?;
-        journal(&mut *tx, actor, &address, now, record)?;
+        let to = email_to(email, &m);
+        journal(&mut *tx, actor, &address, now, record, &to)?;
         tx.commit()?;
         Ok((out, m))
+    }
+}
+
+/// Where a notice about `m` is e-mailed: its contact, when e-mail is configured (`email`)
+/// — "a mailbox without a contact address gets avvisi only".
+fn email_to(email: bool, m: &Mailbox) -> Vec<String> {
+    match (&m.contact, email) {
+        (Some(c), true) => vec![c.clone()],
+        _ => Vec::new(),
     }
 }
 
@@ -273,6 +294,7 @@ fn journal(
     address: &str,
     now: Timestamp,
     record: Record,
+    email_to: &[String],
 ) -> Result<(), StoreError> {
     tx.record_event(&Event {
         at: now,
@@ -282,14 +304,9 @@ fn journal(
         detail: record.detail,
     })?;
     if let Some((kind, message)) = record.notice {
-        tx.record_notice(
-            address,
-            &Notice {
-                at: now,
-                kind,
-                message,
-            },
-        )?;
+        let mut to = email_to.to_vec();
+        to.extend(record.also_email);
+        tx.record_notice(address, &Notice::new(now, kind, message), &to, now)?;
     }
     Ok(())
 }
@@ -351,6 +368,7 @@ pub(crate) mod testing {
             totp_issuer: "Sentinella".into(),
             hash_cost: HashCost::CHEAP,
             seal_key: dir.path().join("s.key"),
+            email: true,
         };
         let m = Manager::new(location.open_manage().unwrap(), settings).unwrap();
         (dir, m, location)

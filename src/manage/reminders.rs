@@ -30,6 +30,7 @@ impl Manager {
     /// job ran are skipped, not sent late), and moves every password's next reminder on.
     pub fn send_reminders(&mut self, now: Timestamp) -> Result<RemindersSent, ManageError> {
         let s = self.settings.policy.clone();
+        let s_email = self.settings.email;
         let mut sent = RemindersSent::default();
         // Every round moves the due passwords past `now`, so rounds end; the bound is a
         // guard against a store that does not keep what it is given.
@@ -44,6 +45,7 @@ impl Manager {
                 };
                 let before: Vec<_> = m.app_passwords.iter().map(|a| a.next_reminder_at).collect();
                 let reminders = m.take_due_reminders(now, &s);
+                let email_to = super::email_to(s_email, &m);
                 let mut wrote = false;
                 for r in &reminders {
                     let mut latest = false;
@@ -54,14 +56,8 @@ impl Manager {
                     if !latest {
                         continue;
                     }
-                    tx.record_notice(
-                        address,
-                        &Notice {
-                            at: now,
-                            kind: NoticeKind::ExpiryReminder,
-                            message: message(r, &s.zone),
-                        },
-                    )?;
+                    let notice = Notice::new(now, NoticeKind::ExpiryReminder, message(r, &s.zone));
+                    tx.record_notice(address, &notice, &email_to, now)?;
                     tx.record_event(&Event {
                         at: now,
                         address: address.clone(),

@@ -1,6 +1,10 @@
 //! The notice job: expiry reminders written on a schedule while the proxy runs (and by
 //! `sentinella notices run`, for cron or a host that runs no proxy). The rules — which
 //! milestones, each once — are the management layer's ([`crate::manage::reminders`]).
+//!
+//! - `mailer`: the e-mail outbox, sent through the provider's relay.
+
+pub(crate) mod mailer;
 
 use std::time::Duration;
 

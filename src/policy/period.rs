@@ -64,6 +64,14 @@ impl Period {
         }
     }
 
+    /// The shorter of two fixed periods (`self` if either has calendar months).
+    pub fn min_by_seconds(self, other: Period) -> Period {
+        match (self.as_std(), other.as_std()) {
+            (Some(a), Some(b)) if b < a => other,
+            _ => self,
+        }
+    }
+
     /// The period as a fixed duration (days of 24 h), if it has no calendar months.
     pub fn as_std(&self) -> Option<std::time::Duration> {
         (self.months == 0)

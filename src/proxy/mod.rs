@@ -80,6 +80,37 @@ fn read_master_password(path: &std::path::Path) -> Result<Secret, ServeError> {
     Ok(Secret::new(first.to_owned()))
 }
 
+/// The relay settings, with the password and CA files read (errors name the file).
+fn mailer_settings(
+    config: &Config,
+    smtp: &crate::config::SmtpConfig,
+) -> Result<crate::notify::mailer::MailerSettings, ServeError> {
+    let auth = match (&smtp.user, &smtp.password_file) {
+        (Some(user), Some(file)) => {
+            Some((user.clone(), read_master_password(&config.resolve(file))?))
+        }
+        _ => None,
+    };
+    let ca_pem = smtp
+        .ca_file
+        .as_ref()
+        .map(|f| {
+            let path = config.resolve(f);
+            std::fs::read(&path).map_err(|e| ServeError::Setup(format!("{}: {e}", path.display())))
+        })
+        .transpose()?;
+    Ok(crate::notify::mailer::MailerSettings {
+        host: smtp.host.clone(),
+        port: smtp.port,
+        tls: smtp.tls,
+        ca_pem,
+        auth,
+        from: smtp.from.clone(),
+        retry: smtp.retry,
+        zone: config.policy.settings().zone,
+    })
+}
+
 /// Prepares every configured upstream.
 fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, ServeError> {
     let mut out = BTreeMap::new();
@@ -125,6 +156,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     store.prepare()?;
     crate::audit::retention::spawn(store.clone(), config.retention_settings());
     crate::notify::spawn(store.clone(), config.manage_settings());
+    if let Some(smtp) = &config.notices.smtp {
+        let settings = mailer_settings(&config, smtp)?;
+        crate::notify::mailer::spawn(store.clone(), settings);
+        tracing::info!(relay = %format!("{}:{}", smtp.host, smtp.port), "notices are e-mailed");
+    }
     let settings = config.auth_settings();
     let hasher =
         PasswordHasher::new(config.argon2.cost()).map_err(|e| ServeError::Setup(e.to_string()))?;

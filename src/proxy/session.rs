@@ -315,6 +315,7 @@ mod tests {
         let settings = crate::auth::AuthSettings {
             zone: jiff::tz::TimeZone::UTC,
             main_password_alert_every: crate::policy::Period::days(1),
+            email: false,
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,
             hash_workers: 1,

@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, Alert, AppPasswordUse, Event, EventAction, Kept, LoginEntry, Notice,
-    NoticeKind, UserAccount,
+    AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
+    LoginEntry, Notice, NoticeKind, OutgoingEmail, UserAccount,
 };
 
 /// Why a store operation failed.
@@ -136,8 +136,14 @@ pub trait Transaction: Reader {
         app_password_id: i64,
         at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
-    /// Appends a notice for the owner of `address`.
-    fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError>;
+    /// Appends a notice for the owner of `address`, e-mailed to each of `email_to`.
+    fn record_notice(
+        &mut self,
+        address: &str,
+        notice: &Notice,
+        email_to: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Makes every write of the transaction durable.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -175,6 +181,22 @@ pub trait Retention: Send {
         before: Timestamp,
         batch: usize,
     ) -> Result<usize, StoreError>;
+}
+
+/// The e-mail outbox, as the mailer works through it.
+pub trait Outbox: Send {
+    /// E-mails due at `now` (pending, their next try come), oldest first, at most `limit`.
+    fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError>;
+    /// Records the outcome of one try: sent, to be tried again at `retry_at`, or failed for
+    /// good.
+    fn email_tried(
+        &mut self,
+        id: i64,
+        state: DeliveryState,
+        retry_at: Option<Timestamp>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 }
 
 /// Upstream secrets, sealed at rest (see `store::sealed`).
@@ -216,6 +238,13 @@ impl StoreLocation {
     /// The access-history writer's connection.
     pub fn open_access_log(&self) -> Result<Box<dyn AccessLog>, StoreError> {
         self.open_login_side().map(|s| s as Box<dyn AccessLog>)
+    }
+
+    /// The mailer's connection.
+    pub fn open_outbox(&self) -> Result<Box<dyn Outbox>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        }
     }
 
     /// The retention job's connection.

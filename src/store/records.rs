@@ -157,6 +157,8 @@ pub struct Event {
 pub struct Alert {
     /// Which mailbox.
     pub address: String,
+    /// Its contact address, when the notice is to be e-mailed there.
+    pub email_to: Option<String>,
     /// The notice.
     pub notice: Notice,
     /// No alert if one of its kind was written at or after this.
@@ -173,6 +175,60 @@ pub struct Notice {
     pub kind: NoticeKind,
     /// The text.
     pub message: String,
+    /// Its e-mails, one per recipient (none when e-mail is off or there is no contact).
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Notice {
+    /// A notice not yet e-mailed.
+    pub fn new(at: Timestamp, kind: NoticeKind, message: impl Into<String>) -> Self {
+        Notice {
+            at,
+            kind,
+            message: message.into(),
+            deliveries: Vec::new(),
+        }
+    }
+}
+
+named_enum! {
+    /// Where an e-mail of a notice stands.
+    pub enum DeliveryState {
+        /// Waiting to be sent (or to be tried again).
+        Pending = "pending",
+        /// The relay accepted it.
+        Sent = "sent",
+        /// The relay refused it for good (5xx); the error is kept.
+        Failed = "failed",
+    }
+}
+
+/// One e-mail of a notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// To whom.
+    pub recipient: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last error, if any.
+    pub error: Option<String>,
+}
+
+/// An e-mail due to be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    /// Its outbox id.
+    pub id: i64,
+    /// The mailbox the notice is about.
+    pub address: String,
+    /// To whom.
+    pub recipient: String,
+    /// The notice.
+    pub notice: Notice,
+    /// Tries so far.
+    pub attempts: u32,
 }
 
 /// Which app password an attempt presented (by its store id, for its last use) and its

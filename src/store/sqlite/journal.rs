@@ -3,7 +3,9 @@
 use rusqlite::{Connection, params};
 
 use super::{secs, ts};
-use crate::store::{Alert, Event, Notice, StoreError};
+use jiff::Timestamp;
+
+use crate::store::{Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError};
 
 pub(super) fn record_event(conn: &Connection, e: &Event) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -23,11 +25,20 @@ pub(super) fn record_notice(
     conn: &Connection,
     address: &str,
     n: &Notice,
+    email_to: &[String],
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO notices (address, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![address, secs(n.at), n.kind.as_str(), n.message])?;
+    let id = conn.last_insert_rowid();
+    for to in email_to {
+        conn.prepare_cached(
+            "INSERT INTO outbox (notice_id, recipient, state, next_attempt_at) VALUES (?1, ?2, 'pending', ?3)",
+        )?
+        .execute(params![id, to, secs(now)])?;
+    }
     Ok(())
 }
 
@@ -49,7 +60,8 @@ pub(super) fn record_alert(conn: &Connection, alert: &Alert) -> Result<bool, Sto
     if quiet {
         return Ok(false);
     }
-    record_notice(conn, &alert.address, &alert.notice)?;
+    let to: Vec<String> = alert.email_to.iter().cloned().collect();
+    record_notice(conn, &alert.address, &alert.notice, &to, alert.notice.at)?;
     Ok(true)
 }
 
@@ -82,24 +94,105 @@ pub(super) fn events(conn: &Connection, address: &str) -> Result<Vec<Event>, Sto
 
 pub(super) fn notices(conn: &Connection, address: &str) -> Result<Vec<Notice>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT at, kind, message FROM notices WHERE address = ?1 ORDER BY at DESC, id DESC",
+        "SELECT id, at, kind, message FROM notices WHERE address = ?1 ORDER BY at DESC, id DESC",
     )?;
     let rows = stmt
         .query_map([address], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut deliveries = conn.prepare_cached(
+        "SELECT recipient, state, attempts, error FROM outbox WHERE notice_id = ?1 ORDER BY id",
+    )?;
     rows.into_iter()
-        .map(|(at, kind, message)| {
+        .map(|(id, at, kind, message)| {
+            let raw = deliveries
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let deliveries = raw
+                .into_iter()
+                .map(|(recipient, state, attempts, error)| {
+                    Ok(Delivery {
+                        recipient,
+                        state: state.parse()?,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        error,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(Notice {
                 at: ts(at)?,
                 kind: kind.parse()?,
                 message,
+                deliveries,
             })
         })
         .collect()
+}
+
+/// The e-mails due at `now`.
+pub(super) fn due_emails(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<OutgoingEmail>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, n.address, o.recipient, n.at, n.kind, n.message, o.attempts FROM outbox o \
+         JOIN notices n ON n.id = o.notice_id WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
+         ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+    )?;
+    type Row = (i64, String, String, i64, String, String, i64);
+    let rows: Vec<Row> = stmt
+        .query_map(params![secs(now), limit], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, address, recipient, at, kind, message, attempts)| {
+            Ok(OutgoingEmail {
+                id,
+                address,
+                recipient,
+                notice: Notice::new(ts(at)?, kind.parse()?, message),
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn email_tried(
+    conn: &Connection,
+    id: i64,
+    state: DeliveryState,
+    retry_at: Option<Timestamp>,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let sent_at = (state == DeliveryState::Sent).then(|| secs(now));
+    conn.prepare_cached(
+        "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = COALESCE(?3, next_attempt_at), \
+         sent_at = ?4, error = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, state.as_str(), retry_at.map(secs), sent_at, error])?;
+    Ok(())
 }

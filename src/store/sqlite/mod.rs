@@ -25,8 +25,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, Event, Kept, LoginEntry, ManageStore, Notice, PrincipalSource,
-    Reader, Retention, SealedSecrets, StoreError, Transaction, UserAccount,
+    AccessLog, AccessRecord, Alert, DeliveryState, Event, Kept, LoginEntry, ManageStore, Notice,
+    Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets, StoreError,
+    Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
 
@@ -201,8 +202,14 @@ impl Transaction for SqliteTx<'_> {
     fn record_event(&mut self, event: &Event) -> Result<(), StoreError> {
         journal::record_event(&self.0, event)
     }
-    fn record_notice(&mut self, address: &str, notice: &Notice) -> Result<(), StoreError> {
-        journal::record_notice(&self.0, address, notice)
+    fn record_notice(
+        &mut self,
+        address: &str,
+        notice: &Notice,
+        email_to: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        journal::record_notice(&self.0, address, notice, email_to, now)
     }
     fn set_next_reminder(
         &mut self,
@@ -258,6 +265,22 @@ impl AccessLog for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Outbox for SqliteStore {
+    fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
+        journal::due_emails(&self.conn, now, limit)
+    }
+    fn email_tried(
+        &mut self,
+        id: i64,
+        state: DeliveryState,
+        retry_at: Option<Timestamp>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        journal::email_tried(&self.conn, id, state, retry_at, error, now)
     }
 }
 
@@ -511,11 +534,9 @@ mod tests {
         tx.insert_user(m.id, "u1", HASH, t).unwrap();
         tx.record_notice(
             "a@b.it",
-            &Notice {
-                at: t,
-                kind: NoticeKind::TwoFactor,
-                message: "hello".into(),
-            },
+            &Notice::new(t, NoticeKind::TwoFactor, "hello"),
+            &[],
+            at(T0),
         )
         .unwrap();
         tx.record_event(&Event {
@@ -555,11 +576,12 @@ mod tests {
         add(&mut s, "a@b.it");
         let alert = |at: &str, quiet: &str| Alert {
             address: "a@b.it".into(),
-            notice: Notice {
-                at: super::ts(at.parse::<Timestamp>().unwrap().as_second()).unwrap(),
-                kind: NoticeKind::MainPasswordUsed,
-                message: format!("used at {at}"),
-            },
+            email_to: None,
+            notice: Notice::new(
+                super::ts(at.parse::<Timestamp>().unwrap().as_second()).unwrap(),
+                NoticeKind::MainPasswordUsed,
+                format!("used at {at}"),
+            ),
             quiet_since: quiet.parse().unwrap(),
         };
         // Two in one batch, a third within the day, a fourth the next day.
@@ -598,11 +620,9 @@ mod tests {
         let mut tx = s.begin().unwrap();
         tx.record_notice(
             "c@d.it",
-            &Notice {
-                at: at(T0),
-                kind: NoticeKind::TwoFactor,
-                message: "x".into(),
-            },
+            &Notice::new(at(T0), NoticeKind::TwoFactor, "x"),
+            &[],
+            at(T0),
         )
         .unwrap();
         tx.commit().unwrap();

@@ -140,6 +140,23 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_password_id, expires_at, milestone)
     );
     "#,
+    // 7: the e-mail outbox: each notice to each recipient, sent at least once and at most
+    // once more after a crash; retried with backoff while the relay is down or answers
+    // 4xx, given up on a 5xx with the error kept.
+    r#"
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        notice_id       INTEGER NOT NULL REFERENCES notices(id) ON DELETE CASCADE,
+        recipient       TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        sent_at         INTEGER,
+        error           TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX outbox_by_notice ON outbox(notice_id);
+    "#,
 ];
 
 /// The schema version this build writes.

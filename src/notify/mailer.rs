@@ -1,0 +1,298 @@
+//! The e-mail outbox, worked through while the proxy runs: each pending notice is sent to
+//! its recipient through the provider's relay (`[notices.smtp]`), and recorded as sent
+//! only after the relay accepted it — so a crash in between sends it at most once more,
+//! and nothing is lost across restarts. A relay that is down or answers 4xx is tried
+//! again with a growing pause; a 5xx is recorded with its error and not retried.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::UpstreamTls;
+use crate::policy::{Period, fmt_time};
+use crate::secret::Secret;
+use crate::store::{DeliveryState, NoticeKind, Outbox, OutgoingEmail, StoreLocation};
+
+/// How often the mailer looks for e-mails due.
+const EVERY: Duration = Duration::from_secs(5);
+/// E-mails sent per round, at most.
+const ROUND: u32 = 50;
+/// The longest pause between two tries.
+const MAX_PAUSE: Period = Period::seconds(3_600);
+
+/// The relay and what the messages say, resolved from the configuration.
+#[derive(Clone)]
+pub(crate) struct MailerSettings {
+    /// Relay host.
+    pub(crate) host: String,
+    /// Relay port.
+    pub(crate) port: u16,
+    /// TLS to the relay.
+    pub(crate) tls: UpstreamTls,
+    /// CA certificates (PEM) to trust instead of the system roots.
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    /// AUTH, if any.
+    pub(crate) auth: Option<(String, Secret)>,
+    /// The From address.
+    pub(crate) from: String,
+    /// The first pause after a failed try; it doubles with each try, up to an hour.
+    pub(crate) retry: Period,
+    /// Dates in the messages.
+    pub(crate) zone: TimeZone,
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): no vacation replies, no loops.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
+}
+
+fn subject(kind: NoticeKind, address: &str) -> String {
+    let what = match kind {
+        NoticeKind::PasswordChanged => "the main password was changed",
+        NoticeKind::TwoFactor => "two-step verification",
+        NoticeKind::AppPassword => "app password for mail programs",
+        NoticeKind::ContactChanged => "the contact e-mail was changed",
+        NoticeKind::MainPasswordUsed => "the main password was used in a mail program",
+        NoticeKind::ExpiryReminder => "the app password expires",
+    };
+    format!("{address}: {what}")
+}
+
+/// The message for one e-mail: never a secret (notices hold none).
+fn message(s: &MailerSettings, e: &OutgoingEmail) -> Result<Message, String> {
+    let from_domain = s.from.rsplit('@').next().unwrap_or("localhost");
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let body = format!(
+        "Mailbox: {}\nDate: {}\n\n{}\n\n-- \nThis message was sent automatically about your mailbox; \
+         replies are not read.\n",
+        e.address,
+        fmt_time(e.notice.at, &s.zone),
+        e.notice.message
+    );
+    Message::builder()
+        .from(s.from.parse().map_err(|e| format!("from: {e}"))?)
+        .to(e.recipient.parse().map_err(|e| format!("recipient: {e}"))?)
+        .subject(subject(e.notice.kind, &e.address))
+        .date_now()
+        .message_id(Some(format!("<notice-{}-{nonce}@{from_domain}>", e.id)))
+        .header(AutoSubmitted)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())
+}
+
+fn transport(s: &MailerSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let tls = |wrap: bool| -> Result<Tls, String> {
+        let mut params = TlsParameters::builder(s.host.clone());
+        if let Some(pem) = &s.ca_pem {
+            let cert = Certificate::from_pem(pem).map_err(|e| format!("ca_file: {e}"))?;
+            params = params.add_root_certificate(cert);
+        }
+        let params = params.build_rustls().map_err(|e| e.to_string())?;
+        Ok(if wrap {
+            Tls::Wrapper(params)
+        } else {
+            Tls::Required(params)
+        })
+    };
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+        .port(s.port)
+        .timeout(Some(Duration::from_secs(30)));
+    b = match s.tls {
+        UpstreamTls::None => b.tls(Tls::None),
+        UpstreamTls::Starttls => b.tls(tls(false)?),
+        UpstreamTls::Implicit => b.tls(tls(true)?),
+    };
+    if let Some((user, password)) = &s.auth {
+        b = b.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+    }
+    Ok(b.build())
+}
+
+/// What one try came to.
+fn outcome(
+    s: &MailerSettings,
+    e: &OutgoingEmail,
+    result: Result<(), lettre::transport::smtp::Error>,
+    now: Timestamp,
+) -> (DeliveryState, Option<Timestamp>, Option<String>) {
+    match result {
+        Ok(()) => (DeliveryState::Sent, None, None),
+        Err(err) if err.is_permanent() => (DeliveryState::Failed, None, Some(err.to_string())),
+        Err(err) => (
+            // 4xx, or the relay unreachable.
+            DeliveryState::Pending,
+            Some(pause(s.retry, e.attempts).after(now, &s.zone)),
+            Some(err.to_string()),
+        ),
+    }
+}
+
+/// The pause after the `attempts`-th failed try: `first`, doubling, at most an hour.
+fn pause(first: Period, attempts: u32) -> Period {
+    let first = first.as_std().map_or(60, |d| d.as_secs()).max(1);
+    let pause = first.saturating_mul(1u64 << attempts.min(20));
+    Period::seconds(pause).min_by_seconds(MAX_PAUSE)
+}
+
+/// One round: the e-mails due at `now`, each tried once. Returns how many were tried.
+pub(crate) async fn round(
+    store: &Arc<Mutex<Box<dyn Outbox>>>,
+    s: &MailerSettings,
+    now: Timestamp,
+) -> Result<usize, String> {
+    let st = Arc::clone(store);
+    let due = tokio::task::spawn_blocking(move || {
+        st.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due_emails(now, ROUND)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mailer = transport(s)?;
+    for e in &due {
+        let result = match message(s, e) {
+            Ok(m) => mailer.send(m).await.map(drop),
+            Err(why) => {
+                // A message that cannot be built never will be: record it, do not retry.
+                tracing::error!(recipient = %e.recipient, error = %why, "notice e-mail cannot be built");
+                record(store, e.id, (DeliveryState::Failed, None, Some(why)), now).await?;
+                continue;
+            }
+        };
+        let result = outcome(s, e, result, now);
+        match &result.0 {
+            DeliveryState::Sent => {
+                tracing::info!(recipient = %e.recipient, mailbox = %e.address, "notice e-mailed")
+            }
+            DeliveryState::Pending => {
+                tracing::warn!(recipient = %e.recipient, error = result.2.as_deref().unwrap_or(""), "notice e-mail deferred")
+            }
+            DeliveryState::Failed => {
+                tracing::error!(recipient = %e.recipient, error = result.2.as_deref().unwrap_or(""), "notice e-mail refused")
+            }
+        }
+        record(store, e.id, result, now).await?;
+    }
+    Ok(due.len())
+}
+
+async fn record(
+    store: &Arc<Mutex<Box<dyn Outbox>>>,
+    id: i64,
+    (state, retry, error): (DeliveryState, Option<Timestamp>, Option<String>),
+    now: Timestamp,
+) -> Result<(), String> {
+    let st = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        st.lock().unwrap_or_else(|p| p.into_inner()).email_tried(
+            id,
+            state,
+            retry,
+            error.as_deref(),
+            now,
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Works through the outbox every few seconds for as long as the proxy runs.
+pub(crate) fn spawn(location: StoreLocation, settings: MailerSettings) {
+    tokio::spawn(async move {
+        let store = match tokio::task::spawn_blocking(move || location.open_outbox()).await {
+            Ok(Ok(s)) => Arc::new(Mutex::new(s)),
+            other => {
+                tracing::error!(error = ?other.err(), "the mailer cannot open the store; notices will not be e-mailed");
+                return;
+            }
+        };
+        loop {
+            let now = Timestamp::from_second(Timestamp::now().as_second())
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            if let Err(e) = round(&store, &settings, now).await {
+                tracing::error!(error = %e, "the mailer failed a round; trying again shortly");
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_doubles_up_to_an_hour() {
+        let secs = |n| pause(Period::seconds(60), n).as_std().unwrap().as_secs();
+        assert_eq!([secs(0), secs(1), secs(2), secs(5)], [60, 120, 240, 1_920]);
+        assert_eq!(secs(6), 3_600);
+        assert_eq!(secs(40), 3_600);
+    }
+
+    #[test]
+    fn a_message_is_well_formed_and_names_the_mailbox() {
+        let s = MailerSettings {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: UpstreamTls::None,
+            ca_pem: None,
+            auth: None,
+            from: "avvisi@pec.example.it".into(),
+            retry: Period::seconds(60),
+            zone: TimeZone::get("Europe/Rome").unwrap(),
+        };
+        let e = OutgoingEmail {
+            id: 7,
+            address: "mario@pec.example.it".into(),
+            recipient: "mario@example.com".into(),
+            notice: crate::store::Notice::new(
+                "2023-02-15T13:30:00Z".parse().unwrap(),
+                NoticeKind::ExpiryReminder,
+                "expires soon",
+            ),
+            attempts: 0,
+        };
+        let raw = String::from_utf8(message(&s, &e).unwrap().formatted()).unwrap();
+        for header in [
+            "From: ",
+            "To: ",
+            "Subject: mario@pec.example.it",
+            "Date: ",
+            "Message-ID: <notice-7-",
+            "Auto-Submitted: auto-generated",
+        ] {
+            assert!(raw.contains(header), "{header} in {raw}");
+        }
+        assert!(raw.contains("15/02/2023 14:30 CET"), "{raw}");
+        let bad = OutgoingEmail {
+            recipient: "not an address".into(),
+            ..e
+        };
+        assert!(message(&s, &bad).is_err());
+    }
+}

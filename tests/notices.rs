@@ -1,0 +1,180 @@
+//! Notices e-mailed through a real SMTP relay (the tests' aiosmtpd sink, the same one
+//! Dovecot's submission relays to), parsed with a real MIME parser; the relay down for a
+//! while, then back: nothing lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::rig::UPSTREAM_PW;
+use common::rig::{ADDR, MAIN, Rig};
+use common::servers::{Dovecot, Proxy};
+use mail_parser::MessageParser;
+use serde_json::Value;
+
+/// The usual rig, with `[notices.smtp]` pointing at the mailbox Dovecot's sink.
+fn rig_with_relay() -> Rig {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    // [limits] is followed by other tables in the harness's config: a table here is safe.
+    let relay = format!(
+        "\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+        mailbox.sink_port
+    );
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", &relay);
+    proxy.run();
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    Rig {
+        proxy,
+        mailbox,
+        archive,
+    }
+}
+
+/// The messages the sink holds, waiting (bounded) for at least `n`.
+fn wait_for(rig: &Rig, n: usize) -> Vec<Vec<u8>> {
+    for _ in 0..200 {
+        let got = rig.mailbox.delivered();
+        if got.len() >= n {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "the relay got {} messages, expected {n}\n{}",
+        rig.mailbox.delivered().len(),
+        rig.proxy.log()
+    );
+}
+
+fn deliveries(p: &Proxy) -> Vec<Value> {
+    p.ok(&["mailbox", "notices", ADDR], None)["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["deliveries"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_down() {
+    let mut rig = rig_with_relay();
+    let p = &rig.proxy;
+    // No contact yet: avvisi only.
+    p.ok(&["mailbox", "set-plan", ADDR, "pro"], None);
+    p.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
+    let first = wait_for(&rig, 1);
+    let m = MessageParser::default().parse(&first[0]).unwrap();
+    assert_eq!(
+        m.from().unwrap().first().unwrap().address(),
+        Some("avvisi@pec.example.it")
+    );
+    assert_eq!(
+        m.to().unwrap().first().unwrap().address(),
+        Some("mario@example.com")
+    );
+    assert!(m.subject().unwrap().starts_with(ADDR), "{:?}", m.subject());
+    assert!(m.date().is_some(), "a Date header");
+    assert!(
+        m.message_id()
+            .is_some_and(|id| id.ends_with("@pec.example.it"))
+    );
+    assert_eq!(
+        m.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    let body = m.body_text(0).unwrap();
+    assert!(body.contains(&format!("Mailbox: {ADDR}")), "{body}");
+    assert!(
+        body.contains("CET") || body.contains("CEST"),
+        "dates in Rome: {body}"
+    );
+    assert!(
+        body.contains("Notices will now be sent to mario@example.com"),
+        "{body}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&first[0]).contains(MAIN),
+        "never a secret"
+    );
+
+    // A change of contact is told to the old address and the new one.
+    p.ok(
+        &["mailbox", "set-contact", ADDR, "mario.rossi@example.com"],
+        None,
+    );
+    let got = wait_for(&rig, 3);
+    let to: Vec<String> = got[1..]
+        .iter()
+        .map(|raw| {
+            let m = MessageParser::default().parse(raw).unwrap();
+            m.to()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(to.len(), 2);
+    assert!(
+        to.contains(&"mario@example.com".to_owned())
+            && to.contains(&"mario.rossi@example.com".to_owned()),
+        "{to:?}"
+    );
+    assert!(
+        deliveries(p).iter().all(|d| d["state"] == "sent"),
+        "{:?}",
+        deliveries(p)
+    );
+
+    // The relay goes down: the next notice waits, tried again and again.
+    rig.mailbox.stop();
+    let p = &rig.proxy;
+    p.ok(&["mailbox", "set-contact", ADDR, "anna@example.com"], None);
+    let mut waiting = Value::Null;
+    for _ in 0..200 {
+        if let Some(d) = deliveries(p)
+            .into_iter()
+            .find(|d| d["recipient"] == "anna@example.com" && d["attempts"].as_u64() >= Some(1))
+        {
+            waiting = d;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(waiting["state"], "pending", "{waiting}");
+    assert!(waiting["error"].is_string(), "{waiting}");
+    // Back: delivered, nothing lost.
+    rig.mailbox.restart();
+    let mut delivered = false;
+    for _ in 0..400 {
+        if deliveries(&rig.proxy)
+            .iter()
+            .filter(|d| d["state"] == "sent")
+            .count()
+            == 5
+        {
+            delivered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        delivered,
+        "{:?}\n{}",
+        deliveries(&rig.proxy),
+        rig.proxy.log()
+    );
+    let again: Vec<String> = rig
+        .mailbox
+        .delivered()
+        .iter()
+        .map(|raw| String::from_utf8_lossy(raw).into_owned())
+        .collect();
+    assert!(
+        again.iter().any(|m| m.contains("To: anna@example.com")),
+        "{again:?}"
+    );
+}

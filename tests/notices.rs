@@ -178,3 +178,35 @@ fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_d
         "{again:?}"
     );
 }
+
+#[test]
+fn a_refused_recipient_is_recorded_once_and_not_retried() {
+    let rig = rig_with_relay();
+    let p = &rig.proxy;
+    p.ok(
+        &["mailbox", "set-contact", ADDR, "reject.me@example.com"],
+        None,
+    );
+    let mut failed = Value::Null;
+    for _ in 0..200 {
+        if let Some(d) = deliveries(p).into_iter().find(|d| d["state"] == "failed") {
+            failed = d;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(failed["recipient"], "reject.me@example.com", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("550"),
+        "{failed}"
+    );
+    // The mailer comes round every few seconds: still one try, still failed.
+    std::thread::sleep(Duration::from_secs(6));
+    let d = deliveries(p);
+    assert_eq!(
+        (d[0]["attempts"].as_u64(), d[0]["state"].as_str()),
+        (Some(1), Some("failed")),
+        "{d:?}"
+    );
+    assert!(rig.mailbox.delivered().is_empty());
+}

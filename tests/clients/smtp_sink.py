@@ -3,6 +3,9 @@
 written to DIR/NNNN.eml byte for byte, with DIR/NNNN.json holding the envelope.
 
   smtp_sink.py --port P --dir DIR        runs until SIGTERM
+
+A recipient whose local part starts with "reject" is refused for good (550), as a relay
+refuses an address it will never deliver to.
 """
 import argparse
 import asyncio
@@ -17,6 +20,12 @@ class Save:
     def __init__(self, directory):
         self.directory = directory
         self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower().startswith("reject"):
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1

@@ -128,6 +128,8 @@ fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_d
         "{:?}",
         deliveries(p)
     );
+    let text = p.cli(&["mailbox", "notices", ADDR], None).stdout;
+    assert!(text.contains("e-mail to mario@example.com: sent"), "{text}");
 
     // The relay goes down: the next notice waits, tried again and again.
     rig.mailbox.stop();

@@ -219,7 +219,21 @@ pub(crate) fn notices(n: &Notices, z: &TimeZone) -> String {
     }
     n.notices
         .iter()
-        .map(|n| format!("{} [{}] {}\n", fmt_time(n.at, z), n.kind, n.message))
+        .map(|n| {
+            let mut line = format!("{} [{}] {}\n", fmt_time(n.at, z), n.kind, n.message);
+            for d in &n.deliveries {
+                line.push_str(&format!(
+                    "    e-mail to {}: {}{}\n",
+                    d.recipient,
+                    d.state,
+                    d.error
+                        .as_deref()
+                        .map(|e| format!(" after {} tries ({e})", d.attempts))
+                        .unwrap_or_default()
+                ));
+            }
+            line
+        })
         .collect()
 }
 

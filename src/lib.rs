@@ -21,7 +21,7 @@
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
 //! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
-//! - `notify`: the notice job (expiry reminders on a schedule).
+//! - `notify`: the notice jobs — expiry reminders on a schedule, the e-mail outbox.
 //! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.

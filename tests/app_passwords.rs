@@ -7,7 +7,7 @@
 mod common;
 
 use common::rig::{ADDR, MAIN, client, rig, two_factor_on};
-use common::servers::{MASTER_PASSWORD, MASTER_USER, Proxy};
+use common::servers::Proxy;
 use serde_json::Value;
 
 const TO: &str = "sdi01@pec.fatturapa.it";
@@ -147,28 +147,7 @@ fn an_smtp_only_password_sends_but_reads_nothing_and_an_imap_only_one_reads() {
 
     // The message reaches the mailbox (put there as a delivery would), and the IMAP-only
     // password of the same mailbox reads it.
-    let file = p.dir.path().join("delivered.eml");
-    std::fs::write(&file, &delivered).unwrap();
-    let up = rig.mailbox.imap_port.to_string();
-    client(
-        p,
-        "imap_client.py",
-        &[
-            "append",
-            "--port",
-            &up,
-            "--mode",
-            "plain",
-            "--user",
-            ADDR,
-            "--password",
-            MASTER_PASSWORD,
-            "--master",
-            MASTER_USER,
-            "--file",
-            file.to_str().unwrap(),
-        ],
-    );
+    rig.deliver(&delivered);
     let read = imap_subjects(p, &outlook);
     assert_eq!(read["ok"], true, "{read}");
     assert_eq!(

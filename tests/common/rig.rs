@@ -26,6 +26,34 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// Puts `message` in the mailbox's INBOX straight into Dovecot (as the master user):
+    /// what a delivery would do.
+    pub fn deliver(&self, message: &[u8]) {
+        let file = self.proxy.dir.path().join("deliver.eml");
+        std::fs::write(&file, message).unwrap();
+        let up = self.mailbox.imap_port.to_string();
+        let v = client(
+            &self.proxy,
+            "imap_client.py",
+            &[
+                "append",
+                "--port",
+                &up,
+                "--mode",
+                "plain",
+                "--user",
+                ADDR,
+                "--password",
+                MASTER_PASSWORD,
+                "--master",
+                MASTER_USER,
+                "--file",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(v["append"], "OK", "{v}");
+    }
+
     /// An imaplib session (SELECT, APPEND, FETCH, IDLE, LOGOUT) straight to the mailbox's
     /// Dovecot as the master user, bypassing the proxy: the reference to compare with, and
     /// a way to put a message in the mailbox.

@@ -74,6 +74,7 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         zone: PolicySettings::default().zone,
         main_password_alert_every: sentinella::policy::Period::days(1),
         email: false,
+        language: sentinella::wording::Language::It,
         cache_ttl: Duration::from_secs(3600),
         cache_entries: 65_536,
         hash_workers: 0,

@@ -130,6 +130,13 @@ pub struct NoticesConfig {
     /// How long notices are kept (default a year).
     #[serde(default = "default_notices_retention")]
     pub retention: Period,
+    /// The language notices and their e-mails are written in: `it` (default) or `en`.
+    #[serde(default)]
+    pub language: crate::wording::Language,
+    /// How often `serve` looks for expiry reminders that have come due (default a
+    /// minute; whole seconds, without calendar months).
+    #[serde(default = "default_notices_every")]
+    pub every: Period,
     /// The relay notices are e-mailed through; without it, notices stay in the avvisi.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
@@ -198,11 +205,17 @@ fn default_main_password_alert_every() -> Period {
     Period::days(1)
 }
 
+fn default_notices_every() -> Period {
+    Period::seconds(60)
+}
+
 impl Default for NoticesConfig {
     fn default() -> Self {
         NoticesConfig {
             main_password_alert_every: default_main_password_alert_every(),
             retention: default_notices_retention(),
+            language: crate::wording::Language::default(),
+            every: default_notices_every(),
             smtp: None,
         }
     }
@@ -720,6 +733,17 @@ impl Config {
                 ),
             ));
         }
+        if self
+            .notices
+            .every
+            .as_std()
+            .is_none_or(|d| d > std::time::Duration::from_secs(86_400))
+        {
+            return Err(self.invalid(
+                "notices.every",
+                "must be a fixed period of at most a day (e.g. \"1m\")",
+            ));
+        }
         if let Some(smtp) = &self.notices.smtp {
             let loopback = smtp.host == "localhost"
                 || smtp
@@ -898,6 +922,7 @@ impl Config {
             hash_cost: self.argon2.cost(),
             seal_key: self.key_path(),
             email: self.notices.smtp.is_some(),
+            language: self.notices.language,
         }
     }
 
@@ -918,6 +943,7 @@ impl Config {
             zone: self.policy.settings().zone,
             main_password_alert_every: self.notices.main_password_alert_every,
             email: self.notices.smtp.is_some(),
+            language: self.notices.language,
             cache_entries: self.auth.cache_entries,
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,

@@ -43,3 +43,4 @@ pub mod protocol;
 mod proxy;
 pub mod secret;
 pub mod store;
+pub mod wording;

@@ -259,7 +259,7 @@ fn the_limit_and_the_protocols_of_the_mailbox_bound_every_password() {
         notices["notices"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("\"telefono\" no longer works"),
+            .contains("\"telefono\" non funziona più"),
         "{notices}"
     );
     assert_eq!(smtp_send(p, &fatture)["ok"], true);

@@ -73,7 +73,12 @@ fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_d
         m.to().unwrap().first().unwrap().address(),
         Some("mario@example.com")
     );
-    assert!(m.subject().unwrap().starts_with(ADDR), "{:?}", m.subject());
+    // Italian by default.
+    assert_eq!(
+        m.subject(),
+        Some(format!("{ADDR}: l'email di contatto è stata cambiata").as_str())
+    );
+    assert_eq!(m.header_raw("Content-Language").map(str::trim), Some("it"));
     assert!(m.date().is_some(), "a Date header");
     assert!(
         m.message_id()
@@ -84,13 +89,17 @@ fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_d
         Some("auto-generated")
     );
     let body = m.body_text(0).unwrap();
-    assert!(body.contains(&format!("Mailbox: {ADDR}")), "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines[0] == format!("Casella: {ADDR}") && lines[1].starts_with("Quando: "),
+        "{body}"
+    );
     assert!(
         body.contains("CET") || body.contains("CEST"),
         "dates in Rome: {body}"
     );
     assert!(
-        body.contains("Notices will now be sent to mario@example.com"),
+        body.contains("D'ora in poi gli avvisi saranno inviati anche a mario@example.com"),
         "{body}"
     );
     assert!(
@@ -211,4 +220,123 @@ fn a_refused_recipient_is_recorded_once_and_not_retried() {
         "{d:?}"
     );
     assert!(rig.mailbox.delivered().is_empty());
+}
+
+/// The English notices, from two `serve` processes on one store (one of them restarted
+/// between two milestones), e-mailed through a relay that wants STARTTLS and AUTH: each
+/// expiry reminder once, all the mail well formed, dates in Rome, no secret anywhere.
+#[test]
+fn reminders_from_two_processes_reach_a_starttls_relay_with_auth_once_each_in_english() {
+    let relay = common::servers::Relay::start("avvisi", "relay-secret-pw");
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    // Milestones 6 s (postponing opens), 11 s (5 s before) and 16 s (expiry) after the
+    // password is generated; the job looks every second.
+    let policy =
+        "app_password_validity = \"16s\"\npostpone_window = \"10s\"\nreminders_before = [\"5s\"]";
+    let notices = |dir: &std::path::Path| {
+        std::fs::write(dir.join("relay.pass"), "relay-secret-pw\n").unwrap();
+        format!(
+            "\n[notices]\nlanguage = \"en\"\nevery = \"1s\"\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"starttls\"\nca_file = \"{}\"\nuser = \"avvisi\"\npassword_file = \"relay.pass\"\n\
+             from = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+            relay.port,
+            relay.certificate().display()
+        )
+    };
+    let mut a = Proxy::configure(&mailbox, &mailbox, policy, "");
+    let extra = notices(a.dir.path());
+    let append = |p: &Proxy, extra: &str| {
+        let mut text = std::fs::read_to_string(p.config()).unwrap();
+        text.push_str(extra);
+        std::fs::write(p.config(), text).unwrap();
+    };
+    append(&a, &extra);
+    a.run();
+    let mut b = Proxy::configure(&mailbox, &mailbox, policy, "");
+    b.share_store_of(&a);
+    append(&b, &notices(b.dir.path()));
+    b.run();
+
+    a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    a.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
+    common::rig::two_factor_on(&a);
+    let password = a.ok(&["app-password", "generate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let reminders = |relay: &common::servers::Relay| -> Vec<String> {
+        relay
+            .delivered()
+            .iter()
+            .filter_map(|(raw, _)| {
+                let m = MessageParser::default().parse(raw).unwrap();
+                m.subject()
+                    .is_some_and(|s| s.ends_with("the app password expires"))
+                    .then(|| m.body_text(0).unwrap().into_owned())
+            })
+            .collect()
+    };
+    let wait_reminders = |n: usize| {
+        for _ in 0..600 {
+            if reminders(&relay).len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} reminders e-mailed, expected {n}\n{}\n{}",
+            reminders(&relay).len(),
+            a.log(),
+            std::fs::read_to_string(relay.dir.path().join("relay.log")).unwrap_or_default()
+        );
+    };
+    wait_reminders(1);
+    // A restart of one process between two milestones.
+    b.stop();
+    b.run();
+    wait_reminders(3);
+    // Both processes go on looking, every second: nothing more comes.
+    std::thread::sleep(Duration::from_secs(4));
+    let texts = reminders(&relay);
+    assert_eq!(texts.len(), 3, "each milestone once: {texts:#?}");
+    assert!(
+        texts[0].contains("you can postpone its expiry"),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[1].contains("(in 5 seconds)"), "{}", texts[1]);
+    assert!(texts[2].contains("expired on"), "{}", texts[2]);
+
+    let all = relay.delivered();
+    // set-contact, 2FA on, generated, and the three reminders.
+    assert_eq!(
+        all.len(),
+        6,
+        "{:#?}",
+        a.ok(&["mailbox", "notices", ADDR], None)
+    );
+    for (raw, envelope) in &all {
+        assert_eq!(envelope["tls"], true, "sent after STARTTLS: {envelope}");
+        assert_eq!(envelope["auth"], "avvisi", "sent after AUTH: {envelope}");
+        assert_eq!(
+            envelope["rcpt_tos"],
+            serde_json::json!(["mario@example.com"])
+        );
+        let text = String::from_utf8_lossy(raw);
+        for secret in [MAIN, password.as_str(), "relay-secret-pw"] {
+            assert!(!text.contains(secret), "no secret in a notice: {text}");
+        }
+        let m = MessageParser::default().parse(raw).unwrap();
+        assert_eq!(m.header_raw("Content-Language").map(str::trim), Some("en"));
+        let body = m.body_text(0).unwrap();
+        let lines: Vec<&str> = body.lines().collect();
+        assert!(
+            lines[0] == format!("Mailbox: {ADDR}") && lines[1].starts_with("When: "),
+            "{body}"
+        );
+        assert!(body.contains(" CET") || body.contains(" CEST"), "{body}");
+    }
+    let states = deliveries(&a);
+    assert!(states.iter().all(|d| d["state"] == "sent"), "{states:?}");
 }

@@ -30,19 +30,19 @@ use super::snapshot::{LiveSnapshot, Principal};
 use super::throttle::{Throttle, ThrottleSettings};
 use super::{Credentials, PasswordHasher};
 use crate::audit::history::HistoryWriter;
+use crate::policy::Period;
 use crate::policy::app_password;
 use crate::policy::login::{
     AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
 };
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
-use crate::policy::{Period, fmt_time};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use crate::store::{
-    AccessRecord, Alert, AppPasswordUse, Notice, NoticeKind, SealedSecrets, StoreError,
-    StoreLocation,
+    AccessRecord, Alert, AppPasswordUse, Notice, SealedSecrets, StoreError, StoreLocation,
 };
+use crate::wording::{Language, Locale, Said};
 
 /// How often the snapshot thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -223,6 +223,8 @@ pub struct AuthSettings {
     pub main_password_alert_every: Period,
     /// Whether notices are e-mailed (to the mailbox's contact).
     pub email: bool,
+    /// The language alerts are written in.
+    pub language: Language,
     /// How long a cached verification is reused.
     pub cache_ttl: Duration,
     /// Cached verifications kept at most.
@@ -259,6 +261,7 @@ pub struct Authenticator {
     zone: jiff::tz::TimeZone,
     main_password_alert_every: Period,
     email: bool,
+    language: Language,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -324,6 +327,7 @@ impl Authenticator {
             zone: settings.zone,
             main_password_alert_every: settings.main_password_alert_every,
             email: settings.email,
+            language: settings.language,
         })
     }
 
@@ -636,19 +640,20 @@ impl Authenticator {
         else {
             return None;
         };
-        let message = format!(
-            "The main password of the mailbox was used in a mail program on {} from {} ({}, login {}) \
-             while two-step verification is on: it was refused. If this was not you, someone knows \
-             the main password: change it. If it was a mail program of yours, give it an app password.",
-            fmt_time(at, &self.zone),
-            ctx.peer,
-            ctx.protocol,
-            verdict.login
-        );
+        let said = Said::MainPasswordUsed {
+            at,
+            client: ctx.peer.to_string(),
+            protocol: ctx.protocol.to_string(),
+            login: verdict.login.clone(),
+        };
+        let locale = Locale {
+            language: self.language,
+            zone: self.zone.clone(),
+        };
         Some(Alert {
             address: mailbox.address.clone(),
-            email_to: mailbox.contact.clone().filter(|_| self.email),
-            notice: Notice::new(at, NoticeKind::MainPasswordUsed, message),
+            email_to: mailbox.email_to(self.email),
+            notice: Notice::said(at, said, &locale),
             quiet_since: self.main_password_alert_every.before(at, &self.zone),
         })
     }
@@ -687,6 +692,7 @@ mod tests {
             zone: jiff::tz::TimeZone::UTC,
             main_password_alert_every: crate::policy::Period::days(1),
             email: false,
+            language: Language::En,
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 1024,
             hash_workers: 2,
@@ -1098,7 +1104,7 @@ mod tests {
             .unwrap()
             .notices
             .into_iter()
-            .filter(|n| n.kind == NoticeKind::MainPasswordUsed)
+            .filter(|n| n.kind == crate::store::NoticeKind::MainPasswordUsed)
             .collect();
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         let text = &alerts[0].message;

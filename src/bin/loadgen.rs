@@ -175,6 +175,7 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
         hash_cost: sentinella::config::Argon2Config::default().cost(),
         seal_key: tmp.join("k"),
         email: false,
+        language: sentinella::wording::Language::It,
     };
     let mut manager = Manager::new(location.open_manage().unwrap(), settings).unwrap();
     // When postponing opens for the ones generated on 01/09: 17/11 in Rome.

@@ -10,9 +10,10 @@ use super::outcome::{
 };
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
 use crate::policy::mailbox::NewAppPassword as Issue;
-use crate::policy::{Mailbox, PolicyError, ProtocolSet, app_password, fmt_time};
+use crate::policy::{Mailbox, PolicyError, ProtocolSet, app_password};
 use crate::secret::Secret;
-use crate::store::{EventAction, NoticeKind};
+use crate::store::EventAction;
+use crate::wording::Said;
 
 /// The warning before deactivating.
 const DEACTIVATE_WARNING: &str = "Deactivating the app password ends access for every mail program that uses it, at \
@@ -67,19 +68,11 @@ impl Manager {
             let record = if regenerate {
                 Record::new(EventAction::AppPasswordRegenerate)
                     .detail(name.clone())
-                    .notice(
-                        NoticeKind::AppPassword,
-                        format!(
-                            "A new app password \"{name}\" was generated; the previous one no longer works."
-                        ),
-                    )
+                    .notice(Said::AppPasswordRegenerated { name: name.clone() })
             } else {
                 Record::new(EventAction::AppPasswordGenerate)
                     .detail(name.clone())
-                    .notice(
-                        NoticeKind::AppPassword,
-                        format!("An app password for mail programs, \"{name}\", was generated."),
-                    )
+                    .notice(Said::AppPasswordGenerated { name: name.clone() })
             };
             Ok(((name, created, expires), record))
         })?;
@@ -114,13 +107,10 @@ impl Manager {
             let (name, expires_at, postponed) = (ap.name.clone(), ap.expires_at, ap.postponed);
             let record = Record::new(EventAction::AppPasswordPostpone)
                 .detail(name.clone())
-                .notice(
-                    NoticeKind::AppPassword,
-                    format!(
-                        "The expiry of the app password \"{name}\" was postponed: the same password now works until {}.",
-                        fmt_time(expires_at, &s.zone)
-                    ),
-                );
+                .notice(Said::AppPasswordPostponed {
+                    name: name.clone(),
+                    until: expires_at,
+                });
             Ok(((name, expires_at, postponed), record))
         })?;
         Ok(Postponed {
@@ -155,17 +145,11 @@ impl Manager {
             } else {
                 vec![m.deactivate_app_password(name)?.name]
             };
-            let list = names
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
             let record = Record::new(EventAction::AppPasswordDeactivate)
                 .detail(names.join(", "))
-                .notice(
-                    NoticeKind::AppPassword,
-                    format!("App password {list} deactivated."),
-                );
+                .notice(Said::AppPasswordsDeactivated {
+                    names: names.clone(),
+                });
             Ok((names, record))
         })?;
         Ok(Deactivated {

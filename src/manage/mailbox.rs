@@ -9,8 +9,9 @@ use super::outcome::{
 use super::{Actor, Ask, ManageError, Manager, PasswordFor, Record, Warning, journal};
 use crate::policy::names::{normalize_address, normalize_login};
 use crate::policy::{Mailbox, Plan, PolicyError, Protocol};
+use crate::store::EventAction;
 use crate::store::sealed::SealKey;
-use crate::store::{EventAction, NoticeKind};
+use crate::wording::{NarrowedTo, Said};
 
 fn contact(c: &str) -> Result<String, PolicyError> {
     normalize_address(c).map_err(|_| PolicyError::BadContact(c.to_owned()))
@@ -55,6 +56,7 @@ impl Manager {
             now,
             Record::new(EventAction::MailboxAdd),
             &[],
+            &self.settings.locale(),
         )?;
         tx.commit()?;
         self.view(&m, now)
@@ -102,6 +104,7 @@ impl Manager {
             now,
             Record::new(EventAction::MailboxRemove),
             &[],
+            &self.settings.locale(),
         )?;
         tx.commit()?;
         Ok(Removed {
@@ -147,10 +150,8 @@ impl Manager {
             }
             None => {
                 m.password_hash = hash;
-                let record = Record::new(EventAction::MailboxSetPassword).notice(
-                    NoticeKind::PasswordChanged,
-                    "The main password of the mailbox was changed.",
-                );
+                let record =
+                    Record::new(EventAction::MailboxSetPassword).notice(Said::MainPasswordChanged);
                 Ok((m.address.clone(), record))
             }
         })?;
@@ -219,16 +220,14 @@ impl Manager {
         let ((), m) = self.change(actor, address, now, |_, m| {
             let old = m.contact.replace(email.clone());
             let detail = format!("{} -> {email}", old.as_deref().unwrap_or("-"));
-            let notice = match &old {
-                Some(old) => {
-                    format!("The contact e-mail for notices was changed from {old} to {email}.")
-                }
-                None => format!("Notices will now be sent to {email}."),
+            let notice = Said::ContactChanged {
+                old: old.clone(),
+                new: email.clone(),
             };
             // Told to the old address too: whoever changed it, its owner learns of it.
             let record = Record::new(EventAction::MailboxSetContact)
                 .detail(detail)
-                .notice(NoticeKind::ContactChanged, notice)
+                .notice(notice)
                 .also_email(old.filter(|o| *o != email));
             Ok(((), record))
         })?;
@@ -258,24 +257,20 @@ impl Manager {
             let narrowed = m.set_protocols(enable, disable)?;
             let mut record = Record::new(EventAction::MailboxProtocols).detail(detail);
             // The owner learns which app passwords now work with less, or not at all.
-            let told: Vec<String> = narrowed
-                .iter()
-                .map(|n| {
-                    if n.scope.is_empty() {
-                        format!(
-                            "the app password \"{}\" no longer works: none of its protocols is enabled",
-                            n.name
-                        )
-                    } else {
-                        format!("the app password \"{}\" now works only with {}", n.name, n.scope)
-                    }
-                })
-                .collect();
-            if !told.is_empty() {
-                record = record.notice(
-                    NoticeKind::AppPassword,
-                    format!("Mail protocols changed: {}.", told.join("; ")),
-                );
+            if !narrowed.is_empty() {
+                record = record.notice(Said::ProtocolsNarrowed {
+                    passwords: narrowed
+                        .iter()
+                        .map(|n| NarrowedTo {
+                            name: n.name.clone(),
+                            scope: if n.scope.is_empty() {
+                                String::new()
+                            } else {
+                                n.scope.to_string()
+                            },
+                        })
+                        .collect(),
+                });
             }
             Ok((narrowed, record))
         })?;

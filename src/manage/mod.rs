@@ -36,7 +36,8 @@ use crate::policy::names::{check_new_password, normalize_address};
 use crate::policy::{Mailbox, PolicyError, PolicySettings};
 use crate::secret::Secret;
 pub use crate::store::Actor;
-use crate::store::{Event, EventAction, ManageStore, Notice, NoticeKind, StoreError, Transaction};
+use crate::store::{Event, EventAction, ManageStore, Notice, StoreError, Transaction};
+use crate::wording::{Language, Locale, Said};
 
 /// Why an action did not happen. Nothing was changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -156,13 +157,25 @@ pub struct ManageSettings {
     pub seal_key: PathBuf,
     /// Whether notices are e-mailed (`[notices.smtp]` is configured).
     pub email: bool,
+    /// The language notices are written in.
+    pub language: Language,
+}
+
+impl ManageSettings {
+    /// How notices are put into words: the configured language, the policy's zone.
+    pub fn locale(&self) -> Locale {
+        Locale {
+            language: self.language,
+            zone: self.policy.zone.clone(),
+        }
+    }
 }
 
 /// The event and notice one action records.
 struct Record {
     action: EventAction,
     detail: Option<String>,
-    notice: Option<(NoticeKind, String)>,
+    notice: Option<Said>,
     /// The login names of the mailbox changed (a multi-user account added, removed or
     /// given a new password): cached verifications must not survive it.
     logins_changed: bool,
@@ -186,8 +199,8 @@ impl Record {
         self
     }
 
-    fn notice(mut self, kind: NoticeKind, message: impl Into<String>) -> Self {
-        self.notice = Some((kind, message.into()));
+    fn notice(mut self, said: Said) -> Self {
+        self.notice = Some(said);
         self
     }
 
@@ -261,6 +274,7 @@ impl Manager {
     ) -> Result<(T, Mailbox), ManageError> {
         let address = normalize_address(address)?;
         let email = self.settings.email;
+        let locale = self.settings.locale();
         let mut tx = self.store.begin()?;
         let mut m = tx
             .mailbox(&address)?
@@ -271,19 +285,10 @@ impl Manager {
             m.version += 1;
         }
         tx.save_mailbox(&m, now)?;
-        let to = email_to(email, &m);
-        journal(&mut *tx, actor, &address, now, record, &to)?;
+        let to: Vec<String> = m.email_to(email).into_iter().collect();
+        journal(&mut *tx, actor, &address, now, record, &to, &locale)?;
         tx.commit()?;
         Ok((out, m))
-    }
-}
-
-/// Where a notice about `m` is e-mailed: its contact, when e-mail is configured (`email`)
-/// — "a mailbox without a contact address gets avvisi only".
-fn email_to(email: bool, m: &Mailbox) -> Vec<String> {
-    match (&m.contact, email) {
-        (Some(c), true) => vec![c.clone()],
-        _ => Vec::new(),
     }
 }
 
@@ -295,6 +300,7 @@ fn journal(
     now: Timestamp,
     record: Record,
     email_to: &[String],
+    locale: &Locale,
 ) -> Result<(), StoreError> {
     tx.record_event(&Event {
         at: now,
@@ -303,10 +309,10 @@ fn journal(
         action: record.action,
         detail: record.detail,
     })?;
-    if let Some((kind, message)) = record.notice {
+    if let Some(said) = record.notice {
         let mut to = email_to.to_vec();
         to.extend(record.also_email);
-        tx.record_notice(address, &Notice::new(now, kind, message), &to, now)?;
+        tx.record_notice(address, &Notice::said(now, said, locale), &to, now)?;
     }
     Ok(())
 }
@@ -369,6 +375,7 @@ pub(crate) mod testing {
             hash_cost: HashCost::CHEAP,
             seal_key: dir.path().join("s.key"),
             email: true,
+            language: crate::wording::Language::It,
         };
         let m = Manager::new(location.open_manage().unwrap(), settings).unwrap();
         (dir, m, location)

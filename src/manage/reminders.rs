@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::{ManageError, Manager};
 use crate::policy::app_password::Milestone;
-use crate::policy::fmt_time;
 use crate::policy::mailbox::DueReminder;
-use crate::store::{Actor, Event, EventAction, Notice, NoticeKind};
+use crate::store::{Actor, Event, EventAction, Notice};
+use crate::wording::{Reminder, Said};
 
 /// Mailboxes read per round.
 const ROUND: u32 = 500;
@@ -31,6 +31,7 @@ impl Manager {
     pub fn send_reminders(&mut self, now: Timestamp) -> Result<RemindersSent, ManageError> {
         let s = self.settings.policy.clone();
         let s_email = self.settings.email;
+        let locale = self.settings.locale();
         let mut sent = RemindersSent::default();
         // Every round moves the due passwords past `now`, so rounds end; the bound is a
         // guard against a store that does not keep what it is given.
@@ -45,7 +46,7 @@ impl Manager {
                 };
                 let before: Vec<_> = m.app_passwords.iter().map(|a| a.next_reminder_at).collect();
                 let reminders = m.take_due_reminders(now, &s);
-                let email_to = super::email_to(s_email, &m);
+                let email_to: Vec<String> = m.email_to(s_email).into_iter().collect();
                 let mut wrote = false;
                 for r in &reminders {
                     let mut latest = false;
@@ -56,7 +57,7 @@ impl Manager {
                     if !latest {
                         continue;
                     }
-                    let notice = Notice::new(now, NoticeKind::ExpiryReminder, message(r, &s.zone));
+                    let notice = Notice::said(now, said(r), &locale);
                     tx.record_notice(address, &notice, &email_to, now)?;
                     tx.record_event(&Event {
                         at: now,
@@ -85,22 +86,16 @@ impl Manager {
     }
 }
 
-/// The reminder's words: which password, its date, and what to do.
-fn message(r: &DueReminder, zone: &jiff::tz::TimeZone) -> String {
-    let (name, date) = (&r.name, fmt_time(r.expires_at, zone));
-    match &r.milestone {
-        Milestone::PostponeOpens => format!(
-            "The app password \"{name}\" expires on {date}. From now on you can postpone its expiry \
-             (Posticipa scadenza): the same password goes on working."
-        ),
-        Milestone::Before(p) => format!(
-            "The app password \"{name}\" expires on {date} (in {p}): postpone its expiry or generate a new \
-             one, or mail programs using it will be refused."
-        ),
-        Milestone::Expired => format!(
-            "The app password \"{name}\" expired on {date}: mail programs using it are refused. Postpone its \
-             expiry or generate a new one."
-        ),
+/// What the reminder says: which password, its date, which milestone.
+fn said(r: &DueReminder) -> Said {
+    Said::Reminder {
+        name: r.name.clone(),
+        expires_at: r.expires_at,
+        reminder: match &r.milestone {
+            Milestone::PostponeOpens => Reminder::PostponeOpens,
+            Milestone::Before(period) => Reminder::Before { period: *period },
+            Milestone::Expired => Reminder::Expired,
+        },
     }
 }
 
@@ -141,7 +136,7 @@ mod tests {
             .unwrap()
             .notices
             .into_iter()
-            .filter(|n| n.kind == NoticeKind::ExpiryReminder)
+            .filter(|n| n.kind == crate::store::NoticeKind::ExpiryReminder)
             .map(|n| n.message)
             .collect();
         v.reverse();
@@ -188,9 +183,16 @@ mod tests {
         );
         let texts = reminders(&m);
         assert_eq!(texts.len(), 3, "{texts:?}");
-        assert!(texts[0].contains("15/02/2023 10:00 CET") && texts[0].contains("postpone"));
-        assert!(texts[1].contains("(in 3d)"));
-        assert!(texts[2].contains("expired on 15/02/2023 10:00 CET"));
+        // In Italian, the testing manager's language, with the dates in Rome.
+        assert!(
+            texts[0].contains("scade il 15/02/2023 10:00 CET") && texts[0].contains("posticiparne"),
+            "{texts:?}"
+        );
+        assert!(texts[1].contains("(tra 3 giorni)"), "{texts:?}");
+        assert!(
+            texts[2].contains("è scaduta il 15/02/2023 10:00 CET"),
+            "{texts:?}"
+        );
         let events = m.events(ADDR).unwrap().events;
         assert_eq!(
             events

@@ -138,7 +138,7 @@ fn contact_changes_and_postponing_tell_the_owner() {
     let err = m.set_contact(&op, ADDR, "not an address", t).unwrap_err();
     assert_eq!(err.code(), "bad_contact");
     let notice = &m.notices(ADDR).unwrap().notices[0];
-    assert_eq!(notice.kind, NoticeKind::ContactChanged);
+    assert_eq!(notice.kind, crate::store::NoticeKind::ContactChanged);
     assert!(
         notice.message.contains("old@example.com") && notice.message.contains("new@example.com"),
         "{notice:?}"
@@ -158,7 +158,7 @@ fn contact_changes_and_postponing_tell_the_owner() {
     let p = m.postpone_app_password(&op, ADDR, None, opens).unwrap();
     assert_eq!(p.postponed, 1);
     let notice = &m.notices(ADDR).unwrap().notices[0];
-    assert_eq!(notice.kind, NoticeKind::AppPassword);
+    assert_eq!(notice.kind, crate::store::NoticeKind::AppPassword);
     assert!(
         notice
             .message

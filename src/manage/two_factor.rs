@@ -8,7 +8,8 @@ use crate::policy::PolicyError;
 use crate::policy::mailbox::{Confirmed, DevicePurpose, ReplaceAuthority};
 use crate::policy::totp::DeviceSecret;
 use crate::secret::Secret;
-use crate::store::{EventAction, NoticeKind};
+use crate::store::EventAction;
+use crate::wording::Said;
 
 /// The seeds' warning before turning 2FA off.
 const DISABLE_WARNING: &str = "Turning off two-step verification lowers the security of the mailbox (\"diminuirai il \
@@ -56,14 +57,12 @@ impl Manager {
     ) -> Result<DeviceConfirmed, ManageError> {
         let (result, m) = self.change(actor, address, now, |_, m| {
             let record = match m.confirm_device(code, now)? {
-                Confirmed::Enabled => Record::new(EventAction::TwoFactorEnabled).notice(
-                    NoticeKind::TwoFactor,
-                    "Two-step verification was turned on: mail programs now need an app password.",
-                ),
-                Confirmed::Replaced => Record::new(EventAction::TwoFactorDeviceReplaced).notice(
-                    NoticeKind::TwoFactor,
-                    "A new device was associated for two-step verification.",
-                ),
+                Confirmed::Enabled => {
+                    Record::new(EventAction::TwoFactorEnabled).notice(Said::TwoFactorOn)
+                }
+                Confirmed::Replaced => {
+                    Record::new(EventAction::TwoFactorDeviceReplaced).notice(Said::DeviceReplaced)
+                }
             };
             let result = match record.action {
                 EventAction::TwoFactorEnabled => DeviceResult::Enabled,
@@ -94,10 +93,7 @@ impl Manager {
         ask.confirm(&Warning(DISABLE_WARNING.into()))?;
         let ((), m) = self.change(actor, address, now, |_, m| {
             m.disable_2fa(code, now)?;
-            let record = Record::new(EventAction::TwoFactorDisable).notice(
-                NoticeKind::TwoFactor,
-                "Two-step verification was turned off; the app password was revoked.",
-            );
+            let record = Record::new(EventAction::TwoFactorDisable).notice(Said::TwoFactorOff);
             Ok(((), record))
         })?;
         Ok(TwoFactorDisabled {
@@ -122,10 +118,7 @@ impl Manager {
                 ReplaceAuthority::Code(code),
                 Record::new(EventAction::TwoFactorReplaceDevice)
                     .detail("authorised with a code from the current device")
-                    .notice(
-                        NoticeKind::TwoFactor,
-                        "Replacement of the two-step verification device started, authorised from the current device.",
-                    ),
+                    .notice(Said::ReplaceStarted),
             ),
             (None, Actor::Operator(name)) => (
                 ReplaceAuthority::OperatorOverride,
@@ -133,11 +126,7 @@ impl Manager {
                     .detail(format!(
                         "OPERATOR OVERRIDE by {name} (no code from the current device)"
                     ))
-                    .notice(
-                        NoticeKind::TwoFactor,
-                        "An operator started replacing the two-step verification device without a code from the \
-                         current device. If you did not ask for this, contact support.",
-                    ),
+                    .notice(Said::ReplaceByOperator),
             ),
             (None, _) => return Err(PolicyError::OverrideNeedsOperator.into()),
         };

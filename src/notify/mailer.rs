@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::UpstreamTls;
-use crate::policy::{Period, fmt_time};
+use crate::policy::Period;
 use crate::secret::Secret;
-use crate::store::{DeliveryState, NoticeKind, Outbox, OutgoingEmail, StoreLocation};
+use crate::store::{DeliveryState, Outbox, OutgoingEmail, StoreLocation};
+use crate::wording::{self, Language, Locale};
 
 /// How often the mailer looks for e-mails due.
 const EVERY: Duration = Duration::from_secs(5);
@@ -25,6 +25,9 @@ const EVERY: Duration = Duration::from_secs(5);
 const ROUND: u32 = 50;
 /// The longest pause between two tries.
 const MAX_PAUSE: Period = Period::seconds(3_600);
+/// How long an e-mail taken for a try is left to the mailer that took it before another
+/// may try it (longer than one try can last: the relay's timeout is 30 s).
+const LEASE: Period = Period::seconds(120);
 
 /// The relay and what the messages say, resolved from the configuration.
 #[derive(Clone)]
@@ -43,8 +46,8 @@ pub(crate) struct MailerSettings {
     pub(crate) from: String,
     /// The first pause after a failed try; it doubles with each try, up to an hour.
     pub(crate) retry: Period,
-    /// Dates in the messages.
-    pub(crate) zone: TimeZone,
+    /// The language and the dates of the messages.
+    pub(crate) locale: Locale,
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): no vacation replies, no loops.
@@ -63,16 +66,20 @@ impl Header for AutoSubmitted {
     }
 }
 
-fn subject(kind: NoticeKind, address: &str) -> String {
-    let what = match kind {
-        NoticeKind::PasswordChanged => "the main password was changed",
-        NoticeKind::TwoFactor => "two-step verification",
-        NoticeKind::AppPassword => "app password for mail programs",
-        NoticeKind::ContactChanged => "the contact e-mail was changed",
-        NoticeKind::MainPasswordUsed => "the main password was used in a mail program",
-        NoticeKind::ExpiryReminder => "the app password expires",
-    };
-    format!("{address}: {what}")
+/// `Content-Language` (RFC 3282): the language of the text.
+#[derive(Clone)]
+struct ContentLanguage(Language);
+
+impl Header for ContentLanguage {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Language")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ContentLanguage(s.trim().parse()?))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.as_str().into())
+    }
 }
 
 /// The message for one e-mail: never a secret (notices hold none).
@@ -81,20 +88,20 @@ fn message(s: &MailerSettings, e: &OutgoingEmail) -> Result<Message, String> {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let body = format!(
-        "Mailbox: {}\nDate: {}\n\n{}\n\n-- \nThis message was sent automatically about your mailbox; \
-         replies are not read.\n",
-        e.address,
-        fmt_time(e.notice.at, &s.zone),
-        e.notice.message
-    );
+    let text = e.notice.text(&s.locale);
+    let body = wording::email_body(&e.address, e.notice.at, &text, &s.locale);
     Message::builder()
         .from(s.from.parse().map_err(|e| format!("from: {e}"))?)
         .to(e.recipient.parse().map_err(|e| format!("recipient: {e}"))?)
-        .subject(subject(e.notice.kind, &e.address))
+        .subject(wording::subject(
+            e.notice.kind,
+            &e.address,
+            s.locale.language,
+        ))
         .date_now()
         .message_id(Some(format!("<notice-{}-{nonce}@{from_domain}>", e.id)))
         .header(AutoSubmitted)
+        .header(ContentLanguage(s.locale.language))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| e.to_string())
@@ -141,7 +148,7 @@ fn outcome(
         Err(err) => (
             // 4xx, or the relay unreachable.
             DeliveryState::Pending,
-            Some(pause(s.retry, e.attempts).after(now, &s.zone)),
+            Some(pause(s.retry, e.attempts).after(now, &s.locale.zone)),
             Some(err.to_string()),
         ),
     }
@@ -174,6 +181,10 @@ pub(crate) async fn round(
     }
     let mailer = transport(s)?;
     for e in &due {
+        // Another mailer on the store (a second node) may have taken it since.
+        if !claim(store, e.id, now, LEASE.after(now, &s.locale.zone)).await? {
+            continue;
+        }
         let result = match message(s, e) {
             Ok(m) => mailer.send(m).await.map(drop),
             Err(why) => {
@@ -198,6 +209,23 @@ pub(crate) async fn round(
         record(store, e.id, result, now).await?;
     }
     Ok(due.len())
+}
+
+async fn claim(
+    store: &Arc<Mutex<Box<dyn Outbox>>>,
+    id: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool, String> {
+    let st = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        st.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .claim_email(id, now, until)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 async fn record(
@@ -245,6 +273,8 @@ pub(crate) fn spawn(location: StoreLocation, settings: MailerSettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wording::{Reminder, Said};
+    use jiff::tz::TimeZone;
 
     #[test]
     fn the_pause_doubles_up_to_an_hour() {
@@ -264,16 +294,29 @@ mod tests {
             auth: None,
             from: "avvisi@pec.example.it".into(),
             retry: Period::seconds(60),
-            zone: TimeZone::get("Europe/Rome").unwrap(),
+            locale: Locale {
+                language: Language::It,
+                zone: TimeZone::get("Europe/Rome").unwrap(),
+            },
         };
         let e = OutgoingEmail {
             id: 7,
             address: "mario@pec.example.it".into(),
             recipient: "mario@example.com".into(),
-            notice: crate::store::Notice::new(
+            notice: crate::store::Notice::said(
                 "2023-02-15T13:30:00Z".parse().unwrap(),
-                NoticeKind::ExpiryReminder,
-                "expires soon",
+                Said::Reminder {
+                    name: "fatture".into(),
+                    expires_at: "2023-02-16T13:30:00Z".parse().unwrap(),
+                    reminder: Reminder::Before {
+                        period: Period::days(1),
+                    },
+                },
+                // Written in English, e-mailed in the mailer's language.
+                &Locale {
+                    language: Language::En,
+                    zone: TimeZone::UTC,
+                },
             ),
             attempts: 0,
         };
@@ -285,10 +328,23 @@ mod tests {
             "Date: ",
             "Message-ID: <notice-7-",
             "Auto-Submitted: auto-generated",
+            "Content-Language: it",
         ] {
             assert!(raw.contains(header), "{header} in {raw}");
         }
-        assert!(raw.contains("15/02/2023 14:30 CET"), "{raw}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        let body = parsed.body_text(0).unwrap();
+        assert!(body.contains("Quando: 15/02/2023 14:30 CET"), "{body}");
+        assert!(
+            body.contains("\"fatture\" scade il 16/02/2023 14:30 CET (tra 1 giorno)"),
+            "{body}"
+        );
+        assert_eq!(
+            parsed.subject(),
+            Some("mario@pec.example.it: scadenza della password per programmi di posta")
+        );
         let bad = OutgoingEmail {
             recipient: "not an address".into(),
             ..e

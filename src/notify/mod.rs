@@ -13,11 +13,9 @@ use jiff::Timestamp;
 use crate::manage::{ManageSettings, Manager};
 use crate::store::StoreLocation;
 
-/// How often the job looks for reminders that have come due.
-const EVERY: Duration = Duration::from_secs(60);
-
-/// Runs a pass now and then every minute, off the reactor, for as long as the proxy runs.
-pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings) {
+/// Runs a pass now and then `every` (`notices.every`), off the reactor, for as long as the
+/// proxy runs.
+pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings, every: Duration) {
     tokio::spawn(async move {
         let mut manager: Option<Manager> = None;
         loop {
@@ -44,11 +42,11 @@ pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings) {
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "the notice job failed; trying again in a minute")
+                    tracing::error!(error = %e, "the notice job failed; trying again shortly")
                 }
                 Err(e) => tracing::error!(error = %e, "the notice job stopped"),
             }
-            tokio::time::sleep(EVERY).await;
+            tokio::time::sleep(every).await;
         }
     });
 }

@@ -219,6 +219,13 @@ impl Mailbox {
         }
     }
 
+    /// Where a notice about the mailbox is e-mailed: its contact, when notices are
+    /// e-mailed at all (`email_on`) — "a mailbox without a contact address gets avvisi
+    /// only".
+    pub fn email_to(&self, email_on: bool) -> Option<String> {
+        self.contact.clone().filter(|_| email_on)
+    }
+
     /// Whether two-step verification is on.
     pub fn two_factor_on(&self) -> bool {
         self.device.is_some()

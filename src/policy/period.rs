@@ -64,6 +64,11 @@ impl Period {
         }
     }
 
+    /// Its calendar months, calendar days and seconds.
+    pub fn parts(&self) -> (u32, u32, u64) {
+        (self.months, self.days, self.seconds)
+    }
+
     /// The shorter of two fixed periods (`self` if either has calendar months).
     pub fn min_by_seconds(self, other: Period) -> Period {
         match (self.as_std(), other.as_std()) {
@@ -197,6 +202,12 @@ impl fmt::Display for Period {
             }
         }
         f.write_str(&parts.join(" "))
+    }
+}
+
+impl serde::Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -107,7 +107,10 @@ fn mailer_settings(
         auth,
         from: smtp.from.clone(),
         retry: smtp.retry,
-        zone: config.policy.settings().zone,
+        locale: crate::wording::Locale {
+            language: config.notices.language,
+            zone: config.policy.settings().zone,
+        },
     })
 }
 
@@ -155,7 +158,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let store = config.store_location();
     store.prepare()?;
     crate::audit::retention::spawn(store.clone(), config.retention_settings());
-    crate::notify::spawn(store.clone(), config.manage_settings());
+    crate::notify::spawn(
+        store.clone(),
+        config.manage_settings(),
+        config
+            .notices
+            .every
+            .as_std()
+            .unwrap_or(Duration::from_secs(60)),
+    );
     if let Some(smtp) = &config.notices.smtp {
         let settings = mailer_settings(&config, smtp)?;
         crate::notify::mailer::spawn(store.clone(), settings);

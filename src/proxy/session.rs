@@ -316,6 +316,7 @@ mod tests {
             zone: jiff::tz::TimeZone::UTC,
             main_password_alert_every: crate::policy::Period::days(1),
             email: false,
+            language: crate::wording::Language::It,
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,
             hash_workers: 1,

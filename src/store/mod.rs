@@ -187,6 +187,15 @@ pub trait Retention: Send {
 pub trait Outbox: Send {
     /// E-mails due at `now` (pending, their next try come), oldest first, at most `limit`.
     fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError>;
+    /// Takes e-mail `id` for one try, if it is still due at `now` (no other process took
+    /// it): it is not due again before `until`, so two mailers on one store never send it
+    /// both. Returns whether it was taken.
+    fn claim_email(
+        &mut self,
+        id: i64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Records the outcome of one try: sent, to be tried again at `retry_at`, or failed for
     /// good.
     fn email_tried(

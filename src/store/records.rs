@@ -12,6 +12,7 @@ use crate::policy::json_time;
 use crate::policy::login::{AccessResult, CredentialKind};
 use crate::policy::names::{UnknownName, named_enum};
 use crate::policy::{Mailbox, Protocol};
+use crate::wording::{Locale, Said};
 
 /// Who did a management action: recorded with every event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,8 +174,12 @@ pub struct Notice {
     pub at: Timestamp,
     /// What about.
     pub kind: NoticeKind,
-    /// The text.
+    /// The text, as first written (in the configured language).
     pub message: String,
+    /// What it said, to be put into another language ([`Notice::text`]); absent on
+    /// notices from before it was kept.
+    #[serde(skip)]
+    pub said: Option<Said>,
     /// Its e-mails, one per recipient (none when e-mail is off or there is no contact).
     pub deliveries: Vec<Delivery>,
 }
@@ -186,8 +191,26 @@ impl Notice {
             at,
             kind,
             message: message.into(),
+            said: None,
             deliveries: Vec::new(),
         }
+    }
+
+    /// A notice of what was `said`, in `locale`'s words.
+    pub fn said(at: Timestamp, said: Said, locale: &Locale) -> Self {
+        Notice {
+            message: said.render(locale),
+            said: Some(said.clone()),
+            ..Notice::new(at, said.kind(), "")
+        }
+    }
+
+    /// Its text for a reader in `locale` (the words first written, when what it said was
+    /// not kept).
+    pub fn text(&self, locale: &Locale) -> String {
+        self.said
+            .as_ref()
+            .map_or_else(|| self.message.clone(), |s| s.render(locale))
     }
 }
 

@@ -13,15 +13,15 @@ use super::{CHEAP_ARGON2, Run, run_binary};
 ///
 /// `bind(0)` hands out a port and forgets it once released, so two test processes running
 /// in parallel could be given the same one before either server binds it. Instead each
-/// process takes ports from its own block of 20, chosen by its PID, below Linux's
+/// process takes ports from its own block of 40, chosen by its PID, below Linux's
 /// ephemeral range (so outgoing connections do not take them) and above the shipped
 /// config's 10xxx/11xxx ports; a port found busy is skipped.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let block = 12_000 + (std::process::id() % 1_000) as u16 * 20;
-    for _ in 0..20 {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+    let block = 12_000 + (std::process::id() % 500) as u16 * 40;
+    for _ in 0..40 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 40;
         let port = block + offset;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
@@ -258,15 +258,9 @@ service anvil {{
 
     /// The messages the sink received so far, in order, byte for byte.
     pub fn delivered(&self) -> Vec<Vec<u8>> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sink"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        names.sort();
-        names
+        sunk(&self.dir.path().join("sink"))
             .into_iter()
-            .map(|p| std::fs::read(p).unwrap())
+            .map(|(m, _)| m)
             .collect()
     }
 
@@ -284,6 +278,125 @@ service anvil {{
 impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The messages an SMTP sink saved in `dir`, in order, each with its envelope (sender,
+/// recipients, whether it came over TLS, the AUTH user).
+fn sunk(dir: &Path) -> Vec<(Vec<u8>, serde_json::Value)> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| {
+            let envelope = std::fs::read(p.with_extension("json")).unwrap();
+            (
+                std::fs::read(&p).unwrap(),
+                serde_json::from_slice(&envelope).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A provider's relay for the notices: the tests' aiosmtpd sink on its own, offering
+/// STARTTLS with a certificate of its own (made here with openssl) and requiring AUTH.
+pub struct Relay {
+    child: Option<Child>,
+    /// Its folder: certificate, key, the messages.
+    pub dir: tempfile::TempDir,
+    /// Where it listens.
+    pub port: u16,
+}
+
+impl Relay {
+    /// Starts it, with `user` and `password` the only AUTH it accepts.
+    pub fn start(user: &str, password: &str) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("relay.crt"), dir.path().join("relay.key"));
+        // A CA of its own, and the relay's certificate signed by it (webpki refuses a CA
+        // certificate used as the server's own).
+        let d = dir.path();
+        std::fs::write(
+            d.join("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let path = |name: &str| d.join(name).to_str().unwrap().to_owned();
+        let openssl = |args: String| {
+            let ok = Command::new("openssl")
+                .args(args.split(' '))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl")
+                .success();
+            assert!(ok, "openssl {args}");
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        let (ca_key, ca_crt, csr) = (path("ca.key"), path("ca.crt"), path("relay.csr"));
+        openssl(format!(
+            "req -x509 -days 2 -subj /CN=relay-ca {ec} -keyout {ca_key} -out {ca_crt}"
+        ));
+        openssl(format!(
+            "req -subj /CN=127.0.0.1 {ec} -keyout {} -out {csr}",
+            key.display()
+        ));
+        openssl(format!(
+            "x509 -req -days 2 -CAcreateserial -in {csr} -CA {ca_crt} -CAkey {ca_key} -extfile {} -out {}",
+            path("leaf.ext"),
+            cert.display()
+        ));
+        std::fs::create_dir(dir.path().join("sink")).unwrap();
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/smtp_sink.py"
+            ))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--dir")
+            .arg(dir.path().join("sink"))
+            .arg("--starttls")
+            .args([&cert, &key])
+            .args(["--auth", user, password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("relay.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start the relay (python3 with aiosmtpd)");
+        let relay = Relay {
+            child: Some(child),
+            dir,
+            port,
+        };
+        wait_for_port(port, "relay", &relay.dir.path().join("relay.log"));
+        relay
+    }
+
+    /// The CA certificate its clients must trust.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The messages received so far, in order, each with its envelope.
+    pub fn delivered(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
+        sunk(&self.dir.path().join("sink"))
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
     }
 }
 
@@ -452,6 +565,21 @@ tls = "none"
         );
         std::fs::write(proxy.config(), config).unwrap();
         proxy
+    }
+
+    /// Points this (not yet running) proxy at `other`'s store, key and certificate: a
+    /// second `serve` process on one store, as two nodes share one.
+    pub fn share_store_of(&self, other: &Proxy) {
+        let o = other.dir.path().display();
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let shared = format!(
+            "[store]\npath = \"{o}/state/sentinella.db\"\nkey_file = \"{o}/sentinella.key\"\n"
+        );
+        let text = text
+            .replacen("[store]\npath = \"state/sentinella.db\"\n", &shared, 1)
+            .replace("\"certs/", &format!("\"{o}/certs/"));
+        assert!(text.contains(&shared), "the harness's [store] section");
+        std::fs::write(self.config(), text).unwrap();
     }
 
     /// Configures and starts.

@@ -6,6 +6,7 @@ use super::{secs, ts};
 use jiff::Timestamp;
 
 use crate::store::{Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError};
+use crate::wording::Said;
 
 pub(super) fn record_event(conn: &Connection, e: &Event) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -29,9 +30,15 @@ pub(super) fn record_notice(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO notices (address, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO notices (address, at, kind, message, said) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![address, secs(n.at), n.kind.as_str(), n.message])?;
+    .execute(params![
+        address,
+        secs(n.at),
+        n.kind.as_str(),
+        n.message,
+        n.said.as_ref().and_then(|s| serde_json::to_string(s).ok())
+    ])?;
     let id = conn.last_insert_rowid();
     for to in email_to {
         conn.prepare_cached(
@@ -94,7 +101,7 @@ pub(super) fn events(conn: &Connection, address: &str) -> Result<Vec<Event>, Sto
 
 pub(super) fn notices(conn: &Connection, address: &str) -> Result<Vec<Notice>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, kind, message FROM notices WHERE address = ?1 ORDER BY at DESC, id DESC",
+        "SELECT id, at, kind, message, said FROM notices WHERE address = ?1 ORDER BY at DESC, id DESC",
     )?;
     let rows = stmt
         .query_map([address], |r| {
@@ -103,6 +110,7 @@ pub(super) fn notices(conn: &Connection, address: &str) -> Result<Vec<Notice>, S
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -110,7 +118,7 @@ pub(super) fn notices(conn: &Connection, address: &str) -> Result<Vec<Notice>, S
         "SELECT recipient, state, attempts, error FROM outbox WHERE notice_id = ?1 ORDER BY id",
     )?;
     rows.into_iter()
-        .map(|(id, at, kind, message)| {
+        .map(|(id, at, kind, message, said)| {
             let raw = deliveries
                 .query_map([id], |r| {
                     Ok((
@@ -136,6 +144,7 @@ pub(super) fn notices(conn: &Connection, address: &str) -> Result<Vec<Notice>, S
                 at: ts(at)?,
                 kind: kind.parse()?,
                 message,
+                said: said_from(said),
                 deliveries,
             })
         })
@@ -149,11 +158,20 @@ pub(super) fn due_emails(
     limit: u32,
 ) -> Result<Vec<OutgoingEmail>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT o.id, n.address, o.recipient, n.at, n.kind, n.message, o.attempts FROM outbox o \
+        "SELECT o.id, n.address, o.recipient, n.at, n.kind, n.message, o.attempts, n.said FROM outbox o \
          JOIN notices n ON n.id = o.notice_id WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
     )?;
-    type Row = (i64, String, String, i64, String, String, i64);
+    type Row = (
+        i64,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        Option<String>,
+    );
     let rows: Vec<Row> = stmt
         .query_map(params![secs(now), limit], |r| {
             Ok((
@@ -164,20 +182,46 @@ pub(super) fn due_emails(
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(id, address, recipient, at, kind, message, attempts)| {
-            Ok(OutgoingEmail {
-                id,
-                address,
-                recipient,
-                notice: Notice::new(ts(at)?, kind.parse()?, message),
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            })
-        })
+        .map(
+            |(id, address, recipient, at, kind, message, attempts, said)| {
+                Ok(OutgoingEmail {
+                    id,
+                    address,
+                    recipient,
+                    notice: Notice {
+                        said: said_from(said),
+                        ..Notice::new(ts(at)?, kind.parse()?, message)
+                    },
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+            },
+        )
         .collect()
+}
+
+/// What a notice said, if it was kept (rows from before migration 8 have only words; a
+/// form this build cannot read falls back to them too).
+fn said_from(json: Option<String>) -> Option<Said> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+}
+
+pub(super) fn claim_email(
+    conn: &Connection,
+    id: i64,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool, StoreError> {
+    let taken = conn
+        .prepare_cached(
+            "UPDATE outbox SET next_attempt_at = ?3 WHERE id = ?1 AND state = 'pending' AND next_attempt_at <= ?2",
+        )?
+        .execute(params![id, secs(now), secs(until)])?;
+    Ok(taken == 1)
 }
 
 pub(super) fn email_tried(

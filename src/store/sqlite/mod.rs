@@ -272,6 +272,14 @@ impl Outbox for SqliteStore {
     fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
         journal::due_emails(&self.conn, now, limit)
     }
+    fn claim_email(
+        &mut self,
+        id: i64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        journal::claim_email(&self.conn, id, now, until)
+    }
     fn email_tried(
         &mut self,
         id: i64,
@@ -630,5 +638,56 @@ mod tests {
         other.address = "c@d.it".into();
         s.append(&[], &[other]).unwrap();
         assert_eq!(s.notices("c@d.it").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_e_mail_is_taken_by_one_mailer_and_what_was_said_is_kept() {
+        let (dir, mut s) = store();
+        let mut other = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        let said = crate::wording::Said::TwoFactorOn;
+        let locale = crate::wording::Locale {
+            language: crate::wording::Language::It,
+            zone: jiff::tz::TimeZone::UTC,
+        };
+        let mut tx = s.begin().unwrap();
+        tx.record_notice(
+            "a@b.it",
+            &Notice::said(at(T0), said.clone(), &locale),
+            &["owner@example.com".into()],
+            at(T0),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let due = s.due_emails(at(T0), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].notice.said, Some(said.clone()));
+        assert_eq!(
+            other.due_emails(at(T0), 10).unwrap().len(),
+            1,
+            "both see it due"
+        );
+        let lease = at("2024-03-01T10:02:00Z");
+        assert!(s.claim_email(due[0].id, at(T0), lease).unwrap());
+        assert!(
+            !other.claim_email(due[0].id, at(T0), lease).unwrap(),
+            "the second mailer does not take it"
+        );
+        assert!(
+            other
+                .due_emails(at("2024-03-01T10:01:00Z"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        // The first mailer died without recording: after the lease it is due again.
+        assert_eq!(
+            other
+                .due_emails(at("2024-03-01T10:02:00Z"), 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        let n = &s.notices("a@b.it").unwrap()[0];
+        assert_eq!(n.said, Some(said));
+        assert!(n.message.starts_with("La verifica in 2 passaggi"), "{n:?}");
     }
 }

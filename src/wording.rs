@@ -1,0 +1,483 @@
+//! What the owner is told, in their language: every notice ("avviso") is kept as what
+//! happened ([`Said`]), and rendered in Italian (the default, as the provider's pages)
+//! or English — when it is written, for the e-mail, and again for whoever reads it in
+//! another language (the web page's language switch). The one place the words live.
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::names::named_enum;
+use crate::policy::{Period, fmt_time};
+use crate::store::NoticeKind;
+
+named_enum! {
+    /// The language of what a person reads.
+    #[derive(Default)]
+    pub enum Language {
+        /// Italiano (the default).
+        #[default]
+        It = "it",
+        /// English.
+        En = "en",
+    }
+}
+
+impl<'de> Deserialize<'de> for Language {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A language and a time zone: how a text is shown to one reader.
+#[derive(Clone, Debug)]
+pub struct Locale {
+    /// The words.
+    pub language: Language,
+    /// The dates.
+    pub zone: TimeZone,
+}
+
+/// Which expiry reminder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "at")]
+pub enum Reminder {
+    /// Postponing has opened.
+    PostponeOpens,
+    /// This long before expiry.
+    Before {
+        /// How long.
+        period: Period,
+    },
+    /// On expiry.
+    Expired,
+}
+
+/// An app password whose scope narrowed with the mailbox's protocols.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NarrowedTo {
+    /// Its name.
+    pub name: String,
+    /// What it works with now (the protocol names, comma-separated); empty: nothing.
+    pub scope: String,
+}
+
+/// What a notice tells the owner, before it is put into words. (The fields are named for
+/// what they hold.)
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "said")]
+pub enum Said {
+    /// An app password was generated.
+    AppPasswordGenerated { name: String },
+    /// An app password was generated anew; the previous one no longer works.
+    AppPasswordRegenerated { name: String },
+    /// An app password's expiry was postponed.
+    AppPasswordPostponed { name: String, until: Timestamp },
+    /// App passwords were deactivated.
+    AppPasswordsDeactivated { names: Vec<String> },
+    /// Protocols were disabled and these app passwords work with less, or not at all.
+    ProtocolsNarrowed { passwords: Vec<NarrowedTo> },
+    /// The main password was changed.
+    MainPasswordChanged,
+    /// The contact address changed (`old` absent: there was none).
+    ContactChanged { old: Option<String>, new: String },
+    /// 2FA was turned on.
+    TwoFactorOn,
+    /// 2FA was turned off.
+    TwoFactorOff,
+    /// A new device was confirmed.
+    DeviceReplaced,
+    /// Replacing the device started, authorised from the current one.
+    ReplaceStarted,
+    /// An operator started replacing the device without a code from the current one.
+    ReplaceByOperator,
+    /// The main password was used in a mail program while 2FA is on.
+    MainPasswordUsed {
+        at: Timestamp,
+        client: String,
+        protocol: String,
+        login: String,
+    },
+    /// An app password's expiry is near, or has come.
+    Reminder {
+        name: String,
+        expires_at: Timestamp,
+        #[serde(flatten)]
+        reminder: Reminder,
+    },
+}
+
+impl Said {
+    /// The notice's kind (what the CLI filters and the subject names).
+    pub fn kind(&self) -> NoticeKind {
+        match self {
+            Said::AppPasswordGenerated { .. }
+            | Said::AppPasswordRegenerated { .. }
+            | Said::AppPasswordPostponed { .. }
+            | Said::AppPasswordsDeactivated { .. }
+            | Said::ProtocolsNarrowed { .. } => NoticeKind::AppPassword,
+            Said::MainPasswordChanged => NoticeKind::PasswordChanged,
+            Said::ContactChanged { .. } => NoticeKind::ContactChanged,
+            Said::TwoFactorOn
+            | Said::TwoFactorOff
+            | Said::DeviceReplaced
+            | Said::ReplaceStarted
+            | Said::ReplaceByOperator => NoticeKind::TwoFactor,
+            Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,
+            Said::Reminder { .. } => NoticeKind::ExpiryReminder,
+        }
+    }
+
+    /// The text, for `l`.
+    pub fn render(&self, l: &Locale) -> String {
+        match l.language {
+            Language::It => self.italiano(&l.zone),
+            Language::En => self.english(&l.zone),
+        }
+    }
+
+    fn italiano(&self, zone: &TimeZone) -> String {
+        let date = |t: &Timestamp| fmt_time(*t, zone);
+        match self {
+            Said::AppPasswordGenerated { name } => {
+                format!("È stata generata la password per programmi di posta \"{name}\".")
+            }
+            Said::AppPasswordRegenerated { name } => format!(
+                "È stata generata una nuova password per programmi di posta \"{name}\": la precedente non funziona più."
+            ),
+            Said::AppPasswordPostponed { name, until } => format!(
+                "La scadenza della password per programmi di posta \"{name}\" è stata posticipata: la stessa \
+                 password funziona fino al {}.",
+                date(until)
+            ),
+            Said::AppPasswordsDeactivated { names } => match names.as_slice() {
+                [one] => format!("La password per programmi di posta \"{one}\" è stata disattivata."),
+                many => format!(
+                    "Le password per programmi di posta {} sono state disattivate.",
+                    quoted(many)
+                ),
+            },
+            Said::ProtocolsNarrowed { passwords } => {
+                let told: Vec<String> = passwords
+                    .iter()
+                    .map(|n| {
+                        if n.scope.is_empty() {
+                            format!(
+                                "la password \"{}\" non funziona più: nessuno dei suoi protocolli è attivo",
+                                n.name
+                            )
+                        } else {
+                            format!("la password \"{}\" ora funziona solo con {}", n.name, n.scope)
+                        }
+                    })
+                    .collect();
+                format!("Protocolli di posta modificati: {}.", told.join("; "))
+            }
+            Said::MainPasswordChanged => "La password principale della casella è stata modificata.".into(),
+            Said::ContactChanged { old: Some(old), new } => format!(
+                "L'email di contatto per gli avvisi è stata cambiata da {old} a {new}. Se non l'hai chiesto \
+                 tu, contatta l'assistenza."
+            ),
+            Said::ContactChanged { old: None, new } => {
+                format!("D'ora in poi gli avvisi saranno inviati anche a {new}.")
+            }
+            Said::TwoFactorOn => "La verifica in 2 passaggi è stata attivata: i programmi di posta ora \
+                                  richiedono una password per programmi di posta."
+                .into(),
+            Said::TwoFactorOff => "La verifica in 2 passaggi è stata disattivata e la password per programmi \
+                                   di posta revocata: hai diminuito il livello di sicurezza della casella."
+                .into(),
+            Said::DeviceReplaced => {
+                "È stato associato un nuovo dispositivo per la verifica in 2 passaggi.".into()
+            }
+            Said::ReplaceStarted => "È iniziata la sostituzione del dispositivo per la verifica in 2 passaggi, \
+                                     autorizzata dal dispositivo attuale."
+                .into(),
+            Said::ReplaceByOperator => "Un operatore ha avviato la sostituzione del dispositivo per la verifica \
+                                        in 2 passaggi senza un codice dal dispositivo attuale. Se non l'hai \
+                                        richiesto tu, contatta l'assistenza."
+                .into(),
+            Said::MainPasswordUsed {
+                at,
+                client,
+                protocol,
+                login,
+            } => format!(
+                "La password principale della casella è stata usata in un programma di posta il {} da {client} \
+                 ({protocol}, nome utente {login}) mentre la verifica in 2 passaggi è attiva: l'accesso è stato \
+                 rifiutato. Se non sei stato tu, qualcuno conosce la password principale: cambiala. Se era un tuo \
+                 programma di posta, configuralo con una password per programmi di posta.",
+                date(at)
+            ),
+            Said::Reminder {
+                name,
+                expires_at,
+                reminder,
+            } => {
+                let d = date(expires_at);
+                match reminder {
+                    Reminder::PostponeOpens => format!(
+                        "La password per programmi di posta \"{name}\" scade il {d}. Da ora puoi posticiparne la \
+                         scadenza (Posticipa scadenza): la stessa password continuerà a funzionare."
+                    ),
+                    Reminder::Before { period } => format!(
+                        "La password per programmi di posta \"{name}\" scade il {d} (tra {}): posticipa la \
+                         scadenza o generane una nuova, altrimenti i programmi di posta che la usano saranno \
+                         rifiutati.",
+                        duration(*period, Language::It)
+                    ),
+                    Reminder::Expired => format!(
+                        "La password per programmi di posta \"{name}\" è scaduta il {d}: posticipa la scadenza o \
+                         generane una nuova. Fino ad allora i programmi di posta che la usano vengono rifiutati."
+                    ),
+                }
+            }
+        }
+    }
+
+    fn english(&self, zone: &TimeZone) -> String {
+        let date = |t: &Timestamp| fmt_time(*t, zone);
+        match self {
+            Said::AppPasswordGenerated { name } => {
+                format!("An app password for mail programs, \"{name}\", was generated.")
+            }
+            Said::AppPasswordRegenerated { name } => format!(
+                "A new app password \"{name}\" was generated; the previous one no longer works."
+            ),
+            Said::AppPasswordPostponed { name, until } => format!(
+                "The expiry of the app password \"{name}\" was postponed: the same password now works until {}.",
+                date(until)
+            ),
+            Said::AppPasswordsDeactivated { names } => match names.as_slice() {
+                [one] => format!("The app password \"{one}\" was deactivated."),
+                many => format!("The app passwords {} were deactivated.", quoted(many)),
+            },
+            Said::ProtocolsNarrowed { passwords } => {
+                let told: Vec<String> = passwords
+                    .iter()
+                    .map(|n| {
+                        if n.scope.is_empty() {
+                            format!(
+                                "the app password \"{}\" no longer works: none of its protocols is enabled",
+                                n.name
+                            )
+                        } else {
+                            format!("the app password \"{}\" now works only with {}", n.name, n.scope)
+                        }
+                    })
+                    .collect();
+                format!("Mail protocols changed: {}.", told.join("; "))
+            }
+            Said::MainPasswordChanged => "The main password of the mailbox was changed.".into(),
+            Said::ContactChanged { old: Some(old), new } => format!(
+                "The contact e-mail for notices was changed from {old} to {new}. If you did not ask for this, \
+                 contact support."
+            ),
+            Said::ContactChanged { old: None, new } => {
+                format!("Notices will now be sent to {new} too.")
+            }
+            Said::TwoFactorOn => {
+                "Two-step verification was turned on: mail programs now need an app password.".into()
+            }
+            Said::TwoFactorOff => "Two-step verification was turned off and the app password revoked: the \
+                                   mailbox is less secure."
+                .into(),
+            Said::DeviceReplaced => "A new device was associated for two-step verification.".into(),
+            Said::ReplaceStarted => "Replacement of the two-step verification device started, authorised from \
+                                     the current device."
+                .into(),
+            Said::ReplaceByOperator => "An operator started replacing the two-step verification device without \
+                                        a code from the current device. If you did not ask for this, contact \
+                                        support."
+                .into(),
+            Said::MainPasswordUsed {
+                at,
+                client,
+                protocol,
+                login,
+            } => format!(
+                "The main password of the mailbox was used in a mail program on {} from {client} ({protocol}, \
+                 login {login}) while two-step verification is on: it was refused. If this was not you, someone \
+                 knows the main password: change it. If it was a mail program of yours, give it an app password.",
+                date(at)
+            ),
+            Said::Reminder {
+                name,
+                expires_at,
+                reminder,
+            } => {
+                let d = date(expires_at);
+                match reminder {
+                    Reminder::PostponeOpens => format!(
+                        "The app password \"{name}\" expires on {d}. From now on you can postpone its expiry \
+                         (Posticipa scadenza): the same password goes on working."
+                    ),
+                    Reminder::Before { period } => format!(
+                        "The app password \"{name}\" expires on {d} (in {}): postpone its expiry or generate a \
+                         new one, or mail programs using it will be refused.",
+                        duration(*period, Language::En)
+                    ),
+                    Reminder::Expired => format!(
+                        "The app password \"{name}\" expired on {d}: postpone its expiry or generate a new one. \
+                         Until then mail programs using it are refused."
+                    ),
+                }
+            }
+        }
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A period in words: "3 giorni", "1 month 2 days".
+pub fn duration(p: Period, language: Language) -> String {
+    let (months, days, seconds) = p.parts();
+    let (hours, rest) = (seconds / 3_600, seconds % 3_600);
+    let (minutes, secs) = (rest / 60, rest % 60);
+    let units: [(u64, &str, &str); 5] = match language {
+        Language::It => [
+            (u64::from(months), "mese", "mesi"),
+            (u64::from(days), "giorno", "giorni"),
+            (hours, "ora", "ore"),
+            (minutes, "minuto", "minuti"),
+            (secs, "secondo", "secondi"),
+        ],
+        Language::En => [
+            (u64::from(months), "month", "months"),
+            (u64::from(days), "day", "days"),
+            (hours, "hour", "hours"),
+            (minutes, "minute", "minutes"),
+            (secs, "second", "seconds"),
+        ],
+    };
+    let mut out = String::new();
+    for (n, one, many) in units {
+        if n == 0 {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "{n} {}", if n == 1 { one } else { many });
+    }
+    out
+}
+
+/// An e-mail's subject: the mailbox and what the notice is about.
+pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
+    let what = match (language, kind) {
+        (Language::It, NoticeKind::PasswordChanged) => "la password principale è stata modificata",
+        (Language::It, NoticeKind::TwoFactor) => "verifica in 2 passaggi",
+        (Language::It, NoticeKind::AppPassword) => "password per programmi di posta",
+        (Language::It, NoticeKind::ContactChanged) => "l'email di contatto è stata cambiata",
+        (Language::It, NoticeKind::MainPasswordUsed) => {
+            "la password principale è stata usata in un programma di posta"
+        }
+        (Language::It, NoticeKind::ExpiryReminder) => {
+            "scadenza della password per programmi di posta"
+        }
+        (Language::En, NoticeKind::PasswordChanged) => "the main password was changed",
+        (Language::En, NoticeKind::TwoFactor) => "two-step verification",
+        (Language::En, NoticeKind::AppPassword) => "app password for mail programs",
+        (Language::En, NoticeKind::ContactChanged) => "the contact e-mail was changed",
+        (Language::En, NoticeKind::MainPasswordUsed) => {
+            "the main password was used in a mail program"
+        }
+        (Language::En, NoticeKind::ExpiryReminder) => "the app password expires",
+    };
+    format!("{address}: {what}")
+}
+
+/// An e-mail's body: the mailbox, when, the text, and that nobody reads replies.
+pub fn email_body(address: &str, at: Timestamp, text: &str, l: &Locale) -> String {
+    let when = fmt_time(at, &l.zone);
+    match l.language {
+        Language::It => format!(
+            "Casella: {address}\nQuando: {when}\n\n{text}\n\n-- \nQuesto messaggio è stato inviato \
+             automaticamente per la tua casella di posta; le risposte non vengono lette.\n"
+        ),
+        Language::En => format!(
+            "Mailbox: {address}\nWhen: {when}\n\n{text}\n\n-- \nThis message was sent automatically about \
+             your mailbox; replies are not read.\n"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rome(language: Language) -> Locale {
+        Locale {
+            language,
+            zone: TimeZone::get("Europe/Rome").unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_notice_is_said_in_both_languages_with_dates_in_the_zone() {
+        let at: Timestamp = "2023-02-15T13:30:00Z".parse().unwrap();
+        let r = Said::Reminder {
+            name: "fatture".into(),
+            expires_at: at,
+            reminder: Reminder::Before {
+                period: Period::days(3),
+            },
+        };
+        let it = r.render(&rome(Language::It));
+        assert_eq!(
+            it,
+            "La password per programmi di posta \"fatture\" scade il 15/02/2023 14:30 CET (tra 3 giorni): \
+             posticipa la scadenza o generane una nuova, altrimenti i programmi di posta che la usano saranno \
+             rifiutati."
+        );
+        let en = r.render(&rome(Language::En));
+        assert!(
+            en.contains("expires on 15/02/2023 14:30 CET (in 3 days)"),
+            "{en}"
+        );
+    }
+
+    #[test]
+    fn periods_in_words() {
+        let p = |s: &str| s.parse::<Period>().unwrap();
+        assert_eq!(duration(p("1d"), Language::It), "1 giorno");
+        assert_eq!(duration(p("14d"), Language::It), "14 giorni");
+        assert_eq!(duration(p("1mo 2d"), Language::En), "1 month 2 days");
+        assert_eq!(duration(p("90m"), Language::En), "1 hour 30 minutes");
+    }
+
+    #[test]
+    fn what_was_said_is_kept_and_read_back() {
+        let s = Said::ContactChanged {
+            old: Some("a@example.com".into()),
+            new: "b@example.com".into(),
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Said>(&json).unwrap(), s);
+        let r = Said::Reminder {
+            name: "x".into(),
+            expires_at: Timestamp::UNIX_EPOCH,
+            reminder: Reminder::Expired,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Said>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn languages_by_name() {
+        assert_eq!("it".parse::<Language>().unwrap(), Language::It);
+        assert_eq!("en".parse::<Language>().unwrap(), Language::En);
+        assert!("de".parse::<Language>().is_err());
+    }
+}

@@ -114,12 +114,17 @@ enum Cmd {
         /// Where to build the store (a temporary folder if not given).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Also measure logins (an authenticator over the same store, warm cache, two
+        /// tasks checking one app password in a loop, each check recorded in the access
+        /// history): this many seconds without the pass, then while the pass runs.
+        #[arg(long, default_value_t = 0)]
+        logins: u64,
     },
 }
 
 /// `reminders`: a big store straight through the store's transaction (one hash for all),
 /// then one timed pass of the job through the management layer, as `serve` runs it.
-fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
+fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>, logins: u64) {
     use sentinella::manage::{ManageSettings, Manager};
     use sentinella::policy::mailbox::{NewAppPassword, PolicySettings};
     use sentinella::policy::{Mailbox, Plan, Timestamp};
@@ -132,6 +137,14 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned();
     let created: Timestamp = "2026-09-01T08:00:00Z".parse().unwrap();
     let start = std::time::Instant::now();
+    // Mailbox 0's app password is a real one (the login measurement checks it).
+    let app = sentinella::policy::app_password::generate().unwrap();
+    let canonical = sentinella::policy::app_password::canonical(app.expose()).unwrap();
+    let real_hash =
+        sentinella::auth::PasswordHasher::new(sentinella::config::Argon2Config::default().cost())
+            .unwrap()
+            .hash(&canonical)
+            .unwrap();
     {
         let mut store = sentinella::store::sqlite::SqliteStore::open(&path).unwrap();
         let every = (100 / due.clamp(1, 100)).max(1);
@@ -149,13 +162,28 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
                 last_step: None,
                 associated_at: created,
             });
-            let new = NewAppPassword {
-                name: None,
-                scope: None,
-                selector: format!("s{i}"),
-                hash: hash.clone(),
+            let new = if i == 0 {
+                NewAppPassword {
+                    name: None,
+                    scope: None,
+                    selector: sentinella::policy::app_password::selector(&canonical),
+                    hash: real_hash.clone(),
+                }
+            } else {
+                NewAppPassword {
+                    name: None,
+                    scope: None,
+                    selector: format!("s{i}"),
+                    hash: hash.clone(),
+                }
             };
-            m.generate_app_password(new, created, &policy).unwrap();
+            // Mailbox 0's password is valid now (it is checked at the real time).
+            let at = if i == 0 {
+                sentinella::auth::now()
+            } else {
+                created
+            };
+            m.generate_app_password(new, at, &policy).unwrap();
             // Due: its first reminder moved to before the pass; the others weeks away.
             if i % every != 0 {
                 m.app_passwords[0].next_reminder_at = Some("2027-06-01T00:00:00Z".parse().unwrap());
@@ -180,9 +208,29 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
     let mut manager = Manager::new(location.open_manage().unwrap(), settings).unwrap();
     // When postponing opens for the ones generated on 01/09: 17/11 in Rome.
     let now: Timestamp = "2026-11-18T00:00:00Z".parse().unwrap();
+    let logging = (logins > 0).then(|| LoginLoop::start(&location, app.expose()));
+    let baseline = logging
+        .as_ref()
+        .map(|l| l.rate_over(Duration::from_secs(logins)));
+    let before = logging.as_ref().map(LoginLoop::count);
     let pass = std::time::Instant::now();
     let sent = manager.send_reminders(now).unwrap();
     let took = pass.elapsed();
+    let during = logging
+        .as_ref()
+        .zip(before)
+        .map(|(l, b)| (l.count() - b) as f64 / took.as_secs_f64());
+    if let (Some(base), Some(during)) = (baseline, during) {
+        println!(
+            "{}",
+            serde_json::json!({
+                "logins_per_second_without_the_pass": base.round(),
+                "logins_per_second_during_the_pass": during.round(),
+                "ratio": (during / base * 100.0).round() / 100.0,
+                "slowest_login_ms": logging.as_ref().map(|l| l.slowest_ms()),
+            })
+        );
+    }
     let again = std::time::Instant::now();
     let second = manager.send_reminders(now).unwrap();
     println!(
@@ -193,6 +241,104 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>) {
             "second_pass_written": second.written, "seconds_for_an_idle_pass": again.elapsed().as_secs_f64(),
         })
     );
+}
+
+/// Two tasks checking one app password in a loop on a warm cache, as `serve`'s sessions
+/// do (each check also queued for the access history), counting the checks.
+struct LoginLoop {
+    count: Arc<AtomicU64>,
+    slowest_us: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl LoginLoop {
+    fn start(location: &sentinella::store::StoreLocation, password: &str) -> LoginLoop {
+        use sentinella::auth::{AuthSettings, Authenticator, Credentials, LoginContext, Mechanism};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cost = sentinella::config::Argon2Config::default().cost();
+        let hasher = sentinella::auth::PasswordHasher::new(cost).unwrap();
+        let settings = AuthSettings {
+            zone: sentinella::policy::PolicySettings::default().zone,
+            main_password_alert_every: sentinella::policy::Period::days(1),
+            email: false,
+            language: sentinella::wording::Language::It,
+            cache_ttl: Duration::from_secs(3600),
+            cache_entries: 65_536,
+            hash_workers: 0,
+            hash_queue: 64,
+            throttle: sentinella::auth::ThrottleSettings {
+                address_failures: 1_000_000,
+                name_failures: 1_000_000,
+                window: Duration::from_secs(900),
+                block: Duration::from_secs(1),
+                address_max_block: Duration::from_secs(1),
+                name_max_block: Duration::from_secs(1),
+            },
+        };
+        let started = Instant::now();
+        let auth = rt.block_on(async {
+            Arc::new(Authenticator::new(location, hasher, None, settings).unwrap())
+        });
+        eprintln!(
+            "authenticator loaded in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let ctx = LoginContext {
+            listener: "imaps".into(),
+            kind: sentinella::policy::login::ListenerKind::Mailbox,
+            protocol: sentinella::policy::Protocol::Imap,
+            peer: "127.0.0.1".parse().unwrap(),
+            needs_upstream_secret: false,
+        };
+        let creds = |password: &str| {
+            Credentials::from_wire(
+                b"user0@pec.example.it",
+                password.as_bytes(),
+                None,
+                Mechanism::ImapLogin,
+            )
+        };
+        let warm = rt.block_on(auth.check(&ctx, creds(password)));
+        assert!(warm.is_accepted(), "the measured app password logs in");
+        let (count, slowest_us) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        for _ in 0..2 {
+            let (auth, ctx, password) = (Arc::clone(&auth), ctx.clone(), password.to_owned());
+            let (count, slowest) = (Arc::clone(&count), Arc::clone(&slowest_us));
+            rt.spawn(async move {
+                loop {
+                    let t = Instant::now();
+                    let v = auth.check(&ctx, creds(&password)).await;
+                    assert!(v.is_accepted());
+                    slowest.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        LoginLoop {
+            count,
+            slowest_us,
+            _runtime: rt,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn rate_over(&self, d: Duration) -> f64 {
+        let before = self.count();
+        std::thread::sleep(d);
+        self.slowest_us.store(0, Ordering::Relaxed);
+        (self.count() - before) as f64 / d.as_secs_f64()
+    }
+
+    fn slowest_ms(&self) -> f64 {
+        self.slowest_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
 }
 
 fn tempfile_dir(dir: Option<std::path::PathBuf>) -> std::path::PathBuf {
@@ -541,9 +687,10 @@ fn main() {
         mailboxes,
         due,
         dir,
+        logins,
     } = cli.command
     {
-        reminders_bench(mailboxes, due, dir);
+        reminders_bench(mailboxes, due, dir, logins);
         return;
     }
     if let Cmd::Hash = cli.command {

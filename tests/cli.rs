@@ -613,7 +613,7 @@ fn serve_deletes_history_older_than_its_retention() {
     let row = |at: &str| AccessRecord {
         at: at.parse().unwrap(),
         listener: "imaps".into(),
-        protocol: sentinella::policy::Protocol::Imap,
+        protocol: sentinella::policy::Protocol::Imap.into(),
         client: "127.0.0.1".into(),
         login: ADDR.into(),
         address: Some(ADDR.into()),

@@ -117,7 +117,7 @@ mod tests {
         AccessRecord {
             at: at(when),
             listener: "imaps".into(),
-            protocol: Protocol::Imap,
+            protocol: Protocol::Imap.into(),
             client: "127.0.0.1".into(),
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),

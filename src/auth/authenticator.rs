@@ -601,7 +601,7 @@ impl Authenticator {
         let rec = AccessRecord {
             at: now(),
             listener: ctx.listener.clone(),
-            protocol: ctx.protocol,
+            protocol: ctx.protocol.into(),
             client: ctx.peer.to_string(),
             login: verdict.login.clone(),
             address: verdict.mailbox().map(|m| m.address.clone()),

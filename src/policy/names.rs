@@ -114,6 +114,31 @@ impl fmt::Display for Plan {
     }
 }
 
+named_enum! {
+    /// Where a login attempt came in: a mail protocol, or the owner's web page
+    /// ("Gestione account"). The access history's `protocol` column.
+    pub enum Channel {
+        /// IMAP.
+        Imap = "imap",
+        /// POP3.
+        Pop3 = "pop3",
+        /// SMTP submission.
+        Smtp = "smtp",
+        /// The owner's web page.
+        Web = "web",
+    }
+}
+
+impl From<Protocol> for Channel {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Imap => Channel::Imap,
+            Protocol::Pop3 => Channel::Pop3,
+            Protocol::Smtp => Channel::Smtp,
+        }
+    }
+}
+
 /// A mail protocol that can be enabled per mailbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

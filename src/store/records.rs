@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::policy::json_time;
 use crate::policy::login::{AccessResult, CredentialKind};
-use crate::policy::names::{UnknownName, named_enum};
-use crate::policy::{Mailbox, Protocol};
+use crate::policy::names::{Channel, UnknownName, named_enum};
+use crate::policy::Mailbox;
 use crate::wording::{Locale, Said};
 
 /// Who did a management action: recorded with every event.
@@ -279,7 +279,7 @@ pub struct AccessRecord {
     /// Listener name.
     pub listener: String,
     /// Protocol.
-    pub protocol: Protocol,
+    pub protocol: Channel,
     /// Client address.
     pub client: String,
     /// The name the client used.

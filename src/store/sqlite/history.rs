@@ -88,9 +88,7 @@ pub(super) fn of_mailbox(
                 Ok(AccessRecord {
                     at: ts(at)?,
                     listener,
-                    protocol: protocol.parse().map_err(|e: crate::policy::PolicyError| {
-                        StoreError::Corrupt(e.to_string())
-                    })?,
+                    protocol: protocol.parse()?,
                     client,
                     login,
                     address,

@@ -528,7 +528,7 @@ mod tests {
         let rec = AccessRecord {
             at: t,
             listener: "imaps".into(),
-            protocol: Protocol::Imap,
+            protocol: Protocol::Imap.into(),
             client: "127.0.0.1".into(),
             login: "u1".into(),
             address: Some("a@b.it".into()),

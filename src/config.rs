@@ -77,6 +77,9 @@ pub struct Config {
     /// Brute-force throttling.
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// `[web]`: the owner's page ("Gestione account").
+    #[serde(default)]
+    pub web: WebConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -140,6 +143,46 @@ pub struct NoticesConfig {
     /// The relay notices are e-mailed through; without it, notices stay in the avvisi.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+}
+
+/// `[web]`: the owner's web page, "Gestione account", over HTTPS with the proxy's
+/// certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Where it listens; absent: no web page.
+    #[serde(default)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// A session unused this long ends (default 15 minutes).
+    #[serde(default = "default_web_idle")]
+    pub idle_timeout: Period,
+    /// A session ends this long after login, used or not (default 8 hours).
+    #[serde(default = "default_web_lifetime")]
+    pub session_lifetime: Period,
+    /// Access-history rows per page.
+    #[serde(default = "default_web_page_rows")]
+    pub history_page: u32,
+}
+
+fn default_web_idle() -> Period {
+    Period::seconds(15 * 60)
+}
+fn default_web_lifetime() -> Period {
+    Period::seconds(8 * 3600)
+}
+fn default_web_page_rows() -> u32 {
+    20
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            bind: None,
+            idle_timeout: default_web_idle(),
+            session_lifetime: default_web_lifetime(),
+            history_page: default_web_page_rows(),
+        }
+    }
 }
 
 /// `[notices.smtp]`: the provider's relay.
@@ -744,6 +787,17 @@ impl Config {
                 "must be a fixed period of at most a day (e.g. \"1m\")",
             ));
         }
+        for (key, p) in [
+            ("web.idle_timeout", self.web.idle_timeout),
+            ("web.session_lifetime", self.web.session_lifetime),
+        ] {
+            if p.as_std().is_none() {
+                return Err(self.invalid(key, "must be a fixed period (e.g. \"15m\", \"8h\")"));
+            }
+        }
+        if !(1..=500).contains(&self.web.history_page) {
+            return Err(self.invalid("web.history_page", "must be between 1 and 500"));
+        }
         if let Some(smtp) = &self.notices.smtp {
             let loopback = smtp.host == "localhost"
                 || smtp
@@ -933,6 +987,17 @@ impl Config {
             events: self.events.retention,
             notices: self.notices.retention,
             zone: self.policy.settings().zone,
+        }
+    }
+
+    /// What the owner's web page takes.
+    pub(crate) fn web_settings(&self) -> crate::web::WebSettings {
+        crate::web::WebSettings {
+            idle: LimitsConfig::duration(self.web.idle_timeout),
+            lifetime: LimitsConfig::duration(self.web.session_lifetime),
+            history_page: self.web.history_page,
+            language: self.notices.language,
+            policy: self.policy.settings(),
         }
     }
 

@@ -23,6 +23,8 @@
 //! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
 //! - `notify`: the notice jobs — expiry reminders on a schedule, the e-mail outbox.
 //! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
+//! - `web`: "Gestione account", the owner's web page — another front door over
+//!   [`manage`], served by `serve` (axum, askama, rustls).
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.
 //!
@@ -43,4 +45,5 @@ pub mod protocol;
 mod proxy;
 pub mod secret;
 pub mod store;
+mod web;
 pub mod wording;

@@ -373,6 +373,81 @@ pub fn duration(p: Period, language: Language) -> String {
     out
 }
 
+/// A reason from the access history, in the owner's words (the history keeps the
+/// operator's English; the page shows this).
+pub fn reason_for_owner(reason: &str, language: Language) -> String {
+    if language == Language::En {
+        return reason.to_owned();
+    }
+    let fixed: &[(&str, &str)] = &[
+        ("unknown login name", "nome utente sconosciuto"),
+        ("unknown login", "nome utente sconosciuto"),
+        ("invalid login name", "nome utente non valido"),
+        ("wrong password", "password errata"),
+        (
+            "main password used while two-step verification is on; an app password is required",
+            "password principale usata con la verifica in 2 passaggi attiva: serve una password per programmi di posta",
+        ),
+        (
+            "two-step verification is on and no app password is active",
+            "verifica in 2 passaggi attiva e nessuna password per programmi di posta attiva",
+        ),
+        (
+            "not the current app password",
+            "non è la password per programmi di posta attuale",
+        ),
+        (
+            "the plan does not include the security archive",
+            "il piano non include l'archivio di sicurezza",
+        ),
+        (
+            "password verification saturated; try again later",
+            "servizio momentaneamente sovraccarico",
+        ),
+        (
+            "main password and 2FA code",
+            "password principale e codice della verifica in 2 passaggi",
+        ),
+    ];
+    if let Some((_, it)) = fixed.iter().find(|(en, _)| *en == reason) {
+        return (*it).to_owned();
+    }
+    let prefixed: &[(&str, &str)] = &[
+        ("throttle: ", "troppi tentativi: "),
+        ("throttled: ", "troppi tentativi: "),
+        (
+            "app password expired on ",
+            "password per programmi di posta scaduta il ",
+        ),
+        (
+            "upstream unavailable: ",
+            "server di posta non raggiungibile: ",
+        ),
+        ("store unavailable: ", "servizio non disponibile: "),
+        ("malformed credentials: ", "credenziali non valide: "),
+        (
+            "2FA code refused: ",
+            "codice della verifica in 2 passaggi rifiutato: ",
+        ),
+    ];
+    for (en, it) in prefixed {
+        if let Some(rest) = reason.strip_prefix(en) {
+            return format!("{it}{rest}");
+        }
+    }
+    if let Some(rest) = reason.strip_prefix("protocol ")
+        && let Some(p) = rest.strip_suffix(" is not enabled for the mailbox")
+    {
+        return format!("protocollo {p} non attivo per la casella");
+    }
+    if let Some(rest) = reason.strip_prefix("app password '")
+        && let Some((name, scope)) = rest.split_once("' is limited to ")
+    {
+        return format!("la password per programmi di posta '{name}' funziona solo con {scope}");
+    }
+    reason.to_owned()
+}
+
 /// An e-mail's subject: the mailbox and what the notice is about.
 pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
     let what = match (language, kind) {

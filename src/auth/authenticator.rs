@@ -659,6 +659,168 @@ impl Authenticator {
     }
 }
 
+/// The owner's web login, first step ([`Authenticator::check_owner`]).
+#[derive(Debug)]
+pub enum OwnerCheck {
+    /// The main password is right. With 2FA on, a code from the device is still due.
+    Accepted {
+        /// The mailbox the login belongs to.
+        mailbox: Arc<Mailbox>,
+        /// The login name, normalised (the address or a multi-user account's name).
+        login: String,
+    },
+    /// Wrong credentials, or throttled: the page says only "wrong credentials"; the
+    /// reason is for the access history.
+    Refused {
+        /// Why, in the history's words.
+        reason: String,
+    },
+    /// The check could not be made now (the hashing queue is full).
+    Unavailable,
+}
+
+/// The listener name web logins are recorded under.
+pub const WEB_LISTENER: &str = "web";
+
+impl Authenticator {
+    /// The owner's web login, first step: a login name (the mailbox address or a
+    /// multi-user account's name) and its **main** password — an app password never
+    /// opens the page. One argon2id verification whatever the name (unknown names are
+    /// compared with the dummy hash); counted in the same throttle as the mail
+    /// listeners, per address and per name. Not recorded: the caller records the
+    /// attempt once it is decided ([`Authenticator::record_web`]).
+    pub async fn check_owner(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        login: &str,
+        password: Secret,
+    ) -> OwnerCheck {
+        let instant = Instant::now();
+        let Ok(name) = normalize_login(login) else {
+            self.throttle
+                .failure(peer, &printable(login), &password, instant);
+            return OwnerCheck::Refused {
+                reason: "invalid login name".into(),
+            };
+        };
+        if let Err(why) = self.throttle.check(peer, &name, instant) {
+            self.throttle.failure(peer, &name, &password, instant);
+            return OwnerCheck::Refused {
+                reason: format!("throttle: {why}"),
+            };
+        }
+        if self.snapshot.stale() {
+            let this = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || this.snapshot.refresh()).await;
+        }
+        let principal = self.snapshot.load().get(&name).cloned();
+        let this = Arc::clone(self);
+        let p = principal.clone();
+        let secret = password.clone();
+        let Ok(ok) = self
+            .pool
+            .run(move || {
+                let hash = p
+                    .as_ref()
+                    .map_or(this.dummy_hash.as_str(), |p| p.hash.as_str());
+                this.hasher.verify(hash, &secret)
+            })
+            .await
+        else {
+            return OwnerCheck::Unavailable;
+        };
+        match principal {
+            Some(p) if ok => {
+                self.throttle.success(peer, &name);
+                OwnerCheck::Accepted {
+                    mailbox: Arc::clone(&p.mailbox),
+                    login: name,
+                }
+            }
+            found => {
+                self.throttle
+                    .failure(peer, &name, &password, Instant::now());
+                OwnerCheck::Refused {
+                    reason: if found.is_some() {
+                        "wrong password".into()
+                    } else {
+                        "unknown login".into()
+                    },
+                }
+            }
+        }
+    }
+
+    /// The owner's second step failed (a wrong or reused code): counted in the throttle
+    /// like a wrong password.
+    pub fn owner_code_failed(&self, peer: IpAddr, login: &str, code: &str) {
+        let code = Secret::new(code.to_owned());
+        self.throttle.failure(peer, login, &code, Instant::now());
+    }
+
+    /// Whether `login` from `peer` is throttled now (the second step is refused then
+    /// too, before any code is looked at).
+    pub fn owner_throttled(&self, peer: IpAddr, login: &str) -> Option<String> {
+        self.throttle.check(peer, login, Instant::now()).err()
+    }
+
+    /// The mailbox `login` belongs to now, as the login path sees it (the web page checks
+    /// on every request that its session's credentials still hold).
+    pub fn owner_mailbox(&self, login: &str) -> Option<Arc<Mailbox>> {
+        self.snapshot
+            .load()
+            .get(login)
+            .map(|p| Arc::clone(&p.mailbox))
+    }
+
+    /// The stamp of the credentials `login` opens the page with: it changes when the
+    /// main password or the 2FA device does, which ends the page's sessions.
+    pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
+        let snapshot = self.snapshot.load();
+        let p = snapshot.get(login)?;
+        let mut h = blake3::Hasher::new();
+        h.update(p.hash.as_bytes());
+        h.update(&[0]);
+        if let Some(d) = &p.mailbox.device {
+            h.update(d.associated_at.as_second().to_string().as_bytes());
+        }
+        Some(*h.finalize().as_bytes())
+    }
+
+    /// Records a web login attempt in the access history (channel `web`); returns once
+    /// it is durable.
+    pub async fn record_web(
+        &self,
+        peer: IpAddr,
+        login: &str,
+        address: Option<&str>,
+        accepted: bool,
+        reason: Option<String>,
+    ) {
+        let rec = AccessRecord {
+            at: now(),
+            listener: WEB_LISTENER.into(),
+            protocol: crate::policy::names::Channel::Web,
+            client: peer.to_string(),
+            login: printable(login),
+            address: address.map(str::to_owned),
+            credential: if accepted {
+                CredentialKind::Main
+            } else {
+                CredentialKind::Unknown
+            },
+            app_password: None,
+            result: if accepted {
+                AccessResult::Accepted
+            } else {
+                AccessResult::Refused
+            },
+            reason,
+        };
+        self.history.record(rec, None).await;
+    }
+}
+
 /// Now, to the second (policy time).
 pub fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)

@@ -18,7 +18,8 @@ pub(crate) mod snapshot;
 pub(crate) mod throttle;
 
 pub use authenticator::{
-    AuthSettings, Authenticator, LoginContext, LoginResult, SNAPSHOT_POLL, Verdict, now,
+    AuthSettings, Authenticator, LoginContext, LoginResult, OwnerCheck, SNAPSHOT_POLL, Verdict,
+    WEB_LISTENER, now,
 };
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};

@@ -77,6 +77,22 @@ impl Manager {
         })
     }
 
+    /// The owner proves the device with a code (the web page's second login step); the
+    /// code is spent, so it opens one session only.
+    pub fn prove_device(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<(), ManageError> {
+        self.change(actor, address, now, |_, m| {
+            m.prove_device(code, now)?;
+            Ok(((), Record::new(EventAction::OwnerCodeUsed)))
+        })?;
+        Ok(())
+    }
+
     /// Turns 2FA off, after the seeds' warning, with a code from the associated device.
     /// The app password is revoked; the main password works in mail programs again.
     pub fn disable_2fa(

@@ -327,6 +327,17 @@ impl Mailbox {
         Ok(outcome)
     }
 
+    /// A code from the associated device, to prove the owner holds it (the web page's
+    /// second login step): accepted once — the step is spent.
+    pub fn prove_device(&mut self, code: &str, now: Timestamp) -> Result<(), PolicyError> {
+        let device = self
+            .device
+            .as_mut()
+            .ok_or(PolicyError::TwoFactorOff("there is no device to prove"))?;
+        device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+        Ok(())
+    }
+
     /// Turns 2FA off with a code from the associated device. The app password is revoked
     /// and the main password works on mail protocols again.
     pub fn disable_2fa(&mut self, code: &str, now: Timestamp) -> Result<(), PolicyError> {

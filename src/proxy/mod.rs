@@ -193,6 +193,26 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
+    let web = match config.web.bind {
+        Some(bind) => {
+            let location = config.store_location();
+            let settings = config.manage_settings();
+            let manager = tokio::task::spawn_blocking(move || {
+                crate::manage::Manager::new(location.open_manage()?, settings)
+            })
+            .await
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .map_err(|e| ServeError::Setup(format!("web: {e}")))?;
+            let socket = TcpListener::bind(bind)
+                .await
+                .map_err(|e| ServeError::Setup(format!("web: cannot listen on {bind}: {e}")))?;
+            let tls = tls::server_config(&cert, &key, "http/1.1")?;
+            let page = crate::web::Web::new(Arc::clone(&auth), manager, config.web_settings());
+            tracing::info!(address = %bind, "web page (Gestione account) listening");
+            Some((socket, tls, Arc::new(page)))
+        }
+        None => None,
+    };
     let upstreams = upstreams(&config)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -215,6 +235,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let per_address = Arc::new(PerAddress::new(config.limits.max_connections_per_address));
     let mut loops = Vec::new();
+    if let Some((socket, tls, page)) = web {
+        loops.push(crate::web::spawn(socket, tls, page, stop_rx.clone()));
+    }
     for l in &config.listeners {
         let socket = TcpListener::bind(l.bind).await.map_err(|e| {
             ServeError::Setup(format!(

@@ -8,10 +8,10 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::policy::Mailbox;
 use crate::policy::json_time;
 use crate::policy::login::{AccessResult, CredentialKind};
 use crate::policy::names::{Channel, UnknownName, named_enum};
-use crate::policy::Mailbox;
 use crate::wording::{Locale, Said};
 
 /// Who did a management action: recorded with every event.
@@ -102,6 +102,8 @@ named_enum! {
         AppPasswordDeactivate = "app-password.deactivate",
         /// An expiry reminder was written.
         ExpiryReminder = "notice.expiry-reminder",
+        /// The owner proved the device at the web page's login (the code is spent).
+        OwnerCodeUsed = "2fa.code-used",
     }
 }
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates)
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -24,12 +24,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The SMTP sink the tests deliver to (aiosmtpd, from PyPI).
-if ! python3 -c "import aiosmtpd" 2>/dev/null; then
-  echo "==> installing aiosmtpd for the SMTP sink"
-  python3 -m pip install --quiet aiosmtpd 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages aiosmtpd
-fi
+# From PyPI: the SMTP sink the tests deliver to (aiosmtpd), and Playwright, which drives
+# Debian's Chromium for the web page's tests (its own browser download is never used).
+for mod in aiosmtpd playwright; do
+  if ! python3 -c "import $mod" 2>/dev/null; then
+    echo "==> installing $mod from PyPI"
+    python3 -m pip install --quiet "$mod" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "$mod"
+  fi
+done
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -408,6 +408,14 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
             "main password and 2FA code",
             "password principale e codice della verifica in 2 passaggi",
         ),
+        (
+            "2FA code already used",
+            "codice della verifica in 2 passaggi già usato",
+        ),
+        (
+            "wrong 2FA code",
+            "codice della verifica in 2 passaggi errato",
+        ),
     ];
     if let Some((_, it)) = fixed.iter().find(|(en, _)| *en == reason) {
         return (*it).to_owned();
@@ -425,10 +433,6 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
         ),
         ("store unavailable: ", "servizio non disponibile: "),
         ("malformed credentials: ", "credenziali non valide: "),
-        (
-            "2FA code refused: ",
-            "codice della verifica in 2 passaggi rifiutato: ",
-        ),
     ];
     for (en, it) in prefixed {
         if let Some(rest) = reason.strip_prefix(en) {
@@ -547,6 +551,49 @@ mod tests {
         };
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Said>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn every_refusal_reason_is_put_in_the_owners_words() {
+        use crate::policy::login::Reason;
+        use crate::policy::{Protocol, ProtocolSet};
+        let zoned = Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC);
+        let reasons = [
+            Reason::UnknownLogin,
+            Reason::ProtocolDisabled(Protocol::Pop3),
+            Reason::ArchiveNotInPlan,
+            Reason::WrongPassword,
+            Reason::MainPasswordUnder2fa,
+            Reason::NoActiveAppPassword,
+            Reason::WrongAppPassword,
+            Reason::AppPasswordExpired(zoned),
+            Reason::OutOfScope {
+                name: "fatture".into(),
+                scope: {
+                    let mut s = ProtocolSet::NONE;
+                    s.insert(Protocol::Smtp);
+                    s
+                },
+            },
+            Reason::Throttled("x".into()),
+            Reason::Overloaded,
+            Reason::UpstreamUnavailable("x".into()),
+            Reason::Malformed("x"),
+            Reason::StoreUnavailable("x".into()),
+        ];
+        for r in reasons {
+            let en = r.to_string();
+            let it = reason_for_owner(&en, Language::It);
+            assert_ne!(it, en, "{en} has Italian words");
+            assert_eq!(reason_for_owner(&en, Language::En), en);
+        }
+        assert_eq!(
+            reason_for_owner(
+                "main password used while two-step verification is on; an app password is required",
+                Language::It
+            ),
+            "password principale usata con la verifica in 2 passaggi attiva: serve una password per programmi di posta"
+        );
     }
 
     #[test]

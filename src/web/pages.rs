@@ -23,7 +23,7 @@ use crate::auth::{OwnerCheck, now};
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Ask, ErrorKind, ManageError, PasswordFor, Warning};
 use crate::policy::login::AccessResult;
-use crate::policy::{Protocol, fmt_time};
+use crate::policy::{PolicyError, Protocol, fmt_time};
 use crate::secret::Secret;
 use crate::wording::{self, Language, Locale};
 
@@ -656,7 +656,11 @@ async fn code(
         }
         Err(e) => {
             web.auth.owner_code_failed(peer.ip(), &login, &code);
-            wrong(format!("2FA code refused: {e}")).await
+            let why = match e {
+                ManageError::Refused(PolicyError::CodeReused) => "2FA code already used",
+                _ => "wrong 2FA code",
+            };
+            wrong(why.to_owned()).await
         }
     }
 }

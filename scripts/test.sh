@@ -24,9 +24,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# From PyPI: the SMTP sink the tests deliver to (aiosmtpd), and Playwright, which drives
-# Debian's Chromium for the web page's tests (its own browser download is never used).
-for mod in aiosmtpd playwright; do
+# From PyPI: the SMTP sink the tests deliver to (aiosmtpd), Playwright, which drives
+# Debian's Chromium for the web page's tests (its own browser download is never used),
+# and jsonschema, which checks the API's answers against its OpenAPI document.
+for mod in aiosmtpd playwright jsonschema; do
   if ! python3 -c "import $mod" 2>/dev/null; then
     echo "==> installing $mod from PyPI"
     python3 -m pip install --quiet "$mod" 2>/dev/null \

@@ -80,6 +80,9 @@ pub struct Config {
     /// `[web]`: the owner's page ("Gestione account").
     #[serde(default)]
     pub web: WebConfig,
+    /// `[api]`: the operator's HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -181,6 +184,40 @@ impl Default for WebConfig {
             idle_timeout: default_web_idle(),
             session_lifetime: default_web_lifetime(),
             history_page: default_web_page_rows(),
+        }
+    }
+}
+
+/// `[api]`: the operator's HTTP API, `/api/v1/`, on the web page's listener and, with
+/// `bind`, on a listener of its own (an admin network, say).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The bearer tokens' hashes (`sentinella api-token create NAME`); relative to the
+    /// config's folder.
+    #[serde(default = "default_tokens_file")]
+    pub tokens_file: PathBuf,
+    /// A listener for the API alone.
+    #[serde(default)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// Whether the web page's listener serves the API too.
+    #[serde(default = "default_true")]
+    pub on_web: bool,
+}
+
+fn default_tokens_file() -> PathBuf {
+    PathBuf::from("api-tokens")
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tokens_file: default_tokens_file(),
+            bind: None,
+            on_web: true,
         }
     }
 }

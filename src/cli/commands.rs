@@ -8,8 +8,8 @@ use super::output::Output;
 use super::prompt::Terminal;
 use super::render;
 use super::{
-    AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep, NoticesCommand,
-    TwoFactorCommand,
+    ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep,
+    NoticesCommand, TwoFactorCommand,
 };
 use crate::config::Config;
 use crate::manage::app_password::Wanted;
@@ -82,6 +82,7 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Mailbox(cmd) => mailbox(&mut Ctx::open(&cli)?, cmd),
         Command::TwoFactor(cmd) => two_factor(&mut Ctx::open(&cli)?, cmd),
         Command::AppPassword(cmd) => app_password(&mut Ctx::open(&cli)?, cmd),
+        Command::ApiToken(cmd) => api_token(&cli, cmd),
         Command::Notices(NoticesCommand::Run) => {
             let mut ctx = Ctx::open(&cli)?;
             let sent = ctx.manager.send_reminders(ctx.now)?;
@@ -94,6 +95,44 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
             ))
         }
     }
+}
+
+fn api_token(cli: &Cli, cmd: &ApiTokenCommand) -> Result<Output, CliError> {
+    use crate::api::tokens;
+    let config = Config::load(&cli.config)?;
+    let file = config.resolve(&config.api.tokens_file);
+    Ok(match cmd {
+        ApiTokenCommand::Create { name } => {
+            let token = tokens::create(&file, name)?;
+            let mut out = Output::new(
+                format!(
+                    "API token {name:?} created. It is shown once, here; keep it safe:\n  {}\n\
+                     Use it as \"Authorization: Bearer TOKEN\".",
+                    super::output::SECRET_MARK
+                ),
+                serde_json::json!({"name": name, "file": file}),
+            );
+            out.human_secret = Some(token.clone());
+            out.json_secret = Some(("token", token));
+            out
+        }
+        ApiTokenCommand::List => {
+            let names: Vec<String> = tokens::read(&file)?.into_iter().map(|(n, _)| n).collect();
+            let text = if names.is_empty() {
+                "No API tokens.".to_owned()
+            } else {
+                names.join("\n")
+            };
+            Output::new(text, serde_json::json!({"tokens": names}))
+        }
+        ApiTokenCommand::Revoke { name } => {
+            tokens::revoke(&file, name)?;
+            Output::new(
+                format!("API token {name:?} revoked."),
+                serde_json::json!({"name": name, "revoked": true}),
+            )
+        }
+    })
 }
 
 fn serve(cli: &Cli) -> Result<Output, CliError> {

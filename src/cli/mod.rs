@@ -64,6 +64,26 @@ pub enum Command {
     /// Notices to owners: the expiry-reminder job.
     #[command(subcommand)]
     Notices(NoticesCommand),
+    /// Bearer tokens for the operator's HTTP API (`/api/v1/`).
+    #[command(name = "api-token", subcommand)]
+    ApiToken(ApiTokenCommand),
+}
+
+/// `sentinella api-token …`
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// A new token, printed once; only its hash is kept (in `api.tokens_file`).
+    Create {
+        /// Its name, recorded in the events of every call made with it.
+        name: String,
+    },
+    /// The tokens' names.
+    List,
+    /// Removes a token: calls with it are refused from the next one.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `sentinella notices …`
@@ -337,6 +357,9 @@ pub enum CliError {
     /// Something outside the management layer failed (exit 4).
     #[error("{0}")]
     Internal(String),
+    /// An API token could not be made, listed or revoked.
+    #[error("{0}")]
+    Token(#[from] crate::api::tokens::TokenError),
 }
 
 impl From<StoreError> for CliError {
@@ -352,6 +375,12 @@ impl CliError {
             CliError::Config(_) => "bad_config",
             CliError::Manage(e) => e.code(),
             CliError::Internal(_) => "internal_error",
+            CliError::Token(e) => match e {
+                crate::api::tokens::TokenError::BadName(_) => "bad_token_name",
+                crate::api::tokens::TokenError::Exists(_) => "token_exists",
+                crate::api::tokens::TokenError::NoSuchToken(_) => "no_such_token",
+                _ => "token_file",
+            },
         }
     }
 
@@ -364,6 +393,8 @@ impl CliError {
                 ErrorKind::Failure => 4,
             },
             CliError::Internal(_) => 4,
+            CliError::Token(crate::api::tokens::TokenError::File { .. }) => 4,
+            CliError::Token(_) => 1,
         }
     }
 }

@@ -86,7 +86,17 @@ pub enum ErrorKind {
 }
 
 impl ManageError {
-    /// A stable, machine-readable name.
+    /// Whether the request itself was unusable (malformed input, or something only the
+    /// person can give was missing), not refused by a rule.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ManageError::Refused(p) => p.is_bad_input(),
+            ManageError::Declined { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A stable, machine-readable name (`--json`, the API).
     pub fn code(&self) -> &'static str {
         match self {
             ManageError::Refused(p) => p.code(),

@@ -154,6 +154,23 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
+    /// Whether the input itself is unusable (a malformed name, address, plan, protocol,
+    /// password or code format), as opposed to a rule refusing a well-formed request.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            PolicyError::BadPlan(_)
+                | PolicyError::BadProtocol(_)
+                | PolicyError::BadLogin(_)
+                | PolicyError::ProtocolBothWays(_)
+                | PolicyError::BadAddress(_)
+                | PolicyError::BadContact(_)
+                | PolicyError::WeakPassword { .. }
+                | PolicyError::BadPassword(_)
+                | PolicyError::BadAppPasswordName(_)
+        )
+    }
+
     /// A stable, machine-readable name for `--json` output.
     pub fn code(&self) -> &'static str {
         match self {

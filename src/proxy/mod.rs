@@ -114,6 +114,64 @@ fn mailer_settings(
     })
 }
 
+/// A management layer of its own for a front door (its own store connection).
+async fn manager(config: &Config) -> Result<crate::manage::Manager, ServeError> {
+    let location = config.store_location();
+    let settings = config.manage_settings();
+    tokio::task::spawn_blocking(move || {
+        crate::manage::Manager::new(location.open_manage()?, settings)
+    })
+    .await
+    .map_err(|e| ServeError::Setup(e.to_string()))?
+    .map_err(|e| ServeError::Setup(e.to_string()))
+}
+
+/// The HTTPS listeners: the owner's page (with the API on it, unless `api.on_web` is
+/// off) and the API's own listener, each bound now so a busy port fails the start.
+async fn https_listeners(
+    config: &Config,
+    auth: &Arc<Authenticator>,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Vec<(TcpListener, Arc<rustls::ServerConfig>, axum::Router)>, ServeError> {
+    let tokens = config.resolve(&config.api.tokens_file);
+    let mut out = Vec::new();
+    if let Some(addr) = config.web.bind {
+        let page = crate::web::Web::new(
+            Arc::clone(auth),
+            manager(config).await?,
+            config.web_settings(),
+        );
+        let mut app = crate::web::router(Arc::new(page));
+        if config.api.on_web {
+            let api = crate::api::Api::new(manager(config).await?, tokens.clone());
+            app = app.merge(crate::api::router(Arc::new(api)));
+        }
+        tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
+        out.push((
+            bind_https("web", addr).await?,
+            tls::server_config(cert, key, "http/1.1")?,
+            app,
+        ));
+    }
+    if let Some(addr) = config.api.bind {
+        let api = crate::api::Api::new(manager(config).await?, tokens);
+        tracing::info!(address = %addr, "operator API listening");
+        out.push((
+            bind_https("api", addr).await?,
+            tls::server_config(cert, key, "http/1.1")?,
+            crate::api::router(Arc::new(api)),
+        ));
+    }
+    Ok(out)
+}
+
+async fn bind_https(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Setup(format!("{what}: cannot listen on {addr}: {e}")))
+}
+
 /// Prepares every configured upstream.
 fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, ServeError> {
     let mut out = BTreeMap::new();
@@ -193,26 +251,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
-    let web = match config.web.bind {
-        Some(bind) => {
-            let location = config.store_location();
-            let settings = config.manage_settings();
-            let manager = tokio::task::spawn_blocking(move || {
-                crate::manage::Manager::new(location.open_manage()?, settings)
-            })
-            .await
-            .map_err(|e| ServeError::Setup(e.to_string()))?
-            .map_err(|e| ServeError::Setup(format!("web: {e}")))?;
-            let socket = TcpListener::bind(bind)
-                .await
-                .map_err(|e| ServeError::Setup(format!("web: cannot listen on {bind}: {e}")))?;
-            let tls = tls::server_config(&cert, &key, "http/1.1")?;
-            let page = crate::web::Web::new(Arc::clone(&auth), manager, config.web_settings());
-            tracing::info!(address = %bind, "web page (Gestione account) listening");
-            Some((socket, tls, Arc::new(page)))
-        }
-        None => None,
-    };
+    let https = https_listeners(&config, &auth, &cert, &key).await?;
     let upstreams = upstreams(&config)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -235,8 +274,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let per_address = Arc::new(PerAddress::new(config.limits.max_connections_per_address));
     let mut loops = Vec::new();
-    if let Some((socket, tls, page)) = web {
-        loops.push(crate::web::spawn(socket, tls, page, stop_rx.clone()));
+    for (socket, tls, app) in https {
+        loops.push(crate::web::spawn(socket, tls, app, stop_rx.clone()));
     }
     for l in &config.listeners {
         let socket = TcpListener::bind(l.bind).await.map_err(|e| {

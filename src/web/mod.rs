@@ -93,11 +93,15 @@ impl Web {
     }
 }
 
-/// The router: the pages, the static files, the headers every response carries.
+/// The router: the pages and their static files.
 pub(crate) fn router(web: Arc<Web>) -> Router {
-    pages::routes()
-        .with_state(web)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    pages::routes().with_state(web)
+}
+
+/// What every HTTPS listener serves through: the request size limit and the headers
+/// every response carries.
+pub(crate) fn hardened(app: Router) -> Router {
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -122,15 +126,16 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
     res
 }
 
-/// Serves the page on `socket` over TLS until `stop` turns true.
+/// Serves `app` (the page, the API, or both) on `socket` over TLS until `stop` turns
+/// true.
 pub(crate) fn spawn(
     socket: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    web: Arc<Web>,
+    app: Router,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let app = router(web);
+    let app = hardened(app);
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {

@@ -452,6 +452,71 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
     reason.to_owned()
 }
 
+/// A rule's refusal, in `language`: the words of the rule, as the owner reads them on the
+/// page. (The CLI and the API keep the rule's English text and its stable code.)
+pub fn refusal(e: &crate::policy::PolicyError, language: Language) -> String {
+    use crate::policy::PolicyError as P;
+    use crate::policy::fmt_zoned;
+    if language == Language::En {
+        return e.to_string();
+    }
+    match e {
+        P::MigrationInProgress => "La casella è in migrazione: la verifica in 2 passaggi non può essere attivata \
+                                   per tutto il periodo della migrazione."
+            .into(),
+        P::TwoFactorAlreadyOn => "La verifica in 2 passaggi è già attiva: per cambiare il dispositivo associato usa \
+                                  Cambia dispositivo."
+            .into(),
+        P::TwoFactorOff(_) => "La verifica in 2 passaggi non è attiva: le password per programmi di posta esistono \
+                               solo con la verifica in 2 passaggi attiva."
+            .into(),
+        P::NoPendingDevice => "Nessun dispositivo è in attesa di essere associato: avvia prima l'attivazione o il \
+                               cambio del dispositivo."
+            .into(),
+        P::InvalidCode => "Il codice non è valido: inserisci il codice di 6 cifre che l'app di autenticazione \
+                           mostra ora."
+            .into(),
+        P::CodeReused => "Questo codice è già stato usato: attendi il codice successivo nell'app di autenticazione."
+            .into(),
+        P::NoProtocolEnabled => "Non hai abilitato gli accessi per usare la casella sui programmi di posta: abilita \
+                                 almeno uno dei protocolli IMAP, POP, SMTP."
+            .into(),
+        P::AppPasswordActive { name, expires_at } => format!(
+            "La password per programmi di posta \"{name}\" è già attiva fino al {}: genera una nuova password per \
+             sostituirla, o posticipane la scadenza.",
+            fmt_zoned(expires_at)
+        ),
+        P::NoAppPassword => "Non c'è nessuna password per programmi di posta: generane una.".into(),
+        P::NoSuchAppPassword(n) => format!("Non c'è nessuna password per programmi di posta \"{n}\"."),
+        P::AppPasswordNameRequired(names) => {
+            format!("La casella ha più password per programmi di posta ({names}): indica quale.")
+        }
+        P::BadAppPasswordName(n) => format!(
+            "Nome non valido \"{n}\": usa da 1 a 40 lettere, cifre, spazi e - _ . '"
+        ),
+        P::TooManyAppPasswords { limit } => format!(
+            "La casella ha già {limit} password per programmi di posta, il massimo: disattivane una prima."
+        ),
+        P::ScopeNotEnabled { enabled } => format!(
+            "Una password per programmi di posta può essere limitata solo ai protocolli attivi per la casella \
+             ({enabled}), almeno uno."
+        ),
+        P::PostponeTooEarly {
+            opens_at,
+            expires_at,
+        } => format!(
+            "Potrai posticipare la scadenza dal {} (la password scade il {}); prima di allora, se serve, genera una \
+             nuova password.",
+            fmt_zoned(opens_at),
+            fmt_zoned(expires_at)
+        ),
+        P::OverrideNeedsOperator => "Per cambiare il dispositivo serve un codice dal dispositivo attuale; senza, \
+                                     solo l'assistenza può autorizzarlo."
+            .into(),
+        other => other.to_string(),
+    }
+}
+
 /// An e-mail's subject: the mailbox and what the notice is about.
 pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
     let what = match (language, kind) {
@@ -594,6 +659,22 @@ mod tests {
             ),
             "password principale usata con la verifica in 2 passaggi attiva: serve una password per programmi di posta"
         );
+    }
+
+    #[test]
+    fn refusals_on_the_page_are_in_italian() {
+        use crate::policy::PolicyError;
+        for e in [
+            PolicyError::MigrationInProgress,
+            PolicyError::InvalidCode,
+            PolicyError::CodeReused,
+            PolicyError::NoProtocolEnabled,
+            PolicyError::NoAppPassword,
+            PolicyError::TooManyAppPasswords { limit: 2 },
+        ] {
+            assert_ne!(refusal(&e, Language::It), e.to_string());
+            assert_eq!(refusal(&e, Language::En), e.to_string());
+        }
     }
 
     #[test]

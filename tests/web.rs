@@ -11,8 +11,9 @@ use common::rig::{ADDR, MAIN, UPSTREAM_PW};
 use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
 use serde_json::Value;
 
-/// Validity 30 s and a 20 s postpone window: postponing opens 10 s after generation.
-const POLICY: &str = "app_password_validity = \"30s\"\npostpone_window = \"20s\"";
+/// Validity 70 s and a 60 s postpone window: postponing opens 10 s after generation, and
+/// postponing moves the expiry by more than a minute, so the page (HH:MM) shows it move.
+const POLICY: &str = "app_password_validity = \"70s\"\npostpone_window = \"60s\"";
 
 #[test]
 fn the_owner_manages_the_mailbox_from_the_page_in_a_real_browser() {
@@ -199,4 +200,180 @@ fn the_owner_manages_the_mailbox_from_the_page_in_a_real_browser() {
     // No secret in the proxy's log.
     let log = proxy.log();
     assert!(!log.contains(MAIN), "the main password is never logged");
+}
+
+/// A browser-less client for the page (curl with a cookie jar), for what needs no
+/// JavaScript: each request is a real HTTPS request to the running `serve`.
+struct Browser {
+    jar: tempfile::NamedTempFile,
+    base: String,
+}
+
+impl Browser {
+    fn new(port: u16) -> Self {
+        Browser {
+            jar: tempfile::NamedTempFile::new().unwrap(),
+            base: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    /// (status, Location header, body)
+    fn request(&self, extra: &[&str], path: &str) -> (u16, String, String) {
+        let jar = self.jar.path().to_str().unwrap();
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "10", "-b", jar, "-c", jar, "-D", "-"])
+            .args(extra)
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let location = head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        (status, location, body.to_owned())
+    }
+
+    fn get(&self, path: &str) -> (u16, String, String) {
+        self.request(&[], path)
+    }
+
+    /// The CSRF token of the page at `path`.
+    fn csrf(&self, path: &str) -> String {
+        let (_, _, body) = self.get(path);
+        let at = body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("a form on {path}: {body}"));
+        body[at + 19..at + 19 + 32].to_owned()
+    }
+
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+        let mut args = Vec::new();
+        for (k, v) in fields {
+            args.push("--data-urlencode".to_owned());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.request(&args, path)
+    }
+}
+
+#[test]
+fn a_multi_user_account_acts_under_its_name_and_a_migration_blocks_two_factor() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let web_port = free_port();
+    let mut proxy = Proxy::configure(
+        &mailbox,
+        &mailbox,
+        "",
+        &format!("\n[web]\nbind = \"127.0.0.1:{web_port}\"\nhistory_page = 2\n"),
+    );
+    proxy.run();
+    wait_for_port(web_port, "web page", &proxy.log_path());
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    proxy.ok(
+        &[
+            "mailbox",
+            "add-user",
+            ADDR,
+            "segreteria",
+            "--password-stdin",
+        ],
+        Some("Segreteria-passw0rd"),
+    );
+    proxy.ok(&["mailbox", "migration", ADDR, "start"], None);
+
+    let b = Browser::new(web_port);
+    let csrf = b.csrf("/login");
+    // Two wrong passwords and the right one: three history rows, two to a page.
+    for password in ["wrong-1", "wrong-2", "Segreteria-passw0rd"] {
+        let (status, location, _) = b.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("login", "segreteria"),
+                ("password", password),
+            ],
+        );
+        assert_eq!(status, 303);
+        if password.starts_with("wrong") {
+            assert_eq!(location, "/login");
+        } else {
+            assert_eq!(location, "/account");
+        }
+    }
+    let (status, _, page) = b.get("/account");
+    assert_eq!(status, 200);
+    assert!(page.contains(ADDR), "the account sees its mailbox: {page}");
+    assert!(page.contains("id=\"migration\""), "{page}");
+    assert!(page.contains("in migrazione"), "{page}");
+    // Turning 2FA on is refused, with the rule's reason, and nothing changes.
+    let csrf = b.csrf("/account");
+    let (status, location, _) = b.post("/account/2fa/enable", &[("csrf", &csrf)]);
+    assert_eq!((status, location.as_str()), (303, "/account"));
+    let (_, _, page) = b.get("/account");
+    assert!(
+        page.contains("id=\"flash\">La casella è in migrazione: la verifica in 2 passaggi non può essere attivata"),
+        "the rule's reason, in Italian: {page}"
+    );
+    // An action under the account's name.
+    let (status, _, _) = b.post(
+        "/account/protocols",
+        &[("csrf", &csrf), ("imap", "on"), ("smtp", "on")],
+    );
+    assert_eq!(status, 303);
+    let events = proxy.ok(&["mailbox", "events", ADDR], None);
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "owner:segreteria" && e["action"] == "mailbox.protocols"),
+        "{events:#}"
+    );
+    // Storico accessi, two rows a page: newest first, then older.
+    let (_, _, first) = b.get("/account/history");
+    assert!(
+        first.contains("id=\"older\"") && !first.contains("id=\"newer\""),
+        "{first}"
+    );
+    assert_eq!(first.matches("<tr><td>").count(), 2, "{first}");
+    let (_, _, second) = b.get("/account/history?page=2");
+    assert!(second.contains("id=\"newer\""), "{second}");
+    assert!(second.contains("password errata"), "{second}");
+    // A body over the limit is refused before anything reads it.
+    let big = "x".repeat(20_000);
+    let (status, _, _) = b.post("/account/protocols", &[("csrf", &csrf), ("pad", &big)]);
+    assert_eq!(status, 413);
+    // The account's password changes (from the CLI): the page's session ends.
+    proxy.ok(
+        &[
+            "mailbox",
+            "set-password",
+            ADDR,
+            "--user",
+            "segreteria",
+            "--password-stdin",
+        ],
+        Some("Segreteria-new-passw0rd"),
+    );
+    proxy.ok(&["mailbox", "show", ADDR], None);
+    let mut ended = false;
+    for _ in 0..100 {
+        let (status, location, _) = b.get("/account");
+        if status == 303 && location == "/login" {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ended, "the session ended with the password change");
 }

@@ -176,7 +176,13 @@ fn owner(
 
 /// The form's fields, and whether its CSRF token is the session's.
 fn fields(form: Fields, csrf: &str) -> Result<HashMap<String, String>, Rejected> {
-    let Form(pairs) = form.map_err(|_| Rejected::BadRequest)?;
+    let Form(pairs) = form.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Rejected::TooLarge
+        } else {
+            Rejected::BadRequest
+        }
+    })?;
     let map: HashMap<String, String> = pairs.into_iter().collect();
     let given = map.get("csrf").map(String::as_bytes).unwrap_or_default();
     // Constant time: the token is compared whole.
@@ -196,6 +202,7 @@ fn fields(form: Fields, csrf: &str) -> Result<HashMap<String, String>, Rejected>
 enum Rejected {
     Forbidden,
     BadRequest,
+    TooLarge,
 }
 
 impl Rejected {
@@ -203,6 +210,7 @@ impl Rejected {
         let (status, text) = match self {
             Rejected::Forbidden => (StatusCode::FORBIDDEN, t.forbidden),
             Rejected::BadRequest => (StatusCode::BAD_REQUEST, t.bad_request),
+            Rejected::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, t.too_large),
         };
         message(status, t, who, csrf, text.to_owned())
     }
@@ -252,7 +260,10 @@ fn refusal(o: &Owner, e: &ManageError) -> String {
             tracing::error!(error = %e, "web: a management action failed");
             o.t().unavailable.to_owned()
         }
-        _ => e.to_string(),
+        _ => match e {
+            ManageError::Refused(p) => wording::refusal(p, o.language),
+            other => other.to_string(),
+        },
     }
 }
 

@@ -81,6 +81,7 @@ pub struct Texts {
     pub forbidden: &'static str,
     pub not_found: &'static str,
     pub bad_request: &'static str,
+    pub too_large: &'static str,
     pub done: &'static str,
 }
 
@@ -161,6 +162,7 @@ pub const IT: Texts = Texts {
     forbidden: "Richiesta non valida (modulo scaduto o non riconosciuto): nulla è stato modificato. Ricarica la pagina e riprova.",
     not_found: "Pagina non trovata.",
     bad_request: "Richiesta non valida.",
+    too_large: "La richiesta è troppo grande: nulla è stato modificato.",
     done: "Fatto.",
 };
 
@@ -241,6 +243,7 @@ pub const EN: Texts = Texts {
     forbidden: "Invalid request (the form expired or was not recognised): nothing was changed. Reload the page and try again.",
     not_found: "Page not found.",
     bad_request: "Invalid request.",
+    too_large: "The request is too large: nothing was changed.",
     done: "Done.",
 };
 

@@ -376,7 +376,7 @@ struct ConfirmPage {
     who: Option<String>,
     csrf: String,
     flash: Option<Flash>,
-    what: &'static str,
+    what: String,
     action: &'static str,
     fields: Vec<(String, String)>,
     warning: &'static str,
@@ -890,7 +890,7 @@ async fn reveal(
 
 fn confirm_page(
     o: &Owner,
-    what: &'static str,
+    what: String,
     action: &'static str,
     name: &str,
     warning: &'static str,
@@ -926,7 +926,7 @@ async fn regenerate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
         let t = o.t();
         return confirm_page(
             &o,
-            t.regenerate,
+            format!("{} \u{2014} \"{name}\"", t.regenerate),
             "/account/app-passwords/regenerate",
             &name,
             t.regenerate_warning,
@@ -946,7 +946,7 @@ async fn deactivate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
         let t = o.t();
         return confirm_page(
             &o,
-            t.deactivate,
+            format!("{} \u{2014} \"{name}\"", t.deactivate),
             "/account/app-passwords/deactivate",
             &name,
             t.deactivate_warning,
@@ -1122,7 +1122,7 @@ async fn two_factor_disable(State(web): Shared, headers: HeaderMap, form: Fields
         let t = o.t();
         return confirm_page(
             &o,
-            t.turn_off,
+            format!("{} \u{2014} {}", t.turn_off, t.two_factor),
             "/account/2fa/disable",
             "",
             t.disable_warning,

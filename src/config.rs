@@ -83,6 +83,9 @@ pub struct Config {
     /// `[api]`: the operator's HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[log]`: how `serve` writes its log.
+    #[serde(default)]
+    pub log: LogConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -186,6 +189,28 @@ impl Default for WebConfig {
             history_page: default_web_page_rows(),
         }
     }
+}
+
+/// `[log]`: `serve`'s log, on standard error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default; colours only when standard error is a terminal) or `json` (one
+    /// object a line: time, level, target, fields, and the span's fields such as the
+    /// connection id and listener).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// `[api]`: the operator's HTTP API, `/api/v1/`, on the web page's listener and, with

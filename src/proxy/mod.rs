@@ -378,6 +378,10 @@ impl Drop for AddressSlot {
     }
 }
 
+/// Connection ids, one sequence over every listener (so a log line's id names one
+/// connection).
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn accept_loop(
     socket: TcpListener,
     listener: Arc<ListenerRuntime>,
@@ -386,7 +390,6 @@ async fn accept_loop(
     per_address: Arc<PerAddress>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next_id: u64 = 0;
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -417,9 +420,8 @@ async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        next_id += 1;
-        let span =
-            tracing::info_span!("conn", id = next_id, listener = %listener.config.name, %peer);
+        let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let span = tracing::info_span!("conn", id, listener = %listener.config.name, %peer);
         let (l, s) = (Arc::clone(&listener), Arc::clone(&shared));
         tokio::spawn(
             async move {

@@ -609,3 +609,87 @@ fn plain_with_a_foreign_authorization_identity_is_refused_even_with_the_right_pa
         "authzid = authcid is fine: {raw}"
     );
 }
+
+/// The certificate a listener serves now, as PEM.
+fn served_certificate(port: u16) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ssl,sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1])), timeout=10))",
+            &port.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[test]
+fn sighup_reloads_the_certificates_and_a_bad_file_keeps_the_old_ones() {
+    let mut rig = rig("");
+    let p = &rig.proxy;
+    let before = served_certificate(p.imaps_port);
+    assert_eq!(
+        der_of(&before),
+        der_of(&std::fs::read_to_string(p.cert()).unwrap())
+    );
+    // A renewed certificate, written where the config points.
+    let certs = p.dir.path().join("certs");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=renewed",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(certs.join("key.pem"))
+        .arg("-out")
+        .arg(certs.join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let renewed = std::fs::read_to_string(p.cert()).unwrap();
+    assert!(
+        rig.proxy.signal("HUP"),
+        "the proxy survives SIGHUP:\n{}",
+        rig.proxy.log()
+    );
+    let p = &rig.proxy;
+    for port in [p.imaps_port, p.pop3s_port, p.submissions_port] {
+        assert_eq!(
+            der_of(&served_certificate(port)),
+            der_of(&renewed),
+            "port {port}"
+        );
+    }
+    assert!(p.log().contains("TLS certificates reloaded"), "{}", p.log());
+    // Logins go on, verified against the renewed certificate.
+    assert!(login(p, ADDR, MAIN).0);
+    // A broken file: logged, and the renewed certificate stays in service.
+    std::fs::write(p.cert(), "not a certificate\n").unwrap();
+    assert!(rig.proxy.signal("HUP"), "{}", rig.proxy.log());
+    let p = &rig.proxy;
+    assert_eq!(der_of(&served_certificate(p.imaps_port)), der_of(&renewed));
+    assert!(p.log().contains("keeping the previous ones"), "{}", p.log());
+    assert_eq!(rig.proxy.stop(), Some(0), "{}", rig.proxy.log());
+}

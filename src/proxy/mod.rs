@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
@@ -45,8 +47,8 @@ pub struct Shared {
 pub struct ListenerRuntime {
     /// Its configuration.
     pub config: ListenerConfig,
-    /// Its TLS configuration (ALPN = its protocol).
-    pub tls: Arc<rustls::ServerConfig>,
+    /// Its TLS configuration (ALPN = its protocol), swapped whole by a reload.
+    pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
     /// Where its sessions go.
     pub upstream: Arc<Upstream>,
 }
@@ -131,9 +133,16 @@ async fn manager(config: &Config) -> Result<crate::manage::Manager, ServeError> 
 async fn https_listeners(
     config: &Config,
     auth: &Arc<Authenticator>,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<Vec<(TcpListener, Arc<rustls::ServerConfig>, axum::Router)>, ServeError> {
+    certificates: &Certificates,
+) -> Result<
+    Vec<(
+        TcpListener,
+        Arc<ArcSwap<rustls::ServerConfig>>,
+        axum::Router,
+    )>,
+    ServeError,
+> {
+    let http = &certificates.by_alpn[HTTP];
     let tokens = config.resolve(&config.api.tokens_file);
     let mut out = Vec::new();
     if let Some(addr) = config.web.bind {
@@ -148,18 +157,14 @@ async fn https_listeners(
             app = app.merge(crate::api::router(Arc::new(api)));
         }
         tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
-        out.push((
-            bind_https("web", addr).await?,
-            tls::server_config(cert, key, "http/1.1")?,
-            app,
-        ));
+        out.push((bind_https("web", addr).await?, Arc::clone(http), app));
     }
     if let Some(addr) = config.api.bind {
         let api = crate::api::Api::new(manager(config).await?, tokens);
         tracing::info!(address = %addr, "operator API listening");
         out.push((
             bind_https("api", addr).await?,
-            tls::server_config(cert, key, "http/1.1")?,
+            Arc::clone(http),
             crate::api::router(Arc::new(api)),
         ));
     }
@@ -205,13 +210,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if tls::ensure_certificate(&cert, &key)? {
         tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
     }
-    let mut server_tls = BTreeMap::new();
-    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
-        server_tls.insert(
-            protocol.as_str(),
-            tls::server_config(&cert, &key, protocol.as_str())?,
-        );
-    }
+    let certificates = Certificates::load(&cert, &key)?;
+    let server_tls = &certificates.by_alpn;
     // Creates the store and applies migrations before anything else.
     let store = config.store_location();
     store.prepare()?;
@@ -251,7 +251,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
-    let https = https_listeners(&config, &auth, &cert, &key).await?;
+    let https = https_listeners(&config, &auth, &certificates).await?;
     let upstreams = upstreams(&config)?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -300,7 +300,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         )));
     }
 
-    wait_for_signal().await;
+    wait_for_signal(&config, &certificates).await;
     tracing::info!("shutting down: no new connections");
     let _ = stop_tx.send(true);
     for l in loops {
@@ -318,19 +318,92 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// The ALPN name of the HTTPS listeners.
+const HTTP: &str = "http/1.1";
+
+/// The server TLS configurations, one per ALPN protocol, from one certificate and key;
+/// a reload swaps each whole, so new handshakes use the new certificate and sessions
+/// already open go on with theirs.
+struct Certificates {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    by_alpn: BTreeMap<&'static str, Arc<ArcSwap<rustls::ServerConfig>>>,
+}
+
+/// One TLS configuration per ALPN protocol.
+type Configs = Vec<(&'static str, Arc<rustls::ServerConfig>)>;
+
+impl Certificates {
+    fn configs(cert: &std::path::Path, key: &std::path::Path) -> Result<Configs, tls::TlsError> {
+        [
+            Protocol::Imap.as_str(),
+            Protocol::Pop3.as_str(),
+            Protocol::Smtp.as_str(),
+            HTTP,
+        ]
+        .into_iter()
+        .map(|alpn| Ok((alpn, tls::server_config(cert, key, alpn)?)))
+        .collect()
+    }
+
+    fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, ServeError> {
+        let by_alpn = Self::configs(cert, key)?
+            .into_iter()
+            .map(|(alpn, c)| (alpn, Arc::new(ArcSwap::new(c))))
+            .collect();
+        Ok(Certificates {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            by_alpn,
+        })
+    }
+
+    /// Reads the certificate and key again; a file that cannot be used leaves every
+    /// listener with the certificate it had.
+    fn reload(&self) -> Result<(), tls::TlsError> {
+        for (alpn, config) in Self::configs(&self.cert, &self.key)? {
+            if let Some(slot) = self.by_alpn.get(alpn) {
+                slot.store(config);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits for SIGINT or SIGTERM. SIGHUP — what operators send after renewing a
+/// certificate — reloads the certificates and never stops the proxy; other changes to
+/// the configuration file are reported as needing a restart, not half-applied.
+async fn wait_for_signal(config: &Config, certificates: &Certificates) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        (t, h) => {
+            tracing::error!(sigterm = ?t.err(), sighup = ?h.err(), "cannot watch signals");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                match certificates.reload() {
+                    Ok(()) => tracing::info!(certificate = %certificates.cert.display(), "SIGHUP: TLS certificates reloaded; new connections use them"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the certificate or key cannot be used; keeping the previous ones"),
+                }
+                match Config::load(&config.source) {
+                    Ok(new) if format!("{new:?}") != format!("{config:?}") => tracing::warn!(
+                        "SIGHUP: the configuration file changed; changes other than the TLS certificates take effect after a restart"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file cannot be read; keeping the running configuration"),
+                }
+            }
+        }
     }
 }
 

@@ -181,7 +181,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = Instant::now() + LimitsConfig::duration(shared.limits.preauth_timeout);
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&listener.tls));
+    let acceptor = tokio_rustls::TlsAcceptor::from(listener.tls.load_full());
     let handshake = LimitsConfig::duration(shared.limits.tls_handshake_timeout);
     let handshake_deadline = || deadline.min(Instant::now() + handshake);
     let mut client = if listener.config.tls == ListenerTls::Implicit {
@@ -350,7 +350,9 @@ mod tests {
                 archive: false,
                 upstream: "mail".into(),
             },
-            tls: tls::server_config(&cert, &key, "imap").unwrap(),
+            tls: Arc::new(arc_swap::ArcSwap::new(
+                tls::server_config(&cert, &key, "imap").unwrap(),
+            )),
             upstream: Arc::new(Upstream::new(upstream, None, None)),
         };
         let shared = Shared {

@@ -130,11 +130,10 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
 /// true.
 pub(crate) fn spawn(
     socket: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     app: Router,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let acceptor = TlsAcceptor::from(tls);
     let app = hardened(app);
     tokio::spawn(async move {
         loop {
@@ -149,7 +148,8 @@ pub(crate) fn spawn(
                 },
                 _ = stop.changed() => return,
             };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
+            // The certificate of now (a SIGHUP may have swapped it).
+            let (acceptor, app) = (TlsAcceptor::from(tls.load_full()), app.clone());
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {

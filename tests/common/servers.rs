@@ -651,6 +651,20 @@ tls = "none"
         run.json()
     }
 
+    /// Sends it `signal` (e.g. "HUP"), by PID; returns whether it is still running.
+    pub fn signal(&mut self, signal: &str) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        std::thread::sleep(Duration::from_millis(200));
+        sent && matches!(child.try_wait(), Ok(None))
+    }
+
     /// Stops it with SIGTERM (by PID) and returns its exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

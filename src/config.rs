@@ -342,6 +342,9 @@ pub struct LimitsConfig {
     /// Failed logins on one connection before it is closed.
     #[serde(default = "default_failed_logins")]
     pub failed_logins_per_connection: u32,
+    /// Bad or unknown commands before login on one connection before it is closed.
+    #[serde(default = "default_bad_commands")]
+    pub bad_commands_before_login: u32,
     /// Connections open at once, over all listeners.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -397,6 +400,9 @@ fn default_preauth_timeout() -> Period {
 fn default_failed_logins() -> u32 {
     3
 }
+fn default_bad_commands() -> u32 {
+    10
+}
 fn default_max_connections() -> u32 {
     10_000
 }
@@ -414,6 +420,7 @@ impl Default for LimitsConfig {
             preauth_bytes: default_preauth_bytes(),
             preauth_timeout: default_preauth_timeout(),
             failed_logins_per_connection: default_failed_logins(),
+            bad_commands_before_login: default_bad_commands(),
             max_connections: default_max_connections(),
             upstream_timeout: default_upstream_timeout(),
             shutdown_grace: default_shutdown_grace(),
@@ -956,6 +963,9 @@ impl Config {
         }
         if l.preauth_bytes < u64::from(l.max_line) {
             return Err(self.invalid("limits.preauth_bytes", "must be at least limits.max_line"));
+        }
+        if l.bad_commands_before_login == 0 {
+            return Err(self.invalid("limits.bad_commands_before_login", "must be at least 1"));
         }
         if l.failed_logins_per_connection == 0 {
             return Err(self.invalid("limits.failed_logins_per_connection", "must be at least 1"));

@@ -573,3 +573,48 @@ fn secrets_never_appear_in_the_trace_log() {
         );
     }
 }
+
+#[test]
+fn a_client_sending_bad_commands_before_login_is_cut_off_after_the_limit() {
+    let rig = rig_with("", "bad_commands_before_login = 4");
+    let p = &rig.proxy;
+    let bad: Vec<String> = (0..6).map(|i| format!("a{i} SELECT INBOX")).collect();
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let got = imap_raw(p, p.imaps_port, "ssl", &bad);
+    let byes: Vec<&String> = got.iter().filter(|l| l.starts_with("* BYE")).collect();
+    assert_eq!(byes, ["* BYE Too many invalid commands"], "{got:?}");
+    assert_eq!(
+        got.iter().filter(|l| l.contains(" BAD ")).count(),
+        4,
+        "{got:?}"
+    );
+    let got = pop3_raw(
+        p,
+        p.pop3s_port,
+        "ssl",
+        &["STAT", "LIST", "RETR 1", "DELE 1", "NOOP"],
+    );
+    assert!(
+        got.contains(&"-ERR Too many invalid commands".to_owned()),
+        "{got:?}"
+    );
+    let got = smtp_raw(
+        p,
+        p.submissions_port,
+        "ssl",
+        &[
+            "EHLO x",
+            "MAIL FROM:<a@b.it>",
+            "RCPT TO:<a@b.it>",
+            "DATA",
+            "VRFY x",
+            "NOOP",
+        ],
+    );
+    assert!(
+        got.contains(&"421 4.7.0 Too many invalid commands, closing connection".to_owned()),
+        "{got:?}"
+    );
+    // The proxy goes on serving.
+    healthy(p);
+}

@@ -67,6 +67,7 @@ pub struct ImapFrontend {
     unconsumed: Vec<u8>,
     bytes_seen: u64,
     failed_logins: u32,
+    bad: super::BadCommands,
 }
 
 impl std::fmt::Debug for ImapFrontend {
@@ -93,6 +94,7 @@ impl ImapFrontend {
             unconsumed: Vec::new(),
             bytes_seen: 0,
             failed_logins: 0,
+            bad: super::BadCommands::default(),
         }
     }
 
@@ -210,6 +212,16 @@ impl ImapFrontend {
             }
             let actions = self.handle_message();
             self.consume(len);
+            let max = self.settings.max_bad_commands;
+            // A tagged (or untagged) BAD: a command the proxy could not accept.
+            if self.bad.too_many(&actions, max, |r| {
+                r.split(|b| *b == b' ').nth(1) == Some(b"BAD".as_slice())
+            }) {
+                out.extend(actions);
+                let done = self.close_with(Vec::new(), "* BYE Too many invalid commands");
+                out.extend(done);
+                return;
+            }
             out.extend(actions);
         }
     }
@@ -474,6 +486,7 @@ mod tests {
             max_line: 1024,
             preauth_bytes: 8192,
             max_failed_logins: 3,
+            max_bad_commands: 10,
         }
     }
 
@@ -722,6 +735,26 @@ mod tests {
             out.ends_with("* BYE Too much data before login\r\n<CLOSE>"),
             "{}",
             &out[out.len() - 60..]
+        );
+    }
+
+    #[test]
+    fn ten_bad_commands_close_the_connection() {
+        let mut fe = ImapFrontend::new(settings(true));
+        let mut out = String::new();
+        for i in 0..9 {
+            out.push_str(&run(&mut fe, &format!("a{i} SELECT INBOX\r\n")));
+        }
+        assert!(
+            !out.contains("<CLOSE>") && out.matches(" BAD ").count() == 9,
+            "{out}"
+        );
+        // Good commands do not count.
+        assert!(run(&mut fe, "n1 NOOP\r\n").starts_with("n1 OK"));
+        let last = run(&mut fe, "x garbage(\r\n");
+        assert!(
+            last.ends_with("* BYE Too many invalid commands\r\n<CLOSE>"),
+            "{last}"
         );
     }
 }

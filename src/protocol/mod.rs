@@ -33,6 +33,36 @@ pub struct Settings {
     pub preauth_bytes: u64,
     /// Failed logins before the connection is closed.
     pub max_failed_logins: u32,
+    /// Bad or unknown commands before login after which the connection is closed (as
+    /// Dovecot and Postfix do, not only at the byte cap).
+    pub max_bad_commands: u32,
+}
+
+/// Pre-login command discipline: counts the replies that refuse a command as bad or
+/// unknown (each front end says which of its replies those are) and says when the
+/// client has had enough of them.
+#[derive(Debug, Default)]
+pub(crate) struct BadCommands {
+    seen: u32,
+}
+
+impl BadCommands {
+    /// Counts the bad replies among `actions`; true once `max` is reached.
+    pub(crate) fn too_many(
+        &mut self,
+        actions: &[Action],
+        max: u32,
+        is_bad: impl Fn(&[u8]) -> bool,
+    ) -> bool {
+        let bad = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Reply(r) if is_bad(r)))
+            .count();
+        self.seen = self
+            .seen
+            .saturating_add(u32::try_from(bad).unwrap_or(u32::MAX));
+        self.seen >= max.max(1)
+    }
 }
 
 /// What the driver must do.

@@ -41,6 +41,7 @@ pub struct Pop3Frontend {
     lines: LineBuffer,
     bytes_seen: u64,
     failed_logins: u32,
+    bad: super::BadCommands,
 }
 
 fn line(s: impl AsRef<str>) -> Vec<u8> {
@@ -58,6 +59,7 @@ impl Pop3Frontend {
             lines: LineBuffer::new(settings.max_line as usize),
             bytes_seen: 0,
             failed_logins: 0,
+            bad: super::BadCommands::default(),
         }
     }
 
@@ -99,6 +101,18 @@ impl Pop3Frontend {
                     Vec::new()
                 }
             };
+            let max = self.settings.max_bad_commands;
+            // An -ERR that is not a login's own answer (those count as failed logins).
+            if self.bad.too_many(&actions, max, |r| {
+                r.starts_with(b"-ERR")
+                    && !r.starts_with(AUTH_FAILED.as_bytes())
+                    && !r.starts_with(UNAVAILABLE.as_bytes())
+            }) {
+                out.extend(actions);
+                let done = self.close_with(Vec::new(), "-ERR Too many invalid commands");
+                out.extend(done);
+                return;
+            }
             out.extend(actions);
         }
     }
@@ -289,6 +303,7 @@ mod tests {
             max_line: 255,
             preauth_bytes: 4096,
             max_failed_logins: 3,
+            max_bad_commands: 10,
         }
     }
 
@@ -424,9 +439,28 @@ mod tests {
         assert_eq!(every_split(&long, true), "-ERR Line too long\r\n<CLOSE>");
         let mut fe = Pop3Frontend::new(settings(true));
         let mut out = String::new();
-        for _ in 0..1000 {
-            out.push_str(&render(&fe.feed(b"STAT\r\n")));
+        for _ in 0..10_000 {
+            out.push_str(&render(&fe.feed(b"CAPA\r\n")));
         }
         assert!(out.ends_with("-ERR Too much data before login\r\n<CLOSE>"));
+    }
+
+    #[test]
+    fn ten_bad_commands_close_the_connection_but_failed_logins_do_not_count() {
+        let mut fe = Pop3Frontend::new(settings(true));
+        // Two failed logins are the throttle's and the failed-login limit's, not this one's.
+        fe.feed(b"USER a\r\nPASS b\r\n");
+        fe.login_refused();
+        let mut out = String::new();
+        for _ in 0..9 {
+            out.push_str(&render(&fe.feed(b"STAT\r\n")));
+        }
+        assert!(!out.contains("<CLOSE>"), "{out}");
+        let last = render(&fe.feed(b"BOGUS\r\n"));
+        assert_eq!(
+            last,
+            "-ERR Unknown command\r\n-ERR Too many invalid commands\r\n<CLOSE>"
+        );
+        assert!(fe.feed(b"CAPA\r\n").is_empty(), "nothing after the close");
     }
 }

@@ -50,6 +50,7 @@ pub struct SmtpFrontend {
     client_name: Option<String>,
     bytes_seen: u64,
     failed_logins: u32,
+    bad: super::BadCommands,
 }
 
 fn line(s: impl AsRef<str>) -> Vec<u8> {
@@ -83,6 +84,7 @@ impl SmtpFrontend {
             client_name: None,
             bytes_seen: 0,
             failed_logins: 0,
+            bad: super::BadCommands::default(),
         }
     }
 
@@ -138,6 +140,19 @@ impl SmtpFrontend {
                     Vec::new()
                 }
             };
+            let max = self.settings.max_bad_commands;
+            // A 5xx that is not AUTH's own answer (535 counts as a failed login).
+            if self.bad.too_many(&actions, max, |r| {
+                r.first() == Some(&b'5') && !r.starts_with(b"535")
+            }) {
+                out.extend(actions);
+                let done = self.close_with(
+                    Vec::new(),
+                    "421 4.7.0 Too many invalid commands, closing connection",
+                );
+                out.extend(done);
+                return;
+            }
             out.extend(actions);
         }
     }
@@ -333,6 +348,7 @@ mod tests {
             max_line: 512,
             preauth_bytes: 8192,
             max_failed_logins: 3,
+            max_bad_commands: 10,
         }
     }
 
@@ -530,6 +546,21 @@ mod tests {
         assert_eq!(
             every_split(&long, true),
             "500 5.5.6 Line too long, closing connection\r\n<CLOSE>"
+        );
+    }
+
+    #[test]
+    fn ten_bad_commands_close_the_connection_but_failed_auths_do_not_count() {
+        let mut f = fe(true);
+        let mut out = render(&f.feed(b"EHLO client\r\n"));
+        for _ in 0..9 {
+            out.push_str(&render(&f.feed(b"MAIL FROM:<a@b.it>\r\n")));
+        }
+        assert!(!out.contains("<CLOSE>"), "{out}");
+        let last = render(&f.feed(b"VRFY x\r\n"));
+        assert!(
+            last.ends_with("421 4.7.0 Too many invalid commands, closing connection\r\n<CLOSE>"),
+            "{last}"
         );
     }
 }

@@ -86,6 +86,7 @@ pub fn check_chunking<F: Frontend>(data: &[u8], make: impl Fn(super::Settings) -
         max_line: 1024,
         preauth_bytes: 16 * 1024,
         max_failed_logins: 3,
+        max_bad_commands: 10,
     };
     let whole = drive(&mut make(settings), &[input]);
     let sizes = [control >> 2, control.rotate_left(3), 1, 7];
@@ -132,6 +133,7 @@ mod tests {
             max_line: 1024,
             preauth_bytes: 16384,
             max_failed_logins: 3,
+            max_bad_commands: 10,
         };
         let input = b"a STARTTLS\r\nb LOGIN mario secret\r\nc NOOP\r\n";
         let whole = drive(&mut ImapFrontend::new(settings), &[input]);

@@ -118,6 +118,7 @@ async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Fronte
         max_line: limits.max_line,
         preauth_bytes: limits.preauth_bytes,
         max_failed_logins: limits.failed_logins_per_connection,
+        max_bad_commands: limits.bad_commands_before_login,
     };
     match listener.config.protocol {
         Protocol::Imap => Box::new(ImapFrontend::new(settings)),

@@ -156,13 +156,24 @@ def cmd_raw(args):
                 break
         print(json.dumps({"received": received}))
         return
+    closed = False
     for line in args.lines:
+        if closed:
+            break
         tag = line.split(" ", 1)[0].encode()
-        sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        try:
+            sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        except (ssl.SSLError, OSError):
+            received.append("<closed>")
+            break
         while True:
-            got = f.readline()
+            try:
+                got = f.readline()
+            except (ssl.SSLError, OSError):
+                got = b""
             if not got:
                 received.append("<closed>")
+                closed = True
                 break
             received.append(got.decode(errors="replace").rstrip("\r\n"))
             if got.startswith(tag + b" ") or got.startswith(b"+"):

@@ -80,13 +80,24 @@ def cmd_raw(args):
         received.append(f.readline().decode().rstrip("\r\n"))
         sock = context(args.cafile).wrap_socket(sock, server_hostname="localhost")
         f = sock.makefile("rb")
+    closed = False
     for line in args.lines:
-        sock.sendall(line.encode() + b"\r\n")
+        if closed:
+            break
+        try:
+            sock.sendall(line.encode() + b"\r\n")
+        except (ssl.SSLError, OSError):
+            received.append("<closed>")
+            break
         multi = line.upper() == "CAPA"
         while True:
-            got = f.readline()
+            try:
+                got = f.readline()
+            except (ssl.SSLError, OSError):
+                got = b""
             if not got:
                 received.append("<closed>")
+                closed = True
                 break
             text = got.decode(errors="replace").rstrip("\r\n")
             received.append(text)

@@ -86,8 +86,16 @@ def cmd_raw(args):
         sock = context(args.cafile).wrap_socket(sock, server_hostname="localhost")
         f = sock.makefile("rb")
     for line in args.lines:
-        sock.sendall(line.encode() + b"\r\n")
-        received += read_reply(f)
+        try:
+            sock.sendall(line.encode() + b"\r\n")
+            reply = read_reply(f)
+        except (ssl.SSLError, OSError):
+            reply = []
+        received += reply
+        if not reply or reply[-1] == "<closed>":
+            if not reply:
+                received.append("<closed>")
+            break
     print(json.dumps({"received": received}))
 
 

@@ -86,6 +86,9 @@ pub struct Config {
     /// `[log]`: how `serve` writes its log.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[admin]`: metrics and health checks.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -189,6 +192,16 @@ impl Default for WebConfig {
             history_page: default_web_page_rows(),
         }
     }
+}
+
+/// `[admin]`: `/metrics` (Prometheus), `/healthz` and `/readyz`, over plain HTTP on a
+/// loopback address (for the local Prometheus agent and the service manager).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens (a loopback address); absent: off.
+    #[serde(default)]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 /// `[log]`: `serve`'s log, on standard error.
@@ -856,6 +869,14 @@ impl Config {
                 "must be a fixed period of at most a day (e.g. \"1m\")",
             ));
         }
+        if let Some(a) = self.admin.bind
+            && !a.ip().is_loopback()
+        {
+            return Err(self.invalid(
+                "admin.bind",
+                "must be a loopback address (127.0.0.1 or ::1): metrics and health are not for the network",
+            ));
+        }
         for (key, p) in [
             ("web.idle_timeout", self.web.idle_timeout),
             ("web.session_lifetime", self.web.session_lifetime),
@@ -1095,6 +1116,16 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/sentinella/config.toml"))
+    }
+
+    #[test]
+    fn the_admin_listener_is_loopback_only() {
+        assert!(parse("[admin]\nbind = \"127.0.0.1:9463\"\n").is_ok());
+        assert!(parse("[admin]\nbind = \"[::1]:9463\"\n").is_ok());
+        let e = parse("[admin]\nbind = \"0.0.0.0:9463\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.bind") && e.contains("loopback"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod cli;
 pub mod config;
 mod files;
 pub mod manage;
+mod metrics;
 mod notify;
 pub mod policy;
 pub mod protocol;

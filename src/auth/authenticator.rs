@@ -440,6 +440,9 @@ impl Authenticator {
         if let (Some(p), Some(k)) = (&principal, &key)
             && let Some(matched) = self.cache.get(k)
         {
+            crate::metrics::METRICS
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
             if decision.is_accepted() {
                 self.throttle.success(ctx.peer, &name);
@@ -449,6 +452,9 @@ impl Authenticator {
         }
         // Everything else would cost argon2id: the throttle decides first.
         if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
+            crate::metrics::METRICS
+                .throttle_blocks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let decision = decide(&Attempt {
                 mailbox: None,
                 protocol: ctx.protocol,
@@ -470,6 +476,9 @@ impl Authenticator {
                 Matched::Neither,
             ));
         }
+        crate::metrics::METRICS
+            .cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Front::Verify {
             name,
             principal,
@@ -598,6 +607,11 @@ impl Authenticator {
     /// to write is logged, never shown to the client.
     pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
         let (result, reason) = verdict.outcome().recorded();
+        let kind = match verdict.outcome() {
+            Outcome::Accepted => "none",
+            Outcome::Refused(r) | Outcome::TemporaryFailure(r) => r.kind(),
+        };
+        crate::metrics::METRICS.login(ctx.protocol.as_str(), &ctx.listener, result.as_str(), kind);
         let rec = AccessRecord {
             at: now(),
             listener: ctx.listener.clone(),

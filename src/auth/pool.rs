@@ -66,13 +66,23 @@ impl HashPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
+        let metrics = &crate::metrics::METRICS;
         let job: Job = Box::new(move || {
+            metrics.hash_wait.observe(queued.elapsed());
             let _ = done_tx.send(f());
+            metrics
+                .hash_queue
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
         {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
             match tx.as_ref().map(|t| t.try_send(job)) {
-                Some(Ok(())) => {}
+                Some(Ok(())) => {
+                    metrics
+                        .hash_queue
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
                     return Err(Busy);
                 }

@@ -96,6 +96,28 @@ pub enum Reason {
     StoreUnavailable(String),
 }
 
+impl Reason {
+    /// A short, bounded name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::UnknownLogin => "unknown_login",
+            Reason::ProtocolDisabled(_) => "protocol_disabled",
+            Reason::ArchiveNotInPlan => "archive_not_in_plan",
+            Reason::WrongPassword => "wrong_password",
+            Reason::MainPasswordUnder2fa => "main_password_under_2fa",
+            Reason::NoActiveAppPassword => "no_active_app_password",
+            Reason::WrongAppPassword => "wrong_app_password",
+            Reason::AppPasswordExpired(_) => "app_password_expired",
+            Reason::OutOfScope { .. } => "out_of_scope",
+            Reason::Throttled(_) => "throttled",
+            Reason::Overloaded => "overloaded",
+            Reason::UpstreamUnavailable(_) => "upstream_unavailable",
+            Reason::Malformed(_) => "malformed",
+            Reason::StoreUnavailable(_) => "store_unavailable",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -61,7 +61,13 @@ impl BadCommands {
         self.seen = self
             .seen
             .saturating_add(u32::try_from(bad).unwrap_or(u32::MAX));
-        self.seen >= max.max(1)
+        let over = self.seen >= max.max(1);
+        if over {
+            crate::metrics::METRICS
+                .bad_command_closes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        over
     }
 }
 

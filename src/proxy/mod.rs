@@ -300,6 +300,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         )));
     }
 
+    if let Some(addr) = config.admin.bind {
+        let socket = bind_https("admin", addr).await?;
+        let app = crate::metrics::admin_router(config.store_location());
+        let mut stop = stop_rx.clone();
+        tracing::info!(address = %addr, "admin listener (metrics, health) listening");
+        loops.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = axum::serve(socket, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        }));
+    }
     wait_for_signal(&config, &certificates).await;
     tracing::info!("shutting down: no new connections");
     let _ = stop_tx.send(true);

@@ -25,9 +25,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if read > 0 {
             let ms = self.epoch.elapsed().as_millis() as u64;
             self.last.store(ms, Ordering::Relaxed);
+            // One relaxed add per read (not per byte): the metrics' bytes relayed.
+            crate::metrics::METRICS
+                .bytes_relayed
+                .fetch_add(read as u64, Ordering::Relaxed);
         }
         r
     }

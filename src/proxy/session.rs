@@ -80,6 +80,7 @@ where
         Err(end) => return end.log(),
     };
     let idle = shared.limits.idle(listener.config.protocol);
+    let _open = crate::metrics::METRICS.session(listener.config.protocol);
     match relay(&mut client, &mut upstream, idle).await {
         RelayEnd::Closed(up, down) => {
             tracing::debug!(
@@ -145,7 +146,8 @@ async fn login_upstream(
         .ok_or_else(|| UpstreamError::Protocol("no upstream credential".into()))?;
     let timeout = LimitsConfig::duration(shared.limits.upstream_timeout);
     let protocol = listener.config.protocol;
-    within(
+    let started = std::time::Instant::now();
+    let result = within(
         timeout,
         upstream::login(
             protocol,
@@ -155,7 +157,10 @@ async fn login_upstream(
             client_name,
         ),
     )
-    .await
+    .await;
+    let error = result.as_ref().err().map(UpstreamError::kind);
+    crate::metrics::METRICS.upstream(protocol, started.elapsed(), error);
+    result
 }
 
 fn log_verdict(verdict: &Verdict) {

@@ -50,6 +50,20 @@ pub enum UpstreamError {
     Timeout,
 }
 
+impl UpstreamError {
+    /// A short, bounded name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Io(_) => "io",
+            UpstreamError::Tls(_) => "tls",
+            UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::LoginRefused(_) => "login_refused",
+            UpstreamError::Timeout => "timeout",
+        }
+    }
+}
+
 /// How the proxy proves itself to the upstream.
 pub enum UpstreamCredential {
     /// SASL PLAIN as `master` on behalf of the mailbox.

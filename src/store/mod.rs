@@ -187,6 +187,8 @@ pub trait Retention: Send {
 pub trait Outbox: Send {
     /// E-mails due at `now` (pending, their next try come), oldest first, at most `limit`.
     fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError>;
+    /// E-mails waiting to be sent (or tried again), for the metrics.
+    fn pending_emails(&self) -> Result<u64, StoreError>;
     /// Takes e-mail `id` for one try, if it is still due at `now` (no other process took
     /// it): it is not due again before `until`, so two mailers on one store never send it
     /// both. Returns whether it was taken.

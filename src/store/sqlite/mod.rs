@@ -272,6 +272,13 @@ impl Outbox for SqliteStore {
     fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
         journal::due_emails(&self.conn, now, limit)
     }
+    fn pending_emails(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
     fn claim_email(
         &mut self,
         id: i64,

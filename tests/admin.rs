@@ -1,0 +1,144 @@
+//! The admin listener as a Prometheus agent and a service manager see it: /metrics in the
+//! text format with counters that move with real logins, /healthz and /readyz.
+
+mod common;
+
+use std::process::Command;
+
+use common::rig::{ADDR, MAIN, UPSTREAM_PW, client};
+use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The value of the sample `line` (name and labels exactly), or 0.
+fn sample(metrics: &str, line: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_move_with_real_logins_and_health_answers() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let admin = free_port();
+    let mut proxy = Proxy::configure(
+        &mailbox,
+        &mailbox,
+        "",
+        &format!("bad_commands_before_login = 2\n\n[admin]\nbind = \"127.0.0.1:{admin}\"\n"),
+    );
+    proxy.run();
+    wait_for_port(admin, "admin", &proxy.log_path());
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    assert_eq!(get(admin, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(admin, "/readyz"), (200, "ready\n".into()));
+
+    let imap = |password: &str| {
+        client(
+            &proxy,
+            "imap_client.py",
+            &[
+                "login",
+                "--port",
+                &proxy.imaps_port.to_string(),
+                "--mode",
+                "ssl",
+                "--user",
+                ADDR,
+                "--password",
+                password,
+            ],
+        )["ok"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(!imap("wrong-password"));
+    assert!(imap(MAIN));
+    let (code, before) = get(admin, "/metrics");
+    assert_eq!(code, 200);
+    let accepted = r#"sentinella_logins_total{protocol="imap",listener="imaps",result="accepted",reason="none"}"#;
+    let refused = r#"sentinella_logins_total{protocol="imap",listener="imaps",result="refused",reason="wrong_password"}"#;
+    assert_eq!(sample(&before, accepted), 1.0, "{before}");
+    assert_eq!(sample(&before, refused), 1.0, "{before}");
+    assert_eq!(
+        sample(&before, "sentinella_verification_cache_misses_total"),
+        2.0
+    );
+    assert_eq!(
+        sample(&before, "sentinella_hash_wait_seconds_count"),
+        2.0,
+        "{before}"
+    );
+    assert_eq!(
+        sample(
+            &before,
+            r#"sentinella_upstream_login_seconds_count{protocol="imap"}"#
+        ),
+        1.0,
+        "{before}"
+    );
+    assert!(
+        sample(&before, "sentinella_relayed_bytes_total") > 0.0,
+        "{before}"
+    );
+    // The sessions ended (the relay's end follows the client's logout by a moment).
+    let mut open = f64::NAN;
+    for _ in 0..40 {
+        open = sample(
+            &get(admin, "/metrics").1,
+            r#"sentinella_sessions_open{protocol="imap"}"#,
+        );
+        if open == 0.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(open, 0.0);
+    assert_eq!(sample(&before, "sentinella_notice_outbox_pending"), 0.0);
+    // The same password again: a cache hit, no argon2id.
+    assert!(imap(MAIN));
+    let (_, after) = get(admin, "/metrics");
+    assert_eq!(sample(&after, accepted), 2.0);
+    assert_eq!(
+        sample(&after, "sentinella_verification_cache_hits_total"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "sentinella_hash_wait_seconds_count"), 2.0);
+    // Bad commands before login: the connection is closed, and counted.
+    let _ = client(
+        &proxy,
+        "imap_client.py",
+        &[
+            "raw",
+            "--port",
+            &proxy.imaps_port.to_string(),
+            "--mode",
+            "ssl",
+            "a SELECT x",
+            "b SELECT y",
+            "c NOOP",
+        ],
+    );
+    let (_, last) = get(admin, "/metrics");
+    assert_eq!(
+        sample(&last, "sentinella_bad_command_disconnects_total"),
+        1.0,
+        "{last}"
+    );
+    // No login name or address in any label.
+    assert!(
+        !last.contains(ADDR) && !last.contains("127.0.0.1"),
+        "{last}"
+    );
+}

@@ -498,6 +498,9 @@ async fn accept_loop(
         // under a brute-force attack the proxy spends an accept and a close, not a
         // handshake, per attempt.
         if shared.auth.address_blocked(peer.ip()) {
+            crate::metrics::METRICS
+                .throttle_blocks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(listener = %listener.config.name, %peer, "blocked client: connection closed");
             continue;
         }

@@ -27,6 +27,16 @@ use crate::policy::{PolicyError, Protocol, fmt_time};
 use crate::secret::Secret;
 use crate::wording::{self, Language, Locale};
 
+/// The value, or the response to answer with at once (a redirect to the login, a 403).
+macro_rules! or_return {
+    ($e:expr) => {
+        match $e {
+            Ok(x) => x,
+            Err(response) => return response,
+        }
+    };
+}
+
 type Shared = State<Arc<Web>>;
 type Fields = Result<Form<Vec<(String, String)>>, FormRejection>;
 
@@ -682,10 +692,7 @@ async fn logout(
     headers: HeaderMap,
     form: Fields,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     if let Err(r) = fields(form, &o.csrf) {
         return r.page(o.t(), Some(o.login.clone()), o.csrf.clone());
     }
@@ -704,10 +711,7 @@ async fn account(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     let t = o.t();
     let address = o.address.clone();
     let view = match web.manage(move |m| m.show_mailbox(&address, now())).await {
@@ -795,10 +799,7 @@ fn posted(
 }
 
 async fn protocols(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let (mut enable, mut disable) = (Vec::new(), Vec::new());
     for (p, key) in [
         (Protocol::Imap, "imap"),
@@ -824,10 +825,7 @@ async fn protocols(State(web): Shared, headers: HeaderMap, form: Fields) -> Resp
 // ---- Password per programmi di posta ------------------------------------------------
 
 async fn generate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let name = f
         .get("name")
         .map(|n| n.trim().to_owned())
@@ -868,10 +866,7 @@ async fn reveal(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     let revealed = web.sessions.with(&o.id, |s| s.reveal.take()).flatten();
     let page = RevealPage {
         t: o.t(),
@@ -917,10 +912,7 @@ fn confirmed(f: &HashMap<String, String>) -> bool {
 }
 
 async fn regenerate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let name = f.get("name").cloned().unwrap_or_default();
     if !confirmed(&f) {
         let t = o.t();
@@ -937,10 +929,7 @@ async fn regenerate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
 }
 
 async fn deactivate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let name = f.get("name").cloned().unwrap_or_default();
     if !confirmed(&f) {
         let t = o.t();
@@ -973,10 +962,7 @@ async fn deactivate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
 }
 
 async fn postpone(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let name = f.get("name").cloned().unwrap_or_default();
     let (actor, address) = (o.actor(), o.address.clone());
     match web
@@ -1032,10 +1018,7 @@ async fn two_factor_page(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     match web.auth.owner_mailbox(&o.login) {
         Some(m) => two_factor_view(&web, &o, m.two_factor_on(), None),
         None => Redirect::to("/login").into_response(),
@@ -1043,10 +1026,7 @@ async fn two_factor_page(
 }
 
 async fn two_factor_enable(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, _) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, _) = or_return!(posted(&web, &headers, form));
     let (actor, address) = (o.actor(), o.address.clone());
     match web
         .manage(move |m| m.enable_2fa(&actor, &address, now()))
@@ -1058,10 +1038,7 @@ async fn two_factor_enable(State(web): Shared, headers: HeaderMap, form: Fields)
 }
 
 async fn two_factor_replace(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
@@ -1092,10 +1069,7 @@ async fn restamp(web: &Arc<Web>, o: &Owner) {
 }
 
 async fn two_factor_confirm(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
@@ -1114,10 +1088,7 @@ async fn two_factor_confirm(State(web): Shared, headers: HeaderMap, form: Fields
 }
 
 async fn two_factor_disable(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = match posted(&web, &headers, form) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (o, f) = or_return!(posted(&web, &headers, form));
     if !confirmed(&f) {
         let t = o.t();
         return confirm_page(
@@ -1161,10 +1132,7 @@ async fn history(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     let t = o.t();
     let rows = web.settings.history_page;
     let page = q
@@ -1230,10 +1198,7 @@ async fn notices(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let o = match owner(&web, &headers, &q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let o = or_return!(owner(&web, &headers, &q));
     let address = o.address.clone();
     let n = match web.manage(move |m| m.notices(&address)).await {
         Ok(n) => n,

@@ -533,8 +533,9 @@ impl Served {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
         // Same config, free ports (the shipped ones may be in use on a developer's machine).
         let mut imaps = 0;
+        // The mail listeners, the web page and the admin listener.
         for port in [
-            "10993", "10143", "10995", "10110", "10465", "10587", "11993",
+            "10993", "10143", "10995", "10110", "10465", "10587", "11993", "8443", "9463",
         ] {
             let free = free_port();
             if port == "10993" {
@@ -542,6 +543,10 @@ impl Served {
             }
             shipped = shipped.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{free}"));
         }
+        assert!(
+            !shipped.contains(":8443\"") && !shipped.contains(":9463\""),
+            "every shipped port replaced"
+        );
         std::fs::write(dir.path().join("config.toml"), shipped).unwrap();
         prepare(dir.path());
         let log = dir.path().join("serve.log");

@@ -606,6 +606,27 @@ fn serve_on_the_shipped_config_creates_store_key_and_certificate() {
             "first run did not create {created}"
         );
     }
+    // The certificate names what a client may connect to: localhost, the loopback
+    // addresses the listeners bind, and this host's name (decoded by Python's ssl).
+    let decoded = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,ssl,sys; print(json.dumps(ssl._ssl._test_decode_cert(sys.argv[1])['subjectAltName']))",
+        ])
+        .arg(served.dir.path().join("certs/sentinella.crt"))
+        .output()
+        .expect("python3");
+    let names: Vec<(String, String)> = serde_json::from_slice(&decoded.stdout).unwrap();
+    let has = |kind: &str, v: &str| names.iter().any(|(k, n)| k == kind && n.trim() == v);
+    assert!(
+        has("DNS", "localhost") && has("IP Address", "127.0.0.1"),
+        "{names:?}"
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        has("DNS", host.trim()),
+        "the host name {host:?} in {names:?}"
+    );
     let (status, text) = served.stop();
     assert_eq!(status, Some(0), "{text}");
     assert!(text.contains("created a self-signed certificate"), "{text}");

@@ -207,7 +207,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         config.resolve(&config.tls.certificate),
         config.resolve(&config.tls.key),
     );
-    if tls::ensure_certificate(&cert, &key)? {
+    if tls::ensure_certificate(&cert, &key, &certificate_names(&config))? {
         tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
     }
     let certificates = Certificates::load(&cert, &key)?;
@@ -253,15 +253,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     );
     let https = https_listeners(&config, &auth, &certificates).await?;
     let upstreams = upstreams(&config)?;
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        })
-        .unwrap_or_else(|| "localhost".into());
+    let hostname = host_name().unwrap_or_else(|| "localhost".into());
     let shared = Arc::new(Shared {
         auth,
 
@@ -333,6 +325,37 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         ),
     }
     Ok(())
+}
+
+/// This host's name, if it is a usable DNS name.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+}
+
+/// What a first-run certificate names besides localhost: every address a listener binds
+/// (not the wildcard ones) and the host's name, so that a client checking the name
+/// (fetchmail, say) accepts it once told to trust it.
+fn certificate_names(config: &Config) -> Vec<String> {
+    let binds = config
+        .listeners
+        .iter()
+        .map(|l| l.bind)
+        .chain(config.web.bind)
+        .chain(config.api.bind);
+    let mut names: Vec<String> = binds
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .collect();
+    names.extend(host_name());
+    names
 }
 
 /// The ALPN name of the HTTPS listeners.

@@ -316,7 +316,7 @@ mod tests {
             crate::auth::authenticator::now(),
         );
         let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
-        tls::ensure_certificate(&cert, &key).unwrap();
+        tls::ensure_certificate(&cert, &key, &[]).unwrap();
         let hasher = PasswordHasher::new(HashCost::CHEAP).unwrap();
         let settings = crate::auth::AuthSettings {
             zone: jiff::tz::TimeZone::UTC,

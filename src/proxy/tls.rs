@@ -38,9 +38,10 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
     }
 }
 
-/// Creates a self-signed certificate for `localhost` / 127.0.0.1 / ::1 where the
-/// configured files are missing. Returns whether it created one.
-pub fn ensure_certificate(cert: &Path, key: &Path) -> Result<bool, TlsError> {
+/// Creates a self-signed certificate for `localhost` / 127.0.0.1 / ::1 and `also` (the
+/// listeners' addresses, the host name) where the configured files are missing. Returns
+/// whether it created one.
+pub fn ensure_certificate(cert: &Path, key: &Path, also: &[String]) -> Result<bool, TlsError> {
     if cert.exists() && key.exists() {
         return Ok(false);
     }
@@ -51,11 +52,16 @@ pub fn ensure_certificate(cert: &Path, key: &Path) -> Result<bool, TlsError> {
             "missing (its certificate/key partner exists; refusing to overwrite it)",
         ));
     }
-    let names = vec![
+    let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
+    for n in also {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     let key_pem = zeroize::Zeroizing::new(generated.signing_key.serialize_pem());
@@ -125,9 +131,9 @@ mod tests {
     fn creates_a_usable_certificate_once() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("c/cert.pem"), dir.path().join("c/key.pem"));
-        assert!(ensure_certificate(&cert, &key).unwrap());
+        assert!(ensure_certificate(&cert, &key, &[]).unwrap());
         assert!(
-            !ensure_certificate(&cert, &key).unwrap(),
+            !ensure_certificate(&cert, &key, &[]).unwrap(),
             "second run keeps it"
         );
         use std::os::unix::fs::PermissionsExt;
@@ -145,7 +151,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert, "x").unwrap();
-        assert!(ensure_certificate(&cert, &key).is_err());
+        assert!(ensure_certificate(&cert, &key, &[]).is_err());
         assert_eq!(std::fs::read(&cert).unwrap(), b"x");
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::rig::{ADDR, MAIN, UPSTREAM_PW, client};
+use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login};
 use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -43,25 +43,7 @@ fn metrics_move_with_real_logins_and_health_answers() {
     assert_eq!(get(admin, "/healthz"), (200, "ok\n".into()));
     assert_eq!(get(admin, "/readyz"), (200, "ready\n".into()));
 
-    let imap = |password: &str| {
-        client(
-            &proxy,
-            "imap_client.py",
-            &[
-                "login",
-                "--port",
-                &proxy.imaps_port.to_string(),
-                "--mode",
-                "ssl",
-                "--user",
-                ADDR,
-                "--password",
-                password,
-            ],
-        )["ok"]
-            .as_bool()
-            .unwrap()
-    };
+    let imap = |password: &str| imaps_login(&proxy, ADDR, password);
     assert!(!imap("wrong-password"));
     assert!(imap(MAIN));
     let (code, before) = get(admin, "/metrics");

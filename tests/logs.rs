@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::rig::{ADDR, MAIN, UPSTREAM_PW, client};
+use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login};
 use common::servers::{Dovecot, Proxy};
 use serde_json::Value;
 
@@ -13,22 +13,7 @@ fn logged_in_on_two_listeners(log: &str) -> Proxy {
     let mut proxy = Proxy::configure(&mailbox, &mailbox, "", log);
     proxy.run();
     proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
-    let imap = client(
-        &proxy,
-        "imap_client.py",
-        &[
-            "login",
-            "--port",
-            &proxy.imaps_port.to_string(),
-            "--mode",
-            "ssl",
-            "--user",
-            ADDR,
-            "--password",
-            MAIN,
-        ],
-    );
-    assert_eq!(imap["ok"], true, "{imap}");
+    assert!(imaps_login(&proxy, ADDR, MAIN));
     let pop = client(
         &proxy,
         "pop3_client.py",

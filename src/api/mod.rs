@@ -141,29 +141,33 @@ fn bad_body(e: JsonRejection) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
 }
 
-/// The token's name, or the 401 to answer.
-#[allow(clippy::result_large_err)] // the 401 itself, as axum's extractors do
-fn operator(api: &Api, headers: &HeaderMap) -> Result<Actor, Response> {
-    let presented = headers
+/// The bearer token presented, if any (read on the reactor: no I/O).
+fn bearer(headers: &HeaderMap) -> Option<Secret> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let unauthorized = |message: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        r
-    };
-    let Some(presented) = presented else {
-        return Err(unauthorized("an Authorization: Bearer token is required"));
-    };
-    match api.tokens.name_of(presented) {
+        .map(|t| Secret::new(t.trim().to_owned()))
+}
+
+/// The token's name, or why it is refused. Blocking (the token file may be read again):
+/// called off the reactor.
+fn operator(api: &Api, presented: Option<&Secret>) -> Result<Actor, &'static str> {
+    let presented = presented.ok_or("an Authorization: Bearer token is required")?;
+    match api.tokens.name_of(presented.expose()) {
         Some(name) => Ok(Actor::Operator(format!("api:{name}"))),
-        None => Err(unauthorized("unknown token")),
+        None => Err("unknown token"),
     }
+}
+
+/// The 401 answer.
+fn unauthorized(message: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
 }
 
 /// The API's answers to the management layer's questions: the password from the body;
@@ -190,18 +194,17 @@ async fn call<T: serde::Serialize + Send + 'static>(
     status: StatusCode,
     f: impl FnOnce(&mut Manager, &Actor) -> Result<T, ManageError> + Send + 'static,
 ) -> Response {
-    let actor = match operator(&api, headers) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let presented = bearer(headers);
     let result = tokio::task::spawn_blocking(move || {
+        let actor = operator(&api, presented.as_ref())?;
         let mut m = api.manager.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut m, &actor)
+        Ok(f(&mut m, &actor))
     })
     .await;
     match result {
-        Ok(Ok(out)) => (status, Json(out)).into_response(),
-        Ok(Err(e)) => failed(e),
+        Ok(Err(why)) => unauthorized(why),
+        Ok(Ok(Ok(out))) => (status, Json(out)).into_response(),
+        Ok(Ok(Err(e))) => failed(e),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -134,6 +134,26 @@ pub fn client(proxy: &Proxy, script: &str, args: &[&str]) -> Value {
     serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
 }
 
+/// Logs in over IMAPS with imaplib as `user`; returns whether it was accepted.
+#[allow(dead_code)] // not every test binary logs in this way
+pub fn imaps_login(proxy: &Proxy, user: &str, password: &str) -> bool {
+    let port = proxy.imaps_port.to_string();
+    let args = [
+        "login",
+        "--port",
+        &port,
+        "--mode",
+        "ssl",
+        "--user",
+        user,
+        "--password",
+        password,
+    ];
+    client(proxy, "imap_client.py", &args)["ok"]
+        .as_bool()
+        .unwrap_or(false)
+}
+
 /// The lines a `raw` client command received.
 pub fn received(v: &Value) -> Vec<String> {
     v["received"]

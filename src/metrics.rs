@@ -88,6 +88,8 @@ pub(crate) struct Metrics {
     pub(crate) bytes_relayed: AtomicU64,
     /// Connections closed for too many bad commands before login.
     pub(crate) bad_command_closes: AtomicU64,
+    /// Relayed sessions ended because a change (or an expiry) refused their login.
+    pub(crate) sessions_revoked: AtomicU64,
 }
 
 /// The process's metrics.
@@ -189,6 +191,12 @@ impl Metrics {
             "sentinella_bad_command_disconnects_total",
             "Connections closed for too many bad commands before login.",
             self.bad_command_closes.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_sessions_revoked_total",
+            "Relayed sessions ended because a change or an expiry refused their login.",
+            self.sessions_revoked.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -373,6 +373,10 @@ pub fn duration(p: Period, language: Language) -> String {
     out
 }
 
+/// How the access history begins the reason of a session ended by a change (the rest is
+/// the login refusal the change would cause now).
+pub const SESSION_ENDED: &str = "session ended: ";
+
 /// A reason from the access history, in the owner's words (the history keeps the
 /// operator's English; the page shows this).
 pub fn reason_for_owner(reason: &str, language: Language) -> String {
@@ -391,6 +395,10 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
         (
             "two-step verification is on and no app password is active",
             "verifica in 2 passaggi attiva e nessuna password per programmi di posta attiva",
+        ),
+        (
+            "the main password was changed",
+            "la password principale è stata cambiata",
         ),
         (
             "not the current app password",
@@ -419,6 +427,9 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
     ];
     if let Some((_, it)) = fixed.iter().find(|(en, _)| *en == reason) {
         return (*it).to_owned();
+    }
+    if let Some(rest) = reason.strip_prefix(SESSION_ENDED) {
+        return format!("sessione chiusa: {}", reason_for_owner(rest, language));
     }
     let prefixed: &[(&str, &str)] = &[
         ("throttle: ", "troppi tentativi: "),
@@ -629,6 +640,7 @@ mod tests {
             Reason::ArchiveNotInPlan,
             Reason::WrongPassword,
             Reason::MainPasswordUnder2fa,
+            Reason::MainPasswordChanged,
             Reason::NoActiveAppPassword,
             Reason::WrongAppPassword,
             Reason::AppPasswordExpired(zoned),
@@ -658,6 +670,10 @@ mod tests {
                 Language::It
             ),
             "password principale usata con la verifica in 2 passaggi attiva: serve una password per programmi di posta"
+        );
+        assert_eq!(
+            reason_for_owner("session ended: wrong password", Language::It),
+            "sessione chiusa: password errata"
         );
     }
 

@@ -18,6 +18,10 @@ const BREATHE: Duration = Duration::from_millis(20);
 /// How often the background job runs.
 const EVERY: Duration = Duration::from_secs(3_600);
 
+/// How long the change feed is kept: followers read it within a second; one that was
+/// stopped starts from the current state anyway.
+const CHANGES_KEPT: Period = Period::days(1);
+
 /// How long each kind of record is kept.
 #[derive(Clone, Debug)]
 pub struct RetentionSettings {
@@ -37,6 +41,7 @@ impl RetentionSettings {
             Kept::AccessHistory => self.history,
             Kept::Events => self.events,
             Kept::Notices => self.notices,
+            Kept::Changes => CHANGES_KEPT,
         }
     }
 }
@@ -50,7 +55,12 @@ pub(crate) fn pass(
     breathe: Duration,
 ) -> Result<Vec<(Kept, usize)>, StoreError> {
     let mut deleted = Vec::new();
-    for kind in [Kept::AccessHistory, Kept::Events, Kept::Notices] {
+    for kind in [
+        Kept::AccessHistory,
+        Kept::Events,
+        Kept::Notices,
+        Kept::Changes,
+    ] {
         let before = settings.of(kind).before(now, &settings.zone);
         let mut total = 0;
         loop {
@@ -160,7 +170,8 @@ mod tests {
             [
                 (Kept::AccessHistory, 2_501),
                 (Kept::Events, 0),
-                (Kept::Notices, 0)
+                (Kept::Notices, 0),
+                (Kept::Changes, 0)
             ]
         );
         let kept: Vec<String> = store

@@ -26,6 +26,7 @@ use jiff::Timestamp;
 
 use super::cache::{CacheKey, VerificationCache};
 use super::pool::HashPool;
+use super::sessions::{Grant, SessionWatch, Sessions};
 use super::snapshot::{LiveSnapshot, Principal};
 use super::throttle::{Throttle, ThrottleSettings};
 use super::{Credentials, PasswordHasher};
@@ -100,6 +101,8 @@ pub struct Verdict {
     pub app_password: Option<AppPasswordUse>,
     /// How it ended.
     pub result: LoginResult,
+    /// For an acceptance: what the session logs in with, to be watched for revocation.
+    pub(crate) grant: Option<Grant>,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -159,7 +162,24 @@ impl Verdict {
             credential: decision.credential,
             app_password,
             result,
+            grant: None,
         }
+    }
+
+    /// An acceptance of `name` (normalised) with `principal`: remembers what it logged in
+    /// with, for [`Authenticator::watch`].
+    fn granted(mut self, ctx: &LoginContext, name: &str, p: &Principal, matched: Matched) -> Self {
+        if self.is_accepted() {
+            self.grant = Some(Grant {
+                mailbox_id: p.mailbox.id,
+                login: name.to_owned(),
+                hash: p.hash.clone(),
+                matched,
+                protocol: ctx.protocol,
+                listener: ctx.kind,
+            });
+        }
+        self
     }
 
     /// Whether the client may proceed to the upstream login.
@@ -251,6 +271,7 @@ pub enum AuthError {
 /// Decides logins.
 pub struct Authenticator {
     snapshot: Arc<LiveSnapshot>,
+    sessions: Arc<Sessions>,
     cache: VerificationCache,
     throttle: Throttle,
     pool: HashPool,
@@ -309,7 +330,12 @@ impl Authenticator {
         getrandom::fill(&mut random).map_err(|e| super::hash::HashError::Hash(e.to_string()))?;
         let dummy = Secret::new(random.iter().map(|b| format!("{b:02x}")).collect());
         let dummy_hash = hasher.hash(&dummy)?;
-        let snapshot = LiveSnapshot::start(store.open_principals()?, SNAPSHOT_POLL)?;
+        let sessions = Sessions::new(settings.zone.clone());
+        let snapshot = LiveSnapshot::start(
+            store.open_principals()?,
+            SNAPSHOT_POLL,
+            Arc::clone(&sessions),
+        )?;
         let history = HistoryWriter::start(store.open_access_log()?);
         let secrets = match seal_key {
             Some(key) => Some((Mutex::new(store.open_secrets()?), key)),
@@ -317,6 +343,7 @@ impl Authenticator {
         };
         Ok(Authenticator {
             snapshot,
+            sessions,
             cache: VerificationCache::new(settings.cache_entries, settings.cache_ttl),
             throttle: Throttle::new(settings.throttle),
             pool: HashPool::new(settings.hash_workers, settings.hash_queue),
@@ -380,7 +407,10 @@ impl Authenticator {
         } else {
             block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
-        let v = Verdict::of(decision, login, mailbox, block, matched);
+        let mut v = Verdict::of(decision, login, mailbox, block, matched);
+        if let Some(p) = &principal {
+            v = v.granted(ctx, &name, p, matched);
+        }
         self.with_upstream_secret(ctx, v).await
     }
 
@@ -425,7 +455,7 @@ impl Authenticator {
             let decision = refuse(Reason::Malformed("invalid login name"));
             return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
         };
-        let principal = self.snapshot.load().get(&name).cloned();
+        let principal = self.snapshot.get(&name);
         let key = principal.as_ref().map(|p| {
             self.cache.key(
                 p.mailbox.id,
@@ -448,7 +478,9 @@ impl Authenticator {
                 self.throttle.success(ctx.peer, &name);
             }
             let mailbox = Some(Arc::clone(&p.mailbox));
-            return Front::Done(Verdict::of(decision, login, mailbox, None, matched));
+            let v = Verdict::of(decision, login, mailbox, None, matched)
+                .granted(ctx, &name, p, matched);
+            return Front::Done(v);
         }
         // Everything else would cost argon2id: the throttle decides first.
         if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
@@ -642,6 +674,38 @@ impl Authenticator {
         }
     }
 
+    /// Watches the session an accepted `verdict` opens: it ends when a change to its
+    /// mailbox would refuse the same login, or when its app password expires. `None` for
+    /// a verdict that accepted nothing.
+    pub fn watch(&self, verdict: &Verdict) -> Option<SessionWatch> {
+        let grant = verdict.grant.clone()?;
+        Some(
+            self.sessions
+                .open(grant, |login| self.snapshot.get(login), now()),
+        )
+    }
+
+    /// Records that a session was ended by a change (or by its app password's expiry):
+    /// an access-history row with why.
+    pub async fn record_ended(&self, ctx: &LoginContext, verdict: &Verdict, reason: &Reason) {
+        crate::metrics::METRICS
+            .sessions_revoked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rec = AccessRecord {
+            at: now(),
+            listener: ctx.listener.clone(),
+            protocol: ctx.protocol.into(),
+            client: ctx.peer.to_string(),
+            login: verdict.login.clone(),
+            address: verdict.mailbox().map(|m| m.address.clone()),
+            credential: verdict.credential,
+            app_password: None,
+            result: AccessResult::Refused,
+            reason: Some(format!("{}{reason}", crate::wording::SESSION_ENDED)),
+        };
+        self.history.record(rec, None).await;
+    }
+
     /// SPEC "Notices and alerts": the owner is told when the main password was used in a
     /// mail program while 2FA is on (someone knows it, or a program was not updated) — at
     /// most once a period, which the store enforces across restarts and processes.
@@ -727,7 +791,7 @@ impl Authenticator {
             let this = Arc::clone(self);
             let _ = tokio::task::spawn_blocking(move || this.snapshot.refresh()).await;
         }
-        let principal = self.snapshot.load().get(&name).cloned();
+        let principal = self.snapshot.get(&name);
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = password.clone();
@@ -781,17 +845,13 @@ impl Authenticator {
     /// The mailbox `login` belongs to now, as the login path sees it (the web page checks
     /// on every request that its session's credentials still hold).
     pub fn owner_mailbox(&self, login: &str) -> Option<Arc<Mailbox>> {
-        self.snapshot
-            .load()
-            .get(login)
-            .map(|p| Arc::clone(&p.mailbox))
+        self.snapshot.get(login).map(|p| Arc::clone(&p.mailbox))
     }
 
     /// The stamp of the credentials `login` opens the page with: it changes when the
     /// main password or the 2FA device does, which ends the page's sessions.
     pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
-        let snapshot = self.snapshot.load();
-        let p = snapshot.get(login)?;
+        let p = self.snapshot.get(login)?;
         let mut h = blake3::Hasher::new();
         h.update(p.hash.as_bytes());
         h.update(&[0]);

@@ -69,6 +69,8 @@ pub enum Reason {
     WrongPassword,
     /// The right main password, refused because 2FA is on.
     MainPasswordUnder2fa,
+    /// A session logged in with a main password that has since been changed.
+    MainPasswordChanged,
     /// 2FA on, the secret matched nothing and no app password exists (never generated,
     /// or deactivated).
     NoActiveAppPassword,
@@ -105,6 +107,7 @@ impl Reason {
             Reason::ArchiveNotInPlan => "archive_not_in_plan",
             Reason::WrongPassword => "wrong_password",
             Reason::MainPasswordUnder2fa => "main_password_under_2fa",
+            Reason::MainPasswordChanged => "main_password_changed",
             Reason::NoActiveAppPassword => "no_active_app_password",
             Reason::WrongAppPassword => "wrong_app_password",
             Reason::AppPasswordExpired(_) => "app_password_expired",
@@ -134,6 +137,7 @@ impl fmt::Display for Reason {
                 f.write_str("two-step verification is on and no app password is active")
             }
             Reason::WrongAppPassword => f.write_str("not the current app password"),
+            Reason::MainPasswordChanged => f.write_str("the main password was changed"),
             Reason::AppPasswordExpired(at) => {
                 write!(f, "app password expired on {}", fmt_zoned(at))
             }

@@ -86,6 +86,20 @@ pub enum Action {
     Close,
 }
 
+/// The protocol's last word to a relayed session whose login is refused now (access
+/// revoked, or its app password expired), sent before the connection is closed.
+pub fn revoked_message(protocol: crate::policy::Protocol) -> &'static [u8] {
+    match protocol {
+        crate::policy::Protocol::Imap => {
+            b"* BYE [UNAVAILABLE] Access to this mailbox was revoked; log in again\r\n"
+        }
+        crate::policy::Protocol::Pop3 => b"-ERR [AUTH] Access to this mailbox was revoked\r\n",
+        crate::policy::Protocol::Smtp => {
+            b"421 4.7.0 Access to this mailbox was revoked, closing connection\r\n"
+        }
+    }
+}
+
 /// A protocol front end before authentication, as the session driver sees it.
 pub trait Frontend: Send {
     /// The greeting to send first.

@@ -63,10 +63,18 @@ pub enum RelayEnd {
     Failed(io::Error),
     /// Nothing moved either way for the idle timeout.
     Idle,
+    /// The session's login is refused now (a change, or its app password's expiry).
+    Revoked(crate::policy::login::Reason),
 }
 
-/// Relays until one side closes or `idle` passes with no traffic.
-pub async fn relay<A, B>(client: &mut A, upstream: &mut B, idle: Duration) -> RelayEnd
+/// Relays until one side closes, `idle` passes with no traffic, or `revoked` resolves
+/// (between two chunks: the bytes already read from one side may not reach the other).
+pub async fn relay<A, B>(
+    client: &mut A,
+    upstream: &mut B,
+    idle: Duration,
+    revoked: impl Future<Output = crate::policy::login::Reason>,
+) -> RelayEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -101,6 +109,7 @@ where
             Err(e) => RelayEnd::Failed(e),
         },
         _ = watchdog => RelayEnd::Idle,
+        reason = revoked => RelayEnd::Revoked(reason),
     }
 }
 
@@ -114,7 +123,13 @@ mod tests {
         let (mut client, mut client_far) = tokio::io::duplex(1024);
         let (mut upstream, mut upstream_far) = tokio::io::duplex(1024);
         let relay = tokio::spawn(async move {
-            relay(&mut client, &mut upstream, Duration::from_secs(60)).await
+            relay(
+                &mut client,
+                &mut upstream,
+                Duration::from_secs(60),
+                std::future::pending(),
+            )
+            .await
         });
         client_far.write_all(b"a NOOP\r\n").await.unwrap();
         let mut buf = [0u8; 8];
@@ -133,7 +148,13 @@ mod tests {
     async fn a_quiet_session_is_closed_after_the_idle_timeout() {
         let (mut client, _client_far) = tokio::io::duplex(64);
         let (mut upstream, _upstream_far) = tokio::io::duplex(64);
-        let end = relay(&mut client, &mut upstream, Duration::from_millis(200)).await;
+        let end = relay(
+            &mut client,
+            &mut upstream,
+            Duration::from_millis(200),
+            std::future::pending(),
+        )
+        .await;
         assert!(matches!(end, RelayEnd::Idle));
     }
 
@@ -142,7 +163,13 @@ mod tests {
         let (mut client, mut client_far) = tokio::io::duplex(64);
         let (mut upstream, mut upstream_far) = tokio::io::duplex(64);
         let relay = tokio::spawn(async move {
-            relay(&mut client, &mut upstream, Duration::from_millis(300)).await
+            relay(
+                &mut client,
+                &mut upstream,
+                Duration::from_millis(300),
+                std::future::pending(),
+            )
+            .await
         });
         // Traffic every 100 ms for 1 s: longer than the idle timeout in all.
         for _ in 0..10 {

@@ -75,13 +75,39 @@ pub async fn run<S>(io: S, peer: SocketAddr, listener: Arc<ListenerRuntime>, sha
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut client, mut upstream) = match preauth(io, peer, &listener, &shared).await {
-        Ok(pair) => pair,
+    let LoggedIn {
+        mut client,
+        mut upstream,
+        verdict,
+    } = match preauth(io, peer, &listener, &shared).await {
+        Ok(session) => session,
         Err(end) => return end.log(),
     };
-    let idle = shared.limits.idle(listener.config.protocol);
-    let _open = crate::metrics::METRICS.session(listener.config.protocol);
-    match relay(&mut client, &mut upstream, idle).await {
+    let protocol = listener.config.protocol;
+    let idle = shared.limits.idle(protocol);
+    let _open = crate::metrics::METRICS.session(protocol);
+    let watch = shared.auth.watch(&verdict);
+    let revoked = async {
+        match &watch {
+            Some(w) => w.ended().await,
+            None => std::future::pending().await,
+        }
+    };
+    match relay(&mut client, &mut upstream, idle, revoked).await {
+        RelayEnd::Revoked(reason) => {
+            tracing::info!(login = %verdict.login, reason = %reason, "session ended: its login is refused now");
+            // The protocol's last word, then close both sides.
+            let _ = client
+                .write_all(crate::protocol::revoked_message(protocol))
+                .await;
+            let _ = client.flush().await;
+            let _ = client.shutdown().await;
+            let _ = upstream.shutdown().await;
+            shared
+                .auth
+                .record_ended(&context(&listener, peer), &verdict, &reason)
+                .await;
+        }
         RelayEnd::Closed(up, down) => {
             tracing::debug!(
                 client_to_upstream = up,
@@ -175,6 +201,13 @@ fn log_verdict(verdict: &Verdict) {
     }
 }
 
+/// A session past its login: the two connections to relay, and the verdict that let it.
+pub(crate) struct LoggedIn<S> {
+    client: Conn<S>,
+    upstream: Conn,
+    verdict: crate::auth::Verdict,
+}
+
 /// Until login: returns the client and upstream connections to relay, or why the
 /// session ended.
 pub(crate) async fn preauth<S>(
@@ -182,7 +215,7 @@ pub(crate) async fn preauth<S>(
     peer: SocketAddr,
     listener: &ListenerRuntime,
     shared: &Shared,
-) -> Result<(Conn<S>, Conn), SessionEnd>
+) -> Result<LoggedIn<S>, SessionEnd>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -250,7 +283,11 @@ where
                                 client.write_all(&leftover).await.map_err(io_end)?;
                                 client.flush().await.map_err(io_end)?;
                                 upstream.write_all(&pipelined).await.map_err(io_end)?;
-                                return Ok((client, upstream));
+                                return Ok(LoggedIn {
+                                    client,
+                                    upstream,
+                                    verdict,
+                                });
                             }
                             Err(e) => verdict.upstream_failed(e.to_string()),
                         }

@@ -154,13 +154,32 @@ pub trait ManageStore: Reader + Send {
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
 }
 
-/// The login path's store: what the authenticator's in-memory principals come from.
+/// One entry of the change feed: mailbox `mailbox_id` changed (to `version`; `None` when
+/// it was removed) in the transaction that wrote entry `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The feed's sequence number, increasing with every commit that writes one.
+    pub seq: i64,
+    /// The mailbox.
+    pub mailbox_id: i64,
+    /// Its version after the change, or `None` if it is gone.
+    pub version: Option<i64>,
+}
+
+/// The login path's store: what the authenticator's principals come from, and the change
+/// feed that keeps them fresh (see [`Change`]).
 pub trait PrincipalSource: Send {
-    /// A mark that changes whenever anything [`PrincipalSource::principals`] returns may
-    /// have changed (cheap: the login path asks often).
+    /// A mark that moves whenever another connection commits anything (cheap: the login
+    /// path asks often); when it moves, [`PrincipalSource::changes_since`] tells what.
     fn change_mark(&self) -> Result<i64, StoreError>;
     /// Every login name with the mailbox it opens.
     fn principals(&self) -> Result<Vec<LoginEntry>, StoreError>;
+    /// The login names of one mailbox (none if it is gone).
+    fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError>;
+    /// The feed's last sequence number (0 when empty).
+    fn last_change(&self) -> Result<i64, StoreError>;
+    /// Feed entries after `seq`, in order, at most `limit`.
+    fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
 }
 
 /// The access history as the running proxy writes it.

@@ -134,6 +134,8 @@ named_enum! {
         Events = "events",
         /// Notices to the owner.
         Notices = "notices",
+        /// The change feed (a follower that was away longer reloads everything).
+        Changes = "changes",
     }
 }
 

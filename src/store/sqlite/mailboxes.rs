@@ -448,6 +448,36 @@ pub(super) fn principals(conn: &Connection) -> Result<Vec<LoginEntry>, StoreErro
         .collect())
 }
 
+/// The login names of one mailbox, with it (none if it is gone): two indexed reads.
+pub(super) fn principals_of(
+    conn: &Connection,
+    mailbox_id: i64,
+) -> Result<Vec<LoginEntry>, StoreError> {
+    let Some(mailbox) = where_one(conn, "m.id = ?1", &mailbox_id)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT login, password_hash, kind FROM logins WHERE mailbox_id = ?1")?;
+    let rows = stmt
+        .query_map([mailbox_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|(login, password_hash, kind)| LoginEntry {
+            login,
+            mailbox: mailbox.clone(),
+            password_hash,
+            is_user: kind == "user",
+        })
+        .collect())
+}
+
 /// The mailboxes with an app-password reminder due at `now`, at most `limit`.
 pub(super) fn due_reminders(
     conn: &Connection,

@@ -11,7 +11,9 @@
 //! - `journal`: management events and notices.
 //! - `history`: the access history.
 //! - `secrets`: the sealed upstream secrets.
+//! - `feed`: the change feed the login path follows.
 
+mod feed;
 mod history;
 mod journal;
 mod mailboxes;
@@ -25,8 +27,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, DeliveryState, Event, Kept, LoginEntry, ManageStore, Notice,
-    Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets, StoreError,
+    AccessLog, AccessRecord, Alert, Change, DeliveryState, Event, Kept, LoginEntry, ManageStore,
+    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets, StoreError,
     Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
@@ -168,13 +170,17 @@ impl<T: Conn> Reader for T {
 
 impl Transaction for SqliteTx<'_> {
     fn insert_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
-        mailboxes::insert(&self.0, m, now)
+        let id = mailboxes::insert(&self.0, m, now)?;
+        feed::record(&self.0, id)?;
+        Ok(id)
     }
     fn save_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<(), StoreError> {
-        mailboxes::save(&self.0, m, now)
+        mailboxes::save(&self.0, m, now)?;
+        feed::record(&self.0, m.id)
     }
     fn delete_mailbox(&mut self, mailbox_id: i64) -> Result<(), StoreError> {
-        mailboxes::delete(&self.0, mailbox_id)
+        mailboxes::delete(&self.0, mailbox_id)?;
+        feed::record(&self.0, mailbox_id)
     }
     fn insert_user(
         &mut self,
@@ -183,7 +189,8 @@ impl Transaction for SqliteTx<'_> {
         password_hash: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        mailboxes::insert_user(&self.0, mailbox_id, login, password_hash, now)
+        mailboxes::insert_user(&self.0, mailbox_id, login, password_hash, now)?;
+        feed::record(&self.0, mailbox_id)
     }
     fn set_user_password(
         &mut self,
@@ -191,10 +198,18 @@ impl Transaction for SqliteTx<'_> {
         login: &str,
         password_hash: &str,
     ) -> Result<bool, StoreError> {
-        mailboxes::set_user_password(&self.0, mailbox_id, login, password_hash)
+        let changed = mailboxes::set_user_password(&self.0, mailbox_id, login, password_hash)?;
+        if changed {
+            feed::record(&self.0, mailbox_id)?;
+        }
+        Ok(changed)
     }
     fn delete_user(&mut self, mailbox_id: i64, login: &str) -> Result<bool, StoreError> {
-        mailboxes::delete_user(&self.0, mailbox_id, login)
+        let changed = mailboxes::delete_user(&self.0, mailbox_id, login)?;
+        if changed {
+            feed::record(&self.0, mailbox_id)?;
+        }
+        Ok(changed)
     }
     fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError> {
         secrets::set(&self.0, mailbox_id, sealed)
@@ -251,6 +266,15 @@ impl PrincipalSource for SqliteStore {
     }
     fn principals(&self) -> Result<Vec<LoginEntry>, StoreError> {
         mailboxes::principals(&self.conn)
+    }
+    fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError> {
+        mailboxes::principals_of(&self.conn, mailbox_id)
+    }
+    fn last_change(&self) -> Result<i64, StoreError> {
+        feed::last(&self.conn)
+    }
+    fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        feed::since(&self.conn, seq, limit)
     }
 }
 

@@ -162,6 +162,19 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE notices ADD COLUMN said TEXT;
     "#,
+    // 9: the change feed. Every write that can change a login decision (a mailbox added,
+    // saved or removed; a multi-user account added, re-passworded or removed) appends the
+    // mailbox id and its version then, in the same transaction; the login path follows it
+    // from its last id and refreshes only those mailboxes. The access history, notices and
+    // reminders never appear here, so the proxy's own writes cause no refresh.
+    r#"
+    CREATE TABLE changes (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        mailbox_id INTEGER NOT NULL,
+        version    INTEGER,
+        at         INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

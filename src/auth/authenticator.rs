@@ -170,10 +170,15 @@ impl Verdict {
     /// with, for [`Authenticator::watch`].
     fn granted(mut self, ctx: &LoginContext, name: &str, p: &Principal, matched: Matched) -> Self {
         if self.is_accepted() {
+            let hash = match matched {
+                Matched::App(id) => p.mailbox.app_passwords.iter().find(|a| a.id == id),
+                _ => None,
+            }
+            .map_or(&p.hash, |a| &a.hash);
             self.grant = Some(Grant {
                 mailbox_id: p.mailbox.id,
                 login: name.to_owned(),
-                hash: p.hash.clone(),
+                hash: hash.clone(),
                 matched,
                 protocol: ctx.protocol,
                 listener: ctx.kind,

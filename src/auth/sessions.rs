@@ -25,7 +25,9 @@ pub struct Grant {
     pub mailbox_id: i64,
     /// The (normalised) login name.
     pub login: String,
-    /// The main password hash of that login at the time (a changed one ends the session).
+    /// The hash of the secret that matched, at the time (the login's main password hash,
+    /// or the app password's): a changed one — a new main password, a regenerated app
+    /// password that kept its record — ends the session.
     pub hash: String,
     /// Which secret matched.
     pub matched: Matched,
@@ -48,8 +50,17 @@ pub fn review(
     let Some(p) = principal.filter(|p| p.mailbox.id == grant.mailbox_id) else {
         return Err(Reason::UnknownLogin);
     };
-    if grant.matched == Matched::Main && p.hash != grant.hash {
-        return Err(Reason::MainPasswordChanged);
+    match grant.matched {
+        Matched::Main if p.hash != grant.hash => return Err(Reason::MainPasswordChanged),
+        Matched::App(id)
+            if p.mailbox
+                .app_passwords
+                .iter()
+                .any(|a| a.id == id && a.hash != grant.hash) =>
+        {
+            return Err(Reason::WrongAppPassword);
+        }
+        _ => {}
     }
     let decision = decide(&Attempt {
         mailbox: Some(&p.mailbox),
@@ -304,7 +315,10 @@ mod tests {
         Grant {
             mailbox_id: 7,
             login: "mario@pec.example.it".into(),
-            hash: "main-hash".into(),
+            hash: match matched {
+                Matched::App(_) => "apphash".into(),
+                _ => "main-hash".into(),
+            },
             matched,
             protocol: Protocol::Imap,
             listener: ListenerKind::Mailbox,
@@ -322,7 +336,18 @@ mod tests {
         let app = grant(Matched::App(3));
         let ok = principal(Some(far()));
         assert_eq!(review(&app, Some(&ok), now, &zone), Ok(Some(far())));
-        // Regenerated: the session's app password is gone.
+        // Regenerated in place: same record, new hash.
+        let mut in_place = (*ok.mailbox).clone();
+        in_place.app_passwords[0].hash = "newhash".into();
+        let in_place = Principal {
+            mailbox: Arc::new(in_place),
+            hash: "main-hash".into(),
+        };
+        assert_eq!(
+            review(&app, Some(&in_place), now, &zone),
+            Err(Reason::WrongAppPassword)
+        );
+        // Replaced by another record.
         let mut other = (*ok.mailbox).clone();
         other.app_passwords[0].id = 4;
         let regenerated = Principal {

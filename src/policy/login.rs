@@ -270,6 +270,10 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
         Matched::Neither => return Decision::refuse(Reason::WrongAppPassword, credential),
         Matched::App(id) => match m.app_passwords.iter().find(|ap| ap.id == id) {
             Some(ap) => ap,
+            // Verified against one that has since been deactivated, with none left.
+            None if m.app_passwords.is_empty() => {
+                return Decision::refuse(Reason::NoActiveAppPassword, credential);
+            }
             // Verified against a password that has since been replaced or removed.
             None => return Decision::refuse(Reason::WrongAppPassword, credential),
         },

@@ -1,0 +1,291 @@
+//! Revocation reaches open sessions: real Dovecot behind the proxy, real imaplib /
+//! poplib / smtplib sessions held open (tests/clients/held_session.py), a CLI change in
+//! another process; the session is told the protocol's last word and closed, and the
+//! access history says why. A change that does not refuse the login ends nothing.
+//!
+//! How long the end took is printed (BENCHMARKS.md reports it); the test bounds the wait
+//! only so that a regression fails instead of hanging.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::rig::{ADDR, MAIN, Rig, rig};
+use common::servers::Proxy;
+use common::{code, secret_from_uri};
+use sentinella::policy::totp::DeviceSecret;
+use serde_json::Value;
+
+/// Long enough for the CLI to start and commit; a session still open after this failed.
+const HOLD: f64 = 12.0;
+
+/// A session logged in and waiting.
+struct Held {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    /// Logs in over `protocol`'s implicit-TLS listener with `password`; returns once the
+    /// client waits.
+    fn open(p: &Proxy, protocol: &str, password: &str, extra: &[&str]) -> Held {
+        let port = match protocol {
+            "imap" => p.imaps_port,
+            "pop3" => p.pop3s_port,
+            _ => p.submissions_port,
+        }
+        .to_string();
+        let hold = HOLD.to_string();
+        let script = format!(
+            "{}/tests/clients/held_session.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([
+                protocol,
+                "--port",
+                &port,
+                "--user",
+                ADDR,
+                "--password",
+                password,
+            ])
+            .args(["--hold", &hold])
+            .args(extra)
+            .arg("--cafile")
+            .arg(p.cert())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert!(
+            first.contains("ready"),
+            "not logged in: {first}\n{}",
+            p.log()
+        );
+        Held { child, out }
+    }
+
+    /// Waits for the client to end; its report.
+    fn finish(mut self) -> Value {
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        let _ = self.child.wait();
+        serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("{e}: {rest}"))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rig with a postpone window wide enough to postpone at once; 2FA on with a known
+/// device secret and an app password; returns them.
+fn setup() -> (Rig, DeviceSecret, String) {
+    let rig = rig("postpone_window = \"100d\"");
+    let p = &rig.proxy;
+    let v = p.ok(&["2fa", "enable", ADDR], None);
+    let secret = secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    p.ok(&["2fa", "confirm", ADDR, &code(&secret, 0)], None);
+    let password = p.ok(&["app-password", "generate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (rig, secret, password)
+}
+
+/// Runs `change`, then waits for `held` to be ended; returns its report and how long the
+/// end took after the CLI returned.
+fn ended_by(p: &Proxy, held: Held, change: &[&str]) -> (Value, Duration) {
+    p.ok(change, None);
+    let changed = Instant::now();
+    let report = held.finish();
+    (report, changed.elapsed())
+}
+
+fn last_line(report: &Value) -> String {
+    report["lines"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The newest access-history reason.
+fn newest_reason(p: &Proxy) -> String {
+    let h = p.ok(&["mailbox", "history", ADDR], None);
+    h["history"][0]["reason"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn an_idle_imap_session_ends_on_deactivate_regenerate_2fa_off_and_protocol_off() {
+    let (rig, secret, password) = setup();
+    let p = &rig.proxy;
+
+    let held = Held::open(p, "imap", &password, &[]);
+    let (report, took) = ended_by(p, held, &["app-password", "deactivate", ADDR, "--yes"]);
+    println!("deactivate → BYE in {took:?}");
+    assert_eq!(report["closed"], true, "{report}");
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert_eq!(
+        newest_reason(p),
+        "session ended: two-step verification is on and no app password is active"
+    );
+    assert!(took < Duration::from_secs(HOLD as u64 - 2), "{took:?}");
+
+    // Regenerate: the session on the old password ends, the new one logs in.
+    let password = p.ok(&["app-password", "generate", ADDR], None)["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = Held::open(p, "imap", &password, &[]);
+    let (report, took) = ended_by(p, held, &["app-password", "regenerate", ADDR]);
+    println!("regenerate → BYE in {took:?}");
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert_eq!(
+        newest_reason(p),
+        "session ended: not the current app password"
+    );
+
+    // Protocol disabled for the mailbox.
+    let v = p.ok(&["app-password", "regenerate", ADDR], None);
+    let password = v["password"].as_str().unwrap().to_owned();
+    let held = Held::open(p, "imap", &password, &[]);
+    let change = ["mailbox", "protocols", ADDR, "--disable", "imap"];
+    let (report, took) = ended_by(p, held, &change);
+    println!("protocols --disable imap → BYE in {took:?}");
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert_eq!(
+        newest_reason(p),
+        "session ended: protocol imap is not enabled for the mailbox"
+    );
+    p.ok(&["mailbox", "protocols", ADDR, "--enable", "imap"], None);
+
+    // 2FA turned off: the app-password session ends.
+    let held = Held::open(p, "imap", &password, &[]);
+    let (report, took) = ended_by(
+        p,
+        held,
+        &["2fa", "disable", ADDR, &code(&secret, 1), "--yes"],
+    );
+    println!("2fa disable → BYE in {took:?}");
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert!(
+        newest_reason(p).starts_with("session ended: "),
+        "{}",
+        newest_reason(p)
+    );
+
+    // With 2FA off, a main-password session ends when the main password changes.
+    let held = Held::open(p, "imap", MAIN, &[]);
+    let change = ["mailbox", "set-password", ADDR, "--password-stdin"];
+    let run = p.cli(&change, Some("An0ther-passw0rd"));
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = held.finish();
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert_eq!(
+        newest_reason(p),
+        "session ended: the main password was changed"
+    );
+
+    // The mailbox removed.
+    let held = Held::open(p, "imap", "An0ther-passw0rd", &[]);
+    let (report, _) = ended_by(p, held, &["mailbox", "remove", ADDR, "--yes"]);
+    assert!(
+        last_line(&report).starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert_eq!(newest_reason(p), "session ended: unknown login name");
+
+    let metrics = p.log();
+    assert!(!metrics.contains("panicked"), "{metrics}");
+}
+
+#[test]
+fn pop3_and_smtp_sessions_end_with_their_protocols_last_word_and_postpone_ends_nothing() {
+    let (rig, _secret, password) = setup();
+    let p = &rig.proxy;
+
+    // Postpone changes the mailbox but not whether the login holds: the session goes on
+    // and still answers a NOOP after the change.
+    let held = Held::open(p, "imap", &password, &["--noop-after", "2", "--hold", "4"]);
+    p.ok(&["app-password", "postpone", ADDR], None);
+    let report = held.finish();
+    assert_eq!(report["noop"], "sent", "{report}");
+    let lines: Vec<&str> = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("n1 OK")),
+        "NOOP answered after postpone: {report}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("BYE")), "{report}");
+
+    // A new contact address ends nothing either; deactivation then ends POP3 and SMTP.
+    let pop = Held::open(p, "pop3", &password, &["--noop-after", "2"]);
+    let smtp = Held::open(p, "smtp", &password, &[]);
+    p.ok(&["mailbox", "set-contact", ADDR, "owner@example.org"], None);
+    std::thread::sleep(Duration::from_secs(3));
+    p.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    let pop = pop.finish();
+    let smtp = smtp.finish();
+    let pop_lines: Vec<&str> = pop["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        pop_lines.first().is_some_and(|l| l.starts_with("+OK")),
+        "NOOP answered after the contact change: {pop}"
+    );
+    assert!(last_line(&pop).starts_with("-ERR [AUTH]"), "{pop}");
+    assert_eq!(pop["closed"], true);
+    assert!(last_line(&smtp).starts_with("421 4.7.0"), "{smtp}");
+    assert_eq!(smtp["closed"], true);
+
+    let h = p.ok(&["mailbox", "history", ADDR], None);
+    let ended: Vec<&Value> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("session ended: "))
+        })
+        .collect();
+    assert_eq!(ended.len(), 2, "one row per ended session: {h}");
+    let protocols: std::collections::BTreeSet<&str> = ended
+        .iter()
+        .filter_map(|r| r["protocol"].as_str())
+        .collect();
+    assert_eq!(protocols, ["pop3", "smtp"].into_iter().collect());
+}

@@ -21,6 +21,7 @@
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
 //! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
+//! - `service`: the service manager's notify protocol (READY / RELOADING / STOPPING).
 //! - `notify`: the notice jobs — expiry reminders on a schedule, the e-mail outbox.
 //! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
 //! - `web`: "Gestione account", the owner's web page — another front door over
@@ -46,6 +47,7 @@ pub mod policy;
 pub mod protocol;
 mod proxy;
 pub mod secret;
+mod service;
 pub mod store;
 mod web;
 pub mod wording;

@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login};
 use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
@@ -123,4 +124,49 @@ fn metrics_move_with_real_logins_and_health_answers() {
         !last.contains(ADDR) && !last.contains("127.0.0.1"),
         "{last}"
     );
+}
+
+/// The service manager's side of `Type=notify-reload`, played by the test: a datagram
+/// socket named by NOTIFY_SOCKET receives READY once the listeners are up, RELOADING
+/// (with MONOTONIC_USEC) then READY around a SIGHUP, and STOPPING on SIGTERM.
+#[test]
+fn serve_tells_the_service_manager_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let mailbox = Dovecot::start(&[(ADDR, "x")]);
+    let archive = Dovecot::start(&[(ADDR, "x")]);
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", "");
+    let socket_path = proxy.dir.path().join("notify.sock");
+    let manager = UnixDatagram::bind(&socket_path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    proxy.run_with_env(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let n = manager.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    let pid = proxy.pid().unwrap();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.lines().any(|l| l == format!("MAINPID={pid}")),
+        "{ready}"
+    );
+    assert!(proxy.signal("HUP"), "alive after SIGHUP");
+    let reloading = next();
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading}");
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .expect("MONOTONIC_USEC")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    assert!(
+        next().lines().any(|l| l == "READY=1"),
+        "ready again after the reload"
+    );
+    proxy.stop();
+    assert!(next().lines().any(|l| l == "STOPPING=1"));
 }

@@ -309,7 +309,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             }
         }));
     }
+    crate::service::ready(&format!("serving {} listeners", config.listeners.len()));
     wait_for_signal(&config, &certificates).await;
+    crate::service::stopping();
     tracing::info!("shutting down: no new connections");
     let _ = stop_tx.send(true);
     for l in loops {
@@ -431,6 +433,7 @@ async fn wait_for_signal(config: &Config, certificates: &Certificates) {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
             _ = hup.recv() => {
+                crate::service::reloading();
                 match certificates.reload() {
                     Ok(()) => tracing::info!(certificate = %certificates.cert.display(), "SIGHUP: TLS certificates reloaded; new connections use them"),
                     Err(e) => tracing::error!(error = %e, "SIGHUP: the certificate or key cannot be used; keeping the previous ones"),
@@ -442,6 +445,7 @@ async fn wait_for_signal(config: &Config, certificates: &Certificates) {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file cannot be read; keeping the running configuration"),
                 }
+                crate::service::ready("reloaded");
             }
         }
     }

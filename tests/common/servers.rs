@@ -591,12 +591,18 @@ tls = "none"
 
     /// Starts `sentinella serve` and waits for its listeners.
     pub fn run(&mut self) {
+        self.run_with_env(&[]);
+    }
+
+    /// Like [`Proxy::run`], with these environment variables set.
+    pub fn run_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sentinella"))
             .arg("--config")
             .arg(self.config())
             .arg("serve")
             .env("RUST_LOG", "sentinella=trace,info")
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -649,6 +655,12 @@ tls = "none"
         let run = self.cli(&all, stdin);
         assert_eq!(run.code, 0, "sentinella {args:?} failed: {run:?}");
         run.json()
+    }
+
+    /// The running proxy's process id.
+    #[allow(dead_code)] // not every test binary asks
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Sends it `signal` (e.g. "HUP"), by PID; returns whether it is still running.

@@ -793,6 +793,12 @@ pub struct UpstreamConfig {
     pub tls_name: Option<String>,
     /// How the proxy logs in as the user.
     pub login: UpstreamLogin,
+    /// Tell the upstream the client's real address (off by default): IMAP `ID` with
+    /// `x-originating-ip`/`-port` and `x-connected-ip`/`-port`, POP3 and SMTP `XCLIENT
+    /// ADDR=… PORT=…`. The upstream must trust the proxy (Dovecot:
+    /// `login_trusted_networks`; Postfix: `smtpd_authorized_xclient_hosts`).
+    #[serde(default)]
+    pub forward_client: bool,
 }
 
 /// How the proxy logs in to the upstream on the user's behalf.

@@ -18,8 +18,9 @@ pub const AUTH_FAILED: &str = "535 5.7.8 Authentication failed";
 /// RFC 4954 / SPEC: the text for a temporary failure.
 pub const UNAVAILABLE: &str = "454 4.7.0 Temporary authentication failure, try again later";
 
-/// Extensions the proxy handles itself and so never copies from the upstream.
-const OWN_EXTENSIONS: [&str; 2] = ["AUTH", "STARTTLS"];
+/// Extensions the proxy handles itself, or that the upstream offers the proxy only (a
+/// trusted host may say who the client is), and so never copies from the upstream.
+const OWN_EXTENSIONS: [&str; 4] = ["AUTH", "STARTTLS", "XCLIENT", "XFORWARD"];
 
 #[derive(Debug)]
 enum State {

@@ -546,7 +546,12 @@ async fn accept_loop(
         tokio::spawn(
             async move {
                 let _permit = (permit, slot);
-                session::run(tcp, peer, l, s).await;
+                let connected = tcp.local_addr().unwrap_or(l.config.bind);
+                let origin = upstream::Origin {
+                    client: peer,
+                    connected,
+                };
+                session::run(tcp, origin, l, s).await;
             }
             .instrument(span),
         );

@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::relay::{RelayEnd, relay};
 use super::stream::Conn;
-use super::upstream::{self, UpstreamError, within};
+use super::upstream::{self, Origin, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
 use crate::auth::{LoginContext, LoginResult, Verdict};
 use crate::config::{LimitsConfig, ListenerTls, UpstreamLogin};
@@ -71,7 +71,7 @@ fn io_end(e: std::io::Error) -> SessionEnd {
 }
 
 /// Runs one connection to its end.
-pub async fn run<S>(io: S, peer: SocketAddr, listener: Arc<ListenerRuntime>, shared: Arc<Shared>)
+pub async fn run<S>(io: S, origin: Origin, listener: Arc<ListenerRuntime>, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -79,7 +79,7 @@ where
         mut client,
         mut upstream,
         verdict,
-    } = match preauth(io, peer, &listener, &shared).await {
+    } = match preauth(io, origin, &listener, &shared).await {
         Ok(session) => session,
         Err(end) => return end.log(),
     };
@@ -105,7 +105,7 @@ where
             let _ = upstream.shutdown().await;
             shared
                 .auth
-                .record_ended(&context(&listener, peer), &verdict, &reason)
+                .record_ended(&context(&listener, origin.client), &verdict, &reason)
                 .await;
         }
         RelayEnd::Closed(up, down) => {
@@ -165,6 +165,7 @@ async fn login_upstream(
     mailbox: &str,
     upstream_secret: Option<crate::secret::Secret>,
     client_name: Option<&str>,
+    origin: &Origin,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
     let credential = listener
         .upstream
@@ -181,6 +182,7 @@ async fn login_upstream(
             mailbox,
             &credential,
             client_name,
+            Some(origin),
         ),
     )
     .await;
@@ -212,7 +214,7 @@ pub(crate) struct LoggedIn<S> {
 /// session ended.
 pub(crate) async fn preauth<S>(
     io: S,
-    peer: SocketAddr,
+    origin: Origin,
     listener: &ListenerRuntime,
     shared: &Shared,
 ) -> Result<LoggedIn<S>, SessionEnd>
@@ -234,7 +236,7 @@ where
     };
     let mut fe = frontend(listener, shared).await;
     client.write_all(&fe.greeting()).await.map_err(io_end)?;
-    let ctx = context(listener, peer);
+    let ctx = context(listener, origin.client);
     let mut buf = vec![0u8; 4096];
     let mut queue: VecDeque<Action> = VecDeque::new();
     loop {
@@ -272,6 +274,7 @@ where
                             &mailbox.address,
                             secret,
                             client_name.as_deref(),
+                            &origin,
                         )
                         .await
                         {
@@ -383,6 +386,7 @@ mod tests {
             ca_file: None,
             tls_name: None,
             login: UpstreamLogin::Stored,
+            forward_client: false,
         };
         let listener = ListenerRuntime {
             config: ListenerConfig {
@@ -411,8 +415,11 @@ mod tests {
         }
     }
 
-    fn peer() -> SocketAddr {
-        "127.0.0.1:40000".parse().unwrap()
+    fn peer() -> Origin {
+        Origin {
+            client: "127.0.0.1:40000".parse().unwrap(),
+            connected: "127.0.0.1:993".parse().unwrap(),
+        }
     }
 
     /// Runs the driver on one end of a pipe; the test drives the other end.

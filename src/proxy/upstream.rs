@@ -255,14 +255,54 @@ pub async fn login(
     user: &str,
     credential: &UpstreamCredential,
     client_name: Option<&str>,
+    origin: Option<&Origin>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
     use crate::policy::Protocol;
+    // The client's address goes upstream only where the operator asked for it: the
+    // upstream honours it only from its trusted networks, and logs it as the client's.
+    let origin = origin.filter(|_| up.config.forward_client);
     match protocol {
-        Protocol::Imap => imap_login(up, user, credential).await,
-        Protocol::Pop3 => pop3_login(up, user, credential).await,
+        Protocol::Imap => imap_login(up, user, credential, origin).await,
+        Protocol::Pop3 => pop3_login(up, user, credential, origin).await,
         Protocol::Smtp => {
-            smtp_login(up, user, credential, client_name.unwrap_or("sentinella")).await
+            let name = client_name.unwrap_or("sentinella");
+            smtp_login(up, user, credential, name, origin).await
         }
+    }
+}
+
+/// Where a session comes from: the client's address and port, and the address and port
+/// it connected to (both as the PROXY protocol header gave them, behind a balancer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The client.
+    pub client: std::net::SocketAddr,
+    /// The proxy's address it reached.
+    pub connected: std::net::SocketAddr,
+}
+
+impl Origin {
+    /// IMAP `ID` with Dovecot's proxy fields (RFC 2971; `x-originating-*`,
+    /// `x-connected-*`).
+    fn imap_id(&self, tag: &str) -> String {
+        format!(
+            "{tag} ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")\r\n",
+            self.client.ip(),
+            self.client.port(),
+            self.connected.ip(),
+            self.connected.port()
+        )
+    }
+
+    /// `XCLIENT ADDR=… PORT=…` (Postfix's XCLIENT, as Dovecot's POP3 and submission
+    /// accept it); SMTP spells IPv6 addresses with an `IPV6:` prefix.
+    fn xclient(&self, smtp: bool) -> String {
+        let ip = self.client.ip();
+        let addr = match ip {
+            std::net::IpAddr::V6(v6) if smtp => format!("IPV6:{v6}"),
+            _ => ip.to_string(),
+        };
+        format!("XCLIENT ADDR={addr} PORT={}\r\n", self.client.port())
     }
 }
 
@@ -286,6 +326,7 @@ pub async fn pop3_login(
     up: &Upstream,
     user: &str,
     credential: &UpstreamCredential,
+    origin: Option<&Origin>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
     let mut conn = up.connect().await?;
     let mut reader = LineReader::new();
@@ -297,6 +338,13 @@ pub async fn pop3_login(
             return Err(UpstreamError::Protocol("data after STLS response".into()));
         }
         conn = up.start_tls(conn).await?;
+    }
+    if let Some(origin) = origin {
+        conn.write_all(origin.xclient(false).as_bytes()).await?;
+        if let Err(e) = pop3_ok(&mut conn, &mut reader, "XCLIENT").await {
+            // Not trusted by the upstream: it logs the proxy's address, nothing worse.
+            tracing::warn!(upstream = %up.config.host, error = %e, "the upstream refused XCLIENT; add the proxy to its trusted networks");
+        }
     }
     let refused = |e: UpstreamError| match e {
         UpstreamError::Protocol(m) => UpstreamError::LoginRefused(m),
@@ -409,8 +457,35 @@ pub async fn smtp_login(
     user: &str,
     credential: &UpstreamCredential,
     client_name: &str,
+    origin: Option<&Origin>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
-    let (mut conn, mut reader, extensions) = smtp_hello(up, client_name).await?;
+    let (mut conn, mut reader, mut extensions) = smtp_hello(up, client_name).await?;
+    let offers_xclient = extensions
+        .iter()
+        .any(|e| e.split_whitespace().next() == Some("XCLIENT"));
+    match origin {
+        Some(origin) if offers_xclient => {
+            conn.write_all(origin.xclient(true).as_bytes()).await?;
+            let (code, lines) = smtp_reply(&mut conn, &mut reader).await?;
+            match code {
+                // Postfix's semantics: the session starts again, greeting and EHLO.
+                220 => {
+                    let ehlo = format!("EHLO {}\r\n", single_line(client_name)?);
+                    conn.write_all(ehlo.as_bytes()).await?;
+                    extensions = smtp_expect(&mut conn, &mut reader, 250, "EHLO").await?;
+                    extensions.remove(0);
+                }
+                250 => {}
+                _ => {
+                    tracing::warn!(upstream = %up.config.host, code, reply = %lines.join(" / "), "the upstream refused XCLIENT")
+                }
+            }
+        }
+        Some(_) => {
+            tracing::warn!(upstream = %up.config.host, "the upstream does not offer XCLIENT to the proxy; add the proxy to its trusted networks")
+        }
+        None => {}
+    }
     let blob = match credential {
         UpstreamCredential::Master {
             user: master,
@@ -524,6 +599,7 @@ pub async fn imap_login(
     up: &Upstream,
     user: &str,
     credential: &UpstreamCredential,
+    origin: Option<&Origin>,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
     let mut conn = up.connect().await?;
     let mut reader = LineReader::new();
@@ -548,6 +624,13 @@ pub async fn imap_login(
             ));
         }
         conn = up.start_tls(conn).await?;
+    }
+    if let Some(origin) = origin {
+        conn.write_all(origin.imap_id("S0").as_bytes()).await?;
+        let (status, _) = imap_tagged(&mut conn, &mut reader, "S0").await?;
+        if !status.starts_with("OK") {
+            tracing::warn!(upstream = %up.config.host, status = %status, "the upstream refused ID");
+        }
     }
     let command = match credential {
         UpstreamCredential::Master {
@@ -648,6 +731,7 @@ mod wire_tests {
             ca_file: None,
             tls_name: None,
             login: UpstreamLogin::Stored,
+            forward_client: false,
         };
         Upstream::new(config, None, None)
     }
@@ -661,6 +745,7 @@ mod wire_tests {
             &up,
             "mario@x.it",
             &UpstreamCredential::Stored(Secret::new("pw".into())),
+            None,
         )
         .await
     }
@@ -726,6 +811,7 @@ mod wire_tests {
             &up,
             "u",
             &UpstreamCredential::Stored(Secret::new("pw".into())),
+            None,
         )
         .await;
         assert!(r.is_err());

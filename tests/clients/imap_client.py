@@ -8,6 +8,7 @@ Prints one JSON object on stdout. Every socket operation has a timeout; only loo
   imap_client.py raw     --port P --mode ssl|starttls|plain --cafile F LINE [LINE ...]
 """
 import argparse
+from loopback import connect_from
 import base64
 import imaplib
 import json
@@ -188,6 +189,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["ssl", "starttls", "plain"], default="ssl")
     p.add_argument("--cafile")
+    p.add_argument("--source", help="connect from this local address (loopback: any 127.x)")
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--master")
@@ -196,6 +198,7 @@ def main():
     p.add_argument("--inject-after-starttls", help="raw: plaintext sent in the same write as STARTTLS")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
+    connect_from(args.source)
     commands = {"login": cmd_login, "session": cmd_session, "raw": cmd_raw,
                 "append": cmd_append, "subjects": cmd_subjects}
     commands[args.command](args)

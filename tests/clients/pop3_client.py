@@ -8,6 +8,7 @@ Prints one JSON object. Loopback only, every operation under a timeout.
   pop3_client.py raw   --port P --mode ssl|stls|plain --cafile F [--inject-after-stls L] LINE...
 """
 import argparse
+from loopback import connect_from
 import base64
 import json
 import poplib
@@ -112,6 +113,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["ssl", "stls", "plain"], default="ssl")
     p.add_argument("--cafile")
+    p.add_argument("--source", help="connect from this local address (loopback: any 127.x)")
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--mech", choices=["user", "plain", "login"], default="user")
@@ -119,6 +121,7 @@ def main():
     p.add_argument("--inject-after-stls")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
+    connect_from(args.source)
     if args.command == "raw":
         cmd_raw(args)
     else:

@@ -8,6 +8,7 @@ Prints one JSON object. Loopback only, every operation under a timeout.
   smtp_client.py raw  --port P --mode ssl|starttls|plain --cafile F [--inject-after-starttls L] LINE...
 """
 import argparse
+from loopback import connect_from
 import json
 import smtplib
 import socket
@@ -105,6 +106,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mode", choices=["ssl", "starttls", "plain"], default="ssl")
     p.add_argument("--cafile")
+    p.add_argument("--source", help="connect from this local address (loopback: any 127.x)")
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--mech", choices=["plain", "login"], default="plain")
@@ -114,6 +116,7 @@ def main():
     p.add_argument("--inject-after-starttls")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
+    connect_from(args.source)
     {"send": cmd_send, "raw": cmd_raw}[args.command](args)
 
 

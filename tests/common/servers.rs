@@ -157,6 +157,9 @@ log_path = {d}/dovecot.log
 protocols = imap pop3 submission
 listen = 127.0.0.1
 hostname = dovecot.test
+# The proxy connects from here: Dovecot honours its ID x-originating-* and XCLIENT, and
+# logs the client's address (rip=) instead of the proxy's.
+login_trusted_networks = 127.0.0.1/32
 submission_relay_host = 127.0.0.1
 submission_relay_port = {sink}
 submission_relay_trusted = yes

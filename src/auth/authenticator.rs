@@ -649,18 +649,7 @@ impl Authenticator {
             Outcome::Refused(r) | Outcome::TemporaryFailure(r) => r.kind(),
         };
         crate::metrics::METRICS.login(ctx.protocol.as_str(), &ctx.listener, result.as_str(), kind);
-        let rec = AccessRecord {
-            at: now(),
-            listener: ctx.listener.clone(),
-            protocol: ctx.protocol.into(),
-            client: ctx.peer.to_string(),
-            login: verdict.login.clone(),
-            address: verdict.mailbox().map(|m| m.address.clone()),
-            credential: verdict.credential,
-            app_password: verdict.app_password.clone(),
-            result,
-            reason,
-        };
+        let rec = access_record(ctx, verdict, result, reason);
         let block = match &verdict.result {
             LoginResult::Refused { block: Some(b), .. } => Some(AccessRecord {
                 reason: Some(format!("throttle: {b}")),
@@ -696,17 +685,10 @@ impl Authenticator {
         crate::metrics::METRICS
             .sessions_revoked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let why = Some(format!("{}{reason}", crate::wording::SESSION_ENDED));
         let rec = AccessRecord {
-            at: now(),
-            listener: ctx.listener.clone(),
-            protocol: ctx.protocol.into(),
-            client: ctx.peer.to_string(),
-            login: verdict.login.clone(),
-            address: verdict.mailbox().map(|m| m.address.clone()),
-            credential: verdict.credential,
             app_password: None,
-            result: AccessResult::Refused,
-            reason: Some(format!("{}{reason}", crate::wording::SESSION_ENDED)),
+            ..access_record(ctx, verdict, AccessResult::Refused, why)
         };
         self.history.record(rec, None).await;
     }
@@ -897,6 +879,27 @@ impl Authenticator {
             reason,
         };
         self.history.record(rec, None).await;
+    }
+}
+
+/// The access-history row of `verdict` in `ctx`, with `result` and `reason`.
+fn access_record(
+    ctx: &LoginContext,
+    verdict: &Verdict,
+    result: AccessResult,
+    reason: Option<String>,
+) -> AccessRecord {
+    AccessRecord {
+        at: now(),
+        listener: ctx.listener.clone(),
+        protocol: ctx.protocol.into(),
+        client: ctx.peer.to_string(),
+        login: verdict.login.clone(),
+        address: verdict.mailbox().map(|m| m.address.clone()),
+        credential: verdict.credential,
+        app_password: verdict.app_password.clone(),
+        result,
+        reason,
     }
 }
 

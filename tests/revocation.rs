@@ -143,7 +143,6 @@ fn an_idle_imap_session_ends_on_deactivate_regenerate_2fa_off_and_protocol_off()
         newest_reason(p),
         "session ended: two-step verification is on and no app password is active"
     );
-    assert!(took < Duration::from_secs(HOLD as u64 - 2), "{took:?}");
 
     // Regenerate: the session on the old password ends, the new one logs in.
     let password = p.ok(&["app-password", "generate", ADDR], None)["password"]
@@ -221,8 +220,8 @@ fn an_idle_imap_session_ends_on_deactivate_regenerate_2fa_off_and_protocol_off()
     );
     assert_eq!(newest_reason(p), "session ended: unknown login name");
 
-    let metrics = p.log();
-    assert!(!metrics.contains("panicked"), "{metrics}");
+    let log = p.log();
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]

@@ -249,11 +249,6 @@ impl SessionWatch {
             }
         }
     }
-
-    /// What the session logged in with.
-    pub fn grant(&self) -> &Grant {
-        &self.entry.grant
-    }
 }
 
 impl Drop for SessionWatch {

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${TARGETS:-imap pop3 smtp sasl config}
+TARGETS=${TARGETS:-imap pop3 smtp sasl config proxy_header}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 for t in $TARGETS; do

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium)
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium haproxy)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -43,8 +43,8 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 
 # A short fuzzing pass over every decoder (long runs: ./scripts/fuzz.sh, see README).
-echo "==> fuzz (${FUZZ_SECONDS:-20}s per target)"
-FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./scripts/fuzz.sh
+echo "==> fuzz (${FUZZ_SECONDS:-15}s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} ./scripts/fuzz.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   echo "==> cargo nextest run"

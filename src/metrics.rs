@@ -90,6 +90,9 @@ pub(crate) struct Metrics {
     pub(crate) bad_command_closes: AtomicU64,
     /// Relayed sessions ended because a change (or an expiry) refused their login.
     pub(crate) sessions_revoked: AtomicU64,
+    /// Connections closed on a PROXY-protocol listener: not from a trusted balancer, or
+    /// with no valid header in time.
+    pub(crate) proxy_header_refusals: AtomicU64,
 }
 
 /// The process's metrics.
@@ -197,6 +200,12 @@ impl Metrics {
             "sentinella_sessions_revoked_total",
             "Relayed sessions ended because a change or an expiry refused their login.",
             self.sessions_revoked.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_proxy_header_refusals_total",
+            "Connections closed on a PROXY-protocol listener: untrusted source, or no valid header in time.",
+            self.proxy_header_refusals.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

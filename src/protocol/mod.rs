@@ -6,6 +6,7 @@
 //!   Fragmentizer.
 //! - [`pop3`]: POP3 before authentication (RFC 1939, 2449, 5034, 2595).
 //! - [`smtp`]: SMTP submission before authentication (RFC 6409, 4954, 3207).
+//! - [`proxy_header`]: the PROXY protocol header (v1, v2) a load balancer sends first.
 //! - [`sasl`]: SASL PLAIN and LOGIN decoding, shared by every protocol.
 //! - [`LineBuffer`]: CRLF line framing with a length cap, for POP3 and SMTP.
 //!
@@ -14,6 +15,7 @@
 
 pub mod imap;
 pub mod pop3;
+pub mod proxy_header;
 pub mod sasl;
 pub mod smtp;
 pub mod testing;

@@ -507,6 +507,7 @@ async fn accept_loop(
     per_address: Arc<PerAddress>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let behind_balancer = !listener.config.proxy_protocol_from.is_empty();
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -521,39 +522,139 @@ async fn accept_loop(
                 continue;
             }
         };
-        // A client whose address the throttle has blocked gets no TLS handshake at all:
-        // under a brute-force attack the proxy spends an accept and a close, not a
-        // handshake, per attempt.
-        if shared.auth.address_blocked(peer.ip()) {
-            crate::metrics::METRICS
-                .throttle_blocks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(listener = %listener.config.name, %peer, "blocked client: connection closed");
-            continue;
-        }
-        let Some(slot) = per_address.take(peer.ip()) else {
-            tracing::warn!(listener = %listener.config.name, %peer, "too many connections from this address; connection dropped");
-            continue;
-        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let span = tracing::info_span!("conn", id, listener = %listener.config.name, %peer);
-        let (l, s) = (Arc::clone(&listener), Arc::clone(&shared));
-        tokio::spawn(
+        let connected = tcp.local_addr().unwrap_or(listener.config.bind);
+        let direct = upstream::Origin {
+            client: peer,
+            connected,
+        };
+        let (l, s, a) = (
+            Arc::clone(&listener),
+            Arc::clone(&shared),
+            Arc::clone(&per_address),
+        );
+        if !behind_balancer {
+            // Refused here, before a task or a handshake: under a brute-force attack the
+            // proxy spends an accept and a close per attempt.
+            let Some(slot) = admit(&l, &s, &a, peer) else {
+                continue;
+            };
+            let span = tracing::info_span!("conn", id, listener = %l.config.name, %peer);
+            tokio::spawn(
+                async move {
+                    let _permit = (permit, slot);
+                    session::run(tcp, direct, l, s).await;
+                }
+                .instrument(span),
+            );
+            continue;
+        }
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut tcp = tcp;
+            let Some(origin) = balanced_origin(&mut tcp, direct, &l, &s.limits).await else {
+                crate::metrics::METRICS
+                    .proxy_header_refusals
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            };
+            let client = origin.client;
+            let Some(slot) = admit(&l, &s, &a, client) else {
+                return;
+            };
+            let span = tracing::info_span!("conn", id, listener = %l.config.name, peer = %client, via = %peer);
             async move {
-                let _permit = (permit, slot);
-                let connected = tcp.local_addr().unwrap_or(l.config.bind);
-                let origin = upstream::Origin {
-                    client: peer,
-                    connected,
-                };
+                let _slot = slot;
                 session::run(tcp, origin, l, s).await;
             }
-            .instrument(span),
-        );
+            .instrument(span)
+            .await;
+        });
+    }
+}
+
+/// Whether a client may start a session: not blocked by the throttle (no TLS handshake
+/// for it at all), and under the per-address connection limit.
+fn admit(
+    listener: &ListenerRuntime,
+    shared: &Shared,
+    per_address: &Arc<PerAddress>,
+    client: std::net::SocketAddr,
+) -> Option<AddressSlot> {
+    let name = &listener.config.name;
+    if shared.auth.address_blocked(client.ip()) {
+        crate::metrics::METRICS
+            .throttle_blocks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(listener = %name, peer = %client, "blocked client: connection closed");
+        return None;
+    }
+    let slot = per_address.take(client.ip());
+    if slot.is_none() {
+        tracing::warn!(listener = %name, peer = %client, "too many connections from this address; connection dropped");
+    }
+    slot
+}
+
+/// On a listener behind a load balancer: the session's origin as the PROXY protocol
+/// header gives it, read before anything else (within the TLS handshake's time) from a
+/// trusted balancer. `None` — the connection is dropped — for a connection from anyone
+/// else (never trusted, whatever it sends), a missing or malformed header, or none in
+/// time. A `LOCAL` / `UNKNOWN` header (the balancer's health check) keeps the
+/// connection's own addresses.
+async fn balanced_origin(
+    tcp: &mut tokio::net::TcpStream,
+    direct: upstream::Origin,
+    listener: &ListenerRuntime,
+    limits: &LimitsConfig,
+) -> Option<upstream::Origin> {
+    use crate::protocol::proxy_header::{Header, Step, parse};
+    use tokio::io::AsyncReadExt;
+    let name = &listener.config.name;
+    let balancer = direct.client;
+    if !listener
+        .config
+        .proxy_protocol_from
+        .iter()
+        .any(|n| n.contains(balancer.ip()))
+    {
+        tracing::warn!(listener = %name, peer = %balancer, "connection from an address that is not a trusted load balancer (proxy_protocol_from); closed");
+        return None;
+    }
+    let read = async {
+        let mut buf = Vec::with_capacity(64);
+        loop {
+            match parse(&buf) {
+                Ok(Step::Done(h)) => return Ok(h),
+                Ok(Step::Need(n)) => {
+                    let at = buf.len();
+                    buf.resize(at + n, 0);
+                    tcp.read_exact(&mut buf[at..])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let wait = LimitsConfig::duration(limits.tls_handshake_timeout);
+    match tokio::time::timeout(wait, read).await {
+        Ok(Ok(Header::Proxied { client, connected })) => {
+            Some(upstream::Origin { client, connected })
+        }
+        Ok(Ok(Header::Local)) => Some(direct),
+        Ok(Err(e)) => {
+            tracing::warn!(listener = %name, peer = %balancer, error = %e, "no valid PROXY protocol header; closed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(listener = %name, peer = %balancer, "no PROXY protocol header in time; closed");
+            None
+        }
     }
 }

@@ -396,6 +396,7 @@ mod tests {
                 tls: tls_mode,
                 archive: false,
                 upstream: "mail".into(),
+                proxy_protocol_from: Vec::new(),
             },
             tls: Arc::new(arc_swap::ArcSwap::new(
                 tls::server_config(&cert, &key, "imap").unwrap(),

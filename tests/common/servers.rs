@@ -693,3 +693,70 @@ impl Drop for Proxy {
         self.stop();
     }
 }
+
+/// A real HAProxy (Debian's package) in TCP mode in front of proxy listeners: each
+/// route's frontend on a free loopback port, its backend connecting from `source` and
+/// starting with a PROXY protocol header (`send-proxy` = v1, `send-proxy-v2`).
+#[allow(dead_code)] // only the balancer tests start one
+pub struct Haproxy {
+    child: Option<Child>,
+    /// Its folder (config, log).
+    pub dir: tempfile::TempDir,
+    /// The frontend port of each route, in the order given.
+    pub ports: Vec<u16>,
+}
+
+#[allow(dead_code)]
+impl Haproxy {
+    /// Starts HAProxy with one frontend per `(backend port, "send-proxy" |
+    /// "send-proxy-v2")`, connecting to the backend from `source`.
+    pub fn start(source: &str, routes: &[(u16, &str)]) -> Haproxy {
+        assert!(
+            Path::new("/usr/sbin/haproxy").exists(),
+            "HAProxy is not installed (apt-get install haproxy; ./scripts/test.sh does it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = routes.iter().map(|_| free_port()).collect();
+        let mut config = String::from(
+            "global\n    maxconn 200\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n",
+        );
+        for (i, ((backend, send), front)) in routes.iter().zip(&ports).enumerate() {
+            config.push_str(&format!(
+                "frontend f{i}\n    bind 127.0.0.1:{front}\n    default_backend b{i}\n\
+                 backend b{i}\n    server proxy 127.0.0.1:{backend} source {source} {send}\n"
+            ));
+        }
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg, config).unwrap();
+        let log = dir.path().join("haproxy.log");
+        let child = Command::new("/usr/sbin/haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .expect("start haproxy");
+        let h = Haproxy {
+            child: Some(child),
+            dir,
+            ports,
+        };
+        for port in &h.ports {
+            wait_for_port(*port, "haproxy", &log);
+        }
+        h
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+}

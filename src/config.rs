@@ -1164,6 +1164,72 @@ impl Config {
         }
     }
 
+    /// What a reload (SIGHUP) may take from `new` into a running proxy: a copy of this
+    /// configuration with the settings that change safely without rebinding or reopening
+    /// anything — `[limits]` (but `max_connections`), `[throttle]`, `[policy]` (but
+    /// `timezone`), `[notices]` (but the relay, `smtp`, and `retention`) and
+    /// `auth.cache_ttl` — taken from
+    /// `new`; and the keys of `new` that differ but need a restart, which are not taken.
+    /// This is the one place that says what is reloadable.
+    pub fn reloaded(&self, new: &Config) -> (Config, Vec<&'static str>) {
+        let mut merged = self.clone();
+        merged.limits = LimitsConfig {
+            max_connections: self.limits.max_connections,
+            ..new.limits.clone()
+        };
+        merged.throttle = new.throttle.clone();
+        merged.policy = PolicyConfig {
+            timezone: self.policy.timezone.clone(),
+            ..new.policy.clone()
+        };
+        merged.notices = NoticesConfig {
+            smtp: self.notices.smtp.clone(),
+            retention: self.notices.retention,
+            ..new.notices.clone()
+        };
+        merged.auth.cache_ttl = new.auth.cache_ttl;
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let (m, n) = (&merged, new);
+        let sections: [(&'static str, bool); 18] = [
+            ("store", differs(&m.store, &n.store)),
+            ("tls", differs(&m.tls, &n.tls)),
+            ("listener", differs(&m.listeners, &n.listeners)),
+            ("upstream", differs(&m.upstreams, &n.upstreams)),
+            ("admin", differs(&m.admin, &n.admin)),
+            ("log", differs(&m.log, &n.log)),
+            ("web", differs(&m.web, &n.web)),
+            ("api", differs(&m.api, &n.api)),
+            ("argon2", differs(&m.argon2, &n.argon2)),
+            ("history", differs(&m.history, &n.history)),
+            ("events", differs(&m.events, &n.events)),
+            (
+                "auth.cache_entries",
+                m.auth.cache_entries != n.auth.cache_entries,
+            ),
+            (
+                "auth.hash_workers",
+                m.auth.hash_workers != n.auth.hash_workers,
+            ),
+            ("auth.hash_queue", m.auth.hash_queue != n.auth.hash_queue),
+            (
+                "limits.max_connections",
+                m.limits.max_connections != n.limits.max_connections,
+            ),
+            ("policy.timezone", m.policy.timezone != n.policy.timezone),
+            ("notices.smtp", differs(&m.notices.smtp, &n.notices.smtp)),
+            (
+                "notices.retention",
+                m.notices.retention != n.notices.retention,
+            ),
+        ];
+        let restart = sections
+            .into_iter()
+            .filter_map(|(key, changed)| changed.then_some(key))
+            .collect();
+        (merged, restart)
+    }
+
     /// What the login path takes.
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
         crate::auth::AuthSettings {
@@ -1224,6 +1290,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("admin.bind") && e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_takes_the_safe_settings_and_names_the_rest() {
+        let text = include_str!("../config.toml");
+        let running = parse(text).unwrap();
+        let (same, restart) = running.reloaded(&parse(text).unwrap());
+        assert!(restart.is_empty(), "{restart:?}");
+        assert_eq!(format!("{same:?}"), format!("{running:?}"));
+
+        let edited = [
+            (
+                "bad_commands_before_login = 10",
+                "bad_commands_before_login = 3",
+            ),
+            ("max_connections = 10000", "max_connections = 7"),
+            ("name_failures = 5", "name_failures = 2"),
+            ("max_app_passwords = 1", "max_app_passwords = 4"),
+            ("timezone = \"Europe/Rome\"", "timezone = \"UTC\""),
+            ("iterations = 2", "iterations = 3"),
+            ("127.0.0.1:10993", "127.0.0.1:20993"),
+        ]
+        .iter()
+        .fold(text.to_owned(), |t, (from, to)| {
+            assert!(t.contains(from), "{from}");
+            t.replacen(from, to, 1)
+        });
+        let new = parse(&edited).unwrap();
+        let (merged, mut restart) = running.reloaded(&new);
+        restart.sort_unstable();
+        assert_eq!(
+            restart,
+            [
+                "argon2",
+                "limits.max_connections",
+                "listener",
+                "policy.timezone"
+            ]
+        );
+        // Taken: the safe settings.
+        assert_eq!(merged.limits.bad_commands_before_login, 3);
+        assert_eq!(merged.throttle.settings().name_failures, 2);
+        assert_eq!(merged.policy.max_app_passwords, 4);
+        // Kept: what needs a restart.
+        assert_eq!(
+            merged.limits.max_connections,
+            running.limits.max_connections
+        );
+        assert_eq!(merged.policy.timezone, running.policy.timezone);
+        assert_eq!(merged.argon2, running.argon2);
+        assert_eq!(
+            format!("{:?}", merged.listeners),
+            format!("{:?}", running.listeners)
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
 //! - `web`: "Gestione account", the owner's web page — another front door over
 //!   [`manage`], served by `serve` (axum, askama, rustls).
+//! - [`live`]: settings a reload (SIGHUP) replaces while the proxy runs.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.
 //!
@@ -40,6 +41,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 mod files;
+pub mod live;
 pub mod manage;
 mod metrics;
 mod notify;

@@ -8,16 +8,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::rig::{ADDR, MAIN, client, received, rig, rig_with, two_factor_with_app_password};
+use common::rig::{
+    ADDR, MAIN, client, imap_raw, received, rig, rig_with, two_factor_with_app_password,
+};
 use common::servers::Proxy;
 use serde_json::Value;
-
-fn imap_raw(p: &Proxy, port: u16, mode: &str, lines: &[&str]) -> Vec<String> {
-    let port = port.to_string();
-    let mut args = vec!["raw", "--port", &port, "--mode", mode];
-    args.extend_from_slice(lines);
-    received(&client(p, "imap_client.py", &args))
-}
 
 fn pop3_raw(p: &Proxy, port: u16, mode: &str, lines: &[&str]) -> Vec<String> {
     let port = port.to_string();

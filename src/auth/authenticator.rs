@@ -285,7 +285,14 @@ pub struct Authenticator {
     history: HistoryWriter,
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     zone: jiff::tz::TimeZone,
-    main_password_alert_every: Period,
+    /// The alert settings, replaced whole by a reload.
+    alerts: arc_swap::ArcSwap<AlertSettings>,
+}
+
+/// How the "main password used under 2FA" alert is given.
+#[derive(Debug)]
+struct AlertSettings {
+    every: Period,
     email: bool,
     language: Language,
 }
@@ -357,10 +364,25 @@ impl Authenticator {
             history,
             secrets,
             zone: settings.zone,
-            main_password_alert_every: settings.main_password_alert_every,
+            alerts: arc_swap::ArcSwap::from_pointee(AlertSettings {
+                every: settings.main_password_alert_every,
+                email: settings.email,
+                language: settings.language,
+            }),
+        })
+    }
+
+    /// Takes the settings a reload may change (SIGHUP): the throttle's limits, the
+    /// verification cache's time to live, and how alerts are given. The cache size, the
+    /// hashing pool and the time zone are fixed for the process's life.
+    pub fn reconfigure(&self, settings: &AuthSettings) {
+        self.throttle.set_settings(settings.throttle);
+        self.cache.set_ttl(settings.cache_ttl);
+        self.alerts.store(Arc::new(AlertSettings {
+            every: settings.main_password_alert_every,
             email: settings.email,
             language: settings.language,
-        })
+        }));
     }
 
     /// Reloads the snapshot now if the store changed (the background thread does this
@@ -711,15 +733,16 @@ impl Authenticator {
             protocol: ctx.protocol.to_string(),
             login: verdict.login.clone(),
         };
+        let alerts = self.alerts.load();
         let locale = Locale {
-            language: self.language,
+            language: alerts.language,
             zone: self.zone.clone(),
         };
         Some(Alert {
             address: mailbox.address.clone(),
-            email_to: mailbox.email_to(self.email),
+            email_to: mailbox.email_to(alerts.email),
             notice: Notice::said(at, said, &locale),
-            quiet_since: self.main_password_alert_every.before(at, &self.zone),
+            quiet_since: alerts.every.before(at, &self.zone),
         })
     }
 }

@@ -30,7 +30,8 @@ struct Slot {
 pub struct VerificationCache {
     key: [u8; 32],
     slots: Box<[Mutex<Option<Slot>>]>,
-    ttl: Duration,
+    /// The time to live in nanoseconds (a reload may change it).
+    ttl: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for VerificationCache {
@@ -39,7 +40,7 @@ impl std::fmt::Debug for VerificationCache {
             f,
             "VerificationCache({} slots, ttl {:?})",
             self.slots.len(),
-            self.ttl
+            self.ttl()
         )
     }
 }
@@ -55,7 +56,24 @@ impl VerificationCache {
             .map(|_| Mutex::new(None))
             .collect::<Vec<_>>()
             .into_boxed_slice();
-        VerificationCache { key, slots, ttl }
+        let cache = VerificationCache {
+            key,
+            slots,
+            ttl: std::sync::atomic::AtomicU64::new(0),
+        };
+        cache.set_ttl(ttl);
+        cache
+    }
+
+    /// How long an entry is served from now on (a reload; entries already there count
+    /// from when they were made).
+    pub fn set_ttl(&self, ttl: Duration) {
+        let nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        self.ttl.store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_nanos(self.ttl.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The key for one presented credential.
@@ -79,7 +97,7 @@ impl VerificationCache {
     pub fn get(&self, key: &CacheKey) -> Option<Matched> {
         let slot = self.slot(key).lock().unwrap_or_else(|p| p.into_inner());
         match slot.as_ref() {
-            Some(s) if s.key == *key && s.at.elapsed() < self.ttl => Some(s.matched),
+            Some(s) if s.key == *key && s.at.elapsed() < self.ttl() => Some(s.matched),
             _ => None,
         }
     }

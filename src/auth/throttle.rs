@@ -96,7 +96,8 @@ impl Counter {
 
 /// The throttle.
 pub struct Throttle {
-    settings: ThrottleSettings,
+    /// Replaced whole by a reload; counters and blocks already there stay.
+    settings: arc_swap::ArcSwap<ThrottleSettings>,
     by_address: DashMap<u128, Counter>,
     by_name: DashMap<String, Counter>,
     key: [u8; 32],
@@ -140,11 +141,16 @@ impl Throttle {
         let mut key = [0u8; 32];
         let _ = getrandom::fill(&mut key);
         Throttle {
-            settings,
+            settings: arc_swap::ArcSwap::from_pointee(settings),
             by_address: DashMap::new(),
             by_name: DashMap::new(),
             key,
         }
+    }
+
+    /// New limits from now on (a reload): counters and blocks already running stay.
+    pub fn set_settings(&self, settings: ThrottleSettings) {
+        self.settings.store(std::sync::Arc::new(settings));
     }
 
     /// `Err(reason)` if the client or the name is blocked now.
@@ -178,7 +184,7 @@ impl Throttle {
         h.update(secret.expose().as_bytes());
         let b = h.finalize();
         let fp = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]));
-        let s = &self.settings;
+        let s = &**self.settings.load();
         let mut blocks = Vec::new();
         let address_block = self
             .by_address
@@ -224,7 +230,7 @@ impl Throttle {
 
     /// Forgets counters that are neither recent nor blocking.
     pub fn prune(&self, now: Instant) {
-        let window = self.settings.window;
+        let window = self.settings.load().window;
         let stale = |c: &Counter| now.duration_since(c.last) > window && c.blocked(now).is_none();
         self.by_address.retain(|_, c| !stale(c));
         self.by_name.retain(|_, c| !stale(c));

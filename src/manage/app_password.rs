@@ -41,7 +41,7 @@ impl Manager {
         regenerate: bool,
         now: Timestamp,
     ) -> Result<NewAppPassword, ManageError> {
-        let s = self.settings.policy.clone();
+        let s = self.settings.load().policy.clone();
         let issue = |m: &mut Mailbox, selector: String, hash: String| {
             let new = Issue {
                 name: wanted.name,
@@ -101,7 +101,7 @@ impl Manager {
         name: Option<&str>,
         now: Timestamp,
     ) -> Result<Postponed, ManageError> {
-        let s = self.settings.policy.clone();
+        let s = self.settings.load().policy.clone();
         let ((name, expires_at, postponed), m) = self.change(actor, address, now, |_, m| {
             let ap = m.postpone_app_password(name, now, &s)?;
             let (name, expires_at, postponed) = (ap.name.clone(), ap.expires_at, ap.postponed);
@@ -175,7 +175,7 @@ impl Manager {
             (None, 0) => AppPasswordView::NONE,
             _ => {
                 let i = m.app_password_index(name)?;
-                AppPasswordView::of(&m, &m.app_passwords[i], &self.settings.policy, now)
+                AppPasswordView::of(&m, &m.app_passwords[i], &self.settings.load().policy, now)
             }
         };
         Ok(AppPasswordStatus {
@@ -195,8 +195,8 @@ impl Manager {
         let m = self.read(address)?;
         Ok(AppPasswordList {
             two_factor: m.two_factor_on(),
-            limit: self.settings.policy.max_app_passwords,
-            app_passwords: AppPasswordView::all(&m, &self.settings.policy, now),
+            limit: self.settings.load().policy.max_app_passwords,
+            app_passwords: AppPasswordView::all(&m, &self.settings.load().policy, now),
             address: m.address,
         })
     }

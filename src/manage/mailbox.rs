@@ -25,7 +25,7 @@ impl Manager {
             .into_iter()
             .map(|u| u.login)
             .collect();
-        Ok(MailboxView::of(m, users, &self.settings.policy, now))
+        Ok(MailboxView::of(m, users, &self.settings.load().policy, now))
     }
 
     /// Adds a mailbox: 2FA off, every protocol enabled, not migrating.
@@ -56,7 +56,7 @@ impl Manager {
             now,
             Record::new(EventAction::MailboxAdd),
             &[],
-            &self.settings.locale(),
+            &self.settings.load().locale(),
         )?;
         tx.commit()?;
         self.view(&m, now)
@@ -104,7 +104,7 @@ impl Manager {
             now,
             Record::new(EventAction::MailboxRemove),
             &[],
-            &self.settings.locale(),
+            &self.settings.load().locale(),
         )?;
         tx.commit()?;
         Ok(Removed {
@@ -172,7 +172,7 @@ impl Manager {
     ) -> Result<UpstreamSecretSet, ManageError> {
         let address = self.read(address)?.address;
         let secret = Self::new_password(ask, PasswordFor::UpstreamSecret)?;
-        let key_file = self.settings.seal_key.clone();
+        let key_file = self.settings.load().seal_key.clone();
         let key =
             SealKey::load_or_create(&key_file).map_err(|e| ManageError::Internal(e.to_string()))?;
         let sealed = key

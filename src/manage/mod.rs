@@ -228,7 +228,7 @@ impl Record {
 /// The management actions over one store.
 pub struct Manager {
     store: Box<dyn ManageStore>,
-    settings: ManageSettings,
+    settings: crate::live::Live<ManageSettings>,
     hasher: PasswordHasher,
 }
 
@@ -241,7 +241,17 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     /// The actions over `store` with `settings`.
     pub fn new(store: Box<dyn ManageStore>, settings: ManageSettings) -> Result<Self, ManageError> {
-        let hasher = PasswordHasher::new(settings.hash_cost)
+        Self::with_live(store, crate::live::live(settings))
+    }
+
+    /// The actions over `store` with settings a reload may replace (the running proxy's
+    /// front doors and jobs); each action reads them as it starts. The hashing cost is
+    /// the one at construction.
+    pub fn with_live(
+        store: Box<dyn ManageStore>,
+        settings: crate::live::Live<ManageSettings>,
+    ) -> Result<Self, ManageError> {
+        let hasher = PasswordHasher::new(settings.load().hash_cost)
             .map_err(|e| ManageError::Internal(e.to_string()))?;
         Ok(Manager {
             store,
@@ -283,8 +293,8 @@ impl Manager {
         f: impl FnOnce(&mut dyn Transaction, &mut Mailbox) -> Result<(T, Record), ManageError>,
     ) -> Result<(T, Mailbox), ManageError> {
         let address = normalize_address(address)?;
-        let email = self.settings.email;
-        let locale = self.settings.locale();
+        let email = self.settings.load().email;
+        let locale = self.settings.load().locale();
         let mut tx = self.store.begin()?;
         let mut m = tx
             .mailbox(&address)?

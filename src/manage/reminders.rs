@@ -29,9 +29,9 @@ impl Manager {
     /// each due reminder once (the latest milestone passed; earlier ones passed while no
     /// job ran are skipped, not sent late), and moves every password's next reminder on.
     pub fn send_reminders(&mut self, now: Timestamp) -> Result<RemindersSent, ManageError> {
-        let s = self.settings.policy.clone();
-        let s_email = self.settings.email;
-        let locale = self.settings.locale();
+        let s = self.settings.load().policy.clone();
+        let s_email = self.settings.load().email;
+        let locale = self.settings.load().locale();
         let mut sent = RemindersSent::default();
         // Every round moves the due passwords past `now`, so rounds end; the bound is a
         // guard against a store that does not keep what it is given.
@@ -149,7 +149,11 @@ mod tests {
         let t0 = at("2022-11-15T09:00:00Z");
         let (_d, mut m, location) = with_password(policy(), t0);
         // A second process on the same store.
-        let mut other = Manager::new(location.open_manage().unwrap(), m.settings.clone()).unwrap();
+        let mut other = Manager::new(
+            location.open_manage().unwrap(),
+            crate::manage::ManageSettings::clone(&m.settings.load()),
+        )
+        .unwrap();
 
         assert_eq!(
             m.send_reminders(at("2023-01-31T00:00:00Z"))

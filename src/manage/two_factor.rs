@@ -22,7 +22,7 @@ impl Manager {
         secret: &DeviceSecret,
         purpose: DevicePurpose,
     ) -> Result<NewDevice, ManageError> {
-        let uri = secret.otpauth_uri(address, &self.settings.totp_issuer)?;
+        let uri = secret.otpauth_uri(address, &self.settings.load().totp_issuer)?;
         Ok(NewDevice {
             address: address.to_owned(),
             purpose,

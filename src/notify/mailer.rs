@@ -249,8 +249,9 @@ async fn record(
     .map_err(|e| e.to_string())
 }
 
-/// Works through the outbox every few seconds for as long as the proxy runs.
-pub(crate) fn spawn(location: StoreLocation, settings: MailerSettings) {
+/// Works through the outbox every few seconds for as long as the proxy runs; a reload
+/// (the language of the e-mails) reaches the next round.
+pub(crate) fn spawn(location: StoreLocation, settings: crate::live::Live<MailerSettings>) {
     tokio::spawn(async move {
         let store = match tokio::task::spawn_blocking(move || location.open_outbox()).await {
             Ok(Ok(s)) => Arc::new(Mutex::new(s)),
@@ -262,6 +263,7 @@ pub(crate) fn spawn(location: StoreLocation, settings: MailerSettings) {
         loop {
             let now = Timestamp::from_second(Timestamp::now().as_second())
                 .unwrap_or(Timestamp::UNIX_EPOCH);
+            let settings = settings.load_full();
             if let Err(e) = round(&store, &settings, now).await {
                 tracing::error!(error = %e, "the mailer failed a round; trying again shortly");
             }

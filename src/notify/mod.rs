@@ -6,25 +6,27 @@
 
 pub(crate) mod mailer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::live::Live;
 use crate::manage::{ManageSettings, Manager};
 use crate::store::StoreLocation;
 
 /// Runs a pass now and then `every` (`notices.every`), off the reactor, for as long as the
-/// proxy runs.
-pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings, every: Duration) {
+/// proxy runs; a reload changes both for the next round.
+pub(crate) fn spawn(store: StoreLocation, settings: Live<ManageSettings>, every: Live<Duration>) {
     tokio::spawn(async move {
         let mut manager: Option<Manager> = None;
         loop {
-            let (location, s) = (store.clone(), settings.clone());
+            let (location, s) = (store.clone(), Arc::clone(&settings));
             let mut m = manager.take();
             let result = tokio::task::spawn_blocking(move || {
                 let mgr = match m.as_mut() {
                     Some(mgr) => mgr,
-                    None => m.insert(Manager::new(location.open_manage()?, s)?),
+                    None => m.insert(Manager::with_live(location.open_manage()?, s)?),
                 };
                 let sent = mgr.send_reminders(now())?;
                 Ok::<_, crate::manage::ManageError>((sent, m))
@@ -46,7 +48,8 @@ pub(crate) fn spawn(store: StoreLocation, settings: ManageSettings, every: Durat
                 }
                 Err(e) => tracing::error!(error = %e, "the notice job stopped"),
             }
-            tokio::time::sleep(every).await;
+            let pause = **every.load();
+            tokio::time::sleep(pause).await;
         }
     });
 }

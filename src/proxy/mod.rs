@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::auth::{Authenticator, PasswordHasher};
 use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
+use crate::live::{Live, live};
 use crate::policy::Protocol;
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
@@ -37,8 +38,8 @@ use upstream::Upstream;
 pub struct Shared {
     /// The login decision.
     pub auth: Arc<Authenticator>,
-    /// Limits.
-    pub limits: LimitsConfig,
+    /// Limits; a reload replaces them for the sessions that start after it.
+    pub limits: crate::live::Live<LimitsConfig>,
     /// The name the proxy greets SMTP clients with.
     pub hostname: String,
 }
@@ -116,12 +117,16 @@ fn mailer_settings(
     })
 }
 
-/// A management layer of its own for a front door (its own store connection).
-async fn manager(config: &Config) -> Result<crate::manage::Manager, ServeError> {
+/// A management layer of its own for a front door (its own store connection), with the
+/// running proxy's settings.
+async fn manager(
+    config: &Config,
+    settings: &Live<crate::manage::ManageSettings>,
+) -> Result<crate::manage::Manager, ServeError> {
     let location = config.store_location();
-    let settings = config.manage_settings();
+    let settings = Arc::clone(settings);
     tokio::task::spawn_blocking(move || {
-        crate::manage::Manager::new(location.open_manage()?, settings)
+        crate::manage::Manager::with_live(location.open_manage()?, settings)
     })
     .await
     .map_err(|e| ServeError::Setup(e.to_string()))?
@@ -134,6 +139,7 @@ async fn https_listeners(
     config: &Config,
     auth: &Arc<Authenticator>,
     certificates: &Certificates,
+    live: &Reloadable,
 ) -> Result<
     Vec<(
         TcpListener,
@@ -148,19 +154,19 @@ async fn https_listeners(
     if let Some(addr) = config.web.bind {
         let page = crate::web::Web::new(
             Arc::clone(auth),
-            manager(config).await?,
-            config.web_settings(),
+            manager(config, &live.manage).await?,
+            Arc::clone(&live.web),
         );
         let mut app = crate::web::router(Arc::new(page));
         if config.api.on_web {
-            let api = crate::api::Api::new(manager(config).await?, tokens.clone());
+            let api = crate::api::Api::new(manager(config, &live.manage).await?, tokens.clone());
             app = app.merge(crate::api::router(Arc::new(api)));
         }
         tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
         out.push((bind_https("web", addr).await?, Arc::clone(http), app));
     }
     if let Some(addr) = config.api.bind {
-        let api = crate::api::Api::new(manager(config).await?, tokens);
+        let api = crate::api::Api::new(manager(config, &live.manage).await?, tokens);
         tracing::info!(address = %addr, "operator API listening");
         out.push((
             bind_https("api", addr).await?,
@@ -211,25 +217,22 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
     }
     let certificates = Certificates::load(&cert, &key)?;
-    let server_tls = &certificates.by_alpn;
     // Creates the store and applies migrations before anything else.
     let store = config.store_location();
     store.prepare()?;
     crate::audit::retention::spawn(store.clone(), config.retention_settings());
-    crate::notify::spawn(
-        store.clone(),
-        config.manage_settings(),
-        config
-            .notices
-            .every
-            .as_std()
-            .unwrap_or(Duration::from_secs(60)),
-    );
-    if let Some(smtp) = &config.notices.smtp {
-        let settings = mailer_settings(&config, smtp)?;
-        crate::notify::mailer::spawn(store.clone(), settings);
-        tracing::info!(relay = %format!("{}:{}", smtp.host, smtp.port), "notices are e-mailed");
-    }
+    let manage = live(config.manage_settings());
+    let every = live(reminder_every(&config));
+    crate::notify::spawn(store.clone(), Arc::clone(&manage), Arc::clone(&every));
+    let mailer = match &config.notices.smtp {
+        Some(smtp) => {
+            let settings = live(mailer_settings(&config, smtp)?);
+            crate::notify::mailer::spawn(store.clone(), Arc::clone(&settings));
+            tracing::info!(relay = %format!("{}:{}", smtp.host, smtp.port), "notices are e-mailed");
+            Some(settings)
+        }
+        None => None,
+    };
     let settings = config.auth_settings();
     let hasher =
         PasswordHasher::new(config.argon2.cost()).map_err(|e| ServeError::Setup(e.to_string()))?;
@@ -251,20 +254,30 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Setup(e.to_string()))?
             .map_err(|e| ServeError::Setup(e.to_string()))?,
     );
-    let https = https_listeners(&config, &auth, &certificates).await?;
+    let mut running = Reloadable {
+        limits: live(config.limits.clone()),
+        per_address: Arc::new(PerAddress::new(config.limits.max_connections_per_address)),
+        auth: Arc::clone(&auth),
+        manage,
+        web: live(config.web_settings()),
+        every,
+        mailer,
+        certificates,
+        config,
+    };
+    let config = running.config.clone();
+    let https = https_listeners(&config, &auth, &running.certificates, &running).await?;
     let upstreams = upstreams(&config)?;
     let hostname = host_name().unwrap_or_else(|| "localhost".into());
     let shared = Arc::new(Shared {
         auth,
-
-        limits: config.limits.clone(),
+        limits: Arc::clone(&running.limits),
         hostname,
     });
 
     let max = config.limits.max_connections as usize;
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let per_address = Arc::new(PerAddress::new(config.limits.max_connections_per_address));
     let mut loops = Vec::new();
     for (socket, tls, app) in https {
         loops.push(crate::web::spawn(socket, tls, app, stop_rx.clone()));
@@ -279,7 +292,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, "listening");
         let runtime = Arc::new(ListenerRuntime {
             config: l.clone(),
-            tls: Arc::clone(&server_tls[l.protocol.as_str()]),
+            tls: Arc::clone(&running.certificates.by_alpn[l.protocol.as_str()]),
             upstream: Arc::clone(&upstreams[&l.upstream]),
         });
         loops.push(tokio::spawn(accept_loop(
@@ -287,7 +300,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             runtime,
             Arc::clone(&shared),
             Arc::clone(&permits),
-            Arc::clone(&per_address),
+            Arc::clone(&running.per_address),
             stop_rx.clone(),
         )));
     }
@@ -310,14 +323,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }));
     }
     crate::service::ready(&format!("serving {} listeners", config.listeners.len()));
-    wait_for_signal(&config, &certificates).await;
+    wait_for_signal(&mut running).await;
     crate::service::stopping();
     tracing::info!("shutting down: no new connections");
     let _ = stop_tx.send(true);
     for l in loops {
         let _ = l.await;
     }
-    let grace = LimitsConfig::duration(config.limits.shutdown_grace);
+    let grace = LimitsConfig::duration(running.limits.load().shutdown_grace);
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     match tokio::time::timeout(grace, permits.acquire_many(all)).await {
         Ok(_) => tracing::info!("all sessions finished"),
@@ -327,6 +340,79 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         ),
     }
     Ok(())
+}
+
+/// How often the reminder job looks (`notices.every`, validated as a fixed period).
+fn reminder_every(config: &Config) -> Duration {
+    config
+        .notices
+        .every
+        .as_std()
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// The running proxy's configuration in effect and every handle a reload (SIGHUP)
+/// replaces settings through.
+struct Reloadable {
+    config: Config,
+    certificates: Certificates,
+    limits: Live<LimitsConfig>,
+    per_address: Arc<PerAddress>,
+    auth: Arc<Authenticator>,
+    manage: Live<crate::manage::ManageSettings>,
+    web: Live<crate::web::WebSettings>,
+    every: Live<Duration>,
+    mailer: Option<Live<crate::notify::mailer::MailerSettings>>,
+}
+
+impl Reloadable {
+    /// SIGHUP: the TLS certificates, then the settings `Config::reloaded` calls safe —
+    /// each taken whole by the next session, action or round. Keys that need a restart
+    /// are named in the log and not applied; a file that cannot be read or is invalid
+    /// changes nothing but the certificates.
+    fn reload(&mut self) {
+        match self.certificates.reload() {
+            Ok(()) => {
+                tracing::info!(certificate = %self.certificates.cert.display(), "SIGHUP: TLS certificates reloaded; new connections use them")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the certificate or key cannot be used; keeping the previous ones")
+            }
+        }
+        let new = match Config::load(&self.config.source) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration file cannot be used; keeping the running configuration");
+                return;
+            }
+        };
+        let (merged, restart) = self.config.reloaded(&new);
+        let changed = format!("{merged:?}") != format!("{:?}", self.config);
+        self.limits.store(Arc::new(merged.limits.clone()));
+        self.per_address
+            .set_max(merged.limits.max_connections_per_address);
+        self.auth.reconfigure(&merged.auth_settings());
+        self.manage.store(Arc::new(merged.manage_settings()));
+        self.web.store(Arc::new(merged.web_settings()));
+        self.every.store(Arc::new(reminder_every(&merged)));
+        if let Some(mailer) = &self.mailer {
+            let mut s = crate::notify::mailer::MailerSettings::clone(&mailer.load());
+            s.locale.language = merged.notices.language;
+            mailer.store(Arc::new(s));
+        }
+        if changed {
+            tracing::info!(
+                "SIGHUP: settings reloaded (limits, throttle, policy, notices, auth.cache_ttl); new sessions and actions use them"
+            );
+        }
+        for key in restart {
+            tracing::warn!(
+                key,
+                "SIGHUP: changed in the configuration file but needs a restart; not applied"
+            );
+        }
+        self.config = merged;
+    }
 }
 
 /// This host's name, if it is a usable DNS name.
@@ -413,9 +499,9 @@ impl Certificates {
 }
 
 /// Waits for SIGINT or SIGTERM. SIGHUP — what operators send after renewing a
-/// certificate — reloads the certificates and never stops the proxy; other changes to
-/// the configuration file are reported as needing a restart, not half-applied.
-async fn wait_for_signal(config: &Config, certificates: &Certificates) {
+/// certificate or editing the configuration — reloads what can be reloaded
+/// ([`Reloadable::reload`]) and never stops the proxy.
+async fn wait_for_signal(running: &mut Reloadable) {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut term, mut hup) = match (
         signal(SignalKind::terminate()),
@@ -434,17 +520,7 @@ async fn wait_for_signal(config: &Config, certificates: &Certificates) {
             _ = term.recv() => return,
             _ = hup.recv() => {
                 crate::service::reloading();
-                match certificates.reload() {
-                    Ok(()) => tracing::info!(certificate = %certificates.cert.display(), "SIGHUP: TLS certificates reloaded; new connections use them"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: the certificate or key cannot be used; keeping the previous ones"),
-                }
-                match Config::load(&config.source) {
-                    Ok(new) if format!("{new:?}") != format!("{config:?}") => tracing::warn!(
-                        "SIGHUP: the configuration file changed; changes other than the TLS certificates take effect after a restart"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration file cannot be read; keeping the running configuration"),
-                }
+                running.reload();
                 crate::service::ready("reloaded");
             }
         }
@@ -454,7 +530,8 @@ async fn wait_for_signal(config: &Config, certificates: &Certificates) {
 /// Open connections per client network (IPv4 address / IPv6 /64), over all listeners.
 pub struct PerAddress {
     open: dashmap::DashMap<u128, u32>,
-    max: u32,
+    /// A reload may change it; connections already open stay.
+    max: std::sync::atomic::AtomicU32,
 }
 
 /// One connection counted in [`PerAddress`]; uncounted when dropped.
@@ -467,15 +544,19 @@ impl PerAddress {
     fn new(max: u32) -> Self {
         PerAddress {
             open: dashmap::DashMap::new(),
-            max,
+            max: std::sync::atomic::AtomicU32::new(max),
         }
+    }
+
+    fn set_max(&self, max: u32) {
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A slot for a connection from `ip`, or `None` if that address has too many open.
     pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
         let key = crate::auth::throttle::network(ip);
         let mut n = self.open.entry(key).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         *n += 1;
@@ -557,7 +638,8 @@ async fn accept_loop(
         tokio::spawn(async move {
             let _permit = permit;
             let mut tcp = tcp;
-            let Some(origin) = balanced_origin(&mut tcp, direct, &l, &s.limits).await else {
+            let limits = s.limits.load_full();
+            let Some(origin) = balanced_origin(&mut tcp, direct, &l, &limits).await else {
                 crate::metrics::METRICS
                     .proxy_header_refusals
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

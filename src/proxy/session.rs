@@ -84,7 +84,7 @@ where
         Err(end) => return end.log(),
     };
     let protocol = listener.config.protocol;
-    let idle = shared.limits.idle(protocol);
+    let idle = shared.limits.load().idle(protocol);
     let _open = crate::metrics::METRICS.session(protocol);
     let watch = shared.auth.watch(&verdict);
     let revoked = async {
@@ -138,7 +138,7 @@ fn context(listener: &ListenerRuntime, peer: SocketAddr) -> LoginContext {
 /// The listener's protocol front end.
 async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Frontend> {
     let implicit = listener.config.tls == ListenerTls::Implicit;
-    let limits = &shared.limits;
+    let limits = shared.limits.load();
     let settings = Settings {
         tls_active: implicit,
         starttls: !implicit,
@@ -171,7 +171,7 @@ async fn login_upstream(
         .upstream
         .credential(upstream_secret)
         .ok_or_else(|| UpstreamError::Protocol("no upstream credential".into()))?;
-    let timeout = LimitsConfig::duration(shared.limits.upstream_timeout);
+    let timeout = LimitsConfig::duration(shared.limits.load().upstream_timeout);
     let protocol = listener.config.protocol;
     let started = std::time::Instant::now();
     let result = within(
@@ -221,9 +221,10 @@ pub(crate) async fn preauth<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = Instant::now() + LimitsConfig::duration(shared.limits.preauth_timeout);
+    let limits = shared.limits.load_full();
+    let deadline = Instant::now() + LimitsConfig::duration(limits.preauth_timeout);
     let acceptor = tokio_rustls::TlsAcceptor::from(listener.tls.load_full());
-    let handshake = LimitsConfig::duration(shared.limits.tls_handshake_timeout);
+    let handshake = LimitsConfig::duration(limits.tls_handshake_timeout);
     let handshake_deadline = || deadline.min(Instant::now() + handshake);
     let mut client = if listener.config.tls == ListenerTls::Implicit {
         match timeout_at(handshake_deadline(), acceptor.accept(io)).await {
@@ -405,7 +406,7 @@ mod tests {
         };
         let shared = Shared {
             auth,
-            limits: l,
+            limits: crate::live::live(l),
             hostname: "localhost".into(),
         };
         Rig {

@@ -63,17 +63,27 @@ pub(crate) struct Web {
     auth: Arc<Authenticator>,
     manager: Mutex<Manager>,
     sessions: session::Sessions,
-    settings: WebSettings,
+    /// Replaced by a reload (the language, the policy); the session lifetimes are the
+    /// ones at start.
+    settings: crate::live::Live<WebSettings>,
 }
 
 impl Web {
     /// The page over `manager` and the proxy's authenticator (the same throttle, the same
     /// access history).
-    pub(crate) fn new(auth: Arc<Authenticator>, manager: Manager, settings: WebSettings) -> Self {
+    pub(crate) fn new(
+        auth: Arc<Authenticator>,
+        manager: Manager,
+        settings: crate::live::Live<WebSettings>,
+    ) -> Self {
+        let (idle, lifetime) = {
+            let s = settings.load();
+            (s.idle, s.lifetime)
+        };
         Web {
             auth,
             manager: Mutex::new(manager),
-            sessions: session::Sessions::new(settings.idle, settings.lifetime),
+            sessions: session::Sessions::new(idle, lifetime),
             settings,
         }
     }

@@ -111,7 +111,7 @@ fn language(
                 .and_then(|v| v.to_str().ok())
                 .and_then(from_accept_language)
         })
-        .unwrap_or(web.settings.language)
+        .unwrap_or(web.settings.load().language)
 }
 
 /// What a logged-in request knows.
@@ -134,7 +134,7 @@ impl Owner {
     fn locale(&self, web: &Web) -> Locale {
         Locale {
             language: self.language,
-            zone: web.settings.policy.zone.clone(),
+            zone: web.settings.load().policy.zone.clone(),
         }
     }
 }
@@ -726,7 +726,7 @@ async fn account(
             );
         }
     };
-    let zone = &web.settings.policy.zone;
+    let zone = &web.settings.load().policy.zone;
     let passwords = view
         .app_passwords
         .iter()
@@ -749,7 +749,7 @@ async fn account(
             })
         })
         .collect::<Vec<_>>();
-    let max = web.settings.policy.max_app_passwords;
+    let max = web.settings.load().policy.max_app_passwords;
     let page = AccountPage {
         t,
         who: Some(o.login.clone()),
@@ -851,7 +851,7 @@ async fn issue(web: &Arc<Web>, o: Owner, name: Option<String>, regenerate: bool)
             let revealed = Revealed {
                 name: new.name.clone(),
                 password: new.password.clone(),
-                expires: fmt_time(new.expires_at, &web.settings.policy.zone),
+                expires: fmt_time(new.expires_at, &web.settings.load().policy.zone),
                 scope: scope_text(new.scope),
             };
             web.sessions.with(&o.id, |s| s.reveal = Some(revealed));
@@ -974,7 +974,7 @@ async fn postpone(State(web): Shared, headers: HeaderMap, form: Fields) -> Respo
                 "{} {}: {}",
                 o.t().done,
                 o.t().expiry,
-                fmt_time(p.expires_at, &web.settings.policy.zone)
+                fmt_time(p.expires_at, &web.settings.load().policy.zone)
             );
             back_with(&web, &o, false, text)
         }
@@ -1134,7 +1134,7 @@ async fn history(
 ) -> Response {
     let o = or_return!(owner(&web, &headers, &q));
     let t = o.t();
-    let rows = web.settings.history_page;
+    let rows = web.settings.load().history_page;
     let page = q
         .get("page")
         .and_then(|p| p.parse::<u32>().ok())
@@ -1156,7 +1156,7 @@ async fn history(
     };
     let skip = ((page - 1) * rows) as usize;
     let more = h.history.len() > skip + rows as usize;
-    let zone = &web.settings.policy.zone;
+    let zone = &web.settings.load().policy.zone;
     let rows = h
         .history
         .iter()

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod held;
 pub mod rig;
 pub mod servers;
 

@@ -163,3 +163,13 @@ pub fn received(v: &Value) -> Vec<String> {
         .map(|l| l.as_str().unwrap().to_owned())
         .collect()
 }
+
+/// The lines an IMAP server sent to `lines` sent raw on `port` (`mode`: ssl, starttls,
+/// plain), until it closed or the client ran out of lines.
+#[allow(dead_code)] // not every test binary talks raw IMAP
+pub fn imap_raw(p: &Proxy, port: u16, mode: &str, lines: &[&str]) -> Vec<String> {
+    let port = port.to_string();
+    let mut args = vec!["raw", "--port", &port, "--mode", mode];
+    args.extend_from_slice(lines);
+    received(&client(p, "imap_client.py", &args))
+}

@@ -80,6 +80,8 @@ pub(crate) struct Metrics {
     pub(crate) hash_queue: AtomicI64,
     /// Upstream connect and login, by protocol.
     upstream_login: [Histogram; 3],
+    /// Upstream connections made (TCP, and the TLS handshake for implicit TLS).
+    pub(crate) upstream_connect: Histogram,
     /// Upstream failures by kind.
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Relayed sessions open now, by protocol.
@@ -223,6 +225,12 @@ impl Metrics {
             &mut out,
             "sentinella_hash_wait_seconds",
             "Time a verification waited for an argon2id worker.",
+            "",
+        );
+        self.upstream_connect.render(
+            &mut out,
+            "sentinella_upstream_connect_seconds",
+            "Upstream connections: TCP connect, and the TLS handshake for implicit TLS.",
             "",
         );
         let _ = writeln!(

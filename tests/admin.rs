@@ -70,6 +70,11 @@ fn metrics_move_with_real_logins_and_health_answers() {
         1.0,
         "{before}"
     );
+    // At least the IMAP login's connection (SMTP sessions probe the upstream too).
+    assert!(
+        sample(&before, "sentinella_upstream_connect_seconds_count") >= 1.0,
+        "{before}"
+    );
     assert!(
         sample(&before, "sentinella_relayed_bytes_total") > 0.0,
         "{before}"

@@ -179,15 +179,20 @@ impl Upstream {
 
     /// Opens TCP and, for implicit TLS, the TLS session.
     pub async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let started = std::time::Instant::now();
         let addr = format!("{}:{}", self.config.host, self.config.port);
         let tcp = TcpStream::connect(&addr)
             .await
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        match self.config.tls {
-            UpstreamTls::Implicit => self.start_tls(Conn::Plain(tcp)).await,
-            UpstreamTls::Starttls | UpstreamTls::None => Ok(Conn::Plain(tcp)),
-        }
+        let conn = match self.config.tls {
+            UpstreamTls::Implicit => self.start_tls(Conn::Plain(tcp)).await?,
+            UpstreamTls::Starttls | UpstreamTls::None => Conn::Plain(tcp),
+        };
+        crate::metrics::METRICS
+            .upstream_connect
+            .observe(started.elapsed());
+        Ok(conn)
     }
 
     /// Runs the TLS handshake over a plain connection.

@@ -1,4 +1,4 @@
-//! The login hot path on a warm verification cache: throttle check, snapshot lookup,
+//! The login hot path on a warm verification cache: throttle check, principal-cache lookup,
 //! keyed-BLAKE3 cache key, cache hit, and the policy decision re-applied — everything a
 //! returning mail client costs, no argon2id.
 //!
@@ -77,6 +77,7 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         language: sentinella::wording::Language::It,
         cache_ttl: Duration::from_secs(3600),
         cache_entries: 65_536,
+        principal_entries: 65_536,
         hash_workers: 0,
         hash_queue: 64,
         throttle: ThrottleSettings {

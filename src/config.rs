@@ -622,6 +622,11 @@ pub struct AuthConfig {
     /// Cached verifications kept at most.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// Login names (with their mailboxes) kept in memory at most; others are read from
+    /// the store when they log in (one indexed read). Names that are not logins are
+    /// remembered too, up to a quarter of this.
+    #[serde(default = "default_principal_entries")]
+    pub principal_entries: usize,
     /// argon2id worker threads (0: one per core).
     #[serde(default)]
     pub hash_workers: usize,
@@ -637,6 +642,9 @@ fn default_cache_ttl() -> Period {
 fn default_cache_entries() -> usize {
     65_536
 }
+fn default_principal_entries() -> usize {
+    65_536
+}
 fn default_hash_queue() -> usize {
     64
 }
@@ -646,6 +654,7 @@ impl Default for AuthConfig {
         AuthConfig {
             cache_ttl: default_cache_ttl(),
             cache_entries: default_cache_entries(),
+            principal_entries: default_principal_entries(),
             hash_workers: 0,
             hash_queue: default_hash_queue(),
         }
@@ -1076,8 +1085,14 @@ impl Config {
                 "must be at least 30m (RFC 9051 5.4: IDLE clients re-issue every 29 minutes)",
             ));
         }
-        if self.auth.cache_entries == 0 || self.auth.hash_queue == 0 {
-            return Err(self.invalid("auth", "cache_entries and hash_queue must be at least 1"));
+        if self.auth.cache_entries == 0
+            || self.auth.hash_queue == 0
+            || self.auth.principal_entries == 0
+        {
+            return Err(self.invalid(
+                "auth",
+                "cache_entries, principal_entries and hash_queue must be at least 1",
+            ));
         }
         let t = &self.throttle;
         if t.address_failures == 0 || t.name_failures == 0 {
@@ -1191,7 +1206,7 @@ impl Config {
         let differs =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
         let (m, n) = (&merged, new);
-        let sections: [(&'static str, bool); 18] = [
+        let sections = [
             ("store", differs(&m.store, &n.store)),
             ("tls", differs(&m.tls, &n.tls)),
             ("listener", differs(&m.listeners, &n.listeners)),
@@ -1239,6 +1254,7 @@ impl Config {
             email: self.notices.smtp.is_some(),
             language: self.notices.language,
             cache_entries: self.auth.cache_entries,
+            principal_entries: self.auth.principal_entries,
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,
             throttle: self.throttle.settings(),

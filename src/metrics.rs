@@ -72,6 +72,10 @@ pub(crate) struct Metrics {
     pub(crate) cache_hits: AtomicU64,
     /// Verification-cache misses (an argon2id verification followed).
     pub(crate) cache_misses: AtomicU64,
+    /// Login names found in the principal cache.
+    pub(crate) principal_hits: AtomicU64,
+    /// Login names read from the store (not cached).
+    pub(crate) principal_misses: AtomicU64,
     /// Attempts refused by the throttle (at login, and connections closed at accept).
     pub(crate) throttle_blocks: AtomicU64,
     /// Time an argon2id verification waited for a worker.
@@ -184,6 +188,18 @@ impl Metrics {
             "sentinella_verification_cache_misses_total",
             "Logins that needed an argon2id verification.",
             self.cache_misses.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_principal_cache_hits_total",
+            "Login names found in memory.",
+            self.principal_hits.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_principal_cache_misses_total",
+            "Login names read from the store (one indexed read each).",
+            self.principal_misses.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

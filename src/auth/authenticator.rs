@@ -26,8 +26,8 @@ use jiff::Timestamp;
 
 use super::cache::{CacheKey, VerificationCache};
 use super::pool::HashPool;
+use super::principals::{Principal, Principals};
 use super::sessions::{Grant, SessionWatch, Sessions};
-use super::snapshot::{LiveSnapshot, Principal};
 use super::throttle::{Throttle, ThrottleSettings};
 use super::{Credentials, PasswordHasher};
 use crate::audit::history::HistoryWriter;
@@ -45,7 +45,7 @@ use crate::store::{
 };
 use crate::wording::{Language, Locale, Said};
 
-/// How often the snapshot thread looks for store changes.
+/// How often the principals' thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
 
 /// Where a login attempt came from.
@@ -254,6 +254,8 @@ pub struct AuthSettings {
     pub cache_ttl: Duration,
     /// Cached verifications kept at most.
     pub cache_entries: usize,
+    /// Login names kept in memory at most.
+    pub principal_entries: usize,
     /// argon2id workers (0: one per core).
     pub hash_workers: usize,
     /// Verifications waiting at most.
@@ -275,7 +277,7 @@ pub enum AuthError {
 
 /// Decides logins.
 pub struct Authenticator {
-    snapshot: Arc<LiveSnapshot>,
+    principals: Arc<Principals>,
     sessions: Arc<Sessions>,
     cache: VerificationCache,
     throttle: Throttle,
@@ -300,7 +302,7 @@ struct AlertSettings {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("snapshot", &self.snapshot)
+            .field("principals", &self.principals)
             .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
@@ -343,8 +345,10 @@ impl Authenticator {
         let dummy = Secret::new(random.iter().map(|b| format!("{b:02x}")).collect());
         let dummy_hash = hasher.hash(&dummy)?;
         let sessions = Sessions::new(settings.zone.clone());
-        let snapshot = LiveSnapshot::start(
+        let principals = Principals::start(
             store.open_principals()?,
+            store.open_principals()?,
+            settings.principal_entries,
             SNAPSHOT_POLL,
             Arc::clone(&sessions),
         )?;
@@ -354,7 +358,7 @@ impl Authenticator {
             None => None,
         };
         Ok(Authenticator {
-            snapshot,
+            principals,
             sessions,
             cache: VerificationCache::new(settings.cache_entries, settings.cache_ttl),
             throttle: Throttle::new(settings.throttle),
@@ -385,22 +389,52 @@ impl Authenticator {
         }));
     }
 
-    /// Reloads the snapshot now if the store changed (the background thread does this
+    /// Follows the store's changes now if it changed (the background thread does this
     /// every [`SNAPSHOT_POLL`]; tests and benchmarks call it to not wait).
     pub fn refresh(&self) -> Result<bool, StoreError> {
-        self.snapshot.refresh()
+        self.principals.refresh()
+    }
+
+    /// Follows the store's changes first if it changed, off the reactor.
+    async fn follow(self: &Arc<Self>) {
+        if self.principals.stale() {
+            let this = Arc::clone(self);
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.principals.refresh()).await
+            {
+                tracing::error!(error = %e, "cannot follow the store's changes; deciding on the previous state");
+            }
+        }
+    }
+
+    /// The principal for a login name as given by a client: from the cache, or one
+    /// indexed read off the reactor. `Ok(None)` for a name that is not a login (or not a
+    /// valid name at all); `Err` when the store cannot say.
+    async fn principal(
+        self: &Arc<Self>,
+        login: &str,
+    ) -> Result<Option<Arc<Principal>>, StoreError> {
+        let Ok(name) = normalize_login(login) else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.principals.cached(&name) {
+            return Ok(hit);
+        }
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.principals.get(&name))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
     /// Decides one login.
     pub async fn check(self: &Arc<Self>, ctx: &LoginContext, creds: Credentials) -> Verdict {
-        if self.snapshot.stale() {
-            let this = Arc::clone(self);
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.snapshot.refresh()).await {
-                tracing::error!(error = %e, "cannot reload mailboxes; deciding on the previous state");
-            }
-        }
+        self.follow().await;
+        let found = if creds.malformed.is_none() {
+            self.principal(&creds.login).await
+        } else {
+            Ok(None)
+        };
         let now = now();
-        let (name, principal, key) = match self.front(ctx, &creds, now, Instant::now()) {
+        let (name, principal, key) = match self.front(ctx, &creds, |_| found, now, Instant::now()) {
             Front::Done(v) => return self.with_upstream_secret(ctx, v).await,
             Front::Verify {
                 name,
@@ -450,7 +484,8 @@ impl Authenticator {
         creds: &Credentials,
         now: Timestamp,
     ) -> Option<Verdict> {
-        match self.front(ctx, creds, now, Instant::now()) {
+        let lookup = |name: &str| self.principals.get(name);
+        match self.front(ctx, creds, lookup, now, Instant::now()) {
             Front::Done(v) => Some(v),
             Front::Verify { .. } => None,
         }
@@ -460,6 +495,7 @@ impl Authenticator {
         &self,
         ctx: &LoginContext,
         creds: &Credentials,
+        lookup: impl FnOnce(&str) -> Result<Option<Arc<Principal>>, StoreError>,
         now: Timestamp,
         instant: Instant,
     ) -> Front {
@@ -482,7 +518,17 @@ impl Authenticator {
             let decision = refuse(Reason::Malformed("invalid login name"));
             return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
         };
-        let principal = self.snapshot.get(&name);
+        let principal = match lookup(&name) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the login name's mailbox");
+                let decision = Decision {
+                    outcome: Outcome::TemporaryFailure(Reason::StoreUnavailable(e.to_string())),
+                    credential: CredentialKind::Unknown,
+                };
+                return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
+            }
+        };
         let key = principal.as_ref().map(|p| {
             self.cache.key(
                 p.mailbox.id,
@@ -695,10 +741,11 @@ impl Authenticator {
     /// a verdict that accepted nothing.
     pub fn watch(&self, verdict: &Verdict) -> Option<SessionWatch> {
         let grant = verdict.grant.clone()?;
-        Some(
-            self.sessions
-                .open(grant, |login| self.snapshot.get(login), now()),
-        )
+        Some(self.sessions.open(
+            grant,
+            |login| self.principals.get(login).ok().flatten(),
+            now(),
+        ))
     }
 
     /// Records that a session was ended by a change (or by its app password's expiry):
@@ -797,11 +844,10 @@ impl Authenticator {
                 reason: format!("throttle: {why}"),
             };
         }
-        if self.snapshot.stale() {
-            let this = Arc::clone(self);
-            let _ = tokio::task::spawn_blocking(move || this.snapshot.refresh()).await;
-        }
-        let principal = self.snapshot.get(&name);
+        self.follow().await;
+        let Ok(principal) = self.principal(&name).await else {
+            return OwnerCheck::Unavailable;
+        };
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = password.clone();
@@ -855,13 +901,17 @@ impl Authenticator {
     /// The mailbox `login` belongs to now, as the login path sees it (the web page checks
     /// on every request that its session's credentials still hold).
     pub fn owner_mailbox(&self, login: &str) -> Option<Arc<Mailbox>> {
-        self.snapshot.get(login).map(|p| Arc::clone(&p.mailbox))
+        self.principals
+            .get(login)
+            .ok()
+            .flatten()
+            .map(|p| Arc::clone(&p.mailbox))
     }
 
     /// The stamp of the credentials `login` opens the page with: it changes when the
     /// main password or the 2FA device does, which ends the page's sessions.
     pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
-        let p = self.snapshot.get(login)?;
+        let p = self.principals.get(login).ok().flatten()?;
         let mut h = blake3::Hasher::new();
         h.update(p.hash.as_bytes());
         h.update(&[0]);
@@ -962,6 +1012,7 @@ mod tests {
             language: Language::En,
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 1024,
+            principal_entries: 1024,
             hash_workers: 2,
             hash_queue: 16,
             throttle: ThrottleSettings {
@@ -1184,7 +1235,7 @@ mod tests {
         f.manager
             .deactivate_app_password(&Actor::System, ADDR, None, false, &mut yes(""), now())
             .unwrap();
-        assert!(f.auth.refresh().unwrap(), "the snapshot sees the change");
+        assert!(f.auth.refresh().unwrap(), "the change is followed");
         let c = ctx(ListenerKind::Mailbox);
         assert!(
             f.auth.check_cached(&c, &creds(ADDR, &pw), now()).is_none(),
@@ -1197,7 +1248,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_snapshot_follows_the_store_by_itself() {
+    async fn the_store_is_followed_by_itself() {
         let mut f = fixture(false, Plan::Standard);
         f.manager
             .set_password(&Actor::System, ADDR, None, &mut yes("new-password"), now())

@@ -6,7 +6,8 @@
 //! - `hash`: argon2id hashing and verification with the configured cost.
 //! - `cache`: successful verifications, under a keyed hash, invalidated by version.
 //! - `pool`: the bounded argon2id worker pool.
-//! - `snapshot`: the in-memory principals, refreshed per mailbox from the change feed.
+//! - `principals`: the login names in use, looked up on demand, in a bounded cache kept
+//!   fresh per mailbox by the change feed.
 //! - `sessions`: the relayed sessions by mailbox, ended when a change refuses their login.
 //! - `throttle`: brute-force blocking per address (/64) and per name.
 
@@ -15,8 +16,8 @@ pub(crate) mod cache;
 pub(crate) mod credentials;
 pub(crate) mod hash;
 pub(crate) mod pool;
+pub(crate) mod principals;
 pub(crate) mod sessions;
-pub(crate) mod snapshot;
 pub(crate) mod throttle;
 
 pub use authenticator::{

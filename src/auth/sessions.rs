@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
-use super::snapshot::Principal;
+use super::principals::Principal;
 use crate::policy::Protocol;
 use crate::policy::login::{Attempt, ListenerKind, Matched, Outcome, Reason, decide};
 

@@ -268,6 +268,7 @@ impl LoginLoop {
             language: sentinella::wording::Language::It,
             cache_ttl: Duration::from_secs(3600),
             cache_entries: 65_536,
+            principal_entries: 65_536,
             hash_workers: 0,
             hash_queue: 64,
             throttle: sentinella::auth::ThrottleSettings {

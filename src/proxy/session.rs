@@ -366,6 +366,7 @@ mod tests {
             language: crate::wording::Language::It,
             cache_ttl: Duration::from_secs(60),
             cache_entries: 64,
+            principal_entries: 64,
             hash_workers: 1,
             hash_queue: 8,
             throttle: ThrottleSettings {

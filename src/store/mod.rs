@@ -172,8 +172,8 @@ pub trait PrincipalSource: Send {
     /// A mark that moves whenever another connection commits anything (cheap: the login
     /// path asks often); when it moves, [`PrincipalSource::changes_since`] tells what.
     fn change_mark(&self) -> Result<i64, StoreError>;
-    /// Every login name with the mailbox it opens.
-    fn principals(&self) -> Result<Vec<LoginEntry>, StoreError>;
+    /// What one (normalised) login name opens: an indexed read.
+    fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError>;
     /// The login names of one mailbox (none if it is gone).
     fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError>;
     /// The feed's last sequence number (0 when empty).

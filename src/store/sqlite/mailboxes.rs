@@ -420,34 +420,6 @@ pub(super) fn login(conn: &Connection, login: &str) -> Result<Option<LoginEntry>
     }))
 }
 
-pub(super) fn principals(conn: &Connection) -> Result<Vec<LoginEntry>, StoreError> {
-    let mailboxes: std::collections::HashMap<i64, Mailbox> =
-        all(conn)?.into_iter().map(|m| (m.id, m)).collect();
-    let mut stmt =
-        conn.prepare_cached("SELECT login, mailbox_id, password_hash, kind FROM logins")?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(login, id, password_hash, kind)| {
-            mailboxes.get(&id).map(|m| LoginEntry {
-                login,
-                mailbox: m.clone(),
-                password_hash,
-                is_user: kind == "user",
-            })
-        })
-        .collect())
-}
-
 /// The login names of one mailbox, with it (none if it is gone): two indexed reads.
 pub(super) fn principals_of(
     conn: &Connection,

@@ -264,8 +264,8 @@ impl PrincipalSource for SqliteStore {
             .conn
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
-    fn principals(&self) -> Result<Vec<LoginEntry>, StoreError> {
-        mailboxes::principals(&self.conn)
+    fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
+        mailboxes::login(&self.conn, login)
     }
     fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError> {
         mailboxes::principals_of(&self.conn, mailbox_id)
@@ -530,14 +530,19 @@ mod tests {
             ("a@b.it", false)
         );
         assert!(s.login("nobody@b.it").unwrap().is_none());
-        let mut logins: Vec<String> = s
-            .principals()
+        // The login path's lookup is the same read.
+        let found = PrincipalSource::principal(&s, "ufficio@b.it")
             .unwrap()
-            .into_iter()
-            .map(|p| p.login)
-            .collect();
-        logins.sort();
-        assert_eq!(logins, ["a@b.it", "c@d.it", "ufficio@b.it"]);
+            .unwrap();
+        assert_eq!(
+            (found.mailbox.address.as_str(), found.is_user),
+            ("a@b.it", true)
+        );
+        assert!(
+            PrincipalSource::principal(&s, "nobody@b.it")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -2,14 +2,20 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AccessLog, AccessRecord, Alert};
+use crate::store::{AccessLog, AccessRecord, Alert, Rehash};
 
 /// Records waiting to be written, at most.
 const QUEUE: usize = 16_384;
 /// Records written per transaction, at most.
 const BATCH: usize = 512;
 
-type Item = (AccessRecord, Option<Alert>, oneshot::Sender<bool>);
+/// A record with what rides with it in its transaction.
+struct Item {
+    record: AccessRecord,
+    alert: Option<Alert>,
+    rehash: Option<Rehash>,
+    ack: oneshot::Sender<bool>,
+}
 
 /// Sends access records to the writer thread.
 #[derive(Clone)]
@@ -39,14 +45,15 @@ impl HistoryWriter {
                         }
                     }
                     let mut records = Vec::with_capacity(batch.len());
-                    let mut alerts = Vec::new();
+                    let (mut alerts, mut rehashes) = (Vec::new(), Vec::new());
                     let mut acks = Vec::with_capacity(batch.len());
-                    for (rec, alert, ack) in batch {
-                        records.push(rec);
-                        alerts.extend(alert);
-                        acks.push(ack);
+                    for item in batch {
+                        records.push(item.record);
+                        alerts.extend(item.alert);
+                        rehashes.extend(item.rehash);
+                        acks.push(item.ack);
                     }
-                    let ok = match store.append(&records, &alerts) {
+                    let ok = match store.append(&records, &alerts, &rehashes) {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::error!(error = %e, lost = records.len(), "could not write the access history");
@@ -62,12 +69,23 @@ impl HistoryWriter {
         HistoryWriter { tx }
     }
 
-    /// Writes one record (and the alert it raises, if any); returns once it is committed
-    /// (or the write failed, which is logged). Waits when the queue is full rather than
-    /// dropping the record.
-    pub async fn record(&self, rec: AccessRecord, alert: Option<Alert>) -> bool {
+    /// Writes one record (and the alert it raises and the re-hash it proved, if any);
+    /// returns once it is committed (or the write failed, which is logged). Waits when the
+    /// queue is full rather than dropping the record.
+    pub async fn record(
+        &self,
+        record: AccessRecord,
+        alert: Option<Alert>,
+        rehash: Option<Rehash>,
+    ) -> bool {
         let (ack, done) = oneshot::channel();
-        if self.tx.send((rec, alert, ack)).await.is_err() {
+        let item = Item {
+            record,
+            alert,
+            rehash,
+            ack,
+        };
+        if self.tx.send(item).await.is_err() {
             tracing::error!("the history writer has stopped; record lost");
             return false;
         }

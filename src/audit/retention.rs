@@ -144,7 +144,7 @@ mod tests {
         let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         // 2,500 rows from before the cut (three batches), and rows at and after it.
         let old: Vec<AccessRecord> = (0..2_500).map(|_| record("2023-09-01T00:00:00Z")).collect();
-        store.append(&old, &[]).unwrap();
+        store.append(&old, &[], &[]).unwrap();
         store
             .append(
                 &[
@@ -152,6 +152,7 @@ mod tests {
                     record("2023-10-14T22:00:00Z"),
                     record("2024-04-14T12:00:00Z"),
                 ],
+                &[],
                 &[],
             )
             .unwrap();

@@ -41,7 +41,7 @@ use crate::policy::{Mailbox, Protocol};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use crate::store::{
-    AccessRecord, Alert, AppPasswordUse, Notice, SealedSecrets, StoreError, StoreLocation,
+    AccessRecord, Alert, AppPasswordUse, Notice, Rehash, SealedSecrets, StoreError, StoreLocation,
 };
 use crate::wording::{Language, Locale, Said};
 
@@ -103,6 +103,9 @@ pub struct Verdict {
     pub result: LoginResult,
     /// For an acceptance: what the session logs in with, to be watched for revocation.
     pub(crate) grant: Option<Grant>,
+    /// The main password proved against a hash that is not current (imported, or another
+    /// cost): its re-hash, written with the history row.
+    pub(crate) rehash: Option<Rehash>,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -163,6 +166,7 @@ impl Verdict {
             app_password,
             result,
             grant: None,
+            rehash: None,
         }
     }
 
@@ -179,6 +183,7 @@ impl Verdict {
                 mailbox_id: p.mailbox.id,
                 login: name.to_owned(),
                 hash: hash.clone(),
+                serial: p.serial,
                 matched,
                 protocol: ctx.protocol,
                 listener: ctx.kind,
@@ -317,7 +322,9 @@ fn printable(login: &str) -> String {
         .collect::<String>()
 }
 
-/// The first part of a check, which needs no hashing.
+/// The first part of a check, which needs no hashing. Returned by value once per login
+/// and matched at once: boxing the verdict would cost an allocation on the hot path.
+#[allow(clippy::large_enum_variant)]
 enum Front {
     /// Decided already.
     Done(Verdict),
@@ -444,12 +451,29 @@ impl Authenticator {
         };
         let login = printable(&creds.login);
         let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
+        let name_for_rehash = name.clone();
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = creds.secret.clone();
-        let Ok(matched) = self
+        let Ok((matched, rehash)) = self
             .pool
-            .run(move || this.verify(p.as_deref(), &secret))
+            .run(move || {
+                let matched = this.verify(p.as_deref(), &secret);
+                // The main password proved against a hash that is not argon2id at the
+                // configured cost (imported from another server): re-hashed now, on the
+                // same worker, once.
+                let rehash = match (&p, matched) {
+                    (Some(p), Matched::Main) if !this.hasher.is_current(&p.hash) => {
+                        this.hasher.hash(&secret).ok().map(|new| Rehash {
+                            login: name_for_rehash,
+                            old: p.hash.clone(),
+                            new,
+                        })
+                    }
+                    _ => None,
+                };
+                (matched, rehash)
+            })
             .await
         else {
             let overloaded = Decision {
@@ -469,6 +493,7 @@ impl Authenticator {
             block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
         let mut v = Verdict::of(decision, login, mailbox, block, matched);
+        v.rehash = rehash;
         if let Some(p) = &principal {
             v = v.granted(ctx, &name, p, matched);
         }
@@ -729,10 +754,12 @@ impl Authenticator {
             _ => None,
         };
         let alert = self.alert(ctx, verdict, rec.at);
-        self.history.record(rec, alert).await;
+        self.history
+            .record(rec, alert, verdict.rehash.clone())
+            .await;
         if let Some(b) = block {
             tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
-            self.history.record(b, None).await;
+            self.history.record(b, None, None).await;
         }
     }
 
@@ -759,7 +786,7 @@ impl Authenticator {
             app_password: None,
             ..access_record(ctx, verdict, AccessResult::Refused, why)
         };
-        self.history.record(rec, None).await;
+        self.history.record(rec, None, None).await;
     }
 
     /// SPEC "Notices and alerts": the owner is told when the main password was used in a
@@ -912,9 +939,11 @@ impl Authenticator {
     /// main password or the 2FA device does, which ends the page's sessions.
     pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
         let p = self.principals.get(login).ok().flatten()?;
+        // The password's serial, not its hash: a re-hash of the same password (an
+        // imported hash made argon2id) ends no page session.
         let mut h = blake3::Hasher::new();
-        h.update(p.hash.as_bytes());
-        h.update(&[0]);
+        h.update(&p.mailbox.id.to_le_bytes());
+        h.update(&p.serial.to_le_bytes());
         if let Some(d) = &p.mailbox.device {
             h.update(d.associated_at.as_second().to_string().as_bytes());
         }
@@ -951,7 +980,7 @@ impl Authenticator {
             },
             reason,
         };
-        self.history.record(rec, None).await;
+        self.history.record(rec, None, None).await;
     }
 }
 

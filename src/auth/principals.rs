@@ -38,6 +38,8 @@ pub struct Principal {
     pub mailbox: Arc<Mailbox>,
     /// Its own main password hash.
     pub hash: String,
+    /// Its password serial (moves when the password is set, not when re-hashed).
+    pub serial: i64,
 }
 
 impl Principal {
@@ -45,6 +47,7 @@ impl Principal {
         Arc::new(Principal {
             mailbox: Arc::new(entry.mailbox),
             hash: entry.password_hash,
+            serial: entry.password_serial,
         })
     }
 }
@@ -362,6 +365,7 @@ impl Principals {
                     let p = Arc::new(Principal {
                         mailbox: Arc::clone(m),
                         hash: e.password_hash,
+                        serial: e.password_serial,
                     });
                     table.insert(e.login, Some(p));
                 }
@@ -492,7 +496,7 @@ mod tests {
         assert_eq!(reads.load(Ordering::Relaxed), 1, "the second is a hit");
 
         // The proxy's own history writes move the mark but name no mailbox.
-        writer.append(&[history_row()], &[]).unwrap();
+        writer.append(&[history_row()], &[], &[]).unwrap();
         assert!(!live.refresh().unwrap(), "nothing to refresh");
         assert_eq!(reads.load(Ordering::Relaxed), 1);
 

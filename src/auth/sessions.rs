@@ -26,9 +26,12 @@ pub struct Grant {
     /// The (normalised) login name.
     pub login: String,
     /// The hash of the secret that matched, at the time (the login's main password hash,
-    /// or the app password's): a changed one — a new main password, a regenerated app
-    /// password that kept its record — ends the session.
+    /// or the app password's): a changed app password hash — regenerated in its record —
+    /// ends the session.
     pub hash: String,
+    /// The login's password serial at the time: a new main password ends the session; a
+    /// re-hash of the same one (an imported hash made argon2id) does not.
+    pub serial: i64,
     /// Which secret matched.
     pub matched: Matched,
     /// The session's protocol.
@@ -51,7 +54,7 @@ pub fn review(
         return Err(Reason::UnknownLogin);
     };
     match grant.matched {
-        Matched::Main if p.hash != grant.hash => return Err(Reason::MainPasswordChanged),
+        Matched::Main if p.serial != grant.serial => return Err(Reason::MainPasswordChanged),
         Matched::App(id)
             if p.mailbox
                 .app_passwords
@@ -303,6 +306,7 @@ mod tests {
         Arc::new(Principal {
             mailbox: Arc::new(m),
             hash: "main-hash".into(),
+            serial: 1,
         })
     }
 
@@ -314,6 +318,7 @@ mod tests {
                 Matched::App(_) => "apphash".into(),
                 _ => "main-hash".into(),
             },
+            serial: 1,
             matched,
             protocol: Protocol::Imap,
             listener: ListenerKind::Mailbox,
@@ -337,6 +342,7 @@ mod tests {
         let in_place = Principal {
             mailbox: Arc::new(in_place),
             hash: "main-hash".into(),
+            serial: 1,
         };
         assert_eq!(
             review(&app, Some(&in_place), now, &zone),
@@ -348,6 +354,7 @@ mod tests {
         let regenerated = Principal {
             mailbox: Arc::new(other),
             hash: "main-hash".into(),
+            serial: 1,
         };
         assert_eq!(
             review(&app, Some(&regenerated), now, &zone),
@@ -365,10 +372,18 @@ mod tests {
             review(&main, Some(&ok), now, &zone),
             Err(Reason::MainPasswordUnder2fa)
         );
+        // Re-hashed (an imported hash made argon2id): the same password, the session goes on.
+        let rehashed = Principal {
+            mailbox: Arc::clone(&off.mailbox),
+            hash: "$argon2id$rehashed".into(),
+            serial: 1,
+        };
+        assert_eq!(review(&main, Some(&rehashed), now, &zone), Ok(None));
         // The main password changed; the name removed; the name now another mailbox's.
         let changed = Principal {
             mailbox: Arc::clone(&off.mailbox),
             hash: "new-hash".into(),
+            serial: 2,
         };
         assert_eq!(
             review(&main, Some(&changed), now, &zone),
@@ -380,6 +395,7 @@ mod tests {
         let elsewhere = Principal {
             mailbox: Arc::new(moved),
             hash: "main-hash".into(),
+            serial: 1,
         };
         assert_eq!(
             review(&main, Some(&elsewhere), now, &zone),
@@ -391,6 +407,7 @@ mod tests {
         let no_imap = Principal {
             mailbox: Arc::new(no_imap),
             hash: "main-hash".into(),
+            serial: 1,
         };
         assert_eq!(
             review(&main, Some(&no_imap), now, &zone),
@@ -413,6 +430,7 @@ mod tests {
         let nine = Arc::new(Principal {
             mailbox: Arc::new(nine),
             hash: "main-hash".into(),
+            serial: 1,
         });
         let other = sessions.open(elsewhere, |_| Some(Arc::clone(&nine)), now);
         assert_eq!(sessions.len(), 3);

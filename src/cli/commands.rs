@@ -8,8 +8,8 @@ use super::output::Output;
 use super::prompt::Terminal;
 use super::render;
 use super::{
-    ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, MailboxCommand, MigrationStep,
-    NoticesCommand, TwoFactorCommand,
+    ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, ImportFileFormat,
+    MailboxCommand, MigrationStep, NoticesCommand, TwoFactorCommand,
 };
 use crate::config::Config;
 use crate::manage::app_password::Wanted;
@@ -226,6 +226,28 @@ fn mailbox(ctx: &mut Ctx, cmd: &MailboxCommand) -> Result<Output, CliError> {
                     "Upstream secret of {} set (encrypted with {}).",
                     r.address,
                     r.key_file.display()
+                ),
+                &r,
+            )
+        }
+        MailboxCommand::Import { file, format, plan } => {
+            use crate::manage::import::{self, ImportFormat};
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                crate::manage::ManageError::Import(vec![format!("{}: {e}", file.display())])
+            })?;
+            let format = match format {
+                ImportFileFormat::Passwd => ImportFormat::Passwd,
+                ImportFileFormat::Csv => ImportFormat::Csv,
+            };
+            let lines = import::parse(&text, format)?;
+            let r = m.import(actor, &lines, *plan, now)?;
+            Output::of(
+                format!(
+                    "Imported {}: {} added, {} updated, {} unchanged.",
+                    file.display(),
+                    r.added,
+                    r.updated,
+                    r.unchanged
                 ),
                 &r,
             )

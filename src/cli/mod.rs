@@ -110,6 +110,15 @@ pub struct Confirmation {
     pub yes: bool,
 }
 
+/// The formats `mailbox import` reads.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportFileFormat {
+    /// Dovecot's passwd-file: user:{SCHEME}hash[:uid:gid:gecos:home:shell:extra].
+    Passwd,
+    /// CSV with the header address,plan,contact,hash.
+    Csv,
+}
+
 /// Migration steps.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MigrationStep {
@@ -174,6 +183,20 @@ pub enum MailboxCommand {
         address: String,
         /// The new contact e-mail.
         email: String,
+    },
+    /// Adopt an existing server's mailboxes with the password hashes it has (no
+    /// plaintext): {ARGON2ID}, {ARGON2I}, {SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT},
+    /// {PBKDF2}. Each is re-hashed to argon2id at its first login. Every line is checked
+    /// first: with any bad line nothing is imported. A re-run updates what changed.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        /// passwd (Dovecot's passwd-file) or csv (address,plan,contact,hash).
+        #[arg(long, value_enum, default_value = "passwd")]
+        format: ImportFileFormat,
+        /// The plan of new mailboxes the file gives none for.
+        #[arg(long, default_value = "standard")]
+        plan: Plan,
     },
     /// Change the plan.
     SetPlan {

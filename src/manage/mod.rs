@@ -14,6 +14,7 @@
 //! action that was going to be refused anyway.
 //!
 //! - [`mailbox`]: mailboxes, their settings and multi-user accounts.
+//! - [`import`]: mailboxes adopted from another server's password file, hashes as they are.
 //! - [`two_factor`]: the 2FA device.
 //! - [`app_password`]: the app password.
 //! - [`records`]: access history, notices, events.
@@ -21,6 +22,7 @@
 //! - [`outcome`]: what the actions return.
 
 pub mod app_password;
+pub mod import;
 pub mod mailbox;
 pub mod outcome;
 pub mod records;
@@ -69,6 +71,21 @@ pub enum ManageError {
     /// Something outside the rules failed (hashing, the random source, the key file).
     #[error("{0}")]
     Internal(String),
+    /// An import file has bad lines (each with its number and why); nothing was
+    /// imported.
+    #[error("nothing imported; {}", import_errors(.0))]
+    Import(Vec<String>),
+}
+
+/// An import's bad lines, the first 50 of them.
+fn import_errors(errors: &[String]) -> String {
+    let shown: Vec<&str> = errors.iter().take(50).map(String::as_str).collect();
+    let more = errors.len().saturating_sub(shown.len());
+    let mut text = format!("fix these lines:\n  {}", shown.join("\n  "));
+    if more > 0 {
+        text.push_str(&format!("\n  … and {more} more"));
+    }
+    text
 }
 
 /// The kind of a [`ManageError`], for front doors that map it to their own status
@@ -91,7 +108,7 @@ impl ManageError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ManageError::Refused(p) => p.is_bad_input(),
-            ManageError::Declined { .. } => true,
+            ManageError::Declined { .. } | ManageError::Import(_) => true,
             _ => false,
         }
     }
@@ -106,13 +123,16 @@ impl ManageError {
             ManageError::LoginTaken(_) => "login_taken",
             ManageError::Store(_) => "store_error",
             ManageError::Internal(_) => "internal_error",
+            ManageError::Import(_) => "bad_import",
         }
     }
 
     /// What kind of failure it is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ManageError::Refused(_) | ManageError::Declined { .. } => ErrorKind::Refused,
+            ManageError::Refused(_) | ManageError::Declined { .. } | ManageError::Import(_) => {
+                ErrorKind::Refused
+            }
             ManageError::NoMailbox(_) | ManageError::NoLogin(_) => ErrorKind::NotFound,
             ManageError::LoginTaken(_) => ErrorKind::Conflict,
             ManageError::Store(_) | ManageError::Internal(_) => ErrorKind::Failure,

@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
+    AccessRecord, Actor, Alert, AppPasswordUse, Rehash, Delivery, DeliveryState, Event, EventAction, Kept,
     LoginEntry, Notice, NoticeKind, OutgoingEmail, UserAccount,
 };
 
@@ -185,9 +185,15 @@ pub trait PrincipalSource: Send {
 /// The access history as the running proxy writes it.
 pub trait AccessLog: Send {
     /// Appends many rows durably, in one transaction (one sync for all), records the last
-    /// use of each app password that logged in with them, and writes the `alerts` that
-    /// are not quieted by an earlier one of their kind.
-    fn append(&mut self, records: &[AccessRecord], alerts: &[Alert]) -> Result<(), StoreError>;
+    /// use of each app password that logged in with them, writes the `alerts` that
+    /// are not quieted by an earlier one of their kind, and the `rehashes` whose login
+    /// still has the old hash.
+    fn append(
+        &mut self,
+        records: &[AccessRecord],
+        alerts: &[Alert],
+        rehashes: &[Rehash],
+    ) -> Result<(), StoreError>;
 }
 
 /// Retention: old records deleted in small batches, so logins and management actions

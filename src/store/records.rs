@@ -64,6 +64,9 @@ named_enum! {
         MailboxAdd = "mailbox.add",
         /// A mailbox was removed.
         MailboxRemove = "mailbox.remove",
+        /// A mailbox was imported from another server's password file (added, or its
+        /// hash, plan or contact updated).
+        MailboxImport = "mailbox.import",
         /// A main password was set (the mailbox's, or a multi-user account's).
         MailboxSetPassword = "mailbox.set-password",
         /// The plan changed.
@@ -154,6 +157,25 @@ pub struct Event {
     pub action: EventAction,
     /// Detail for the operator (never a secret).
     pub detail: Option<String>,
+}
+
+/// A login's main password hash replaced by a re-hash of the same password, after a
+/// login proved it (an imported hash made argon2id at the configured cost): written with
+/// the access history, only if the stored hash is still `old`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rehash {
+    /// The (normalised) login name.
+    pub login: String,
+    /// The hash the password was verified against.
+    pub old: String,
+    /// Its argon2id re-hash.
+    pub new: String,
+}
+
+impl std::fmt::Debug for Rehash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rehash").field("login", &self.login).finish_non_exhaustive()
+    }
 }
 
 /// A notice the login path raises, written with the access history: unless one of the
@@ -319,6 +341,8 @@ pub struct LoginEntry {
     pub mailbox: Mailbox,
     /// The login's own main password hash.
     pub password_hash: String,
+    /// Moves when the password is set (not when it is only re-hashed).
+    pub password_serial: i64,
     /// Whether it is a multi-user account (not the mailbox address itself).
     pub is_user: bool,
 }

@@ -290,7 +290,8 @@ pub(super) fn save(conn: &Connection, m: &Mailbox, now: Timestamp) -> Result<(),
         pend_since
     ])?;
     conn.prepare_cached(
-        "UPDATE logins SET password_hash = ?2 WHERE mailbox_id = ?1 AND kind = 'mailbox'",
+        "UPDATE logins SET password_serial = password_serial + (password_hash IS NOT ?2), \
+         password_hash = ?2 WHERE mailbox_id = ?1 AND kind = 'mailbox'",
     )?
     .execute(params![m.id, m.password_hash])?;
     save_app_passwords(conn, m)
@@ -359,7 +360,8 @@ pub(super) fn set_user_password(
     password_hash: &str,
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "UPDATE logins SET password_hash = ?3 WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
+        "UPDATE logins SET password_serial = password_serial + (password_hash IS NOT ?3), \
+         password_hash = ?3 WHERE login = ?1 AND mailbox_id = ?2 AND kind = 'user'",
         params![login, mailbox_id, password_hash],
     )?;
     Ok(n > 0)
@@ -398,16 +400,19 @@ pub(super) fn users(conn: &Connection, mailbox_id: i64) -> Result<Vec<UserAccoun
 
 pub(super) fn login(conn: &Connection, login: &str) -> Result<Option<LoginEntry>, StoreError> {
     let row = conn
-        .prepare_cached("SELECT mailbox_id, password_hash, kind FROM logins WHERE login = ?1")?
+        .prepare_cached(
+            "SELECT mailbox_id, password_hash, kind, password_serial FROM logins WHERE login = ?1",
+        )?
         .query_row([login], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })
         .optional()?;
-    let Some((id, password_hash, kind)) = row else {
+    let Some((id, password_hash, kind, password_serial)) = row else {
         return Ok(None);
     };
     let mailbox = where_one(conn, "m.id = ?1", &id)?
@@ -416,6 +421,7 @@ pub(super) fn login(conn: &Connection, login: &str) -> Result<Option<LoginEntry>
         login: login.to_owned(),
         mailbox,
         password_hash,
+        password_serial,
         is_user: kind == "user",
     }))
 }
@@ -428,23 +434,26 @@ pub(super) fn principals_of(
     let Some(mailbox) = where_one(conn, "m.id = ?1", &mailbox_id)? else {
         return Ok(Vec::new());
     };
-    let mut stmt =
-        conn.prepare_cached("SELECT login, password_hash, kind FROM logins WHERE mailbox_id = ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT login, password_hash, kind, password_serial FROM logins WHERE mailbox_id = ?1",
+    )?;
     let rows = stmt
         .query_map([mailbox_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows
         .into_iter()
-        .map(|(login, password_hash, kind)| LoginEntry {
+        .map(|(login, password_hash, kind, password_serial)| LoginEntry {
             login,
             mailbox: mailbox.clone(),
             password_hash,
+            password_serial,
             is_user: kind == "user",
         })
         .collect())
@@ -490,4 +499,23 @@ pub(super) fn set_next_reminder(
     conn.prepare_cached("UPDATE app_passwords SET next_reminder_at = ?2 WHERE id = ?1")?
         .execute(params![app_password_id, at.map(secs)])?;
     Ok(())
+}
+
+/// Replaces a login's main password hash by a re-hash of the same password (argon2id at
+/// the configured cost), if it is still `old` (a password set meanwhile wins): the serial
+/// stays, so no session ends; the feed names the mailbox, so every cache takes the new
+/// hash. Returns whether it was replaced.
+pub(super) fn rehash(conn: &Connection, login: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+    let Some(mailbox_id) = conn
+        .prepare_cached(
+            "UPDATE logins SET password_hash = ?3 WHERE login = ?1 AND password_hash = ?2 \
+             RETURNING mailbox_id",
+        )?
+        .query_row(params![login, old, new], |r| r.get::<_, i64>(0))
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    super::feed::record(conn, mailbox_id)?;
+    Ok(true)
 }

@@ -27,7 +27,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, Change, DeliveryState, Event, Kept, LoginEntry, ManageStore,
+    AccessLog, AccessRecord, Alert, Change, Rehash, DeliveryState, Event, Kept, LoginEntry, ManageStore,
     Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets, StoreError,
     Transaction, UserAccount,
 };
@@ -279,13 +279,21 @@ impl PrincipalSource for SqliteStore {
 }
 
 impl AccessLog for SqliteStore {
-    fn append(&mut self, records: &[AccessRecord], alerts: &[Alert]) -> Result<(), StoreError> {
+    fn append(
+        &mut self,
+        records: &[AccessRecord],
+        alerts: &[Alert],
+        rehashes: &[Rehash],
+    ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         history::append(&tx, records)?;
         for alert in alerts {
             journal::record_alert(&tx, alert)?;
+        }
+        for r in rehashes {
+            mailboxes::rehash(&tx, &r.login, &r.old, &r.new)?;
         }
         tx.commit()?;
         Ok(())
@@ -546,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn only_argon2id_hashes_can_be_stored() {
+    fn a_password_is_stored_only_as_a_hash() {
         let (_d, mut s) = store();
         let bad = Mailbox::new("a@b.it".into(), Plan::Standard, None, "plaintext".into());
         let mut tx = s.begin().unwrap();
@@ -573,7 +581,7 @@ mod tests {
             result: AccessResult::Refused,
             reason: Some("wrong password".into()),
         };
-        s.append(std::slice::from_ref(&rec), &[]).unwrap();
+        s.append(std::slice::from_ref(&rec), &[], &[]).unwrap();
         let mut tx = s.begin().unwrap();
         tx.insert_user(m.id, "u1", HASH, t).unwrap();
         tx.record_notice(
@@ -635,16 +643,19 @@ mod tests {
                 alert("2024-03-01T10:00:00Z", "2024-02-29T10:00:00Z"),
                 alert("2024-03-01T10:05:00Z", "2024-02-29T10:05:00Z"),
             ],
+            &[],
         )
         .unwrap();
         s.append(
             &[],
             &[alert("2024-03-02T09:59:59Z", "2024-03-01T09:59:59Z")],
+            &[],
         )
         .unwrap();
         s.append(
             &[],
             &[alert("2024-03-02T10:00:01Z", "2024-03-01T10:00:01Z")],
+            &[],
         )
         .unwrap();
         let written: Vec<String> = s
@@ -672,7 +683,7 @@ mod tests {
         tx.commit().unwrap();
         let mut other = alert("2024-03-01T10:00:00Z", "2024-01-01T00:00:00Z");
         other.address = "c@d.it".into();
-        s.append(&[], &[other]).unwrap();
+        s.append(&[], &[other], &[]).unwrap();
         assert_eq!(s.notices("c@d.it").unwrap().len(), 2);
     }
 

@@ -175,6 +175,27 @@ pub const MIGRATIONS: &[&str] = &[
         at         INTEGER NOT NULL
     );
     "#,
+    // 10: main password hashes imported from another server (`{SHA512-CRYPT}…`, argon2i,
+    // …) until their first login re-hashes them to argon2id; and a serial that moves when
+    // a login's password is set — not when it is only re-hashed — so that sessions opened
+    // with the password are ended by a new password, never by a re-hash. SQLite cannot
+    // change a CHECK in place: the table is rebuilt.
+    r#"
+    CREATE TABLE logins_new (
+        login           TEXT PRIMARY KEY,
+        mailbox_id      INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        kind            TEXT NOT NULL CHECK (kind IN ('mailbox', 'user')),
+        password_hash   TEXT NOT NULL
+                        CHECK (password_hash LIKE '$argon2i%' OR password_hash LIKE '{%}%'),
+        created_at      INTEGER NOT NULL,
+        password_serial INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO logins_new (login, mailbox_id, kind, password_hash, created_at)
+        SELECT login, mailbox_id, kind, password_hash, created_at FROM logins;
+    DROP TABLE logins;
+    ALTER TABLE logins_new RENAME TO logins;
+    CREATE INDEX logins_by_mailbox ON logins(mailbox_id);
+    "#,
 ];
 
 /// The schema version this build writes.

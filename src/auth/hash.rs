@@ -206,7 +206,11 @@ pub mod foreign {
             "ARGON2ID" => argon2_form(hash, Some("argon2id")),
             "ARGON2I" => argon2_form(hash, Some("argon2i")),
             "SHA512-CRYPT" | "SHA256-CRYPT" => {
-                let id = if scheme == "SHA512-CRYPT" { "$6$" } else { "$5$" };
+                let id = if scheme == "SHA512-CRYPT" {
+                    "$6$"
+                } else {
+                    "$5$"
+                };
                 if !hash.starts_with(id) {
                     return Err(format!("not a {scheme} hash ({id}…)"));
                 }
@@ -285,10 +289,7 @@ pub mod foreign {
                     .is_ok()
             });
         }
-        let Some((scheme, hash)) = stored
-            .strip_prefix('{')
-            .and_then(|r| r.split_once('}'))
-        else {
+        let Some((scheme, hash)) = stored.strip_prefix('{').and_then(|r| r.split_once('}')) else {
             return false;
         };
         match scheme {
@@ -328,15 +329,27 @@ mod tests {
         let h = cheap();
         for text in DOVEADM {
             let stored = foreign::stored_form(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert!(h.verify(&stored, &Secret::new("Segreto-2026".into())), "{text}");
-            assert!(!h.verify(&stored, &Secret::new("Segreto-2027".into())), "{text}");
+            assert!(
+                h.verify(&stored, &Secret::new("Segreto-2026".into())),
+                "{text}"
+            );
+            assert!(
+                !h.verify(&stored, &Secret::new("Segreto-2027".into())),
+                "{text}"
+            );
             assert!(!h.is_current(&stored), "{text} is not current");
         }
         let ours = h.hash(&Secret::new("x".into())).unwrap();
         assert!(h.is_current(&ours));
-        assert!(!PasswordHasher::new(HashCost { memory_kib: 128, ..HashCost::CHEAP })
+        assert!(
+            !PasswordHasher::new(HashCost {
+                memory_kib: 128,
+                ..HashCost::CHEAP
+            })
             .unwrap()
-            .is_current(&ours), "another cost is re-hashed");
+            .is_current(&ours),
+            "another cost is re-hashed"
+        );
     }
 
     #[test]
@@ -349,7 +362,10 @@ mod tests {
             ("{BLF-CRYPT}$2y$05$short", "malformed"),
             ("{PBKDF2}$1$salt$notanumber$00", "malformed PBKDF2"),
             ("{PBKDF2}$1$salt$5000$abcd", "malformed PBKDF2"),
-            ("{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$SiJvsq5SHd3s3FezA//ZZQ$w5R3p1VSq8ZzMgIudJdtPGamv+wf5q44ue0z+ybDoHk", "not an argon2id"),
+            (
+                "{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$SiJvsq5SHd3s3FezA//ZZQ$w5R3p1VSq8ZzMgIudJdtPGamv+wf5q44ue0z+ybDoHk",
+                "not an argon2id",
+            ),
             ("$6$salt$hash", "malformed argon2"),
             ("{SHA512-CRYPT", "must start with"),
         ] {

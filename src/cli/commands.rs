@@ -8,8 +8,8 @@ use super::output::Output;
 use super::prompt::Terminal;
 use super::render;
 use super::{
-    ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, ImportFileFormat,
-    MailboxCommand, MigrationStep, NoticesCommand, TwoFactorCommand,
+    ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, ImportFileFormat, MailboxCommand,
+    MigrationStep, NoticesCommand, TwoFactorCommand,
 };
 use crate::config::Config;
 use crate::manage::app_password::Wanted;

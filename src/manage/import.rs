@@ -69,7 +69,10 @@ pub fn parse(text: &str, format: ImportFormat) -> Result<Vec<ImportLine>, Manage
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     if format == ImportFormat::Csv {
         match lines.next() {
-            Some((_, header)) if header.trim().eq_ignore_ascii_case("address,plan,contact,hash") => {}
+            Some((_, header))
+                if header
+                    .trim()
+                    .eq_ignore_ascii_case("address,plan,contact,hash") => {}
             _ => {
                 return Err(ManageError::Import(vec![
                     "line 1: the first line must be the header address,plan,contact,hash".into(),

@@ -24,8 +24,8 @@ use jiff::Timestamp;
 use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
-    AccessRecord, Actor, Alert, AppPasswordUse, Rehash, Delivery, DeliveryState, Event, EventAction, Kept,
-    LoginEntry, Notice, NoticeKind, OutgoingEmail, UserAccount,
+    AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
+    LoginEntry, Notice, NoticeKind, OutgoingEmail, Rehash, UserAccount,
 };
 
 /// Why a store operation failed.

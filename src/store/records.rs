@@ -174,7 +174,9 @@ pub struct Rehash {
 
 impl std::fmt::Debug for Rehash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rehash").field("login", &self.login).finish_non_exhaustive()
+        f.debug_struct("Rehash")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
     }
 }
 

@@ -22,6 +22,11 @@ impl Held {
     /// Logs in over `protocol`'s implicit-TLS listener with `password`; returns once the
     /// client waits.
     pub fn open(p: &Proxy, protocol: &str, password: &str, extra: &[&str]) -> Held {
+        Held::open_as(p, protocol, ADDR, password, extra)
+    }
+
+    /// Like [`Held::open`], logged in as `user`.
+    pub fn open_as(p: &Proxy, protocol: &str, user: &str, password: &str, extra: &[&str]) -> Held {
         let port = match protocol {
             "imap" => p.imaps_port,
             "pop3" => p.pop3s_port,
@@ -40,7 +45,7 @@ impl Held {
                 "--port",
                 &port,
                 "--user",
-                ADDR,
+                user,
                 "--password",
                 password,
             ])

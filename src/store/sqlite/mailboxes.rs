@@ -505,7 +505,12 @@ pub(super) fn set_next_reminder(
 /// the configured cost), if it is still `old` (a password set meanwhile wins): the serial
 /// stays, so no session ends; the feed names the mailbox, so every cache takes the new
 /// hash. Returns whether it was replaced.
-pub(super) fn rehash(conn: &Connection, login: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+pub(super) fn rehash(
+    conn: &Connection,
+    login: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, StoreError> {
     let Some(mailbox_id) = conn
         .prepare_cached(
             "UPDATE logins SET password_hash = ?3 WHERE login = ?1 AND password_hash = ?2 \

@@ -27,9 +27,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, Change, Rehash, DeliveryState, Event, Kept, LoginEntry, ManageStore,
-    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets, StoreError,
-    Transaction, UserAccount,
+    AccessLog, AccessRecord, Alert, Change, DeliveryState, Event, Kept, LoginEntry, ManageStore,
+    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Rehash, Retention, SealedSecrets,
+    StoreError, Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
 

@@ -1,0 +1,226 @@
+//! Adopting an existing server: its users imported with the hashes Dovecot made
+//! (`doveadm pw`, every supported scheme), logged in through the proxy to real Dovecot
+//! with imaplib, re-hashed to argon2id at that first login (the old hash gone, the
+//! session that did it not ended); a file with bad lines imports nothing.
+
+mod common;
+
+use std::process::Command;
+
+use common::held::Held;
+use common::rig::imaps_login;
+use common::servers::{Dovecot, Proxy};
+use sentinella::store::Reader as _;
+
+/// Dovecot's schemes Sentinella imports, each with a user of its own.
+const SCHEMES: [&str; 6] = [
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "BLF-CRYPT",
+    "PBKDF2",
+    "ARGON2ID",
+    "ARGON2I",
+];
+
+fn user(scheme: &str) -> String {
+    format!("{}@pec.example.it", scheme.to_ascii_lowercase())
+}
+
+fn password(scheme: &str) -> String {
+    format!("Pw-{scheme}-2026")
+}
+
+/// `doveadm pw -s SCHEME -p PASSWORD`: what the existing server keeps.
+fn doveadm_hash(scheme: &str, password: &str) -> String {
+    let out = Command::new("doveadm")
+        .args(["pw", "-s", scheme, "-p", password])
+        .output()
+        .expect("doveadm (Dovecot's package)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The stored main password hash of `login`, read from the proxy's store.
+fn stored_hash(p: &Proxy, login: &str) -> String {
+    let store =
+        sentinella::store::sqlite::SqliteStore::open(&p.dir.path().join("state/sentinella.db"))
+            .unwrap();
+    store.login(login).unwrap().unwrap().password_hash
+}
+
+fn started(users: &[(String, String)]) -> (Proxy, Dovecot, Dovecot) {
+    let pairs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let mailbox = Dovecot::start(&pairs);
+    let archive = Dovecot::start(&pairs);
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", "");
+    proxy.run();
+    (proxy, mailbox, archive)
+}
+
+#[test]
+fn a_passwd_file_of_every_scheme_imports_logs_in_and_is_rehashed_to_argon2id() {
+    let users: Vec<(String, String)> = SCHEMES.iter().map(|s| (user(s), password(s))).collect();
+    let (p, _mailbox, _archive) = started(&users);
+    let mut file = String::from("# exported from the old server\n\n");
+    for s in SCHEMES {
+        let hash = doveadm_hash(s, &password(s));
+        file.push_str(&format!("{}:{hash}:1000:1000::/var/mail/x::\n", user(s)));
+    }
+    let path = p.dir.path().join("users.passwd");
+    std::fs::write(&path, &file).unwrap();
+    let path = path.to_str().unwrap();
+    let r = p.ok(&["mailbox", "import", path], None);
+    assert_eq!(
+        (r["added"].as_u64(), r["updated"].as_u64()),
+        (Some(6), Some(0)),
+        "{r}"
+    );
+    // A re-run adds nothing twice.
+    let again = p.ok(&["mailbox", "import", path], None);
+    assert_eq!(again["unchanged"], 6, "{again}");
+    assert_eq!(
+        p.ok(&["mailbox", "list"], None)["mailboxes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    let before: Vec<String> = SCHEMES.iter().map(|s| stored_hash(&p, &user(s))).collect();
+    // The first user's first login holds a session open across its own re-hash.
+    let first = SCHEMES[0];
+    let held = Held::open_as(
+        &p,
+        "imap",
+        &user(first),
+        &password(first),
+        &["--noop-after", "2", "--hold", "3"],
+    );
+    for (s, before) in SCHEMES.iter().zip(before) {
+        let (login, pw) = (user(s), password(s));
+        assert!(
+            !imaps_login(&p, &login, &format!("{pw}-wrong")),
+            "{s}: wrong password"
+        );
+        if *s != first {
+            assert!(imaps_login(&p, &login, &pw), "{s}: {}", p.log());
+        }
+        let after = stored_hash(&p, &login);
+        assert!(
+            after.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"),
+            "{s}: {after}"
+        );
+        assert_ne!(after, before, "{s}: the old hash is gone");
+        // The next login works (the re-hash verifies), a wrong password still does not.
+        assert!(imaps_login(&p, &login, &pw), "{s} after the re-hash");
+        assert!(
+            !imaps_login(&p, &login, "Pw-wrong"),
+            "{s} after the re-hash"
+        );
+    }
+    let report = held.finish();
+    assert_eq!(
+        report["closed"], false,
+        "the re-hash ended the session: {report}"
+    );
+    assert!(
+        report["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap_or("").contains("OK NOOP")),
+        "{report}"
+    );
+    // The history says who logged in; no hash in the log.
+    let log = p.log();
+    assert!(
+        !log.contains("$6$") && !log.contains("{PBKDF2}"),
+        "a hash in the log"
+    );
+}
+
+#[test]
+fn a_file_with_bad_lines_imports_nothing_and_names_each_line() {
+    let (p, _mailbox, _archive) = started(&[]);
+    let good = doveadm_hash("SHA512-CRYPT", "x");
+    let file = format!(
+        "ok@pec.example.it:{good}\n\
+         plain@pec.example.it:{{PLAIN}}secret\n\
+         not an address:{good}\n\
+         md5@pec.example.it:{{MD5-CRYPT}}$1$abc$def\n\
+         ok@pec.example.it:{good}\n\
+         nohash@pec.example.it\n"
+    );
+    let path = p.dir.path().join("bad.passwd");
+    std::fs::write(&path, file).unwrap();
+    let run = p.cli(&["mailbox", "import", path.to_str().unwrap()], None);
+    assert_ne!(run.code, 0, "{run:?}");
+    for (line, why) in [
+        ("line 2", "{PLAIN}"),
+        ("line 3", ""),
+        ("line 4", "{MD5-CRYPT}"),
+        ("line 5", "already on line 1"),
+        ("line 6", "user:{SCHEME}hash"),
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(line) && l.contains(why)),
+            "{line} {why}: {}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("line 1:"), "{}", run.stderr);
+    assert!(
+        p.ok(&["mailbox", "list"], None)["mailboxes"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "half imported"
+    );
+}
+
+#[test]
+fn a_csv_sets_plan_and_contact_and_a_rerun_updates_a_changed_hash() {
+    let users = vec![("anna@pec.example.it".to_owned(), "Anna-1".to_owned())];
+    let (p, _mailbox, _archive) = started(&users);
+    let path = p.dir.path().join("users.csv");
+    let write = |password: &str, plan: &str| {
+        let hash = doveadm_hash("BLF-CRYPT", password);
+        std::fs::write(
+            &path,
+            format!(
+                "address,plan,contact,hash\nAnna@PEC.example.it,{plan},anna@example.org,{hash}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("Anna-1", "pro");
+    let csv = path.to_str().unwrap();
+    p.ok(&["mailbox", "import", "--format", "csv", csv], None);
+    let m = p.ok(&["mailbox", "show", "anna@pec.example.it"], None);
+    assert_eq!(
+        (m["plan"].as_str(), m["contact"].as_str()),
+        (Some("pro"), Some("anna@example.org")),
+        "{m}"
+    );
+    assert!(imaps_login(&p, "anna@pec.example.it", "Anna-1"));
+    // The old server's password changed: a re-run takes the new hash, the old password
+    // stops working.
+    write("Anna-2", "premium");
+    let r = p.ok(&["mailbox", "import", "--format", "csv", csv], None);
+    assert_eq!(r["updated"], 1, "{r}");
+    assert!(!imaps_login(&p, "anna@pec.example.it", "Anna-1"));
+    assert!(imaps_login(&p, "anna@pec.example.it", "Anna-2"));
+    assert_eq!(
+        p.ok(&["mailbox", "show", "anna@pec.example.it"], None)["plan"],
+        "premium"
+    );
+}

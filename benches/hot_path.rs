@@ -110,6 +110,7 @@ fn ctx() -> LoginContext {
         protocol: Protocol::Imap,
         peer: "127.0.0.1".parse().unwrap(),
         needs_upstream_secret: false,
+        pass_through: false,
     }
 }
 

@@ -872,6 +872,25 @@ pub struct UpstreamConfig {
     /// `login_trusted_networks`; Postfix: `smtpd_authorized_xclient_hosts`).
     #[serde(default)]
     pub forward_client: bool,
+    /// Who checks main passwords: `"local"` (Sentinella's own hash; the default) or
+    /// `"upstream"` (pass-through): for a name Sentinella holds no mailbox for, or a
+    /// mailbox with 2FA off, the client's name and password are passed to this upstream
+    /// and its answer decides — so the server's own password stays the only one. A
+    /// mailbox with 2FA on gets in only with its app password, checked here; its main
+    /// password is refused here and never sent on.
+    #[serde(default)]
+    pub main_password: MainPassword,
+}
+
+/// Who checks main passwords, per upstream.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MainPassword {
+    /// Sentinella, against its own hash.
+    #[default]
+    Local,
+    /// The upstream, with the client's own credentials (pass-through).
+    Upstream,
 }
 
 /// How the proxy logs in to the upstream on the user's behalf.

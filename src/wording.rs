@@ -424,6 +424,14 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
             "wrong 2FA code",
             "codice della verifica in 2 passaggi errato",
         ),
+        (
+            crate::policy::login::PASSED_REFUSED,
+            "verificata dal server di posta: rifiutata",
+        ),
+        (
+            crate::policy::login::PASSED_ACCEPTED,
+            "verificata dal server di posta: accettata",
+        ),
     ];
     if let Some((_, it)) = fixed.iter().find(|(en, _)| *en == reason) {
         return (*it).to_owned();
@@ -657,6 +665,7 @@ mod tests {
             Reason::UpstreamUnavailable("x".into()),
             Reason::Malformed("x"),
             Reason::StoreUnavailable("x".into()),
+            Reason::RefusedByUpstream,
         ];
         for r in reasons {
             let en = r.to_string();

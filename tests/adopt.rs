@@ -224,3 +224,165 @@ fn a_csv_sets_plan_and_contact_and_a_rerun_updates_a_changed_hash() {
         "premium"
     );
 }
+
+/// Pass-through (`main_password = "upstream"`): Dovecot holds the server's passwords;
+/// Sentinella knows `known` (2FA off, another local password) and `guarded` (2FA on),
+/// not `stranger`. Name throttle: 3 distinct failures.
+fn pass_through() -> (Proxy, Dovecot, Dovecot) {
+    let users = [
+        ("known@pec.example.it", "Known-server-pw"),
+        ("guarded@pec.example.it", "Guarded-server-pw"),
+        ("stranger@pec.example.it", "Stranger-server-pw"),
+    ];
+    let mailbox = Dovecot::start(&users);
+    let archive = Dovecot::start(&users);
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", "");
+    let config = std::fs::read_to_string(proxy.config()).unwrap();
+    let config = config.replace(
+        "tls = \"none\"\n",
+        "tls = \"none\"\nmain_password = \"upstream\"\n",
+    );
+    let config = format!(
+        "{config}\n[throttle]\naddress_failures = 100\nname_failures = 3\nblock = \"10m\"\nname_max_block = \"10m\"\n"
+    );
+    std::fs::write(proxy.config(), config).unwrap();
+    proxy.run();
+    for (u, _) in &users[..2] {
+        proxy.ok(
+            &["mailbox", "add", u, "--password-stdin"],
+            Some("Local-pw-never-used"),
+        );
+    }
+    (proxy, mailbox, archive)
+}
+
+/// The lines of Dovecot's log that checked a password of `user` (auth_verbose).
+fn dovecot_checks(d: &Dovecot, user: &str) -> Vec<String> {
+    std::fs::read_to_string(d.dir.path().join("dovecot.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(user) && (l.contains("mismatch") || l.contains("auth failed")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn newest_reason(p: &Proxy, address: &str) -> String {
+    let h = p.ok(&["mailbox", "history", address], None);
+    h["history"][0]["reason"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn passed_through_the_servers_password_decides_for_unknown_names_and_2fa_off() {
+    let (p, mailbox, _archive) = pass_through();
+    // A mailbox with 2FA off: the server's password, not Sentinella's.
+    assert!(
+        imaps_login(&p, "known@pec.example.it", "Known-server-pw"),
+        "{}",
+        p.log()
+    );
+    assert!(!imaps_login(
+        &p,
+        "known@pec.example.it",
+        "Local-pw-never-used"
+    ));
+    assert_eq!(
+        newest_reason(&p, "known@pec.example.it"),
+        "passed to upstream: refused there"
+    );
+    // A name Sentinella does not hold: the server decides too.
+    assert!(imaps_login(
+        &p,
+        "stranger@pec.example.it",
+        "Stranger-server-pw"
+    ));
+    // Wrong passwords are refused by the server and counted here: after three, the
+    // name is blocked and the fourth try (even the right password) is not passed on.
+    for i in 0..3 {
+        assert!(!imaps_login(
+            &p,
+            "stranger@pec.example.it",
+            &format!("wrong-{i}")
+        ));
+    }
+    let checked = dovecot_checks(&mailbox, "stranger@pec.example.it").len();
+    assert!(checked >= 3, "{checked}");
+    assert!(!imaps_login(
+        &p,
+        "stranger@pec.example.it",
+        "Stranger-server-pw"
+    ));
+    assert_eq!(
+        dovecot_checks(&mailbox, "stranger@pec.example.it").len(),
+        checked,
+        "a throttled attempt reached the server"
+    );
+    assert!(p.log().contains("throttling"), "{}", p.log());
+}
+
+#[test]
+fn passed_through_a_2fa_mailbox_takes_only_its_app_password_and_never_sends_the_main_one() {
+    let (p, mailbox, _archive) = pass_through();
+    // A pass-through session of `known` ends when 2FA is turned on.
+    let held = Held::open_as(
+        &p,
+        "imap",
+        "known@pec.example.it",
+        "Known-server-pw",
+        &["--hold", "12"],
+    );
+    let v = p.ok(&["2fa", "enable", "known@pec.example.it"], None);
+    let secret = common::secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    p.ok(
+        &[
+            "2fa",
+            "confirm",
+            "known@pec.example.it",
+            &common::code(&secret, 0),
+        ],
+        None,
+    );
+    let report = held.finish();
+    assert_eq!(report["closed"], true, "{report}");
+
+    let v = p.ok(&["2fa", "enable", "guarded@pec.example.it"], None);
+    let secret = common::secret_from_uri(v["otpauth_uri"].as_str().unwrap());
+    p.ok(
+        &[
+            "2fa",
+            "confirm",
+            "guarded@pec.example.it",
+            &common::code(&secret, 0),
+        ],
+        None,
+    );
+    let app = p.ok(
+        &["app-password", "generate", "guarded@pec.example.it"],
+        None,
+    )["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The server's own password: refused here, and Dovecot never saw it.
+    assert!(!imaps_login(
+        &p,
+        "guarded@pec.example.it",
+        "Guarded-server-pw"
+    ));
+    assert!(!imaps_login(
+        &p,
+        "guarded@pec.example.it",
+        "Local-pw-never-used"
+    ));
+    assert!(
+        dovecot_checks(&mailbox, "guarded@pec.example.it").is_empty(),
+        "{:?}",
+        dovecot_checks(&mailbox, "guarded@pec.example.it")
+    );
+    // Its app password gets in (the proxy logs in as the master user).
+    assert!(
+        imaps_login(&p, "guarded@pec.example.it", &app),
+        "{}",
+        p.log()
+    );
+    assert_eq!(newest_reason(&p, "guarded@pec.example.it"), "");
+}

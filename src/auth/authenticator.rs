@@ -34,7 +34,8 @@ use crate::audit::history::HistoryWriter;
 use crate::policy::Period;
 use crate::policy::app_password;
 use crate::policy::login::{
-    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
+    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome,
+    PASSED_ACCEPTED, Reason, decide,
 };
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
@@ -61,6 +62,8 @@ pub struct LoginContext {
     pub peer: IpAddr,
     /// Whether the upstream login needs the mailbox's stored upstream secret.
     pub needs_upstream_secret: bool,
+    /// Whether the upstream checks main passwords (`main_password = "upstream"`).
+    pub pass_through: bool,
 }
 
 /// How a check ended. Only [`LoginResult::Accepted`] lets a session go upstream, and it
@@ -89,6 +92,35 @@ pub enum LoginResult {
         /// The mailbox the name opens, if it is known.
         mailbox: Option<Arc<Mailbox>>,
     },
+    /// The upstream decides (`main_password = "upstream"`, a name without a mailbox here
+    /// or a mailbox with 2FA off): the session logs in upstream with the client's own
+    /// name and password, then settles the verdict with the answer
+    /// ([`Authenticator::settle_pass_through`]). Throttling has already been applied.
+    PassThrough {
+        /// The name as the client gave it.
+        user: String,
+        /// The client's password.
+        secret: Secret,
+        /// The login's record here, if any (2FA off).
+        principal: Option<Arc<Principal>>,
+    },
+    /// The upstream accepted a passed-through login (and the mailbox's rules, if it has
+    /// one here, allow it): the session relays the connection it opened.
+    Passed {
+        /// The mailbox, if Sentinella holds one for the name.
+        mailbox: Option<Arc<Mailbox>>,
+    },
+}
+
+/// What the upstream answered to a passed-through login.
+#[derive(Debug)]
+pub enum UpstreamAnswer {
+    /// It logged the client in.
+    Accepted,
+    /// It refused the credentials.
+    Refused,
+    /// It could not be asked (down, timed out, broke the protocol).
+    Unavailable(String),
 }
 
 /// The result of a check, with what the access history records.
@@ -192,19 +224,27 @@ impl Verdict {
         self
     }
 
-    /// Whether the client may proceed to the upstream login.
+    /// Whether the client may proceed (to the upstream login, or — passed through — to
+    /// the relay).
     pub fn is_accepted(&self) -> bool {
-        matches!(self.result, LoginResult::Accepted { .. })
+        matches!(
+            self.result,
+            LoginResult::Accepted { .. } | LoginResult::Passed { .. }
+        )
     }
 
     /// The decision as the policy states it.
     pub fn outcome(&self) -> Outcome {
         match &self.result {
-            LoginResult::Accepted { .. } => Outcome::Accepted,
+            LoginResult::Accepted { .. } | LoginResult::Passed { .. } => Outcome::Accepted,
             LoginResult::Refused { reason, .. } => Outcome::Refused(reason.clone()),
             LoginResult::TemporaryFailure { reason, .. } => {
                 Outcome::TemporaryFailure(reason.clone())
             }
+            // Never recorded unsettled; should it be, it reads as what it is.
+            LoginResult::PassThrough { .. } => Outcome::TemporaryFailure(
+                Reason::UpstreamUnavailable("passed to upstream; no answer".into()),
+            ),
         }
     }
 
@@ -213,7 +253,9 @@ impl Verdict {
         match &self.result {
             LoginResult::Accepted { mailbox, .. } => Some(mailbox),
             LoginResult::Refused { mailbox, .. }
-            | LoginResult::TemporaryFailure { mailbox, .. } => mailbox.as_ref(),
+            | LoginResult::TemporaryFailure { mailbox, .. }
+            | LoginResult::Passed { mailbox } => mailbox.as_ref(),
+            LoginResult::PassThrough { principal, .. } => principal.as_ref().map(|p| &p.mailbox),
         }
     }
 
@@ -450,6 +492,31 @@ impl Authenticator {
             } => (name, principal, key),
         };
         let login = printable(&creds.login);
+        if ctx.pass_through
+            && principal
+                .as_ref()
+                .is_none_or(|p| !p.mailbox.two_factor_on())
+        {
+            // The upstream checks main passwords: no hash here, the client's own
+            // credentials go on (the throttle has let them).
+            let credential = if principal.is_some() {
+                CredentialKind::Main
+            } else {
+                CredentialKind::Unknown
+            };
+            return Verdict {
+                login,
+                credential,
+                app_password: None,
+                result: LoginResult::PassThrough {
+                    user: creds.login.clone(),
+                    secret: creds.secret.clone(),
+                    principal,
+                },
+                grant: None,
+                rehash: None,
+            };
+        }
         let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
         let name_for_rehash = name.clone();
         let this = Arc::clone(self);
@@ -565,8 +632,13 @@ impl Authenticator {
         // A cache hit proves the client knows the current secret and costs no hashing, so
         // it is not throttled: an attack on a name (or from a shared address) never locks
         // out the owner's already-verified mail clients.
+        // Under pass-through the upstream, not a cached local check, decides a main
+        // password.
         if let (Some(p), Some(k)) = (&principal, &key)
-            && let Some(matched) = self.cache.get(k)
+            && let Some(matched) = self
+                .cache
+                .get(k)
+                .filter(|m| !(ctx.pass_through && *m == Matched::Main))
         {
             crate::metrics::METRICS
                 .cache_hits
@@ -736,8 +808,13 @@ impl Authenticator {
     /// Writes the attempt to the access history; returns once it is durable. A failure
     /// to write is logged, never shown to the client.
     pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
-        let (result, reason) = verdict.outcome().recorded();
+        let passed = matches!(verdict.result, LoginResult::Passed { .. });
+        let (result, reason) = match verdict.outcome().recorded() {
+            (r, None) if passed => (r, Some(PASSED_ACCEPTED.to_owned())),
+            other => other,
+        };
         let kind = match verdict.outcome() {
+            Outcome::Accepted if passed => "passed_to_upstream",
             Outcome::Accepted => "none",
             Outcome::Refused(r) | Outcome::TemporaryFailure(r) => r.kind(),
         };
@@ -760,6 +837,79 @@ impl Authenticator {
         if let Some(b) = block {
             tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
             self.history.record(b, None, None).await;
+        }
+    }
+
+    /// Settles a [`LoginResult::PassThrough`] verdict with the upstream's answer to the
+    /// client's own credentials. Accepted there: accepted here too if the mailbox (when
+    /// Sentinella holds one) allows it by its other rules (protocol, plan) — and watched
+    /// like a main-password session, so turning 2FA on ends it. Refused there: the one
+    /// refusal, counted by the throttle like a wrong password. Unreachable: a temporary
+    /// failure.
+    pub fn settle_pass_through(
+        &self,
+        ctx: &LoginContext,
+        verdict: &mut Verdict,
+        answer: UpstreamAnswer,
+    ) {
+        let placeholder = LoginResult::Passed { mailbox: None };
+        let LoginResult::PassThrough {
+            user,
+            secret,
+            principal,
+        } = std::mem::replace(&mut verdict.result, placeholder)
+        else {
+            return;
+        };
+        let name = normalize_login(&user).unwrap_or(user);
+        let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
+        verdict.result = match answer {
+            UpstreamAnswer::Accepted => {
+                let refused = principal.as_ref().and_then(|p| {
+                    match self
+                        .decide(ctx, Some(&p.mailbox), Matched::Main, now())
+                        .outcome
+                    {
+                        Outcome::Accepted => None,
+                        Outcome::Refused(r) | Outcome::TemporaryFailure(r) => Some(r),
+                    }
+                });
+                match refused {
+                    Some(reason) => LoginResult::Refused {
+                        reason,
+                        mailbox,
+                        block: None,
+                    },
+                    None => {
+                        self.throttle.success(ctx.peer, &name);
+                        LoginResult::Passed { mailbox }
+                    }
+                }
+            }
+            UpstreamAnswer::Refused => {
+                let decision = Decision::refuse(Reason::RefusedByUpstream, verdict.credential);
+                let block = self.count_failure(ctx, &name, &secret, &decision);
+                LoginResult::Refused {
+                    reason: Reason::RefusedByUpstream,
+                    mailbox,
+                    block,
+                }
+            }
+            UpstreamAnswer::Unavailable(why) => LoginResult::TemporaryFailure {
+                reason: Reason::UpstreamUnavailable(why),
+                mailbox,
+            },
+        };
+        if let (true, Some(p)) = (verdict.is_accepted(), &principal) {
+            verdict.grant = Some(Grant {
+                mailbox_id: p.mailbox.id,
+                login: name,
+                hash: p.hash.clone(),
+                serial: p.serial,
+                matched: Matched::Main,
+                protocol: ctx.protocol,
+                listener: ctx.kind,
+            });
         }
     }
 
@@ -1096,6 +1246,7 @@ mod tests {
             protocol: Protocol::Imap,
             peer: "127.0.0.1".parse().unwrap(),
             needs_upstream_secret: false,
+            pass_through: false,
         }
     }
 
@@ -1495,6 +1646,7 @@ mod tests {
                 protocol,
                 peer: "127.0.0.1".parse().unwrap(),
                 needs_upstream_secret: false,
+                pass_through: false,
             }
         }
 

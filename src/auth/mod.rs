@@ -21,8 +21,8 @@ pub(crate) mod sessions;
 pub(crate) mod throttle;
 
 pub use authenticator::{
-    AuthSettings, Authenticator, LoginContext, LoginResult, OwnerCheck, SNAPSHOT_POLL, Verdict,
-    WEB_LISTENER, now,
+    AuthSettings, Authenticator, LoginContext, LoginResult, OwnerCheck, SNAPSHOT_POLL,
+    UpstreamAnswer, Verdict, WEB_LISTENER, now,
 };
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};

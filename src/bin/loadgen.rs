@@ -294,6 +294,7 @@ impl LoginLoop {
             protocol: sentinella::policy::Protocol::Imap,
             peer: "127.0.0.1".parse().unwrap(),
             needs_upstream_secret: false,
+            pass_through: false,
         };
         let creds = |password: &str| {
             Credentials::from_wire(

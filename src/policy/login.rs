@@ -96,7 +96,14 @@ pub enum Reason {
     Malformed(&'static str),
     /// The store could not be read: a temporary failure, never "authentication failed".
     StoreUnavailable(String),
+    /// Passed to the upstream (`main_password = "upstream"`), which refused it.
+    RefusedByUpstream,
 }
+
+/// The history's reason for a login the upstream refused after it was passed on.
+pub const PASSED_REFUSED: &str = "passed to upstream: refused there";
+/// The history's reason for a login the upstream accepted after it was passed on.
+pub const PASSED_ACCEPTED: &str = "passed to upstream: accepted there";
 
 impl Reason {
     /// A short, bounded name for metrics labels.
@@ -117,6 +124,7 @@ impl Reason {
             Reason::UpstreamUnavailable(_) => "upstream_unavailable",
             Reason::Malformed(_) => "malformed",
             Reason::StoreUnavailable(_) => "store_unavailable",
+            Reason::RefusedByUpstream => "refused_by_upstream",
         }
     }
 }
@@ -147,6 +155,7 @@ impl fmt::Display for Reason {
             Reason::Throttled(why) => write!(f, "throttled: {why}"),
             Reason::Overloaded => f.write_str("password verification saturated; try again later"),
             Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
+            Reason::RefusedByUpstream => f.write_str(PASSED_REFUSED),
             Reason::Malformed(why) => write!(f, "malformed credentials: {why}"),
             Reason::StoreUnavailable(why) => write!(f, "store unavailable: {why}"),
         }

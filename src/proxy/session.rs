@@ -14,9 +14,9 @@ use tokio::time::{Instant, timeout_at};
 
 use super::relay::{RelayEnd, relay};
 use super::stream::Conn;
-use super::upstream::{self, Origin, UpstreamError, within};
+use super::upstream::{self, Origin, UpstreamCredential, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
-use crate::auth::{LoginContext, LoginResult, Verdict};
+use crate::auth::{LoginContext, LoginResult, UpstreamAnswer, Verdict};
 use crate::config::{LimitsConfig, ListenerTls, UpstreamLogin};
 use crate::policy::Protocol;
 use crate::policy::login::{ListenerKind, Outcome};
@@ -132,6 +132,8 @@ fn context(listener: &ListenerRuntime, peer: SocketAddr) -> LoginContext {
         protocol: listener.config.protocol,
         peer: peer.ip(),
         needs_upstream_secret: matches!(listener.upstream.config.login, UpstreamLogin::Stored),
+        pass_through: listener.upstream.config.main_password
+            == crate::config::MainPassword::Upstream,
     }
 }
 
@@ -158,19 +160,16 @@ async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Fronte
     }
 }
 
-/// Logs in upstream as `mailbox`.
+/// Logs in upstream as `user` with `credential` (the proxy's: master or the mailbox's
+/// stored secret; or, passed through, the client's own).
 async fn login_upstream(
     listener: &ListenerRuntime,
     shared: &Shared,
-    mailbox: &str,
-    upstream_secret: Option<crate::secret::Secret>,
+    user: &str,
+    credential: &UpstreamCredential,
     client_name: Option<&str>,
     origin: &Origin,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
-    let credential = listener
-        .upstream
-        .credential(upstream_secret)
-        .ok_or_else(|| UpstreamError::Protocol("no upstream credential".into()))?;
     let timeout = LimitsConfig::duration(shared.limits.load().upstream_timeout);
     let protocol = listener.config.protocol;
     let started = std::time::Instant::now();
@@ -179,14 +178,22 @@ async fn login_upstream(
         upstream::login(
             protocol,
             &listener.upstream,
-            mailbox,
-            &credential,
+            user,
+            credential,
             client_name,
             Some(origin),
         ),
     )
     .await;
-    let error = result.as_ref().err().map(UpstreamError::kind);
+    // A passed-through password the upstream refuses is the client's mistake, not an
+    // upstream failure.
+    let client_refused = matches!(credential, UpstreamCredential::Client(_))
+        && matches!(result, Err(UpstreamError::LoginRefused(_)));
+    let error = result
+        .as_ref()
+        .err()
+        .filter(|_| !client_refused)
+        .map(UpstreamError::kind);
     crate::metrics::METRICS.upstream(protocol, started.elapsed(), error);
     result
 }
@@ -262,39 +269,78 @@ where
                 }
                 Action::Authenticate(creds) => {
                     let mut verdict = shared.auth.check(&ctx, creds).await;
-                    if let LoginResult::Accepted {
-                        mailbox,
-                        upstream_secret,
-                    } = &mut verdict.result
-                    {
-                        let (mailbox, secret) = (Arc::clone(mailbox), upstream_secret.take());
-                        let client_name = fe.client_name().map(str::to_owned);
-                        match login_upstream(
-                            listener,
-                            shared,
-                            &mailbox.address,
-                            secret,
-                            client_name.as_deref(),
-                            &origin,
-                        )
-                        .await
-                        {
-                            Ok((mut upstream, caps, leftover)) => {
-                                log_verdict(&verdict);
-                                shared.auth.record(&ctx, &verdict).await;
-                                let (ok, pipelined) = fe.login_accepted(&caps);
-                                client.write_all(&ok).await.map_err(io_end)?;
-                                client.write_all(&leftover).await.map_err(io_end)?;
-                                client.flush().await.map_err(io_end)?;
-                                upstream.write_all(&pipelined).await.map_err(io_end)?;
-                                return Ok(LoggedIn {
-                                    client,
-                                    upstream,
-                                    verdict,
+                    let client_name = fe.client_name().map(str::to_owned);
+                    let mut logged_in = None;
+                    match &mut verdict.result {
+                        LoginResult::Accepted {
+                            mailbox,
+                            upstream_secret,
+                        } => {
+                            let mailbox = Arc::clone(mailbox);
+                            let credential = listener
+                                .upstream
+                                .credential(upstream_secret.take())
+                                .ok_or_else(|| {
+                                    UpstreamError::Protocol("no upstream credential".into())
                                 });
+                            let up = match credential {
+                                Ok(c) => {
+                                    let (name, origin) = (client_name.as_deref(), &origin);
+                                    login_upstream(
+                                        listener,
+                                        shared,
+                                        &mailbox.address,
+                                        &c,
+                                        name,
+                                        origin,
+                                    )
+                                    .await
+                                }
+                                Err(e) => Err(e),
+                            };
+                            match up {
+                                Ok(up) => logged_in = Some(up),
+                                Err(e) => verdict.upstream_failed(e.to_string()),
                             }
-                            Err(e) => verdict.upstream_failed(e.to_string()),
                         }
+                        LoginResult::PassThrough { user, secret, .. } => {
+                            // The upstream checks the client's own name and password.
+                            let user = user.clone();
+                            let credential = UpstreamCredential::Client(secret.clone());
+                            let up = login_upstream(
+                                listener,
+                                shared,
+                                &user,
+                                &credential,
+                                client_name.as_deref(),
+                                &origin,
+                            )
+                            .await;
+                            let answer = match &up {
+                                Ok(_) => UpstreamAnswer::Accepted,
+                                Err(UpstreamError::LoginRefused(_)) => UpstreamAnswer::Refused,
+                                Err(e) => UpstreamAnswer::Unavailable(e.to_string()),
+                            };
+                            shared.auth.settle_pass_through(&ctx, &mut verdict, answer);
+                            // Refused by the mailbox's own rules after the upstream said
+                            // yes: that connection is dropped unused.
+                            logged_in = up.ok().filter(|_| verdict.is_accepted());
+                        }
+                        _ => {}
+                    }
+                    if let Some((mut upstream, caps, leftover)) = logged_in {
+                        log_verdict(&verdict);
+                        shared.auth.record(&ctx, &verdict).await;
+                        let (ok, pipelined) = fe.login_accepted(&caps);
+                        client.write_all(&ok).await.map_err(io_end)?;
+                        client.write_all(&leftover).await.map_err(io_end)?;
+                        client.flush().await.map_err(io_end)?;
+                        upstream.write_all(&pipelined).await.map_err(io_end)?;
+                        return Ok(LoggedIn {
+                            client,
+                            upstream,
+                            verdict,
+                        });
                     }
                     log_verdict(&verdict);
                     shared.auth.record(&ctx, &verdict).await;

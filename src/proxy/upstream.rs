@@ -75,6 +75,9 @@ pub enum UpstreamCredential {
     },
     /// The mailbox's own upstream secret.
     Stored(Secret),
+    /// The client's own password, passed through (`main_password = "upstream"`): the
+    /// same plain login as a stored secret, with the name the client gave.
+    Client(Secret),
 }
 
 /// One configured upstream, ready to connect.
@@ -369,7 +372,7 @@ pub async fn pop3_login(
                 .await
                 .map_err(refused)?;
         }
-        UpstreamCredential::Stored(secret) => {
+        UpstreamCredential::Stored(secret) | UpstreamCredential::Client(secret) => {
             conn.write_all(format!("USER {}\r\n", single_line(user)?).as_bytes())
                 .await?;
             pop3_ok(&mut conn, &mut reader, "USER")
@@ -496,7 +499,9 @@ pub async fn smtp_login(
             user: master,
             password,
         } => sasl_plain(user, master, password),
-        UpstreamCredential::Stored(secret) => sasl_plain("", user, secret),
+        UpstreamCredential::Stored(secret) | UpstreamCredential::Client(secret) => {
+            sasl_plain("", user, secret)
+        }
     };
     let cmd = Secret::new(format!("AUTH PLAIN {}\r\n", blob.expose()));
     conn.write_all(cmd.expose().as_bytes()).await?;
@@ -645,11 +650,13 @@ pub async fn imap_login(
             "S1 AUTHENTICATE PLAIN {}\r\n",
             sasl_plain(user, master, password).expose()
         )),
-        UpstreamCredential::Stored(secret) => Secret::new(format!(
-            "S1 LOGIN {} {}\r\n",
-            imap_quoted(user)?,
-            imap_quoted(secret.expose())?
-        )),
+        UpstreamCredential::Stored(secret) | UpstreamCredential::Client(secret) => {
+            Secret::new(format!(
+                "S1 LOGIN {} {}\r\n",
+                imap_quoted(user)?,
+                imap_quoted(secret.expose())?
+            ))
+        }
     };
     conn.write_all(command.expose().as_bytes()).await?;
     drop(command);

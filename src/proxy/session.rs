@@ -435,6 +435,7 @@ mod tests {
             tls_name: None,
             login: UpstreamLogin::Stored,
             forward_client: false,
+            main_password: crate::config::MainPassword::Local,
         };
         let listener = ListenerRuntime {
             config: ListenerConfig {

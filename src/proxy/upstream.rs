@@ -744,6 +744,7 @@ mod wire_tests {
             tls_name: None,
             login: UpstreamLogin::Stored,
             forward_client: false,
+            main_password: crate::config::MainPassword::Local,
         };
         Upstream::new(config, None, None)
     }

@@ -78,6 +78,14 @@ enum Cmd {
         /// Send a different wrong password on every attempt (an attack).
         #[arg(long)]
         wrong: bool,
+        /// Log in as this many users in turn: `{i}` in --user is replaced by the
+        /// attempt's number modulo N (the scale benchmark's working set).
+        #[arg(long, default_value_t = 0)]
+        spread: u64,
+        /// Only the TLS handshake and the greeting, then close (the floor a login is
+        /// compared with).
+        #[arg(long)]
+        greeting_only: bool,
     },
     /// FETCH one message (UID 1 of INBOX) repeatedly; reports MB/s.
     Fetch {
@@ -495,14 +503,22 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn run(
-    target: Target,
-    proto: Proto,
-    concurrency: usize,
-    duration: u64,
+/// How `run` drives each connection.
+#[derive(Clone, Copy)]
+struct Mode {
     sources: u32,
     wrong: bool,
-) {
+    spread: u64,
+    greeting_only: bool,
+}
+
+async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mode: Mode) {
+    let Mode {
+        sources,
+        wrong,
+        spread,
+        greeting_only,
+    } = mode;
     let config = tls_config(&target.cafile);
     let deadline = Instant::now() + Duration::from_secs(duration.min(600));
     let counter = Arc::new(AtomicU64::new(0));
@@ -524,11 +540,21 @@ async fn run(
                 } else {
                     target.password.clone()
                 };
+                let user = if spread > 0 {
+                    target.user.replace("{i}", &(attempt % spread).to_string())
+                } else {
+                    target.user.clone()
+                };
                 let t = Instant::now();
                 let result = async {
                     let tcp = connect(target.addr, source).await?;
                     let stream = tls(tcp, &config).await?;
-                    session(proto, stream, &target.user, &password).await
+                    if greeting_only {
+                        let mut r = BufReader::new(stream);
+                        line(&mut r).await?;
+                        return Ok(true);
+                    }
+                    session(proto, stream, &user, &password).await
                 }
                 .await;
                 match result {
@@ -723,9 +749,17 @@ fn main() {
                 duration,
                 sources,
                 wrong,
+                spread,
+                greeting_only,
             } => {
                 loopback(target.addr.ip()).unwrap();
-                run(target, protocol, concurrency, duration, sources, wrong).await;
+                let mode = Mode {
+                    sources,
+                    wrong,
+                    spread,
+                    greeting_only,
+                };
+                run(target, protocol, concurrency, duration, mode).await;
             }
             Cmd::Fetch {
                 target,

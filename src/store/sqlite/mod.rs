@@ -262,7 +262,8 @@ impl PrincipalSource for SqliteStore {
     fn change_mark(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
     }
     fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
         mailboxes::login(&self.conn, login)

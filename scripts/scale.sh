@@ -150,7 +150,7 @@ EOF
           --password "$PW" --protocol imap --spread "$set_size" "$@"; }
   # Warm: every mailbox of the working set logs in once (argon2id each), then measure.
   # (Dovecot's login path, not the proxy, limits this to ~120 logins/s here.)
-  lg --concurrency 8 --duration $(( set_size / 90 + 5 )) > "$s/warm.json"
+  lg --concurrency 8 --duration $(( set_size / 70 + 10 )) > "$s/warm.json"
   cpu0=$(cpu_s $SPID); hist0=$(thread_cpu_s $SPID history)
   lg --concurrency 8 --duration "$DURATION" > "$s/run.json"
   cpu1=$(cpu_s $SPID); hist1=$(thread_cpu_s $SPID history)

@@ -166,17 +166,25 @@ impl Manager {
         now: Timestamp,
     ) -> Result<Imported, ManageError> {
         let locale = self.settings.load().locale();
+        if lines.len() > 10_000 {
+            self.store.prepare_bulk()?;
+        }
         let mut tx = self.store.begin()?;
         let mut out = Imported::default();
         for l in lines {
-            let existing = tx.mailbox(&l.address)?;
-            let Some(mut m) = existing else {
-                if let Some(other) = tx.login(&l.address)? {
+            // The name's login first (one primary-key read): most lines of a first
+            // import are new names.
+            let existing = match tx.login(&l.address)? {
+                None => None,
+                Some(e) if !e.is_user => Some(e.mailbox),
+                Some(other) => {
                     return Err(ManageError::Import(vec![format!(
                         "line {}: {} is a multi-user account of {}",
                         l.line, l.address, other.mailbox.address
                     )]));
                 }
+            };
+            let Some(mut m) = existing else {
                 let mut m = Mailbox::new(
                     l.address.clone(),
                     l.plan.unwrap_or(plan),

@@ -152,6 +152,11 @@ pub trait Transaction: Reader {
 pub trait ManageStore: Reader + Send {
     /// Starts one action's transaction, taking the write lock first.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError>;
+    /// A bulk load follows (an import of many mailboxes): the backend may spend more
+    /// memory on this connection to keep it fast.
+    fn prepare_bulk(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One entry of the change feed: mailbox `mailbox_id` changed (to `version`; `None` when

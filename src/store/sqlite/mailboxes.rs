@@ -10,15 +10,18 @@ use crate::policy::totp::DeviceSecret;
 use crate::policy::{Mailbox, Plan, ProtocolSet};
 use crate::store::{LoginEntry, StoreError, UserAccount};
 
+/// A mailbox row with its own login's hash. The hash is a correlated subquery, not a
+/// join: SQLite marks a join on a bound address as depending on the value bound, so a
+/// cached statement would be prepared again on every use (checked with
+/// `StatementStatus::RePrepare` in the tests below).
 const MAILBOX_COLUMNS: &str = "m.id, m.address, m.plan, m.contact, m.protocols, m.migration, m.version, \
      m.device_secret, m.device_last_step, m.device_since, m.pending_secret, m.pending_purpose, m.pending_since, \
-     l.password_hash";
+     (SELECT l.password_hash FROM logins l WHERE l.mailbox_id = m.id AND l.kind = 'mailbox')";
 
 const APP_COLUMNS: &str = "id, mailbox_id, name, selector, scope, hash, created_at, expires_at, postponed, \
      last_used_at, last_client, last_protocol, last_listener, next_reminder_at";
 
-const MAILBOX_FROM: &str =
-    "FROM mailboxes m JOIN logins l ON l.mailbox_id = m.id AND l.kind = 'mailbox'";
+const MAILBOX_FROM: &str = "FROM mailboxes m";
 
 /// The raw columns of one mailbox row, read inside rusqlite's row closure and converted
 /// outside it, where our own error type can be used.
@@ -167,12 +170,18 @@ fn app_passwords(
     mailbox_id: Option<i64>,
 ) -> Result<Vec<(i64, AppPassword)>, StoreError> {
     let rows = match mailbox_id {
-        Some(id) => conn
-            .prepare_cached(&format!(
-                "SELECT {APP_COLUMNS} FROM app_passwords WHERE mailbox_id = ?1 ORDER BY id"
-            ))?
-            .query_map([id], AppRow::read)?
-            .collect::<Result<Vec<_>, _>>()?,
+        // Sorted here, not by SQL: SQLite ties an ORDER BY over this table's indexes to
+        // the value bound, and would prepare the cached statement again on every use.
+        Some(id) => {
+            let mut rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {APP_COLUMNS} FROM app_passwords WHERE mailbox_id = ?1"
+                ))?
+                .query_map([id], AppRow::read)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|r| r.id);
+            rows
+        }
         None => conn
             .prepare_cached(&format!(
                 "SELECT {APP_COLUMNS} FROM app_passwords ORDER BY id"
@@ -230,25 +239,31 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<Mailbox>, StoreError> {
 }
 
 pub(super) fn insert(conn: &Connection, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
-    let inserted = conn.execute(
-        "INSERT INTO mailboxes (address, plan, contact, protocols, migration, version, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![m.address, m.plan.as_str(), m.contact, i64::from(m.protocols.bits()), m.migration, m.version, secs(now)],
-    );
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO mailboxes (address, plan, contact, protocols, migration, version, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        )?
+        .execute(params![m.address, m.plan.as_str(), m.contact, i64::from(m.protocols.bits()), m.migration, m.version, secs(now)]);
     match inserted {
         Err(e) if is_unique_violation(&e) => return Err(StoreError::LoginTaken(m.address.clone())),
         other => other?,
     };
     let id = conn.last_insert_rowid();
-    let login = conn.execute(
-        "INSERT INTO logins (login, mailbox_id, kind, password_hash, created_at) VALUES (?1, ?2, 'mailbox', ?3, ?4)",
-        params![m.address, id, m.password_hash, secs(now)],
-    );
+    let login = conn
+        .prepare_cached(
+            "INSERT INTO logins (login, mailbox_id, kind, password_hash, created_at) VALUES (?1, ?2, 'mailbox', ?3, ?4)",
+        )?
+        .execute(params![m.address, id, m.password_hash, secs(now)]);
     match login {
         Err(e) if is_unique_violation(&e) => return Err(StoreError::LoginTaken(m.address.clone())),
         other => other?,
     };
-    save(conn, &Mailbox { id, ..m.clone() }, now)?;
+    // The rest of the row (2FA device, app passwords) only when there is any: a new
+    // mailbox usually has none, and an import adds a million of them.
+    if m.device.is_some() || m.pending_device.is_some() || !m.app_passwords.is_empty() {
+        save(conn, &Mailbox { id, ..m.clone() }, now)?;
+    }
     Ok(id)
 }
 
@@ -523,4 +538,38 @@ pub(super) fn rehash(
     };
     super::feed::record(conn, mailbox_id)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookup_statements_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let conn = &store.conn;
+        let hash = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+        for i in 0..3 {
+            let m = Mailbox::new(format!("u{i}@b.it"), Plan::Standard, None, hash.into());
+            insert(conn, &m, Timestamp::UNIX_EPOCH).unwrap();
+        }
+        for _ in 0..2 {
+            for i in 0..3 {
+                assert!(login(conn, &format!("u{i}@b.it")).unwrap().is_some());
+                assert!(by_address(conn, &format!("u{i}@b.it")).unwrap().is_some());
+            }
+        }
+        let by =
+            |condition: &str| format!("SELECT {MAILBOX_COLUMNS} {MAILBOX_FROM} WHERE {condition}");
+        let apps = format!("SELECT {APP_COLUMNS} FROM app_passwords WHERE mailbox_id = ?1");
+        for sql in [by("m.address = ?1"), by("m.id = ?1"), apps] {
+            let st = conn.prepare_cached(&sql).unwrap();
+            assert_eq!(
+                st.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "prepared again on use: {sql}"
+            );
+        }
+    }
 }

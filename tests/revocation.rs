@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::held::Held;
+use common::held::{Held, noop_answered};
 use common::rig::{ADDR, MAIN, Rig, rig};
 use common::servers::Proxy;
 use common::{code, secret_from_uri};
@@ -164,18 +164,11 @@ fn pop3_and_smtp_sessions_end_with_their_protocols_last_word_and_postpone_ends_n
     let held = Held::open(p, "imap", &password, &["--noop-after", "2", "--hold", "4"]);
     p.ok(&["app-password", "postpone", ADDR], None);
     let report = held.finish();
-    assert_eq!(report["noop"], "sent", "{report}");
-    let lines: Vec<&str> = report["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
     assert!(
-        lines.iter().any(|l| l.starts_with("n1 OK")),
+        noop_answered(&report),
         "NOOP answered after postpone: {report}"
     );
-    assert!(!lines.iter().any(|l| l.contains("BYE")), "{report}");
+    assert!(!report["lines"].to_string().contains("BYE"), "{report}");
 
     // A new contact address ends nothing either; deactivation then ends POP3 and SMTP.
     let pop = Held::open(p, "pop3", &password, &["--noop-after", "2"]);

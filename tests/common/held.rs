@@ -82,3 +82,13 @@ impl Drop for Held {
         let _ = self.child.wait();
     }
 }
+
+/// Whether a report's session answered the NOOP sent with `--noop-after` (it went on).
+#[allow(dead_code)] // not every test binary asks
+pub fn noop_answered(report: &Value) -> bool {
+    report["noop"] == "sent"
+        && report["lines"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|l| l.as_str().unwrap_or("").contains("OK NOOP"))
+        })
+}

@@ -18,6 +18,7 @@ SIZES=${SIZES:-"1000 100000 1000000"}
 DURATION=${DURATION:-10}
 WORKING_SET=${WORKING_SET:-10000}
 
+command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
 cargo build --release --quiet
 BIN=$PWD/target/release/sentinella
 LOADGEN=$PWD/target/release/sentinella-loadgen

@@ -14,6 +14,7 @@
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
 
 pub mod records;
+pub(crate) mod rows;
 pub(crate) mod sealed;
 pub mod sqlite;
 

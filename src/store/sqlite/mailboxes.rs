@@ -4,10 +4,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{is_unique_violation, secs, ts};
-use crate::policy::app_password::{AppPassword, LastUse};
-use crate::policy::mailbox::{Device, PendingDevice};
-use crate::policy::totp::DeviceSecret;
-use crate::policy::{Mailbox, Plan, ProtocolSet};
+use crate::policy::Mailbox;
+use crate::policy::app_password::AppPassword;
+use crate::store::rows::{AppRow, MailboxRow};
 use crate::store::{LoginEntry, StoreError, UserAccount};
 
 /// A mailbox row with its own login's hash. The hash is a correlated subquery, not a
@@ -23,145 +22,35 @@ const APP_COLUMNS: &str = "id, mailbox_id, name, selector, scope, hash, created_
 
 const MAILBOX_FROM: &str = "FROM mailboxes m";
 
-/// The raw columns of one mailbox row, read inside rusqlite's row closure and converted
-/// outside it, where our own error type can be used.
-struct MailboxRow {
-    id: i64,
-    address: String,
-    plan: String,
-    contact: Option<String>,
-    protocols: i64,
-    migration: bool,
-    version: i64,
-    device: (Option<Vec<u8>>, Option<i64>, Option<i64>),
-    pending: (Option<Vec<u8>>, Option<String>, Option<i64>),
-    password_hash: String,
+fn mailbox_row(r: &Row<'_>) -> rusqlite::Result<MailboxRow> {
+    Ok(MailboxRow {
+        id: r.get(0)?,
+        address: r.get(1)?,
+        plan: r.get(2)?,
+        contact: r.get(3)?,
+        protocols: r.get(4)?,
+        migration: r.get(5)?,
+        version: r.get(6)?,
+        device: (r.get(7)?, r.get(8)?, r.get(9)?),
+        pending: (r.get(10)?, r.get(11)?, r.get(12)?),
+        password_hash: r.get(13)?,
+    })
 }
 
-impl MailboxRow {
-    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(MailboxRow {
-            id: r.get(0)?,
-            address: r.get(1)?,
-            plan: r.get(2)?,
-            contact: r.get(3)?,
-            protocols: r.get(4)?,
-            migration: r.get(5)?,
-            version: r.get(6)?,
-            device: (r.get(7)?, r.get(8)?, r.get(9)?),
-            pending: (r.get(10)?, r.get(11)?, r.get(12)?),
-            password_hash: r.get(13)?,
-        })
-    }
-
-    fn into_mailbox(self) -> Result<Mailbox, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("mailbox {}: {what}", self.address));
-        let plan: Plan = self.plan.parse().map_err(|_| corrupt("plan"))?;
-        let protocols =
-            ProtocolSet::from_bits(u8::try_from(self.protocols).map_err(|_| corrupt("protocols"))?);
-        let device = match self.device {
-            (Some(secret), last, Some(since)) => Some(Device {
-                secret: DeviceSecret::from_bytes(secret),
-                last_step: last
-                    .map(|s| u64::try_from(s).map_err(|_| corrupt("device_last_step")))
-                    .transpose()?,
-                associated_at: ts(since)?,
-            }),
-            (None, _, _) => None,
-            _ => return Err(corrupt("device")),
-        };
-        let pending_device = match self.pending {
-            (Some(secret), Some(purpose), Some(since)) => Some(PendingDevice {
-                secret: DeviceSecret::from_bytes(secret),
-                purpose: purpose.parse()?,
-                since: ts(since)?,
-            }),
-            (None, _, _) => None,
-            _ => return Err(corrupt("pending device")),
-        };
-        Ok(Mailbox {
-            id: self.id,
-            address: self.address,
-            plan,
-            contact: self.contact,
-            protocols,
-            migration: self.migration,
-            password_hash: self.password_hash,
-            device,
-            pending_device,
-            app_passwords: Vec::new(),
-            version: self.version,
-        })
-    }
-}
-
-/// The raw columns of one app password row.
-struct AppRow {
-    id: i64,
-    mailbox_id: i64,
-    name: String,
-    selector: Option<String>,
-    scope: Option<i64>,
-    hash: String,
-    created_at: i64,
-    expires_at: i64,
-    postponed: i64,
-    last: (Option<i64>, Option<String>, Option<String>, Option<String>),
-    next_reminder_at: Option<i64>,
-}
-
-impl AppRow {
-    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(AppRow {
-            id: r.get(0)?,
-            mailbox_id: r.get(1)?,
-            name: r.get(2)?,
-            selector: r.get(3)?,
-            scope: r.get(4)?,
-            hash: r.get(5)?,
-            created_at: r.get(6)?,
-            expires_at: r.get(7)?,
-            postponed: r.get(8)?,
-            last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
-            next_reminder_at: r.get(13)?,
-        })
-    }
-
-    fn into_app_password(self) -> Result<(i64, AppPassword), StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("app password {}: {what}", self.id));
-        let scope = self
-            .scope
-            .map(|b| {
-                u8::try_from(b)
-                    .map(ProtocolSet::from_bits)
-                    .map_err(|_| corrupt("scope"))
-            })
-            .transpose()?;
-        let last_use = match self.last {
-            (Some(at), Some(client), Some(protocol), Some(listener)) => Some(LastUse {
-                at: ts(at)?,
-                client,
-                protocol: protocol.parse().map_err(|_| corrupt("last_protocol"))?,
-                listener,
-            }),
-            _ => None,
-        };
-        Ok((
-            self.mailbox_id,
-            AppPassword {
-                id: self.id,
-                name: self.name,
-                selector: self.selector,
-                scope,
-                hash: self.hash,
-                created_at: ts(self.created_at)?,
-                expires_at: ts(self.expires_at)?,
-                postponed: u32::try_from(self.postponed).map_err(|_| corrupt("postponed"))?,
-                last_use,
-                next_reminder_at: self.next_reminder_at.map(ts).transpose()?,
-            },
-        ))
-    }
+fn app_row(r: &Row<'_>) -> rusqlite::Result<AppRow> {
+    Ok(AppRow {
+        id: r.get(0)?,
+        mailbox_id: r.get(1)?,
+        name: r.get(2)?,
+        selector: r.get(3)?,
+        scope: r.get(4)?,
+        hash: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        postponed: r.get(8)?,
+        last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+        next_reminder_at: r.get(13)?,
+    })
 }
 
 /// The app passwords of one mailbox (`Some`) or of all (`None`), with their mailbox ids.
@@ -177,7 +66,7 @@ fn app_passwords(
                 .prepare_cached(&format!(
                     "SELECT {APP_COLUMNS} FROM app_passwords WHERE mailbox_id = ?1"
                 ))?
-                .query_map([id], AppRow::read)?
+                .query_map([id], app_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.sort_by_key(|r| r.id);
             rows
@@ -186,7 +75,7 @@ fn app_passwords(
             .prepare_cached(&format!(
                 "SELECT {APP_COLUMNS} FROM app_passwords ORDER BY id"
             ))?
-            .query_map([], AppRow::read)?
+            .query_map([], app_row)?
             .collect::<Result<Vec<_>, _>>()?,
     };
     rows.into_iter().map(AppRow::into_app_password).collect()
@@ -200,7 +89,7 @@ fn where_one(
     let sql = format!("SELECT {MAILBOX_COLUMNS} {MAILBOX_FROM} WHERE {condition}");
     let Some(mut m) = conn
         .prepare_cached(&sql)?
-        .query_row([key], MailboxRow::read)
+        .query_row([key], mailbox_row)
         .optional()?
         .map(MailboxRow::into_mailbox)
         .transpose()?
@@ -222,7 +111,7 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<Mailbox>, StoreError> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} {MAILBOX_FROM} ORDER BY m.address");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map([], MailboxRow::read)?
+        .query_map([], mailbox_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut apps: std::collections::HashMap<i64, Vec<AppPassword>> =
         std::collections::HashMap::new();

@@ -46,9 +46,7 @@ fn secs(ts: Timestamp) -> i64 {
     ts.as_second()
 }
 
-fn ts(secs: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_second(secs).map_err(|e| StoreError::Corrupt(format!("timestamp {secs}: {e}")))
-}
+use super::rows::ts;
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY

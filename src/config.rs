@@ -113,6 +113,24 @@ pub struct StoreConfig {
     /// Key for upstream secrets at rest (32 random bytes, created mode 0600 on first use).
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// A PostgreSQL database instead of the SQLite file (`postgres://user@host:port/db`,
+    /// `?sslmode=require` for TLS), shared by a fleet of proxies. Never with a password in
+    /// it: that comes from `password_file` or `SENTINELLA_STORE_PASSWORD`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (mode 0600).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to trust for TLS to PostgreSQL, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PostgreSQL connections this process keeps, at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 fn default_store_path() -> PathBuf {
@@ -127,6 +145,10 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_store_path(),
             key_file: default_key_file(),
+            url: None,
+            password_file: None,
+            ca_file: None,
+            pool_size: default_pool_size(),
         }
     }
 }
@@ -947,6 +969,30 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(self.invalid("store.path", "must not be empty"));
         }
+        if let Some(url) = &self.store.url {
+            if !crate::store::postgres::is_url(url) {
+                return Err(self.invalid(
+                    "store.url",
+                    "must be a PostgreSQL URL (postgres://user@host:port/database)",
+                ));
+            }
+            match url.parse::<tokio_postgres::Config>() {
+                Err(e) => return Err(self.invalid("store.url", e.to_string())),
+                Ok(c) if c.get_password().is_some() => {
+                    return Err(self.invalid(
+                        "store.url",
+                        format!(
+                            "must not hold the password: put it in store.password_file or {}",
+                            crate::store::postgres::PASSWORD_ENV
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+            }
+            if self.store.pool_size < 2 {
+                return Err(self.invalid("store.pool_size", "must be at least 2"));
+            }
+        }
         if let Err(e) = jiff::tz::TimeZone::get(&self.policy.timezone) {
             return Err(self.invalid(
                 "policy.timezone",
@@ -1162,7 +1208,17 @@ impl Config {
 
     /// Where the state lives.
     pub fn store_location(&self) -> crate::store::StoreLocation {
-        crate::store::StoreLocation::Sqlite(self.store_path())
+        match &self.store.url {
+            Some(url) => {
+                crate::store::StoreLocation::Postgres(crate::store::postgres::PgLocation {
+                    url: url.clone(),
+                    password_file: self.store.password_file.as_ref().map(|f| self.resolve(f)),
+                    ca_file: self.store.ca_file.as_ref().map(|f| self.resolve(f)),
+                    pool_size: self.store.pool_size,
+                })
+            }
+            None => crate::store::StoreLocation::Sqlite(self.store_path()),
+        }
     }
 
     /// What the management layer takes.

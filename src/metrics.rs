@@ -99,6 +99,15 @@ pub(crate) struct Metrics {
     /// Connections closed on a PROXY-protocol listener: not from a trusted balancer, or
     /// with no valid header in time.
     pub(crate) proxy_header_refusals: AtomicU64,
+    /// Access-history items waiting to be written (the store could not be reached).
+    pub(crate) history_pending: AtomicI64,
+    /// Access-history records dropped: the store stayed away past the buffer's bound.
+    pub(crate) history_dropped: AtomicU64,
+    /// Logins decided on this node's own throttle counts: the fleet's could not be read.
+    pub(crate) fleet_throttle_unavailable: AtomicU64,
+    /// 1 while the login path follows the store's changes, 0 while it cannot (it then
+    /// asks the store for every login instead of trusting its cache).
+    pub(crate) following_changes: AtomicI64,
 }
 
 /// The process's metrics.
@@ -224,6 +233,27 @@ impl Metrics {
             "sentinella_proxy_header_refusals_total",
             "Connections closed on a PROXY-protocol listener: untrusted source, or no valid header in time.",
             self.proxy_header_refusals.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_history_dropped_total",
+            "Access-history records dropped because the store stayed unreachable past the buffer's bound.",
+            self.history_dropped.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_fleet_throttle_unavailable_total",
+            "Logins decided on this node's own throttle counts because the fleet's could not be read.",
+            self.fleet_throttle_unavailable.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sentinella_history_pending Access-history items waiting to be written.\n\
+             # TYPE sentinella_history_pending gauge\nsentinella_history_pending {}\n\
+             # HELP sentinella_following_changes 1 while the store's changes are followed, 0 while not (logins then ask the store).\n\
+             # TYPE sentinella_following_changes gauge\nsentinella_following_changes {}",
+            self.history_pending.load(Ordering::Relaxed).max(0),
+            self.following_changes.load(Ordering::Relaxed)
         );
         counter(
             &mut out,

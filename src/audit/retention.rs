@@ -144,17 +144,26 @@ mod tests {
         let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         // 2,500 rows from before the cut (three batches), and rows at and after it.
         let old: Vec<AccessRecord> = (0..2_500).map(|_| record("2023-09-01T00:00:00Z")).collect();
-        store.append(&old, &[], &[]).unwrap();
         store
-            .append(
-                &[
+            .append(&crate::store::HistoryBatch {
+                records: (&old).to_vec(),
+                alerts: (&[]).to_vec(),
+                rehashes: (&[]).to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+        store
+            .append(&crate::store::HistoryBatch {
+                records: (&[
                     record("2023-10-14T21:59:59Z"),
                     record("2023-10-14T22:00:00Z"),
                     record("2024-04-14T12:00:00Z"),
-                ],
-                &[],
-                &[],
-            )
+                ])
+                    .to_vec(),
+                alerts: (&[]).to_vec(),
+                rehashes: (&[]).to_vec(),
+                ..Default::default()
+            })
             .unwrap();
         let settings = RetentionSettings {
             history: Period::months(6),

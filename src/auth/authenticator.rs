@@ -448,10 +448,8 @@ impl Authenticator {
     async fn follow(self: &Arc<Self>) {
         if self.principals.stale() {
             let this = Arc::clone(self);
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || this.principals.refresh()).await
-            {
-                tracing::error!(error = %e, "cannot follow the store's changes; deciding on the previous state");
-            }
+            // A failure is logged once by refresh, which then sets the cache aside.
+            let _ = tokio::task::spawn_blocking(move || this.principals.refresh()).await;
         }
     }
 

@@ -198,6 +198,9 @@ pub struct Principals {
     epoch: Instant,
     /// Microseconds after `epoch` of the last change-mark look.
     last_look: AtomicU64,
+    /// The feed is followed. While it is not (the store's feed unreachable), the cache is
+    /// not trusted: every name is read from the store, which then decides.
+    following: AtomicBool,
 }
 
 /// How often, at most, the login path looks at the change mark.
@@ -233,7 +236,11 @@ impl Principals {
             sessions,
             epoch: Instant::now(),
             last_look: AtomicU64::new(0),
+            following: AtomicBool::new(true),
         });
+        crate::metrics::METRICS
+            .following_changes
+            .store(1, Ordering::Relaxed);
         let weak: Weak<Principals> = Arc::downgrade(&live);
         std::thread::Builder::new()
             .name("principals".into())
@@ -241,9 +248,8 @@ impl Principals {
                 loop {
                     std::thread::sleep(poll);
                     let Some(live) = weak.upgrade() else { return };
-                    if let Err(e) = live.refresh() {
-                        tracing::error!(error = %e, "cannot follow the store's changes; serving the previous state");
-                    }
+                    // A failure is logged (once) and handled by refresh itself.
+                    let _ = live.refresh();
                 }
             })
             .expect("spawn the principals thread");
@@ -261,7 +267,11 @@ impl Principals {
     /// The principal for a (normalised) login name if the cache knows the answer: `Some`
     /// (found or not), or `None` when the store must be asked ([`Principals::get`]).
     pub fn cached(&self, login: &str) -> Option<Option<Arc<Principal>>> {
-        let hit = self.read().get(login);
+        let hit = if self.following.load(Ordering::SeqCst) {
+            self.read().get(login)
+        } else {
+            None
+        };
         let m = &crate::metrics::METRICS;
         match hit {
             Some(_) => m.principal_hits.fetch_add(1, Ordering::Relaxed),
@@ -284,7 +294,7 @@ impl Principals {
         };
         let principal = entry.map(Principal::of);
         let mut table = self.write();
-        if table.generation == generation {
+        if table.generation == generation && self.following.load(Ordering::SeqCst) {
             table.insert(login.to_owned(), principal.clone());
         }
         Ok(principal)
@@ -306,17 +316,42 @@ impl Principals {
         let Ok(guard) = self.follower.try_lock() else {
             return false;
         };
+        // A mark that cannot be read is a feed that cannot be followed: refresh says so.
         guard
             .store
             .change_mark()
             .map(|v| v != guard.mark)
-            .unwrap_or(false)
+            .unwrap_or(true)
     }
 
     /// Follows the feed now if the store changed: refreshes the cached names of the
     /// mailboxes it names, forgets the names known not to exist, and reviews those
     /// mailboxes' sessions. Returns whether any mailbox changed.
+    ///
+    /// When the feed cannot be followed, the cache is set aside until it can (names are
+    /// read from the store at each login) and the change is logged once; when it can
+    /// again, the feed is read from the last sequence number first, then the cache is
+    /// trusted again.
     pub fn refresh(&self) -> Result<bool, StoreError> {
+        let result = self.follow_feed();
+        let ok = result.is_ok();
+        if self.following.swap(ok, Ordering::SeqCst) != ok {
+            crate::metrics::METRICS
+                .following_changes
+                .store(i64::from(ok), Ordering::Relaxed);
+            match &result {
+                Ok(_) => tracing::info!(
+                    "following the store's changes again; cached logins trusted again"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot follow the store's changes; every login asks the store until it can")
+                }
+            }
+        }
+        result
+    }
+
+    fn follow_feed(&self) -> Result<bool, StoreError> {
         let mut f = self.follower.lock().unwrap_or_else(|p| p.into_inner());
         let mark = f.store.change_mark()?;
         if mark == f.mark {
@@ -496,7 +531,14 @@ mod tests {
         assert_eq!(reads.load(Ordering::Relaxed), 1, "the second is a hit");
 
         // The proxy's own history writes move the mark but name no mailbox.
-        writer.append(&[history_row()], &[], &[]).unwrap();
+        writer
+            .append(&crate::store::HistoryBatch {
+                records: (&[history_row()]).to_vec(),
+                alerts: (&[]).to_vec(),
+                rehashes: (&[]).to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
         assert!(!live.refresh().unwrap(), "nothing to refresh");
         assert_eq!(reads.load(Ordering::Relaxed), 1);
 

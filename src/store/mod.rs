@@ -13,6 +13,7 @@
 //!
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
 
+pub mod postgres;
 pub mod records;
 pub(crate) mod rows;
 pub(crate) mod sealed;
@@ -188,18 +189,102 @@ pub trait PrincipalSource: Send {
     fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
 }
 
+/// One group commit of the access history, with what rides in its transaction.
+#[derive(Debug, Default)]
+pub struct HistoryBatch {
+    /// The access records.
+    pub records: Vec<AccessRecord>,
+    /// Alerts, each written unless quieted by an earlier one of its kind.
+    pub alerts: Vec<Alert>,
+    /// Re-hashes, each written if its login still has the old hash.
+    pub rehashes: Vec<Rehash>,
+    /// Failed logins for the fleet's throttle (a shared store keeps them; on one machine
+    /// the throttle lives in memory and these are not written).
+    pub failures: Vec<ThrottleFailure>,
+    /// Throttle keys cleared by a success, with when (milliseconds since the epoch).
+    pub clears: Vec<(String, i64)>,
+}
+
+impl HistoryBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.alerts.is_empty()
+            && self.rehashes.is_empty()
+            && self.failures.is_empty()
+            && self.clears.is_empty()
+    }
+
+    /// Items waiting in all.
+    pub fn len(&self) -> usize {
+        self.records.len()
+            + self.alerts.len()
+            + self.rehashes.len()
+            + self.failures.len()
+            + self.clears.len()
+    }
+}
+
 /// The access history as the running proxy writes it.
 pub trait AccessLog: Send {
-    /// Appends many rows durably, in one transaction (one sync for all), records the last
-    /// use of each app password that logged in with them, writes the `alerts` that
-    /// are not quieted by an earlier one of their kind, and the `rehashes` whose login
-    /// still has the old hash.
-    fn append(
-        &mut self,
-        records: &[AccessRecord],
-        alerts: &[Alert],
-        rehashes: &[Rehash],
-    ) -> Result<(), StoreError>;
+    /// Appends a batch durably, in one transaction (one sync for all), recording the last
+    /// use of each app password that logged in with its records.
+    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError>;
+}
+
+/// One wrong secret against a throttle key, as the fleet counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThrottleFailure {
+    /// `a:NETWORK` or `n:LOGIN`.
+    pub key: String,
+    /// The secret's keyed fingerprint (the fleet's key): the same wrong secret counts once.
+    pub fingerprint: i64,
+    /// When, in milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+/// What the fleet knows of one throttle key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThrottleCount {
+    /// The key.
+    pub key: String,
+    /// Distinct wrong secrets in the window, since the key was last cleared.
+    pub distinct: u32,
+    /// The last of them, in milliseconds since the epoch.
+    pub last_ms: i64,
+}
+
+/// The throttle's counts as every node of a fleet sees them (written with the history).
+pub trait SharedThrottle: Send {
+    /// The key the fleet fingerprints wrong secrets with (made once, the same for all).
+    fn fleet_key(&mut self) -> Result<[u8; 32], StoreError>;
+    /// The counts of `keys` since `since_ms` (keys without failures are left out).
+    fn counts(&self, keys: &[String], since_ms: i64) -> Result<Vec<ThrottleCount>, StoreError>;
+}
+
+/// The right to run a job that must run on one node at a time.
+pub trait Lease: Send {
+    /// Whether this process holds the lease now (taking it if it is free). A holder that
+    /// dies loses it.
+    fn held(&mut self) -> Result<bool, StoreError>;
+}
+
+/// The jobs that run on one node of a fleet at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// The expiry-reminder job.
+    Reminders = 1,
+    /// History retention.
+    Retention = 2,
+}
+
+/// A lease that is always held: one machine, one store.
+struct AlwaysHeld;
+
+impl Lease for AlwaysHeld {
+    fn held(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Retention: old records deleted in small batches, so logins and management actions
@@ -251,11 +336,14 @@ pub trait SealedSecrets: Send {
 trait LoginSide: PrincipalSource + AccessLog + SealedSecrets {}
 impl<T: PrincipalSource + AccessLog + SealedSecrets> LoginSide for T {}
 
-/// Which backend holds the state, and where. Each consumer opens its own connection.
+/// Which backend holds the state, and where. Each consumer opens its own connection (on
+/// PostgreSQL: its own handle on the process's pool).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreLocation {
     /// An embedded SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by a fleet.
+    Postgres(postgres::PgLocation),
 }
 
 impl StoreLocation {
@@ -268,6 +356,7 @@ impl StoreLocation {
     pub fn open_manage(&self) -> Result<Box<dyn ManageStore>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
         }
     }
 
@@ -286,6 +375,7 @@ impl StoreLocation {
     pub fn open_outbox(&self) -> Result<Box<dyn Outbox>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
         }
     }
 
@@ -293,6 +383,7 @@ impl StoreLocation {
     pub fn open_retention(&self) -> Result<Box<dyn Retention>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
         }
     }
 
@@ -305,6 +396,29 @@ impl StoreLocation {
     fn open_login_side(&self) -> Result<Box<dyn LoginSide>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open_following(pg)?)),
         }
+    }
+
+    /// The fleet's throttle, if the store is shared (`None` on SQLite: one machine's
+    /// throttle is its own memory).
+    pub fn open_shared_throttle(&self) -> Result<Option<Box<dyn SharedThrottle>>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(_) => Ok(None),
+            StoreLocation::Postgres(pg) => Ok(Some(Box::new(postgres::PgStore::open(pg)?))),
+        }
+    }
+
+    /// The lease of `job` (always held on SQLite).
+    pub fn lease(&self, job: Job) -> Result<Box<dyn Lease>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(_) => Ok(Box::new(AlwaysHeld)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgLease::new(pg, job as i64)?)),
+        }
+    }
+
+    /// Whether several processes on several machines may share this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StoreLocation::Postgres(_))
     }
 }

@@ -589,6 +589,33 @@ tls = "none"
         std::fs::write(self.config(), text).unwrap();
     }
 
+    /// Puts this (not yet running) proxy's state in `pg`; with `peer`, it also takes the
+    /// peer's key and certificate: a second node of one fleet.
+    #[allow(dead_code)] // only the fleet tests
+    pub fn use_postgres(&self, pg: &Postgres, peer: Option<&Proxy>) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let key = match peer {
+            Some(o) => format!("{}/sentinella.key", o.dir.path().display()),
+            None => "sentinella.key".to_owned(),
+        };
+        let store = format!(
+            "[store]\nurl = \"{}\"\npassword_file = \"{}\"\nkey_file = \"{key}\"\n",
+            pg.url(),
+            pg.password_file().display()
+        );
+        let text = text.replacen("[store]\npath = \"state/sentinella.db\"\n", &store, 1);
+        if let Some(o) = peer {
+            // The same certificate on every node, as behind one balancer name.
+            let certs = self.dir.path().join("certs");
+            std::fs::create_dir_all(&certs).unwrap();
+            for f in ["cert.pem", "key.pem"] {
+                std::fs::copy(o.dir.path().join("certs").join(f), certs.join(f)).unwrap();
+            }
+        }
+        assert!(text.contains(&store), "the harness's [store] section");
+        std::fs::write(self.config(), text).unwrap();
+    }
+
     /// Configures and starts.
     pub fn start(mailbox: &Dovecot, archive: &Dovecot, policy: &str) -> Proxy {
         let mut p = Proxy::configure(mailbox, archive, policy, "");
@@ -762,5 +789,192 @@ impl Drop for Haproxy {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child);
         }
+    }
+}
+
+/// A real PostgreSQL (Debian's package) in a temporary folder: `initdb` and `pg_ctl` run
+/// as the unprivileged `postgres` user, the server on a free loopback port (and a socket
+/// in its own folder), password authentication (scram) for the `sentinella` role, and
+/// stopped by the postmaster's PID when dropped.
+#[allow(dead_code)] // only the fleet tests start one
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+    pid: Option<u32>,
+}
+
+/// The role and database the tests use.
+pub const PG_USER: &str = "sentinella";
+/// Its password (in [`Postgres::password_file`]).
+pub const PG_PASSWORD: &str = "pg-secret-for-tests";
+
+#[allow(dead_code)]
+impl Postgres {
+    fn bin(name: &str) -> PathBuf {
+        let base = Path::new("/usr/lib/postgresql");
+        let mut versions: Vec<PathBuf> = std::fs::read_dir(base)
+            .expect("PostgreSQL is installed (/usr/lib/postgresql)")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        versions.sort();
+        versions
+            .last()
+            .expect("a PostgreSQL version")
+            .join("bin")
+            .join(name)
+    }
+
+    fn as_postgres(program: &Path) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    }
+
+    /// Creates the cluster and starts it.
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = (id_of("postgres", "-u"), id_of("postgres", "-g"));
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let pwfile = dir.path().join("initdb.pw");
+        std::fs::write(&pwfile, format!("{PG_PASSWORD}\n")).unwrap();
+        std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+        std::fs::write(dir.path().join("password"), format!("{PG_PASSWORD}\n")).unwrap();
+        let out = Self::as_postgres(&Self::bin("initdb"))
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args([
+                "-U",
+                PG_USER,
+                "-A",
+                "scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Postgres {
+            dir,
+            port: free_port(),
+            pid: None,
+        };
+        pg.run();
+        let out = Command::new(Self::bin("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                PG_USER,
+                PG_USER,
+            ])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .expect("run createdb");
+        assert!(
+            out.status.success(),
+            "createdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg
+    }
+
+    /// Starts the server (again) on its port and waits for it.
+    pub fn run(&mut self) {
+        let data = self.dir.path().join("data");
+        let out = Self::as_postgres(&Self::bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.log_path())
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+                self.port,
+                self.dir.path().display()
+            ))
+            .args(["-w", "-t", "30", "start"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        );
+        let pidfile = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+        self.pid = pidfile.lines().next().and_then(|l| l.trim().parse().ok());
+        wait_for_port(self.port, "postgres", &self.log_path());
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended), by its PID.
+    pub fn stop(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// The URL a proxy connects with (no password in it).
+    pub fn url(&self) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{PG_USER}", self.port)
+    }
+
+    /// The file holding the password.
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("password")
+    }
+
+    /// The server's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    /// Runs one SQL statement with psql; returns its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(Self::bin("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+            ])
+            .args(["-d", PG_USER, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -27,8 +27,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::{
-    AccessLog, AccessRecord, Alert, Change, DeliveryState, Event, Kept, LoginEntry, ManageStore,
-    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Rehash, Retention, SealedSecrets,
+    AccessLog, AccessRecord, Change, DeliveryState, Event, HistoryBatch, Kept, LoginEntry,
+    ManageStore, Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets,
     StoreError, Transaction, UserAccount,
 };
 use crate::policy::Mailbox;
@@ -289,20 +289,17 @@ impl PrincipalSource for SqliteStore {
 }
 
 impl AccessLog for SqliteStore {
-    fn append(
-        &mut self,
-        records: &[AccessRecord],
-        alerts: &[Alert],
-        rehashes: &[Rehash],
-    ) -> Result<(), StoreError> {
+    /// The fleet throttle's failures and clears are not written: on one machine the
+    /// throttle is the process's own.
+    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        history::append(&tx, records)?;
-        for alert in alerts {
+        history::append(&tx, &batch.records)?;
+        for alert in &batch.alerts {
             journal::record_alert(&tx, alert)?;
         }
-        for r in rehashes {
+        for r in &batch.rehashes {
             mailboxes::rehash(&tx, &r.login, &r.old, &r.new)?;
         }
         tx.commit()?;
@@ -591,7 +588,13 @@ mod tests {
             result: AccessResult::Refused,
             reason: Some("wrong password".into()),
         };
-        s.append(std::slice::from_ref(&rec), &[], &[]).unwrap();
+        s.append(&crate::store::HistoryBatch {
+            records: (std::slice::from_ref(&rec)).to_vec(),
+            alerts: (&[]).to_vec(),
+            rehashes: (&[]).to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
         let mut tx = s.begin().unwrap();
         tx.insert_user(m.id, "u1", HASH, t).unwrap();
         tx.record_notice(
@@ -647,26 +650,30 @@ mod tests {
             quiet_since: quiet.parse().unwrap(),
         };
         // Two in one batch, a third within the day, a fourth the next day.
-        s.append(
-            &[],
-            &[
+        s.append(&crate::store::HistoryBatch {
+            records: (&[]).to_vec(),
+            alerts: (&[
                 alert("2024-03-01T10:00:00Z", "2024-02-29T10:00:00Z"),
                 alert("2024-03-01T10:05:00Z", "2024-02-29T10:05:00Z"),
-            ],
-            &[],
-        )
+            ])
+                .to_vec(),
+            rehashes: (&[]).to_vec(),
+            ..Default::default()
+        })
         .unwrap();
-        s.append(
-            &[],
-            &[alert("2024-03-02T09:59:59Z", "2024-03-01T09:59:59Z")],
-            &[],
-        )
+        s.append(&crate::store::HistoryBatch {
+            records: (&[]).to_vec(),
+            alerts: (&[alert("2024-03-02T09:59:59Z", "2024-03-01T09:59:59Z")]).to_vec(),
+            rehashes: (&[]).to_vec(),
+            ..Default::default()
+        })
         .unwrap();
-        s.append(
-            &[],
-            &[alert("2024-03-02T10:00:01Z", "2024-03-01T10:00:01Z")],
-            &[],
-        )
+        s.append(&crate::store::HistoryBatch {
+            records: (&[]).to_vec(),
+            alerts: (&[alert("2024-03-02T10:00:01Z", "2024-03-01T10:00:01Z")]).to_vec(),
+            rehashes: (&[]).to_vec(),
+            ..Default::default()
+        })
         .unwrap();
         let written: Vec<String> = s
             .notices("a@b.it")
@@ -693,7 +700,13 @@ mod tests {
         tx.commit().unwrap();
         let mut other = alert("2024-03-01T10:00:00Z", "2024-01-01T00:00:00Z");
         other.address = "c@d.it".into();
-        s.append(&[], &[other], &[]).unwrap();
+        s.append(&crate::store::HistoryBatch {
+            records: (&[]).to_vec(),
+            alerts: (&[other]).to_vec(),
+            rehashes: (&[]).to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(s.notices("c@d.it").unwrap().len(), 2);
     }
 

@@ -1,0 +1,934 @@
+//! The fleet backend: PostgreSQL, for several proxies sharing one state.
+//!
+//! The store traits are synchronous and called off the reactor (pool workers, blocking
+//! tasks, the history thread); this backend keeps them so. Its connections live on a
+//! small runtime of their own (one thread, `postgres`): tokio-postgres connection tasks,
+//! the deadpool pool's connects and timeouts, the change-feed listener. A call takes a
+//! pooled connection there and then waits for its queries on the calling thread (a
+//! tokio-postgres request is a message to the connection task, whatever thread waits).
+//! A lost connection is dropped by the pool and the next call connects again.
+//!
+//! - Every management action is one transaction that first takes the fleet-wide
+//!   management lock (a transaction-scoped advisory lock), as SQLite's `BEGIN IMMEDIATE`
+//!   does on one machine: two nodes changing one mailbox serialise, and the change feed's
+//!   ids are in commit order.
+//! - The feed: the `changes` table, as on SQLite, and a trigger that notifies
+//!   `sentinella_changes`. Each process holds one listening connection; a notification
+//!   moves the change mark at once, with no query. While that connection is down the
+//!   mark is an error (the login path then asks the store instead of its cache); when it
+//!   is back the mark moves, and the follower reads the feed from its last id.
+//! - [`Lease`]s are session advisory locks on a connection of their own: if the node
+//!   holding one dies, its connection goes and the lock with it.
+//!
+//! - [`schema`]: the migrations. `queries`: the statements.
+
+mod queries;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use jiff::Timestamp;
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    AccessLog, Change, DeliveryState, Event, HistoryBatch, Kept, Lease, LoginEntry, ManageStore,
+    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets,
+    SharedThrottle, StoreError, ThrottleCount, Transaction, UserAccount,
+};
+use crate::policy::Mailbox;
+use crate::store::AccessRecord;
+
+/// The notification channel of the change feed.
+const CHANNEL: &str = "sentinella_changes";
+/// Advisory lock keys (one 64-bit space per database): "SNTL" and a number.
+const MIGRATE_LOCK: i64 = 0x534e_544c_0000_0001;
+const WRITE_LOCK: i64 = 0x534e_544c_0000_0002;
+/// Leases are `LEASE_BASE + n` for the named jobs.
+const LEASE_BASE: i64 = 0x534e_544c_0000_0100;
+/// How long a pool call waits for a connection, and a connect for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a lost feed connection, how soon to try again.
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+/// How often the feed connection proves it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Where a PostgreSQL store is, and how to reach it (`[store]` with `url`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PgLocation {
+    /// The connection URL, without a password.
+    pub url: String,
+    /// A file holding the password (else `SENTINELLA_STORE_PASSWORD`, else none).
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to trust for `sslmode=require` (besides the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Connections this process keeps, at most.
+    pub pool_size: usize,
+}
+
+/// The environment variable a password can come from.
+pub const PASSWORD_ENV: &str = "SENTINELLA_STORE_PASSWORD";
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => {
+                StoreError::Backend(format!("PostgreSQL {}: {}", db.code().code(), db.message()))
+            }
+            None => {
+                let mut text = e.to_string();
+                if let Some(source) = std::error::Error::source(&e) {
+                    text = format!("{text}: {source}");
+                }
+                StoreError::Backend(format!("PostgreSQL: {text}"))
+            }
+        }
+    }
+}
+
+/// The runtime the connections live on, one per process.
+fn runtime() -> tokio::runtime::Handle {
+    static RT: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    RT.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("postgres".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build the PostgreSQL runtime");
+                let _ = tx.send(rt.handle().clone());
+                rt.block_on(std::future::pending::<()>());
+            })
+            .expect("spawn the PostgreSQL thread");
+        rx.recv().expect("the PostgreSQL runtime")
+    })
+    .clone()
+}
+
+/// Waits for `f` on this thread (any thread: not an async context of ours).
+fn wait<F: std::future::Future>(f: F) -> F::Output {
+    futures_executor::block_on(f)
+}
+
+/// What the listener tells the followers.
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Moves with each notification, and when the listener (re)connects.
+    mark: AtomicI64,
+    /// The listener is connected and listening.
+    up: AtomicBool,
+    started: AtomicBool,
+}
+
+/// One database, as this process reaches it: the pool and the feed listener.
+pub(crate) struct Backend {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    feed: Arc<FeedState>,
+    location: PgLocation,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("url", &self.location.url)
+            .finish()
+    }
+}
+
+/// The backends of this process, one per location: every consumer shares its pool.
+static BACKENDS: LazyLock<Mutex<HashMap<PgLocation, Arc<Backend>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Whether a URL names a PostgreSQL store.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The connection settings of `location`: its URL, the password from the file or the
+/// environment, a name the server shows, timeouts and keepalives.
+fn connection_config(location: &PgLocation) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = location
+        .url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("store.url: {e}")))?;
+    if config.get_password().is_some() {
+        return Err(StoreError::Backend(format!(
+            "store.url must not hold the password: put it in store.password_file or {PASSWORD_ENV}"
+        )));
+    }
+    let password = match &location.password_file {
+        Some(file) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?,
+        )),
+        None => std::env::var(PASSWORD_ENV)
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    };
+    if let Some(p) = &password {
+        config.password(p.trim_end_matches(['\r', '\n']));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("sentinella");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    // No statement waits for ever (a lock held by a stuck node, a server that stops
+    // answering): it fails as SQLite's busy timeout does.
+    let options = config.get_options().unwrap_or("").to_owned();
+    config.options(format!("{options} -c statement_timeout=30000").trim());
+    Ok(config)
+}
+
+/// TLS to the server (used when the URL says `sslmode=require`): the system's roots and
+/// `ca_file`'s, the server's name checked.
+fn tls(location: &PgLocation) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(file) = &location.ca_file {
+        let pem = std::fs::read(file)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Backend(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+impl Backend {
+    /// The backend for `location`, made (and the schema brought up to date) on first use.
+    pub(crate) fn get(location: &PgLocation) -> Result<Arc<Backend>, StoreError> {
+        let mut all = BACKENDS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = all.get(location) {
+            return Ok(Arc::clone(b));
+        }
+        let config = connection_config(location)?;
+        let tls = tls(location)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _rt = runtime().enter();
+            Pool::builder(manager)
+                .max_size(location.pool_size.max(2))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT * 2))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .recycle_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?
+        };
+        let backend = Arc::new(Backend {
+            pool,
+            config,
+            tls,
+            feed: Arc::new(FeedState::default()),
+            location: location.clone(),
+        });
+        backend.migrate()?;
+        all.insert(location.clone(), Arc::clone(&backend));
+        Ok(backend)
+    }
+
+    /// A pooled connection (connected now if none is idle).
+    fn client(&self) -> Result<Object, StoreError> {
+        let pool = self.pool.clone();
+        let got = wait(runtime().spawn(async move { pool.get().await }))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        got.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Backend(format!("PostgreSQL: {other}")),
+        })
+    }
+
+    /// Applies the migrations this database lacks, one node at a time.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let c = self.client()?;
+        wait(async {
+            c.batch_execute("BEGIN").await?;
+            let done: Result<(), StoreError> = async {
+                c.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+                    .await?;
+                c.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS sentinella_schema (version BIGINT NOT NULL)",
+                )
+                .await?;
+                let current: i64 = c
+                    .query_opt("SELECT version FROM sentinella_schema", &[])
+                    .await?
+                    .map(|r| r.get(0))
+                    .unwrap_or(0);
+                let latest = schema::latest();
+                if current > latest {
+                    return Err(StoreError::SchemaTooNew {
+                        found: current,
+                        supported: latest,
+                    });
+                }
+                for sql in schema::MIGRATIONS
+                    .iter()
+                    .skip(usize::try_from(current).unwrap_or(0))
+                {
+                    c.batch_execute(sql).await?;
+                }
+                c.execute("DELETE FROM sentinella_schema", &[]).await?;
+                c.execute("INSERT INTO sentinella_schema VALUES ($1)", &[&latest])
+                    .await?;
+                Ok(())
+            }
+            .await;
+            match done {
+                Ok(()) => Ok(c.batch_execute("COMMIT").await?),
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Starts following the feed's notifications (once per process).
+    fn follow(self: &Arc<Self>) {
+        if self.feed.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (config, tls, feed) = (
+            self.config.clone(),
+            self.tls.clone(),
+            Arc::clone(&self.feed),
+        );
+        runtime().spawn(listen(config, tls, feed));
+    }
+
+    /// The feed's mark, or an error while the listener is not connected.
+    fn change_mark(&self) -> Result<i64, StoreError> {
+        if self.feed.up.load(Ordering::SeqCst) {
+            Ok(self.feed.mark.load(Ordering::SeqCst))
+        } else {
+            Err(StoreError::Backend(
+                "PostgreSQL: not following the change feed (its connection is down)".into(),
+            ))
+        }
+    }
+}
+
+/// Keeps one connection listening to the change feed, for the life of the process.
+async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Arc<FeedState>) {
+    let mut was_up = false;
+    let mut said_down = false;
+    loop {
+        match config.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let notified = Arc::clone(&feed);
+                let mut driver = tokio::spawn(async move {
+                    std::future::poll_fn(|cx| {
+                        loop {
+                            match connection.poll_message(cx) {
+                                Poll::Ready(Some(Ok(AsyncMessage::Notification(_)))) => {
+                                    notified.mark.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Poll::Ready(Some(Ok(_))) => {}
+                                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(e)),
+                                Poll::Ready(None) => return Poll::Ready(None),
+                                Poll::Pending => return Poll::Pending,
+                            }
+                        }
+                    })
+                    .await
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        // Whatever was committed before: the followers read from their
+                        // last id.
+                        feed.mark.fetch_add(1, Ordering::SeqCst);
+                        feed.up.store(true, Ordering::SeqCst);
+                        if said_down {
+                            tracing::info!("following the store's change feed again");
+                        }
+                        was_up = true;
+                        let why = loop {
+                            tokio::select! {
+                                end = &mut driver => break match end {
+                                    Ok(Some(e)) => e.to_string(),
+                                    _ => "connection closed".to_owned(),
+                                },
+                                _ = tokio::time::sleep(HEARTBEAT) => {
+                                    let alive = tokio::time::timeout(HEARTBEAT, client.simple_query("")).await;
+                                    if !matches!(alive, Ok(Ok(_))) {
+                                        break "no answer".to_owned();
+                                    }
+                                }
+                            }
+                        };
+                        feed.up.store(false, Ordering::SeqCst);
+                        tracing::warn!(reason = %why, "lost the store's change feed; logins ask the store until it is back");
+                        said_down = true;
+                    }
+                    Err(e) => {
+                        feed.up.store(false, Ordering::SeqCst);
+                        if !said_down {
+                            tracing::warn!(error = %StoreError::from(e), "cannot listen to the store's change feed");
+                            said_down = true;
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => {
+                feed.up.store(false, Ordering::SeqCst);
+                if !said_down {
+                    tracing::warn!(error = %StoreError::from(e), first = !was_up, "cannot connect to the store for its change feed");
+                    said_down = true;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    }
+}
+
+/// Runs statements on one connection.
+trait Run {
+    fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+}
+
+/// A handle on a PostgreSQL store: each call takes a pooled connection.
+pub struct PgStore {
+    backend: Arc<Backend>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.backend.location.url)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Opens the store at `location` (its schema brought up to date on first open).
+    pub fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
+        Ok(PgStore {
+            backend: Backend::get(location)?,
+        })
+    }
+
+    /// Opens it as the login path does: following the change feed (listening before it
+    /// returns, so the first change mark is one).
+    pub fn open_following(location: &PgLocation) -> Result<PgStore, StoreError> {
+        let store = PgStore::open(location)?;
+        store.backend.follow();
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT * 2;
+        while !store.backend.feed.up.load(Ordering::SeqCst) {
+            if std::time::Instant::now() > deadline {
+                return store.backend.change_mark().map(|_| store);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(store)
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.run(async |c| {
+            Ok(c.query_one("SELECT version FROM sentinella_schema", &[])
+                .await?
+                .get(0))
+        })
+    }
+
+    /// A transaction on one pooled connection; `lock`: the management lock first.
+    fn transaction(&self, lock: bool) -> Result<PgTx, StoreError> {
+        let client = self.backend.client()?;
+        let begin = if lock {
+            format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        } else {
+            "BEGIN".to_owned()
+        };
+        wait(client.batch_execute(&begin))?;
+        Ok(PgTx {
+            client: Some(client),
+        })
+    }
+}
+
+impl Run for PgStore {
+    fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let client = self.backend.client()?;
+        wait(f(&client))
+    }
+}
+
+/// A transaction: rolled back if dropped uncommitted.
+struct PgTx {
+    client: Option<Object>,
+}
+
+impl Run for PgTx {
+    fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.client {
+            Some(c) => wait(f(c)),
+            None => Err(StoreError::Backend("transaction already ended".into())),
+        }
+    }
+}
+
+impl PgTx {
+    fn commit(mut self) -> Result<(), StoreError> {
+        let client = self.client.take();
+        match client {
+            Some(c) => match wait(c.batch_execute("COMMIT")) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // Its state is unknown: it does not go back to the pool.
+                    drop(Object::take(c));
+                    Err(e.into())
+                }
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && wait(c.batch_execute("ROLLBACK")).is_err()
+        {
+            drop(Object::take(c));
+        }
+    }
+}
+
+macro_rules! reader {
+    ($t:ty) => {
+        impl Reader for $t {
+            fn mailbox(&self, address: &str) -> Result<Option<Mailbox>, StoreError> {
+                self.run(async |c| queries::by_address(c, address).await)
+            }
+            fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
+                self.run(async |c| queries::all(c).await)
+            }
+            fn login(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
+                self.run(async |c| queries::login(c, login).await)
+            }
+            fn users(&self, mailbox_id: i64) -> Result<Vec<UserAccount>, StoreError> {
+                self.run(async |c| queries::users(c, mailbox_id).await)
+            }
+            fn history(&self, address: &str, limit: u32) -> Result<Vec<AccessRecord>, StoreError> {
+                self.run(async |c| queries::history(c, address, limit).await)
+            }
+            fn events(&self, address: &str) -> Result<Vec<Event>, StoreError> {
+                self.run(async |c| queries::events(c, address).await)
+            }
+            fn notices(&self, address: &str) -> Result<Vec<Notice>, StoreError> {
+                self.run(async |c| queries::notices(c, address).await)
+            }
+            fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
+                self.run(async |c| queries::due_reminders(c, now, limit).await)
+            }
+        }
+    };
+}
+reader!(PgStore);
+reader!(PgTx);
+
+impl Transaction for PgTx {
+    fn insert_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
+        self.run(async |c| {
+            let id = queries::insert_mailbox(c, m, now).await?;
+            queries::record_change(c, id).await?;
+            Ok(id)
+        })
+    }
+    fn save_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<(), StoreError> {
+        self.run(async |c| {
+            queries::save_mailbox(c, m, now).await?;
+            queries::record_change(c, m.id).await
+        })
+    }
+    fn delete_mailbox(&mut self, mailbox_id: i64) -> Result<(), StoreError> {
+        self.run(async |c| {
+            c.execute("DELETE FROM mailboxes WHERE id = $1", &[&mailbox_id])
+                .await?;
+            queries::record_change(c, mailbox_id).await
+        })
+    }
+    fn insert_user(
+        &mut self,
+        mailbox_id: i64,
+        login: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.run(async |c| {
+            queries::insert_user(c, mailbox_id, login, password_hash, now).await?;
+            queries::record_change(c, mailbox_id).await
+        })
+    }
+    fn set_user_password(
+        &mut self,
+        mailbox_id: i64,
+        login: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "UPDATE logins SET password_serial = password_serial + \
+                     (password_hash IS DISTINCT FROM $3)::int, password_hash = $3 \
+                     WHERE login = $1 AND mailbox_id = $2 AND kind = 'user'",
+                    &[&login, &mailbox_id, &password_hash],
+                )
+                .await?;
+            if n > 0 {
+                queries::record_change(c, mailbox_id).await?;
+            }
+            Ok(n > 0)
+        })
+    }
+    fn delete_user(&mut self, mailbox_id: i64, login: &str) -> Result<bool, StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM logins WHERE login = $1 AND mailbox_id = $2 AND kind = 'user'",
+                    &[&login, &mailbox_id],
+                )
+                .await?;
+            if n > 0 {
+                queries::record_change(c, mailbox_id).await?;
+            }
+            Ok(n > 0)
+        })
+    }
+    fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError> {
+        self.run(async |c| {
+            c.execute(
+                "UPDATE mailboxes SET upstream_secret = $2 WHERE id = $1",
+                &[&mailbox_id, &sealed],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+    fn record_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        self.run(async |c| queries::record_event(c, event).await)
+    }
+    fn claim_reminder(
+        &mut self,
+        app_password_id: i64,
+        expires_at: Timestamp,
+        milestone: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO reminders (app_password_id, expires_at, milestone, at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[
+                        &app_password_id,
+                        &expires_at.as_second(),
+                        &milestone,
+                        &now.as_second(),
+                    ],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+    fn set_next_reminder(
+        &mut self,
+        app_password_id: i64,
+        at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.run(async |c| {
+            c.execute(
+                "UPDATE app_passwords SET next_reminder_at = $2 WHERE id = $1",
+                &[&app_password_id, &at.map(|t| t.as_second())],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+    fn record_notice(
+        &mut self,
+        address: &str,
+        notice: &Notice,
+        email_to: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.run(async |c| queries::record_notice(c, address, notice, email_to, now).await)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        PgTx::commit(*self)
+    }
+}
+
+impl ManageStore for PgStore {
+    fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        Ok(Box::new(self.transaction(true)?))
+    }
+}
+
+impl PrincipalSource for PgStore {
+    /// Moved by the feed's notifications: no query.
+    fn change_mark(&self) -> Result<i64, StoreError> {
+        self.backend.change_mark()
+    }
+    fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
+        self.run(async |c| queries::login(c, login).await)
+    }
+    fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError> {
+        self.run(async |c| queries::principals_of(c, mailbox_id).await)
+    }
+    fn last_change(&self) -> Result<i64, StoreError> {
+        self.run(async |c| {
+            Ok(
+                c.query_one("SELECT COALESCE(MAX(id), 0)::bigint FROM changes", &[])
+                    .await?
+                    .get(0),
+            )
+        })
+    }
+    fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT id, mailbox_id, version FROM changes WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&seq, &i64::from(limit)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| Change {
+                    seq: r.get(0),
+                    mailbox_id: r.get(1),
+                    version: r.get(2),
+                })
+                .collect())
+        })
+    }
+}
+
+impl AccessLog for PgStore {
+    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+        // The management lock only when a re-hash writes the feed.
+        let tx = self.transaction(!batch.rehashes.is_empty())?;
+        tx.run(async |c| queries::append(c, batch).await)?;
+        tx.commit()
+    }
+}
+
+impl SharedThrottle for PgStore {
+    fn fleet_key(&mut self) -> Result<[u8; 32], StoreError> {
+        self.run(async |c| queries::fleet_key(c).await)
+    }
+    fn counts(&self, keys: &[String], since_ms: i64) -> Result<Vec<ThrottleCount>, StoreError> {
+        self.run(async |c| queries::throttle_counts(c, keys, since_ms).await)
+    }
+}
+
+impl Outbox for PgStore {
+    fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
+        self.run(async |c| queries::due_emails(c, now, limit).await)
+    }
+    fn pending_emails(&self) -> Result<u64, StoreError> {
+        self.run(async |c| {
+            let n: i64 = c
+                .query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[])
+                .await?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+    fn claim_email(
+        &mut self,
+        id: i64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "UPDATE outbox SET next_attempt_at = $3 \
+                     WHERE id = $1 AND state = 'pending' AND next_attempt_at <= $2",
+                    &[&id, &now.as_second(), &until.as_second()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+    fn email_tried(
+        &mut self,
+        id: i64,
+        state: DeliveryState,
+        retry_at: Option<Timestamp>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sent_at = (state == DeliveryState::Sent).then(|| now.as_second());
+        self.run(async |c| {
+            c.execute(
+                "UPDATE outbox SET state = $2, attempts = attempts + 1, \
+                 next_attempt_at = COALESCE($3, next_attempt_at), sent_at = $4, error = $5 WHERE id = $1",
+                &[
+                    &id,
+                    &state.as_str(),
+                    &retry_at.map(|t| t.as_second()),
+                    &sent_at,
+                    &error,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+impl Retention for PgStore {
+    fn delete_older(
+        &mut self,
+        kind: Kept,
+        before: Timestamp,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        // The table name comes from the enumeration, never from input.
+        let table = kind.as_str();
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < $1 ORDER BY at LIMIT $2)"
+        );
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let n = self.run(async |c| Ok(c.execute(&sql, &[&before.as_second(), &limit]).await?))?;
+        if kind == Kept::AccessHistory {
+            // The throttle's rows are a day old at most when they matter.
+            let day_ago =
+                (before.as_millisecond()).max(Timestamp::now().as_millisecond() - 86_400_000);
+            self.run(async |c| {
+                c.execute(
+                    "DELETE FROM throttle_failures WHERE at_ms < $1",
+                    &[&day_ago],
+                )
+                .await?;
+                c.execute("DELETE FROM throttle_clears WHERE at_ms < $1", &[&day_ago])
+                    .await?;
+                Ok(())
+            })?;
+        }
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl SealedSecrets for PgStore {
+    fn sealed_upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(async |c| {
+            Ok(c.query_opt(
+                "SELECT upstream_secret FROM mailboxes WHERE address = $1",
+                &[&address],
+            )
+            .await?
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
+        })
+    }
+}
+
+/// A job's lease: a session advisory lock on a connection of its own.
+pub struct PgLease {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    key: i64,
+    client: Option<tokio_postgres::Client>,
+    held: bool,
+}
+
+impl PgLease {
+    /// The lease numbered `n` on `location`'s database.
+    pub fn new(location: &PgLocation, n: i64) -> Result<PgLease, StoreError> {
+        let backend = Backend::get(location)?;
+        Ok(PgLease {
+            config: backend.config.clone(),
+            tls: backend.tls.clone(),
+            key: LEASE_BASE + n,
+            client: None,
+            held: false,
+        })
+    }
+}
+
+impl Lease for PgLease {
+    fn held(&mut self) -> Result<bool, StoreError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.held = false;
+            let (config, tls) = (self.config.clone(), self.tls.clone());
+            let connected = wait(runtime().spawn(async move {
+                let (client, connection) = config.connect(tls).await?;
+                tokio::spawn(connection);
+                Ok::<_, tokio_postgres::Error>(client)
+            }))
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            self.client = Some(connected);
+        }
+        let Some(client) = &self.client else {
+            return Ok(false);
+        };
+        let answer = if self.held {
+            // Still ours while the connection answers.
+            wait(client.simple_query("")).map(|_| true)
+        } else {
+            wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]))
+                .map(|r| r.get::<_, bool>(0))
+        };
+        match answer {
+            Ok(held) => {
+                self.held = held;
+                Ok(held)
+            }
+            Err(e) => {
+                self.client = None;
+                self.held = false;
+                Err(e.into())
+            }
+        }
+    }
+}

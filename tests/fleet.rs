@@ -1,0 +1,197 @@
+//! Fleet mode: two `sentinella serve` processes (two nodes) on one real PostgreSQL
+//! (Debian's package, initdb/pg_ctl in a temporary folder as the `postgres` user), real
+//! Dovecot behind them, real imaplib clients. A change made through one node reaches the
+//! other within a second — its logins and its open sessions; the throttle counts an
+//! attack spread over both as one; the store going away is a temporary failure, never a
+//! wrong answer, and no history is lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::held::Held;
+use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login, two_factor_with_app_password};
+use common::servers::{Dovecot, Postgres, Proxy};
+use serde_json::Value;
+
+/// Two nodes on one database, in front of one Dovecot.
+struct Fleet {
+    a: Proxy,
+    b: Proxy,
+    pg: Postgres,
+    _mailbox: Dovecot,
+    _archive: Dovecot,
+}
+
+fn fleet(policy: &str) -> Fleet {
+    let pg = Postgres::start();
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW), ("luigi@pec.example.it", "x")]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let mut a = Proxy::configure(&mailbox, &archive, policy, "");
+    a.use_postgres(&pg, None);
+    a.run();
+    let mut b = Proxy::configure(&mailbox, &archive, policy, "");
+    b.use_postgres(&pg, Some(&a));
+    b.run();
+    Fleet {
+        a,
+        b,
+        pg,
+        _mailbox: mailbox,
+        _archive: archive,
+    }
+}
+
+/// An IMAPS login; the server's answer text.
+fn imaps(p: &Proxy, user: &str, password: &str) -> (bool, String) {
+    let port = p.imaps_port.to_string();
+    let v = client(
+        p,
+        "imap_client.py",
+        &[
+            "login",
+            "--port",
+            &port,
+            "--mode",
+            "ssl",
+            "--user",
+            user,
+            "--password",
+            password,
+        ],
+    );
+    (
+        v["ok"].as_bool().unwrap_or(false),
+        v["text"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// Polls `f` every 20 ms until it is true; how long that took (the bound only keeps a
+/// regression from hanging).
+fn until(what: &str, f: impl FnMut() -> bool) -> Duration {
+    until_or(what, f, String::new)
+}
+
+/// Like [`until`]; on failure shows `context()`.
+fn until_or(what: &str, mut f: impl FnMut() -> bool, context: impl Fn() -> String) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: not within 15 s\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn history(p: &Proxy) -> Vec<Value> {
+    p.ok(&["mailbox", "history", ADDR], None)["history"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_change_through_one_node_reaches_the_other_node_and_its_sessions() {
+    let f = fleet("");
+    // Added through node A's CLI: logs in on node B.
+    f.a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    assert!(imaps_login(&f.b, ADDR, MAIN), "{}", f.b.log());
+    assert!(imaps_login(&f.a, ADDR, MAIN));
+    assert!(!imaps_login(&f.b, ADDR, "wrong"));
+
+    // 2FA on through node B: node A refuses the main password, takes the app password.
+    let password = two_factor_with_app_password(&f.b);
+    let (ok, text) = imaps(&f.a, ADDR, MAIN);
+    assert!(!ok && text.contains("AUTHENTICATIONFAILED"), "{text}");
+    assert!(imaps_login(&f.a, ADDR, &password));
+
+    // A session held open on node B; the app password deactivated through node A.
+    let held = Held::open(&f.b, "imap", &password, &[]);
+    f.a.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    let changed = Instant::now();
+    let report = held.finish();
+    let ended = changed.elapsed();
+    println!("deactivated on A → B's session ended in {ended:?}");
+    assert_eq!(report["closed"], true, "{report}");
+    let last = report["lines"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last.as_str().unwrap().starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    assert!(ended < Duration::from_secs(1), "B ended it after {ended:?}");
+    let (ok, _) = imaps(&f.b, ADDR, &password);
+    assert!(!ok, "refused on B");
+
+    // Both nodes wrote the history into the one store.
+    let h = history(&f.a);
+    assert!(
+        h.iter().any(|r| r["reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("session ended"))),
+        "{h:?}"
+    );
+    let accepted = h.iter().filter(|r| r["result"] == "accepted").count();
+    assert!(accepted >= 4, "{h:?}");
+    // The feed and the notification are in the database, as the migration made them.
+    assert_eq!(f.pg.psql("SELECT version FROM sentinella_schema"), "1");
+    assert!(
+        f.pg.psql("SELECT COUNT(*) FROM changes")
+            .parse::<i64>()
+            .unwrap()
+            >= 3
+    );
+}
+
+#[test]
+fn the_store_away_is_a_temporary_failure_and_no_history_is_lost() {
+    let mut f = fleet("");
+    f.a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    assert!(imaps_login(&f.a, ADDR, MAIN));
+    assert!(imaps_login(&f.b, ADDR, MAIN));
+    let before = history(&f.a).len();
+
+    f.pg.stop();
+    // Both nodes notice the feed is gone (logged), then every login is a temporary
+    // failure: the cache is not trusted while changes cannot be followed.
+    until("A notices", || {
+        f.a.log().contains("cannot follow the store's changes")
+    });
+    until("B notices", || {
+        f.b.log().contains("cannot follow the store's changes")
+    });
+    for p in [&f.a, &f.b] {
+        for password in [MAIN, "wrong-password"] {
+            let (ok, text) = imaps(p, ADDR, password);
+            assert!(!ok, "{text}");
+            assert!(text.contains("[UNAVAILABLE]"), "{text}");
+            assert!(!text.contains("AUTHENTICATIONFAILED"), "{text}");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    f.pg.run();
+    let back = until("logins work again on A", || imaps(&f.a, ADDR, MAIN).0);
+    until("logins work again on B", || imaps(&f.b, ADDR, MAIN).0);
+    println!("logins again {back:?} after PostgreSQL was back");
+    let logs = || format!("A:\n{}\nB:\n{}", f.a.log(), f.b.log());
+    until_or(
+        "the buffered history is written",
+        || {
+            f.a.log().contains("the access history is written again")
+                && f.b.log().contains("the access history is written again")
+        },
+        logs,
+    );
+    // The four refused while away were kept and written (without a mailbox: the store
+    // could not say whose the name was), with the store's reason.
+    let unavailable = f.pg.psql(
+        "SELECT COUNT(*) FROM access_history WHERE result = 'temporary_failure' \
+         AND reason LIKE 'store unavailable%' AND login = 'mario.rossi@pec.example.it'",
+    );
+    assert_eq!(unavailable, "4");
+    let h = history(&f.a);
+    assert!(h.len() >= before + 2, "{} then {}", before, h.len());
+}

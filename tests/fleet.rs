@@ -195,3 +195,50 @@ fn the_store_away_is_a_temporary_failure_and_no_history_is_lost() {
     let h = history(&f.a);
     assert!(h.len() >= before + 2, "{} then {}", before, h.len());
 }
+
+#[test]
+fn wrong_passwords_spread_over_both_nodes_meet_the_limit_of_one() {
+    // Per name: 3 distinct wrong passwords block the name (the address limit is out of
+    // the way: every client here is 127.0.0.1).
+    let f = fleet(
+        "\n[throttle]\nname_failures = 3\naddress_failures = 1000\nblock = \"60s\"\nname_max_block = \"60s\"",
+    );
+    f.a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    // A, B, A: no node saw three by itself.
+    for (p, wrong) in [(&f.a, "wrong-1"), (&f.b, "wrong-2"), (&f.a, "wrong-3")] {
+        let (ok, text) = imaps(p, ADDR, wrong);
+        assert!(!ok && text.contains("AUTHENTICATIONFAILED"), "{text}");
+    }
+    // The right password on B, which saw one failure itself: the fleet's three block it.
+    let (ok, text) = imaps(&f.b, ADDR, MAIN);
+    assert!(!ok, "blocked on B: {text}");
+    let newest = &history(&f.a)[0];
+    assert!(
+        newest["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("login name blocked"),
+        "{newest}"
+    );
+    let (ok, _) = imaps(&f.a, ADDR, MAIN);
+    assert!(!ok, "blocked on A too");
+    // A different name from the same client is not blocked.
+    f.a.ok(
+        &["mailbox", "add", "luigi@pec.example.it", "--password-stdin"],
+        Some("Luigi-pw-1"),
+    );
+    assert!(imaps_login(&f.b, "luigi@pec.example.it", "Luigi-pw-1"));
+    // Three wrong, the same password each time, spread over both: one guess, no block.
+    for p in [&f.a, &f.b, &f.a] {
+        assert!(!imaps_login(p, "luigi@pec.example.it", "same-wrong"));
+    }
+    assert!(imaps_login(&f.b, "luigi@pec.example.it", "Luigi-pw-1"));
+    assert!(
+        f.pg.psql(
+            "SELECT COUNT(*) FROM throttle_failures WHERE key = 'n:mario.rossi@pec.example.it'"
+        )
+        .parse::<i64>()
+        .unwrap()
+            >= 3
+    );
+}

@@ -42,7 +42,8 @@ use crate::policy::{Mailbox, Protocol};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use crate::store::{
-    AccessRecord, Alert, AppPasswordUse, Notice, Rehash, SealedSecrets, StoreError, StoreLocation,
+    AccessRecord, Alert, AppPasswordUse, Notice, Rehash, SealedSecrets, SharedThrottle, StoreError,
+    StoreLocation, ThrottleFailure,
 };
 use crate::wording::{Language, Locale, Said};
 
@@ -332,6 +333,9 @@ pub struct Authenticator {
     hasher: PasswordHasher,
     dummy_hash: String,
     history: HistoryWriter,
+    /// The fleet's throttle counts (a shared store): read before a verification, so an
+    /// attack spread over the nodes meets the limits of one.
+    fleet: Option<Mutex<Box<dyn SharedThrottle>>>,
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     zone: jiff::tz::TimeZone,
     /// The alert settings, replaced whole by a reload.
@@ -402,6 +406,11 @@ impl Authenticator {
             Arc::clone(&sessions),
         )?;
         let history = HistoryWriter::start(store.open_access_log()?);
+        let mut fleet = store.open_shared_throttle()?;
+        let throttle = match fleet.as_mut() {
+            Some(f) => Throttle::with_key(settings.throttle, f.fleet_key()?),
+            None => Throttle::new(settings.throttle),
+        };
         let secrets = match seal_key {
             Some(key) => Some((Mutex::new(store.open_secrets()?), key)),
             None => None,
@@ -410,7 +419,8 @@ impl Authenticator {
             principals,
             sessions,
             cache: VerificationCache::new(settings.cache_entries, settings.cache_ttl),
-            throttle: Throttle::new(settings.throttle),
+            throttle,
+            fleet: fleet.map(Mutex::new),
             pool: HashPool::new(settings.hash_workers, settings.hash_queue),
             hasher,
             dummy_hash,
@@ -489,6 +499,13 @@ impl Authenticator {
                 key,
             } => (name, principal, key),
         };
+        if self.fleet.is_some() {
+            self.absorb_fleet(ctx.peer, &name).await;
+            let instant = Instant::now();
+            if let Some(v) = self.throttled(ctx, &creds, &name, principal.as_ref(), now, instant) {
+                return self.with_upstream_secret(ctx, v).await;
+            }
+        }
         let login = printable(&creds.login);
         if ctx.pass_through
             && principal
@@ -553,7 +570,7 @@ impl Authenticator {
             if let Some(key) = key {
                 self.cache.insert(key, matched);
             }
-            self.throttle.success(ctx.peer, &name);
+            self.note_success(ctx.peer, &name);
         } else {
             block = self.count_failure(ctx, &name, &creds.secret, &decision);
         }
@@ -592,8 +609,7 @@ impl Authenticator {
         let login = printable(&creds.login);
         let refuse = |reason| Decision::refuse(reason, CredentialKind::Unknown);
         if let Some(why) = creds.malformed {
-            self.throttle
-                .failure(ctx.peer, &login, &creds.secret, instant);
+            self.note_failure(ctx.peer, &login, &creds.secret, instant);
             return Front::Done(Verdict::of(
                 refuse(Reason::Malformed(why)),
                 login,
@@ -603,8 +619,7 @@ impl Authenticator {
             ));
         }
         let Ok(name) = normalize_login(&creds.login) else {
-            self.throttle
-                .failure(ctx.peer, &login, &creds.secret, instant);
+            self.note_failure(ctx.peer, &login, &creds.secret, instant);
             let decision = refuse(Reason::Malformed("invalid login name"));
             return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
         };
@@ -643,7 +658,7 @@ impl Authenticator {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
             if decision.is_accepted() {
-                self.throttle.success(ctx.peer, &name);
+                self.note_success(ctx.peer, &name);
             }
             let mailbox = Some(Arc::clone(&p.mailbox));
             let v = Verdict::of(decision, login, mailbox, None, matched)
@@ -651,30 +666,8 @@ impl Authenticator {
             return Front::Done(v);
         }
         // Everything else would cost argon2id: the throttle decides first.
-        if let Err(why) = self.throttle.check(ctx.peer, &name, instant) {
-            crate::metrics::METRICS
-                .throttle_blocks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let decision = decide(&Attempt {
-                mailbox: None,
-                protocol: ctx.protocol,
-                listener: ctx.kind,
-                throttled: Some(&why),
-                matched: Matched::Neither,
-                now,
-                zone: &self.zone,
-            });
-            // Hammering a blocked name still counts against the client's address, so an
-            // attacker ends up refused at accept time, before TLS.
-            let block = self.count_failure(ctx, &name, &creds.secret, &decision);
-            let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
-            return Front::Done(Verdict::of(
-                decision,
-                login,
-                mailbox,
-                block,
-                Matched::Neither,
-            ));
+        if let Some(v) = self.throttled(ctx, creds, &name, principal.as_ref(), now, instant) {
+            return Front::Done(v);
         }
         crate::metrics::METRICS
             .cache_misses
@@ -683,6 +676,121 @@ impl Authenticator {
             name,
             principal,
             key,
+        }
+    }
+
+    /// The throttle's refusal, if the client or the name is blocked now. Hammering a
+    /// blocked name still counts against the client's address, so an attacker ends up
+    /// refused at accept time, before TLS.
+    fn throttled(
+        &self,
+        ctx: &LoginContext,
+        creds: &Credentials,
+        name: &str,
+        principal: Option<&Arc<Principal>>,
+        now: Timestamp,
+        instant: Instant,
+    ) -> Option<Verdict> {
+        let why = self.throttle.check(ctx.peer, name, instant).err()?;
+        crate::metrics::METRICS
+            .throttle_blocks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let decision = decide(&Attempt {
+            mailbox: None,
+            protocol: ctx.protocol,
+            listener: ctx.kind,
+            throttled: Some(&why),
+            matched: Matched::Neither,
+            now,
+            zone: &self.zone,
+        });
+        let block = self.count_failure(ctx, name, &creds.secret, &decision);
+        let mailbox = principal.map(|p| Arc::clone(&p.mailbox));
+        Some(Verdict::of(
+            decision,
+            printable(&creds.login),
+            mailbox,
+            block,
+            Matched::Neither,
+        ))
+    }
+
+    /// A failed login: counted here, and (in a fleet) written for the other nodes with
+    /// the access history. Returns the block it started, if any.
+    fn note_failure(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        secret: &crate::secret::Secret,
+        instant: Instant,
+    ) -> Option<String> {
+        if self.fleet.is_some() {
+            let fingerprint = self.throttle.fingerprint(name, secret) as i64;
+            let at_ms = Timestamp::now().as_millisecond();
+            for key in Throttle::fleet_keys(ip, name) {
+                self.history.throttle_failure(ThrottleFailure {
+                    key,
+                    fingerprint,
+                    at_ms,
+                });
+            }
+        }
+        self.throttle.failure(ip, name, secret, instant)
+    }
+
+    /// A successful login: clears the counts here, and (in a fleet, if there were any)
+    /// the fleet's.
+    fn note_success(&self, ip: IpAddr, name: &str) {
+        if self.throttle.success(ip, name) && self.fleet.is_some() {
+            let at_ms = Timestamp::now().as_millisecond();
+            for key in Throttle::fleet_keys(ip, name) {
+                self.history.throttle_clear(key, at_ms);
+            }
+        }
+    }
+
+    /// In a fleet, before a verification: what the other nodes counted for this client
+    /// and name, taken into this node's throttle. One indexed read, only on the path that
+    /// costs argon2id anyway; when it fails, this node's own counts decide (logged once a
+    /// minute, counted in the metrics).
+    async fn absorb_fleet(self: &Arc<Self>, ip: IpAddr, name: &str) {
+        if self.fleet.is_none() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let keys = Throttle::fleet_keys(ip, name).to_vec();
+        let since = Timestamp::now().as_millisecond()
+            - i64::try_from(self.throttle.window().as_millis()).unwrap_or(i64::MAX);
+        let counts = tokio::task::spawn_blocking(move || {
+            let fleet = this.fleet.as_ref()?;
+            let store = fleet.lock().unwrap_or_else(|p| p.into_inner());
+            Some(store.counts(&keys, since))
+        })
+        .await;
+        match counts {
+            Ok(Some(Ok(counts))) => {
+                self.throttle.absorb(
+                    ip,
+                    name,
+                    &counts,
+                    Instant::now(),
+                    Timestamp::now().as_millisecond(),
+                );
+            }
+            other => {
+                crate::metrics::METRICS
+                    .fleet_throttle_unavailable
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+                let now = Timestamp::now().as_second();
+                if now - LAST.swap(now, std::sync::atomic::Ordering::Relaxed) >= 60 {
+                    let error = match other {
+                        Ok(Some(Err(e))) => e.to_string(),
+                        _ => "the read did not finish".to_owned(),
+                    };
+                    tracing::warn!(%error, "cannot read the fleet's throttle counts; this node's own counts decide");
+                }
+            }
         }
     }
 
@@ -726,9 +834,7 @@ impl Authenticator {
     ) -> Option<String> {
         match &decision.outcome {
             Outcome::Refused(Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan) => None,
-            Outcome::Refused(_) => self
-                .throttle
-                .failure(ctx.peer, name, secret, Instant::now()),
+            Outcome::Refused(_) => self.note_failure(ctx.peer, name, secret, Instant::now()),
             _ => None,
         }
     }
@@ -879,7 +985,7 @@ impl Authenticator {
                         block: None,
                     },
                     None => {
-                        self.throttle.success(ctx.peer, &name);
+                        self.note_success(ctx.peer, &name);
                         LoginResult::Passed { mailbox }
                     }
                 }
@@ -1007,14 +1113,14 @@ impl Authenticator {
     ) -> OwnerCheck {
         let instant = Instant::now();
         let Ok(name) = normalize_login(login) else {
-            self.throttle
-                .failure(peer, &printable(login), &password, instant);
+            self.note_failure(peer, &printable(login), &password, instant);
             return OwnerCheck::Refused {
                 reason: "invalid login name".into(),
             };
         };
+        self.absorb_fleet(peer, &name).await;
         if let Err(why) = self.throttle.check(peer, &name, instant) {
-            self.throttle.failure(peer, &name, &password, instant);
+            self.note_failure(peer, &name, &password, instant);
             return OwnerCheck::Refused {
                 reason: format!("throttle: {why}"),
             };
@@ -1040,7 +1146,7 @@ impl Authenticator {
         };
         match principal {
             Some(p) if ok => {
-                self.throttle.success(peer, &name);
+                self.note_success(peer, &name);
                 OwnerCheck::Accepted {
                     mailbox: Arc::clone(&p.mailbox),
                     login: name,
@@ -1064,7 +1170,7 @@ impl Authenticator {
     /// like a wrong password.
     pub fn owner_code_failed(&self, peer: IpAddr, login: &str, code: &str) {
         let code = Secret::new(code.to_owned());
-        self.throttle.failure(peer, login, &code, Instant::now());
+        self.note_failure(peer, login, &code, Instant::now());
     }
 
     /// Whether `login` from `peer` is throttled now (the second step is refused then

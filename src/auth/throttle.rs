@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use crate::secret::Secret;
+use crate::store::ThrottleCount;
 
 /// Throttle settings (see `[throttle]` in config.toml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +79,8 @@ impl Counter {
         self.recent[self.next] = fp;
         self.next = (self.next + 1) % RECENT;
         self.failures = self.failures.saturating_add(1);
-        if self.failures >= threshold {
+        if let Some(block) = block_for(self.failures, threshold, s, max) {
             let was_blocked = self.blocked(now).is_some();
-            let doublings = (self.failures - threshold).min(20);
-            let block = s.block.saturating_mul(1 << doublings).min(max);
             self.blocked_until = Some(now + block);
             // Extending a block is not news; starting one is.
             return (!was_blocked).then_some(block);
@@ -92,6 +91,42 @@ impl Counter {
     fn blocked(&self, now: Instant) -> Option<Duration> {
         self.blocked_until.filter(|b| *b > now).map(|b| b - now)
     }
+
+    /// Takes in what the fleet counted for this key: at least its distinct failures, and
+    /// its block for what is left of it.
+    fn absorb(
+        &mut self,
+        fleet: &ThrottleCount,
+        threshold: u32,
+        s: &ThrottleSettings,
+        max: Duration,
+        now: Instant,
+        now_ms: i64,
+    ) {
+        self.failures = self.failures.max(fleet.distinct);
+        self.last = now;
+        if let Some(block) = block_for(fleet.distinct, threshold, s, max) {
+            let end_ms = fleet.last_ms.saturating_add(block.as_millis() as i64);
+            if end_ms > now_ms {
+                let until = now + Duration::from_millis((end_ms - now_ms) as u64);
+                self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
+            }
+        }
+    }
+}
+
+/// The block `failures` distinct failures earn (`None` below the threshold): `block`,
+/// doubling with each failure past the threshold, up to `max`.
+fn block_for(
+    failures: u32,
+    threshold: u32,
+    s: &ThrottleSettings,
+    max: Duration,
+) -> Option<Duration> {
+    (failures >= threshold).then(|| {
+        let doublings = (failures - threshold).min(20);
+        s.block.saturating_mul(1 << doublings).min(max)
+    })
 }
 
 /// The throttle.
@@ -136,10 +171,16 @@ fn describe(ip: IpAddr) -> String {
 }
 
 impl Throttle {
-    /// A throttle with `settings`.
+    /// A throttle with `settings`, fingerprinting wrong secrets with a key of its own.
     pub fn new(settings: ThrottleSettings) -> Self {
         let mut key = [0u8; 32];
         let _ = getrandom::fill(&mut key);
+        Throttle::with_key(settings, key)
+    }
+
+    /// A throttle fingerprinting wrong secrets with `key` (a fleet's: the same wrong
+    /// secret is then the same fingerprint on every node).
+    pub fn with_key(settings: ThrottleSettings, key: [u8; 32]) -> Self {
         Throttle {
             settings: arc_swap::ArcSwap::from_pointee(settings),
             by_address: DashMap::new(),
@@ -178,12 +219,58 @@ impl Throttle {
     /// Records a failed login (for names that exist or not). Returns a description of the
     /// block it started, if it started one (for the access history).
     pub fn failure(&self, ip: IpAddr, name: &str, secret: &Secret, now: Instant) -> Option<String> {
+        self.failure_fp(ip, name, self.fingerprint(name, secret), now)
+    }
+
+    /// A wrong secret's keyed fingerprint (never the secret itself).
+    pub fn fingerprint(&self, name: &str, secret: &Secret) -> u64 {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(name.as_bytes());
         h.update(&[0]);
         h.update(secret.expose().as_bytes());
         let b = h.finalize();
-        let fp = u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        u64::from_le_bytes(b.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+    }
+
+    /// The keys a fleet counts this client and name under: `a:NETWORK`, `n:NAME`.
+    pub fn fleet_keys(ip: IpAddr, name: &str) -> [String; 2] {
+        [format!("a:{:032x}", network(ip)), format!("n:{name}")]
+    }
+
+    /// Takes in what the fleet counted for this client and name (`counts` of
+    /// [`Throttle::fleet_keys`]): a key the fleet has blocked is blocked here too, for
+    /// what is left of its block.
+    pub fn absorb(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        counts: &[ThrottleCount],
+        now: Instant,
+        now_ms: i64,
+    ) {
+        let s = &**self.settings.load();
+        let [address_key, name_key] = Throttle::fleet_keys(ip, name);
+        for c in counts {
+            if c.key == address_key {
+                self.by_address
+                    .entry(network(ip))
+                    .or_insert_with(|| Counter::new(now))
+                    .absorb(c, s.address_failures, s, s.address_max_block, now, now_ms);
+            } else if c.key == name_key {
+                self.by_name
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Counter::new(now))
+                    .absorb(c, s.name_failures, s, s.name_max_block, now, now_ms);
+            }
+        }
+    }
+
+    /// How far back the fleet's failures count.
+    pub fn window(&self) -> Duration {
+        self.settings.load().window
+    }
+
+    fn failure_fp(&self, ip: IpAddr, name: &str, fp: u64, now: Instant) -> Option<String> {
         let s = &**self.settings.load();
         let mut blocks = Vec::new();
         let address_block = self
@@ -222,10 +309,12 @@ impl Throttle {
             .is_some_and(|c| c.blocked(now).is_some())
     }
 
-    /// A successful login clears the address's and the name's counts.
-    pub fn success(&self, ip: IpAddr, name: &str) {
-        self.by_address.remove(&network(ip));
-        self.by_name.remove(name);
+    /// A successful login clears the address's and the name's counts; returns whether
+    /// there were any.
+    pub fn success(&self, ip: IpAddr, name: &str) -> bool {
+        let a = self.by_address.remove(&network(ip)).is_some();
+        let n = self.by_name.remove(name).is_some();
+        a || n
     }
 
     /// Forgets counters that are neither recent nor blocking.

@@ -24,14 +24,26 @@ struct Fleet {
 }
 
 fn fleet(policy: &str) -> Fleet {
+    fleet_with(policy, |_| String::new())
+}
+
+/// Like [`fleet`], each node's config followed by `extra(its folder)`.
+fn fleet_with(policy: &str, extra: impl Fn(&std::path::Path) -> String) -> Fleet {
     let pg = Postgres::start();
     let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW), ("luigi@pec.example.it", "x")]);
     let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let append = |p: &Proxy| {
+        let mut text = std::fs::read_to_string(p.config()).unwrap();
+        text.push_str(&extra(p.dir.path()));
+        std::fs::write(p.config(), text).unwrap();
+    };
     let mut a = Proxy::configure(&mailbox, &archive, policy, "");
     a.use_postgres(&pg, None);
+    append(&a);
     a.run();
     let mut b = Proxy::configure(&mailbox, &archive, policy, "");
     b.use_postgres(&pg, Some(&a));
+    append(&b);
     b.run();
     Fleet {
         a,
@@ -241,4 +253,72 @@ fn wrong_passwords_spread_over_both_nodes_meet_the_limit_of_one() {
         .unwrap()
             >= 3
     );
+}
+
+/// The notice job on a fleet: both nodes look every second, one holds the lease; when it
+/// stops, the other takes the lease over. Each expiry reminder is e-mailed once.
+#[test]
+fn the_notice_job_runs_on_one_node_and_moves_when_it_stops() {
+    let relay = common::servers::Relay::start("avvisi", "relay-secret-pw");
+    // Milestones 6 s (postponing opens), 11 s (5 s before) and 16 s (expiry) after the
+    // password is generated.
+    let policy =
+        "app_password_validity = \"16s\"\npostpone_window = \"10s\"\nreminders_before = [\"5s\"]";
+    let mut f = fleet_with(policy, |dir| {
+        std::fs::write(dir.join("relay.pass"), "relay-secret-pw\n").unwrap();
+        format!(
+            "\n[notices]\nlanguage = \"en\"\nevery = \"1s\"\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"starttls\"\nca_file = \"{}\"\nuser = \"avvisi\"\npassword_file = \"relay.pass\"\n\
+             from = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+            relay.port,
+            relay.certificate().display()
+        )
+    });
+    let runs = |p: &Proxy| p.log().matches("this node runs the job now").count();
+    until("one node takes the notice job", || {
+        runs(&f.a) + runs(&f.b) >= 2
+    });
+    // Each job (notices, retention) on exactly one node.
+    let (on_a, on_b) = (runs(&f.a), runs(&f.b));
+    assert_eq!(on_a + on_b, 2, "{on_a} + {on_b}");
+
+    f.a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    f.a.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
+    common::rig::two_factor_on(&f.b);
+    f.a.ok(&["app-password", "generate", ADDR], None);
+    let reminders = |relay: &common::servers::Relay| -> Vec<String> {
+        relay
+            .delivered()
+            .iter()
+            .filter_map(|(raw, _)| {
+                let m = mail_parser::MessageParser::default().parse(raw).unwrap();
+                m.subject()
+                    .is_some_and(|s| s.ends_with("the app password expires"))
+                    .then(|| m.body_text(0).unwrap().into_owned())
+            })
+            .collect()
+    };
+    until("the first reminder", || reminders(&relay).len() >= 1);
+    // The node holding the notice job stops; the other takes it over.
+    let holder_is_a =
+        f.a.log()
+            .lines()
+            .any(|l| l.contains("this node runs the job now") && l.contains("notice job"));
+    let (gone, stays) = if holder_is_a {
+        (&mut f.a, &f.b)
+    } else {
+        (&mut f.b, &f.a)
+    };
+    gone.stop();
+    until("the other node takes the notice job", || {
+        stays
+            .log()
+            .lines()
+            .any(|l| l.contains("this node runs the job now") && l.contains("notice job"))
+    });
+    until("all three reminders", || reminders(&relay).len() >= 3);
+    std::thread::sleep(Duration::from_secs(3));
+    let texts = reminders(&relay);
+    assert_eq!(texts.len(), 3, "each milestone once: {texts:#?}");
+    assert!(texts[2].contains("expired on"), "{}", texts[2]);
 }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::policy::Period;
-use crate::store::{Kept, Retention, StoreError, StoreLocation};
+use crate::store::{Job, JobLease, Kept, Retention, StoreError, StoreLocation};
 
 /// Records deleted per transaction, at most.
 const BATCH: usize = 1_000;
@@ -81,10 +81,21 @@ pub(crate) fn pass(
 pub(crate) fn spawn(store: StoreLocation, settings: RetentionSettings) {
     tokio::spawn(async move {
         let mut open: Option<Box<dyn Retention>> = None;
+        let mut lease = JobLease::new(store.clone(), Job::Retention);
         loop {
             let s = settings.clone();
             let location = store.clone();
             let mut conn = open.take();
+            let (held, back) = tokio::task::spawn_blocking(move || (lease.held(), lease))
+                .await
+                .unwrap_or_else(|_| (false, JobLease::new(store.clone(), Job::Retention)));
+            lease = back;
+            if !held {
+                // Another node of the fleet runs it.
+                open = conn;
+                tokio::time::sleep(EVERY).await;
+                continue;
+            }
             let result = tokio::task::spawn_blocking(move || {
                 let store = match conn.as_mut() {
                     Some(c) => c,

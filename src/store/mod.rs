@@ -278,6 +278,66 @@ pub enum Job {
     Retention = 2,
 }
 
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::Reminders => "notice job",
+            Job::Retention => "retention",
+        }
+    }
+}
+
+/// A job's lease as the job keeps it between rounds: taken when free, logged when it
+/// moves here or away, given up when the store cannot say (the job then skips rounds).
+pub struct JobLease {
+    location: StoreLocation,
+    job: Job,
+    lease: Option<Box<dyn Lease>>,
+    held: bool,
+}
+
+impl JobLease {
+    /// The lease of `job` on `location`, not taken yet.
+    pub fn new(location: StoreLocation, job: Job) -> JobLease {
+        JobLease {
+            location,
+            job,
+            lease: None,
+            held: false,
+        }
+    }
+
+    /// Whether this node runs the job now (blocking: off the reactor).
+    pub fn held(&mut self) -> bool {
+        let now = match &mut self.lease {
+            Some(l) => l.held(),
+            None => self.location.lease(self.job).and_then(|mut l| {
+                let h = l.held();
+                self.lease = Some(l);
+                h
+            }),
+        };
+        let held = match now {
+            Ok(h) => h,
+            Err(e) => {
+                if self.held {
+                    tracing::warn!(job = self.job.name(), error = %e, "lost the job's lease");
+                }
+                false
+            }
+        };
+        if held != self.held {
+            if held {
+                tracing::info!(job = self.job.name(), "this node runs the job now");
+            } else {
+                tracing::info!(job = self.job.name(), "another node runs the job now");
+            }
+            self.held = held;
+        }
+        held
+    }
+}
+
 /// A lease that is always held: one machine, one store.
 struct AlwaysHeld;
 

@@ -652,7 +652,10 @@ fn serve_deletes_history_older_than_its_retention() {
     let mut served = Served::start(|dir| {
         let mut store = Store::open(&dir.join("data/sentinella.db")).unwrap();
         store
-            .append(&[row("2020-01-01T00:00:00Z"), row(&recent)], &[], &[])
+            .append(&sentinella::store::HistoryBatch::of_records(vec![
+                row("2020-01-01T00:00:00Z"),
+                row(&recent),
+            ]))
             .unwrap();
     });
     let store = Store::open(&served.dir.path().join("data/sentinella.db")).unwrap();

@@ -23,7 +23,9 @@ pub const KEEP: usize = 200_000;
 /// How often a write is tried again while the store is unreachable.
 pub const RETRY: Duration = Duration::from_millis(500);
 
-/// What the writer is given.
+/// What the writer is given. Records are most of it and go through the channel by value
+/// (no allocation per login), hence the size difference with the small variants.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     /// A record, with what rides in its transaction, and who waits for it.
     Record {

@@ -127,6 +127,7 @@ mod tests {
     use super::*;
     use crate::policy::Protocol;
     use crate::policy::login::{AccessResult, CredentialKind};
+    use crate::store::HistoryBatch;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{AccessLog, AccessRecord, Reader};
 
@@ -156,25 +157,14 @@ mod tests {
         // 2,500 rows from before the cut (three batches), and rows at and after it.
         let old: Vec<AccessRecord> = (0..2_500).map(|_| record("2023-09-01T00:00:00Z")).collect();
         store
-            .append(&crate::store::HistoryBatch {
-                records: (&old).to_vec(),
-                alerts: (&[]).to_vec(),
-                rehashes: (&[]).to_vec(),
-                ..Default::default()
-            })
+            .append(&HistoryBatch::of_records(old.clone()))
             .unwrap();
         store
-            .append(&crate::store::HistoryBatch {
-                records: (&[
-                    record("2023-10-14T21:59:59Z"),
-                    record("2023-10-14T22:00:00Z"),
-                    record("2024-04-14T12:00:00Z"),
-                ])
-                    .to_vec(),
-                alerts: (&[]).to_vec(),
-                rehashes: (&[]).to_vec(),
-                ..Default::default()
-            })
+            .append(&HistoryBatch::of_records(vec![
+                record("2023-10-14T21:59:59Z"),
+                record("2023-10-14T22:00:00Z"),
+                record("2024-04-14T12:00:00Z"),
+            ]))
             .unwrap();
         let settings = RetentionSettings {
             history: Period::months(6),

@@ -434,6 +434,8 @@ impl Principals {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use crate::store::HistoryBatch;
+
     use jiff::Timestamp;
     use jiff::tz::TimeZone;
 
@@ -532,12 +534,7 @@ mod tests {
 
         // The proxy's own history writes move the mark but name no mailbox.
         writer
-            .append(&crate::store::HistoryBatch {
-                records: (&[history_row()]).to_vec(),
-                alerts: (&[]).to_vec(),
-                rehashes: (&[]).to_vec(),
-                ..Default::default()
-            })
+            .append(&HistoryBatch::of_records(vec![history_row()]))
             .unwrap();
         assert!(!live.refresh().unwrap(), "nothing to refresh");
         assert_eq!(reads.load(Ordering::Relaxed), 1);

@@ -9,7 +9,7 @@ use super::prompt::Terminal;
 use super::render;
 use super::{
     ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, ImportFileFormat, MailboxCommand,
-    MigrationStep, NoticesCommand, TwoFactorCommand,
+    MigrationStep, NoticesCommand, StoreCommand, TwoFactorCommand,
 };
 use crate::config::Config;
 use crate::manage::app_password::Wanted;
@@ -83,6 +83,21 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::TwoFactor(cmd) => two_factor(&mut Ctx::open(&cli)?, cmd),
         Command::AppPassword(cmd) => app_password(&mut Ctx::open(&cli)?, cmd),
         Command::ApiToken(cmd) => api_token(&cli, cmd),
+        Command::Store(StoreCommand::Copy {
+            from,
+            to,
+            password_file,
+            ca_file,
+        }) => {
+            use crate::store::StoreLocation;
+            let from = StoreLocation::parse(from, password_file.clone(), ca_file.clone())?;
+            let to = StoreLocation::parse(to, password_file.clone(), ca_file.clone())?;
+            let copied = crate::store::copy::copy(&from, &to)?;
+            Ok(Output::of(
+                render::store_copied(&copied),
+                &serde_json::json!({ "tables": copied }),
+            ))
+        }
         Command::Notices(NoticesCommand::Run) => {
             let mut ctx = Ctx::open(&cli)?;
             let sent = ctx.manager.send_reminders(ctx.now)?;

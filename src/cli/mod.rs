@@ -67,6 +67,31 @@ pub enum Command {
     /// Bearer tokens for the operator's HTTP API (`/api/v1/`).
     #[command(name = "api-token", subcommand)]
     ApiToken(ApiTokenCommand),
+    /// The store itself: moving it between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `sentinella store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copies a whole store into a new, empty one — mailboxes, logins, secrets, history,
+    /// events, notices, outbox — then checks that every table has as many rows on both
+    /// sides. Stop the proxies on the source first.
+    Copy {
+        /// The source: `sqlite:PATH` or `postgres://user@host:port/database`.
+        #[arg(long)]
+        from: String,
+        /// The destination (empty), in the same forms.
+        #[arg(long)]
+        to: String,
+        /// A file with the PostgreSQL password (else SENTINELLA_STORE_PASSWORD).
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        /// PEM certificates to trust for TLS to PostgreSQL (`?sslmode=require`).
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
 }
 
 /// `sentinella api-token …`
@@ -383,6 +408,9 @@ pub enum CliError {
     /// An API token could not be made, listed or revoked.
     #[error("{0}")]
     Token(#[from] crate::api::tokens::TokenError),
+    /// A store copy did not happen or did not check out.
+    #[error("{0}")]
+    Copy(#[from] crate::store::copy::CopyError),
 }
 
 impl From<StoreError> for CliError {
@@ -404,6 +432,12 @@ impl CliError {
                 crate::api::tokens::TokenError::NoSuchToken(_) => "no_such_token",
                 _ => "token_file",
             },
+            CliError::Copy(e) => match e {
+                crate::store::copy::CopyError::NotEmpty { .. } => "destination_not_empty",
+                crate::store::copy::CopyError::Same => "same_store",
+                crate::store::copy::CopyError::Mismatch { .. } => "copy_mismatch",
+                crate::store::copy::CopyError::Store(_) => "store_error",
+            },
         }
     }
 
@@ -418,6 +452,11 @@ impl CliError {
             CliError::Internal(_) => 4,
             CliError::Token(crate::api::tokens::TokenError::File { .. }) => 4,
             CliError::Token(_) => 1,
+            CliError::Copy(
+                crate::store::copy::CopyError::NotEmpty { .. }
+                | crate::store::copy::CopyError::Same,
+            ) => 1,
+            CliError::Copy(_) => 4,
         }
     }
 }

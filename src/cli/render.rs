@@ -380,3 +380,13 @@ pub(crate) fn app_password_list(l: &AppPasswordList, z: &TimeZone) -> String {
     }
     text
 }
+
+/// A store copy: each table's rows, both sides.
+pub(super) fn store_copied(tables: &[crate::store::copy::Copied]) -> String {
+    let mut out = String::from("Copied, and every table checked (source = destination):\n");
+    for t in tables {
+        out.push_str(&format!("  {:<16} {:>10} rows\n", t.table, t.destination));
+    }
+    out.pop();
+    out
+}

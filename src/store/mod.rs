@@ -13,6 +13,7 @@
 //!
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
 
+pub mod copy;
 pub mod postgres;
 pub mod records;
 pub(crate) mod rows;
@@ -206,6 +207,21 @@ pub struct HistoryBatch {
 }
 
 impl HistoryBatch {
+    /// A batch of access records only.
+    pub fn of_records(records: Vec<AccessRecord>) -> Self {
+        HistoryBatch {
+            records,
+            ..HistoryBatch::default()
+        }
+    }
+
+    /// A batch of alerts only.
+    pub fn of_alerts(alerts: Vec<Alert>) -> Self {
+        HistoryBatch {
+            alerts,
+            ..HistoryBatch::default()
+        }
+    }
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
@@ -475,6 +491,45 @@ impl StoreLocation {
             StoreLocation::Sqlite(_) => Ok(Box::new(AlwaysHeld)),
             StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgLease::new(pg, job as i64)?)),
         }
+    }
+
+    /// Every table, for a copy to or from another store.
+    pub fn open_tables(&self) -> Result<Box<dyn copy::Tables>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgTables::open(pg)?)),
+        }
+    }
+
+    /// A store named on the command line: `sqlite:PATH` (or a path), or a PostgreSQL
+    /// URL whose password comes from `password_file` or the environment.
+    pub fn parse(
+        text: &str,
+        password_file: Option<PathBuf>,
+        ca_file: Option<PathBuf>,
+    ) -> Result<StoreLocation, StoreError> {
+        if postgres::is_url(text) {
+            let parsed: tokio_postgres::Config = text
+                .parse()
+                .map_err(|e| StoreError::Backend(format!("{text}: {e}")))?;
+            if parsed.get_password().is_some() {
+                return Err(StoreError::Backend(format!(
+                    "the URL must not hold the password: use --password-file or {}",
+                    postgres::PASSWORD_ENV
+                )));
+            }
+            return Ok(StoreLocation::Postgres(postgres::PgLocation {
+                url: text.to_owned(),
+                password_file,
+                ca_file,
+                pool_size: 4,
+            }));
+        }
+        let path = text.strip_prefix("sqlite:").unwrap_or(text);
+        if path.is_empty() {
+            return Err(StoreError::Backend("sqlite: needs a file path".into()));
+        }
+        Ok(StoreLocation::Sqlite(PathBuf::from(path)))
     }
 
     /// Whether several processes on several machines may share this store.

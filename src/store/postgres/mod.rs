@@ -24,6 +24,9 @@
 
 mod queries;
 pub mod schema;
+mod tables;
+
+pub use tables::PgTables;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

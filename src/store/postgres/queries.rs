@@ -537,33 +537,37 @@ pub(super) async fn history(
     .collect()
 }
 
+/// The access records of a batch, column by column (one array parameter each).
+#[derive(Default)]
+struct HistoryColumns<'a> {
+    at: Vec<i64>,
+    listener: Vec<&'a str>,
+    protocol: Vec<&'a str>,
+    client: Vec<&'a str>,
+    login: Vec<&'a str>,
+    address: Vec<Option<&'a str>>,
+    credential: Vec<&'a str>,
+    result: Vec<&'a str>,
+    reason: Vec<Option<&'a str>>,
+    app_password: Vec<Option<&'a str>>,
+}
+
 /// One group commit: the records in one statement, the last uses of app passwords, the
 /// alerts not quieted, the re-hashes still due, the throttle's failures and clears.
 pub(super) async fn append(c: &Client, b: &HistoryBatch) -> Result<(), StoreError> {
     if !b.records.is_empty() {
-        let mut cols: (
-            Vec<i64>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<Option<&str>>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<Option<&str>>,
-            Vec<Option<&str>>,
-        ) = Default::default();
+        let mut cols = HistoryColumns::default();
         for r in &b.records {
-            cols.0.push(secs(r.at));
-            cols.1.push(&r.listener);
-            cols.2.push(r.protocol.as_str());
-            cols.3.push(&r.client);
-            cols.4.push(&r.login);
-            cols.5.push(r.address.as_deref());
-            cols.6.push(r.credential.as_str());
-            cols.7.push(r.result.as_str());
-            cols.8.push(r.reason.as_deref());
-            cols.9
+            cols.at.push(secs(r.at));
+            cols.listener.push(&r.listener);
+            cols.protocol.push(r.protocol.as_str());
+            cols.client.push(&r.client);
+            cols.login.push(&r.login);
+            cols.address.push(r.address.as_deref());
+            cols.credential.push(r.credential.as_str());
+            cols.result.push(r.result.as_str());
+            cols.reason.push(r.reason.as_deref());
+            cols.app_password
                 .push(r.app_password.as_ref().map(|a| a.name.as_str()));
         }
         execute(
@@ -572,7 +576,16 @@ pub(super) async fn append(c: &Client, b: &HistoryBatch) -> Result<(), StoreErro
              reason, app_password) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], \
              $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
             &[
-                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &cols.9,
+                &cols.at,
+                &cols.listener,
+                &cols.protocol,
+                &cols.client,
+                &cols.login,
+                &cols.address,
+                &cols.credential,
+                &cols.result,
+                &cols.reason,
+                &cols.app_password,
             ],
         )
         .await?;

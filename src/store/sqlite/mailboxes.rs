@@ -432,6 +432,7 @@ pub(super) fn rehash(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Plan;
 
     #[test]
     fn the_lookup_statements_are_prepared_once() {

@@ -19,6 +19,7 @@ mod journal;
 mod mailboxes;
 pub mod schema;
 mod secrets;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -369,7 +370,7 @@ mod tests {
     use super::*;
     use crate::policy::login::{AccessResult, CredentialKind};
     use crate::policy::{Plan, PolicySettings, Protocol};
-    use crate::store::{Actor, EventAction, NoticeKind};
+    use crate::store::{Actor, Alert, EventAction, NoticeKind};
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -588,13 +589,8 @@ mod tests {
             result: AccessResult::Refused,
             reason: Some("wrong password".into()),
         };
-        s.append(&crate::store::HistoryBatch {
-            records: (std::slice::from_ref(&rec)).to_vec(),
-            alerts: (&[]).to_vec(),
-            rehashes: (&[]).to_vec(),
-            ..Default::default()
-        })
-        .unwrap();
+        s.append(&HistoryBatch::of_records(vec![rec.clone()]))
+            .unwrap();
         let mut tx = s.begin().unwrap();
         tx.insert_user(m.id, "u1", HASH, t).unwrap();
         tx.record_notice(
@@ -650,30 +646,20 @@ mod tests {
             quiet_since: quiet.parse().unwrap(),
         };
         // Two in one batch, a third within the day, a fourth the next day.
-        s.append(&crate::store::HistoryBatch {
-            records: (&[]).to_vec(),
-            alerts: (&[
-                alert("2024-03-01T10:00:00Z", "2024-02-29T10:00:00Z"),
-                alert("2024-03-01T10:05:00Z", "2024-02-29T10:05:00Z"),
-            ])
-                .to_vec(),
-            rehashes: (&[]).to_vec(),
-            ..Default::default()
-        })
+        s.append(&HistoryBatch::of_alerts(vec![
+            alert("2024-03-01T10:00:00Z", "2024-02-29T10:00:00Z"),
+            alert("2024-03-01T10:05:00Z", "2024-02-29T10:05:00Z"),
+        ]))
         .unwrap();
-        s.append(&crate::store::HistoryBatch {
-            records: (&[]).to_vec(),
-            alerts: (&[alert("2024-03-02T09:59:59Z", "2024-03-01T09:59:59Z")]).to_vec(),
-            rehashes: (&[]).to_vec(),
-            ..Default::default()
-        })
+        s.append(&HistoryBatch::of_alerts(vec![alert(
+            "2024-03-02T09:59:59Z",
+            "2024-03-01T09:59:59Z",
+        )]))
         .unwrap();
-        s.append(&crate::store::HistoryBatch {
-            records: (&[]).to_vec(),
-            alerts: (&[alert("2024-03-02T10:00:01Z", "2024-03-01T10:00:01Z")]).to_vec(),
-            rehashes: (&[]).to_vec(),
-            ..Default::default()
-        })
+        s.append(&HistoryBatch::of_alerts(vec![alert(
+            "2024-03-02T10:00:01Z",
+            "2024-03-01T10:00:01Z",
+        )]))
         .unwrap();
         let written: Vec<String> = s
             .notices("a@b.it")
@@ -700,13 +686,7 @@ mod tests {
         tx.commit().unwrap();
         let mut other = alert("2024-03-01T10:00:00Z", "2024-01-01T00:00:00Z");
         other.address = "c@d.it".into();
-        s.append(&crate::store::HistoryBatch {
-            records: (&[]).to_vec(),
-            alerts: (&[other]).to_vec(),
-            rehashes: (&[]).to_vec(),
-            ..Default::default()
-        })
-        .unwrap();
+        s.append(&HistoryBatch::of_alerts(vec![other])).unwrap();
         assert_eq!(s.notices("c@d.it").unwrap().len(), 2);
     }
 

@@ -1,0 +1,282 @@
+//! Moving a store from one backend to another (`sentinella store copy`): every table, row
+//! for row with its ids, in one transaction on the destination, then the row counts of
+//! both compared. The destination must be empty (a fresh SQLite file or database).
+//!
+//! The tables and their columns are listed once, here; each backend only reads and
+//! writes rows of [`Value`]s ([`Tables`]).
+
+use serde::Serialize;
+
+use super::{StoreError, StoreLocation};
+
+/// A stored value, as every backend has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// No value.
+    Null,
+    /// An integer (times, ids, counters, flags).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes (sealed secrets, device secrets).
+    Bytes(Vec<u8>),
+}
+
+/// One table: its name, its columns, and how it is read in order (`key`: a column of
+/// unique values to page by, or `None` for a small table read at once).
+#[derive(Debug)]
+pub struct Table {
+    /// Its name.
+    pub name: &'static str,
+    /// Its columns, in the order of the rows.
+    pub columns: &'static [&'static str],
+    /// The column to page by (unique).
+    pub key: Option<&'static str>,
+    /// Whether `id` is an identity the destination must move past the copied ids.
+    pub identity: bool,
+}
+
+/// Every table of the store, parents before children.
+pub const TABLES: &[Table] = &[
+    Table {
+        name: "mailboxes",
+        columns: &[
+            "id",
+            "address",
+            "plan",
+            "contact",
+            "protocols",
+            "migration",
+            "version",
+            "created_at",
+            "updated_at",
+            "device_secret",
+            "device_last_step",
+            "device_since",
+            "pending_secret",
+            "pending_purpose",
+            "pending_since",
+            "upstream_secret",
+        ],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "logins",
+        columns: &[
+            "login",
+            "mailbox_id",
+            "kind",
+            "password_hash",
+            "created_at",
+            "password_serial",
+        ],
+        key: Some("login"),
+        identity: false,
+    },
+    Table {
+        name: "app_passwords",
+        columns: &[
+            "id",
+            "mailbox_id",
+            "name",
+            "selector",
+            "scope",
+            "hash",
+            "created_at",
+            "expires_at",
+            "postponed",
+            "last_used_at",
+            "last_client",
+            "last_protocol",
+            "last_listener",
+            "next_reminder_at",
+        ],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "reminders",
+        columns: &["app_password_id", "expires_at", "milestone", "at"],
+        key: None,
+        identity: false,
+    },
+    Table {
+        name: "notices",
+        columns: &[
+            "id",
+            "address",
+            "at",
+            "kind",
+            "message",
+            "emailed_at",
+            "said",
+        ],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "outbox",
+        columns: &[
+            "id",
+            "notice_id",
+            "recipient",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "sent_at",
+            "error",
+        ],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "events",
+        columns: &["id", "at", "address", "action", "detail", "actor"],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "access_history",
+        columns: &[
+            "id",
+            "at",
+            "listener",
+            "protocol",
+            "client",
+            "login",
+            "address",
+            "credential",
+            "result",
+            "reason",
+            "app_password",
+        ],
+        key: Some("id"),
+        identity: true,
+    },
+    Table {
+        name: "changes",
+        columns: &["id", "mailbox_id", "version", "at"],
+        key: Some("id"),
+        identity: true,
+    },
+];
+
+/// Rows read per page.
+const PAGE: usize = 5_000;
+
+/// A backend's tables, as a copy reads and writes them.
+pub trait Tables {
+    /// How many rows `table` has.
+    fn count(&mut self, table: &Table) -> Result<u64, StoreError>;
+    /// Rows of `table` in key order, after `after` (the key of the last row read), at
+    /// most `limit`; a table without a key: all of them.
+    fn read(
+        &mut self,
+        table: &Table,
+        after: Option<&Value>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>, StoreError>;
+    /// Starts the destination's transaction.
+    fn begin_load(&mut self) -> Result<(), StoreError>;
+    /// Writes rows (columns as in `table`).
+    fn write(&mut self, table: &Table, rows: &[Vec<Value>]) -> Result<(), StoreError>;
+    /// Moves identities past the copied ids, and commits.
+    fn end_load(&mut self) -> Result<(), StoreError>;
+}
+
+/// One table's rows on both sides.
+#[derive(Clone, Debug, Serialize)]
+pub struct Copied {
+    /// The table.
+    pub table: &'static str,
+    /// Rows in the source.
+    pub source: u64,
+    /// Rows in the destination after the copy.
+    pub destination: u64,
+}
+
+/// Why a copy did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The destination holds data already.
+    #[error("the destination is not empty ({table} has {rows} rows): copy into a new store")]
+    NotEmpty {
+        /// The first table found with rows.
+        table: &'static str,
+        /// How many.
+        rows: u64,
+    },
+    /// Source and destination are the same store.
+    #[error("the source and the destination are the same store")]
+    Same,
+    /// The counts differ after the copy (the source changed meanwhile?).
+    #[error(
+        "{table}: {source_rows} rows in the source, {destination} in the destination; was the source in use?"
+    )]
+    Mismatch {
+        /// The table.
+        table: &'static str,
+        /// Source rows.
+        source_rows: u64,
+        /// Destination rows.
+        destination: u64,
+    },
+}
+
+/// Copies everything from `from` to the empty `to` (both brought to the latest schema),
+/// then compares every table's count.
+pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, CopyError> {
+    if from == to {
+        return Err(CopyError::Same);
+    }
+    let mut src = from.open_tables()?;
+    let mut dst = to.open_tables()?;
+    for t in TABLES {
+        let rows = dst.count(t)?;
+        if rows > 0 {
+            return Err(CopyError::NotEmpty {
+                table: t.name,
+                rows,
+            });
+        }
+    }
+    dst.begin_load()?;
+    for t in TABLES {
+        let mut after: Option<Value> = None;
+        loop {
+            let rows = src.read(t, after.as_ref(), PAGE)?;
+            if rows.is_empty() {
+                break;
+            }
+            dst.write(t, &rows)?;
+            let Some(key) = t.key else { break };
+            let i = t.columns.iter().position(|c| *c == key).unwrap_or(0);
+            after = rows.last().map(|r| r[i].clone());
+            if rows.len() < PAGE {
+                break;
+            }
+        }
+    }
+    dst.end_load()?;
+    let mut out = Vec::with_capacity(TABLES.len());
+    for t in TABLES {
+        let (s, d) = (src.count(t)?, dst.count(t)?);
+        if s != d {
+            return Err(CopyError::Mismatch {
+                table: t.name,
+                source_rows: s,
+                destination: d,
+            });
+        }
+        out.push(Copied {
+            table: t.name,
+            source: s,
+            destination: d,
+        });
+    }
+    Ok(out)
+}

@@ -22,112 +22,21 @@ command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 cargo build --release --quiet
 BIN=$PWD/target/release/sentinella
 LOADGEN=$PWD/target/release/sentinella-loadgen
-W=$(mktemp -d /tmp/sentinella-scale.XXXX)
-chmod 755 "$W"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
-PW=Scale-passw0rd
-MASTER_PW=scale-master-pw
-UP=35143
+W_PREFIX=sentinella-scale
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 PORT=45993
-
-# --- Dovecot: the master user may log in as any name (a static passdb) ---------------
-d=$W/dovecot
-mkdir -p "$d/run" "$d/mail"; chown dovecot:dovecot "$d/mail"
-echo "sentinella:{PLAIN}$MASTER_PW::::::" > "$d/masters"
-cat > "$d/dovecot.conf" <<EOF
-base_dir = $d/run
-state_dir = $d/run
-log_path = $d/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-mail_location = maildir:$d/mail/%u
-default_client_limit = 20000
-default_process_limit = 2000
-passdb {
-  driver = passwd-file
-  args = $d/masters
-  master = yes
-  pass = yes
-}
-passdb {
-  driver = static
-  args = password=not-used-by-the-benchmark
-}
-userdb {
-  driver = static
-  args = uid=dovecot gid=dovecot home=$d/mail/%u
-}
-service imap-login {
-  inet_listener imap {
-    port = $UP
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service anvil {
-  chroot =
-}
-EOF
-dovecot -F -c "$d/dovecot.conf" 2>"$d/stderr.log" & PIDS+=($!)
-
-config() { # dir
-  echo "$MASTER_PW" > "$1/master.pass"
-  cat > "$1/config.toml" <<EOF
-[store]
-path = "sentinella.db"
-[argon2]
-# A cheap cost, so that warming the cache over 10,000 mailboxes takes seconds; the
-# imported hash has the same cost (no re-hash at login).
-memory_kib = 8192
-iterations = 1
-parallelism = 1
-[limits]
-max_connections = 20000
-[[listener]]
-name = "imaps"
-protocol = "imap"
-bind = "127.0.0.1:$PORT"
-tls = "implicit"
-upstream = "imap"
-[upstream.imap]
-host = "127.0.0.1"
-port = $UP
-tls = "none"
-login = { mode = "master", user = "sentinella", password_file = "master.pass" }
-EOF
-}
+start_dovecot
 
 # One argon2id hash at that cost, made by Sentinella itself in a scratch store.
-mkdir -p "$W/hash"; config "$W/hash"
+mkdir -p "$W/hash"; config "$W/hash" $PORT
 echo "$PW" | "$BIN" --config "$W/hash/config.toml" mailbox add seed@pec.example.it --password-stdin >/dev/null
 HASH=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select password_hash from logins\").fetchone()[0])" "$W/hash/sentinella.db")
 
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
-thread_cpu_s() { # pid thread-name: the CPU of that thread (the history writer: its commits and fsyncs)
-  local t
-  for t in /proc/$1/task/*; do
-    [ "$(cat "$t/comm")" = "$2" ] && awk '{printf "%.2f", ($14 + $15) / 100}' "$t/stat" && return
-  done
-  echo 0
-}
-wait_port() { for _ in $(seq 2000); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.005; done; return 1; }
-wait_port $UP
 
 echo "# Sentinella scale benchmarks, $(date -u +%FT%TZ), $(nproc) cores, runs of ${DURATION}s"
 for N in $SIZES; do
-  s=$W/s$N; mkdir -p "$s"; config "$s"
+  s=$W/s$N; mkdir -p "$s"; config "$s" $PORT
   python3 - "$N" "$HASH" > "$s/users.passwd" <<'EOF'
 import sys
 n, h = int(sys.argv[1]), sys.argv[2]

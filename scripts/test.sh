@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
-DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium haproxy)
+# PostgreSQL: the fleet tests run their own server (initdb/pg_ctl in a temporary folder).
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium haproxy postgresql)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -20,6 +21,10 @@ done
 if ((${#missing[@]})); then
   echo "==> installing test dependencies: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # PostgreSQL's package would create and start a cluster of its own on port 5432: the
+  # tests need only its programs.
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/sentinella-tests.conf >/dev/null
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -16,6 +16,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap "exit 143" INT TERM
 ulimit -n "$(ulimit -Hn)"
 PW=Scale-passw0rd
 MASTER_PW=scale-master-pw
@@ -81,7 +82,8 @@ dovecot -F -c "$d/dovecot.conf" 2>"$d/stderr.log" & PIDS+=($!)
 }
 
 config() { # dir port [store lines]: a proxy with one IMAPS listener in front of that Dovecot
-  local port=$2 store=${3:-path = "sentinella.db"}
+  local port=$2 store=${3:-}
+  [ -n "$store" ] || store='path = "sentinella.db"'
   echo "$MASTER_PW" > "$1/master.pass"
   cat > "$1/config.toml" <<EOF
 [store]

@@ -82,7 +82,9 @@ mkdir -p "$W/b/certs"; cp "$W/a/certs/"* "$W/b/certs/"
 start_node "$W/b" 45993; B=${PIDS[-1]}
 CERT=$W/a/certs/sentinella.crt
 lg() { # port concurrency duration
-  "$LOADGEN" run --addr "127.0.0.1:$1" --cafile "$CERT" --user 'user{i}@pec.example.it' \
+  local cert=$CERT
+  [ "$1" = 45991 ] && cert=$W/lite/certs/sentinella.crt
+  "$LOADGEN" run --addr "127.0.0.1:$1" --cafile "$cert" --user 'user{i}@pec.example.it' \
     --password "$PW" --protocol imap --spread "$SET" --concurrency "$2" --duration "$3"
 }
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
@@ -100,10 +102,10 @@ printf 'sqlite, 1 node, c=8:       logins/s %7s  proxy CPU/1000 logins %ss\n' "$
 kill -TERM $LITE
 
 # --- Two nodes on PostgreSQL -------------------------------------------------------------
-lg 45992 4 $(( SET / 70 + 5 )) >/dev/null & lg 45993 4 $(( SET / 70 + 5 )) >/dev/null; wait %1
+lg 45992 4 $(( SET / 70 + 5 )) >/dev/null & w=$!; lg 45993 4 $(( SET / 70 + 5 )) >/dev/null; wait $w
 psql_ "SELECT pg_stat_statements_reset()" >/dev/null
 ca0=$(cpu_s $A); cb0=$(cpu_s $B); cp0=$(pg_cpu_s)
-lg 45992 4 "$DURATION" > "$W/ra.json" & lg 45993 4 "$DURATION" > "$W/rb.json"; wait %1
+lg 45992 4 "$DURATION" > "$W/ra.json" & w=$!; lg 45993 4 "$DURATION" > "$W/rb.json"; wait $w
 ca1=$(cpu_s $A); cb1=$(cpu_s $B); cp1=$(pg_cpu_s)
 na=$(field accepted < "$W/ra.json"); nb=$(field accepted < "$W/rb.json")
 ra=$(field logins_per_s < "$W/ra.json"); rb=$(field logins_per_s < "$W/rb.json")

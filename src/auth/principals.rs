@@ -225,6 +225,7 @@ impl Principals {
     ) -> Result<Arc<Principals>, StoreError> {
         let mark = follow.change_mark()?;
         let seq = follow.last_change()?;
+        let mut wait = follow.change_waiter();
         let live = Arc::new(Principals {
             table: RwLock::new(Table::new(entries)),
             follower: Mutex::new(Follower {
@@ -246,7 +247,7 @@ impl Principals {
             .name("principals".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(poll);
+                    wait(poll);
                     let Some(live) = weak.upgrade() else { return };
                     // A failure is logged (once) and handled by refresh itself.
                     let _ = live.refresh();

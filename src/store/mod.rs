@@ -188,7 +188,16 @@ pub trait PrincipalSource: Send {
     fn last_change(&self) -> Result<i64, StoreError>;
     /// Feed entries after `seq`, in order, at most `limit`.
     fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
+    /// Something a follower thread can wait on: it returns when the store may have
+    /// changed since it last returned, or after the timeout given. By default it just
+    /// sleeps (the follower polls); a backend that is told of changes wakes it at once.
+    fn change_waiter(&self) -> ChangeWaiter {
+        Box::new(std::thread::sleep)
+    }
 }
+
+/// See [`PrincipalSource::change_waiter`].
+pub type ChangeWaiter = Box<dyn FnMut(std::time::Duration) + Send>;
 
 /// One group commit of the access history, with what rides in its transaction.
 #[derive(Debug, Default)]

@@ -129,6 +129,27 @@ struct FeedState {
     /// The listener is connected and listening.
     up: AtomicBool,
     started: AtomicBool,
+    /// Followers waiting for the mark to move.
+    moved: std::sync::Condvar,
+    waiting: Mutex<()>,
+}
+
+impl FeedState {
+    /// The mark moves (a notification, a reconnect, a loss): waiting followers wake.
+    fn bump(&self) {
+        self.mark.fetch_add(1, Ordering::SeqCst);
+        let _guard = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        self.moved.notify_all();
+    }
+
+    /// Waits until the mark is no longer `seen`, or `timeout`; returns the mark then.
+    fn wait(&self, seen: i64, timeout: Duration) -> i64 {
+        let guard = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .moved
+            .wait_timeout_while(guard, timeout, |_| self.mark.load(Ordering::SeqCst) == seen);
+        self.mark.load(Ordering::SeqCst)
+    }
 }
 
 /// One database, as this process reaches it: the pool and the feed listener.
@@ -358,7 +379,7 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Ar
                         loop {
                             match connection.poll_message(cx) {
                                 Poll::Ready(Some(Ok(AsyncMessage::Notification(_)))) => {
-                                    notified.mark.fetch_add(1, Ordering::SeqCst);
+                                    notified.bump();
                                 }
                                 Poll::Ready(Some(Ok(_))) => {}
                                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(e)),
@@ -373,8 +394,8 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Ar
                     Ok(()) => {
                         // Whatever was committed before: the followers read from their
                         // last id.
-                        feed.mark.fetch_add(1, Ordering::SeqCst);
                         feed.up.store(true, Ordering::SeqCst);
+                        feed.bump();
                         if said_down {
                             tracing::info!("following the store's change feed again");
                         }
@@ -394,6 +415,7 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Ar
                             }
                         };
                         feed.up.store(false, Ordering::SeqCst);
+                        feed.bump();
                         tracing::warn!(reason = %why, "lost the store's change feed; logins ask the store until it is back");
                         said_down = true;
                     }
@@ -732,6 +754,13 @@ impl PrincipalSource for PgStore {
             )
         })
     }
+    /// Woken by the feed's notifications: a change made on another node reaches this
+    /// one's sessions in milliseconds, not at the next poll.
+    fn change_waiter(&self) -> super::ChangeWaiter {
+        let feed = Arc::clone(&self.backend.feed);
+        let mut seen = feed.mark.load(Ordering::SeqCst);
+        Box::new(move |timeout| seen = feed.wait(seen, timeout))
+    }
     fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
         self.run(async |c| {
             let rows = c
@@ -754,6 +783,10 @@ impl PrincipalSource for PgStore {
 
 impl AccessLog for PgStore {
     fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+        // Records alone are one statement, atomic by itself: one round trip.
+        if queries::one_statement(batch) {
+            return self.run(async |c| queries::append(c, batch).await);
+        }
         // The management lock only when a re-hash writes the feed.
         let tx = self.transaction(!batch.rehashes.is_empty())?;
         tx.run(async |c| queries::append(c, batch).await)?;

@@ -552,6 +552,19 @@ struct HistoryColumns<'a> {
     app_password: Vec<Option<&'a str>>,
 }
 
+/// Whether `b` is written by one statement (records only, none of them an app password's
+/// use to note): no transaction needed.
+pub(super) fn one_statement(b: &HistoryBatch) -> bool {
+    b.alerts.is_empty()
+        && b.rehashes.is_empty()
+        && b.failures.is_empty()
+        && b.clears.is_empty()
+        && !b
+            .records
+            .iter()
+            .any(|r| r.result == AccessResult::Accepted && r.app_password.is_some())
+}
+
 /// One group commit: the records in one statement, the last uses of app passwords, the
 /// alerts not quieted, the re-hashes still due, the throttle's failures and clears.
 pub(super) async fn append(c: &Client, b: &HistoryBatch) -> Result<(), StoreError> {

@@ -9,7 +9,6 @@ use std::process::Command;
 
 use common::rig::UPSTREAM_PW;
 use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
-use serde_json::Value;
 
 const ADDR: &str = "anna.bianchi@pec.example.it";
 
@@ -50,23 +49,7 @@ fn every_documented_endpoint_answers_as_documented_with_a_real_client() {
     );
 
     let base = format!("https://127.0.0.1:{api_port}");
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/api_client.py"
-        ))
-        .args(["--base", &base, "--token", &token, "--address", ADDR])
-        .arg("--cafile")
-        .arg(proxy.cert())
-        .output()
-        .expect("python3 with jsonschema");
-    assert!(
-        out.status.success(),
-        "api_client.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        proxy.log()
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::rig::api_client(&proxy, &base, &token, ADDR);
     assert_eq!(v["errors"], serde_json::json!([]), "{v:#}");
     assert_eq!(
         v["undocumented_or_uncalled"],

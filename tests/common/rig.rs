@@ -173,3 +173,27 @@ pub fn imap_raw(p: &Proxy, port: u16, mode: &str, lines: &[&str]) -> Vec<String>
     args.extend_from_slice(lines);
     received(&client(p, "imap_client.py", &args))
 }
+
+/// Runs tests/clients/api_client.py — every documented API endpoint called once, each
+/// answer checked against the OpenAPI document — at `base` with `token`, on the mailbox
+/// `address`; its report.
+#[allow(dead_code)] // only the API tests
+pub fn api_client(proxy: &Proxy, base: &str, token: &str, address: &str) -> Value {
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/api_client.py"
+        ))
+        .args(["--base", base, "--token", token, "--address", address])
+        .arg("--cafile")
+        .arg(proxy.cert())
+        .output()
+        .expect("python3 with jsonschema");
+    assert!(
+        out.status.success(),
+        "api_client.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -802,6 +802,8 @@ pub struct Postgres {
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
     pid: Option<u32>,
+    /// Server options besides the port and the addresses (TLS).
+    options: String,
 }
 
 /// The role and database the tests use.
@@ -864,6 +866,7 @@ impl Postgres {
             dir,
             port: free_port(),
             pid: None,
+            options: String::new(),
         };
         pg.run();
         let out = Command::new(Self::bin("createdb"))
@@ -897,9 +900,10 @@ impl Postgres {
             .arg(self.log_path())
             .arg("-o")
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200 {}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.options
             ))
             .args(["-w", "-t", "30", "start"])
             .output()
@@ -913,6 +917,84 @@ impl Postgres {
         let pidfile = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
         self.pid = pidfile.lines().next().and_then(|l| l.trim().parse().ok());
         wait_for_port(self.port, "postgres", &self.log_path());
+    }
+
+    /// Restarts it with TLS on: a certificate for 127.0.0.1 made with openssl (its own
+    /// CA); returns the CA certificate's path, for `ca_file`.
+    pub fn enable_tls(&mut self) -> PathBuf {
+        self.stop();
+        let d = self.dir.path().to_owned();
+        let d = d.as_path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let (uid, gid) = (id_of("postgres", "-u"), id_of("postgres", "-g"));
+        for f in ["server.key", "server.pem"] {
+            std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        self.options = format!(
+            "-c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+            d.display()
+        );
+        self.run();
+        d.join("ca.pem")
     }
 
     /// Stops the server (fast shutdown: sessions are ended), by its PID.

@@ -1,0 +1,196 @@
+//! The PostgreSQL store's traits, called directly against a real PostgreSQL: the same
+//! semantics the SQLite store's unit tests pin down (one action all or nothing, a taken
+//! name an answer that leaves the transaction usable, alerts quieted per period, an
+//! e-mail taken by one mailer), plus what only a shared store has: the change mark moved
+//! by a notification, the feed in commit order, a lease held by one process at a time.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::servers::Postgres;
+use sentinella::policy::{Mailbox, Plan};
+use sentinella::store::postgres::PgLocation;
+use sentinella::store::{
+    Alert, DeliveryState, HistoryBatch, Job, Notice, NoticeKind, StoreError, StoreLocation,
+};
+
+const HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+
+fn at(s: &str) -> sentinella::policy::Timestamp {
+    s.parse().unwrap()
+}
+
+fn location(pg: &Postgres) -> StoreLocation {
+    StoreLocation::Postgres(PgLocation {
+        url: pg.url(),
+        password_file: Some(pg.password_file()),
+        ca_file: None,
+        pool_size: 4,
+    })
+}
+
+fn add(loc: &StoreLocation, address: &str) -> Mailbox {
+    let mut store = loc.open_manage().unwrap();
+    let mut m = Mailbox::new(address.into(), Plan::Standard, None, HASH.into());
+    let mut tx = store.begin().unwrap();
+    m.id = tx.insert_mailbox(&m, at("2026-01-01T00:00:00Z")).unwrap();
+    tx.commit().unwrap();
+    m
+}
+
+#[test]
+fn the_store_traits_behave_on_postgresql_as_on_sqlite() {
+    let pg = Postgres::start();
+    let loc = location(&pg);
+    let a = add(&loc, "a@b.it");
+    let mut store = loc.open_manage().unwrap();
+    let t = at("2026-01-01T00:00:00Z");
+
+    // Dropped uncommitted: nothing written.
+    {
+        let mut tx = store.begin().unwrap();
+        let mut m = tx.mailbox("a@b.it").unwrap().unwrap();
+        m.plan = Plan::Premium;
+        tx.save_mailbox(&m, t).unwrap();
+    }
+    assert_eq!(store.mailbox("a@b.it").unwrap().unwrap(), a);
+
+    // A taken name is an answer, and the transaction goes on.
+    let mut tx = store.begin().unwrap();
+    tx.insert_user(a.id, "ufficio@b.it", HASH, t).unwrap();
+    assert!(matches!(
+        tx.insert_user(a.id, "a@b.it", HASH, t),
+        Err(StoreError::LoginTaken(_))
+    ));
+    let dup = Mailbox::new("ufficio@b.it".into(), Plan::Standard, None, HASH.into());
+    assert!(matches!(
+        tx.insert_mailbox(&dup, t),
+        Err(StoreError::LoginTaken(_))
+    ));
+    tx.commit().unwrap();
+    let user = store.login("ufficio@b.it").unwrap().unwrap();
+    assert!(user.is_user && user.mailbox.address == "a@b.it");
+    // Only hashes: the CHECK refuses a plain password.
+    let bad = Mailbox::new("c@b.it".into(), Plan::Standard, None, "plain".into());
+    let mut tx = store.begin().unwrap();
+    assert!(matches!(
+        tx.insert_mailbox(&bad, t),
+        Err(StoreError::Backend(_))
+    ));
+    drop(tx);
+
+    // Alerts: at most one of a kind per period, across batches.
+    let mut log = loc.open_access_log().unwrap();
+    let alert = |when: &str, quiet: &str| Alert {
+        address: "a@b.it".into(),
+        email_to: Some("owner@example.com".into()),
+        notice: Notice::new(
+            at(when),
+            NoticeKind::MainPasswordUsed,
+            format!("used at {when}"),
+        ),
+        quiet_since: at(quiet),
+    };
+    log.append(&HistoryBatch::of_alerts(vec![
+        alert("2026-03-01T10:00:00Z", "2026-02-28T10:00:00Z"),
+        alert("2026-03-01T10:05:00Z", "2026-02-28T10:05:00Z"),
+    ]))
+    .unwrap();
+    log.append(&HistoryBatch::of_alerts(vec![alert(
+        "2026-03-02T10:00:01Z",
+        "2026-03-01T10:00:01Z",
+    )]))
+    .unwrap();
+    let written: Vec<String> = store
+        .notices("a@b.it")
+        .unwrap()
+        .into_iter()
+        .map(|n| n.message)
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "used at 2026-03-02T10:00:01Z",
+            "used at 2026-03-01T10:00:00Z"
+        ]
+    );
+
+    // Each e-mail is taken by one mailer; after the lease, by the next.
+    let (mut m1, mut m2) = (loc.open_outbox().unwrap(), loc.open_outbox().unwrap());
+    let due = m1.due_emails(at("2026-03-03T00:00:00Z"), 10).unwrap();
+    assert_eq!(due.len(), 2);
+    let now = at("2026-03-03T00:00:00Z");
+    let lease = at("2026-03-03T00:02:00Z");
+    assert!(m1.claim_email(due[0].id, now, lease).unwrap());
+    assert!(!m2.claim_email(due[0].id, now, lease).unwrap());
+    m1.email_tried(due[0].id, DeliveryState::Sent, None, None, now)
+        .unwrap();
+    assert_eq!(m2.pending_emails().unwrap(), 1);
+
+    // Removal keeps the history and the notices.
+    let mut tx = store.begin().unwrap();
+    tx.delete_mailbox(a.id).unwrap();
+    tx.commit().unwrap();
+    assert!(store.login("ufficio@b.it").unwrap().is_none());
+    assert_eq!(store.notices("a@b.it").unwrap().len(), 2);
+}
+
+#[test]
+fn the_feed_moves_the_mark_by_notification_in_commit_order_and_leases_are_exclusive() {
+    let pg = Postgres::start();
+    let loc = location(&pg);
+    let follower = loc.open_principals().unwrap();
+    let mark = follower.change_mark().unwrap();
+    let last = follower.last_change().unwrap();
+    assert_eq!(
+        follower.change_mark().unwrap(),
+        mark,
+        "no change, no move, no query"
+    );
+    // Two writers at once: the feed's ids follow the commits.
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let loc = loc.clone();
+            std::thread::spawn(move || {
+                for j in 0..10 {
+                    add(&loc, &format!("w{i}-{j}@b.it"));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let start = Instant::now();
+    while follower.change_mark().unwrap() == mark {
+        assert!(start.elapsed() < Duration::from_secs(5), "no notification");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let changes = follower.changes_since(last, 1000).unwrap();
+    assert_eq!(changes.len(), 40);
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Mailboxes were committed in the feed's order: ids rise with the sequence.
+    assert!(
+        changes
+            .windows(2)
+            .all(|w| w[0].mailbox_id < w[1].mailbox_id)
+    );
+    // One holder of a lease at a time; when it goes, the next one takes it.
+    let mut one = loc.lease(Job::Reminders).unwrap();
+    let mut two = loc.lease(Job::Reminders).unwrap();
+    assert!(one.held().unwrap());
+    assert!(!two.held().unwrap());
+    assert!(one.held().unwrap(), "still held");
+    let mut other_job = loc.lease(Job::Retention).unwrap();
+    assert!(other_job.held().unwrap(), "another job, another lease");
+    drop(one);
+    let start = Instant::now();
+    while !two.held().unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the lease did not move"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

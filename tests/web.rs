@@ -17,6 +17,18 @@ const POLICY: &str = "app_password_validity = \"70s\"\npostpone_window = \"60s\"
 
 #[test]
 fn the_owner_manages_the_mailbox_from_the_page_in_a_real_browser() {
+    owner_flow(None);
+}
+
+/// The same page, the same flow, on a PostgreSQL store (fleet mode): nothing above the
+/// store knows which it is.
+#[test]
+fn the_owner_flow_is_the_same_on_a_postgresql_store() {
+    let pg = common::servers::Postgres::start();
+    owner_flow(Some(&pg));
+}
+
+fn owner_flow(pg: Option<&common::servers::Postgres>) {
     let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
     let web_port = free_port();
     let mut proxy = Proxy::configure(
@@ -25,11 +37,18 @@ fn the_owner_manages_the_mailbox_from_the_page_in_a_real_browser() {
         POLICY,
         &format!("\n[web]\nbind = \"127.0.0.1:{web_port}\"\n"),
     );
+    if let Some(pg) = pg {
+        proxy.use_postgres(pg, None);
+    }
     proxy.run();
     wait_for_port(web_port, "web page", &proxy.log_path());
     proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
 
-    let shots = format!("{}/web-screenshots", env!("CARGO_TARGET_TMPDIR"));
+    let shots = format!(
+        "{}/web-screenshots{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        if pg.is_some() { "-postgresql" } else { "" }
+    );
     let out = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

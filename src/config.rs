@@ -970,12 +970,13 @@ impl Config {
             return Err(self.invalid("store.path", "must not be empty"));
         }
         if let Some(url) = &self.store.url {
-            if !crate::store::postgres::is_url(url) {
+            if !crate::store::is_url(url) {
                 return Err(self.invalid(
                     "store.url",
                     "must be a PostgreSQL URL (postgres://user@host:port/database)",
                 ));
             }
+            #[cfg(feature = "postgres")]
             match url.parse::<tokio_postgres::Config>() {
                 Err(e) => return Err(self.invalid("store.url", e.to_string())),
                 Ok(c) if c.get_password().is_some() => {
@@ -983,7 +984,7 @@ impl Config {
                         "store.url",
                         format!(
                             "must not hold the password: put it in store.password_file or {}",
-                            crate::store::postgres::PASSWORD_ENV
+                            crate::store::PASSWORD_ENV
                         ),
                     ));
                 }
@@ -992,6 +993,11 @@ impl Config {
             if self.store.pool_size < 2 {
                 return Err(self.invalid("store.pool_size", "must be at least 2"));
             }
+            #[cfg(not(feature = "postgres"))]
+            return Err(self.invalid(
+                "store.url",
+                "this build has no PostgreSQL support (cargo feature \"postgres\")",
+            ));
         }
         if let Err(e) = jiff::tz::TimeZone::get(&self.policy.timezone) {
             return Err(self.invalid(
@@ -1209,14 +1215,12 @@ impl Config {
     /// Where the state lives.
     pub fn store_location(&self) -> crate::store::StoreLocation {
         match &self.store.url {
-            Some(url) => {
-                crate::store::StoreLocation::Postgres(crate::store::postgres::PgLocation {
-                    url: url.clone(),
-                    password_file: self.store.password_file.as_ref().map(|f| self.resolve(f)),
-                    ca_file: self.store.ca_file.as_ref().map(|f| self.resolve(f)),
-                    pool_size: self.store.pool_size,
-                })
-            }
+            Some(url) => crate::store::StoreLocation::Postgres(crate::store::PgLocation {
+                url: url.clone(),
+                password_file: self.store.password_file.as_ref().map(|f| self.resolve(f)),
+                ca_file: self.store.ca_file.as_ref().map(|f| self.resolve(f)),
+                pool_size: self.store.pool_size,
+            }),
             None => crate::store::StoreLocation::Sqlite(self.store_path()),
         }
     }

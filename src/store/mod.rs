@@ -13,7 +13,10 @@
 //!
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
 
+#![cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+
 pub mod copy;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod records;
 pub(crate) mod rows;
@@ -421,6 +424,49 @@ pub trait SealedSecrets: Send {
 trait LoginSide: PrincipalSource + AccessLog + SealedSecrets {}
 impl<T: PrincipalSource + AccessLog + SealedSecrets> LoginSide for T {}
 
+/// Where a PostgreSQL store is, and how to reach it (`[store]` with `url`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PgLocation {
+    /// The connection URL, without a password.
+    pub url: String,
+    /// A file holding the password (else `SENTINELLA_STORE_PASSWORD`, else none).
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to trust for `sslmode=require` (besides the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Connections this process keeps, at most.
+    pub pool_size: usize,
+}
+
+/// The environment variable a password can come from.
+pub const PASSWORD_ENV: &str = "SENTINELLA_STORE_PASSWORD";
+
+/// Whether a URL names a PostgreSQL store.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// What a build without the `postgres` feature answers for a PostgreSQL store.
+#[cfg(not(feature = "postgres"))]
+fn no_postgres<T>() -> Result<T, StoreError> {
+    Err(StoreError::Backend(
+        "this build of Sentinella has no PostgreSQL support (cargo feature \"postgres\")".into(),
+    ))
+}
+
+/// A PostgreSQL arm: its expression with the `postgres` feature, an error without.
+macro_rules! with_postgres {
+    ($e:expr) => {{
+        #[cfg(feature = "postgres")]
+        {
+            $e
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            no_postgres()
+        }
+    }};
+}
+
 /// Which backend holds the state, and where. Each consumer opens its own connection (on
 /// PostgreSQL: its own handle on the process's pool).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -428,7 +474,7 @@ pub enum StoreLocation {
     /// An embedded SQLite file.
     Sqlite(PathBuf),
     /// A PostgreSQL database, shared by a fleet.
-    Postgres(postgres::PgLocation),
+    Postgres(PgLocation),
 }
 
 impl StoreLocation {
@@ -441,7 +487,9 @@ impl StoreLocation {
     pub fn open_manage(&self) -> Result<Box<dyn ManageStore>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgStore::open(pg)?)))
+            }
         }
     }
 
@@ -460,7 +508,9 @@ impl StoreLocation {
     pub fn open_outbox(&self) -> Result<Box<dyn Outbox>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgStore::open(pg)?)))
+            }
         }
     }
 
@@ -468,7 +518,9 @@ impl StoreLocation {
     pub fn open_retention(&self) -> Result<Box<dyn Retention>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open(pg)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgStore::open(pg)?)))
+            }
         }
     }
 
@@ -481,7 +533,9 @@ impl StoreLocation {
     fn open_login_side(&self) -> Result<Box<dyn LoginSide>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgStore::open_following(pg)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgStore::open_following(pg)?)))
+            }
         }
     }
 
@@ -490,7 +544,9 @@ impl StoreLocation {
     pub fn open_shared_throttle(&self) -> Result<Option<Box<dyn SharedThrottle>>, StoreError> {
         match self {
             StoreLocation::Sqlite(_) => Ok(None),
-            StoreLocation::Postgres(pg) => Ok(Some(Box::new(postgres::PgStore::open(pg)?))),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Some(Box::new(postgres::PgStore::open(pg)?))))
+            }
         }
     }
 
@@ -498,7 +554,9 @@ impl StoreLocation {
     pub fn lease(&self, job: Job) -> Result<Box<dyn Lease>, StoreError> {
         match self {
             StoreLocation::Sqlite(_) => Ok(Box::new(AlwaysHeld)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgLease::new(pg, job as i64)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgLease::new(pg, job as i64)?)))
+            }
         }
     }
 
@@ -506,7 +564,9 @@ impl StoreLocation {
     pub fn open_tables(&self) -> Result<Box<dyn copy::Tables>, StoreError> {
         match self {
             StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-            StoreLocation::Postgres(pg) => Ok(Box::new(postgres::PgTables::open(pg)?)),
+            StoreLocation::Postgres(pg) => {
+                with_postgres!(Ok(Box::new(postgres::PgTables::open(pg)?)))
+            }
         }
     }
 
@@ -517,17 +577,19 @@ impl StoreLocation {
         password_file: Option<PathBuf>,
         ca_file: Option<PathBuf>,
     ) -> Result<StoreLocation, StoreError> {
-        if postgres::is_url(text) {
-            let parsed: tokio_postgres::Config = text
-                .parse()
-                .map_err(|e| StoreError::Backend(format!("{text}: {e}")))?;
-            if parsed.get_password().is_some() {
-                return Err(StoreError::Backend(format!(
-                    "the URL must not hold the password: use --password-file or {}",
-                    postgres::PASSWORD_ENV
-                )));
-            }
-            return Ok(StoreLocation::Postgres(postgres::PgLocation {
+        if is_url(text) {
+            with_postgres!({
+                let parsed: tokio_postgres::Config = text
+                    .parse()
+                    .map_err(|e| StoreError::Backend(format!("{text}: {e}")))?;
+                if parsed.get_password().is_some() {
+                    return Err(StoreError::Backend(format!(
+                        "the URL must not hold the password: use --password-file or {PASSWORD_ENV}"
+                    )));
+                }
+                Ok::<(), StoreError>(())
+            })?;
+            return Ok(StoreLocation::Postgres(PgLocation {
                 url: text.to_owned(),
                 password_file,
                 ca_file,

@@ -29,7 +29,6 @@ mod tables;
 pub use tables::PgTables;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::task::Poll;
@@ -62,21 +61,7 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 /// How often the feed connection proves it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// Where a PostgreSQL store is, and how to reach it (`[store]` with `url`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PgLocation {
-    /// The connection URL, without a password.
-    pub url: String,
-    /// A file holding the password (else `SENTINELLA_STORE_PASSWORD`, else none).
-    pub password_file: Option<PathBuf>,
-    /// PEM certificates to trust for `sslmode=require` (besides the system's).
-    pub ca_file: Option<PathBuf>,
-    /// Connections this process keeps, at most.
-    pub pool_size: usize,
-}
-
-/// The environment variable a password can come from.
-pub const PASSWORD_ENV: &str = "SENTINELLA_STORE_PASSWORD";
+pub use super::{PASSWORD_ENV, PgLocation, is_url};
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -172,11 +157,6 @@ impl std::fmt::Debug for Backend {
 /// The backends of this process, one per location: every consumer shares its pool.
 static BACKENDS: LazyLock<Mutex<HashMap<PgLocation, Arc<Backend>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Whether a URL names a PostgreSQL store.
-pub fn is_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
 
 /// The connection settings of `location`: its URL, the password from the file or the
 /// environment, a name the server shows, timeouts and keepalives.

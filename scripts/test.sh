@@ -48,8 +48,8 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 
 # A short fuzzing pass over every decoder (long runs: ./scripts/fuzz.sh, see README).
-echo "==> fuzz (${FUZZ_SECONDS:-15}s per target)"
-FUZZ_SECONDS=${FUZZ_SECONDS:-15} ./scripts/fuzz.sh
+echo "==> fuzz (${FUZZ_SECONDS:-10}s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   echo "==> cargo nextest run"

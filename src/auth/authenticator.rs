@@ -724,18 +724,18 @@ impl Authenticator {
         secret: &crate::secret::Secret,
         instant: Instant,
     ) -> Option<String> {
+        let fp = self.throttle.fingerprint(name, secret);
         if self.fleet.is_some() {
-            let fingerprint = self.throttle.fingerprint(name, secret) as i64;
             let at_ms = Timestamp::now().as_millisecond();
             for key in Throttle::fleet_keys(ip, name) {
                 self.history.throttle_failure(ThrottleFailure {
                     key,
-                    fingerprint,
+                    fingerprint: fp as i64,
                     at_ms,
                 });
             }
         }
-        self.throttle.failure(ip, name, secret, instant)
+        self.throttle.failure_fp(ip, name, fp, instant)
     }
 
     /// A successful login: clears the counts here, and (in a fleet, if there were any)

@@ -270,7 +270,8 @@ impl Throttle {
         self.settings.load().window
     }
 
-    fn failure_fp(&self, ip: IpAddr, name: &str, fp: u64, now: Instant) -> Option<String> {
+    /// [`Throttle::failure`] with the fingerprint already made.
+    pub fn failure_fp(&self, ip: IpAddr, name: &str, fp: u64, now: Instant) -> Option<String> {
         let s = &**self.settings.load();
         let mut blocks = Vec::new();
         let address_block = self

@@ -83,10 +83,13 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         throttle: ThrottleSettings {
             address_failures: 10,
             name_failures: 5,
+            password_failures: 5,
+            code_failures: 5,
             window: Duration::from_secs(900),
             block: Duration::from_secs(30),
             address_max_block: Duration::from_secs(3600),
             name_max_block: Duration::from_secs(60),
+            max_block: Duration::from_secs(3600),
         },
     };
     let auth =

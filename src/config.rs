@@ -683,7 +683,8 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[throttle]`: blocking brute force.
+/// `[throttle]`: the abuse model's limits (SPEC "Abuse resistance"; the rules are
+/// `policy::abuse`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
@@ -693,6 +694,15 @@ pub struct ThrottleConfig {
     /// Distinct wrong passwords for one login name before it is blocked.
     #[serde(default = "default_name_failures")]
     pub name_failures: u32,
+    /// Distinct wrong passwords against one mailbox (all its login names) before its
+    /// password is blocked — the right one too — for `block`, doubling up to `max_block`.
+    #[serde(default = "default_password_failures")]
+    pub password_failures: u32,
+    /// Distinct wrong 2FA codes of one mailbox (login, turning 2FA off, replacing or
+    /// confirming the device; every address, page session and node together) before its
+    /// code step is blocked — the right code too — and the owner alerted.
+    #[serde(default = "default_code_failures")]
+    pub code_failures: u32,
     /// Failures older than this are forgotten.
     #[serde(default = "default_throttle_window")]
     pub window: Period,
@@ -706,8 +716,20 @@ pub struct ThrottleConfig {
     /// its real owner out.
     #[serde(default = "default_name_max_block")]
     pub name_max_block: Period,
+    /// The longest block of a mailbox's password or its code step.
+    #[serde(default = "default_max_block")]
+    pub max_block: Period,
 }
 
+fn default_password_failures() -> u32 {
+    5
+}
+fn default_code_failures() -> u32 {
+    5
+}
+fn default_max_block() -> Period {
+    Period::seconds(3600)
+}
 fn default_address_failures() -> u32 {
     10
 }
@@ -732,6 +754,9 @@ impl Default for ThrottleConfig {
         ThrottleConfig {
             address_failures: default_address_failures(),
             name_failures: default_name_failures(),
+            password_failures: default_password_failures(),
+            code_failures: default_code_failures(),
+            max_block: default_max_block(),
             window: default_throttle_window(),
             block: default_block(),
             address_max_block: default_address_max_block(),
@@ -746,6 +771,9 @@ impl ThrottleConfig {
         crate::auth::ThrottleSettings {
             address_failures: self.address_failures,
             name_failures: self.name_failures,
+            password_failures: self.password_failures,
+            code_failures: self.code_failures,
+            max_block: LimitsConfig::duration(self.max_block),
             window: LimitsConfig::duration(self.window),
             block: LimitsConfig::duration(self.block),
             address_max_block: LimitsConfig::duration(self.address_max_block),
@@ -1166,11 +1194,15 @@ impl Config {
             ));
         }
         let t = &self.throttle;
-        if t.address_failures == 0 || t.name_failures == 0 {
-            return Err(self.invalid(
-                "throttle",
-                "address_failures and name_failures must be at least 1",
-            ));
+        for (key, n) in [
+            ("throttle.address_failures", t.address_failures),
+            ("throttle.name_failures", t.name_failures),
+            ("throttle.password_failures", t.password_failures),
+            ("throttle.code_failures", t.code_failures),
+        ] {
+            if n == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
+            }
         }
         for (key, p) in [
             ("limits.preauth_timeout", l.preauth_timeout),
@@ -1185,6 +1217,7 @@ impl Config {
             ("throttle.block", t.block),
             ("throttle.address_max_block", t.address_max_block),
             ("throttle.name_max_block", t.name_max_block),
+            ("throttle.max_block", t.max_block),
         ] {
             if p.as_std().is_none() {
                 return Err(self.invalid(key, "must be a fixed duration (s, m, h, d), not months"));

@@ -68,6 +68,9 @@ type LoginLabels = (String, String, &'static str, &'static str);
 pub(crate) struct Metrics {
     /// Logins by (protocol, listener, result, reason kind).
     logins: Mutex<BTreeMap<LoginLabels, u64>>,
+    /// The abuse model's and the page's counters with labels: metric name → rendered
+    /// labels (bounded values only) → count.
+    labelled: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
     /// Verification-cache hits.
     pub(crate) cache_hits: AtomicU64,
     /// Verification-cache misses (an argon2id verification followed).
@@ -124,7 +127,65 @@ fn index(protocol: crate::policy::Protocol) -> usize {
 
 const PROTOCOLS: [&str; 3] = ["imap", "pop3", "smtp"];
 
+/// The labelled counters' help lines.
+const LABELLED_HELP: &[(&str, &str)] = &[
+    (
+        "sentinella_blocks_started_total",
+        "Blocks the abuse model started, by subject (address, name, password, code).",
+    ),
+    (
+        "sentinella_blocked_attempts_total",
+        "Attempts refused because their subject was blocked, by subject.",
+    ),
+    (
+        "sentinella_web_logins_total",
+        "Owner logins on the page, by step (password, code), result and reason.",
+    ),
+    (
+        "sentinella_code_checks_total",
+        "2FA codes checked, by where they were asked (login, confirm, disable, replace) and result.",
+    ),
+];
+
 impl Metrics {
+    fn bump(&self, metric: &'static str, labels: String) {
+        let mut m = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(metric).or_default().entry(labels).or_default() += 1;
+    }
+
+    /// A block the abuse model started.
+    pub(crate) fn block_started(&self, subject: crate::policy::abuse::Subject) {
+        self.bump(
+            "sentinella_blocks_started_total",
+            format!("subject=\"{}\"", subject.as_str()),
+        );
+    }
+
+    /// An attempt refused because its subject is blocked.
+    pub(crate) fn refused_by_block(&self, subject: crate::policy::abuse::Subject) {
+        self.throttle_blocks.fetch_add(1, Ordering::Relaxed);
+        self.bump(
+            "sentinella_blocked_attempts_total",
+            format!("subject=\"{}\"", subject.as_str()),
+        );
+    }
+
+    /// One step of an owner's login on the page.
+    pub(crate) fn web_login(&self, step: &'static str, result: &'static str, reason: &'static str) {
+        self.bump(
+            "sentinella_web_logins_total",
+            format!("step=\"{step}\",result=\"{result}\",reason=\"{reason}\""),
+        );
+    }
+
+    /// One 2FA code checked (or refused unseen, blocked).
+    pub(crate) fn code_check(&self, purpose: &'static str, result: &'static str) {
+        self.bump(
+            "sentinella_code_checks_total",
+            format!("use=\"{purpose}\",result=\"{result}\""),
+        );
+    }
+
     /// One decided login.
     pub(crate) fn login(
         &self,
@@ -216,6 +277,15 @@ impl Metrics {
             "Attempts refused by the throttle.",
             self.throttle_blocks.load(Ordering::Relaxed),
         );
+        {
+            let labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+            for (metric, help) in LABELLED_HELP {
+                let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+                for (labels, n) in labelled.get(metric).into_iter().flatten() {
+                    let _ = writeln!(out, "{metric}{{{labels}}} {n}");
+                }
+            }
+        }
         counter(
             &mut out,
             "sentinella_bad_command_disconnects_total",

@@ -102,6 +102,13 @@ pub enum Said {
         protocol: String,
         login: String,
     },
+    /// Wrong 2FA codes blocked the mailbox's code step.
+    CodesGuessed {
+        at: Timestamp,
+        client: String,
+        tries: u32,
+        blocked_minutes: u64,
+    },
     /// An app password's expiry is near, or has come.
     Reminder {
         name: String,
@@ -129,6 +136,7 @@ impl Said {
             | Said::ReplaceByOperator => NoticeKind::TwoFactor,
             Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,
             Said::Reminder { .. } => NoticeKind::ExpiryReminder,
+            Said::CodesGuessed { .. } => NoticeKind::CodesGuessed,
         }
     }
 
@@ -211,6 +219,17 @@ impl Said {
                  ({protocol}, nome utente {login}) mentre la verifica in 2 passaggi è attiva: l'accesso è stato \
                  rifiutato. Se non sei stato tu, qualcuno conosce la password principale: cambiala. Se era un tuo \
                  programma di posta, configuralo con una password per programmi di posta.",
+                date(at)
+            ),
+            Said::CodesGuessed {
+                at,
+                client,
+                tries,
+                blocked_minutes,
+            } => format!(
+                "Qualcuno che conosce la password principale ha provato {tries} codici errati della verifica in 2 \
+                 passaggi (l'ultimo il {} da {client}): l'inserimento dei codici è bloccato per {blocked_minutes} \
+                 minuti, anche per il codice giusto. Se non sei stato tu, cambia subito la password principale.",
                 date(at)
             ),
             Said::Reminder {
@@ -305,6 +324,17 @@ impl Said {
                  knows the main password: change it. If it was a mail program of yours, give it an app password.",
                 date(at)
             ),
+            Said::CodesGuessed {
+                at,
+                client,
+                tries,
+                blocked_minutes,
+            } => format!(
+                "Someone who knows the main password tried {tries} wrong two-step verification codes (the last on {} \
+                 from {client}): entering codes is blocked for {blocked_minutes} minutes, the right code too. If this \
+                 was not you, change the main password now.",
+                date(at)
+            ),
             Said::Reminder {
                 name,
                 expires_at,
@@ -376,6 +406,19 @@ pub fn duration(p: Period, language: Language) -> String {
 /// How the access history begins the reason of a session ended by a change (the rest is
 /// the login refusal the change would cause now).
 pub const SESSION_ENDED: &str = "session ended: ";
+/// The history's reason for a page login completed with its code.
+pub const WEB_CODE_ACCEPTED: &str = "main password and 2FA code";
+/// The history's reason for a wrong code (followed by where it was asked).
+pub const WEB_CODE_WRONG: &str = "wrong 2FA code";
+/// The history's reason for a code used before (followed by where it was asked).
+pub const WEB_CODE_REUSED: &str = "2FA code already used";
+/// Where a code was asked, as the history says it and the owner reads it.
+const CODE_USES: &[(&str, &str)] = &[
+    ("login", "accesso"),
+    ("confirm", "conferma del dispositivo"),
+    ("disable", "disattivazione della verifica in 2 passaggi"),
+    ("replace", "cambio del dispositivo"),
+];
 
 /// A reason from the access history, in the owner's words (the history keeps the
 /// operator's English; the page shows this).
@@ -438,6 +481,17 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
     }
     if let Some(rest) = reason.strip_prefix(SESSION_ENDED) {
         return format!("sessione chiusa: {}", reason_for_owner(rest, language));
+    }
+    for (en, it) in CODE_USES {
+        if let Some(base) = reason.strip_suffix(&format!(" ({en})")) {
+            return format!("{} ({it})", reason_for_owner(base, language));
+        }
+        if let Some(rest) = reason.strip_prefix(&format!("2FA code ({en}): ")) {
+            return format!(
+                "codice della verifica in 2 passaggi ({it}): {}",
+                reason_for_owner(rest, language)
+            );
+        }
     }
     let prefixed: &[(&str, &str)] = &[
         ("throttle: ", "troppi tentativi: "),
@@ -557,6 +611,10 @@ pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
             "the main password was used in a mail program"
         }
         (Language::En, NoticeKind::ExpiryReminder) => "the app password expires",
+        (Language::It, NoticeKind::CodesGuessed) => {
+            "tentativi di indovinare i codici della verifica in 2 passaggi"
+        }
+        (Language::En, NoticeKind::CodesGuessed) => "someone is trying two-step verification codes",
     };
     format!("{address}: {what}")
 }

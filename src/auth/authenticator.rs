@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::cache::{CacheKey, VerificationCache};
+use super::guard::{Guard, Started, Who, describe_started};
 use super::pool::HashPool;
 use super::principals::{Principal, Principals};
 use super::sessions::{Grant, SessionWatch, Sessions};
-use super::throttle::{Throttle, ThrottleSettings};
-use super::{Credentials, PasswordHasher};
+use super::{Credentials, PasswordHasher, ThrottleSettings};
 use crate::audit::history::HistoryWriter;
 use crate::policy::Period;
+use crate::policy::abuse::{Proof, Subject};
 use crate::policy::app_password;
 use crate::policy::login::{
     AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome,
@@ -328,26 +329,28 @@ pub struct Authenticator {
     principals: Arc<Principals>,
     sessions: Arc<Sessions>,
     cache: VerificationCache,
-    throttle: Throttle,
-    pool: HashPool,
-    hasher: PasswordHasher,
-    dummy_hash: String,
-    history: HistoryWriter,
+    /// The abuse model's counters: touched only by [`Authenticator::failed`] and
+    /// [`Authenticator::succeeded`].
+    pub(super) guard: Guard,
+    pub(super) pool: HashPool,
+    pub(super) hasher: PasswordHasher,
+    pub(super) dummy_hash: String,
+    pub(super) history: HistoryWriter,
     /// The fleet's throttle counts (a shared store): read before a verification, so an
     /// attack spread over the nodes meets the limits of one.
     fleet: Option<Mutex<Box<dyn SharedThrottle>>>,
     secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
-    zone: jiff::tz::TimeZone,
+    pub(super) zone: jiff::tz::TimeZone,
     /// The alert settings, replaced whole by a reload.
-    alerts: arc_swap::ArcSwap<AlertSettings>,
+    pub(super) alerts: arc_swap::ArcSwap<AlertSettings>,
 }
 
-/// How the "main password used under 2FA" alert is given.
+/// How the login path's alerts are given.
 #[derive(Debug)]
-struct AlertSettings {
-    every: Period,
-    email: bool,
-    language: Language,
+pub(super) struct AlertSettings {
+    pub(super) every: Period,
+    pub(super) email: bool,
+    pub(super) language: Language,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -360,7 +363,7 @@ impl std::fmt::Debug for Authenticator {
 }
 
 /// A login name safe to print: control characters escaped, at most 254 characters.
-fn printable(login: &str) -> String {
+pub(super) fn printable(login: &str) -> String {
     login
         .chars()
         .take(254)
@@ -407,10 +410,16 @@ impl Authenticator {
         )?;
         let history = HistoryWriter::start(store.open_access_log()?);
         let mut fleet = store.open_shared_throttle()?;
-        let throttle = match fleet.as_mut() {
-            Some(f) => Throttle::with_key(settings.throttle, f.fleet_key()?),
-            None => Throttle::new(settings.throttle),
+        let key = match fleet.as_mut() {
+            Some(f) => f.fleet_key()?,
+            None => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key)
+                    .map_err(|e| super::hash::HashError::Hash(e.to_string()))?;
+                key
+            }
         };
+        let guard = Guard::new(settings.throttle, key);
         let secrets = match seal_key {
             Some(key) => Some((Mutex::new(store.open_secrets()?), key)),
             None => None,
@@ -419,7 +428,7 @@ impl Authenticator {
             principals,
             sessions,
             cache: VerificationCache::new(settings.cache_entries, settings.cache_ttl),
-            throttle,
+            guard,
             fleet: fleet.map(Mutex::new),
             pool: HashPool::new(settings.hash_workers, settings.hash_queue),
             hasher,
@@ -439,7 +448,7 @@ impl Authenticator {
     /// verification cache's time to live, and how alerts are given. The cache size, the
     /// hashing pool and the time zone are fixed for the process's life.
     pub fn reconfigure(&self, settings: &AuthSettings) {
-        self.throttle.set_settings(settings.throttle);
+        self.guard.set_limits(settings.throttle);
         self.cache.set_ttl(settings.cache_ttl);
         self.alerts.store(Arc::new(AlertSettings {
             every: settings.main_password_alert_every,
@@ -455,7 +464,7 @@ impl Authenticator {
     }
 
     /// Follows the store's changes first if it changed, off the reactor.
-    async fn follow(self: &Arc<Self>) {
+    pub(super) async fn follow(self: &Arc<Self>) {
         if self.principals.stale() {
             let this = Arc::clone(self);
             // A failure is logged once by refresh, which then sets the cache aside.
@@ -466,7 +475,7 @@ impl Authenticator {
     /// The principal for a login name as given by a client: from the cache, or one
     /// indexed read off the reactor. `Ok(None)` for a name that is not a login (or not a
     /// valid name at all); `Err` when the store cannot say.
-    async fn principal(
+    pub(super) async fn principal(
         self: &Arc<Self>,
         login: &str,
     ) -> Result<Option<Arc<Principal>>, StoreError> {
@@ -480,6 +489,12 @@ impl Authenticator {
         tokio::task::spawn_blocking(move || this.principals.get(&name))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    /// The principal of `login` (normalised) as the login path sees it now: the cache,
+    /// or a read of the store (blocking).
+    pub(super) fn principal_now(&self, login: &str) -> Option<Arc<Principal>> {
+        self.principals.get(login).ok().flatten()
     }
 
     /// Decides one login.
@@ -499,21 +514,34 @@ impl Authenticator {
                 key,
             } => (name, principal, key),
         };
+        let who = Who::new(ctx.peer, &name, principal.as_ref().map(|p| p.mailbox.id));
         if self.fleet.is_some() {
-            self.absorb_fleet(ctx.peer, &name).await;
-            let instant = Instant::now();
-            if let Some(v) = self.throttled(ctx, &creds, &name, principal.as_ref(), now, instant) {
+            self.absorb_fleet(&who, &Subject::ALL[..3]).await;
+            if let Some(v) = self.throttled(ctx, &creds, &who, principal.as_ref(), now) {
                 return self.with_upstream_secret(ctx, v).await;
             }
         }
         let login = printable(&creds.login);
-        if ctx.pass_through
+        // The account's password is blocked: the right main password is refused too (an
+        // attacker learns nothing from it), but an app password — the owner's mail
+        // clients — still gets in.
+        let password_blocked = self
+            .guard
+            .check(&who, &[Subject::Password], Instant::now())
+            .err();
+        let pass_through = ctx.pass_through
             && principal
                 .as_ref()
-                .is_none_or(|p| !p.mailbox.two_factor_on())
+                .is_none_or(|p| !p.mailbox.two_factor_on());
+        if let Some(b) = &password_blocked
+            && (pass_through || app_password::canonical(creds.secret.expose()).is_none())
         {
+            let v = self.refuse_blocked(ctx, &creds, &who, principal.as_ref(), b, now);
+            return self.with_upstream_secret(ctx, v).await;
+        }
+        if pass_through {
             // The upstream checks main passwords: no hash here, the client's own
-            // credentials go on (the throttle has let them).
+            // credentials go on (the guard has let them).
             let credential = if principal.is_some() {
                 CredentialKind::Main
             } else {
@@ -564,15 +592,20 @@ impl Authenticator {
             };
             return Verdict::of(overloaded, login, mailbox, None, Matched::Neither);
         };
+        if let (Some(b), Matched::Main) = (&password_blocked, matched) {
+            // Right, but while blocked: refused like any other attempt in the block.
+            let v = self.refuse_blocked(ctx, &creds, &who, principal.as_ref(), b, now);
+            return self.with_upstream_secret(ctx, v).await;
+        }
         let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
         let mut block = None;
         if decision.is_accepted() {
             if let Some(key) = key {
                 self.cache.insert(key, matched);
             }
-            self.note_success(ctx.peer, &name);
+            self.succeeded(&who, proof_of(matched));
         } else {
-            block = self.count_failure(ctx, &name, &creds.secret, &decision);
+            block = self.count_failure(&who, &creds.secret, &decision, matched);
         }
         let mut v = Verdict::of(decision, login, mailbox, block, matched);
         v.rehash = rehash;
@@ -604,24 +637,21 @@ impl Authenticator {
         creds: &Credentials,
         lookup: impl FnOnce(&str) -> Result<Option<Arc<Principal>>, StoreError>,
         now: Timestamp,
-        instant: Instant,
+        _instant: Instant,
     ) -> Front {
         let login = printable(&creds.login);
         let refuse = |reason| Decision::refuse(reason, CredentialKind::Unknown);
+        let garbage = |reason| {
+            let who = Who::new(ctx.peer, &login, None);
+            let started = self.failed(&who, &[Subject::Address, Subject::Name], &creds.secret);
+            let block = describe_started(&started, ctx.peer);
+            Verdict::of(refuse(reason), login.clone(), None, block, Matched::Neither)
+        };
         if let Some(why) = creds.malformed {
-            self.note_failure(ctx.peer, &login, &creds.secret, instant);
-            return Front::Done(Verdict::of(
-                refuse(Reason::Malformed(why)),
-                login,
-                None,
-                None,
-                Matched::Neither,
-            ));
+            return Front::Done(garbage(Reason::Malformed(why)));
         }
         let Ok(name) = normalize_login(&creds.login) else {
-            self.note_failure(ctx.peer, &login, &creds.secret, instant);
-            let decision = refuse(Reason::Malformed("invalid login name"));
-            return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
+            return Front::Done(garbage(Reason::Malformed("invalid login name")));
         };
         let principal = match lookup(&name) {
             Ok(p) => p,
@@ -658,15 +688,19 @@ impl Authenticator {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let decision = self.decide(ctx, Some(&p.mailbox), matched, now);
             if decision.is_accepted() {
-                self.note_success(ctx.peer, &name);
+                self.succeeded(
+                    &Who::new(ctx.peer, &name, Some(p.mailbox.id)),
+                    proof_of(matched),
+                );
             }
             let mailbox = Some(Arc::clone(&p.mailbox));
             let v = Verdict::of(decision, login, mailbox, None, matched)
                 .granted(ctx, &name, p, matched);
             return Front::Done(v);
         }
-        // Everything else would cost argon2id: the throttle decides first.
-        if let Some(v) = self.throttled(ctx, creds, &name, principal.as_ref(), now, instant) {
+        // Everything else would cost argon2id: the guard decides first.
+        let who = Who::new(ctx.peer, &name, principal.as_ref().map(|p| p.mailbox.id));
+        if let Some(v) = self.throttled(ctx, creds, &who, principal.as_ref(), now) {
             return Front::Done(v);
         }
         crate::metrics::METRICS
@@ -679,22 +713,36 @@ impl Authenticator {
         }
     }
 
-    /// The throttle's refusal, if the client or the name is blocked now. Hammering a
-    /// blocked name still counts against the client's address, so an attacker ends up
-    /// refused at accept time, before TLS.
+    /// The guard's refusal, if the client's address or the name is blocked now.
+    /// Hammering a block still counts (the block grows, and the client's address ends up
+    /// refused at accept time, before TLS).
     fn throttled(
         &self,
         ctx: &LoginContext,
         creds: &Credentials,
-        name: &str,
+        who: &Who<'_>,
         principal: Option<&Arc<Principal>>,
         now: Timestamp,
-        instant: Instant,
     ) -> Option<Verdict> {
-        let why = self.throttle.check(ctx.peer, name, instant).err()?;
-        crate::metrics::METRICS
-            .throttle_blocks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let blocked = self
+            .guard
+            .check(who, &[Subject::Address, Subject::Name], Instant::now())
+            .err()?;
+        Some(self.refuse_blocked(ctx, creds, who, principal, &blocked, now))
+    }
+
+    /// The refusal of an attempt a block stops, counted like a wrong password.
+    fn refuse_blocked(
+        &self,
+        ctx: &LoginContext,
+        creds: &Credentials,
+        who: &Who<'_>,
+        principal: Option<&Arc<Principal>>,
+        blocked: &super::guard::Blocked,
+        now: Timestamp,
+    ) -> Verdict {
+        crate::metrics::METRICS.refused_by_block(blocked.subject);
+        let why = blocked.to_string();
         let decision = decide(&Attempt {
             mailbox: None,
             protocol: ctx.protocol,
@@ -704,30 +752,30 @@ impl Authenticator {
             now,
             zone: &self.zone,
         });
-        let block = self.count_failure(ctx, name, &creds.secret, &decision);
+        let block = self.count_failure(who, &creds.secret, &decision, Matched::Neither);
         let mailbox = principal.map(|p| Arc::clone(&p.mailbox));
-        Some(Verdict::of(
+        Verdict::of(
             decision,
             printable(&creds.login),
             mailbox,
             block,
             Matched::Neither,
-        ))
+        )
     }
 
-    /// A failed login: counted here, and (in a fleet) written for the other nodes with
-    /// the access history. Returns the block it started, if any.
-    fn note_failure(
+    /// The one way a failure is recorded, for every door: counted against `subjects`
+    /// (usually [`Subject::counted`]), and in a fleet written for the other nodes with
+    /// the access history. Returns the blocks it started.
+    pub(super) fn failed(
         &self,
-        ip: IpAddr,
-        name: &str,
-        secret: &crate::secret::Secret,
-        instant: Instant,
-    ) -> Option<String> {
-        let fp = self.throttle.fingerprint(name, secret);
+        who: &Who<'_>,
+        subjects: &[Subject],
+        secret: &Secret,
+    ) -> Vec<Started> {
+        let fp = self.guard.fingerprint(who.name, secret);
         if self.fleet.is_some() {
             let at_ms = Timestamp::now().as_millisecond();
-            for key in Throttle::fleet_keys(ip, name) {
+            for (_, key) in Guard::fleet_keys(who, subjects) {
                 self.history.throttle_failure(ThrottleFailure {
                     key,
                     fingerprint: fp as i64,
@@ -735,43 +783,49 @@ impl Authenticator {
                 });
             }
         }
-        self.throttle.failure_fp(ip, name, fp, instant)
+        let started = self.guard.failure(who, subjects, fp, Instant::now());
+        for b in &started {
+            crate::metrics::METRICS.block_started(b.subject);
+        }
+        started
     }
 
-    /// A successful login: clears the counts here, and (in a fleet, if there were any)
-    /// the fleet's.
-    fn note_success(&self, ip: IpAddr, name: &str) {
-        if self.throttle.success(ip, name) && self.fleet.is_some() {
+    /// The one way a success is recorded, for every door: clears what `proof` proves,
+    /// here and (in a fleet, if there was anything) for the other nodes.
+    pub(super) fn succeeded(&self, who: &Who<'_>, proof: Proof) {
+        let cleared = self.guard.success(who, proof);
+        if self.fleet.is_some() && !cleared.is_empty() {
             let at_ms = Timestamp::now().as_millisecond();
-            for key in Throttle::fleet_keys(ip, name) {
+            for (_, key) in Guard::fleet_keys(who, &cleared) {
                 self.history.throttle_clear(key, at_ms);
             }
         }
     }
 
-    /// In a fleet, before a verification: what the other nodes counted for this client
-    /// and name, taken into this node's throttle. One indexed read, only on the path that
-    /// costs argon2id anyway; when it fails, this node's own counts decide (logged once a
-    /// minute, counted in the metrics).
-    async fn absorb_fleet(self: &Arc<Self>, ip: IpAddr, name: &str) {
+    /// In a fleet, before a decision: what the other nodes counted for `who`'s
+    /// `subjects`, taken into this node's guard. One indexed read, only on paths that
+    /// cost argon2id or a code check anyway; when it fails, this node's own counts
+    /// decide (logged once a minute, counted in the metrics).
+    pub(super) async fn absorb_fleet(self: &Arc<Self>, who: &Who<'_>, subjects: &[Subject]) {
         if self.fleet.is_none() {
             return;
         }
         let this = Arc::clone(self);
-        let keys = Throttle::fleet_keys(ip, name).to_vec();
+        let keys = Guard::fleet_keys(who, subjects);
+        let wanted: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
         let since = Timestamp::now().as_millisecond()
-            - i64::try_from(self.throttle.window().as_millis()).unwrap_or(i64::MAX);
+            - i64::try_from(self.guard.limits().window.as_millis()).unwrap_or(i64::MAX);
         let counts = tokio::task::spawn_blocking(move || {
             let fleet = this.fleet.as_ref()?;
             let store = fleet.lock().unwrap_or_else(|p| p.into_inner());
-            Some(store.counts(&keys, since))
+            Some(store.counts(&wanted, since))
         })
         .await;
         match counts {
             Ok(Some(Ok(counts))) => {
-                self.throttle.absorb(
-                    ip,
-                    name,
+                self.guard.absorb(
+                    who,
+                    &keys,
                     &counts,
                     Instant::now(),
                     Timestamp::now().as_millisecond(),
@@ -819,24 +873,34 @@ impl Authenticator {
 
     /// Whether connections from `ip` are refused before TLS (its address is blocked).
     pub fn address_blocked(&self, ip: IpAddr) -> bool {
-        self.throttle.address_blocked(ip, Instant::now())
+        self.guard.address_blocked(ip, Instant::now())
     }
 
-    /// Refusals that say something about the credential count towards the throttle;
-    /// policy refusals of a right password (protocol, plan) do not. Returns the block this
-    /// started, if any.
+    /// A refusal counted by the abuse model: a secret that matched nothing counts against
+    /// the address, the name and the account's password; a right secret refused by a
+    /// rule that says something of the client (the main password under 2FA, an expired
+    /// app password) against the address and the name only; refusals of a right
+    /// password by the mailbox's settings (protocol, plan) not at all. Returns the
+    /// blocks this started, as the history says them.
     fn count_failure(
         &self,
-        ctx: &LoginContext,
-        name: &str,
+        who: &Who<'_>,
         secret: &Secret,
         decision: &Decision,
+        matched: Matched,
     ) -> Option<String> {
-        match &decision.outcome {
-            Outcome::Refused(Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan) => None,
-            Outcome::Refused(_) => self.note_failure(ctx.peer, name, secret, Instant::now()),
-            _ => None,
-        }
+        let subjects: &[Subject] = match (&decision.outcome, matched) {
+            (Outcome::Refused(Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan), _) => {
+                return None;
+            }
+            (Outcome::Refused(_), Matched::Neither) => {
+                Subject::counted(crate::policy::abuse::Factor::Password)
+            }
+            (Outcome::Refused(_), _) => &[Subject::Address, Subject::Name],
+            _ => return None,
+        };
+        let started = self.failed(who, subjects, secret);
+        describe_started(&started, who.peer)
     }
 
     /// argon2id: which stored secret the presented one matches (runs on the pool). An
@@ -985,14 +1049,16 @@ impl Authenticator {
                         block: None,
                     },
                     None => {
-                        self.note_success(ctx.peer, &name);
+                        let who = Who::new(ctx.peer, &name, mailbox.as_ref().map(|m| m.id));
+                        self.succeeded(&who, Proof::MainPassword);
                         LoginResult::Passed { mailbox }
                     }
                 }
             }
             UpstreamAnswer::Refused => {
                 let decision = Decision::refuse(Reason::RefusedByUpstream, verdict.credential);
-                let block = self.count_failure(ctx, &name, &secret, &decision);
+                let who = Who::new(ctx.peer, &name, mailbox.as_ref().map(|m| m.id));
+                let block = self.count_failure(&who, &secret, &decision, Matched::Neither);
                 LoginResult::Refused {
                     reason: Reason::RefusedByUpstream,
                     mailbox,
@@ -1075,169 +1141,6 @@ impl Authenticator {
     }
 }
 
-/// The owner's web login, first step ([`Authenticator::check_owner`]).
-#[derive(Debug)]
-pub enum OwnerCheck {
-    /// The main password is right. With 2FA on, a code from the device is still due.
-    Accepted {
-        /// The mailbox the login belongs to.
-        mailbox: Arc<Mailbox>,
-        /// The login name, normalised (the address or a multi-user account's name).
-        login: String,
-    },
-    /// Wrong credentials, or throttled: the page says only "wrong credentials"; the
-    /// reason is for the access history.
-    Refused {
-        /// Why, in the history's words.
-        reason: String,
-    },
-    /// The check could not be made now (the hashing queue is full).
-    Unavailable,
-}
-
-/// The listener name web logins are recorded under.
-pub const WEB_LISTENER: &str = "web";
-
-impl Authenticator {
-    /// The owner's web login, first step: a login name (the mailbox address or a
-    /// multi-user account's name) and its **main** password — an app password never
-    /// opens the page. One argon2id verification whatever the name (unknown names are
-    /// compared with the dummy hash); counted in the same throttle as the mail
-    /// listeners, per address and per name. Not recorded: the caller records the
-    /// attempt once it is decided ([`Authenticator::record_web`]).
-    pub async fn check_owner(
-        self: &Arc<Self>,
-        peer: IpAddr,
-        login: &str,
-        password: Secret,
-    ) -> OwnerCheck {
-        let instant = Instant::now();
-        let Ok(name) = normalize_login(login) else {
-            self.note_failure(peer, &printable(login), &password, instant);
-            return OwnerCheck::Refused {
-                reason: "invalid login name".into(),
-            };
-        };
-        self.absorb_fleet(peer, &name).await;
-        if let Err(why) = self.throttle.check(peer, &name, instant) {
-            self.note_failure(peer, &name, &password, instant);
-            return OwnerCheck::Refused {
-                reason: format!("throttle: {why}"),
-            };
-        }
-        self.follow().await;
-        let Ok(principal) = self.principal(&name).await else {
-            return OwnerCheck::Unavailable;
-        };
-        let this = Arc::clone(self);
-        let p = principal.clone();
-        let secret = password.clone();
-        let Ok(ok) = self
-            .pool
-            .run(move || {
-                let hash = p
-                    .as_ref()
-                    .map_or(this.dummy_hash.as_str(), |p| p.hash.as_str());
-                this.hasher.verify(hash, &secret)
-            })
-            .await
-        else {
-            return OwnerCheck::Unavailable;
-        };
-        match principal {
-            Some(p) if ok => {
-                self.note_success(peer, &name);
-                OwnerCheck::Accepted {
-                    mailbox: Arc::clone(&p.mailbox),
-                    login: name,
-                }
-            }
-            found => {
-                self.throttle
-                    .failure(peer, &name, &password, Instant::now());
-                OwnerCheck::Refused {
-                    reason: if found.is_some() {
-                        "wrong password".into()
-                    } else {
-                        "unknown login".into()
-                    },
-                }
-            }
-        }
-    }
-
-    /// The owner's second step failed (a wrong or reused code): counted in the throttle
-    /// like a wrong password.
-    pub fn owner_code_failed(&self, peer: IpAddr, login: &str, code: &str) {
-        let code = Secret::new(code.to_owned());
-        self.note_failure(peer, login, &code, Instant::now());
-    }
-
-    /// Whether `login` from `peer` is throttled now (the second step is refused then
-    /// too, before any code is looked at).
-    pub fn owner_throttled(&self, peer: IpAddr, login: &str) -> Option<String> {
-        self.throttle.check(peer, login, Instant::now()).err()
-    }
-
-    /// The mailbox `login` belongs to now, as the login path sees it (the web page checks
-    /// on every request that its session's credentials still hold).
-    pub fn owner_mailbox(&self, login: &str) -> Option<Arc<Mailbox>> {
-        self.principals
-            .get(login)
-            .ok()
-            .flatten()
-            .map(|p| Arc::clone(&p.mailbox))
-    }
-
-    /// The stamp of the credentials `login` opens the page with: it changes when the
-    /// main password or the 2FA device does, which ends the page's sessions.
-    pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
-        let p = self.principals.get(login).ok().flatten()?;
-        // The password's serial, not its hash: a re-hash of the same password (an
-        // imported hash made argon2id) ends no page session.
-        let mut h = blake3::Hasher::new();
-        h.update(&p.mailbox.id.to_le_bytes());
-        h.update(&p.serial.to_le_bytes());
-        if let Some(d) = &p.mailbox.device {
-            h.update(d.associated_at.as_second().to_string().as_bytes());
-        }
-        Some(*h.finalize().as_bytes())
-    }
-
-    /// Records a web login attempt in the access history (channel `web`); returns once
-    /// it is durable.
-    pub async fn record_web(
-        &self,
-        peer: IpAddr,
-        login: &str,
-        address: Option<&str>,
-        accepted: bool,
-        reason: Option<String>,
-    ) {
-        let rec = AccessRecord {
-            at: now(),
-            listener: WEB_LISTENER.into(),
-            protocol: crate::policy::names::Channel::Web,
-            client: peer.to_string(),
-            login: printable(login),
-            address: address.map(str::to_owned),
-            credential: if accepted {
-                CredentialKind::Main
-            } else {
-                CredentialKind::Unknown
-            },
-            app_password: None,
-            result: if accepted {
-                AccessResult::Accepted
-            } else {
-                AccessResult::Refused
-            },
-            reason,
-        };
-        self.history.record(rec, None, None).await;
-    }
-}
-
 /// The access-history row of `verdict` in `ctx`, with `result` and `reason`.
 fn access_record(
     ctx: &LoginContext,
@@ -1256,6 +1159,14 @@ fn access_record(
         app_password: verdict.app_password.clone(),
         result,
         reason,
+    }
+}
+
+/// What an accepted login proved.
+fn proof_of(matched: Matched) -> Proof {
+    match matched {
+        Matched::App(_) => Proof::AppPassword,
+        _ => Proof::MainPassword,
     }
 }
 
@@ -1301,10 +1212,13 @@ mod tests {
             throttle: ThrottleSettings {
                 address_failures: 1000,
                 name_failures: 1000,
+                password_failures: 1000,
+                code_failures: 1000,
                 window: Duration::from_secs(900),
                 block: Duration::from_secs(30),
                 address_max_block: Duration::from_secs(3600),
                 name_max_block: Duration::from_secs(60),
+                max_block: Duration::from_secs(3600),
             },
         }
     }

@@ -9,21 +9,27 @@
 //! - `principals`: the login names in use, looked up on demand, in a bounded cache kept
 //!   fresh per mailbox by the change feed.
 //! - `sessions`: the relayed sessions by mailbox, ended when a change refuses their login.
-//! - `throttle`: brute-force blocking per address (/64) and per name.
+//! - `guard`: the abuse model's counters (rules in `policy::abuse`): failures per
+//!   address (/64), name, account password and mailbox code; every door records its
+//!   failures and successes through the authenticator's `failed` / `succeeded`.
+//! - `owner`: the owner's page login (password step, code step) and the ration of codes
+//!   for every place a code is asked.
 
 pub(crate) mod authenticator;
 pub(crate) mod cache;
 pub(crate) mod credentials;
+pub(crate) mod guard;
 pub(crate) mod hash;
+pub(crate) mod owner;
 pub(crate) mod pool;
 pub(crate) mod principals;
 pub(crate) mod sessions;
-pub(crate) mod throttle;
 
+pub use crate::policy::abuse::Limits as ThrottleSettings;
 pub use authenticator::{
-    AuthSettings, Authenticator, LoginContext, LoginResult, OwnerCheck, SNAPSHOT_POLL,
-    UpstreamAnswer, Verdict, WEB_LISTENER, now,
+    AuthSettings, Authenticator, LoginContext, LoginResult, SNAPSHOT_POLL, UpstreamAnswer, Verdict,
+    now,
 };
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};
-pub use throttle::ThrottleSettings;
+pub use owner::{CodeAnswer, CodeStep, CodeUse, PasswordStep, WEB_LISTENER};

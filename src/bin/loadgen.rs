@@ -282,10 +282,13 @@ impl LoginLoop {
             throttle: sentinella::auth::ThrottleSettings {
                 address_failures: 1_000_000,
                 name_failures: 1_000_000,
+                password_failures: 1_000_000,
+                code_failures: 1_000_000,
                 window: Duration::from_secs(900),
                 block: Duration::from_secs(1),
                 address_max_block: Duration::from_secs(1),
                 name_max_block: Duration::from_secs(1),
+                max_block: Duration::from_secs(3600),
             },
         };
         let started = Instant::now();

@@ -39,6 +39,9 @@ super::names::named_enum! {
         Main = "main",
         /// The app password.
         App = "app",
+        /// A code from the 2FA device (the page's second step, or an action that asks
+        /// for one).
+        Code = "code",
         /// Nothing we recognise.
         Unknown = "unknown",
     }

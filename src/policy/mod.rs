@@ -6,7 +6,10 @@
 //! - [`app_password`]: generating, formatting and recognising app passwords.
 //! - [`mailbox`]: a mailbox's state and every management action on it.
 //! - [`login`]: the login decision table.
+//! - [`abuse`]: the abuse model — what a failure counts against, blocks, what a
+//!   success clears.
 
+pub mod abuse;
 pub mod app_password;
 pub mod login;
 pub mod mailbox;

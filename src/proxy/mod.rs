@@ -554,7 +554,7 @@ impl PerAddress {
 
     /// A slot for a connection from `ip`, or `None` if that address has too many open.
     pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let key = crate::auth::throttle::network(ip);
+        let key = crate::policy::abuse::network(ip);
         let mut n = self.open.entry(key).or_insert(0);
         if *n >= self.max.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
@@ -670,9 +670,7 @@ fn admit(
 ) -> Option<AddressSlot> {
     let name = &listener.config.name;
     if shared.auth.address_blocked(client.ip()) {
-        crate::metrics::METRICS
-            .throttle_blocks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.refused_by_block(crate::policy::abuse::Subject::Address);
         tracing::debug!(listener = %name, peer = %client, "blocked client: connection closed");
         return None;
     }

@@ -377,7 +377,7 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, duplex};
 
     use super::*;
-    use crate::auth::throttle::ThrottleSettings;
+    use crate::auth::ThrottleSettings;
     use crate::auth::{Authenticator, HashCost, PasswordHasher};
     use crate::config::{ListenerConfig, UpstreamConfig};
     use crate::manage::testing::with_mailbox_under;
@@ -418,10 +418,13 @@ mod tests {
             throttle: ThrottleSettings {
                 address_failures: 100,
                 name_failures: 100,
+                password_failures: 100,
+                code_failures: 100,
                 window: Duration::from_secs(60),
                 block: Duration::from_secs(1),
                 address_max_block: Duration::from_secs(1),
                 name_max_block: Duration::from_secs(1),
+                max_block: Duration::from_secs(3600),
             },
         };
         let auth = Arc::new(Authenticator::new(&location, hasher, None, settings).unwrap());

@@ -125,6 +125,9 @@ named_enum! {
         MainPasswordUsed = "main-password-used",
         /// An app password expires soon, or expired.
         ExpiryReminder = "expiry-reminder",
+        /// Wrong 2FA codes blocked the mailbox's code step: someone who knows the main
+        /// password is trying codes.
+        CodesGuessed = "codes-guessed",
     }
 }
 

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use super::session::{Flash, Revealed, Stage};
 use super::text::{Texts, from_accept_language, texts};
 use super::{Peer, Web};
-use crate::auth::{OwnerCheck, now};
+use crate::auth::{CodeAnswer, CodeStep, CodeUse, PasswordStep, now};
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Ask, ErrorKind, ManageError, PasswordFor, Warning};
 use crate::policy::login::AccessResult;
@@ -517,8 +517,8 @@ async fn login(
         });
         Redirect::to("/login").into_response()
     };
-    match web.auth.check_owner(peer.ip(), &login, password).await {
-        OwnerCheck::Accepted { mailbox, login } if mailbox.two_factor_on() => {
+    match web.auth.owner_password(peer.ip(), &login, password).await {
+        PasswordStep::CodeDue { mailbox, login } => {
             let stage = Stage::NeedsCode {
                 login,
                 address: mailbox.address.clone(),
@@ -532,24 +532,11 @@ async fn login(
                 None => Redirect::to("/login").into_response(),
             }
         }
-        OwnerCheck::Accepted { mailbox, login } => {
-            web.auth
-                .record_web(peer.ip(), &login, Some(&mailbox.address), true, None)
-                .await;
+        PasswordStep::LoggedIn { mailbox, login } => {
             logged_in(&web, &id, login, mailbox.address.clone())
         }
-        OwnerCheck::Refused { reason } => {
-            tracing::info!(client = %peer.ip(), login = %login.escape_debug(), %reason, "web login refused");
-            let address = web
-                .auth
-                .owner_mailbox(&login.to_lowercase())
-                .map(|m| m.address.clone());
-            web.auth
-                .record_web(peer.ip(), &login, address.as_deref(), false, Some(reason))
-                .await;
-            again(t.wrong_credentials)
-        }
-        OwnerCheck::Unavailable => again(t.unavailable),
+        PasswordStep::Refused => again(t.wrong_credentials),
+        PasswordStep::Unavailable => again(t.unavailable),
     }
 }
 
@@ -629,43 +616,30 @@ async fn code(
         .get("code")
         .map(|c| c.trim().to_owned())
         .unwrap_or_default();
-    let wrong = |reason: String| {
-        let web = Arc::clone(&web);
-        let (login, address, id) = (login.clone(), address.clone(), id.clone());
-        async move {
-            web.auth
-                .record_web(peer.ip(), &login, Some(&address), false, Some(reason))
-                .await;
-            web.sessions.with(&id, |s| {
-                s.flash = Some(Flash {
-                    error: true,
-                    text: t.wrong_code.to_owned(),
-                })
-            });
-            Redirect::to("/login/code").into_response()
-        }
+    let again = |text: String| {
+        web.sessions
+            .with(&id, |s| s.flash = Some(Flash { error: true, text }));
+        Redirect::to("/login/code").into_response()
     };
-    if let Some(why) = web.auth.owner_throttled(peer.ip(), &login) {
-        return wrong(format!("throttle: {why}")).await;
-    }
+    let Some(mailbox) = web.auth.owner_mailbox(&login) else {
+        return Redirect::to("/login").into_response();
+    };
     let (actor, a, c) = (Actor::Owner(login.clone()), address.clone(), code.clone());
+    let check = || async {
+        code_answer(
+            web.manage(move |m| m.prove_device(&actor, &a, &c, now()))
+                .await,
+        )
+    };
     match web
-        .manage(move |m| m.prove_device(&actor, &a, &c, now()))
+        .auth
+        .owner_code(peer.ip(), &login, &mailbox, CodeUse::Login, &code, check)
         .await
     {
-        Ok(()) => {
-            web.auth
-                .record_web(
-                    peer.ip(),
-                    &login,
-                    Some(&address),
-                    true,
-                    Some("main password and 2FA code".into()),
-                )
-                .await;
-            logged_in(&web, &id, login, address)
-        }
-        Err(e) if e.kind() == ErrorKind::Failure => {
+        CodeStep::Done(()) => logged_in(&web, &id, login, address),
+        CodeStep::Wrong => again(t.wrong_code.to_owned()),
+        CodeStep::Blocked { retry_after } => again(blocked_text(t, retry_after)),
+        CodeStep::Other(e) => {
             tracing::error!(error = %e, "web: the code could not be checked");
             message(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -675,14 +649,50 @@ async fn code(
                 t.unavailable.to_owned(),
             )
         }
-        Err(e) => {
-            web.auth.owner_code_failed(peer.ip(), &login, &code);
-            let why = match e {
-                ManageError::Refused(PolicyError::CodeReused) => "2FA code already used",
-                _ => "wrong 2FA code",
-            };
-            wrong(why.to_owned()).await
+    }
+}
+
+/// A management action that checked a code, as the abuse model counts it: a wrong or
+/// reused code is a failure of the second factor; anything else is not about the code.
+fn code_answer<T>(r: Result<T, ManageError>) -> CodeAnswer<T, ManageError> {
+    match r {
+        Ok(t) => CodeAnswer::Right(t),
+        Err(ManageError::Refused(PolicyError::InvalidCode)) => CodeAnswer::Wrong { reused: false },
+        Err(ManageError::Refused(PolicyError::CodeReused)) => CodeAnswer::Wrong { reused: true },
+        Err(e) => CodeAnswer::Other(e),
+    }
+}
+
+/// The owner's words for a blocked code step.
+fn blocked_text(t: &Texts, retry_after: u64) -> String {
+    t.code_blocked.replace("{s}", &retry_after.to_string())
+}
+
+/// A code asked by an action of a logged-in owner (confirm, turn off, replace), through
+/// the mailbox's ration of codes; a refusal goes back to the overview with its words.
+async fn with_code<T: Send + 'static>(
+    web: &Arc<Web>,
+    o: &Owner,
+    peer: std::net::IpAddr,
+    purpose: CodeUse,
+    code: &str,
+    action: impl FnOnce(&mut crate::manage::Manager) -> Result<T, ManageError> + Send + 'static,
+) -> Result<T, Response> {
+    let Some(mailbox) = web.auth.owner_mailbox(&o.login) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let check = || async { code_answer(web.manage(action).await) };
+    match web
+        .auth
+        .owner_code(peer, &o.login, &mailbox, purpose, code, check)
+        .await
+    {
+        CodeStep::Done(t) => Ok(t),
+        CodeStep::Wrong => Err(back_with(web, o, true, o.t().wrong_code.to_owned())),
+        CodeStep::Blocked { retry_after } => {
+            Err(back_with(web, o, true, blocked_text(o.t(), retry_after)))
         }
+        CodeStep::Other(e) => Err(back_with(web, o, true, refusal(o, &e))),
     }
 }
 
@@ -1037,19 +1047,23 @@ async fn two_factor_enable(State(web): Shared, headers: HeaderMap, form: Fields)
     }
 }
 
-async fn two_factor_replace(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
+async fn two_factor_replace(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Response {
     let (o, f) = or_return!(posted(&web, &headers, form));
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
         .unwrap_or_default();
-    let (actor, address) = (o.actor(), o.address.clone());
-    match web
-        .manage(move |m| m.replace_device(&actor, &address, Some(&code), now()))
-        .await
-    {
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action =
+        move |m: &mut crate::manage::Manager| m.replace_device(&actor, &address, Some(&c), now());
+    match with_code(&web, &o, peer.ip(), CodeUse::Replace, &code, action).await {
         Ok(device) => two_factor_view(&web, &o, true, Some(device.otpauth_uri)),
-        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+        Err(response) => response,
     }
 }
 
@@ -1068,26 +1082,35 @@ async fn restamp(web: &Arc<Web>, o: &Owner) {
     web.sessions.end_others(&o.address, &o.id);
 }
 
-async fn two_factor_confirm(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
+async fn two_factor_confirm(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Response {
     let (o, f) = or_return!(posted(&web, &headers, form));
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
         .unwrap_or_default();
-    let (actor, address) = (o.actor(), o.address.clone());
-    match web
-        .manage(move |m| m.confirm_device(&actor, &address, &code, now()))
-        .await
-    {
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action =
+        move |m: &mut crate::manage::Manager| m.confirm_device(&actor, &address, &c, now());
+    match with_code(&web, &o, peer.ip(), CodeUse::Confirm, &code, action).await {
         Ok(_) => {
             restamp(&web, &o).await;
             back_with(&web, &o, false, o.t().done.to_owned())
         }
-        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+        Err(response) => response,
     }
 }
 
-async fn two_factor_disable(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
+async fn two_factor_disable(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Response {
     let (o, f) = or_return!(posted(&web, &headers, form));
     if !confirmed(&f) {
         let t = o.t();
@@ -1104,24 +1127,22 @@ async fn two_factor_disable(State(web): Shared, headers: HeaderMap, form: Fields
         .get("code")
         .map(|c| c.trim().to_owned())
         .unwrap_or_default();
-    let (actor, address) = (o.actor(), o.address.clone());
-    let result = web
-        .manage(move |m| {
-            m.disable_2fa(
-                &actor,
-                &address,
-                &code,
-                &mut FormAsk { confirmed: true },
-                now(),
-            )
-        })
-        .await;
-    match result {
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action = move |m: &mut crate::manage::Manager| {
+        m.disable_2fa(
+            &actor,
+            &address,
+            &c,
+            &mut FormAsk { confirmed: true },
+            now(),
+        )
+    };
+    match with_code(&web, &o, peer.ip(), CodeUse::Disable, &code, action).await {
         Ok(_) => {
             restamp(&web, &o).await;
             back_with(&web, &o, false, o.t().done.to_owned())
         }
-        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+        Err(response) => response,
     }
 }
 

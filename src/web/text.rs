@@ -20,6 +20,8 @@ pub struct Texts {
     pub code: &'static str,
     pub confirm: &'static str,
     pub wrong_code: &'static str,
+    /// The code step is blocked; `{s}` is the seconds to wait.
+    pub code_blocked: &'static str,
     pub unavailable: &'static str,
     pub log_out: &'static str,
     pub security: &'static str,
@@ -101,6 +103,8 @@ pub const IT: Texts = Texts {
     code: "Codice",
     confirm: "Conferma",
     wrong_code: "Codice errato o già usato.",
+    code_blocked: "Troppi codici errati: per sicurezza l'inserimento dei codici è bloccato, anche per il codice \
+                   giusto. Riprova tra {s} secondi. Ti abbiamo inviato un avviso.",
     unavailable: "Il servizio non è disponibile in questo momento: riprova tra poco.",
     log_out: "Esci",
     security: "Sicurezza e password",
@@ -182,6 +186,8 @@ pub const EN: Texts = Texts {
     code: "Code",
     confirm: "Confirm",
     wrong_code: "Wrong or already used code.",
+    code_blocked: "Too many wrong codes: for safety, entering codes is blocked, the right code too. Try again in \
+                   {s} seconds. We have sent you an alert.",
     unavailable: "The service is not available right now: try again shortly.",
     log_out: "Log out",
     security: "Security and passwords",

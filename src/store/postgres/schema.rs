@@ -159,6 +159,14 @@ pub const MIGRATIONS: &[&str] = &[
         value BYTEA NOT NULL
     );
     "#,
+    // 2: the access history records the second factor too ('code': the page's second
+    // step, turning 2FA off, replacing the device). Throttle keys now also name an
+    // account's password ('p:…') and a mailbox's code step ('c:…').
+    r#"
+    ALTER TABLE access_history DROP CONSTRAINT access_history_credential_check;
+    ALTER TABLE access_history ADD CONSTRAINT access_history_credential_check
+        CHECK (credential IN ('main', 'app', 'code', 'unknown'));
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -196,6 +196,32 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE logins_new RENAME TO logins;
     CREATE INDEX logins_by_mailbox ON logins(mailbox_id);
     "#,
+    // 11: the access history records the second factor too ('code': the page's second
+    // step, turning 2FA off, replacing the device). SQLite cannot change a CHECK in
+    // place: the table is rebuilt, ids kept.
+    r#"
+    CREATE TABLE access_history_new (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        listener     TEXT NOT NULL,
+        protocol     TEXT NOT NULL,
+        client       TEXT NOT NULL,
+        login        TEXT NOT NULL,
+        address      TEXT,
+        credential   TEXT NOT NULL CHECK (credential IN ('main', 'app', 'code', 'unknown')),
+        result       TEXT NOT NULL CHECK (result IN ('accepted', 'refused', 'temporary_failure')),
+        reason       TEXT,
+        app_password TEXT
+    );
+    INSERT INTO access_history_new
+        (id, at, listener, protocol, client, login, address, credential, result, reason, app_password)
+        SELECT id, at, listener, protocol, client, login, address, credential, result, reason, app_password
+        FROM access_history;
+    DROP TABLE access_history;
+    ALTER TABLE access_history_new RENAME TO access_history;
+    CREATE INDEX access_history_by_address ON access_history(address, at);
+    CREATE INDEX access_history_by_at ON access_history(at);
+    "#,
 ];
 
 /// The schema version this build writes.

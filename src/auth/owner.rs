@@ -1,0 +1,426 @@
+//! The owner's login on the page ("Gestione account"), decided here, not in the web
+//! handlers: the password step (the main password — an app password never opens the
+//! page), then, with 2FA on, the code step; and the same ration of codes for every other
+//! place a code is asked (confirming, turning off, replacing the device).
+//!
+//! Both steps go through the abuse model's two functions (`failed`, `succeeded`) like
+//! every mail login, so page guesses count on every node of a fleet, and a right main
+//! password never clears the mailbox's code count: after `throttle.code_failures` wrong
+//! codes in the window the code step of that mailbox is blocked — the right code too —
+//! whatever the session, the address or the node, and the owner is alerted once a
+//! window. Every attempt is written to the access history (channel `web`) with its
+//! factor (`main`, or `code` for the second step).
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::authenticator::{Authenticator, now, printable};
+use super::guard::{Who, describe_started};
+use crate::policy::Mailbox;
+use crate::policy::abuse::{Factor, Proof, Subject};
+use crate::policy::login::{AccessResult, CredentialKind, Reason};
+use crate::policy::names::normalize_login;
+use crate::secret::Secret;
+use crate::store::{AccessRecord, Alert, Notice};
+use crate::wording::{Locale, Said};
+
+/// The listener name web logins are recorded under.
+pub const WEB_LISTENER: &str = "web";
+
+/// How the password step ended.
+#[derive(Debug)]
+pub enum PasswordStep {
+    /// 2FA is off: the owner is logged in.
+    LoggedIn {
+        /// The mailbox.
+        mailbox: Arc<Mailbox>,
+        /// The login name, normalised (the address or a multi-user account's name).
+        login: String,
+    },
+    /// The main password is right and 2FA is on: a code is due. Nothing may be done
+    /// with this alone.
+    CodeDue {
+        /// The mailbox.
+        mailbox: Arc<Mailbox>,
+        /// The login name, normalised.
+        login: String,
+    },
+    /// Wrong credentials, or blocked: the page says only "wrong credentials" (a block of
+    /// the password step would tell which names exist); the history says why.
+    Refused,
+    /// The check could not be made now (the hashing queue is full, the store is down).
+    Unavailable,
+}
+
+/// Where a code is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeUse {
+    /// The login's second step.
+    Login,
+    /// Confirming a new device (turning 2FA on, or the replacement).
+    Confirm,
+    /// Turning 2FA off.
+    Disable,
+    /// Starting a device replacement.
+    Replace,
+}
+
+impl CodeUse {
+    /// A short, bounded name (metrics labels, the history).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeUse::Login => "login",
+            CodeUse::Confirm => "confirm",
+            CodeUse::Disable => "disable",
+            CodeUse::Replace => "replace",
+        }
+    }
+}
+
+/// What checking a code said, as the caller's action reports it.
+#[derive(Debug)]
+pub enum CodeAnswer<T, E> {
+    /// The code was right and the action done.
+    Right(T),
+    /// The code was wrong (or already used).
+    Wrong {
+        /// Already used (a replay), rather than wrong.
+        reused: bool,
+    },
+    /// The action failed for another reason (not counted).
+    Other(E),
+}
+
+/// How a code step ended.
+#[derive(Debug)]
+pub enum CodeStep<T, E> {
+    /// Right: the action's result.
+    Done(T),
+    /// Wrong or reused: counted.
+    Wrong,
+    /// The mailbox's code step is blocked: not even looked at. The owner may be told
+    /// when to retry (past the password step this tells an attacker nothing new).
+    Blocked {
+        /// Seconds until it may be tried again.
+        retry_after: u64,
+    },
+    /// The action failed for another reason.
+    Other(E),
+}
+
+impl Authenticator {
+    /// The password step of the owner's login: a login name and its **main** password.
+    /// One argon2id verification whatever the name (unknown names are compared with the
+    /// dummy hash). Counted by the abuse model as a password attempt; written to the
+    /// access history when it is refused or completes the login.
+    pub async fn owner_password(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        login: &str,
+        password: Secret,
+    ) -> PasswordStep {
+        let Ok(name) = normalize_login(login) else {
+            let shown = printable(login);
+            let who = Who::new(peer, &shown, None);
+            let started = self.failed(&who, &[Subject::Address, Subject::Name], &password);
+            let why = Reason::Malformed("invalid login name").to_string();
+            self.web_refused(&who, None, CredentialKind::Unknown, why, &started, None)
+                .await;
+            crate::metrics::METRICS.web_login("password", "refused", "malformed");
+            return PasswordStep::Refused;
+        };
+        self.follow().await;
+        let Ok(principal) = self.principal(&name).await else {
+            crate::metrics::METRICS.web_login("password", "temporary_failure", "store_unavailable");
+            return PasswordStep::Unavailable;
+        };
+        let who = Who::new(peer, &name, principal.as_ref().map(|p| p.mailbox.id));
+        let address = principal.as_ref().map(|p| p.mailbox.address.clone());
+        self.absorb_fleet(&who, &Subject::ALL[..3]).await;
+        let counted = Subject::counted(Factor::Password);
+        if let Err(blocked) = self.guard.check(&who, counted, Instant::now()) {
+            crate::metrics::METRICS.refused_by_block(blocked.subject);
+            let started = self.failed(&who, counted, &password);
+            let why = format!("throttle: {blocked}");
+            self.web_refused(&who, address, CredentialKind::Unknown, why, &started, None)
+                .await;
+            crate::metrics::METRICS.web_login("password", "refused", "throttled");
+            return PasswordStep::Refused;
+        }
+        let this = Arc::clone(self);
+        let p = principal.clone();
+        let secret = password.clone();
+        let Ok(ok) = self
+            .pool
+            .run(move || {
+                let hash = p
+                    .as_ref()
+                    .map_or(this.dummy_hash.as_str(), |p| p.hash.as_str());
+                this.hasher.verify(hash, &secret)
+            })
+            .await
+        else {
+            crate::metrics::METRICS.web_login("password", "temporary_failure", "overloaded");
+            return PasswordStep::Unavailable;
+        };
+        match principal {
+            Some(p) if ok => {
+                self.succeeded(&who, Proof::MainPassword);
+                let mailbox = Arc::clone(&p.mailbox);
+                if mailbox.two_factor_on() {
+                    crate::metrics::METRICS.web_login("password", "code_due", "none");
+                    PasswordStep::CodeDue {
+                        mailbox,
+                        login: name,
+                    }
+                } else {
+                    self.record_web(
+                        &who,
+                        Some(mailbox.address.clone()),
+                        CredentialKind::Main,
+                        AccessResult::Accepted,
+                        None,
+                        None,
+                    )
+                    .await;
+                    crate::metrics::METRICS.web_login("password", "accepted", "none");
+                    PasswordStep::LoggedIn {
+                        mailbox,
+                        login: name,
+                    }
+                }
+            }
+            found => {
+                let started = self.failed(&who, counted, &password);
+                let reason = if found.is_some() {
+                    Reason::WrongPassword
+                } else {
+                    Reason::UnknownLogin
+                };
+                crate::metrics::METRICS.web_login("password", "refused", reason.kind());
+                self.web_refused(
+                    &who,
+                    address,
+                    CredentialKind::Unknown,
+                    reason.to_string(),
+                    &started,
+                    None,
+                )
+                .await;
+                PasswordStep::Refused
+            }
+        }
+    }
+
+    /// A code from `mailbox`'s device, asked of `login` (whose main password a session
+    /// of the page has proved) for `purpose`: refused unseen while the mailbox's code
+    /// step is blocked; otherwise `check` runs (the management action that checks and
+    /// spends the code) and its answer is counted — a wrong code against the mailbox,
+    /// the name and the address; a right one clears the mailbox's code count. Crossing
+    /// the limit alerts the owner (once a window).
+    pub async fn owner_code<T, E, F, Fut>(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        login: &str,
+        mailbox: &Mailbox,
+        purpose: CodeUse,
+        code: &str,
+        check: F,
+    ) -> CodeStep<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = CodeAnswer<T, E>>,
+    {
+        let who = Who::new(peer, login, Some(mailbox.id));
+        let secret = Secret::new(code.trim().to_owned());
+        let counted = Subject::counted(Factor::SecondFactor);
+        self.absorb_fleet(&who, counted).await;
+        let address = Some(mailbox.address.clone());
+        if let Err(blocked) = self.guard.check(
+            &who,
+            &[Subject::Address, Subject::SecondFactor],
+            Instant::now(),
+        ) {
+            crate::metrics::METRICS.refused_by_block(blocked.subject);
+            crate::metrics::METRICS.code_check(purpose.as_str(), "blocked");
+            // Attempts during the block still count: the block grows while they go on.
+            let started = self.failed(&who, counted, &secret);
+            let alert = self.codes_alert(&who, mailbox, &started);
+            let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
+            self.web_refused(&who, address, CredentialKind::Code, why, &started, alert)
+                .await;
+            return CodeStep::Blocked {
+                retry_after: blocked.seconds().max(1),
+            };
+        }
+        match check().await {
+            CodeAnswer::Right(t) => {
+                self.succeeded(&who, Proof::SecondFactor);
+                crate::metrics::METRICS.code_check(purpose.as_str(), "right");
+                if purpose == CodeUse::Login {
+                    crate::metrics::METRICS.web_login("code", "accepted", "none");
+                    self.record_web(
+                        &who,
+                        address,
+                        CredentialKind::Code,
+                        AccessResult::Accepted,
+                        Some(crate::wording::WEB_CODE_ACCEPTED.to_owned()),
+                        None,
+                    )
+                    .await;
+                }
+                CodeStep::Done(t)
+            }
+            CodeAnswer::Wrong { reused } => {
+                let started = self.failed(&who, counted, &secret);
+                let alert = self.codes_alert(&who, mailbox, &started);
+                crate::metrics::METRICS.code_check(purpose.as_str(), "wrong");
+                if purpose == CodeUse::Login {
+                    crate::metrics::METRICS.web_login(
+                        "code",
+                        "refused",
+                        if reused { "code_reused" } else { "wrong_code" },
+                    );
+                }
+                let why = format!(
+                    "{} ({})",
+                    if reused {
+                        crate::wording::WEB_CODE_REUSED
+                    } else {
+                        crate::wording::WEB_CODE_WRONG
+                    },
+                    purpose.as_str()
+                );
+                self.web_refused(&who, address, CredentialKind::Code, why, &started, alert)
+                    .await;
+                CodeStep::Wrong
+            }
+            CodeAnswer::Other(e) => CodeStep::Other(e),
+        }
+    }
+
+    /// The owner's alert when wrong codes started a block of the code step: someone who
+    /// knows the main password is trying codes. At most one a window (the store keeps
+    /// the count across nodes and restarts).
+    fn codes_alert(
+        &self,
+        who: &Who<'_>,
+        mailbox: &Mailbox,
+        started: &[super::guard::Started],
+    ) -> Option<Alert> {
+        let b = started
+            .iter()
+            .find(|b| b.subject == Subject::SecondFactor)?;
+        let at = now();
+        let alerts = self.alerts.load();
+        let locale = Locale {
+            language: alerts.language,
+            zone: self.zone.clone(),
+        };
+        let said = Said::CodesGuessed {
+            at,
+            client: who.peer.to_string(),
+            tries: b.failures,
+            blocked_minutes: b.block.as_secs().div_ceil(60),
+        };
+        let window = jiff::SignedDuration::try_from(self.guard.limits().window)
+            .unwrap_or(jiff::SignedDuration::from_secs(900));
+        Some(Alert {
+            address: mailbox.address.clone(),
+            email_to: mailbox.email_to(alerts.email),
+            notice: Notice::said(at, said, &locale),
+            quiet_since: at.checked_sub(window).unwrap_or(at),
+        })
+    }
+
+    /// A refused page attempt in the history, and a line of its own for each block it
+    /// started (as the mail logins have).
+    async fn web_refused(
+        &self,
+        who: &Who<'_>,
+        address: Option<String>,
+        credential: CredentialKind,
+        reason: String,
+        started: &[super::guard::Started],
+        alert: Option<Alert>,
+    ) {
+        tracing::info!(client = %who.peer, login = %who.name.escape_debug(), %reason, "web login refused");
+        self.record_web(
+            who,
+            address.clone(),
+            credential,
+            AccessResult::Refused,
+            Some(reason),
+            alert,
+        )
+        .await;
+        if let Some(b) = describe_started(started, who.peer) {
+            tracing::warn!(client = %who.peer, login = %who.name.escape_debug(), reason = %b, "throttling");
+            self.record_web(
+                who,
+                address,
+                CredentialKind::Unknown,
+                AccessResult::Refused,
+                Some(format!("throttle: {b}")),
+                None,
+            )
+            .await;
+        }
+    }
+
+    /// Writes a page attempt to the access history (channel `web`); returns once it is
+    /// durable.
+    async fn record_web(
+        &self,
+        who: &Who<'_>,
+        address: Option<String>,
+        credential: CredentialKind,
+        result: AccessResult,
+        reason: Option<String>,
+        alert: Option<Alert>,
+    ) {
+        let rec = AccessRecord {
+            at: now(),
+            listener: WEB_LISTENER.into(),
+            protocol: crate::policy::names::Channel::Web,
+            client: who.peer.to_string(),
+            login: printable(who.name),
+            address,
+            credential,
+            app_password: None,
+            result,
+            reason,
+        };
+        self.history.record(rec, alert, None).await;
+    }
+
+    /// The mailbox `login` belongs to now, as the login path sees it (the web page checks
+    /// on every request that its session's credentials still hold).
+    pub fn owner_mailbox(&self, login: &str) -> Option<Arc<Mailbox>> {
+        self.principal_now(login).map(|p| Arc::clone(&p.mailbox))
+    }
+
+    /// The stamp of the credentials `login` opens the page with: it changes when the
+    /// main password or the 2FA device does, which ends the page's sessions.
+    pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
+        let p = self.principal_now(login)?;
+        // The password's serial, not its hash: a re-hash of the same password (an
+        // imported hash made argon2id) ends no page session.
+        let mut h = blake3::Hasher::new();
+        h.update(&p.mailbox.id.to_le_bytes());
+        h.update(&p.serial.to_le_bytes());
+        if let Some(d) = &p.mailbox.device {
+            h.update(d.associated_at.as_second().to_string().as_bytes());
+        }
+        Some(*h.finalize().as_bytes())
+    }
+
+    /// A key the page signs its login form's CSRF cookie with: the same on every node of
+    /// a fleet (derived from the fleet's key), so a form served by one node posts to
+    /// another.
+    pub fn web_form_key(&self) -> [u8; 32] {
+        self.guard.derive_key("sentinella 2026 web login form csrf")
+    }
+}

@@ -6,7 +6,9 @@
 //! literals — is imap-codec's `Fragmentizer`, so literal bytes are never mistaken for
 //! commands; decoding is imap-codec's `CommandCodec`.
 //!
-//! Bounds: a message (line plus literals) longer than `max_line` is refused; a client that
+//! Bounds: a message (line plus literals) longer than `max_line` is refused — as soon as
+//! the part received so far is longer, not only once its line ends — except an ID
+//! command, which may be as long as RFC 2971 allows ([`ID_COMMAND_MAX`]); a client that
 //! sends more than `preauth_bytes` before logging in, or fails `max_failed_logins` times,
 //! is disconnected.
 //!
@@ -33,6 +35,58 @@ use crate::auth::credentials::Mechanism;
 pub const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed";
 /// RFC 5530 / SPEC: the text for a temporary failure (upstream down).
 pub const UNAVAILABLE: &str = "NO [UNAVAILABLE] Service temporarily unavailable, try again later";
+
+/// RFC 2971 section 3.3: "Field strings MUST NOT be longer than 30 octets.  Value
+/// strings MUST NOT be longer than 1024 octets.  Implementations MUST NOT send more than
+/// 30 field-value pairs."
+const ID_MAX_PAIRS: usize = 30;
+const ID_MAX_FIELD: usize = 30;
+const ID_MAX_VALUE: usize = 1024;
+/// The longest tag an ID command may carry and still get [`ID_COMMAND_MAX`].
+const ID_MAX_TAG: usize = 64;
+
+/// The longest encoding of an `n`-octet string without escapes: a non-synchronizing
+/// literal, `{n+}` CRLF and the octets (a quoted string, `n` + 2, is shorter).
+const fn id_string_max(n: usize) -> usize {
+    let mut digits = 1;
+    let mut rest = n / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    "{+}\r\n".len() + digits + n
+}
+
+/// The longest ID command RFC 2971 allows (32,231 bytes): a tag of up to 64 bytes, then
+/// `SP "ID" SP "(" string SP nstring *(SP string SP nstring) ")" CRLF` with 30 pairs at
+/// their longest. An ID command may be this long whatever `max_line` says, so
+/// the shipped `max_line` (8 KiB) can stay well below it for every other command while
+/// any conforming client's ID — sent before login — still passes. A value quoted with
+/// many escapes (`\"`, `\\`) can be longer; a client can send it as a literal.
+pub const ID_COMMAND_MAX: u32 = (ID_MAX_TAG
+    + " ID (".len()
+    + ID_MAX_PAIRS * (id_string_max(ID_MAX_FIELD) + 1 + id_string_max(ID_MAX_VALUE))
+    + (ID_MAX_PAIRS - 1)
+    + ")\r\n".len()) as u32;
+
+/// Whether `message` (the start of one) is an ID command: `tag SP "ID" SP`, the tag at
+/// most [`ID_MAX_TAG`] bytes. Only its first `max_line` bytes are looked at, so the answer
+/// is the same however the bytes arrive.
+fn is_id_command(message: &[u8], max_line: u32) -> bool {
+    let head = &message[..message.len().min(max_line as usize)];
+    let Some(sp) = head.iter().take(ID_MAX_TAG + 1).position(|b| *b == b' ') else {
+        return false;
+    };
+    sp > 0
+        && head
+            .get(sp + 1..sp + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"ID "))
+}
+
+/// A framer holding at most the longest message [`ImapFrontend::message_limit`] allows.
+fn framer(settings: Settings) -> Fragmentizer {
+    Fragmentizer::new(settings.max_line.max(ID_COMMAND_MAX))
+}
 
 #[derive(Debug)]
 enum State {
@@ -90,7 +144,7 @@ impl ImapFrontend {
         ImapFrontend {
             settings,
             state: State::Ready,
-            framer: Fragmentizer::new(settings.max_line),
+            framer: framer(settings),
             unconsumed: Vec::new(),
             bytes_seen: 0,
             failed_logins: 0,
@@ -165,7 +219,17 @@ impl ImapFrontend {
                 | State::SaslLoginUser { .. }
                 | State::SaslLoginPass { .. }
         ) {
-            let Some(fragment) = self.framer.progress() else {
+            let fragment = self.framer.progress();
+            // The message so far, complete or not: an unterminated line is cut as soon as
+            // it is too long, not when its CRLF (or the byte cap) finally comes.
+            if self.framer.is_max_message_size_exceeded()
+                || self.framer.message_bytes().len() as u64 > self.message_limit()
+            {
+                let done = self.close_with(Vec::new(), "* BYE Line too long");
+                out.extend(done);
+                return;
+            }
+            let Some(fragment) = fragment else {
                 return;
             };
             if let FragmentInfo::Line {
@@ -174,7 +238,7 @@ impl ImapFrontend {
                 ..
             } = fragment
             {
-                let fits = u64::from(length) + end as u64 <= u64::from(self.settings.max_line);
+                let fits = u64::from(length) + end as u64 <= self.message_limit();
                 let in_command = matches!(self.state, State::Ready);
                 match (mode, fits && in_command) {
                     (LiteralMode::Sync, true) => {
@@ -205,11 +269,6 @@ impl ImapFrontend {
                 continue;
             }
             let len = self.framer.message_bytes().len();
-            if self.framer.is_max_message_size_exceeded() {
-                let done = self.close_with(Vec::new(), "* BYE Line too long");
-                out.extend(done);
-                return;
-            }
             let actions = self.handle_message();
             self.consume(len);
             let max = self.settings.max_bad_commands;
@@ -224,6 +283,19 @@ impl ImapFrontend {
             }
             out.extend(actions);
         }
+    }
+
+    /// The longest the message being received may be: `max_line`, or for an ID command
+    /// at least [`ID_COMMAND_MAX`]. The one place for this rule.
+    fn message_limit(&self) -> u64 {
+        let max_line = self.settings.max_line;
+        let id = matches!(self.state, State::Ready)
+            && is_id_command(self.framer.message_bytes(), max_line);
+        u64::from(if id {
+            max_line.max(ID_COMMAND_MAX)
+        } else {
+            max_line
+        })
     }
 
     fn consume(&mut self, n: usize) {
@@ -344,7 +416,7 @@ impl ImapFrontend {
                 }
                 // Discard everything the client pipelined after STARTTLS.
                 self.state = State::Handshaking;
-                self.framer = Fragmentizer::new(self.settings.max_line);
+                self.framer = framer(self.settings);
                 self.unconsumed.clear();
                 vec![
                     Action::Reply(line(format!("{tag} OK Begin TLS negotiation now"))),
@@ -719,6 +791,158 @@ mod tests {
             "a LOGIN {99999999999999999999}\r\n",
         );
         assert!(!out.contains("Ready"), "{out}");
+    }
+
+    /// The limits a shipped `config.toml` (and the integration tests' rig) gives.
+    fn shipped(tls: bool) -> Settings {
+        let l = crate::config::LimitsConfig::default();
+        Settings {
+            tls_active: tls,
+            starttls: !tls,
+            max_line: l.max_line,
+            preauth_bytes: l.preauth_bytes,
+            max_failed_logins: l.failed_logins_per_connection,
+            max_bad_commands: l.bad_commands_before_login,
+        }
+    }
+
+    /// Feeds `input` in `chunk`-byte pieces until the front end closes; returns how many
+    /// bytes it had been fed by then (None: never closed) and everything it said.
+    fn fed_until_close(
+        fe: &mut ImapFrontend,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Option<usize>, String) {
+        let mut out = String::new();
+        let mut fed = 0;
+        for piece in input.chunks(chunk) {
+            fed += piece.len();
+            out.push_str(&render(&fe.feed(piece)));
+            if fe.is_done() {
+                return (Some(fed), out);
+            }
+        }
+        (None, out)
+    }
+
+    #[test]
+    fn an_unterminated_line_is_cut_as_soon_as_it_is_too_long() {
+        // max_line 1024, fed 256 bytes at a time: cut with the chunk that passes 1024.
+        let mut fe = ImapFrontend::new(settings(true));
+        let endless = format!("a NOOP {}", "x".repeat(4096));
+        let (fed, out) = fed_until_close(&mut fe, endless.as_bytes(), 256);
+        assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
+        assert_eq!(fed, Some(1280));
+        // The shipped limits (8 KiB): a 20 KiB line is cut after 9 KiB, not at the byte cap.
+        let mut fe = ImapFrontend::new(shipped(true));
+        let endless = format!("a LOGIN mario {}", "x".repeat(20 * 1024));
+        let (fed, out) = fed_until_close(&mut fe, endless.as_bytes(), 1024);
+        assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
+        assert_eq!(fed, Some(9 * 1024));
+        // Whatever the chunking, a line of exactly max_line bytes (CRLF included) passes
+        // and one byte more does not.
+        let at_limit = format!("a LOGIN mario {}\r\n", "p".repeat(1024 - 16));
+        assert_eq!(at_limit.len(), 1024);
+        assert_eq!(
+            every_split(&at_limit, true),
+            format!("<AUTH mario:{}:None>", "p".repeat(1008))
+        );
+        let over = format!("a LOGIN mario {}\r\n", "p".repeat(1024 - 15));
+        assert_eq!(every_split(&over, true), "* BYE Line too long\r\n<CLOSE>");
+    }
+
+    #[test]
+    fn an_unterminated_line_is_cut_in_a_sasl_exchange_and_after_a_literal() {
+        let mut fe = ImapFrontend::new(settings(true));
+        assert_eq!(run(&mut fe, "a AUTHENTICATE PLAIN\r\n"), "+ \r\n");
+        let (fed, out) = fed_until_close(&mut fe, "A".repeat(4096).as_bytes(), 256);
+        assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
+        assert_eq!(fed, Some(1280));
+        // A literal is part of the message: the line after it is cut once line, literal
+        // and what follows pass 1024 bytes together (16 + 500 + 508).
+        let mut fe = ImapFrontend::new(settings(true));
+        let input = format!(
+            "a LOGIN {{500+}}\r\n{}{}",
+            "u".repeat(500),
+            "p".repeat(4096)
+        );
+        let (fed, out) = fed_until_close(&mut fe, input.as_bytes(), 64);
+        assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
+        assert_eq!(fed, Some(1088));
+    }
+
+    /// `a ID ("f01…" "vvv…" …)`: RFC 2971's 30 pairs, 30-octet fields, 1024-octet values.
+    fn maximal_id(tag: &str, literals: bool) -> String {
+        let string = |s: String| {
+            if literals {
+                format!("{{{}+}}\r\n{s}", s.len())
+            } else {
+                format!("\"{s}\"")
+            }
+        };
+        let pairs: Vec<String> = (0..30)
+            .map(|i| {
+                let field = format!("{i:0>30}");
+                let value = format!("{i:v>1024}");
+                format!("{} {}", string(field), string(value))
+            })
+            .collect();
+        format!("{tag} ID ({})\r\n", pairs.join(" "))
+    }
+
+    #[test]
+    fn a_maximal_id_command_is_answered_under_the_shipped_limits() {
+        let answer = "* ID (\"name\" \"Sentinella\")\r\na OK ID completed\r\n";
+        let quoted = maximal_id("a", false);
+        assert!(quoted.len() > 31_000, "{}", quoted.len());
+        let fe = || ImapFrontend::new(shipped(true));
+        assert_eq!(testing::every_split(fe, &quoted), answer);
+        // As literals with a 64-byte tag it is exactly the bound, which holds for any
+        // max_line (here the smallest config allows, 1024).
+        let tag = "a".repeat(64);
+        let literals = maximal_id(&tag, true);
+        assert_eq!(literals.len(), ID_COMMAND_MAX as usize);
+        assert_eq!(
+            ID_COMMAND_MAX, 32_231,
+            "the figure README and config.toml give"
+        );
+        let small = || {
+            ImapFrontend::new(Settings {
+                preauth_bytes: 65536,
+                ..settings(false)
+            })
+        };
+        assert_eq!(
+            testing::every_split(small, &literals),
+            answer.replacen("a OK", &format!("{tag} OK"), 1)
+        );
+        assert_eq!(testing::every_split(small, &quoted), answer);
+        // Pipelined after it, an ordinary command still has the ordinary limit.
+        let after = format!("{quoted}b NOOP {}\r\n", "x".repeat(2000));
+        assert_eq!(
+            testing::every_split(small, &after),
+            format!("{answer}* BYE Line too long\r\n<CLOSE>")
+        );
+    }
+
+    #[test]
+    fn only_an_id_command_gets_the_id_limit() {
+        // Past the ID bound, an ID command is cut too, as soon as it gets there.
+        let mut fe = ImapFrontend::new(shipped(true));
+        let endless = format!("a ID (\"x\" \"{}", "v".repeat(64 * 1024));
+        let (fed, out) = fed_until_close(&mut fe, endless.as_bytes(), 1024);
+        assert_eq!(out, "* BYE Line too long\r\n<CLOSE>");
+        assert_eq!(fed, Some(32 * 1024));
+        // Not ID: a longer tag than the bound counts, another command, "ID" in the tag.
+        for prefix in [
+            format!("{} ID ", "t".repeat(65)),
+            "a IDX ".into(),
+            "ID NOOP ".into(),
+        ] {
+            let line = format!("{prefix}{}\r\n", "x".repeat(9000));
+            let out = testing::every_split(|| ImapFrontend::new(shipped(true)), &line);
+            assert_eq!(out, "* BYE Line too long\r\n<CLOSE>", "{prefix}");
+        }
     }
 
     #[test]

@@ -152,10 +152,18 @@ async fn https_listeners(
     let tokens = config.resolve(&config.api.tokens_file);
     let mut out = Vec::new();
     if let Some(addr) = config.web.bind {
+        // TODO(fleet key): derive from a key every node of the fleet shares, so a login
+        // form served by one node posts to another; a per-process key for now.
+        let login_key = {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).expect("the system's random source");
+            blake3::derive_key("sentinella web login csrf", &seed)
+        };
         let page = crate::web::Web::new(
             Arc::clone(auth),
             manager(config, &live.manage).await?,
             Arc::clone(&live.web),
+            login_key,
         );
         let mut app = crate::web::router(Arc::new(page));
         if config.api.on_web {

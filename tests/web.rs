@@ -324,7 +324,8 @@ fn a_multi_user_account_acts_under_its_name_and_a_migration_blocks_two_factor() 
         );
         assert_eq!(status, 303);
         if password.starts_with("wrong") {
-            assert_eq!(location, "/login");
+            // The message rides the redirect (the form has no session).
+            assert_eq!(location, "/login?e=wrong");
         } else {
             assert_eq!(location, "/account");
         }

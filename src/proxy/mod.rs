@@ -152,10 +152,14 @@ async fn https_listeners(
     let tokens = config.resolve(&config.api.tokens_file);
     let mut out = Vec::new();
     if let Some(addr) = config.web.bind {
+        // The same on every node of a fleet (derived from the fleet's key): a login form
+        // served by one node posts to another.
+        let login_key = auth.web_form_key();
         let page = crate::web::Web::new(
             Arc::clone(auth),
             manager(config, &live.manage).await?,
             Arc::clone(&live.web),
+            login_key,
         );
         let mut app = crate::web::router(Arc::new(page));
         if config.api.on_web {

@@ -2,7 +2,9 @@
 //! like the CLI. HTTPS with the proxy's certificate (rustls), axum over hyper, HTML from
 //! askama templates checked at compile time, Italian by default and English on request.
 //!
-//! - `session`: server-side sessions (random ids, CSRF tokens, timeouts).
+//! - `session`: the login form's signed CSRF cookie (no server state), and the
+//!   server-side sessions after the password step (random ids, CSRF tokens, timeouts,
+//!   bounded per mailbox and in all).
 //! - `pages`: the handlers — login (main password, then a code from the device),
 //!   *Sicurezza e password*, *Verifica in 2 passaggi*, *Password per programmi di
 //!   posta*, *Protocolli*, *Storico accessi*, *Avvisi*.
@@ -63,6 +65,8 @@ pub(crate) struct Web {
     auth: Arc<Authenticator>,
     manager: Mutex<Manager>,
     sessions: session::Sessions,
+    /// The login form's CSRF token (a signed cookie: no session before the password).
+    login_csrf: session::LoginCsrf,
     /// Replaced by a reload (the language, the policy); the session lifetimes are the
     /// ones at start.
     settings: crate::live::Live<WebSettings>,
@@ -70,11 +74,13 @@ pub(crate) struct Web {
 
 impl Web {
     /// The page over `manager` and the proxy's authenticator (the same throttle, the same
-    /// access history).
+    /// access history). `login_key` signs the login form's CSRF cookie: the same on
+    /// every node of a fleet, a form served by one posts to another.
     pub(crate) fn new(
         auth: Arc<Authenticator>,
         manager: Manager,
         settings: crate::live::Live<WebSettings>,
+        login_key: [u8; 32],
     ) -> Self {
         let (idle, lifetime) = {
             let s = settings.load();
@@ -84,6 +90,7 @@ impl Web {
             auth,
             manager: Mutex::new(manager),
             sessions: session::Sessions::new(idle, lifetime),
+            login_csrf: session::LoginCsrf::new(login_key),
             settings,
         }
     }

@@ -12,7 +12,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Extension, Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -69,8 +69,10 @@ pub(super) fn routes() -> Router<Arc<Web>> {
 // ---- the request's session ----------------------------------------------------------
 
 const COOKIE: &str = "sentinella_session";
+/// The login form's signed CSRF cookie (no session behind it).
+const LOGIN_COOKIE: &str = "sentinella_login";
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -78,10 +80,14 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             c.trim()
-                .strip_prefix(COOKIE)?
+                .strip_prefix(name)?
                 .strip_prefix('=')
                 .map(str::to_owned)
         })
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
         .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
@@ -151,7 +157,7 @@ fn owner(
     let found = web.sessions.with(&id, |s| {
         let lang = language(web, headers, query, Some(s.language));
         s.language = lang;
-        match &s.stage {
+        match s.stage() {
             Stage::In {
                 login,
                 address,
@@ -184,8 +190,8 @@ fn owner(
     })
 }
 
-/// The form's fields, and whether its CSRF token is the session's.
-fn fields(form: Fields, csrf: &str) -> Result<HashMap<String, String>, Rejected> {
+/// The form's fields.
+fn form_fields(form: Fields) -> Result<HashMap<String, String>, Rejected> {
     let Form(pairs) = form.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Rejected::TooLarge
@@ -193,7 +199,12 @@ fn fields(form: Fields, csrf: &str) -> Result<HashMap<String, String>, Rejected>
             Rejected::BadRequest
         }
     })?;
-    let map: HashMap<String, String> = pairs.into_iter().collect();
+    Ok(pairs.into_iter().collect())
+}
+
+/// The form's fields, and whether its CSRF token is the session's.
+fn fields(form: Fields, csrf: &str) -> Result<HashMap<String, String>, Rejected> {
+    let map = form_fields(form)?;
     let given = map.get("csrf").map(String::as_bytes).unwrap_or_default();
     // Constant time: the token is compared whole.
     let same = given.len() == csrf.len()
@@ -438,45 +449,67 @@ struct NoticesPage {
 
 // ---- login --------------------------------------------------------------------------
 
+fn login_cookie(value: &str, max_age: u64) -> String {
+    format!(
+        "{LOGIN_COOKIE}={value}; Path=/login; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
+    )
+}
+
+/// The login form's message, named by `?e=`: one of the page's own texts (never the
+/// query's words).
+fn login_flash(t: &'static Texts, q: &HashMap<String, String>) -> Option<Flash> {
+    let text = match q.get("e").map(String::as_str) {
+        Some("wrong") => t.wrong_credentials,
+        Some("unavailable") => t.unavailable,
+        _ => return None,
+    };
+    Some(Flash {
+        error: true,
+        text: text.to_owned(),
+    })
+}
+
+/// Back to the login form with its message `e` (`wrong`, `unavailable`), in `lang`.
+fn login_again(web: &Web, headers: &HeaderMap, lang: Language, e: &str) -> Response {
+    let mut to = format!("/login?e={e}");
+    if language(web, headers, &HashMap::new(), None) != lang {
+        to.push_str("&lang=");
+        to.push_str(lang.as_str());
+    }
+    Redirect::to(&to).into_response()
+}
+
 async fn login_page(
     State(web): Shared,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    // A fresh anonymous session for the form (its CSRF token), unless one is alive.
-    let existing = session_id(&headers).and_then(|id| {
-        web.sessions
-            .with(&id, |s| {
-                let lang = language(&web, &headers, &q, Some(s.language));
-                s.language = lang;
-                matches!(s.stage, Stage::Anonymous).then(|| (s.csrf.clone(), lang, s.flash.take()))
-            })
-            .flatten()
-            .map(|x| (id, x))
-    });
-    let (id, (csrf, lang, flash)) = match existing {
-        Some(x) => x,
+    // No session for the form: its CSRF token is a signed cookie's nonce (the one this
+    // browser has while it is fresh, else a new one).
+    let lang = language(&web, &headers, &q, None);
+    let t = texts(lang);
+    let reused = cookie_value(&headers, LOGIN_COOKIE).and_then(|c| web.login_csrf.reuse(&c));
+    let (set, csrf) = match reused {
+        Some(token) => (None, token),
         None => {
-            let lang = language(&web, &headers, &q, None);
-            let id = web.sessions.create(lang);
-            let csrf = web
-                .sessions
-                .with(&id, |s| s.csrf.clone())
-                .unwrap_or_default();
-            (id, (csrf, lang, None))
+            let (value, token) = web.login_csrf.issue();
+            (Some(value), token)
         }
     };
     let page = LoginPage {
-        t: texts(lang),
+        t,
         who: None,
         csrf,
-        flash,
+        flash: login_flash(t, &q),
     };
-    (
-        [(header::SET_COOKIE, cookie(&id))],
-        render(StatusCode::OK, page),
-    )
-        .into_response()
+    let mut response = render(StatusCode::OK, page);
+    if let Some(value) = set {
+        let max_age = web.login_csrf.lifetime().as_secs();
+        if let Ok(v) = HeaderValue::from_str(&login_cookie(&value, max_age)) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 async fn login(
@@ -485,58 +518,76 @@ async fn login(
     headers: HeaderMap,
     form: Fields,
 ) -> Response {
-    let id = session_id(&headers);
-    let session = id.as_ref().and_then(|id| {
-        web.sessions
-            .with(id, |s| {
-                matches!(s.stage, Stage::Anonymous).then(|| (s.csrf.clone(), s.language))
-            })
-            .flatten()
-    });
-    let Some((csrf, lang)) = session else {
+    let f = form_fields(form);
+    // The form's language (the page it was shown in), else the browser's, else ours.
+    let asked: HashMap<String, String> = f
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("lang"))
+        .map(|l| HashMap::from([("lang".to_owned(), l.clone())]))
+        .unwrap_or_default();
+    let lang = language(&web, &headers, &asked, None);
+    let t = texts(lang);
+    let Some(cookie) = cookie_value(&headers, LOGIN_COOKIE) else {
         // No login form was served to this browser (or it expired): start again.
         return Redirect::to("/login").into_response();
     };
-    let id = id.unwrap_or_default();
-    let t = texts(lang);
-    let f = match fields(form, &csrf) {
+    let f = match f {
         Ok(f) => f,
-        Err(r) => return r.page(t, None, csrf),
+        Err(r) => return r.page(t, None, String::new()),
     };
+    let given = f.get("csrf").map(String::as_str).unwrap_or_default();
+    if !web.login_csrf.check(&cookie, given) {
+        return Rejected::Forbidden.page(t, None, String::new());
+    }
     let (login, password) = (
         f.get("login").cloned().unwrap_or_default(),
         Secret::new(f.get("password").cloned().unwrap_or_default()),
     );
     drop(f);
-    let again = |flash: &'static str| {
-        web.sessions.with(&id, |s| {
-            s.flash = Some(Flash {
-                error: true,
-                text: flash.to_owned(),
-            })
-        });
-        Redirect::to("/login").into_response()
-    };
     match web.auth.owner_password(peer.ip(), &login, password).await {
         PasswordStep::CodeDue { mailbox, login } => {
             let stage = Stage::NeedsCode {
                 login,
                 address: mailbox.address.clone(),
             };
-            match web.sessions.promote(&id, stage) {
-                Some(new) => (
-                    [(header::SET_COOKIE, cookie(&new))],
-                    Redirect::to("/login/code"),
-                )
-                    .into_response(),
-                None => Redirect::to("/login").into_response(),
-            }
+            start(&web, &headers, stage, lang)
         }
         PasswordStep::LoggedIn { mailbox, login } => {
-            logged_in(&web, &id, login, mailbox.address.clone())
+            let Some(stamp) = web.auth.owner_stamp(&login) else {
+                return Redirect::to("/login").into_response();
+            };
+            let stage = Stage::In {
+                login,
+                address: mailbox.address.clone(),
+                stamp,
+            };
+            start(&web, &headers, stage, lang)
         }
-        PasswordStep::Refused => again(t.wrong_credentials),
-        PasswordStep::Unavailable => again(t.unavailable),
+        PasswordStep::Refused => login_again(&web, &headers, lang, "wrong"),
+        PasswordStep::Unavailable => login_again(&web, &headers, lang, "unavailable"),
+    }
+}
+
+/// The first session of a login, after the password step: waiting for the code, or
+/// (2FA off) logged in. The browser's previous session, if any, ends. A table full of
+/// logged-in owners refuses it ("not available, try again").
+fn start(web: &Web, headers: &HeaderMap, stage: Stage, lang: Language) -> Response {
+    let to = match stage {
+        Stage::In { .. } => "/account",
+        Stage::NeedsCode { .. } => "/login/code",
+    };
+    match web.sessions.create(stage, lang) {
+        Ok(id) => {
+            if let Some(old) = session_id(headers) {
+                web.sessions.end(&old);
+            }
+            ([(header::SET_COOKIE, cookie(&id))], Redirect::to(to)).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "web: no room for a new session (every place is a logged-in owner's)");
+            login_again(web, headers, lang, "unavailable")
+        }
     }
 }
 
@@ -569,7 +620,7 @@ fn waiting(
 ) -> Option<(String, String, String, String, Language, Option<Flash>)> {
     let id = session_id(headers)?;
     web.sessions
-        .with(&id, |s| match &s.stage {
+        .with(&id, |s| match s.stage() {
             Stage::NeedsCode { login, address } => Some((
                 login.clone(),
                 address.clone(),
@@ -1073,11 +1124,7 @@ async fn restamp(web: &Arc<Web>, o: &Owner) {
     let this = Arc::clone(web);
     let _ = tokio::task::spawn_blocking(move || this.auth.refresh()).await;
     if let Some(stamp) = web.auth.owner_stamp(&o.login) {
-        web.sessions.with(&o.id, |s| {
-            if let Stage::In { stamp: st, .. } = &mut s.stage {
-                *st = stamp;
-            }
-        });
+        web.sessions.with(&o.id, |s| s.restamp(stamp));
     }
     web.sessions.end_others(&o.address, &o.id);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::held::Held;
 use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login, two_factor_with_app_password};
-use common::servers::{Dovecot, Postgres, Proxy};
+use common::servers::{Dovecot, Postgres, Proxy, free_port, wait_for_port};
 use serde_json::Value;
 
 /// Two nodes on one database, in front of one Dovecot.
@@ -252,6 +252,113 @@ fn wrong_passwords_spread_over_both_nodes_meet_the_limit_of_one() {
         .parse::<i64>()
         .unwrap()
             >= 3
+    );
+}
+
+/// The abuse model is the fleet's: wrong 2FA codes and wrong page passwords seen by node
+/// A count on node B (the page of each node, one PostgreSQL).
+#[test]
+fn code_and_page_password_failures_on_one_node_count_on_the_other() {
+    let ports = [free_port(), free_port()];
+    let next = std::cell::Cell::new(0);
+    let f = fleet_with("\n[throttle]\naddress_failures = 1000", |_| {
+        let port = ports[next.get()];
+        next.set(next.get() + 1);
+        format!("\n[web]\nbind = \"127.0.0.1:{port}\"\n")
+    });
+    for port in ports {
+        wait_for_port(port, "web page", &f.a.log_path());
+    }
+    let (a, b) = (ports[0].to_string(), ports[1].to_string());
+    f.a.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    let v = f.a.ok(&["2fa", "enable", ADDR], None);
+    let uri = v["otpauth_uri"].as_str().unwrap().to_owned();
+    let device = common::secret_from_uri(&uri);
+    f.a.ok(&["2fa", "confirm", ADDR, &common::code(&device, -1)], None);
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let codes = |port: &str, rounds: &str, right: bool| {
+        let mut args = vec![
+            "codes",
+            "--web",
+            port,
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+            "--secret",
+            secret,
+            "--rounds",
+            rounds,
+            "--sources",
+            "127.0.0.1",
+        ];
+        if !right {
+            args.push("--no-right");
+        }
+        client(&f.a, "abuse.py", &args)
+    };
+    let results = |v: &Value| -> Vec<String> {
+        v["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["result"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Three wrong codes on A: nothing blocked yet (the right code would pass there).
+    let on_a = codes(&a, "3", true);
+    assert_eq!(results(&on_a), ["wrong", "wrong", "wrong"], "{on_a}");
+    assert_eq!(on_a["right_code"], "accepted", "{on_a}\n{}", f.a.log());
+    // The right code cleared the count: three more on A, then three on B — B takes in A's.
+    let on_a = codes(&a, "3", false);
+    assert_eq!(results(&on_a)[..], ["wrong", "wrong", "wrong"], "{on_a}");
+    let on_b = codes(&b, "3", true);
+    assert_eq!(
+        results(&on_b),
+        ["wrong", "wrong", "blocked"],
+        "{on_b}\n{}",
+        f.b.log()
+    );
+    assert_eq!(on_b["right_code"], "blocked", "{on_b}");
+    // Page passwords: 3 wrong on A, 2 wrong on B: B's fifth blocks, the right one too.
+    f.a.ok(
+        &["mailbox", "add", "luigi@pec.example.it", "--password-stdin"],
+        Some("Luigi-pw-1"),
+    );
+    let passwords = |port: &str, rounds: &str| {
+        client(
+            &f.a,
+            "abuse.py",
+            &[
+                "passwords",
+                "--web",
+                port,
+                "--user",
+                "luigi@pec.example.it",
+                "--password",
+                "Luigi-pw-1",
+                "--rounds",
+                rounds,
+            ],
+        )
+    };
+    let first = passwords(&a, "3");
+    assert_eq!(
+        first["right"], "/account",
+        "3 wrong are not a block: {first}"
+    );
+    let v = passwords(&a, "3");
+    assert_eq!(v["wrong"], serde_json::json!(["/login?e=wrong"; 3]), "{v}");
+    let v = passwords(&b, "2");
+    assert_eq!(
+        v["right"], "/login?e=wrong",
+        "blocked on B by A's failures: {v}"
     );
 }
 

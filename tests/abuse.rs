@@ -1,0 +1,312 @@
+//! The abuse model against the running `serve`, real Dovecot and real clients
+//! (tests/clients/abuse.py: plain HTTPS and imaplib, as an attacker would use them).
+//! Each test is named for what it proves; every loop is bounded. The limits are the
+//! shipped defaults (`[throttle]`: 5 codes, 5 passwords, 5 per name, 10 per address).
+
+mod common;
+
+use common::rig::{ADDR, MAIN, Rig, client, rig_with};
+use common::servers::{Proxy, free_port, wait_for_port};
+use serde_json::Value;
+
+/// A rig with the page on a free port; returns it and the port.
+fn with_page() -> (Rig, u16) {
+    let port = free_port();
+    let rig = rig_with("", &format!("\n[web]\nbind = \"127.0.0.1:{port}\"\n"));
+    wait_for_port(port, "web page", &rig.proxy.log_path());
+    (rig, port)
+}
+
+/// Turns 2FA on through the CLI (with the previous time step's code, so that this step's
+/// and the next are still free for the page); returns the device's secret in base32.
+fn two_factor(p: &Proxy) -> String {
+    let v = p.ok(&["2fa", "enable", ADDR], None);
+    let uri = v["otpauth_uri"].as_str().unwrap();
+    let secret = common::secret_from_uri(uri);
+    p.ok(&["2fa", "confirm", ADDR, &common::code(&secret, -1)], None);
+    uri.split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn abuse(p: &Proxy, args: &[&str]) -> Value {
+    client(p, "abuse.py", args)
+}
+
+fn results(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().or(r.as_str()).unwrap())
+        .collect()
+}
+
+fn notices_of_kind(p: &Proxy, kind: &str) -> usize {
+    p.ok(&["mailbox", "notices", ADDR], None)["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == kind)
+        .count()
+}
+
+fn history(p: &Proxy) -> Vec<Value> {
+    p.ok(&["mailbox", "history", ADDR, "--limit", "200"], None)["history"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn wrong_codes_across_relogins_and_addresses_block_the_code_step_and_the_right_code() {
+    let (rig, web) = with_page();
+    let p = &rig.proxy;
+    let secret = two_factor(p);
+    // An attacker who knows the main password: each round a fresh login (the password
+    // step proved again), from 127.0.0.1 and 127.0.0.2 in turn, and one wrong code.
+    let web = web.to_string();
+    let v = abuse(
+        p,
+        &[
+            "codes",
+            "--web",
+            &web,
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+            "--secret",
+            &secret,
+            "--rounds",
+            "7",
+        ],
+    );
+    let rounds = results(&v["rounds"]);
+    assert_eq!(
+        rounds,
+        [
+            "wrong", "wrong", "wrong", "wrong", "wrong", "blocked", "blocked"
+        ],
+        "{v}\n{}",
+        p.log()
+    );
+    let sources: std::collections::BTreeSet<&str> = v["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 2, "two client addresses: {v}");
+    // The right code is refused while the block runs: guessing it tells nothing.
+    assert_eq!(v["right_code"], "blocked", "{v}");
+    // The owner is told once, in the avvisi (and by e-mail when a contact is set).
+    assert_eq!(notices_of_kind(p, "codes-guessed"), 1, "{}", p.log());
+    // Every code attempt is in the history with its factor.
+    let h = history(p);
+    let codes: Vec<&Value> = h.iter().filter(|r| r["credential"] == "code").collect();
+    assert!(codes.len() >= 8, "{h:?}");
+    assert!(
+        codes.iter().any(|r| r["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2FA codes of the mailbox blocked")),
+        "{h:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|r| r["result"] == "refused" && r["protocol"] == "web"),
+        "{codes:?}"
+    );
+}
+
+fn wrong_codes_to(action: &str) {
+    let (rig, web) = with_page();
+    let p = &rig.proxy;
+    let secret = two_factor(p);
+    let web = web.to_string();
+    let v = abuse(
+        p,
+        &[
+            "action",
+            "--web",
+            &web,
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+            "--secret",
+            &secret,
+            "--rounds",
+            "6",
+            "--action",
+            action,
+        ],
+    );
+    assert_eq!(v["login"], "accepted", "{v}\n{}", p.log());
+    assert_eq!(
+        results(&v["rounds"]),
+        ["wrong", "wrong", "wrong", "wrong", "wrong", "blocked"],
+        "{v}"
+    );
+    assert_eq!(v["right_code"], "blocked", "{v}");
+    // Nothing changed: 2FA is on with the same device.
+    let shown = p.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(shown["two_factor"]["enabled"], true, "{shown}");
+    assert!(shown["two_factor"]["pending"].is_null(), "{shown}");
+    assert_eq!(notices_of_kind(p, "codes-guessed"), 1);
+}
+
+#[test]
+fn a_logged_in_session_cannot_guess_the_code_that_turns_2fa_off() {
+    wrong_codes_to("disable");
+}
+
+#[test]
+fn a_logged_in_session_cannot_guess_the_code_that_replaces_the_device() {
+    wrong_codes_to("replace");
+}
+
+#[test]
+fn spraying_names_from_one_address_is_blocked_whatever_another_account_proves() {
+    let (rig, _) = with_page();
+    let p = &rig.proxy;
+    // The attacker's own mailbox, whose right password it uses between rounds.
+    p.ok(
+        &[
+            "mailbox",
+            "add",
+            "sprayer@pec.example.it",
+            "--password-stdin",
+        ],
+        Some("Sprayer-pw-1"),
+    );
+    let imaps = p.imaps_port.to_string();
+    let v = abuse(
+        p,
+        &[
+            "spray",
+            "--imaps",
+            &imaps,
+            "--rounds",
+            "3",
+            "--names",
+            "9",
+            "--good-user",
+            ADDR,
+            "--good-password",
+            MAIN,
+        ],
+    );
+    // 9 failures, a success of another account (which clears nothing of the others),
+    // then the 10th failure blocks the address: the next connection is not served.
+    assert_eq!(
+        v["first_refused"],
+        serde_json::json!([1, 1]),
+        "{v}\n{}",
+        p.log()
+    );
+    assert_eq!(v["good"][0], "ok", "{v}");
+}
+
+#[test]
+fn the_owners_verified_mail_client_works_from_elsewhere_during_an_attack_on_the_name() {
+    let (rig, web) = with_page();
+    let p = &rig.proxy;
+    let app = common::rig::two_factor_with_app_password(p);
+    assert!(common::rig::imaps_login(p, ADDR, &app), "{}", p.log());
+    // The attacker on the page, guessing the main password: the name, then the account's
+    // password, blocked.
+    let web = web.to_string();
+    let v = abuse(
+        p,
+        &[
+            "passwords",
+            "--web",
+            &web,
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+            "--rounds",
+            "6",
+        ],
+    );
+    assert!(results_all(&v["wrong"], "/login?e=wrong"), "{v}");
+    assert_eq!(
+        v["right"], "/login?e=wrong",
+        "even the right password, now: {v}"
+    );
+    // The owner's mail client, already verified, still gets in.
+    assert!(common::rig::imaps_login(p, ADDR, &app), "{}", p.log());
+    let h = history(p);
+    assert!(
+        h.iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains("blocked")),
+        "{h:?}"
+    );
+}
+
+fn results_all(v: &Value, want: &str) -> bool {
+    v.as_array().unwrap().iter().all(|x| x == want)
+}
+
+#[test]
+fn cookie_less_login_pages_never_end_a_logged_in_owners_session() {
+    let (rig, web) = with_page();
+    let p = &rig.proxy;
+    let web = web.to_string();
+    let v = abuse(
+        p,
+        &[
+            "flood",
+            "--web",
+            &web,
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+            "--requests",
+            "110000",
+        ],
+    );
+    assert_eq!(v["login"], "accepted", "{v}");
+    assert_eq!(v["requests"], 110_000, "{v}");
+    assert_eq!(v["before"], 200, "{v}");
+    assert_eq!(v["after"], 200, "still logged in: {v}");
+    assert_eq!(v["address_shown"], true, "{v}");
+}
+
+#[test]
+fn an_unterminated_imap_line_is_cut_and_a_maximal_id_command_passes() {
+    let (rig, _) = with_page();
+    let p = &rig.proxy;
+    let imaps = p.imaps_port.to_string();
+    let v = abuse(p, &["imapline", "--imaps", &imaps, "--bytes", "20480"]);
+    assert_eq!(v["closed"], true, "{v}");
+    assert!(
+        v["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "* BYE Line too long"),
+        "{v}"
+    );
+    // Cut before twice the limit (8 KiB pre-login) was taken.
+    assert!(v["sent"].as_u64().unwrap() < 20480, "{v}");
+    let v = abuse(p, &["imapid", "--imaps", &imaps]);
+    let lines: Vec<&str> = v["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(v["bytes"].as_u64().unwrap() > 31_000, "{v}");
+    assert!(lines.iter().any(|l| l.starts_with("i1 OK")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("i2 OK")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("too long")), "{lines:?}");
+}

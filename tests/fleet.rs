@@ -282,7 +282,8 @@ fn code_and_page_password_failures_on_one_node_count_on_the_other() {
         .split('&')
         .next()
         .unwrap();
-    let codes = |port: &str, rounds: &str, right: bool| {
+    // Each call guesses other codes (the same wrong code twice is one guess).
+    let codes = |port: &str, rounds: &str, skip: &str, right: bool| {
         let mut args = vec![
             "codes",
             "--web",
@@ -297,6 +298,8 @@ fn code_and_page_password_failures_on_one_node_count_on_the_other() {
             rounds,
             "--sources",
             "127.0.0.1",
+            "--skip",
+            skip,
         ];
         if !right {
             args.push("--no-right");
@@ -312,13 +315,13 @@ fn code_and_page_password_failures_on_one_node_count_on_the_other() {
             .collect()
     };
     // Three wrong codes on A: nothing blocked yet (the right code would pass there).
-    let on_a = codes(&a, "3", true);
+    let on_a = codes(&a, "3", "0", true);
     assert_eq!(results(&on_a), ["wrong", "wrong", "wrong"], "{on_a}");
     assert_eq!(on_a["right_code"], "accepted", "{on_a}\n{}", f.a.log());
     // The right code cleared the count: three more on A, then three on B — B takes in A's.
-    let on_a = codes(&a, "3", false);
+    let on_a = codes(&a, "3", "100", false);
     assert_eq!(results(&on_a)[..], ["wrong", "wrong", "wrong"], "{on_a}");
-    let on_b = codes(&b, "3", true);
+    let on_b = codes(&b, "3", "200", true);
     assert_eq!(
         results(&on_b),
         ["wrong", "wrong", "blocked"],
@@ -331,31 +334,37 @@ fn code_and_page_password_failures_on_one_node_count_on_the_other() {
         &["mailbox", "add", "luigi@pec.example.it", "--password-stdin"],
         Some("Luigi-pw-1"),
     );
-    let passwords = |port: &str, rounds: &str| {
-        client(
-            &f.a,
-            "abuse.py",
-            &[
-                "passwords",
-                "--web",
-                port,
-                "--user",
-                "luigi@pec.example.it",
-                "--password",
-                "Luigi-pw-1",
-                "--rounds",
-                rounds,
-            ],
-        )
+    let passwords = |port: &str, rounds: &str, skip: &str, right: bool| {
+        let mut args = vec![
+            "passwords",
+            "--web",
+            port,
+            "--user",
+            "luigi@pec.example.it",
+            "--password",
+            "Luigi-pw-1",
+            "--rounds",
+            rounds,
+            "--skip",
+            skip,
+        ];
+        if !right {
+            args.push("--no-right");
+        }
+        client(&f.a, "abuse.py", &args)
     };
-    let first = passwords(&a, "3");
+    let first = passwords(&a, "3", "0", true);
     assert_eq!(
         first["right"], "/account",
         "3 wrong are not a block: {first}"
     );
-    let v = passwords(&a, "3");
-    assert_eq!(v["wrong"], serde_json::json!(["/login?e=wrong"; 3]), "{v}");
-    let v = passwords(&b, "2");
+    let v = passwords(&a, "3", "100", false);
+    assert_eq!(
+        v["wrong"],
+        serde_json::json!(["/login?e=wrong", "/login?e=wrong", "/login?e=wrong"]),
+        "{v}"
+    );
+    let v = passwords(&b, "2", "200", true);
     assert_eq!(
         v["right"], "/login?e=wrong",
         "blocked on B by A's failures: {v}"

@@ -57,11 +57,12 @@ def totp(secret_b32, at):
     return f"{n:06d}"
 
 
-def wrong_codes(secret, n):
-    """n distinct codes none of which the device shows within two minutes of now."""
+def wrong_codes(secret, n, skip=0):
+    """n distinct codes (after the first `skip` of the same sequence) none of which the
+    device shows within two minutes of now."""
     now = time.time()
     valid = {totp(secret, now + d) for d in range(-120, 121, 30)}
-    out, i = [], 0
+    out, i = [], skip
     while len(out) < n:
         c = f"{(i * 7919 + 13) % 1_000_000:06d}"
         if c not in valid:
@@ -159,7 +160,7 @@ def code_step(b, code):
 def cmd_codes(a):
     sources = a.sources.split(",")
     rounds = []
-    for i, code in enumerate(wrong_codes(a.secret, a.rounds)):
+    for i, code in enumerate(wrong_codes(a.secret, a.rounds, a.skip)):
         b = Browser(a.web, a.cafile, sources[i % len(sources)])
         loc = password_step(b, a.user, a.password)
         if loc != "/login/code":
@@ -255,7 +256,9 @@ def cmd_passwords(a):
     results = []
     for i in range(a.rounds):
         b = Browser(a.web, a.cafile, source)
-        results.append(password_step(b, a.user, f"wrong-{i}-{a.password}"))
+        results.append(password_step(b, a.user, f"wrong-{a.skip + i}-{a.password}"))
+    if a.no_right:
+        return {"wrong": results}
     b = Browser(a.web, a.cafile, source)
     return {"wrong": results, "right": password_step(b, a.user, a.password)}
 
@@ -373,7 +376,8 @@ def main():
     p.add_argument("--action", choices=["disable", "replace"])
     p.add_argument("--requests", type=int, default=110_000)
     p.add_argument("--bytes", type=int, default=20 * 1024)
-    p.add_argument("--no-right", action="store_true", help="codes: no right code at the end")
+    p.add_argument("--no-right", action="store_true", help="codes, passwords: not the right one at the end")
+    p.add_argument("--skip", type=int, default=0, help="codes, passwords: start further along the wrong ones")
     p.add_argument("--good-user")
     p.add_argument("--good-password")
     p.add_argument("--cafile", required=True)

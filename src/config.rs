@@ -193,6 +193,27 @@ pub struct WebConfig {
     /// Access-history rows per page.
     #[serde(default = "default_web_page_rows")]
     pub history_page: u32,
+    /// Connections open at once on each HTTPS listener (the page; the API's own, which
+    /// takes these settings too): each holds a file descriptor the mail listeners need.
+    #[serde(default = "default_web_max_connections")]
+    pub max_connections: u32,
+    /// Connections open at once on each HTTPS listener from one client address (IPv6:
+    /// one /64); a NAT'd office shares one.
+    #[serde(default = "default_web_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+    /// Time to complete the TLS handshake.
+    #[serde(default = "default_web_tls_handshake_timeout")]
+    pub tls_handshake_timeout: Period,
+    /// Time to send a request head (the first: from the end of the handshake; the next:
+    /// from its first byte).
+    #[serde(default = "default_web_header_timeout")]
+    pub header_timeout: Period,
+    /// Time to send a request body, from the end of its head (then 408).
+    #[serde(default = "default_web_body_timeout")]
+    pub body_timeout: Period,
+    /// A connection idle this long between requests is closed.
+    #[serde(default = "default_web_keep_alive_timeout")]
+    pub keep_alive_timeout: Period,
 }
 
 fn default_web_idle() -> Period {
@@ -204,6 +225,24 @@ fn default_web_lifetime() -> Period {
 fn default_web_page_rows() -> u32 {
     20
 }
+fn default_web_max_connections() -> u32 {
+    512
+}
+fn default_web_max_connections_per_address() -> u32 {
+    16
+}
+fn default_web_tls_handshake_timeout() -> Period {
+    Period::seconds(10)
+}
+fn default_web_header_timeout() -> Period {
+    Period::seconds(10)
+}
+fn default_web_body_timeout() -> Period {
+    Period::seconds(30)
+}
+fn default_web_keep_alive_timeout() -> Period {
+    Period::seconds(60)
+}
 
 impl Default for WebConfig {
     fn default() -> Self {
@@ -212,6 +251,12 @@ impl Default for WebConfig {
             idle_timeout: default_web_idle(),
             session_lifetime: default_web_lifetime(),
             history_page: default_web_page_rows(),
+            max_connections: default_web_max_connections(),
+            max_connections_per_address: default_web_max_connections_per_address(),
+            tls_handshake_timeout: default_web_tls_handshake_timeout(),
+            header_timeout: default_web_header_timeout(),
+            body_timeout: default_web_body_timeout(),
+            keep_alive_timeout: default_web_keep_alive_timeout(),
         }
     }
 }
@@ -1058,6 +1103,10 @@ impl Config {
         for (key, p) in [
             ("web.idle_timeout", self.web.idle_timeout),
             ("web.session_lifetime", self.web.session_lifetime),
+            ("web.tls_handshake_timeout", self.web.tls_handshake_timeout),
+            ("web.header_timeout", self.web.header_timeout),
+            ("web.body_timeout", self.web.body_timeout),
+            ("web.keep_alive_timeout", self.web.keep_alive_timeout),
         ] {
             if p.as_std().is_none() {
                 return Err(self.invalid(key, "must be a fixed period (e.g. \"15m\", \"8h\")"));
@@ -1065,6 +1114,17 @@ impl Config {
         }
         if !(1..=500).contains(&self.web.history_page) {
             return Err(self.invalid("web.history_page", "must be between 1 and 500"));
+        }
+        for (key, n) in [
+            ("web.max_connections", self.web.max_connections),
+            (
+                "web.max_connections_per_address",
+                self.web.max_connections_per_address,
+            ),
+        ] {
+            if n == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
+            }
         }
         if let Some(smtp) = &self.notices.smtp {
             let loopback = smtp.host == "localhost"
@@ -1291,6 +1351,19 @@ impl Config {
         }
     }
 
+    /// How each HTTPS listener (the page, the API's own) bounds its connections.
+    pub(crate) fn web_limits(&self) -> crate::web::ConnectionLimits {
+        let w = &self.web;
+        crate::web::ConnectionLimits {
+            max_connections: w.max_connections,
+            max_connections_per_address: w.max_connections_per_address,
+            tls_handshake: LimitsConfig::duration(w.tls_handshake_timeout),
+            header: LimitsConfig::duration(w.header_timeout),
+            body: LimitsConfig::duration(w.body_timeout),
+            keep_alive: LimitsConfig::duration(w.keep_alive_timeout),
+        }
+    }
+
     /// What a reload (SIGHUP) may take from `new` into a running proxy: a copy of this
     /// configuration with the settings that change safely without rebinding or reopening
     /// anything — `[limits]` (but `max_connections`), `[throttle]`, `[policy]` (but
@@ -1478,6 +1551,8 @@ mod tests {
     fn shipped_config_parses() {
         let text = include_str!("../config.toml");
         let cfg = parse(text).unwrap();
+        // The shipped [web] states the defaults.
+        assert_eq!(cfg.web_limits(), parse("").unwrap().web_limits());
         assert_eq!(cfg.policy.app_password_validity, Period::months(3));
         assert_eq!(cfg.policy.postpone_window, Period::days(14));
         assert_eq!(cfg.argon2, Argon2Config::default());
@@ -1573,6 +1648,47 @@ mod tests {
         assert!(e.contains("limits.max_line"), "{e}");
         let e = err("[limits]\nmax_conections = 10\n");
         assert!(e.contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn web_connection_bounds_have_defaults_and_are_checked() {
+        let l = parse("").unwrap().web_limits();
+        let s = std::time::Duration::from_secs;
+        assert_eq!(
+            l,
+            crate::web::ConnectionLimits {
+                max_connections: 512,
+                max_connections_per_address: 16,
+                tls_handshake: s(10),
+                header: s(10),
+                body: s(30),
+                keep_alive: s(60),
+            }
+        );
+        let cfg = parse("[web]\nheader_timeout = \"2s\"\nmax_connections = 8\n").unwrap();
+        assert_eq!(cfg.web_limits().header, s(2));
+        assert_eq!(cfg.web_limits().max_connections, 8);
+        for (bad, key) in [
+            ("max_connections = 0", "web.max_connections"),
+            (
+                "max_connections_per_address = 0",
+                "web.max_connections_per_address",
+            ),
+            (
+                "tls_handshake_timeout = \"1mo\"",
+                "web.tls_handshake_timeout",
+            ),
+            ("header_timeout = \"1mo\"", "web.header_timeout"),
+            ("body_timeout = \"1mo\"", "web.body_timeout"),
+            ("keep_alive_timeout = \"1mo\"", "web.keep_alive_timeout"),
+            // A zero period does not parse at all.
+            ("keep_alive_timeout = \"0s\"", "longer than zero"),
+        ] {
+            let e = err(&format!("[web]\n{bad}\n"));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let e = err("[web]\nkeepalive_timeout = \"1m\"\n");
+        assert!(e.contains("keepalive_timeout"), "{e}");
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub(crate) struct Metrics {
     /// Connections closed on a PROXY-protocol listener: not from a trusted balancer, or
     /// with no valid header in time.
     pub(crate) proxy_header_refusals: AtomicU64,
+    /// Connections to an HTTP listener (the page, the API's, the admin one) closed at
+    /// accept: over its total or per-address connection limit.
+    pub(crate) web_connections_refused: AtomicU64,
     /// Access-history items waiting to be written (the store could not be reached).
     pub(crate) history_pending: AtomicI64,
     /// Access-history records dropped: the store stayed away past the buffer's bound.
@@ -303,6 +306,12 @@ impl Metrics {
             "sentinella_proxy_header_refusals_total",
             "Connections closed on a PROXY-protocol listener: untrusted source, or no valid header in time.",
             self.proxy_header_refusals.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "sentinella_web_connections_refused_total",
+            "Connections to the web page, the API or the admin listener closed at accept: over the total or per-address limit.",
+            self.web_connections_refused.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

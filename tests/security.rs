@@ -1,5 +1,6 @@
-//! Hostile input against the running proxy and real Dovecot. Each test is named for what
-//! it proves. (STARTTLS/STLS injection for each protocol is proven in tests/imap.rs,
+//! Hostile input against the running proxy and real Dovecot — and against the owner's
+//! page (floods, HTTP/2 without ALPN, idle connections). Each test is named for what it
+//! proves. (STARTTLS/STLS injection for each protocol is proven in tests/imap.rs,
 //! tests/pop3.rs and tests/smtp.rs: `commands_injected_before_the_…_handshake_are_discarded`.)
 
 mod common;
@@ -9,9 +10,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::rig::{
-    ADDR, MAIN, client, imap_raw, received, rig, rig_with, two_factor_with_app_password,
+    ADDR, MAIN, Rig, UPSTREAM_PW, client, imap_raw, received, rig, rig_with,
+    two_factor_with_app_password,
 };
-use common::servers::Proxy;
+use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
 use serde_json::Value;
 
 fn pop3_raw(p: &Proxy, port: u16, mode: &str, lines: &[&str]) -> Vec<String> {
@@ -612,4 +614,147 @@ fn a_client_sending_bad_commands_before_login_is_cut_off_after_the_limit() {
     );
     // The proxy goes on serving.
     healthy(p);
+}
+
+/// The rig with the owner's page (`[web]` lines `web`) and the admin listener on ports of
+/// their own, `serve` run under the file limit `files` if given; with the page's and the
+/// admin listener's ports.
+fn web_rig(web: &str, files: Option<u32>) -> (Rig, u16, u16) {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let (web_port, admin_port) = (free_port(), free_port());
+    let sections = format!(
+        "\n[web]\nbind = \"127.0.0.1:{web_port}\"\n{web}\n\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n"
+    );
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", &sections);
+    match files {
+        Some(n) => proxy.run_with_file_limit(n),
+        None => proxy.run(),
+    }
+    wait_for_port(web_port, "web page", &proxy.log_path());
+    wait_for_port(admin_port, "admin listener", &proxy.log_path());
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    let rig = Rig {
+        proxy,
+        mailbox,
+        archive,
+    };
+    (rig, web_port, admin_port)
+}
+
+/// tests/clients/web_probe.py `command` against the page on `port`, from `extra`.
+fn web_probe(p: &Proxy, command: &str, port: u16, extra: &[&str]) -> Value {
+    let port = port.to_string();
+    let mut args = vec![command, "--port", &port];
+    args.extend_from_slice(extra);
+    client(p, "web_probe.py", &args)
+}
+
+/// A flood of connections held open by web_probe.py; killed (by PID) when dropped.
+struct Flood(std::process::Child);
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_flood_of_idle_tls_connections_to_the_page_leaves_imaps_and_the_page_usable() {
+    // The file limit most deployments start with, and more idle page connections from one
+    // address than it allows: unbounded, they took every descriptor, and IMAPS and the
+    // page stopped accepting ("Too many open files").
+    let (rig, web, admin) = web_rig("", Some(1024));
+    let p = &rig.proxy;
+    let mut flood = Flood(
+        std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/clients/web_probe.py"
+            ))
+            .args(["flood", "--port", &web.to_string(), "--count", "1100"])
+            .args(["--source", "127.0.0.1", "--cafile"])
+            .arg(p.cert())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}\n{}", p.log()));
+    // web.max_connections_per_address: 16 got in; the rest were closed at accept.
+    let held = v["held"].as_u64().unwrap();
+    assert!((1..=16).contains(&held), "{v}");
+    assert!(v["refused"].as_u64().unwrap() >= 1000, "{v}");
+
+    // Meanwhile, from another address: an IMAPS login and the page.
+    let imaps = p.imaps_port.to_string();
+    let login = client(
+        p,
+        "imap_client.py",
+        &[
+            "login",
+            "--port",
+            &imaps,
+            "--mode",
+            "ssl",
+            "--source",
+            "127.0.0.2",
+            "--user",
+            ADDR,
+            "--password",
+            MAIN,
+        ],
+    );
+    assert_eq!(login["ok"], true, "{login}\n{}", p.log());
+    let page = web_probe(p, "get", web, &["--source", "127.0.0.2"]);
+    assert_eq!(page["status"], 200, "{page}");
+    // The refusals are counted.
+    let mut metrics = String::new();
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    s.read_to_string(&mut metrics).unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sentinella_web_connections_refused_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(refused >= 1000, "{refused}");
+    drop(flood.0.stdin.take());
+}
+
+#[test]
+fn the_page_does_not_serve_http2_to_a_client_that_did_not_negotiate_it() {
+    let (rig, web, _) = web_rig("", None);
+    let p = &rig.proxy;
+    // No ALPN, then the HTTP/2 preface: the connection is closed, no HTTP/2 frame sent.
+    let v = web_probe(p, "h2", web, &[]);
+    assert_eq!(v["alpn"], Value::Null, "{v}");
+    assert_eq!(v["h2_settings"], false, "served HTTP/2: {v}");
+    assert_eq!(v["closed"], true, "{v}");
+    // Offering only h2 fails the handshake (the page's ALPN is http/1.1 alone).
+    let h2 = probe(p, web, &["--alpn", "h2"]);
+    assert_eq!(h2["ok"], false, "{h2}");
+    // HTTP/1.1 is served.
+    assert_eq!(web_probe(p, "get", web, &[])["status"], 200);
+}
+
+#[test]
+fn an_idle_connection_to_the_page_is_closed_at_the_header_timeout() {
+    let (rig, web, _) = web_rig("header_timeout = \"2s\"", None);
+    let p = &rig.proxy;
+    // The handshake done, not a byte sent.
+    let v = web_probe(p, "idle", web, &["--wait", "20"]);
+    assert_eq!(v["closed"], true, "still open after 20 s: {v}");
+    assert!(v["after"].as_f64().unwrap() < 15.0, "{v}");
+    assert_eq!(web_probe(p, "get", web, &[])["status"], 200);
 }

@@ -7,7 +7,10 @@
 //! - [`relay`]: bytes both ways after login, with the protocol's idle timeout.
 //!
 //! Accept loops hand each connection to its own task, holding a permit of the global
-//! connection limit. SIGINT or SIGTERM stops the accept loops; open sessions get
+//! connection limit and a slot of the per-address one ([`PerAddress`]); the HTTP
+//! listeners (`crate::web::listener`) are bounded the same way, with budgets of their own.
+//! Every accept loop takes its connections through [`accept`], which backs off from
+//! accept errors. SIGINT or SIGTERM stops the accept loops; open sessions get
 //! `limits.shutdown_grace` to finish before the process exits.
 
 pub mod relay;
@@ -133,6 +136,15 @@ async fn manager(
     .map_err(|e| ServeError::Setup(e.to_string()))
 }
 
+/// An HTTPS listener to serve: its name in the log, its socket, its TLS configuration
+/// and what it serves.
+type HttpsListener = (
+    &'static str,
+    TcpListener,
+    Arc<ArcSwap<rustls::ServerConfig>>,
+    axum::Router,
+);
+
 /// The HTTPS listeners: the owner's page (with the API on it, unless `api.on_web` is
 /// off) and the API's own listener, each bound now so a busy port fails the start.
 async fn https_listeners(
@@ -140,14 +152,7 @@ async fn https_listeners(
     auth: &Arc<Authenticator>,
     certificates: &Certificates,
     live: &Reloadable,
-) -> Result<
-    Vec<(
-        TcpListener,
-        Arc<ArcSwap<rustls::ServerConfig>>,
-        axum::Router,
-    )>,
-    ServeError,
-> {
+) -> Result<Vec<HttpsListener>, ServeError> {
     let http = &certificates.by_alpn[HTTP];
     let tokens = config.resolve(&config.api.tokens_file);
     let mut out = Vec::new();
@@ -167,12 +172,13 @@ async fn https_listeners(
             app = app.merge(crate::api::router(Arc::new(api)));
         }
         tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
-        out.push((bind_https("web", addr).await?, Arc::clone(http), app));
+        out.push(("web", bind_https("web", addr).await?, Arc::clone(http), app));
     }
     if let Some(addr) = config.api.bind {
         let api = crate::api::Api::new(manager(config, &live.manage).await?, tokens);
         tracing::info!(address = %addr, "operator API listening");
         out.push((
+            "api",
             bind_https("api", addr).await?,
             Arc::clone(http),
             crate::api::router(Arc::new(api)),
@@ -283,8 +289,17 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
-    for (socket, tls, app) in https {
-        loops.push(crate::web::spawn(socket, tls, app, stop_rx.clone()));
+    // Each HTTPS listener has its own connection budget: a flood of the page leaves the
+    // API's own listener (an admin network, say) reachable.
+    for (name, socket, tls, app) in https {
+        loops.push(crate::web::spawn(
+            name,
+            socket,
+            Some(tls),
+            app,
+            config.web_limits(),
+            stop_rx.clone(),
+        ));
     }
     for l in &config.listeners {
         let socket = TcpListener::bind(l.bind).await.map_err(|e| {
@@ -312,19 +327,22 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if let Some(addr) = config.admin.bind {
         let socket = bind_https("admin", addr).await?;
         let app = crate::metrics::admin_router(config.store_location());
-        let mut stop = stop_rx.clone();
         tracing::info!(address = %addr, "admin listener (metrics, health) listening");
-        loops.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) = axum::serve(socket, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        }));
+        // The page's timeouts; a few connections are all a metrics agent and the service
+        // manager need (on loopback, every client is one address).
+        let limits = crate::web::ConnectionLimits {
+            max_connections: ADMIN_CONNECTIONS,
+            max_connections_per_address: ADMIN_CONNECTIONS,
+            ..config.web_limits()
+        };
+        loops.push(crate::web::spawn(
+            "admin",
+            socket,
+            None,
+            app,
+            limits,
+            stop_rx.clone(),
+        ));
     }
     crate::service::ready(&format!("serving {} listeners", config.listeners.len()));
     wait_for_signal(&mut running).await;
@@ -345,6 +363,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     Ok(())
 }
+
+/// Connections open at once on the admin listener (`/metrics`, `/healthz`, `/readyz`).
+const ADMIN_CONNECTIONS: u32 = 16;
 
 /// How often the reminder job looks (`notices.every`, validated as a fixed period).
 fn reminder_every(config: &Config) -> Duration {
@@ -531,7 +552,8 @@ async fn wait_for_signal(running: &mut Reloadable) {
     }
 }
 
-/// Open connections per client network (IPv4 address / IPv6 /64), over all listeners.
+/// Open connections per client network (IPv4 address / IPv6 /64): one table over all the
+/// mail listeners, and one for each HTTP listener (`crate::web::listener`).
 pub struct PerAddress {
     open: dashmap::DashMap<u128, u32>,
     /// A reload may change it; connections already open stay.
@@ -545,7 +567,8 @@ pub struct AddressSlot {
 }
 
 impl PerAddress {
-    fn new(max: u32) -> Self {
+    /// A table allowing `max` connections per client network.
+    pub(crate) fn new(max: u32) -> Self {
         PerAddress {
             open: dashmap::DashMap::new(),
             max: std::sync::atomic::AtomicU32::new(max),
@@ -593,20 +616,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let behind_balancer = !listener.config.proxy_protocol_from.is_empty();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => return,
-            a = socket.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE / ENFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %listener.config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some((tcp, peer)) = accept(&socket, &mut stop, &listener.config.name).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
             continue;
@@ -661,6 +671,33 @@ async fn accept_loop(
             .instrument(span)
             .await;
         });
+    }
+}
+
+/// How long an accept loop waits after a failed accept before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The next connection on `socket`, or `None` once `stop` turns — every accept loop (the
+/// mail listeners', the web page's, the API's, the admin's) takes its connections here.
+/// An accept error (EMFILE / ENFILE at the file limit, and friends) is logged and backed
+/// off from: retried at once, a full file table would spin a core and flood the log.
+pub(crate) async fn accept(
+    socket: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    listener: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return None,
+            a = socket.accept() => a,
+        };
+        match accepted {
+            Ok(x) => return Some(x),
+            Err(e) => {
+                tracing::warn!(listener, error = %e, "accept failed; backing off");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
     }
 }
 

@@ -9,12 +9,16 @@
 //!   *Sicurezza e password*, *Verifica in 2 passaggi*, *Password per programmi di
 //!   posta*, *Protocolli*, *Storico accessi*, *Avvisi*.
 //! - `text`: the page's words in both languages.
+//! - `listener`: the connections of every HTTP listener (this page, the API's, the admin
+//!   one), bounded: connection limits at accept, handshake, head, body and keep-alive
+//!   deadlines, HTTP/1.1 only.
 //!
 //! Web security: `Secure; HttpOnly; SameSite=Strict` cookies, a CSRF token on every
 //! form (a missing or wrong one: 403, nothing changed), a strict Content-Security-Policy
 //! (no inline script), `X-Frame-Options: DENY`, `Cache-Control: no-store` on every page,
-//! request bodies capped, no secret in a URL or a log line.
+//! request bodies capped in size and time, no secret in a URL or a log line.
 
+mod listener;
 mod pages;
 pub(crate) mod session;
 pub(crate) mod text;
@@ -23,17 +27,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use listener::ConnectionLimits;
+pub(crate) use listener::spawn;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::manage::{ManageError, Manager};
@@ -42,8 +43,6 @@ use crate::wording::Language;
 
 /// Form bodies larger than this are refused (413).
 const BODY_LIMIT: usize = 16 * 1024;
-/// A TLS handshake or a request head must arrive within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the page needs, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -141,55 +140,6 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
     set(h, header::CACHE_CONTROL, "no-store");
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     res
-}
-
-/// Serves `app` (the page, the API, or both) on `socket` over TLS until `stop` turns
-/// true.
-pub(crate) fn spawn(
-    socket: TcpListener,
-    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let app = hardened(app);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                r = socket.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "web: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = stop.changed() => return,
-            };
-            // The certificate of now (a SIGHUP may have swapped it).
-            let (acceptor, app) = (TlsAcceptor::from(tls.load_full()), app.clone());
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "web: TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let service = TowerToHyperService::new(app.layer(axum::Extension(Peer(peer))));
-                let mut builder = Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HANDSHAKE_TIMEOUT)
-                    .max_buf_size(64 * 1024);
-                if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-                    tracing::debug!(%peer, error = %e, "web: connection ended");
-                }
-            });
-        }
-    })
 }
 
 /// The client's address (the TCP peer).

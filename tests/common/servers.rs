@@ -630,8 +630,32 @@ tls = "none"
 
     /// Like [`Proxy::run`], with these environment variables set.
     pub fn run_with_env(&mut self, env: &[(&str, &str)]) {
+        self.serve(env, None);
+    }
+
+    /// Like [`Proxy::run`], with the process's file limit (`ulimit -n`) at `files`: what
+    /// a default systemd or shell limit (1,024) gives a real deployment.
+    #[allow(dead_code)] // only the security tests
+    pub fn run_with_file_limit(&mut self, files: u32) {
+        self.serve(&[], Some(files));
+    }
+
+    /// Starts `serve` (under the file limit `files`, if any: set by bash, which then
+    /// execs the proxy, so the child's PID is the proxy's) and waits for its listeners.
+    fn serve(&mut self, env: &[(&str, &str)], files: Option<u32>) {
         let log = std::fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sentinella"))
+        let binary = env!("CARGO_BIN_EXE_sentinella");
+        let mut command = match files {
+            None => Command::new(binary),
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                c
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(self.config())
             .arg("serve")

@@ -144,11 +144,11 @@ paths = {
     f"{mb}/2fa/enable": {"post": op("Start turning 2FA on: the device's otpauth URI, shown once",
                                     resp(200, "NewDevice", "400", "404", "409"), A)},
     f"{mb}/2fa/confirm": {"post": op("Confirm the new device with a code",
-                                     resp(200, "DeviceConfirmed", "400", "404", "409"), A, body(["code"], code=STR))},
+                                     resp(200, "DeviceConfirmed", "400", "404", "409", "429"), A, body(["code"], code=STR))},
     f"{mb}/2fa/disable": {"post": op("Turn 2FA off with a code from the device (app passwords revoked)",
-                                     resp(200, "TwoFactorDisabled", "400", "404", "409"), A, body(["code"], code=STR))},
+                                     resp(200, "TwoFactorDisabled", "400", "404", "409", "429"), A, body(["code"], code=STR))},
     f"{mb}/2fa/replace": {"post": op("Start replacing the device: a code from the current one, or none (operator override, told to the owner)",
-                                     resp(200, "NewDevice", "400", "404", "409"), A, body([], code=STR))},
+                                     resp(200, "NewDevice", "400", "404", "409", "429"), A, body([], code=STR))},
     f"{mb}/app-passwords": {
         "get": op("The app passwords (never the passwords)", resp(200, "AppPasswordList", "400", "404"), A),
         "post": op("Generate an app password, shown once", resp(201, "NewAppPassword", "400", "404", "409"), A,
@@ -192,6 +192,8 @@ doc = {
             "E401": err("no token, or an unknown one"),
             "E404": err("no such mailbox or login"),
             "E409": err("refused by a rule (its words in message), or a conflict"),
+            "E429": err("too many wrong 2FA codes for this mailbox (from any door): codes are refused, the right "
+                        "one too, for the seconds in Retry-After"),
             "E503": err("the store is unavailable"),
         },
         "schemas": schemas,

@@ -1223,6 +1223,16 @@ impl Config {
         if l.preauth_bytes < u64::from(l.max_line) {
             return Err(self.invalid("limits.preauth_bytes", "must be at least limits.max_line"));
         }
+        // IMAP lets a client identify itself (RFC 2971 ID) with up to ~32 KB before login.
+        if l.preauth_bytes < u64::from(crate::protocol::imap::ID_COMMAND_MAX) + 1024 {
+            return Err(self.invalid(
+                "limits.preauth_bytes",
+                format!(
+                    "must be at least {} (a maximal RFC 2971 ID command, and the greeting's exchange)",
+                    u64::from(crate::protocol::imap::ID_COMMAND_MAX) + 1024
+                ),
+            ));
+        }
         if l.bad_commands_before_login == 0 {
             return Err(self.invalid("limits.bad_commands_before_login", "must be at least 1"));
         }

@@ -9,14 +9,16 @@
 //!   validation whose errors name the file and the key, and the conversion into each
 //!   layer's settings (one direction: no layer below reads the config).
 //! - [`policy`]: SPEC.md's rules as pure code with the clock passed in — periods in
-//!   calendar months, 2FA devices (TOTP), app passwords, mailbox actions and the login
-//!   decision table; the record vocabularies (`named_enum!`).
+//!   calendar months, 2FA devices (TOTP), app passwords, mailbox actions, the login
+//!   decision table and the abuse model's rules; the record vocabularies (`named_enum!`).
 //! - [`manage`]: one function per management action, the same for every front door:
 //!   an actor in, a typed outcome or a classified error out.
 //! - [`store`]: the traits the state is reached through (management transactions, the
 //!   login path's principals, the access log, sealed secrets) and the SQLite backend.
-//! - [`auth`]: the login hot path — the authenticator, argon2id hashing on a bounded
-//!   pool, the verification cache, the in-memory principals, the throttle.
+//! - [`auth`]: every door's login — the authenticator (the mail hot path), the owner's
+//!   page login (password step, code step), argon2id hashing on a bounded pool, the
+//!   verification cache, the in-memory principals, the abuse model's counters (the one
+//!   place failures and successes are recorded).
 //! - `audit`: the group-committed access-history writer.
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.

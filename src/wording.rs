@@ -670,6 +670,56 @@ mod tests {
     }
 
     #[test]
+    fn the_codes_alert_is_said_in_both_languages_without_a_secret() {
+        let at: Timestamp = "2026-12-06T09:30:00Z".parse().unwrap();
+        let said = Said::CodesGuessed {
+            at,
+            client: "192.0.2.7".into(),
+            tries: 5,
+            blocked_minutes: 1,
+        };
+        assert_eq!(said.kind(), NoticeKind::CodesGuessed);
+        let it = said.render(&rome(Language::It));
+        assert!(
+            it.starts_with(
+                "Qualcuno che conosce la password principale ha provato 5 codici errati"
+            ) && it.contains("06/12/2026 10:30")
+                && it.contains("192.0.2.7")
+                && it.contains("bloccato per 1 minuti"),
+            "{it}"
+        );
+        let en = said.render(&rome(Language::En));
+        assert!(
+            en.contains("tried 5 wrong two-step verification codes"),
+            "{en}"
+        );
+        assert!(subject(NoticeKind::CodesGuessed, "m@x.it", Language::It).starts_with("m@x.it: "));
+        let json = serde_json::to_string(&said).unwrap();
+        assert_eq!(serde_json::from_str::<Said>(&json).unwrap(), said);
+    }
+
+    #[test]
+    fn code_attempts_in_the_history_are_put_in_the_owners_words() {
+        let it = |r: &str| reason_for_owner(r, Language::It);
+        assert_eq!(
+            it("wrong 2FA code (disable)"),
+            "codice della verifica in 2 passaggi errato (disattivazione della verifica in 2 passaggi)"
+        );
+        assert_eq!(
+            it("2FA code already used (login)"),
+            "codice della verifica in 2 passaggi già usato (accesso)"
+        );
+        assert!(
+            it("2FA code (replace): throttle: 2FA codes of the mailbox blocked for 30s more")
+                .starts_with("codice della verifica in 2 passaggi (cambio del dispositivo): troppi tentativi: "),
+        );
+        assert_eq!(
+            reason_for_owner("wrong 2FA code (login)", Language::En),
+            "wrong 2FA code (login)"
+        );
+    }
+
+    #[test]
     fn periods_in_words() {
         let p = |s: &str| s.parse::<Period>().unwrap();
         assert_eq!(duration(p("1d"), Language::It), "1 giorno");

@@ -310,3 +310,74 @@ fn an_unterminated_imap_line_is_cut_and_a_maximal_id_command_passes() {
     assert!(lines.iter().any(|l| l.starts_with("i2 OK")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("too long")), "{lines:?}");
 }
+
+#[test]
+fn codes_an_api_call_brings_are_rationed_like_the_owners() {
+    let mailbox = common::servers::Dovecot::start(&[(ADDR, common::rig::UPSTREAM_PW)]);
+    let api_port = free_port();
+    let mut proxy = Proxy::configure(
+        &mailbox,
+        &mailbox,
+        "",
+        &format!("\n[api]\nbind = \"127.0.0.1:{api_port}\"\non_web = false\n"),
+    );
+    proxy.run();
+    wait_for_port(api_port, "api", &proxy.log_path());
+    let p = &proxy;
+    p.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    let secret = two_factor(p);
+    let token = p.ok(&["api-token", "create", "portal"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("https://127.0.0.1:{api_port}/api/v1/mailboxes/{ADDR}/2fa/disable");
+    let disable = |code: &str| -> (u16, String) {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "10", "-i", "-X", "POST"])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["--data", &format!("{{\"code\":\"{code}\"}}")])
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    };
+    let device = common::secret_from_uri(&format!("otpauth://totp/x?secret={secret}"));
+    let right = common::code(&device, 0);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let wrong = format!("{:06}", (i * 7919 + 13) % 1_000_000);
+        assert_ne!(wrong, right);
+        let (status, text) = disable(&wrong);
+        statuses.push(status);
+        if i < 5 {
+            assert!(text.contains("\"invalid_code\""), "{text}");
+        }
+    }
+    assert_eq!(statuses[5], 429, "{statuses:?}\n{}", p.log());
+    assert!(
+        statuses[..5].iter().all(|s| *s != 200 && *s != 429),
+        "{statuses:?}"
+    );
+    let (status, text) = disable(&right);
+    assert_eq!(status, 429, "the right code too: {text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    assert!(text.contains("\"code_step_blocked\""), "{text}");
+    let shown = p.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(shown["two_factor"]["enabled"], true, "{shown}");
+    assert_eq!(notices_of_kind(p, "codes-guessed"), 1);
+    // The history names the API and the operator.
+    let h = history(p);
+    assert!(
+        h.iter().any(|r| r["listener"] == "api"
+            && r["login"] == "api:portal"
+            && r["credential"] == "code"),
+        "{h:?}"
+    );
+}

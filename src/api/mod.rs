@@ -17,7 +17,7 @@ pub mod tokens;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -25,24 +25,33 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::now;
+use crate::auth::{CodeUse, now};
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Ask, ErrorKind, ManageError, Manager, PasswordFor, Warning};
 use crate::policy::{Plan, Protocol, ProtocolSet};
 use crate::secret::Secret;
+use crate::web::Peer;
 
 /// The API's state.
 pub(crate) struct Api {
     manager: Mutex<Manager>,
     tokens: tokens::Tokens,
+    /// The login path's authenticator: a code an API call brings is rationed like the
+    /// owner's on the page (the same count per mailbox, on every node).
+    auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Api {
     /// The API over `manager`, with the tokens of `tokens_file`.
-    pub(crate) fn new(manager: Manager, tokens_file: std::path::PathBuf) -> Self {
+    pub(crate) fn new(
+        manager: Manager,
+        tokens_file: std::path::PathBuf,
+        auth: Arc<crate::auth::Authenticator>,
+    ) -> Self {
         Api {
             manager: Mutex::new(manager),
             tokens: tokens::Tokens::new(tokens_file),
+            auth,
         }
     }
 }
@@ -210,6 +219,82 @@ async fn call<T: serde::Serialize + Send + 'static>(
             "internal_error",
             e.to_string(),
         ),
+    }
+}
+
+/// Runs an authenticated call that checks a device code: the token checked first (an
+/// unauthenticated call counts nothing), then the code through the mailbox's ration
+/// (`Authenticator::owner_code`): while the mailbox's code step is blocked the call is
+/// answered 429 with `Retry-After`, the code unseen.
+async fn call_with_code<T: serde::Serialize + Send + 'static>(
+    api: Arc<Api>,
+    headers: &HeaderMap,
+    peer: std::net::IpAddr,
+    address: String,
+    purpose: crate::auth::CodeUse,
+    code: String,
+    f: impl FnOnce(&mut Manager, &Actor) -> Result<T, ManageError> + Send + 'static,
+) -> Response {
+    let presented = bearer(headers);
+    let this = Arc::clone(&api);
+    let actor = match tokio::task::spawn_blocking(move || operator(&this, presented.as_ref())).await
+    {
+        Ok(Ok(actor)) => actor,
+        Ok(Err(why)) => return unauthorized(why),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            );
+        }
+    };
+    let login = crate::policy::names::normalize_login(&address).unwrap_or_default();
+    let Some(mailbox) = api.auth.owner_mailbox(&login) else {
+        // No such mailbox: the action says so in its own words.
+        return call(api, headers, StatusCode::OK, f).await;
+    };
+    let name = match &actor {
+        Actor::Operator(name) => name.clone(),
+        other => other.to_string(),
+    };
+    let run = {
+        let api = Arc::clone(&api);
+        move || async move {
+            let result = tokio::task::spawn_blocking(move || {
+                let mut m = api.manager.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut m, &actor)
+            })
+            .await
+            .map_err(|e| ManageError::Internal(e.to_string()))
+            .and_then(|r| r);
+            crate::manage::code_answer(result)
+        }
+    };
+    let door = crate::auth::CodeDoor::Api {
+        peer,
+        operator: &name,
+    };
+    match api
+        .auth
+        .owner_code(door, &mailbox, purpose, &code, run)
+        .await
+    {
+        crate::auth::CodeStep::Done(out) => (StatusCode::OK, Json(out)).into_response(),
+        crate::auth::CodeStep::Wrong(e) | crate::auth::CodeStep::Other(e) => failed(e),
+        crate::auth::CodeStep::Blocked { retry_after } => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "code_step_blocked",
+                format!(
+                    "too many wrong codes for this mailbox: codes are refused, the right one too, for {retry_after} s more"
+                ),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
     }
 }
 
@@ -535,41 +620,75 @@ fn device_json(d: crate::manage::outcome::NewDevice) -> Value {
 
 async fn confirm_2fa(
     State(api): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
     Path(address): Path<String>,
     b: Body<CodeBody>,
 ) -> Response {
     let b = body!(b);
-    call(api, &headers, StatusCode::OK, move |m, actor| {
-        m.confirm_device(actor, &address, &b.code, now())
-    })
+    let (a, code) = (address.clone(), b.code.clone());
+    call_with_code(
+        api,
+        &headers,
+        peer.ip(),
+        address,
+        CodeUse::Confirm,
+        code,
+        move |m, actor| m.confirm_device(actor, &a, &b.code, now()),
+    )
     .await
 }
 
 async fn disable_2fa(
     State(api): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
     Path(address): Path<String>,
     b: Body<CodeBody>,
 ) -> Response {
     let b = body!(b);
-    call(api, &headers, StatusCode::OK, move |m, actor| {
-        m.disable_2fa(actor, &address, &b.code, &mut BodyAsk(None), now())
-    })
+    let (a, code) = (address.clone(), b.code.clone());
+    call_with_code(
+        api,
+        &headers,
+        peer.ip(),
+        address,
+        CodeUse::Disable,
+        code,
+        move |m, actor| m.disable_2fa(actor, &a, &b.code, &mut BodyAsk(None), now()),
+    )
     .await
 }
 
 async fn replace_device(
     State(api): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
     Path(address): Path<String>,
     b: Body<ReplaceBody>,
 ) -> Response {
     let b = body!(b);
-    call(api, &headers, StatusCode::OK, move |m, actor| {
-        m.replace_device(actor, &address, b.code.as_deref(), now())
-            .map(device_json)
-    })
+    let Some(code) = b.code.clone() else {
+        // An operator's override: no code, nothing to ration.
+        return call(api, &headers, StatusCode::OK, move |m, actor| {
+            m.replace_device(actor, &address, None, now())
+                .map(device_json)
+        })
+        .await;
+    };
+    let a = address.clone();
+    call_with_code(
+        api,
+        &headers,
+        peer.ip(),
+        address,
+        CodeUse::Replace,
+        code.clone(),
+        move |m, actor| {
+            m.replace_device(actor, &a, Some(&code), now())
+                .map(device_json)
+        },
+    )
     .await
 }
 

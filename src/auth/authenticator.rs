@@ -1600,6 +1600,64 @@ mod tests {
         assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
     }
 
+    /// Attempts from `n` addresses, one wrong (not app-shaped) password each.
+    async fn guesses(f: &Fixture, n: u8, tag: &str) {
+        for i in 0..n {
+            let mut attacker = ctx(ListenerKind::Mailbox);
+            attacker.peer = format!("192.0.2.{i}").parse().unwrap();
+            let _ = f
+                .auth
+                .check(&attacker, creds(ADDR, &format!("guess-{tag}-{i}")))
+                .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_account_refuses_its_right_main_password_but_lets_app_passwords_in() {
+        let mut s = settings();
+        s.throttle.password_failures = 3;
+        // With 2FA off: the main password is the credential, and it is blocked.
+        let f = fixture_with(false, Plan::Standard, s.clone());
+        guesses(&f, 3, "a").await;
+        let mut owner = ctx(ListenerKind::Mailbox);
+        owner.peer = "198.51.100.7".parse().unwrap();
+        let v = f.auth.check(&owner, creds(ADDR, "main-password")).await;
+        assert!(
+            matches!(refused(&v), Reason::Throttled(ref why) if why.contains("password of the account")),
+            "{v:?}"
+        );
+        // The multi-user account opens the same mailbox: the same account, blocked too.
+        let v = f
+            .auth
+            .check(&owner, creds("ufficio", "user-password"))
+            .await;
+        assert!(matches!(refused(&v), Reason::Throttled(_)), "{v:?}");
+        // With 2FA on: an app password (never verified before) still gets in.
+        let f = fixture_with(true, Plan::Standard, s);
+        guesses(&f, 3, "b").await;
+        let pw = f.app_password.expose().to_owned();
+        assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
+        let v = f.auth.check(&owner, creds(ADDR, "main-password")).await;
+        assert!(matches!(refused(&v), Reason::Throttled(_)), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn an_app_password_success_clears_nothing_of_the_main_password_count() {
+        let mut s = settings();
+        s.throttle.password_failures = 3;
+        let f = fixture_with(true, Plan::Standard, s);
+        let pw = f.app_password.expose().to_owned();
+        let owner = ctx(ListenerKind::Mailbox);
+        guesses(&f, 2, "a").await;
+        assert!(f.auth.check(&owner, creds(ADDR, &pw)).await.is_accepted());
+        guesses(&f, 1, "b").await;
+        let v = f.auth.check(&owner, creds(ADDR, "main-password")).await;
+        assert!(
+            matches!(refused(&v), Reason::Throttled(ref why) if why.contains("password of the account")),
+            "2 + 1 wrong passwords, whatever the app password proved between: {v:?}"
+        );
+    }
+
     #[tokio::test]
     async fn the_main_password_under_2fa_alerts_the_owner_once_a_period() {
         let f = fixture(true, Plan::Standard);

@@ -32,4 +32,4 @@ pub use authenticator::{
 };
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};
-pub use owner::{CodeAnswer, CodeStep, CodeUse, PasswordStep, WEB_LISTENER};
+pub use owner::{CodeAnswer, CodeDoor, CodeStep, CodeUse, PasswordStep, WEB_LISTENER};

@@ -79,6 +79,31 @@ impl CodeUse {
     }
 }
 
+/// Who asks for a code, and so what a wrong one counts against.
+#[derive(Clone, Copy, Debug)]
+pub enum CodeDoor<'a> {
+    /// The owner on the page: a session that proved the main password of `login`.
+    /// Counted against the mailbox, the name and the client's address.
+    Page {
+        /// The client.
+        peer: IpAddr,
+        /// The login name the session proved.
+        login: &'a str,
+    },
+    /// An operator's API call on the owner's behalf (a provider's portal): counted
+    /// against the mailbox only, so one portal serving many owners is not blocked as an
+    /// address.
+    Api {
+        /// The caller.
+        peer: IpAddr,
+        /// The operator (`api:TOKEN-NAME`).
+        operator: &'a str,
+    },
+}
+
+/// The listener name API code checks are recorded under.
+pub const API_LISTENER: &str = "api";
+
 /// What checking a code said, as the caller's action reports it.
 #[derive(Debug)]
 pub enum CodeAnswer<T, E> {
@@ -88,6 +113,8 @@ pub enum CodeAnswer<T, E> {
     Wrong {
         /// Already used (a replay), rather than wrong.
         reused: bool,
+        /// The action's refusal, for a front door that shows it.
+        error: E,
     },
     /// The action failed for another reason (not counted).
     Other(E),
@@ -98,8 +125,8 @@ pub enum CodeAnswer<T, E> {
 pub enum CodeStep<T, E> {
     /// Right: the action's result.
     Done(T),
-    /// Wrong or reused: counted.
-    Wrong,
+    /// Wrong or reused: counted. The action's refusal.
+    Wrong(E),
     /// The mailbox's code step is blocked: not even looked at. The owner may be told
     /// when to retry (past the password step this tells an attacker nothing new).
     Blocked {
@@ -108,6 +135,17 @@ pub enum CodeStep<T, E> {
     },
     /// The action failed for another reason.
     Other(E),
+}
+
+/// One attempt of an owner's (or an operator's on the owner's behalf) for the history.
+struct Attempted<'a> {
+    who: &'a Who<'a>,
+    listener: &'static str,
+    address: Option<String>,
+    credential: CredentialKind,
+    result: AccessResult,
+    reason: Option<String>,
+    alert: Option<Alert>,
 }
 
 impl Authenticator {
@@ -176,14 +214,15 @@ impl Authenticator {
                         login: name,
                     }
                 } else {
-                    self.record_web(
-                        &who,
-                        Some(mailbox.address.clone()),
-                        CredentialKind::Main,
-                        AccessResult::Accepted,
-                        None,
-                        None,
-                    )
+                    self.record_attempt(Attempted {
+                        who: &who,
+                        listener: WEB_LISTENER,
+                        address: Some(mailbox.address.clone()),
+                        credential: CredentialKind::Main,
+                        result: AccessResult::Accepted,
+                        reason: None,
+                        alert: None,
+                    })
                     .await;
                     crate::metrics::METRICS.web_login("password", "accepted", "none");
                     PasswordStep::LoggedIn {
@@ -214,16 +253,15 @@ impl Authenticator {
         }
     }
 
-    /// A code from `mailbox`'s device, asked of `login` (whose main password a session
-    /// of the page has proved) for `purpose`: refused unseen while the mailbox's code
-    /// step is blocked; otherwise `check` runs (the management action that checks and
-    /// spends the code) and its answer is counted — a wrong code against the mailbox,
-    /// the name and the address; a right one clears the mailbox's code count. Crossing
-    /// the limit alerts the owner (once a window).
+    /// A code from `mailbox`'s device, asked through `door` for `purpose`: refused
+    /// unseen while the mailbox's code step is blocked; otherwise `check` runs (the
+    /// management action that checks and spends the code) and its answer is counted — a
+    /// wrong code against the mailbox (and, on the page, the name and the address); a
+    /// right one clears the mailbox's code count. Crossing the limit alerts the owner
+    /// (once a window).
     pub async fn owner_code<T, E, F, Fut>(
         self: &Arc<Self>,
-        peer: IpAddr,
-        login: &str,
+        door: CodeDoor<'_>,
         mailbox: &Mailbox,
         purpose: CodeUse,
         code: &str,
@@ -233,24 +271,46 @@ impl Authenticator {
         F: FnOnce() -> Fut,
         Fut: Future<Output = CodeAnswer<T, E>>,
     {
-        let who = Who::new(peer, login, Some(mailbox.id));
+        let (who, counted, checked, listener): (Who<'_>, &[Subject], &[Subject], &str) = match door
+        {
+            CodeDoor::Page { peer, login } => (
+                Who::new(peer, login, Some(mailbox.id)),
+                Subject::counted(Factor::SecondFactor),
+                &[Subject::Address, Subject::SecondFactor],
+                WEB_LISTENER,
+            ),
+            CodeDoor::Api { peer, operator } => (
+                Who::new(peer, operator, Some(mailbox.id)),
+                &[Subject::SecondFactor],
+                &[Subject::SecondFactor],
+                API_LISTENER,
+            ),
+        };
         let secret = Secret::new(code.trim().to_owned());
-        let counted = Subject::counted(Factor::SecondFactor);
         self.absorb_fleet(&who, counted).await;
-        let address = Some(mailbox.address.clone());
-        if let Err(blocked) = self.guard.check(
-            &who,
-            &[Subject::Address, Subject::SecondFactor],
-            Instant::now(),
-        ) {
+        let record = |credential, result, reason, alert| Attempted {
+            who: &who,
+            listener,
+            address: Some(mailbox.address.clone()),
+            credential,
+            result,
+            reason,
+            alert,
+        };
+        if let Err(blocked) = self.guard.check(&who, checked, Instant::now()) {
             crate::metrics::METRICS.refused_by_block(blocked.subject);
             crate::metrics::METRICS.code_check(purpose.as_str(), "blocked");
             // Attempts during the block still count: the block grows while they go on.
             let started = self.failed(&who, counted, &secret);
             let alert = self.codes_alert(&who, mailbox, &started);
             let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
-            self.web_refused(&who, address, CredentialKind::Code, why, &started, alert)
-                .await;
+            let attempt = record(
+                CredentialKind::Code,
+                AccessResult::Refused,
+                Some(why),
+                alert,
+            );
+            self.refused(attempt, &started).await;
             return CodeStep::Blocked {
                 retry_after: blocked.seconds().max(1),
             };
@@ -261,19 +321,18 @@ impl Authenticator {
                 crate::metrics::METRICS.code_check(purpose.as_str(), "right");
                 if purpose == CodeUse::Login {
                     crate::metrics::METRICS.web_login("code", "accepted", "none");
-                    self.record_web(
-                        &who,
-                        address,
+                    let why = Some(crate::wording::WEB_CODE_ACCEPTED.to_owned());
+                    self.record_attempt(record(
                         CredentialKind::Code,
                         AccessResult::Accepted,
-                        Some(crate::wording::WEB_CODE_ACCEPTED.to_owned()),
+                        why,
                         None,
-                    )
+                    ))
                     .await;
                 }
                 CodeStep::Done(t)
             }
-            CodeAnswer::Wrong { reused } => {
+            CodeAnswer::Wrong { reused, error } => {
                 let started = self.failed(&who, counted, &secret);
                 let alert = self.codes_alert(&who, mailbox, &started);
                 crate::metrics::METRICS.code_check(purpose.as_str(), "wrong");
@@ -293,9 +352,14 @@ impl Authenticator {
                     },
                     purpose.as_str()
                 );
-                self.web_refused(&who, address, CredentialKind::Code, why, &started, alert)
-                    .await;
-                CodeStep::Wrong
+                let attempt = record(
+                    CredentialKind::Code,
+                    AccessResult::Refused,
+                    Some(why),
+                    alert,
+                );
+                self.refused(attempt, &started).await;
+                CodeStep::Wrong(error)
             }
             CodeAnswer::Other(e) => CodeStep::Other(e),
         }
@@ -335,8 +399,28 @@ impl Authenticator {
         })
     }
 
-    /// A refused page attempt in the history, and a line of its own for each block it
+    /// A refused attempt in the history, and a line of its own for each block it
     /// started (as the mail logins have).
+    async fn refused(&self, attempt: Attempted<'_>, started: &[super::guard::Started]) {
+        let (who, listener, address) = (attempt.who, attempt.listener, attempt.address.clone());
+        tracing::info!(client = %who.peer, login = %who.name.escape_debug(), reason = attempt.reason.as_deref().unwrap_or(""), listener, "owner attempt refused");
+        self.record_attempt(attempt).await;
+        if let Some(b) = describe_started(started, who.peer) {
+            tracing::warn!(client = %who.peer, login = %who.name.escape_debug(), reason = %b, "throttling");
+            self.record_attempt(Attempted {
+                who,
+                listener,
+                address,
+                credential: CredentialKind::Unknown,
+                result: AccessResult::Refused,
+                reason: Some(format!("throttle: {b}")),
+                alert: None,
+            })
+            .await;
+        }
+    }
+
+    /// A refused attempt of the page's password step.
     async fn web_refused(
         &self,
         who: &Who<'_>,
@@ -346,54 +430,34 @@ impl Authenticator {
         started: &[super::guard::Started],
         alert: Option<Alert>,
     ) {
-        tracing::info!(client = %who.peer, login = %who.name.escape_debug(), %reason, "web login refused");
-        self.record_web(
+        let attempt = Attempted {
             who,
-            address.clone(),
-            credential,
-            AccessResult::Refused,
-            Some(reason),
-            alert,
-        )
-        .await;
-        if let Some(b) = describe_started(started, who.peer) {
-            tracing::warn!(client = %who.peer, login = %who.name.escape_debug(), reason = %b, "throttling");
-            self.record_web(
-                who,
-                address,
-                CredentialKind::Unknown,
-                AccessResult::Refused,
-                Some(format!("throttle: {b}")),
-                None,
-            )
-            .await;
-        }
-    }
-
-    /// Writes a page attempt to the access history (channel `web`); returns once it is
-    /// durable.
-    async fn record_web(
-        &self,
-        who: &Who<'_>,
-        address: Option<String>,
-        credential: CredentialKind,
-        result: AccessResult,
-        reason: Option<String>,
-        alert: Option<Alert>,
-    ) {
-        let rec = AccessRecord {
-            at: now(),
-            listener: WEB_LISTENER.into(),
-            protocol: crate::policy::names::Channel::Web,
-            client: who.peer.to_string(),
-            login: printable(who.name),
+            listener: WEB_LISTENER,
             address,
             credential,
-            app_password: None,
-            result,
-            reason,
+            result: AccessResult::Refused,
+            reason: Some(reason),
+            alert,
         };
-        self.history.record(rec, alert, None).await;
+        self.refused(attempt, started).await;
+    }
+
+    /// Writes an owner's attempt to the access history (channel `web`, listener `web`
+    /// or `api`); returns once it is durable.
+    async fn record_attempt(&self, a: Attempted<'_>) {
+        let rec = AccessRecord {
+            at: now(),
+            listener: a.listener.into(),
+            protocol: crate::policy::names::Channel::Web,
+            client: a.who.peer.to_string(),
+            login: printable(a.who.name),
+            address: a.address,
+            credential: a.credential,
+            app_password: None,
+            result: a.result,
+            reason: a.reason,
+        };
+        self.history.record(rec, a.alert, None).await;
     }
 
     /// The mailbox `login` belongs to now, as the login path sees it (the web page checks

@@ -38,6 +38,29 @@ use crate::policy::names::{check_new_password, normalize_address};
 use crate::policy::{Mailbox, PolicyError, PolicySettings};
 use crate::secret::Secret;
 pub use crate::store::Actor;
+
+/// An action that checked a device code, as the abuse model counts it (the one rule for
+/// every front door that asks for a code): a wrong or reused code is a failure of the
+/// second factor; anything else is not about the code.
+pub fn code_answer<T>(r: Result<T, ManageError>) -> crate::auth::CodeAnswer<T, ManageError> {
+    use crate::auth::CodeAnswer;
+    match r {
+        Ok(t) => CodeAnswer::Right(t),
+        Err(error @ ManageError::Refused(crate::policy::PolicyError::InvalidCode)) => {
+            CodeAnswer::Wrong {
+                reused: false,
+                error,
+            }
+        }
+        Err(error @ ManageError::Refused(crate::policy::PolicyError::CodeReused)) => {
+            CodeAnswer::Wrong {
+                reused: true,
+                error,
+            }
+        }
+        Err(e) => CodeAnswer::Other(e),
+    }
+}
 use crate::store::{Event, EventAction, ManageStore, Notice, StoreError, Transaction};
 use crate::wording::{Language, Locale, Said};
 

@@ -168,14 +168,22 @@ async fn https_listeners(
         );
         let mut app = crate::web::router(Arc::new(page));
         if config.api.on_web {
-            let api = crate::api::Api::new(manager(config, &live.manage).await?, tokens.clone());
+            let api = crate::api::Api::new(
+                manager(config, &live.manage).await?,
+                tokens.clone(),
+                Arc::clone(auth),
+            );
             app = app.merge(crate::api::router(Arc::new(api)));
         }
         tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
         out.push(("web", bind_https("web", addr).await?, Arc::clone(http), app));
     }
     if let Some(addr) = config.api.bind {
-        let api = crate::api::Api::new(manager(config, &live.manage).await?, tokens);
+        let api = crate::api::Api::new(
+            manager(config, &live.manage).await?,
+            tokens,
+            Arc::clone(auth),
+        );
         tracing::info!(address = %addr, "operator API listening");
         out.push((
             "api",

@@ -19,11 +19,11 @@ use axum::routing::{get, post};
 use super::session::{Flash, Revealed, Stage};
 use super::text::{Texts, from_accept_language, texts};
 use super::{Peer, Web};
-use crate::auth::{CodeAnswer, CodeStep, CodeUse, PasswordStep, now};
+use crate::auth::{CodeDoor, CodeStep, CodeUse, PasswordStep, now};
 use crate::manage::app_password::Wanted;
-use crate::manage::{Actor, Ask, ErrorKind, ManageError, PasswordFor, Warning};
+use crate::manage::{Actor, Ask, ErrorKind, ManageError, PasswordFor, Warning, code_answer};
 use crate::policy::login::AccessResult;
-use crate::policy::{PolicyError, Protocol, fmt_time};
+use crate::policy::{Protocol, fmt_time};
 use crate::secret::Secret;
 use crate::wording::{self, Language, Locale};
 
@@ -684,11 +684,20 @@ async fn code(
     };
     match web
         .auth
-        .owner_code(peer.ip(), &login, &mailbox, CodeUse::Login, &code, check)
+        .owner_code(
+            CodeDoor::Page {
+                peer: peer.ip(),
+                login: &login,
+            },
+            &mailbox,
+            CodeUse::Login,
+            &code,
+            check,
+        )
         .await
     {
         CodeStep::Done(()) => logged_in(&web, &id, login, address),
-        CodeStep::Wrong => again(t.wrong_code.to_owned()),
+        CodeStep::Wrong(_) => again(t.wrong_code.to_owned()),
         CodeStep::Blocked { retry_after } => again(blocked_text(t, retry_after)),
         CodeStep::Other(e) => {
             tracing::error!(error = %e, "web: the code could not be checked");
@@ -700,17 +709,6 @@ async fn code(
                 t.unavailable.to_owned(),
             )
         }
-    }
-}
-
-/// A management action that checked a code, as the abuse model counts it: a wrong or
-/// reused code is a failure of the second factor; anything else is not about the code.
-fn code_answer<T>(r: Result<T, ManageError>) -> CodeAnswer<T, ManageError> {
-    match r {
-        Ok(t) => CodeAnswer::Right(t),
-        Err(ManageError::Refused(PolicyError::InvalidCode)) => CodeAnswer::Wrong { reused: false },
-        Err(ManageError::Refused(PolicyError::CodeReused)) => CodeAnswer::Wrong { reused: true },
-        Err(e) => CodeAnswer::Other(e),
     }
 }
 
@@ -735,11 +733,20 @@ async fn with_code<T: Send + 'static>(
     let check = || async { code_answer(web.manage(action).await) };
     match web
         .auth
-        .owner_code(peer, &o.login, &mailbox, purpose, code, check)
+        .owner_code(
+            CodeDoor::Page {
+                peer,
+                login: &o.login,
+            },
+            &mailbox,
+            purpose,
+            code,
+            check,
+        )
         .await
     {
         CodeStep::Done(t) => Ok(t),
-        CodeStep::Wrong => Err(back_with(web, o, true, o.t().wrong_code.to_owned())),
+        CodeStep::Wrong(_) => Err(back_with(web, o, true, o.t().wrong_code.to_owned())),
         CodeStep::Blocked { retry_after } => {
             Err(back_with(web, o, true, blocked_text(o.t(), retry_after)))
         }

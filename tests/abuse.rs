@@ -63,8 +63,20 @@ fn history(p: &Proxy) -> Vec<Value> {
 
 #[test]
 fn wrong_codes_across_relogins_and_addresses_block_the_code_step_and_the_right_code() {
-    let (rig, web) = with_page();
-    let p = &rig.proxy;
+    // The page, and notices e-mailed through the mailbox Dovecot's sink.
+    let mailbox = common::servers::Dovecot::start(&[(ADDR, common::rig::UPSTREAM_PW)]);
+    let web = free_port();
+    let extra = format!(
+        "\n[web]\nbind = \"127.0.0.1:{web}\"\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\nfrom = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+        mailbox.sink_port
+    );
+    let mut proxy = Proxy::configure(&mailbox, &mailbox, "", &extra);
+    proxy.run();
+    wait_for_port(web, "web page", &proxy.log_path());
+    let p = &proxy;
+    p.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    p.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
     let secret = two_factor(p);
     // An attacker who knows the main password: each round a fresh login (the password
     // step proved again), from 127.0.0.1 and 127.0.0.2 in turn, and one wrong code.
@@ -103,8 +115,45 @@ fn wrong_codes_across_relogins_and_addresses_block_the_code_step_and_the_right_c
     assert_eq!(sources.len(), 2, "two client addresses: {v}");
     // The right code is refused while the block runs: guessing it tells nothing.
     assert_eq!(v["right_code"], "blocked", "{v}");
-    // The owner is told once, in the avvisi (and by e-mail when a contact is set).
+    // The owner is told once, in the avvisi and by e-mail.
     assert_eq!(notices_of_kind(p, "codes-guessed"), 1, "{}", p.log());
+    let text = |m: &[u8]| {
+        let parsed = mail_parser::MessageParser::default().parse(m).unwrap();
+        let to = format!("{:?}", parsed.to());
+        (to, parsed.body_text(0).unwrap_or_default().into_owned())
+    };
+    let mut mail = None;
+    for _ in 0..200 {
+        mail = mailbox
+            .delivered()
+            .iter()
+            .map(|m| text(m))
+            .find(|(_, body)| body.contains("codici errati della verifica in 2"));
+        if mail.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (to, body) = mail.unwrap_or_else(|| {
+        panic!(
+            "the alert e-mailed: {}\n{:?}",
+            p.ok(&["mailbox", "notices", ADDR], None),
+            mailbox
+                .delivered()
+                .iter()
+                .map(|m| text(m))
+                .collect::<Vec<_>>()
+        )
+    });
+    assert!(to.contains("mario@example.com"), "{to}");
+    assert!(
+        body.contains("Qualcuno che conosce la password principale"),
+        "{body}"
+    );
+    assert!(
+        !body.contains(MAIN) && !body.contains(&secret),
+        "no secret in it: {body}"
+    );
     // Every code attempt is in the history with its factor.
     let h = history(p);
     let codes: Vec<&Value> = h.iter().filter(|r| r["credential"] == "code").collect();

@@ -326,7 +326,7 @@ pub enum AuthError {
 
 /// Decides logins.
 pub struct Authenticator {
-    principals: Arc<Principals>,
+    pub(super) principals: Arc<Principals>,
     sessions: Arc<Sessions>,
     cache: VerificationCache,
     /// The abuse model's counters: touched only by [`Authenticator::failed`] and

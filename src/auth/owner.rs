@@ -469,16 +469,14 @@ impl Authenticator {
     /// The stamp of the credentials `login` opens the page with: it changes when the
     /// main password or the 2FA device does, which ends the page's sessions.
     pub fn owner_stamp(&self, login: &str) -> Option<[u8; 32]> {
-        let p = self.principal_now(login)?;
-        // The password's serial, not its hash: a re-hash of the same password (an
-        // imported hash made argon2id) ends no page session.
-        let mut h = blake3::Hasher::new();
-        h.update(&p.mailbox.id.to_le_bytes());
-        h.update(&p.serial.to_le_bytes());
-        if let Some(d) = &p.mailbox.device {
-            h.update(d.associated_at.as_second().to_string().as_bytes());
-        }
-        Some(*h.finalize().as_bytes())
+        self.principal_now(login).map(|p| stamp(&p))
+    }
+
+    /// [`Authenticator::owner_stamp`] after the page itself changed the device: read from
+    /// the store now (and cached), so the session that made the change carries the new
+    /// stamp even before the change feed reaches this node's cache (blocking).
+    pub fn owner_stamp_reloaded(&self, login: &str) -> Option<[u8; 32]> {
+        self.principals.reload(login).ok()?.map(|p| stamp(&p))
     }
 
     /// A key the page signs its login form's CSRF cookie with: the same on every node of
@@ -487,4 +485,16 @@ impl Authenticator {
     pub fn web_form_key(&self) -> [u8; 32] {
         self.guard.derive_key("sentinella 2026 web login form csrf")
     }
+}
+
+/// The stamp of a principal's page credentials: its mailbox, its password's serial (not
+/// its hash: a re-hash of the same password ends no page session) and its device.
+fn stamp(p: &super::principals::Principal) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&p.mailbox.id.to_le_bytes());
+    h.update(&p.serial.to_le_bytes());
+    if let Some(d) = &p.mailbox.device {
+        h.update(d.associated_at.as_second().to_string().as_bytes());
+    }
+    *h.finalize().as_bytes()
 }

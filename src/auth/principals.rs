@@ -301,6 +301,22 @@ impl Principals {
         Ok(principal)
     }
 
+    /// The principal for a (normalised) login name read from the store now, whatever the
+    /// cache holds, and put in the cache (blocking: off the reactor). For a front door
+    /// that has just changed the mailbox itself and must not act on the old state while
+    /// the change's notification is still on its way (a fleet's `LISTEN`).
+    pub fn reload(&self, login: &str) -> Result<Option<Arc<Principal>>, StoreError> {
+        let entry = {
+            let store = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+            store.principal(login)?
+        };
+        let principal = entry.map(Principal::of);
+        if self.following.load(Ordering::SeqCst) {
+            self.write().insert(login.to_owned(), principal.clone());
+        }
+        Ok(principal)
+    }
+
     /// Whether the store changed since it was last followed, looking at most once per
     /// millisecond (other calls in between answer `false` at once).
     pub fn stale(&self) -> bool {

@@ -1128,9 +1128,14 @@ async fn two_factor_replace(
 /// After a change of the device: this session goes on (it proved the code), with the new
 /// stamp; every other session of the mailbox ends.
 async fn restamp(web: &Arc<Web>, o: &Owner) {
-    let this = Arc::clone(web);
-    let _ = tokio::task::spawn_blocking(move || this.auth.refresh()).await;
-    if let Some(stamp) = web.auth.owner_stamp(&o.login) {
+    let (this, login) = (Arc::clone(web), o.login.clone());
+    // Read back from the store, not the cache: on a fleet the change's notification may
+    // not have reached this node yet, and the old stamp would end this very session.
+    let stamp = tokio::task::spawn_blocking(move || this.auth.owner_stamp_reloaded(&login))
+        .await
+        .ok()
+        .flatten();
+    if let Some(stamp) = stamp {
         web.sessions.with(&o.id, |s| s.restamp(stamp));
     }
     web.sessions.end_others(&o.address, &o.id);

@@ -476,6 +476,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_abuse_models_counters_are_rendered_with_their_labels() {
+        use crate::policy::abuse::Subject;
+        let m = Metrics::default();
+        m.block_started(Subject::SecondFactor);
+        m.refused_by_block(Subject::SecondFactor);
+        m.refused_by_block(Subject::SecondFactor);
+        m.web_login("code", "refused", "wrong_code");
+        m.code_check("disable", "blocked");
+        let text = m.render(None);
+        for line in [
+            "sentinella_blocks_started_total{subject=\"code\"} 1",
+            "sentinella_blocked_attempts_total{subject=\"code\"} 2",
+            "sentinella_throttle_blocks_total 2",
+            "sentinella_web_logins_total{step=\"code\",result=\"refused\",reason=\"wrong_code\"} 1",
+            "sentinella_code_checks_total{use=\"disable\",result=\"blocked\"} 1",
+            "# TYPE sentinella_code_checks_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn the_text_format_has_bounded_labels_and_cumulative_buckets() {
         let m = Metrics::default();
         m.login("imap", "imaps", "refused", "wrong_password");

@@ -22,48 +22,45 @@ use crate::store::ThrottleCount;
 /// grow memory without bound.
 const PRUNE_AT: usize = 100_000;
 
-/// Whose password a login name tries: the mailbox it opens, or — for a name that opens
-/// none — the name itself, so an unknown name is counted and blocked exactly like a
-/// known one (the blocks tell nothing of which names exist).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Account {
-    /// A mailbox, by id.
-    Mailbox(i64),
-    /// A name without a mailbox.
-    Unknown(String),
-}
-
 /// One attempt as the abuse model sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Who<'a> {
     /// The client.
     pub peer: IpAddr,
     /// The login name (normalised when it is valid, else printable).
     pub name: &'a str,
-    /// The account the name opens.
-    pub account: Account,
+    /// The mailbox the name opens, if any. Whose password the name tries is that
+    /// mailbox's — or, for a name that opens none, the name's own, so an unknown name is
+    /// counted and blocked exactly like a known one (blocks tell nothing of which names
+    /// exist).
+    pub mailbox: Option<i64>,
 }
 
 impl<'a> Who<'a> {
     /// `name` from `peer`, opening `mailbox` (if any).
     pub fn new(peer: IpAddr, name: &'a str, mailbox: Option<i64>) -> Self {
-        let account = match mailbox {
-            Some(id) => Account::Mailbox(id),
-            None => Account::Unknown(name.to_owned()),
-        };
         Who {
             peer,
             name,
-            account,
+            mailbox,
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A count's key in memory. Names are kept as a keyed 64-bit hash (the process's own
+/// random key): no allocation on the login path, and nothing an attacker can aim at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Name(Box<str>),
+    Name(u64),
     Password(Account),
     Code(i64),
+}
+
+/// Whose password: a mailbox, or an unknown name (hashed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Account {
+    Mailbox(i64),
+    Unknown(u64),
 }
 
 /// A block that refuses an attempt now.
@@ -151,6 +148,7 @@ pub struct Guard {
     by_address: DashMap<u128, Count>,
     by_subject: DashMap<Key, Count>,
     key: [u8; 32],
+    names: std::hash::RandomState,
 }
 
 impl std::fmt::Debug for Guard {
@@ -170,6 +168,7 @@ impl Guard {
             by_address: DashMap::new(),
             by_subject: DashMap::new(),
             key,
+            names: std::hash::RandomState::new(),
         }
     }
 
@@ -189,20 +188,22 @@ impl Guard {
         blake3::derive_key(context, &self.key)
     }
 
-    fn key_of(who: &Who<'_>, subject: Subject) -> Option<Key> {
+    fn key_of(&self, who: &Who<'_>, subject: Subject) -> Option<Key> {
+        use std::hash::BuildHasher;
+        let name = || self.names.hash_one(who.name);
         match subject {
             Subject::Address => None,
-            Subject::Name => Some(Key::Name(who.name.into())),
-            Subject::Password => Some(Key::Password(who.account.clone())),
-            Subject::SecondFactor => match who.account {
-                Account::Mailbox(id) => Some(Key::Code(id)),
-                Account::Unknown(_) => None,
-            },
+            Subject::Name => Some(Key::Name(name())),
+            Subject::Password => Some(Key::Password(match who.mailbox {
+                Some(id) => Account::Mailbox(id),
+                None => Account::Unknown(name()),
+            })),
+            Subject::SecondFactor => who.mailbox.map(Key::Code),
         }
     }
 
     fn blocked_by(&self, who: &Who<'_>, subject: Subject, now: Instant) -> Option<Duration> {
-        match Guard::key_of(who, subject) {
+        match self.key_of(who, subject) {
             None if subject == Subject::Address => self
                 .by_address
                 .get(&network(who.peer))
@@ -250,7 +251,7 @@ impl Guard {
         let mut started = Vec::new();
         for &subject in subjects {
             let (threshold, max) = subject.limits(&l);
-            let result = match Guard::key_of(who, subject) {
+            let result = match self.key_of(who, subject) {
                 None if subject == Subject::Address => {
                     let mut c = self
                         .by_address
@@ -292,7 +293,7 @@ impl Guard {
         let now = Instant::now();
         let mut cleared = Vec::new();
         for &subject in Subject::cleared(proof) {
-            if let Some(k) = Guard::key_of(who, subject)
+            if let Some(k) = self.key_of(who, subject)
                 && self
                     .by_subject
                     .remove_if(&k, |_, c| {
@@ -312,13 +313,13 @@ impl Guard {
         subjects
             .iter()
             .filter_map(|&s| {
-                let key = match (s, &who.account) {
+                let key = match (s, who.mailbox) {
                     (Subject::Address, _) => format!("a:{:032x}", network(who.peer)),
                     (Subject::Name, _) => format!("n:{}", who.name),
-                    (Subject::Password, Account::Mailbox(id)) => format!("p:m:{id}"),
-                    (Subject::Password, Account::Unknown(name)) => format!("p:n:{name}"),
-                    (Subject::SecondFactor, Account::Mailbox(id)) => format!("c:{id}"),
-                    (Subject::SecondFactor, Account::Unknown(_)) => return None,
+                    (Subject::Password, Some(id)) => format!("p:m:{id}"),
+                    (Subject::Password, None) => format!("p:n:{}", who.name),
+                    (Subject::SecondFactor, Some(id)) => format!("c:{id}"),
+                    (Subject::SecondFactor, None) => return None,
                 };
                 Some((s, key))
             })
@@ -344,7 +345,7 @@ impl Guard {
             let absorb = |count: &mut Count| {
                 count.absorb(c.distinct, c.last_ms, threshold, &l, max, now, now_ms);
             };
-            match Guard::key_of(who, *subject) {
+            match self.key_of(who, *subject) {
                 None if *subject == Subject::Address => absorb(
                     &mut self
                         .by_address

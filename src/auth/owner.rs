@@ -271,46 +271,30 @@ impl Authenticator {
         F: FnOnce() -> Fut,
         Fut: Future<Output = CodeAnswer<T, E>>,
     {
-        let (who, counted, checked, listener): (Who<'_>, &[Subject], &[Subject], &str) = match door
-        {
-            CodeDoor::Page { peer, login } => (
-                Who::new(peer, login, Some(mailbox.id)),
-                Subject::counted(Factor::SecondFactor),
-                &[Subject::Address, Subject::SecondFactor],
-                WEB_LISTENER,
-            ),
-            CodeDoor::Api { peer, operator } => (
-                Who::new(peer, operator, Some(mailbox.id)),
-                &[Subject::SecondFactor],
-                &[Subject::SecondFactor],
-                API_LISTENER,
-            ),
-        };
+        let (who, counted, checked, listener): (Who<'_>, &[Subject], &[Subject], &'static str) =
+            match door {
+                CodeDoor::Page { peer, login } => (
+                    Who::new(peer, login, Some(mailbox.id)),
+                    Subject::counted(Factor::SecondFactor),
+                    &[Subject::Address, Subject::SecondFactor],
+                    WEB_LISTENER,
+                ),
+                CodeDoor::Api { peer, operator } => (
+                    Who::new(peer, operator, Some(mailbox.id)),
+                    &[Subject::SecondFactor],
+                    &[Subject::SecondFactor],
+                    API_LISTENER,
+                ),
+            };
         let secret = Secret::new(code.trim().to_owned());
         self.absorb_fleet(&who, counted).await;
-        let record = |credential, result, reason, alert| Attempted {
-            who: &who,
-            listener,
-            address: Some(mailbox.address.clone()),
-            credential,
-            result,
-            reason,
-            alert,
-        };
         if let Err(blocked) = self.guard.check(&who, checked, Instant::now()) {
             crate::metrics::METRICS.refused_by_block(blocked.subject);
             crate::metrics::METRICS.code_check(purpose.as_str(), "blocked");
             // Attempts during the block still count: the block grows while they go on.
-            let started = self.failed(&who, counted, &secret);
-            let alert = self.codes_alert(&who, mailbox, &started);
             let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
-            let attempt = record(
-                CredentialKind::Code,
-                AccessResult::Refused,
-                Some(why),
-                alert,
-            );
-            self.refused(attempt, &started).await;
+            self.wrong_code(&who, listener, counted, &secret, mailbox, why)
+                .await;
             return CodeStep::Blocked {
                 retry_after: blocked.seconds().max(1),
             };
@@ -321,20 +305,20 @@ impl Authenticator {
                 crate::metrics::METRICS.code_check(purpose.as_str(), "right");
                 if purpose == CodeUse::Login {
                     crate::metrics::METRICS.web_login("code", "accepted", "none");
-                    let why = Some(crate::wording::WEB_CODE_ACCEPTED.to_owned());
-                    self.record_attempt(record(
-                        CredentialKind::Code,
-                        AccessResult::Accepted,
-                        why,
-                        None,
-                    ))
+                    self.record_attempt(Attempted {
+                        who: &who,
+                        listener,
+                        address: Some(mailbox.address.clone()),
+                        credential: CredentialKind::Code,
+                        result: AccessResult::Accepted,
+                        reason: Some(crate::wording::WEB_CODE_ACCEPTED.to_owned()),
+                        alert: None,
+                    })
                     .await;
                 }
                 CodeStep::Done(t)
             }
             CodeAnswer::Wrong { reused, error } => {
-                let started = self.failed(&who, counted, &secret);
-                let alert = self.codes_alert(&who, mailbox, &started);
                 crate::metrics::METRICS.code_check(purpose.as_str(), "wrong");
                 if purpose == CodeUse::Login {
                     crate::metrics::METRICS.web_login(
@@ -352,17 +336,37 @@ impl Authenticator {
                     },
                     purpose.as_str()
                 );
-                let attempt = record(
-                    CredentialKind::Code,
-                    AccessResult::Refused,
-                    Some(why),
-                    alert,
-                );
-                self.refused(attempt, &started).await;
+                self.wrong_code(&who, listener, counted, &secret, mailbox, why)
+                    .await;
                 CodeStep::Wrong(error)
             }
             CodeAnswer::Other(e) => CodeStep::Other(e),
         }
+    }
+
+    /// A wrong code (or one tried during a block): counted, the owner alerted if it
+    /// started a block of the code step, and written to the history.
+    async fn wrong_code(
+        &self,
+        who: &Who<'_>,
+        listener: &'static str,
+        counted: &[Subject],
+        secret: &Secret,
+        mailbox: &Mailbox,
+        why: String,
+    ) {
+        let started = self.failed(who, counted, secret);
+        let alert = self.codes_alert(who, mailbox, &started);
+        let attempt = Attempted {
+            who,
+            listener,
+            address: Some(mailbox.address.clone()),
+            credential: CredentialKind::Code,
+            result: AccessResult::Refused,
+            reason: Some(why),
+            alert,
+        };
+        self.refused(attempt, &started).await;
     }
 
     /// The owner's alert when wrong codes started a block of the code step: someone who

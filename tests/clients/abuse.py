@@ -31,30 +31,19 @@ loop bounded in count, every read under a timeout.
       right login of another account: when the address was first refused.
 """
 import argparse
-import base64
-import hashlib
-import hmac
 import http.client
 import imaplib
 import json
 import re
 import socket
 import ssl
-import struct
 import threading
 import time
 import urllib.parse
 
+from otp import totp
+
 TIMEOUT = 15
-
-
-def totp(secret_b32, at):
-    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
-    msg = struct.pack(">Q", int(at) // 30)
-    h = hmac.new(key, msg, hashlib.sha1).digest()
-    o = h[-1] & 0x0F
-    n = (struct.unpack(">I", h[o : o + 4])[0] & 0x7FFFFFFF) % 1_000_000
-    return f"{n:06d}"
 
 
 def wrong_codes(secret, n, skip=0):

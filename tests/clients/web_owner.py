@@ -8,31 +8,20 @@ only; every wait is bounded.
                --password MAIN --shots DIR --postpone-opens-after SECONDS
 """
 import argparse
-import base64
-import hashlib
-import hmac
 import imaplib
 import json
 import os
 import smtplib
 import ssl
-import struct
 import sys
 import time
 import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
+from otp import totp
+
 TIMEOUT = 15
-
-
-def totp(secret_b32, at):
-    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
-    msg = struct.pack(">Q", int(at) // 30)
-    h = hmac.new(key, msg, hashlib.sha1).digest()
-    o = h[-1] & 0x0F
-    n = (struct.unpack(">I", h[o : o + 4])[0] & 0x7FFFFFFF) % 1_000_000
-    return f"{n:06d}"
 
 
 def tls(cafile):

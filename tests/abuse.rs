@@ -222,7 +222,7 @@ fn a_logged_in_session_cannot_guess_the_code_that_replaces_the_device() {
 
 #[test]
 fn spraying_names_from_one_address_is_blocked_whatever_another_account_proves() {
-    let (rig, _) = with_page();
+    let (rig, web) = with_page();
     let p = &rig.proxy;
     // The attacker's own mailbox, whose right password it uses between rounds.
     p.ok(
@@ -260,6 +260,26 @@ fn spraying_names_from_one_address_is_blocked_whatever_another_account_proves() 
         p.log()
     );
     assert_eq!(v["good"][0], "ok", "{v}");
+    // The page closes the blocked address at accept too; another address is served.
+    let page = |source: &str| {
+        std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["--interface", source])
+            .arg(format!("https://127.0.0.1:{web}/login"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap()
+    };
+    assert_eq!(page("127.0.0.1"), "000", "blocked: no TLS, no page");
+    assert_eq!(page("127.0.0.2"), "200");
 }
 
 #[test]

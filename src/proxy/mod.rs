@@ -300,12 +300,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Each HTTPS listener has its own connection budget: a flood of the page leaves the
     // API's own listener (an admin network, say) reachable.
     for (name, socket, tls, app) in https {
+        // The owner's page closes a blocked address at accept, as the mail listeners do;
+        // the operator's own API listener does not (its callers are not the public).
+        let guard = (name == "web").then(|| Arc::clone(&shared.auth));
         loops.push(crate::web::spawn(
             name,
             socket,
             Some(tls),
             app,
             config.web_limits(),
+            guard,
             stop_rx.clone(),
         ));
     }
@@ -349,6 +353,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             None,
             app,
             limits,
+            None,
             stop_rx.clone(),
         ));
     }

@@ -73,13 +73,16 @@ const MAX_BUF: usize = 64 * 1024;
 
 /// Serves `app` on `socket` — over TLS with `tls` (the page, the API: then with
 /// [`super::hardened`]'s limits and headers), or plain (the admin listener) — within
-/// `limits`, until `stop` turns true. `name` names the listener in the log.
+/// `limits`, until `stop` turns true. `name` names the listener in the log. With
+/// `guard`, a client whose address the abuse model blocks is closed at accept, before
+/// TLS (the owner's page, like the mail listeners).
 pub(crate) fn spawn(
     name: &'static str,
     socket: TcpListener,
     tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
     app: Router,
     limits: ConnectionLimits,
+    guard: Option<Arc<crate::auth::Authenticator>>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let app = app.layer(middleware::from_fn_with_state(limits.body, body_deadline));
@@ -92,6 +95,11 @@ pub(crate) fn spawn(
     let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
     tokio::spawn(async move {
         while let Some((tcp, peer)) = crate::proxy::accept(&socket, &mut stop, name).await {
+            if guard.as_ref().is_some_and(|g| g.address_blocked(peer.ip())) {
+                crate::metrics::METRICS.refused_by_block(crate::policy::abuse::Subject::Address);
+                tracing::debug!(listener = name, %peer, "blocked client: connection closed");
+                continue;
+            }
             let Some(held) = admit(&permits, &per_address, peer) else {
                 crate::metrics::METRICS
                     .web_connections_refused
@@ -589,7 +597,7 @@ mod tests {
         let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let (_stop_tx, stop) = watch::channel(false);
-        let handle = spawn("test", socket, None, app(), limits(), stop);
+        let handle = spawn("test", socket, None, app(), limits(), None, stop);
         let from = |source: &str| {
             let sock = tokio::net::TcpSocket::new_v4().unwrap();
             sock.bind(format!("{source}:0").parse().unwrap()).unwrap();

@@ -107,7 +107,7 @@ pub enum Said {
         at: Timestamp,
         client: String,
         tries: u32,
-        blocked_minutes: u64,
+        blocked_seconds: u64,
     },
     /// An app password's expiry is near, or has come.
     Reminder {
@@ -225,12 +225,13 @@ impl Said {
                 at,
                 client,
                 tries,
-                blocked_minutes,
+                blocked_seconds,
             } => format!(
                 "Qualcuno che conosce la password principale ha provato {tries} codici errati della verifica in 2 \
-                 passaggi (l'ultimo il {} da {client}): l'inserimento dei codici è bloccato per {blocked_minutes} \
-                 minuti, anche per il codice giusto. Se non sei stato tu, cambia subito la password principale.",
-                date(at)
+                 passaggi (l'ultimo il {} da {client}): l'inserimento dei codici è bloccato per {}, anche per il \
+                 codice giusto. Se non sei stato tu, cambia subito la password principale.",
+                date(at),
+                duration(Period::seconds(*blocked_seconds), Language::It)
             ),
             Said::Reminder {
                 name,
@@ -328,12 +329,13 @@ impl Said {
                 at,
                 client,
                 tries,
-                blocked_minutes,
+                blocked_seconds,
             } => format!(
                 "Someone who knows the main password tried {tries} wrong two-step verification codes (the last on {} \
-                 from {client}): entering codes is blocked for {blocked_minutes} minutes, the right code too. If this \
-                 was not you, change the main password now.",
-                date(at)
+                 from {client}): entering codes is blocked for {}, the right code too. If this was not you, change \
+                 the main password now.",
+                date(at),
+                duration(Period::seconds(*blocked_seconds), Language::En)
             ),
             Said::Reminder {
                 name,
@@ -676,7 +678,7 @@ mod tests {
             at,
             client: "192.0.2.7".into(),
             tries: 5,
-            blocked_minutes: 1,
+            blocked_seconds: 30,
         };
         assert_eq!(said.kind(), NoticeKind::CodesGuessed);
         let it = said.render(&rome(Language::It));
@@ -685,7 +687,7 @@ mod tests {
                 "Qualcuno che conosce la password principale ha provato 5 codici errati"
             ) && it.contains("06/12/2026 10:30")
                 && it.contains("192.0.2.7")
-                && it.contains("bloccato per 1 minuti"),
+                && it.contains("bloccato per 30 secondi,"),
             "{it}"
         );
         let en = said.render(&rome(Language::En));

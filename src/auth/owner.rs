@@ -295,8 +295,14 @@ impl Authenticator {
             let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
             self.wrong_code(&who, listener, counted, &secret, mailbox, why)
                 .await;
+            // What is left now: this attempt may have made the block longer.
+            let left = self
+                .guard
+                .check(&who, checked, Instant::now())
+                .err()
+                .unwrap_or(blocked);
             return CodeStep::Blocked {
-                retry_after: blocked.seconds().max(1),
+                retry_after: left.seconds().max(1),
             };
         }
         match check().await {
@@ -391,7 +397,7 @@ impl Authenticator {
             at,
             client: who.peer.to_string(),
             tries: b.failures,
-            blocked_minutes: b.block.as_secs().div_ceil(60),
+            blocked_seconds: b.block.as_secs().max(1),
         };
         let window = jiff::SignedDuration::try_from(self.guard.limits().window)
             .unwrap_or(jiff::SignedDuration::from_secs(900));

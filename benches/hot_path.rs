@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sentinella::auth::{
     AuthSettings, Authenticator, Credentials, LoginContext, Mechanism, PasswordHasher,
-    ThrottleSettings, now,
+    ThrottleSettings,
 };
+use sentinella::clock::now;
 use sentinella::config::Argon2Config;
 use sentinella::policy::login::ListenerKind;
 use sentinella::policy::mailbox::{NewAppPassword, PolicySettings};

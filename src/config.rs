@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{Period, PolicySettings, Protocol};
 
@@ -44,7 +44,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The embedded database.
@@ -104,7 +104,7 @@ pub struct Config {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite database file (created on first run).
@@ -154,7 +154,7 @@ impl Default for StoreConfig {
 }
 
 /// `[notices]`: what the owner is told, and how often.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticesConfig {
     /// At most one "main password used in a mail program while 2FA is on" alert per
@@ -178,7 +178,7 @@ pub struct NoticesConfig {
 
 /// `[web]`: the owner's web page, "Gestione account", over HTTPS with the proxy's
 /// certificate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
     /// Where it listens; absent: no web page.
@@ -263,7 +263,7 @@ impl Default for WebConfig {
 
 /// `[admin]`: `/metrics` (Prometheus), `/healthz` and `/readyz`, over plain HTTP on a
 /// loopback address (for the local Prometheus agent and the service manager).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where it listens (a loopback address); absent: off.
@@ -272,7 +272,7 @@ pub struct AdminConfig {
 }
 
 /// `[log]`: `serve`'s log, on standard error.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` (default; colours only when standard error is a terminal) or `json` (one
@@ -283,7 +283,7 @@ pub struct LogConfig {
 }
 
 /// How the log is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -295,7 +295,7 @@ pub enum LogFormat {
 
 /// `[api]`: the operator's HTTP API, `/api/v1/`, on the web page's listener and, with
 /// `bind`, on a listener of its own (an admin network, say).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// The bearer tokens' hashes (`sentinella api-token create NAME`); relative to the
@@ -328,7 +328,7 @@ impl Default for ApiConfig {
 }
 
 /// `[notices.smtp]`: the provider's relay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Host name or address.
@@ -364,7 +364,7 @@ fn default_notices_retention() -> Period {
 
 /// `[history]` and `[events]`: how long those records are kept (`MONTHS` by default:
 /// 6 for the access history, as the provider's Storico accessi, 24 for events).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeptConfig<const MONTHS: u32> {
     /// Records older than this are deleted in the background.
@@ -407,7 +407,7 @@ impl Default for NoticesConfig {
 }
 
 /// `[limits]`: what one client may cost before it is cut off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Longest command line or literal accepted before login, in bytes.
@@ -530,7 +530,7 @@ impl LimitsConfig {
 }
 
 /// `[policy]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// How long an app password works (default `3mo`).
@@ -606,7 +606,7 @@ impl PolicyConfig {
 }
 
 /// `[argon2]`: argon2id cost for new hashes (OWASP's m=19 MiB, t=2, p=1 by default).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Argon2Config {
     /// Memory in KiB.
@@ -652,7 +652,7 @@ impl Default for Argon2Config {
 }
 
 /// `[tls]`: the certificate clients see.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain (created self-signed on first run if missing).
@@ -680,7 +680,7 @@ impl Default for TlsConfig {
 }
 
 /// `[auth]`: the verification cache and the argon2id pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// How long a successful verification is reused (policy is re-checked on every hit).
@@ -728,9 +728,44 @@ impl Default for AuthConfig {
     }
 }
 
+/// The keys (`auth.principal_entries`, `listener`, …) whose values differ between `a` and
+/// `b`: every leaf of their tables compared; a list (the listeners, …) is one key.
+fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(
+                        &path,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(prefix.to_owned()),
+            _ => {}
+        }
+    }
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
+}
+
 /// `[throttle]`: the abuse model's limits (SPEC "Abuse resistance"; the rules are
 /// `policy::abuse`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Distinct wrong passwords from one address (IPv6: one /64) before it is blocked.
@@ -828,7 +863,7 @@ impl ThrottleConfig {
 }
 
 /// How a listener offers TLS to clients.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerTls {
     /// TLS from the first byte (993, 995, 465).
@@ -838,7 +873,7 @@ pub enum ListenerTls {
 }
 
 /// `[[listener]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// A name for logs and the access history.
@@ -864,7 +899,7 @@ pub struct ListenerConfig {
 }
 
 /// A network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`), or one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub struct Network {
     addr: std::net::IpAddr,
@@ -921,7 +956,7 @@ impl Network {
 }
 
 /// How the proxy talks TLS to an upstream.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamTls {
     /// TLS from the first byte.
@@ -944,7 +979,7 @@ impl UpstreamTls {
 }
 
 /// `[upstream.NAME]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Host name or address.
@@ -978,7 +1013,7 @@ pub struct UpstreamConfig {
 }
 
 /// Who checks main passwords, per upstream.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MainPassword {
     /// Sentinella, against its own hash.
@@ -989,7 +1024,7 @@ pub enum MainPassword {
 }
 
 /// How the proxy logs in to the upstream on the user's behalf.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 pub enum UpstreamLogin {
     /// SASL PLAIN with authorization identity = the mailbox and authentication identity =
@@ -1381,7 +1416,7 @@ impl Config {
     /// `auth.cache_ttl` — taken from
     /// `new`; and the keys of `new` that differ but need a restart, which are not taken.
     /// This is the one place that says what is reloadable.
-    pub fn reloaded(&self, new: &Config) -> (Config, Vec<&'static str>) {
+    pub fn reloaded(&self, new: &Config) -> (Config, Vec<String>) {
         let mut merged = self.clone();
         merged.limits = LimitsConfig {
             max_connections: self.limits.max_connections,
@@ -1398,45 +1433,10 @@ impl Config {
             ..new.notices.clone()
         };
         merged.auth.cache_ttl = new.auth.cache_ttl;
-        let differs =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        let (m, n) = (&merged, new);
-        let sections = [
-            ("store", differs(&m.store, &n.store)),
-            ("tls", differs(&m.tls, &n.tls)),
-            ("listener", differs(&m.listeners, &n.listeners)),
-            ("upstream", differs(&m.upstreams, &n.upstreams)),
-            ("admin", differs(&m.admin, &n.admin)),
-            ("log", differs(&m.log, &n.log)),
-            ("web", differs(&m.web, &n.web)),
-            ("api", differs(&m.api, &n.api)),
-            ("argon2", differs(&m.argon2, &n.argon2)),
-            ("history", differs(&m.history, &n.history)),
-            ("events", differs(&m.events, &n.events)),
-            (
-                "auth.cache_entries",
-                m.auth.cache_entries != n.auth.cache_entries,
-            ),
-            (
-                "auth.hash_workers",
-                m.auth.hash_workers != n.auth.hash_workers,
-            ),
-            ("auth.hash_queue", m.auth.hash_queue != n.auth.hash_queue),
-            (
-                "limits.max_connections",
-                m.limits.max_connections != n.limits.max_connections,
-            ),
-            ("policy.timezone", m.policy.timezone != n.policy.timezone),
-            ("notices.smtp", differs(&m.notices.smtp, &n.notices.smtp)),
-            (
-                "notices.retention",
-                m.notices.retention != n.notices.retention,
-            ),
-        ];
-        let restart = sections
-            .into_iter()
-            .filter_map(|(key, changed)| changed.then_some(key))
-            .collect();
+        // What differs between what is taken and what was asked needs a restart: every
+        // key, found from the settings' structure (a key added tomorrow cannot be
+        // forgotten here).
+        let restart = differing_keys(&merged, new);
         (merged, restart)
     }
 
@@ -1522,6 +1522,7 @@ mod tests {
             ("timezone = \"Europe/Rome\"", "timezone = \"UTC\""),
             ("iterations = 2", "iterations = 3"),
             ("127.0.0.1:10993", "127.0.0.1:20993"),
+            ("[auth]\n", "[auth]\nprincipal_entries = 1234\n"),
         ]
         .iter()
         .fold(text.to_owned(), |t, (from, to)| {
@@ -1534,7 +1535,8 @@ mod tests {
         assert_eq!(
             restart,
             [
-                "argon2",
+                "argon2.iterations",
+                "auth.principal_entries",
                 "limits.max_connections",
                 "listener",
                 "policy.timezone"

@@ -29,6 +29,8 @@
 //! - `web`: "Gestione account", the owner's web page — another front door over
 //!   [`manage`], served by `serve` (axum, askama, rustls).
 //! - [`live`]: settings a reload (SIGHUP) replaces while the proxy runs.
+//! - [`clock`]: the crate's one clock (policy time, whole seconds), read at the edges
+//!   and passed in to the rules.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.
 //!
@@ -41,6 +43,7 @@ pub mod api;
 mod audit;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 mod files;
 pub mod live;

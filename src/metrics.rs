@@ -157,19 +157,19 @@ impl Metrics {
     }
 
     /// A block the abuse model started.
-    pub(crate) fn block_started(&self, subject: crate::policy::abuse::Subject) {
+    pub(crate) fn block_started(&self, subject: &'static str) {
         self.bump(
             "sentinella_blocks_started_total",
-            format!("subject=\"{}\"", subject.as_str()),
+            format!("subject=\"{subject}\""),
         );
     }
 
     /// An attempt refused because its subject is blocked.
-    pub(crate) fn refused_by_block(&self, subject: crate::policy::abuse::Subject) {
+    pub(crate) fn refused_by_block(&self, subject: &'static str) {
         self.throttle_blocks.fetch_add(1, Ordering::Relaxed);
         self.bump(
             "sentinella_blocked_attempts_total",
-            format!("subject=\"{}\"", subject.as_str()),
+            format!("subject=\"{subject}\""),
         );
     }
 
@@ -412,56 +412,6 @@ impl Metrics {
     }
 }
 
-/// The admin listener's routes: `/metrics`, `/healthz` (the process answers), `/readyz`
-/// (the store answers; the listeners are bound before this listener starts).
-pub(crate) fn admin_router(store: crate::store::StoreLocation) -> axum::Router {
-    use axum::http::{StatusCode, header};
-    use axum::response::IntoResponse;
-    use axum::routing::get;
-    let pending = move |location: crate::store::StoreLocation| async move {
-        tokio::task::spawn_blocking(move || location.open_outbox()?.pending_emails())
-            .await
-            .ok()
-            .and_then(Result::ok)
-    };
-    let (s1, s2) = (store.clone(), store);
-    axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let s = s1.clone();
-                async move {
-                    let outbox = pending(s).await;
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        METRICS.render(outbox),
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let s = s2.clone();
-                async move {
-                    match pending(s).await {
-                        Some(_) => (StatusCode::OK, "ready\n").into_response(),
-                        None => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the store is unavailable\n",
-                        )
-                            .into_response(),
-                    }
-                }
-            }),
-        )
-}
-
 /// Counts a relayed session as open until dropped.
 pub(crate) struct SessionGuard(usize);
 
@@ -477,11 +427,10 @@ mod tests {
 
     #[test]
     fn the_abuse_models_counters_are_rendered_with_their_labels() {
-        use crate::policy::abuse::Subject;
         let m = Metrics::default();
-        m.block_started(Subject::SecondFactor);
-        m.refused_by_block(Subject::SecondFactor);
-        m.refused_by_block(Subject::SecondFactor);
+        m.block_started("code");
+        m.refused_by_block("code");
+        m.refused_by_block("code");
         m.web_login("code", "refused", "wrong_code");
         m.code_check("disable", "blocked");
         let text = m.render(None);

@@ -7,11 +7,12 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::policy::names::named_enum;
+pub use crate::policy::notice::{NarrowedTo, NoticeKind, Reminder, Said};
 use crate::policy::{Period, fmt_time};
-use crate::store::NoticeKind;
+use crate::store::Notice;
 
 named_enum! {
     /// The language of what a person reads.
@@ -41,105 +42,28 @@ pub struct Locale {
     pub zone: TimeZone,
 }
 
-/// Which expiry reminder.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "at")]
-pub enum Reminder {
-    /// Postponing has opened.
-    PostponeOpens,
-    /// This long before expiry.
-    Before {
-        /// How long.
-        period: Period,
-    },
-    /// On expiry.
-    Expired,
-}
-
-/// An app password whose scope narrowed with the mailbox's protocols.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NarrowedTo {
-    /// Its name.
-    pub name: String,
-    /// What it works with now (the protocol names, comma-separated); empty: nothing.
-    pub scope: String,
-}
-
-/// What a notice tells the owner, before it is put into words. (The fields are named for
-/// what they hold.)
-#[allow(missing_docs)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "said")]
-pub enum Said {
-    /// An app password was generated.
-    AppPasswordGenerated { name: String },
-    /// An app password was generated anew; the previous one no longer works.
-    AppPasswordRegenerated { name: String },
-    /// An app password's expiry was postponed.
-    AppPasswordPostponed { name: String, until: Timestamp },
-    /// App passwords were deactivated.
-    AppPasswordsDeactivated { names: Vec<String> },
-    /// Protocols were disabled and these app passwords work with less, or not at all.
-    ProtocolsNarrowed { passwords: Vec<NarrowedTo> },
-    /// The main password was changed.
-    MainPasswordChanged,
-    /// The contact address changed (`old` absent: there was none).
-    ContactChanged { old: Option<String>, new: String },
-    /// 2FA was turned on.
-    TwoFactorOn,
-    /// 2FA was turned off.
-    TwoFactorOff,
-    /// A new device was confirmed.
-    DeviceReplaced,
-    /// Replacing the device started, authorised from the current one.
-    ReplaceStarted,
-    /// An operator started replacing the device without a code from the current one.
-    ReplaceByOperator,
-    /// The main password was used in a mail program while 2FA is on.
-    MainPasswordUsed {
-        at: Timestamp,
-        client: String,
-        protocol: String,
-        login: String,
-    },
-    /// Wrong 2FA codes blocked the mailbox's code step.
-    CodesGuessed {
-        at: Timestamp,
-        client: String,
-        tries: u32,
-        blocked_seconds: u64,
-    },
-    /// An app password's expiry is near, or has come.
-    Reminder {
-        name: String,
-        expires_at: Timestamp,
-        #[serde(flatten)]
-        reminder: Reminder,
-    },
-}
-
-impl Said {
-    /// The notice's kind (what the CLI filters and the subject names).
-    pub fn kind(&self) -> NoticeKind {
-        match self {
-            Said::AppPasswordGenerated { .. }
-            | Said::AppPasswordRegenerated { .. }
-            | Said::AppPasswordPostponed { .. }
-            | Said::AppPasswordsDeactivated { .. }
-            | Said::ProtocolsNarrowed { .. } => NoticeKind::AppPassword,
-            Said::MainPasswordChanged => NoticeKind::PasswordChanged,
-            Said::ContactChanged { .. } => NoticeKind::ContactChanged,
-            Said::TwoFactorOn
-            | Said::TwoFactorOff
-            | Said::DeviceReplaced
-            | Said::ReplaceStarted
-            | Said::ReplaceByOperator => NoticeKind::TwoFactor,
-            Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,
-            Said::Reminder { .. } => NoticeKind::ExpiryReminder,
-            Said::CodesGuessed { .. } => NoticeKind::CodesGuessed,
+/// Notices are put into words here, never in the store: what was said is kept as data.
+impl Notice {
+    /// A notice of what was `said`, in `locale`'s words (the text as first written, kept
+    /// with it).
+    pub fn said(at: Timestamp, said: Said, locale: &Locale) -> Self {
+        Notice {
+            message: said.render(locale),
+            said: Some(said.clone()),
+            ..Notice::new(at, said.kind(), "")
         }
     }
 
+    /// Its text for a reader in `locale` (the words first written, when what it said was
+    /// not kept).
+    pub fn text(&self, locale: &Locale) -> String {
+        self.said
+            .as_ref()
+            .map_or_else(|| self.message.clone(), |s| s.render(locale))
+    }
+}
+
+impl Said {
     /// The text, for `l`.
     pub fn render(&self, l: &Locale) -> String {
         match l.language {

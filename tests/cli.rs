@@ -648,7 +648,7 @@ fn serve_deletes_history_older_than_its_retention() {
         result: AccessResult::Refused,
         reason: Some(at.into()),
     };
-    let recent = sentinella::auth::now().to_string();
+    let recent = sentinella::clock::now().to_string();
     let mut served = Served::start(|dir| {
         let mut store = Store::open(&dir.join("data/sentinella.db")).unwrap();
         store

@@ -106,3 +106,37 @@ fn a_json_log_is_one_object_a_line_with_the_connection_span() {
         "one id per connection across listeners: {by_listener:?}"
     );
 }
+
+/// A client that names the server by IP address in its SNI (openssl s_client here; many
+/// mail programs do when configured with an address) is no reason for a log line above
+/// INFO: nothing is wrong.
+#[test]
+fn a_client_naming_the_server_by_ip_in_sni_logs_no_warning() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let mut proxy = Proxy::configure(&mailbox, &mailbox, "", "");
+    proxy.run();
+    for _ in 0..3 {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{}", proxy.imaps_port))
+            .args(["-servername", "127.0.0.1", "-brief"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("CONNECTION ESTABLISHED"), "{said}");
+    }
+    proxy.stop();
+    let log = proxy.log();
+    assert!(!log.contains("Illegal SNI"), "{log}");
+    // (The start-up's own warning — a self-signed certificate made — is not a client's.)
+    let per_connection: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") && !l.contains("self-signed"))
+        .collect();
+    assert!(
+        per_connection.is_empty(),
+        "no warning for an ordinary client: {per_connection:?}"
+    );
+}

@@ -25,7 +25,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{CodeUse, now};
+use crate::auth::CodeUse;
+use crate::clock::now;
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Ask, ErrorKind, ManageError, Manager, PasswordFor, Warning};
 use crate::policy::{Plan, Protocol, ProtocolSet};

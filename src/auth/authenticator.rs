@@ -1,15 +1,20 @@
-//! The one place every login is decided, for every protocol and listener — the hot path.
+//! The one place every mail login is decided, for every protocol and listener — the hot
+//! path. (The owner's page login is `owner.rs`, on the same counters and history.)
 //!
 //! In order, for each attempt:
 //! 1. malformed credentials are refused (no hashing needed);
-//! 2. the principal comes from the in-memory [`LiveSnapshot`] (no store read);
+//! 2. the principal comes from the bounded cache of [`Principals`], or one indexed read
+//!    of the store off the reactor (a name not cached, or while the change feed cannot be
+//!    followed);
 //! 3. the verification cache: a hit skips argon2id, and the current policy decides — a
 //!    hit proves knowledge of the current secret, so it is not throttled (an attack on a
 //!    name never locks out the owner's already-verified clients);
-//! 4. the throttle: a blocked client address or name is refused before any hashing;
+//! 4. the abuse model ([`Guard`]): a blocked client address or name is refused before any
+//!    hashing; a blocked account's right main password is refused, its app passwords not;
 //! 5. otherwise argon2id runs on the bounded [`HashPool`] — if it is saturated the client
 //!    gets a temporary failure at once;
-//! 6. the policy's decision table; a success is cached, a failure counted by the throttle.
+//! 6. the policy's decision table; a success is cached and clears what it proved, a
+//!    failure is counted (`failed` / `succeeded`, the only ways to the counters).
 //!
 //! Equal cost: a verification does the same number of argon2id computations for a given
 //! shape of secret — one, plus one if it has the shape of an app password — whether the
@@ -27,10 +32,12 @@ use jiff::Timestamp;
 use super::cache::{CacheKey, VerificationCache};
 use super::guard::{Guard, Started, Who, describe_started};
 use super::pool::HashPool;
-use super::principals::{Principal, Principals};
+use super::principal::Principal;
+use super::principals::Principals;
 use super::sessions::{Grant, SessionWatch, Sessions};
 use super::{Credentials, PasswordHasher, ThrottleSettings};
 use crate::audit::history::HistoryWriter;
+use crate::clock::now;
 use crate::policy::Period;
 use crate::policy::abuse::{Proof, Subject};
 use crate::policy::app_password;
@@ -741,7 +748,7 @@ impl Authenticator {
         blocked: &super::guard::Blocked,
         now: Timestamp,
     ) -> Verdict {
-        crate::metrics::METRICS.refused_by_block(blocked.subject);
+        crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
         let why = blocked.to_string();
         let decision = decide(&Attempt {
             mailbox: None,
@@ -785,7 +792,7 @@ impl Authenticator {
         }
         let started = self.guard.failure(who, subjects, fp, Instant::now());
         for b in &started {
-            crate::metrics::METRICS.block_started(b.subject);
+            crate::metrics::METRICS.block_started(b.subject.as_str());
         }
         started
     }
@@ -1134,7 +1141,10 @@ impl Authenticator {
         };
         Some(Alert {
             address: mailbox.address.clone(),
-            email_to: mailbox.email_to(alerts.email),
+            email_to: mailbox
+                .email_recipients(alerts.email, None)
+                .into_iter()
+                .next(),
             notice: Notice::said(at, said, &locale),
             quiet_since: alerts.every.before(at, &self.zone),
         })
@@ -1168,11 +1178,6 @@ fn proof_of(matched: Matched) -> Proof {
         Matched::App(_) => Proof::AppPassword,
         _ => Proof::MainPassword,
     }
-}
-
-/// Now, to the second (policy time).
-pub fn now() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 #[cfg(test)]

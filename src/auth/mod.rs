@@ -6,6 +6,7 @@
 //! - `hash`: argon2id hashing and verification with the configured cost.
 //! - `cache`: successful verifications, under a keyed hash, invalidated by version.
 //! - `pool`: the bounded argon2id worker pool.
+//! - `principal`: one login name as the login path holds it (a leaf).
 //! - `principals`: the login names in use, looked up on demand, in a bounded cache kept
 //!   fresh per mailbox by the change feed.
 //! - `sessions`: the relayed sessions by mailbox, ended when a change refuses their login.
@@ -22,13 +23,13 @@ pub(crate) mod guard;
 pub(crate) mod hash;
 pub(crate) mod owner;
 pub(crate) mod pool;
+pub(crate) mod principal;
 pub(crate) mod principals;
 pub(crate) mod sessions;
 
 pub use crate::policy::abuse::Limits as ThrottleSettings;
 pub use authenticator::{
     AuthSettings, Authenticator, LoginContext, LoginResult, SNAPSHOT_POLL, UpstreamAnswer, Verdict,
-    now,
 };
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};

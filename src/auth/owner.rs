@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::authenticator::{Authenticator, now, printable};
+use super::authenticator::{Authenticator, printable};
 use super::guard::{Who, describe_started};
+use crate::clock::now;
 use crate::policy::Mailbox;
 use crate::policy::abuse::{Factor, Proof, Subject};
 use crate::policy::login::{AccessResult, CredentialKind, Reason};
@@ -179,7 +180,7 @@ impl Authenticator {
         self.absorb_fleet(&who, &Subject::ALL[..3]).await;
         let counted = Subject::counted(Factor::Password);
         if let Err(blocked) = self.guard.check(&who, counted, Instant::now()) {
-            crate::metrics::METRICS.refused_by_block(blocked.subject);
+            crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
             let started = self.failed(&who, counted, &password);
             let why = format!("throttle: {blocked}");
             self.web_refused(&who, address, CredentialKind::Unknown, why, &started, None)
@@ -289,7 +290,7 @@ impl Authenticator {
         let secret = Secret::new(code.trim().to_owned());
         self.absorb_fleet(&who, counted).await;
         if let Err(blocked) = self.guard.check(&who, checked, Instant::now()) {
-            crate::metrics::METRICS.refused_by_block(blocked.subject);
+            crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
             crate::metrics::METRICS.code_check(purpose.as_str(), "blocked");
             // Attempts during the block still count: the block grows while they go on.
             let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
@@ -403,7 +404,10 @@ impl Authenticator {
             .unwrap_or(jiff::SignedDuration::from_secs(900));
         Some(Alert {
             address: mailbox.address.clone(),
-            email_to: mailbox.email_to(alerts.email),
+            email_to: mailbox
+                .email_recipients(alerts.email, None)
+                .into_iter()
+                .next(),
             notice: Notice::said(at, said, &locale),
             quiet_since: at.checked_sub(window).unwrap_or(at),
         })
@@ -499,7 +503,7 @@ impl Authenticator {
 
 /// The stamp of a principal's page credentials: its mailbox, its password's serial (not
 /// its hash: a re-hash of the same password ends no page session) and its device.
-fn stamp(p: &super::principals::Principal) -> [u8; 32] {
+fn stamp(p: &super::principal::Principal) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(&p.mailbox.id.to_le_bytes());
     h.update(&p.serial.to_le_bytes());

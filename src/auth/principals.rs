@@ -24,33 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+pub use super::principal::Principal;
 use super::sessions::Sessions;
 use crate::policy::Mailbox;
-use crate::store::{LoginEntry, PrincipalSource, StoreError};
+use crate::store::{PrincipalSource, StoreError};
 
 /// Feed entries read per query while catching up.
 const FEED_BATCH: u32 = 10_000;
-
-/// One login name.
-#[derive(Debug)]
-pub struct Principal {
-    /// The mailbox it opens.
-    pub mailbox: Arc<Mailbox>,
-    /// Its own main password hash.
-    pub hash: String,
-    /// Its password serial (moves when the password is set, not when re-hashed).
-    pub serial: i64,
-}
-
-impl Principal {
-    fn of(entry: LoginEntry) -> Arc<Principal> {
-        Arc::new(Principal {
-            mailbox: Arc::new(entry.mailbox),
-            hash: entry.password_hash,
-            serial: entry.password_serial,
-        })
-    }
-}
 
 /// A found name in the ring.
 #[derive(Debug)]
@@ -426,7 +406,7 @@ impl Principals {
         f.mark = mark;
         f.seq = seq;
         drop(f);
-        let now = super::authenticator::now();
+        let now = crate::clock::now();
         for id in &changed {
             self.sessions
                 .review(*id, |login| self.get(login).ok().flatten(), now);
@@ -451,7 +431,7 @@ impl Principals {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
-    use crate::store::HistoryBatch;
+    use crate::store::{HistoryBatch, LoginEntry};
 
     use jiff::Timestamp;
     use jiff::tz::TimeZone;

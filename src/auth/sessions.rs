@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tokio::sync::Notify;
 
-use super::principals::Principal;
+use super::principal::Principal;
 use crate::policy::Protocol;
 use crate::policy::login::{Attempt, ListenerKind, Matched, Outcome, Reason, decide};
 
@@ -230,7 +230,7 @@ impl SessionWatch {
                 state.deadline
             };
             let wait = deadline.map(|d| {
-                let left = d.duration_since(super::authenticator::now());
+                let left = d.duration_since(crate::clock::now());
                 std::time::Duration::try_from(left).unwrap_or_default()
             });
             match wait {
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn review_follows_the_login_rule() {
-        let now = crate::auth::authenticator::now();
+        let now = crate::clock::now();
         let zone = TimeZone::UTC;
         let app = grant(Matched::App(3));
         let ok = principal(Some(far()));
@@ -418,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn a_review_ends_only_the_sessions_it_refuses_and_only_of_that_mailbox() {
         let sessions = Sessions::new(TimeZone::UTC);
-        let now = crate::auth::authenticator::now();
+        let now = crate::clock::now();
         let before = principal(None);
         let with_app = principal(Some(far()));
         let app = sessions.open(grant(Matched::App(3)), |_| Some(Arc::clone(&with_app)), now);
@@ -452,7 +452,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_its_app_passwords_expiry_unless_postponed() {
         let sessions = Sessions::new(TimeZone::UTC);
-        let now = crate::auth::authenticator::now();
+        let now = crate::clock::now();
         let soon = now + jiff::SignedDuration::from_secs(60);
         let expiring = principal(Some(soon));
         let watch = sessions.open(grant(Matched::App(3)), |_| Some(Arc::clone(&expiring)), now);

@@ -187,7 +187,7 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>, lo
             };
             // Mailbox 0's password is valid now (it is checked at the real time).
             let at = if i == 0 {
-                sentinella::auth::now()
+                sentinella::clock::now()
             } else {
                 created
             };

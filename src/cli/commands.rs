@@ -11,6 +11,7 @@ use super::{
     ApiTokenCommand, AppPasswordCommand, Cli, CliError, Command, ImportFileFormat, MailboxCommand,
     MigrationStep, NoticesCommand, StoreCommand, TwoFactorCommand,
 };
+use crate::clock::now;
 use crate::config::Config;
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Manager};
@@ -37,11 +38,6 @@ impl Ctx {
             zone,
         })
     }
-}
-
-/// Now, to the whole second (policy time is whole seconds, as stored).
-fn now() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// Who is running the command, for the events: the user `sudo` was run by, else the
@@ -152,8 +148,17 @@ fn api_token(cli: &Cli, cmd: &ApiTokenCommand) -> Result<Output, CliError> {
 
 fn serve(cli: &Cli) -> Result<Output, CliError> {
     let config = Config::load(&cli.config)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // rustls warns for every client that names the server by IP address in its SNI (many
+    // do, connecting to an address): a line per connection with nothing wrong. Quiet
+    // unless the operator asks for rustls's logs by name.
+    if !wanted.contains("rustls")
+        && let Ok(quiet) = "rustls::msgs::handshake=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

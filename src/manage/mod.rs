@@ -348,7 +348,7 @@ impl Manager {
             m.version += 1;
         }
         tx.save_mailbox(&m, now)?;
-        let to: Vec<String> = m.email_to(email).into_iter().collect();
+        let to = m.email_recipients(email, record.also_email.as_deref());
         journal(&mut *tx, actor, &address, now, record, &to, &locale)?;
         tx.commit()?;
         Ok((out, m))
@@ -373,9 +373,7 @@ fn journal(
         detail: record.detail,
     })?;
     if let Some(said) = record.notice {
-        let mut to = email_to.to_vec();
-        to.extend(record.also_email);
-        tx.record_notice(address, &Notice::said(now, said, locale), &to, now)?;
+        tx.record_notice(address, &Notice::said(now, said, locale), email_to, now)?;
     }
     Ok(())
 }

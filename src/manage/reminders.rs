@@ -46,7 +46,7 @@ impl Manager {
                 };
                 let before: Vec<_> = m.app_passwords.iter().map(|a| a.next_reminder_at).collect();
                 let reminders = m.take_due_reminders(now, &s);
-                let email_to: Vec<String> = m.email_to(s_email).into_iter().collect();
+                let email_to = m.email_recipients(s_email, None);
                 let mut wrote = false;
                 for r in &reminders {
                     let mut latest = false;

@@ -130,6 +130,38 @@ fn every_event_names_its_actor() {
 }
 
 #[test]
+fn without_a_relay_no_notice_is_queued_for_e_mail_not_even_to_the_old_contact() {
+    let t = t0();
+    let (dir, _m, location) = super::testing::manager();
+    let settings = crate::manage::ManageSettings {
+        policy: PolicySettings::default(),
+        totp_issuer: "Sentinella".into(),
+        hash_cost: crate::auth::HashCost::CHEAP,
+        seal_key: dir.path().join("s.key"),
+        email: false,
+        language: crate::wording::Language::It,
+    };
+    let mut m = Manager::new(location.open_manage().unwrap(), settings).unwrap();
+    let op = operator();
+    m.add_mailbox(
+        &op,
+        ADDR,
+        Plan::Standard,
+        Some("old@example.com"),
+        &mut yes("main-password"),
+        t,
+    )
+    .unwrap();
+    m.set_contact(&op, ADDR, "new@example.com", t).unwrap();
+    let notices = m.notices(ADDR).unwrap().notices;
+    assert_eq!(notices[0].kind, crate::store::NoticeKind::ContactChanged);
+    assert!(
+        notices.iter().all(|n| n.deliveries.is_empty()),
+        "avvisi only: {notices:?}"
+    );
+}
+
+#[test]
 fn contact_changes_and_postponing_tell_the_owner() {
     let (op, t) = (operator(), t0());
     let (_d, mut m) = with_mailbox(Plan::Standard, Some("old@example.com"), t);

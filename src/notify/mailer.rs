@@ -261,8 +261,7 @@ pub(crate) fn spawn(location: StoreLocation, settings: crate::live::Live<MailerS
             }
         };
         loop {
-            let now = Timestamp::from_second(Timestamp::now().as_second())
-                .unwrap_or(Timestamp::UNIX_EPOCH);
+            let now = crate::clock::now();
             let settings = settings.load_full();
             if let Err(e) = round(&store, &settings, now).await {
                 tracing::error!(error = %e, "the mailer failed a round; trying again shortly");

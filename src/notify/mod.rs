@@ -9,8 +9,7 @@ pub(crate) mod mailer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
-
+use crate::clock::now;
 use crate::live::Live;
 use crate::manage::{ManageSettings, Manager};
 use crate::store::{Job, JobLease, StoreLocation};
@@ -60,9 +59,4 @@ pub(crate) fn spawn(store: StoreLocation, settings: Live<ManageSettings>, every:
             tokio::time::sleep(pause).await;
         }
     });
-}
-
-/// Now, to the whole second (policy time).
-fn now() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH)
 }

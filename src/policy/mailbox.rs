@@ -219,11 +219,20 @@ impl Mailbox {
         }
     }
 
-    /// Where a notice about the mailbox is e-mailed: its contact, when notices are
-    /// e-mailed at all (`email_on`) — "a mailbox without a contact address gets avvisi
-    /// only".
-    pub fn email_to(&self, email_on: bool) -> Option<String> {
-        self.contact.clone().filter(|_| email_on)
+    /// Who a notice about the mailbox is e-mailed to — the one rule, for every notice and
+    /// alert: nobody when notices are not e-mailed at all (`email_on`: a relay is
+    /// configured); else its contact ("a mailbox without a contact address gets avvisi
+    /// only") and `also` (a contact being replaced, told of the change).
+    pub fn email_recipients(&self, email_on: bool, also: Option<&str>) -> Vec<String> {
+        if !email_on {
+            return Vec::new();
+        }
+        self.contact
+            .iter()
+            .map(String::as_str)
+            .chain(also.filter(|a| Some(*a) != self.contact.as_deref()))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Whether two-step verification is on.

@@ -6,6 +6,7 @@
 //! - [`app_password`]: generating, formatting and recognising app passwords.
 //! - [`mailbox`]: a mailbox's state and every management action on it.
 //! - [`login`]: the login decision table.
+//! - [`notice`]: what a notice to the owner says, as data (`wording` puts it in words).
 //! - [`abuse`]: the abuse model — what a failure counts against, blocks, what a
 //!   success clears.
 
@@ -14,6 +15,7 @@ pub mod app_password;
 pub mod login;
 pub mod mailbox;
 pub mod names;
+pub mod notice;
 pub mod period;
 pub mod totp;
 

@@ -26,6 +26,7 @@ use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::{AuthenticateDataCodec, CommandCodec};
 use zeroize::Zeroizing;
 
+use super::Event;
 use super::sasl::{self, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
 pub use super::{Action, Settings};
 use crate::auth::Credentials;
@@ -277,6 +278,7 @@ impl ImapFrontend {
                 r.split(|b| *b == b' ').nth(1) == Some(b"BAD".as_slice())
             }) {
                 out.extend(actions);
+                out.push(Action::Report(Event::TooManyBadCommands));
                 let done = self.close_with(Vec::new(), "* BYE Too many invalid commands");
                 out.extend(done);
                 return;

@@ -63,14 +63,15 @@ impl BadCommands {
         self.seen = self
             .seen
             .saturating_add(u32::try_from(bad).unwrap_or(u32::MAX));
-        let over = self.seen >= max.max(1);
-        if over {
-            crate::metrics::METRICS
-                .bad_command_closes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        over
+        self.seen >= max.max(1)
     }
+}
+
+/// What happened in a front end that is worth counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Too many bad commands before login: the front end closes the connection.
+    TooManyBadCommands,
 }
 
 /// What the driver must do.
@@ -86,6 +87,9 @@ pub enum Action {
     Authenticate(Credentials),
     /// Close the connection (after sending any queued replies).
     Close,
+    /// Something the driver may count or log; nothing to do on the wire. (A front end
+    /// has no globals: the session turns these into metrics.)
+    Report(Event),
 }
 
 /// The protocol's last word to a relayed session whose login is refused now (access

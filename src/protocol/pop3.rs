@@ -8,7 +8,7 @@
 use zeroize::Zeroizing;
 
 use super::sasl::{SaslExchange, SaslStep};
-use super::{Action, Frontend, LineBuffer, Settings};
+use super::{Action, Event, Frontend, LineBuffer, Settings};
 use crate::auth::Credentials;
 use crate::auth::credentials::Mechanism;
 
@@ -109,6 +109,7 @@ impl Pop3Frontend {
                     && !r.starts_with(UNAVAILABLE.as_bytes())
             }) {
                 out.extend(actions);
+                out.push(Action::Report(Event::TooManyBadCommands));
                 let done = self.close_with(Vec::new(), "-ERR Too many invalid commands");
                 out.extend(done);
                 return;

@@ -10,7 +10,7 @@
 use zeroize::Zeroizing;
 
 use super::sasl::{SaslExchange, SaslStep};
-use super::{Action, Frontend, LineBuffer, Settings};
+use super::{Action, Event, Frontend, LineBuffer, Settings};
 use crate::auth::Credentials;
 
 /// RFC 4954 / SPEC: the one text for every refused login.
@@ -147,6 +147,7 @@ impl SmtpFrontend {
                 r.first() == Some(&b'5') && !r.starts_with(b"535")
             }) {
                 out.extend(actions);
+                out.push(Action::Report(Event::TooManyBadCommands));
                 let done = self.close_with(
                     Vec::new(),
                     "421 4.7.0 Too many invalid commands, closing connection",

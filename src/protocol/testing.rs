@@ -12,6 +12,7 @@ pub fn render(actions: &[Action]) -> String {
             Action::Reply(b) => s.push_str(&String::from_utf8_lossy(b)),
             Action::StartTls => s.push_str("<STARTTLS>"),
             Action::Close => s.push_str("<CLOSE>"),
+            Action::Report(_) => {}
             Action::Authenticate(c) => s.push_str(&format!(
                 "<AUTH {}:{}:{:?}>",
                 c.login,
@@ -63,7 +64,7 @@ pub fn drive<F: Frontend + ?Sized>(fe: &mut F, chunks: &[&[u8]]) -> String {
                         out.push_str(&render(&pending));
                         return out;
                     }
-                    Action::Reply(_) => {}
+                    Action::Reply(_) | Action::Report(_) => {}
                 }
             }
             out.push_str(&render(&pending));

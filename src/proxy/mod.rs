@@ -13,6 +13,7 @@
 //! accept errors. SIGINT or SIGTERM stops the accept loops; open sessions get
 //! `limits.shutdown_grace` to finish before the process exits.
 
+mod admin;
 pub mod relay;
 pub mod session;
 pub mod stream;
@@ -338,7 +339,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     if let Some(addr) = config.admin.bind {
         let socket = bind_https("admin", addr).await?;
-        let app = crate::metrics::admin_router(config.store_location());
+        let app = admin::admin_router(config.store_location());
         tracing::info!(address = %addr, "admin listener (metrics, health) listening");
         // The page's timeouts; a few connections are all a metrics agent and the service
         // manager need (on loopback, every client is one address).
@@ -445,7 +446,7 @@ impl Reloadable {
         }
         for key in restart {
             tracing::warn!(
-                key,
+                key = %key,
                 "SIGHUP: changed in the configuration file but needs a restart; not applied"
             );
         }
@@ -724,7 +725,7 @@ fn admit(
 ) -> Option<AddressSlot> {
     let name = &listener.config.name;
     if shared.auth.address_blocked(client.ip()) {
-        crate::metrics::METRICS.refused_by_block(crate::policy::abuse::Subject::Address);
+        crate::metrics::METRICS.refused_by_block(crate::policy::abuse::Subject::Address.as_str());
         tracing::debug!(listener = %name, peer = %client, "blocked client: connection closed");
         return None;
     }

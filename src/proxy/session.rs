@@ -23,7 +23,7 @@ use crate::policy::login::{ListenerKind, Outcome};
 use crate::protocol::imap::ImapFrontend;
 use crate::protocol::pop3::Pop3Frontend;
 use crate::protocol::smtp::SmtpFrontend;
-use crate::protocol::{Action, Frontend, Settings};
+use crate::protocol::{Action, Event, Frontend, Settings};
 
 /// Why a session ended before it was relayed.
 #[derive(Debug, PartialEq, Eq)]
@@ -255,6 +255,11 @@ where
                     let _ = client.shutdown().await;
                     return Err(SessionEnd::Closed);
                 }
+                Action::Report(Event::TooManyBadCommands) => {
+                    crate::metrics::METRICS
+                        .bad_command_closes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Action::StartTls => {
                     client.flush().await.map_err(io_end)?;
                     let Conn::Plain(io) = client else {
@@ -400,7 +405,7 @@ mod tests {
             PolicySettings::default(),
             Plan::Standard,
             None,
-            crate::auth::authenticator::now(),
+            crate::clock::now(),
         );
         let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
         tls::ensure_certificate(&cert, &key, &[]).unwrap();

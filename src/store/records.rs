@@ -12,7 +12,8 @@ use crate::policy::Mailbox;
 use crate::policy::json_time;
 use crate::policy::login::{AccessResult, CredentialKind};
 use crate::policy::names::{Channel, UnknownName, named_enum};
-use crate::wording::{Locale, Said};
+pub use crate::policy::notice::NoticeKind;
+use crate::policy::notice::Said;
 
 /// Who did a management action: recorded with every event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,27 +112,6 @@ named_enum! {
 }
 
 named_enum! {
-    /// What a notice to the owner is about.
-    pub enum NoticeKind {
-        /// The main password changed.
-        PasswordChanged = "password-changed",
-        /// Two-step verification or its device changed.
-        TwoFactor = "two-factor",
-        /// The app password was generated, replaced, postponed or deactivated.
-        AppPassword = "app-password",
-        /// The contact e-mail changed.
-        ContactChanged = "contact-changed",
-        /// The main password was used in a mail program while 2FA is on.
-        MainPasswordUsed = "main-password-used",
-        /// An app password expires soon, or expired.
-        ExpiryReminder = "expiry-reminder",
-        /// Wrong 2FA codes blocked the mailbox's code step: someone who knows the main
-        /// password is trying codes.
-        CodesGuessed = "codes-guessed",
-    }
-}
-
-named_enum! {
     /// The records that are kept for a while, then deleted (retention).
     pub enum Kept {
         /// The access history.
@@ -225,23 +205,6 @@ impl Notice {
             said: None,
             deliveries: Vec::new(),
         }
-    }
-
-    /// A notice of what was `said`, in `locale`'s words.
-    pub fn said(at: Timestamp, said: Said, locale: &Locale) -> Self {
-        Notice {
-            message: said.render(locale),
-            said: Some(said.clone()),
-            ..Notice::new(at, said.kind(), "")
-        }
-    }
-
-    /// Its text for a reader in `locale` (the words first written, when what it said was
-    /// not kept).
-    pub fn text(&self, locale: &Locale) -> String {
-        self.said
-            .as_ref()
-            .map_or_else(|| self.message.clone(), |s| s.render(locale))
     }
 }
 

@@ -96,7 +96,8 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         while let Some((tcp, peer)) = crate::proxy::accept(&socket, &mut stop, name).await {
             if guard.as_ref().is_some_and(|g| g.address_blocked(peer.ip())) {
-                crate::metrics::METRICS.refused_by_block(crate::policy::abuse::Subject::Address);
+                crate::metrics::METRICS
+                    .refused_by_block(crate::policy::abuse::Subject::Address.as_str());
                 tracing::debug!(listener = name, %peer, "blocked client: connection closed");
                 continue;
             }

@@ -12,12 +12,12 @@ use tokio_postgres::types::ToSql;
 use crate::policy::Mailbox;
 use crate::policy::app_password::AppPassword;
 use crate::policy::login::AccessResult;
+use crate::policy::notice::Said;
 use crate::store::rows::{AppRow, MailboxRow, ts};
 use crate::store::{
     AccessRecord, AppPasswordUse, Delivery, Event, HistoryBatch, LoginEntry, Notice, OutgoingEmail,
     StoreError, ThrottleCount, UserAccount,
 };
-use crate::wording::Said;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 

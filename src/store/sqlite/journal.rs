@@ -5,8 +5,8 @@ use rusqlite::{Connection, params};
 use super::{secs, ts};
 use jiff::Timestamp;
 
+use crate::policy::notice::Said;
 use crate::store::{Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError};
-use crate::wording::Said;
 
 pub(super) fn record_event(conn: &Connection, e: &Event) -> Result<(), StoreError> {
     conn.prepare_cached(

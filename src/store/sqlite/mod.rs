@@ -694,19 +694,18 @@ mod tests {
     fn an_e_mail_is_taken_by_one_mailer_and_what_was_said_is_kept() {
         let (dir, mut s) = store();
         let mut other = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
-        let said = crate::wording::Said::TwoFactorOn;
-        let locale = crate::wording::Locale {
-            language: crate::wording::Language::It,
-            zone: jiff::tz::TimeZone::UTC,
+        let said = crate::policy::notice::Said::TwoFactorOn;
+        let notice = Notice {
+            said: Some(said.clone()),
+            ..Notice::new(
+                at(T0),
+                said.kind(),
+                "La verifica in 2 passaggi è stata attivata.",
+            )
         };
         let mut tx = s.begin().unwrap();
-        tx.record_notice(
-            "a@b.it",
-            &Notice::said(at(T0), said.clone(), &locale),
-            &["owner@example.com".into()],
-            at(T0),
-        )
-        .unwrap();
+        tx.record_notice("a@b.it", &notice, &["owner@example.com".into()], at(T0))
+            .unwrap();
         tx.commit().unwrap();
         let due = s.due_emails(at(T0), 10).unwrap();
         assert_eq!(due.len(), 1);

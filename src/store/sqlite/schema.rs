@@ -157,7 +157,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
     CREATE INDEX outbox_by_notice ON outbox(notice_id);
     "#,
-    // 8: what a notice said, kept apart from its words (JSON of `wording::Said`), so it
+    // 8: what a notice said, kept apart from its words (JSON of `policy::notice::Said`), so it
     // can be shown in another language; `message` stays the text as first written.
     r#"
     ALTER TABLE notices ADD COLUMN said TEXT;

@@ -1,0 +1,130 @@
+//! What a notice to the owner says, as data: what happened ([`Said`]) and what it is about
+//! ([`NoticeKind`]). The store keeps it; `wording` puts it into words in the reader's
+//! language. Nothing here renders text.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::Period;
+use super::names::named_enum;
+
+named_enum! {
+    /// What a notice to the owner is about.
+    pub enum NoticeKind {
+        /// The main password changed.
+        PasswordChanged = "password-changed",
+        /// Two-step verification or its device changed.
+        TwoFactor = "two-factor",
+        /// The app password was generated, replaced, postponed or deactivated.
+        AppPassword = "app-password",
+        /// The contact e-mail changed.
+        ContactChanged = "contact-changed",
+        /// The main password was used in a mail program while 2FA is on.
+        MainPasswordUsed = "main-password-used",
+        /// An app password expires soon, or expired.
+        ExpiryReminder = "expiry-reminder",
+        /// Wrong 2FA codes blocked the mailbox's code step: someone who knows the main
+        /// password is trying codes.
+        CodesGuessed = "codes-guessed",
+    }
+}
+
+/// Which expiry reminder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "at")]
+pub enum Reminder {
+    /// Postponing has opened.
+    PostponeOpens,
+    /// This long before expiry.
+    Before {
+        /// How long.
+        period: Period,
+    },
+    /// On expiry.
+    Expired,
+}
+
+/// An app password whose scope narrowed with the mailbox's protocols.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NarrowedTo {
+    /// Its name.
+    pub name: String,
+    /// What it works with now (the protocol names, comma-separated); empty: nothing.
+    pub scope: String,
+}
+
+/// What a notice tells the owner, before it is put into words. (The fields are named for
+/// what they hold.)
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "said")]
+pub enum Said {
+    /// An app password was generated.
+    AppPasswordGenerated { name: String },
+    /// An app password was generated anew; the previous one no longer works.
+    AppPasswordRegenerated { name: String },
+    /// An app password's expiry was postponed.
+    AppPasswordPostponed { name: String, until: Timestamp },
+    /// App passwords were deactivated.
+    AppPasswordsDeactivated { names: Vec<String> },
+    /// Protocols were disabled and these app passwords work with less, or not at all.
+    ProtocolsNarrowed { passwords: Vec<NarrowedTo> },
+    /// The main password was changed.
+    MainPasswordChanged,
+    /// The contact address changed (`old` absent: there was none).
+    ContactChanged { old: Option<String>, new: String },
+    /// 2FA was turned on.
+    TwoFactorOn,
+    /// 2FA was turned off.
+    TwoFactorOff,
+    /// A new device was confirmed.
+    DeviceReplaced,
+    /// Replacing the device started, authorised from the current one.
+    ReplaceStarted,
+    /// An operator started replacing the device without a code from the current one.
+    ReplaceByOperator,
+    /// The main password was used in a mail program while 2FA is on.
+    MainPasswordUsed {
+        at: Timestamp,
+        client: String,
+        protocol: String,
+        login: String,
+    },
+    /// Wrong 2FA codes blocked the mailbox's code step.
+    CodesGuessed {
+        at: Timestamp,
+        client: String,
+        tries: u32,
+        blocked_seconds: u64,
+    },
+    /// An app password's expiry is near, or has come.
+    Reminder {
+        name: String,
+        expires_at: Timestamp,
+        #[serde(flatten)]
+        reminder: Reminder,
+    },
+}
+
+impl Said {
+    /// The notice's kind (what the CLI filters and the subject names).
+    pub fn kind(&self) -> NoticeKind {
+        match self {
+            Said::AppPasswordGenerated { .. }
+            | Said::AppPasswordRegenerated { .. }
+            | Said::AppPasswordPostponed { .. }
+            | Said::AppPasswordsDeactivated { .. }
+            | Said::ProtocolsNarrowed { .. } => NoticeKind::AppPassword,
+            Said::MainPasswordChanged => NoticeKind::PasswordChanged,
+            Said::ContactChanged { .. } => NoticeKind::ContactChanged,
+            Said::TwoFactorOn
+            | Said::TwoFactorOff
+            | Said::DeviceReplaced
+            | Said::ReplaceStarted
+            | Said::ReplaceByOperator => NoticeKind::TwoFactor,
+            Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,
+            Said::Reminder { .. } => NoticeKind::ExpiryReminder,
+            Said::CodesGuessed { .. } => NoticeKind::CodesGuessed,
+        }
+    }
+}

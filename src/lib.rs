@@ -23,6 +23,8 @@
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
 //! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
+//! - `admission`: what every listener (mail and HTTP) does before serving a connection:
+//!   accept with back-off, connections counted per client network.
 //! - `service`: the service manager's notify protocol (READY / RELOADING / STOPPING).
 //! - `notify`: the notice jobs — expiry reminders on a schedule, the e-mail outbox.
 //! - [`cli`]: the `sentinella` command line, a front door over [`manage`].
@@ -39,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admission;
 pub mod api;
 mod audit;
 pub mod auth;

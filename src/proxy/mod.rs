@@ -27,6 +27,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use tokio::net::TcpListener;
+
+use crate::admission::{AddressSlot, PerAddress, accept};
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
@@ -446,7 +448,7 @@ impl Reloadable {
         }
         for key in restart {
             tracing::warn!(
-                key = %key,
+                key = key.as_str(),
                 "SIGHUP: changed in the configuration file but needs a restart; not applied"
             );
         }
@@ -566,57 +568,6 @@ async fn wait_for_signal(running: &mut Reloadable) {
     }
 }
 
-/// Open connections per client network (IPv4 address / IPv6 /64): one table over all the
-/// mail listeners, and one for each HTTP listener (`crate::web::listener`).
-pub struct PerAddress {
-    open: dashmap::DashMap<u128, u32>,
-    /// A reload may change it; connections already open stay.
-    max: std::sync::atomic::AtomicU32,
-}
-
-/// One connection counted in [`PerAddress`]; uncounted when dropped.
-pub struct AddressSlot {
-    table: Arc<PerAddress>,
-    key: u128,
-}
-
-impl PerAddress {
-    /// A table allowing `max` connections per client network.
-    pub(crate) fn new(max: u32) -> Self {
-        PerAddress {
-            open: dashmap::DashMap::new(),
-            max: std::sync::atomic::AtomicU32::new(max),
-        }
-    }
-
-    fn set_max(&self, max: u32) {
-        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// A slot for a connection from `ip`, or `None` if that address has too many open.
-    pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let key = crate::policy::abuse::network(ip);
-        let mut n = self.open.entry(key).or_insert(0);
-        if *n >= self.max.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            table: Arc::clone(self),
-            key,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        self.table.open.remove_if_mut(&self.key, |_, n| {
-            *n -= 1;
-            *n == 0
-        });
-    }
-}
-
 /// Connection ids, one sequence over every listener (so a log line's id names one
 /// connection).
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -685,33 +636,6 @@ async fn accept_loop(
             .instrument(span)
             .await;
         });
-    }
-}
-
-/// How long an accept loop waits after a failed accept before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The next connection on `socket`, or `None` once `stop` turns — every accept loop (the
-/// mail listeners', the web page's, the API's, the admin's) takes its connections here.
-/// An accept error (EMFILE / ENFILE at the file limit, and friends) is logged and backed
-/// off from: retried at once, a full file table would spin a core and flood the log.
-pub(crate) async fn accept(
-    socket: &TcpListener,
-    stop: &mut watch::Receiver<bool>,
-    listener: &str,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => return None,
-            a = socket.accept() => a,
-        };
-        match accepted {
-            Ok(x) => return Some(x),
-            Err(e) => {
-                tracing::warn!(listener, error = %e, "accept failed; backing off");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
     }
 }
 

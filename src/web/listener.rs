@@ -8,7 +8,7 @@
 //!   permits held by the connection's task; the per-address table is the mail listeners'
 //!   [`PerAddress`]). Over either, the connection is closed unread, logged at debug and
 //!   counted (`sentinella_web_connections_refused_total`). Accept errors back off
-//!   ([`crate::proxy::accept`]).
+//!   ([`crate::admission::accept`]).
 //! - **TLS handshake** within `tls_handshake_timeout`.
 //! - **Request head** within `header_timeout`: from the end of the handshake for the
 //!   first request, from its first byte for the next ones.
@@ -48,7 +48,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::proxy::{AddressSlot, PerAddress};
+use crate::admission::{AddressSlot, PerAddress};
 
 /// How an HTTP listener bounds its connections (`[web]`; the admin listener takes the
 /// timeouts with a small fixed bound).
@@ -94,7 +94,7 @@ pub(crate) fn spawn(
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
     tokio::spawn(async move {
-        while let Some((tcp, peer)) = crate::proxy::accept(&socket, &mut stop, name).await {
+        while let Some((tcp, peer)) = crate::admission::accept(&socket, &mut stop, name).await {
             if guard.as_ref().is_some_and(|g| g.address_blocked(peer.ip())) {
                 crate::metrics::METRICS
                     .refused_by_block(crate::policy::abuse::Subject::Address.as_str());

@@ -105,158 +105,98 @@ pub struct Config {
 
 /// `[store]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite database file (created on first run).
-    #[serde(default = "default_store_path")]
     pub path: PathBuf,
     /// Key for upstream secrets at rest (32 random bytes, created mode 0600 on first use).
-    #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
     /// A PostgreSQL database instead of the SQLite file (`postgres://user@host:port/db`,
     /// `?sslmode=require` for TLS), shared by a fleet of proxies. Never with a password in
     /// it: that comes from `password_file` or `SENTINELLA_STORE_PASSWORD`.
-    #[serde(default)]
     pub url: Option<String>,
     /// A file holding the PostgreSQL password (mode 0600).
-    #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// PEM certificates to trust for TLS to PostgreSQL, besides the system's.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// PostgreSQL connections this process keeps, at most.
-    #[serde(default = "default_pool_size")]
     pub pool_size: usize,
-}
-
-fn default_pool_size() -> usize {
-    16
-}
-
-fn default_store_path() -> PathBuf {
-    PathBuf::from("sentinella.db")
-}
-fn default_key_file() -> PathBuf {
-    PathBuf::from("sentinella.key")
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            path: default_store_path(),
-            key_file: default_key_file(),
+            path: PathBuf::from("sentinella.db"),
+            key_file: PathBuf::from("sentinella.key"),
             url: None,
             password_file: None,
             ca_file: None,
-            pool_size: default_pool_size(),
+            pool_size: 16,
         }
     }
 }
 
 /// `[notices]`: what the owner is told, and how often.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NoticesConfig {
     /// At most one "main password used in a mail program while 2FA is on" alert per
     /// mailbox per this period (SPEC: at most once a day).
-    #[serde(default = "default_main_password_alert_every")]
     pub main_password_alert_every: Period,
     /// How long notices are kept (default a year).
-    #[serde(default = "default_notices_retention")]
     pub retention: Period,
     /// The language notices and their e-mails are written in: `it` (default) or `en`.
-    #[serde(default)]
     pub language: crate::wording::Language,
     /// How often `serve` looks for expiry reminders that have come due (default a
     /// minute; whole seconds, without calendar months).
-    #[serde(default = "default_notices_every")]
     pub every: Period,
     /// The relay notices are e-mailed through; without it, notices stay in the avvisi.
-    #[serde(default)]
     pub smtp: Option<SmtpConfig>,
 }
 
 /// `[web]`: the owner's web page, "Gestione account", over HTTPS with the proxy's
 /// certificate.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// Where it listens; absent: no web page.
-    #[serde(default)]
     pub bind: Option<std::net::SocketAddr>,
     /// A session unused this long ends (default 15 minutes).
-    #[serde(default = "default_web_idle")]
     pub idle_timeout: Period,
     /// A session ends this long after login, used or not (default 8 hours).
-    #[serde(default = "default_web_lifetime")]
     pub session_lifetime: Period,
     /// Access-history rows per page.
-    #[serde(default = "default_web_page_rows")]
     pub history_page: u32,
     /// Connections open at once on each HTTPS listener (the page; the API's own, which
     /// takes these settings too): each holds a file descriptor the mail listeners need.
-    #[serde(default = "default_web_max_connections")]
     pub max_connections: u32,
     /// Connections open at once on each HTTPS listener from one client address (IPv6:
     /// one /64); a NAT'd office shares one.
-    #[serde(default = "default_web_max_connections_per_address")]
     pub max_connections_per_address: u32,
     /// Time to complete the TLS handshake.
-    #[serde(default = "default_web_tls_handshake_timeout")]
     pub tls_handshake_timeout: Period,
     /// Time to send a request head (the first: from the end of the handshake; the next:
     /// from its first byte).
-    #[serde(default = "default_web_header_timeout")]
     pub header_timeout: Period,
     /// Time to send a request body, from the end of its head (then 408).
-    #[serde(default = "default_web_body_timeout")]
     pub body_timeout: Period,
     /// A connection idle this long between requests is closed.
-    #[serde(default = "default_web_keep_alive_timeout")]
     pub keep_alive_timeout: Period,
-}
-
-fn default_web_idle() -> Period {
-    Period::seconds(15 * 60)
-}
-fn default_web_lifetime() -> Period {
-    Period::seconds(8 * 3600)
-}
-fn default_web_page_rows() -> u32 {
-    20
-}
-fn default_web_max_connections() -> u32 {
-    512
-}
-fn default_web_max_connections_per_address() -> u32 {
-    16
-}
-fn default_web_tls_handshake_timeout() -> Period {
-    Period::seconds(10)
-}
-fn default_web_header_timeout() -> Period {
-    Period::seconds(10)
-}
-fn default_web_body_timeout() -> Period {
-    Period::seconds(30)
-}
-fn default_web_keep_alive_timeout() -> Period {
-    Period::seconds(60)
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             bind: None,
-            idle_timeout: default_web_idle(),
-            session_lifetime: default_web_lifetime(),
-            history_page: default_web_page_rows(),
-            max_connections: default_web_max_connections(),
-            max_connections_per_address: default_web_max_connections_per_address(),
-            tls_handshake_timeout: default_web_tls_handshake_timeout(),
-            header_timeout: default_web_header_timeout(),
-            body_timeout: default_web_body_timeout(),
-            keep_alive_timeout: default_web_keep_alive_timeout(),
+            idle_timeout: Period::seconds(15 * 60),
+            session_lifetime: Period::seconds(8 * 3600),
+            history_page: 20,
+            max_connections: 512,
+            max_connections_per_address: 16,
+            tls_handshake_timeout: Period::seconds(10),
+            header_timeout: Period::seconds(10),
+            body_timeout: Period::seconds(30),
+            keep_alive_timeout: Period::seconds(60),
         }
     }
 }
@@ -296,31 +236,21 @@ pub enum LogFormat {
 /// `[api]`: the operator's HTTP API, `/api/v1/`, on the web page's listener and, with
 /// `bind`, on a listener of its own (an admin network, say).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// The bearer tokens' hashes (`sentinella api-token create NAME`); relative to the
     /// config's folder.
-    #[serde(default = "default_tokens_file")]
     pub tokens_file: PathBuf,
     /// A listener for the API alone.
-    #[serde(default)]
     pub bind: Option<std::net::SocketAddr>,
     /// Whether the web page's listener serves the API too.
-    #[serde(default = "default_true")]
     pub on_web: bool,
-}
-
-fn default_tokens_file() -> PathBuf {
-    PathBuf::from("api-tokens")
-}
-fn default_true() -> bool {
-    true
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            tokens_file: default_tokens_file(),
+            tokens_file: PathBuf::from("api-tokens"),
             bind: None,
             on_web: true,
         }
@@ -358,22 +288,19 @@ fn default_smtp_retry() -> Period {
     Period::seconds(60)
 }
 
-fn default_notices_retention() -> Period {
-    Period::months(12)
-}
-
 /// `[history]` and `[events]`: how long those records are kept (`MONTHS` by default:
 /// 6 for the access history, as the provider's Storico accessi, 24 for events).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeptConfig<const MONTHS: u32> {
     /// Records older than this are deleted in the background.
-    #[serde(default = "KeptConfig::<MONTHS>::default_retention")]
+    #[serde(default = "KeptConfig::<MONTHS>::retention")]
     pub retention: Period,
 }
 
 impl<const MONTHS: u32> KeptConfig<MONTHS> {
-    fn default_retention() -> Period {
+    /// `MONTHS` (serde's container default does not take const generics).
+    fn retention() -> Period {
         Period::months(MONTHS)
     }
 }
@@ -386,21 +313,13 @@ impl<const MONTHS: u32> Default for KeptConfig<MONTHS> {
     }
 }
 
-fn default_main_password_alert_every() -> Period {
-    Period::days(1)
-}
-
-fn default_notices_every() -> Period {
-    Period::seconds(60)
-}
-
 impl Default for NoticesConfig {
     fn default() -> Self {
         NoticesConfig {
-            main_password_alert_every: default_main_password_alert_every(),
-            retention: default_notices_retention(),
+            main_password_alert_every: Period::days(1),
+            retention: Period::months(12),
             language: crate::wording::Language::default(),
-            every: default_notices_every(),
+            every: Period::seconds(60),
             smtp: None,
         }
     }
@@ -408,107 +327,53 @@ impl Default for NoticesConfig {
 
 /// `[limits]`: what one client may cost before it is cut off.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Longest command line or literal accepted before login, in bytes.
-    #[serde(default = "default_max_line")]
     pub max_line: u32,
     /// Total bytes a client may send before it has logged in.
-    #[serde(default = "default_preauth_bytes")]
     pub preauth_bytes: u64,
     /// Time a client has to log in (TLS handshake included).
-    #[serde(default = "default_preauth_timeout")]
     pub preauth_timeout: Period,
     /// Failed logins on one connection before it is closed.
-    #[serde(default = "default_failed_logins")]
     pub failed_logins_per_connection: u32,
     /// Bad or unknown commands before login on one connection before it is closed.
-    #[serde(default = "default_bad_commands")]
     pub bad_commands_before_login: u32,
     /// Connections open at once, over all listeners.
-    #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Time to connect and log in to an upstream.
-    #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout: Period,
     /// How long `serve` waits for open sessions after SIGINT / SIGTERM.
-    #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Period,
     /// Time to complete a TLS handshake (implicit, or after STARTTLS).
-    #[serde(default = "default_tls_handshake_timeout")]
     pub tls_handshake_timeout: Period,
     /// Connections open at once from one client address (IPv6: one /64).
-    #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: u32,
     /// An IMAP session after login is closed after this long with no traffic either way
     /// (RFC 9051 5.4: at least 30 minutes, so IDLE clients survive).
-    #[serde(default = "default_idle_imap")]
     pub idle_imap: Period,
     /// The same for POP3 (RFC 1939 3: at least 10 minutes).
-    #[serde(default = "default_idle_pop3")]
     pub idle_pop3: Period,
     /// The same for SMTP submission (RFC 5321 4.5.3.2.7: 5 minutes).
-    #[serde(default = "default_idle_smtp")]
     pub idle_smtp: Period,
-}
-
-fn default_tls_handshake_timeout() -> Period {
-    Period::seconds(10)
-}
-fn default_max_connections_per_address() -> u32 {
-    100
-}
-fn default_idle_imap() -> Period {
-    Period::seconds(30 * 60)
-}
-fn default_idle_pop3() -> Period {
-    Period::seconds(10 * 60)
-}
-fn default_idle_smtp() -> Period {
-    Period::seconds(5 * 60)
-}
-
-fn default_max_line() -> u32 {
-    8 * 1024
-}
-fn default_preauth_bytes() -> u64 {
-    64 * 1024
-}
-fn default_preauth_timeout() -> Period {
-    Period::seconds(60)
-}
-fn default_failed_logins() -> u32 {
-    3
-}
-fn default_bad_commands() -> u32 {
-    10
-}
-fn default_max_connections() -> u32 {
-    10_000
-}
-fn default_upstream_timeout() -> Period {
-    Period::seconds(15)
-}
-fn default_shutdown_grace() -> Period {
-    Period::seconds(30)
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_line: default_max_line(),
-            preauth_bytes: default_preauth_bytes(),
-            preauth_timeout: default_preauth_timeout(),
-            failed_logins_per_connection: default_failed_logins(),
-            bad_commands_before_login: default_bad_commands(),
-            max_connections: default_max_connections(),
-            upstream_timeout: default_upstream_timeout(),
-            shutdown_grace: default_shutdown_grace(),
-            tls_handshake_timeout: default_tls_handshake_timeout(),
-            max_connections_per_address: default_max_connections_per_address(),
-            idle_imap: default_idle_imap(),
-            idle_pop3: default_idle_pop3(),
-            idle_smtp: default_idle_smtp(),
+            max_line: 8 * 1024,
+            preauth_bytes: 64 * 1024,
+            preauth_timeout: Period::seconds(60),
+            failed_logins_per_connection: 3,
+            bad_commands_before_login: 10,
+            max_connections: 10_000,
+            upstream_timeout: Period::seconds(15),
+            shutdown_grace: Period::seconds(30),
+            tls_handshake_timeout: Period::seconds(10),
+            max_connections_per_address: 100,
+            idle_imap: Period::seconds(30 * 60),
+            idle_pop3: Period::seconds(10 * 60),
+            idle_smtp: Period::seconds(5 * 60),
         }
     }
 }
@@ -531,62 +396,34 @@ impl LimitsConfig {
 
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// How long an app password works (default `3mo`).
-    #[serde(default = "default_validity")]
     pub app_password_validity: Period,
     /// How long before expiry postponing opens (default `14d`).
-    #[serde(default = "default_window")]
     pub postpone_window: Period,
     /// The issuer name authenticator apps show next to the code.
-    #[serde(default = "default_issuer")]
     pub totp_issuer: String,
     /// How many app passwords a mailbox may have, each named and scoped (default 1: the
     /// seeds' one password for every program).
-    #[serde(default = "default_max_app_passwords")]
     pub max_app_passwords: usize,
     /// The provider's time zone (IANA name): calendar months and days are counted, and
     /// dates shown, in it.
-    #[serde(default = "default_timezone")]
     pub timezone: String,
     /// Expiry reminders this long before expiry, besides the ones when postponing opens
     /// and on expiry.
-    #[serde(default = "default_reminders_before")]
     pub reminders_before: Vec<Period>,
-}
-
-fn default_reminders_before() -> Vec<Period> {
-    vec![Period::days(3), Period::days(1)]
-}
-
-fn default_timezone() -> String {
-    crate::policy::DEFAULT_ZONE.into()
-}
-
-fn default_max_app_passwords() -> usize {
-    1
-}
-
-fn default_validity() -> Period {
-    Period::months(3)
-}
-fn default_window() -> Period {
-    Period::days(14)
-}
-fn default_issuer() -> String {
-    "Sentinella".into()
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            app_password_validity: default_validity(),
-            postpone_window: default_window(),
-            totp_issuer: default_issuer(),
-            max_app_passwords: default_max_app_passwords(),
-            timezone: default_timezone(),
-            reminders_before: default_reminders_before(),
+            app_password_validity: Period::months(3),
+            postpone_window: Period::days(14),
+            totp_issuer: "Sentinella".into(),
+            max_app_passwords: 1,
+            timezone: crate::policy::DEFAULT_ZONE.into(),
+            reminders_before: vec![Period::days(3), Period::days(1)],
         }
     }
 }
@@ -607,27 +444,14 @@ impl PolicyConfig {
 
 /// `[argon2]`: argon2id cost for new hashes (OWASP's m=19 MiB, t=2, p=1 by default).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Argon2Config {
     /// Memory in KiB.
-    #[serde(default = "default_m")]
     pub memory_kib: u32,
     /// Passes.
-    #[serde(default = "default_t")]
     pub iterations: u32,
     /// Lanes.
-    #[serde(default = "default_p")]
     pub parallelism: u32,
-}
-
-fn default_m() -> u32 {
-    19_456
-}
-fn default_t() -> u32 {
-    2
-}
-fn default_p() -> u32 {
-    1
 }
 
 impl Argon2Config {
@@ -644,86 +468,59 @@ impl Argon2Config {
 impl Default for Argon2Config {
     fn default() -> Self {
         Argon2Config {
-            memory_kib: default_m(),
-            iterations: default_t(),
-            parallelism: default_p(),
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
         }
     }
 }
 
 /// `[tls]`: the certificate clients see.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain (created self-signed on first run if missing).
-    #[serde(default = "default_cert")]
     pub certificate: PathBuf,
     /// PEM private key.
-    #[serde(default = "default_key")]
     pub key: PathBuf,
-}
-
-fn default_cert() -> PathBuf {
-    PathBuf::from("certs/sentinella.crt")
-}
-fn default_key() -> PathBuf {
-    PathBuf::from("certs/sentinella.key")
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
-            certificate: default_cert(),
-            key: default_key(),
+            certificate: PathBuf::from("certs/sentinella.crt"),
+            key: PathBuf::from("certs/sentinella.key"),
         }
     }
 }
 
 /// `[auth]`: the verification cache and the argon2id pool.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// How long a successful verification is reused (policy is re-checked on every hit).
-    #[serde(default = "default_cache_ttl")]
     pub cache_ttl: Period,
     /// Cached verifications kept at most.
-    #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
     /// Login names (with their mailboxes) kept in memory at most; others are read from
     /// the store when they log in (one indexed read). Names that are not logins are
     /// remembered too, up to a quarter of this.
-    #[serde(default = "default_principal_entries")]
     pub principal_entries: usize,
     /// argon2id worker threads (0: one per core).
-    #[serde(default)]
     pub hash_workers: usize,
     /// Verifications waiting for a worker at most; beyond it clients get a temporary
     /// failure at once.
-    #[serde(default = "default_hash_queue")]
     pub hash_queue: usize,
-}
-
-fn default_cache_ttl() -> Period {
-    Period::seconds(3600)
-}
-fn default_cache_entries() -> usize {
-    65_536
-}
-fn default_principal_entries() -> usize {
-    65_536
-}
-fn default_hash_queue() -> usize {
-    64
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            cache_ttl: default_cache_ttl(),
-            cache_entries: default_cache_entries(),
-            principal_entries: default_principal_entries(),
+            cache_ttl: Period::seconds(3600),
+            cache_entries: 65_536,
+            principal_entries: 65_536,
             hash_workers: 0,
-            hash_queue: default_hash_queue(),
+            hash_queue: 64,
         }
     }
 }
@@ -766,81 +563,44 @@ fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
 /// `[throttle]`: the abuse model's limits (SPEC "Abuse resistance"; the rules are
 /// `policy::abuse`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Distinct wrong passwords from one address (IPv6: one /64) before it is blocked.
-    #[serde(default = "default_address_failures")]
     pub address_failures: u32,
     /// Distinct wrong passwords for one login name before it is blocked.
-    #[serde(default = "default_name_failures")]
     pub name_failures: u32,
     /// Distinct wrong passwords against one mailbox (all its login names) before its
     /// password is blocked — the right one too — for `block`, doubling up to `max_block`.
-    #[serde(default = "default_password_failures")]
     pub password_failures: u32,
     /// Distinct wrong 2FA codes of one mailbox (login, turning 2FA off, replacing or
     /// confirming the device; every address, page session and node together) before its
     /// code step is blocked — the right code too — and the owner alerted.
-    #[serde(default = "default_code_failures")]
     pub code_failures: u32,
     /// Failures older than this are forgotten.
-    #[serde(default = "default_throttle_window")]
     pub window: Period,
     /// The first block; it doubles with each further failure.
-    #[serde(default = "default_block")]
     pub block: Period,
     /// The longest block of an address.
-    #[serde(default = "default_address_max_block")]
     pub address_max_block: Period,
     /// The longest block of a login name: how long, at most, an attack on a name keeps
     /// its real owner out.
-    #[serde(default = "default_name_max_block")]
     pub name_max_block: Period,
     /// The longest block of a mailbox's password or its code step.
-    #[serde(default = "default_max_block")]
     pub max_block: Period,
-}
-
-fn default_password_failures() -> u32 {
-    5
-}
-fn default_code_failures() -> u32 {
-    5
-}
-fn default_max_block() -> Period {
-    Period::seconds(3600)
-}
-fn default_address_failures() -> u32 {
-    10
-}
-fn default_name_failures() -> u32 {
-    5
-}
-fn default_throttle_window() -> Period {
-    Period::seconds(900)
-}
-fn default_block() -> Period {
-    Period::seconds(30)
-}
-fn default_address_max_block() -> Period {
-    Period::seconds(3600)
-}
-fn default_name_max_block() -> Period {
-    Period::seconds(60)
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
-            address_failures: default_address_failures(),
-            name_failures: default_name_failures(),
-            password_failures: default_password_failures(),
-            code_failures: default_code_failures(),
-            max_block: default_max_block(),
-            window: default_throttle_window(),
-            block: default_block(),
-            address_max_block: default_address_max_block(),
-            name_max_block: default_name_max_block(),
+            address_failures: 10,
+            name_failures: 5,
+            password_failures: 5,
+            code_failures: 5,
+            max_block: Period::seconds(3600),
+            window: Period::seconds(900),
+            block: Period::seconds(30),
+            address_max_block: Period::seconds(3600),
+            name_max_block: Period::seconds(60),
         }
     }
 }
@@ -1370,7 +1130,7 @@ impl Config {
             totp_issuer: self.policy.totp_issuer.clone(),
             hash_cost: self.argon2.cost(),
             seal_key: self.key_path(),
-            email: self.notices.smtp.is_some(),
+            email: self.notices_emailed(),
             language: self.notices.language,
         }
     }
@@ -1440,13 +1200,19 @@ impl Config {
         (merged, restart)
     }
 
+    /// Whether notices are e-mailed at all: only with a relay (`[notices.smtp]`). The one
+    /// place this is decided; `Mailbox::email_recipients` applies it.
+    pub fn notices_emailed(&self) -> bool {
+        self.notices.smtp.is_some()
+    }
+
     /// What the login path takes.
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
         crate::auth::AuthSettings {
             cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
             zone: self.policy.settings().zone,
             main_password_alert_every: self.notices.main_password_alert_every,
-            email: self.notices.smtp.is_some(),
+            email: self.notices_emailed(),
             language: self.notices.language,
             cache_entries: self.auth.cache_entries,
             principal_entries: self.auth.principal_entries,

@@ -1,17 +1,22 @@
 //! What the owner is told, in their language: every notice ("avviso") is kept as what
-//! happened ([`Said`]), and rendered in Italian (the default, as the provider's pages)
-//! or English — when it is written, for the e-mail, and again for whoever reads it in
-//! another language (the web page's language switch). The one place the words live.
+//! happened ([`Said`]), and every access-history reason as its code
+//! ([`crate::policy::login::Reason`]); both are rendered here in Italian (the default, as
+//! the provider's pages) or English — when written, for the e-mail, and again for
+//! whoever reads them in another language (the web page's language switch). The one
+//! place the words live; the store keeps only the data.
 
+use std::fmt;
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+use crate::policy::abuse::{BlockNote, CodeUse, Subject};
+use crate::policy::login::Reason;
 use crate::policy::names::named_enum;
 pub use crate::policy::notice::{NarrowedTo, NoticeKind, Reminder, Said};
-use crate::policy::{Period, fmt_time};
+use crate::policy::{Period, fmt_time, fmt_zoned};
 use crate::store::Notice;
 
 named_enum! {
@@ -329,16 +334,198 @@ pub fn duration(p: Period, language: Language) -> String {
     out
 }
 
-/// How the access history begins the reason of a session ended by a change (the rest is
-/// the login refusal the change would cause now).
-pub const SESSION_ENDED: &str = "session ended: ";
-/// The history's reason for a page login completed with its code.
-pub const WEB_CODE_ACCEPTED: &str = "main password and 2FA code";
-/// The history's reason for a wrong code (followed by where it was asked).
-pub const WEB_CODE_WRONG: &str = "wrong 2FA code";
-/// The history's reason for a code used before (followed by where it was asked).
-pub const WEB_CODE_REUSED: &str = "2FA code already used";
-/// Where a code was asked, as the history says it and the owner reads it.
+/// Where a code was asked, in Italian.
+fn code_use_it(u: CodeUse) -> &'static str {
+    match u {
+        CodeUse::Login => "accesso",
+        CodeUse::Confirm => "conferma del dispositivo",
+        CodeUse::Disable => "disattivazione della verifica in 2 passaggi",
+        CodeUse::Replace => "cambio del dispositivo",
+    }
+}
+
+/// A running block, in English ("login name blocked for 30s more after …").
+fn block_running_en(b: &BlockNote) -> String {
+    let s = b.seconds;
+    match b.subject {
+        Subject::Address => format!(
+            "client {} blocked for {s}s more after repeated failed logins",
+            b.network
+        ),
+        Subject::Name => format!("login name blocked for {s}s more after repeated failed logins"),
+        Subject::Password => {
+            format!("password of the account blocked for {s}s more after repeated wrong passwords")
+        }
+        Subject::SecondFactor => {
+            format!("2FA codes of the mailbox blocked for {s}s more after repeated wrong codes")
+        }
+    }
+}
+
+/// A running block, in Italian.
+fn block_running_it(b: &BlockNote) -> String {
+    let left = duration(Period::seconds(b.seconds), Language::It);
+    match b.subject {
+        Subject::Address => format!(
+            "indirizzo {} bloccato per altri {left} dopo ripetuti accessi falliti",
+            b.network
+        ),
+        Subject::Name => {
+            format!("nome utente bloccato per altri {left} dopo ripetuti accessi falliti")
+        }
+        Subject::Password => {
+            format!(
+                "password della casella bloccata per altri {left} dopo ripetute password errate"
+            )
+        }
+        Subject::SecondFactor => format!(
+            "codici della verifica in 2 passaggi bloccati per altri {left} dopo ripetuti codici errati"
+        ),
+    }
+}
+
+/// A block an attempt started, in English.
+fn block_started_en(b: &BlockNote) -> String {
+    let s = b.seconds;
+    match b.subject {
+        Subject::Address => format!("client {} blocked for {s}s", b.network),
+        Subject::Name => format!("login name blocked for {s}s"),
+        Subject::Password => format!("password of the account blocked for {s}s"),
+        Subject::SecondFactor => format!(
+            "2FA codes of the mailbox blocked for {s}s after {} wrong codes",
+            b.failures.unwrap_or(0)
+        ),
+    }
+}
+
+/// A block an attempt started, in Italian.
+fn block_started_it(b: &BlockNote) -> String {
+    let d = duration(Period::seconds(b.seconds), Language::It);
+    match b.subject {
+        Subject::Address => format!("indirizzo {} bloccato per {d}", b.network),
+        Subject::Name => format!("nome utente bloccato per {d}"),
+        Subject::Password => format!("password della casella bloccata per {d}"),
+        Subject::SecondFactor => format!(
+            "codici della verifica in 2 passaggi bloccati per {d} dopo {} codici errati",
+            b.failures.unwrap_or(0)
+        ),
+    }
+}
+
+/// The access history's reasons in English: what the CLI, the API and the logs show (and
+/// what rows from before reasons were codes said).
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::UnknownLogin => f.write_str("unknown login name"),
+            Reason::ProtocolDisabled(p) => write!(f, "protocol {p} is not enabled for the mailbox"),
+            Reason::ArchiveNotInPlan => {
+                f.write_str("the plan does not include the security archive")
+            }
+            Reason::WrongPassword => f.write_str("wrong password"),
+            Reason::MainPasswordUnder2fa => f.write_str(
+                "main password used while two-step verification is on; an app password is required",
+            ),
+            Reason::NoActiveAppPassword => {
+                f.write_str("two-step verification is on and no app password is active")
+            }
+            Reason::WrongAppPassword => f.write_str("not the current app password"),
+            Reason::MainPasswordChanged => f.write_str("the main password was changed"),
+            Reason::AppPasswordExpired(at) => {
+                write!(f, "app password expired on {}", fmt_zoned(at))
+            }
+            Reason::OutOfScope { name, scope } => {
+                write!(f, "app password '{name}' is limited to {scope}")
+            }
+            Reason::Throttled(b) => write!(f, "throttled: {}", block_running_en(b)),
+            Reason::Overloaded => f.write_str("password verification saturated; try again later"),
+            Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
+            Reason::RefusedByUpstream => f.write_str("passed to upstream: refused there"),
+            Reason::PassedToUpstream => f.write_str("passed to upstream: accepted there"),
+            Reason::Malformed(why) => write!(f, "malformed credentials: {why}"),
+            Reason::StoreUnavailable(why) => write!(f, "store unavailable: {why}"),
+            Reason::BlocksStarted(blocks) => {
+                let parts: Vec<String> = blocks.iter().map(block_started_en).collect();
+                write!(f, "throttle: {}", parts.join("; "))
+            }
+            Reason::SessionEnded(why) => write!(f, "session ended: {why}"),
+            Reason::CodeAccepted => f.write_str("main password and 2FA code"),
+            Reason::WrongCode { purpose, reused } => write!(
+                f,
+                "{} ({})",
+                if *reused {
+                    "2FA code already used"
+                } else {
+                    "wrong 2FA code"
+                },
+                purpose.as_str()
+            ),
+            Reason::CodeBlocked { purpose, block } => write!(
+                f,
+                "2FA code ({}): throttled: {}",
+                purpose.as_str(),
+                block_running_en(block)
+            ),
+            Reason::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A reason of the access history in `language` (the page's Storico accessi).
+pub fn reason(r: &Reason, language: Language) -> String {
+    if language == Language::En {
+        return r.to_string();
+    }
+    match r {
+        Reason::UnknownLogin => "nome utente sconosciuto".into(),
+        Reason::ProtocolDisabled(p) => format!("protocollo {p} non attivo per la casella"),
+        Reason::ArchiveNotInPlan => "il piano non include l'archivio di sicurezza".into(),
+        Reason::WrongPassword => "password errata".into(),
+        Reason::MainPasswordUnder2fa => {
+            "password principale usata con la verifica in 2 passaggi attiva: serve una \
+                                         password per programmi di posta"
+                .into()
+        }
+        Reason::NoActiveAppPassword => {
+            "verifica in 2 passaggi attiva e nessuna password per programmi di posta attiva".into()
+        }
+        Reason::WrongAppPassword => "non è la password per programmi di posta attuale".into(),
+        Reason::MainPasswordChanged => "la password principale è stata cambiata".into(),
+        Reason::AppPasswordExpired(at) => format!(
+            "password per programmi di posta scaduta il {}",
+            fmt_zoned(at)
+        ),
+        Reason::OutOfScope { name, scope } => {
+            format!("la password per programmi di posta '{name}' funziona solo con {scope}")
+        }
+        Reason::Throttled(b) => format!("troppi tentativi: {}", block_running_it(b)),
+        Reason::Overloaded => "servizio momentaneamente sovraccarico".into(),
+        Reason::UpstreamUnavailable(why) => format!("server di posta non raggiungibile: {why}"),
+        Reason::RefusedByUpstream => "verificata dal server di posta: rifiutata".into(),
+        Reason::PassedToUpstream => "verificata dal server di posta: accettata".into(),
+        Reason::Malformed(why) => format!("credenziali non valide: {why}"),
+        Reason::StoreUnavailable(why) => format!("servizio non disponibile: {why}"),
+        Reason::BlocksStarted(blocks) => {
+            let parts: Vec<String> = blocks.iter().map(block_started_it).collect();
+            format!("troppi tentativi: {}", parts.join("; "))
+        }
+        Reason::SessionEnded(why) => format!("sessione chiusa: {}", reason(why, language)),
+        Reason::CodeAccepted => "password principale e codice della verifica in 2 passaggi".into(),
+        Reason::WrongCode { purpose, reused } => format!(
+            "codice della verifica in 2 passaggi {} ({})",
+            if *reused { "già usato" } else { "errato" },
+            code_use_it(*purpose)
+        ),
+        Reason::CodeBlocked { purpose, block } => format!(
+            "codice della verifica in 2 passaggi ({}): troppi tentativi: {}",
+            code_use_it(*purpose),
+            block_running_it(block)
+        ),
+        Reason::Text(text) => legacy_reason(text, language),
+    }
+}
+
+/// Where a code was asked, as rows from before reasons were codes wrote it.
 const CODE_USES: &[(&str, &str)] = &[
     ("login", "accesso"),
     ("confirm", "conferma del dispositivo"),
@@ -346,9 +533,9 @@ const CODE_USES: &[(&str, &str)] = &[
     ("replace", "cambio del dispositivo"),
 ];
 
-/// A reason from the access history, in the owner's words (the history keeps the
-/// operator's English; the page shows this).
-pub fn reason_for_owner(reason: &str, language: Language) -> String {
+/// A reason of a row from before reasons were codes (its English words, as then stored),
+/// in the owner's words.
+fn legacy_reason(reason: &str, language: Language) -> String {
     if language == Language::En {
         return reason.to_owned();
     }
@@ -394,28 +581,28 @@ pub fn reason_for_owner(reason: &str, language: Language) -> String {
             "codice della verifica in 2 passaggi errato",
         ),
         (
-            crate::policy::login::PASSED_REFUSED,
+            "passed to upstream: refused there",
             "verificata dal server di posta: rifiutata",
         ),
         (
-            crate::policy::login::PASSED_ACCEPTED,
+            "passed to upstream: accepted there",
             "verificata dal server di posta: accettata",
         ),
     ];
     if let Some((_, it)) = fixed.iter().find(|(en, _)| *en == reason) {
         return (*it).to_owned();
     }
-    if let Some(rest) = reason.strip_prefix(SESSION_ENDED) {
-        return format!("sessione chiusa: {}", reason_for_owner(rest, language));
+    if let Some(rest) = reason.strip_prefix("session ended: ") {
+        return format!("sessione chiusa: {}", legacy_reason(rest, language));
     }
     for (en, it) in CODE_USES {
         if let Some(base) = reason.strip_suffix(&format!(" ({en})")) {
-            return format!("{} ({it})", reason_for_owner(base, language));
+            return format!("{} ({it})", legacy_reason(base, language));
         }
         if let Some(rest) = reason.strip_prefix(&format!("2FA code ({en}): ")) {
             return format!(
                 "codice della verifica in 2 passaggi ({it}): {}",
-                reason_for_owner(rest, language)
+                legacy_reason(rest, language)
             );
         }
     }
@@ -626,23 +813,47 @@ mod tests {
 
     #[test]
     fn code_attempts_in_the_history_are_put_in_the_owners_words() {
-        let it = |r: &str| reason_for_owner(r, Language::It);
+        let wrong = Reason::WrongCode {
+            purpose: CodeUse::Disable,
+            reused: false,
+        };
         assert_eq!(
-            it("wrong 2FA code (disable)"),
+            reason(&wrong, Language::It),
             "codice della verifica in 2 passaggi errato (disattivazione della verifica in 2 passaggi)"
         );
+        assert_eq!(reason(&wrong, Language::En), "wrong 2FA code (disable)");
+        let reused = Reason::WrongCode {
+            purpose: CodeUse::Login,
+            reused: true,
+        };
         assert_eq!(
-            it("2FA code already used (login)"),
+            reason(&reused, Language::It),
             "codice della verifica in 2 passaggi già usato (accesso)"
         );
-        assert!(
-            it("2FA code (replace): throttle: 2FA codes of the mailbox blocked for 30s more")
-                .starts_with("codice della verifica in 2 passaggi (cambio del dispositivo): troppi tentativi: "),
+        let blocked = Reason::CodeBlocked {
+            purpose: CodeUse::Replace,
+            block: BlockNote {
+                subject: Subject::SecondFactor,
+                seconds: 30,
+                network: "192.0.2.7".into(),
+                failures: None,
+            },
+        };
+        assert_eq!(
+            reason(&blocked, Language::It),
+            "codice della verifica in 2 passaggi (cambio del dispositivo): troppi tentativi: codici della verifica in 2 passaggi bloccati per altri 30 secondi dopo ripetuti codici errati"
         );
         assert_eq!(
-            reason_for_owner("wrong 2FA code (login)", Language::En),
-            "wrong 2FA code (login)"
+            blocked.to_string(),
+            "2FA code (replace): throttled: 2FA codes of the mailbox blocked for 30s more after repeated wrong codes"
         );
+        // A row written before reasons were codes is still read, in both languages.
+        let old = Reason::Text("wrong 2FA code (login)".into());
+        assert_eq!(
+            reason(&old, Language::It),
+            "codice della verifica in 2 passaggi errato (accesso)"
+        );
+        assert_eq!(reason(&old, Language::En), "wrong 2FA code (login)");
     }
 
     #[test]
@@ -672,10 +883,15 @@ mod tests {
     }
 
     #[test]
-    fn every_refusal_reason_is_put_in_the_owners_words() {
-        use crate::policy::login::Reason;
+    fn every_reason_is_put_in_the_owners_words() {
         use crate::policy::{Protocol, ProtocolSet};
         let zoned = Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC);
+        let block = BlockNote {
+            subject: Subject::Address,
+            seconds: 30,
+            network: "203.0.113.9".into(),
+            failures: Some(10),
+        };
         let reasons = [
             Reason::UnknownLogin,
             Reason::ProtocolDisabled(Protocol::Pop3),
@@ -694,29 +910,38 @@ mod tests {
                     s
                 },
             },
-            Reason::Throttled("x".into()),
+            Reason::Throttled(block.clone()),
             Reason::Overloaded,
             Reason::UpstreamUnavailable("x".into()),
-            Reason::Malformed("x"),
+            Reason::Malformed("x".into()),
             Reason::StoreUnavailable("x".into()),
             Reason::RefusedByUpstream,
+            Reason::PassedToUpstream,
+            Reason::BlocksStarted(vec![block.clone()]),
+            Reason::SessionEnded(Box::new(Reason::WrongPassword)),
+            Reason::CodeAccepted,
         ];
         for r in reasons {
-            let en = r.to_string();
-            let it = reason_for_owner(&en, Language::It);
+            let en = reason(&r, Language::En);
+            let it = reason(&r, Language::It);
             assert_ne!(it, en, "{en} has Italian words");
-            assert_eq!(reason_for_owner(&en, Language::En), en);
+            assert_eq!(en, r.to_string());
+            // A row kept before reasons were codes, with these English words, reads the
+            // same on the page.
+            if !matches!(r, Reason::Throttled(_) | Reason::BlocksStarted(_)) {
+                assert_eq!(reason(&Reason::Text(en.clone()), Language::It), it, "{en}");
+            }
         }
         assert_eq!(
-            reason_for_owner(
-                "main password used while two-step verification is on; an app password is required",
+            reason(
+                &Reason::SessionEnded(Box::new(Reason::WrongPassword)),
                 Language::It
             ),
-            "password principale usata con la verifica in 2 passaggi attiva: serve una password per programmi di posta"
+            "sessione chiusa: password errata"
         );
         assert_eq!(
-            reason_for_owner("session ended: wrong password", Language::It),
-            "sessione chiusa: password errata"
+            Reason::BlocksStarted(vec![block]).to_string(),
+            "throttle: client 203.0.113.9 blocked for 30s"
         );
     }
 

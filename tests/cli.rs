@@ -646,7 +646,7 @@ fn serve_deletes_history_older_than_its_retention() {
         credential: CredentialKind::Main,
         app_password: None,
         result: AccessResult::Refused,
-        reason: Some(at.into()),
+        reason: Some(sentinella::policy::login::Reason::Text(at.into())),
     };
     let recent = sentinella::clock::now().to_string();
     let mut served = Served::start(|dir| {
@@ -668,7 +668,10 @@ fn serve_deletes_history_older_than_its_retention() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(kept.len(), 1, "{}", served.log());
-    assert_eq!(kept[0].reason.as_deref(), Some(recent.as_str()));
+    assert_eq!(
+        kept[0].reason,
+        Some(sentinella::policy::login::Reason::Text(recent.clone()))
+    );
     let (status, text) = served.stop();
     assert_eq!(status, Some(0));
     assert!(text.contains("retention: old records deleted"), "{text}");

@@ -198,10 +198,11 @@ fn the_store_away_is_a_temporary_failure_and_no_history_is_lost() {
         logs,
     );
     // The four refused while away were kept and written (without a mailbox: the store
-    // could not say whose the name was), with the store's reason.
+    // could not say whose the name was), with the store's reason as its code.
     let unavailable = f.pg.psql(
         "SELECT COUNT(*) FROM access_history WHERE result = 'temporary_failure' \
-         AND reason LIKE 'store unavailable%' AND login = 'mario.rossi@pec.example.it'",
+         AND reason::jsonb ->> 'code' = 'store_unavailable' \
+         AND login = 'mario.rossi@pec.example.it'",
     );
     assert_eq!(unavailable, "4");
     let h = history(&f.a);

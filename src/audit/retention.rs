@@ -146,7 +146,7 @@ mod tests {
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,
-            reason: Some(when.into()),
+            reason: Some(crate::policy::login::Reason::Text(when.into())),
         }
     }
 
@@ -189,7 +189,7 @@ mod tests {
             .history("a@b.it", 10)
             .unwrap()
             .into_iter()
-            .map(|r| r.reason.unwrap())
+            .map(|r| r.reason.unwrap().to_string())
             .collect();
         assert_eq!(kept, ["2024-04-14T12:00:00Z", "2023-10-14T22:00:00Z"]);
         // A second pass finds nothing more.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::cache::{CacheKey, VerificationCache};
-use super::guard::{Guard, Started, Who, describe_started};
+use super::guard::{Guard, Started, Who, started_reason};
 use super::pool::HashPool;
 use super::principal::Principal;
 use super::principals::Principals;
@@ -42,8 +42,7 @@ use crate::policy::Period;
 use crate::policy::abuse::{Proof, Subject};
 use crate::policy::app_password;
 use crate::policy::login::{
-    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome,
-    PASSED_ACCEPTED, Reason, decide,
+    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
 };
 use crate::policy::names::normalize_login;
 use crate::policy::{Mailbox, Protocol};
@@ -91,8 +90,8 @@ pub enum LoginResult {
         reason: Reason,
         /// The mailbox the name opens, if it is known.
         mailbox: Option<Arc<Mailbox>>,
-        /// A throttle block this attempt started (its own line in the access history).
-        block: Option<String>,
+        /// The blocks this attempt started (their own line in the access history).
+        block: Option<Reason>,
     },
     /// A temporary failure (overloaded, upstream or store unavailable).
     TemporaryFailure {
@@ -167,7 +166,7 @@ impl Verdict {
         decision: Decision,
         login: String,
         mailbox: Option<Arc<Mailbox>>,
-        block: Option<String>,
+        block: Option<Reason>,
         matched: Matched,
     ) -> Self {
         let app_password = match (matched, &mailbox) {
@@ -651,14 +650,14 @@ impl Authenticator {
         let garbage = |reason| {
             let who = Who::new(ctx.peer, &login, None);
             let started = self.failed(&who, &[Subject::Address, Subject::Name], &creds.secret);
-            let block = describe_started(&started, ctx.peer);
+            let block = started_reason(&started, ctx.peer);
             Verdict::of(refuse(reason), login.clone(), None, block, Matched::Neither)
         };
         if let Some(why) = creds.malformed {
-            return Front::Done(garbage(Reason::Malformed(why)));
+            return Front::Done(garbage(Reason::Malformed(why.into())));
         }
         let Ok(name) = normalize_login(&creds.login) else {
-            return Front::Done(garbage(Reason::Malformed("invalid login name")));
+            return Front::Done(garbage(Reason::Malformed("invalid login name".into())));
         };
         let principal = match lookup(&name) {
             Ok(p) => p,
@@ -749,12 +748,12 @@ impl Authenticator {
         now: Timestamp,
     ) -> Verdict {
         crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
-        let why = blocked.to_string();
+        let note = blocked.note();
         let decision = decide(&Attempt {
             mailbox: None,
             protocol: ctx.protocol,
             listener: ctx.kind,
-            throttled: Some(&why),
+            throttled: Some(&note),
             matched: Matched::Neither,
             now,
             zone: &self.zone,
@@ -895,7 +894,7 @@ impl Authenticator {
         secret: &Secret,
         decision: &Decision,
         matched: Matched,
-    ) -> Option<String> {
+    ) -> Option<Reason> {
         let subjects: &[Subject] = match (&decision.outcome, matched) {
             (Outcome::Refused(Reason::ProtocolDisabled(_) | Reason::ArchiveNotInPlan), _) => {
                 return None;
@@ -907,7 +906,7 @@ impl Authenticator {
             _ => return None,
         };
         let started = self.failed(who, subjects, secret);
-        describe_started(&started, who.peer)
+        started_reason(&started, who.peer)
     }
 
     /// argon2id: which stored secret the presented one matches (runs on the pool). An
@@ -985,7 +984,7 @@ impl Authenticator {
     pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
         let passed = matches!(verdict.result, LoginResult::Passed { .. });
         let (result, reason) = match verdict.outcome().recorded() {
-            (r, None) if passed => (r, Some(PASSED_ACCEPTED.to_owned())),
+            (r, None) if passed => (r, Some(Reason::PassedToUpstream)),
             other => other,
         };
         let kind = match verdict.outcome() {
@@ -997,7 +996,7 @@ impl Authenticator {
         let rec = access_record(ctx, verdict, result, reason);
         let block = match &verdict.result {
             LoginResult::Refused { block: Some(b), .. } => Some(AccessRecord {
-                reason: Some(format!("throttle: {b}")),
+                reason: Some(b.clone()),
                 credential: CredentialKind::Unknown,
                 app_password: None,
                 result: AccessResult::Refused,
@@ -1010,7 +1009,9 @@ impl Authenticator {
             .record(rec, alert, verdict.rehash.clone())
             .await;
         if let Some(b) = block {
-            tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = b.reason.as_deref().unwrap_or(""), "throttling");
+            if let Some(why) = &b.reason {
+                tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = %why, "throttling");
+            }
             self.history.record(b, None, None).await;
         }
     }
@@ -1108,7 +1109,7 @@ impl Authenticator {
         crate::metrics::METRICS
             .sessions_revoked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let why = Some(format!("{}{reason}", crate::wording::SESSION_ENDED));
+        let why = Some(Reason::SessionEnded(Box::new(reason.clone())));
         let rec = AccessRecord {
             app_password: None,
             ..access_record(ctx, verdict, AccessResult::Refused, why)
@@ -1156,7 +1157,7 @@ fn access_record(
     ctx: &LoginContext,
     verdict: &Verdict,
     result: AccessResult,
-    reason: Option<String>,
+    reason: Option<Reason>,
 ) -> AccessRecord {
     AccessRecord {
         at: now(),
@@ -1365,7 +1366,7 @@ mod tests {
         );
         assert_eq!(
             refused(&check(&f, "a b", "x").await),
-            Reason::Malformed("invalid login name")
+            Reason::Malformed("invalid login name".into())
         );
         let c = Credentials::from_wire(
             ADDR.as_bytes(),
@@ -1517,7 +1518,7 @@ mod tests {
             .expect("decided before hashing");
         let reason = refused(&v);
         assert!(
-            matches!(&reason, Reason::Throttled(why) if why.contains("127.0.0.1")),
+            matches!(&reason, Reason::Throttled(b) if b.network == "127.0.0.1"),
             "{reason:?}"
         );
         f.auth.record(&c, &v).await;
@@ -1525,8 +1526,8 @@ mod tests {
         assert!(
             history.iter().any(|r| r
                 .reason
-                .as_deref()
-                .is_some_and(|x| x.starts_with("throttled: client 127.0.0.1"))),
+                .as_ref()
+                .is_some_and(|x| x.to_string().starts_with("throttled: client 127.0.0.1"))),
             "{history:?}"
         );
         assert!(f.auth.address_blocked("127.0.0.1".parse().unwrap()));
@@ -1628,7 +1629,7 @@ mod tests {
         owner.peer = "198.51.100.7".parse().unwrap();
         let v = f.auth.check(&owner, creds(ADDR, "main-password")).await;
         assert!(
-            matches!(refused(&v), Reason::Throttled(ref why) if why.contains("password of the account")),
+            matches!(refused(&v), Reason::Throttled(ref b) if b.subject == Subject::Password),
             "{v:?}"
         );
         // The multi-user account opens the same mailbox: the same account, blocked too.
@@ -1658,7 +1659,7 @@ mod tests {
         guesses(&f, 1, "b").await;
         let v = f.auth.check(&owner, creds(ADDR, "main-password")).await;
         assert!(
-            matches!(refused(&v), Reason::Throttled(ref why) if why.contains("password of the account")),
+            matches!(refused(&v), Reason::Throttled(ref b) if b.subject == Subject::Password),
             "2 + 1 wrong passwords, whatever the app password proved between: {v:?}"
         );
     }

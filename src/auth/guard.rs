@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::policy::abuse::{Count, Limits, Proof, Subject, describe_network, network};
+use crate::policy::abuse::{BlockNote, Count, Limits, Proof, Subject, describe_network, network};
+use crate::policy::login::Reason;
 use crate::secret::Secret;
 use crate::store::ThrottleCount;
 
@@ -79,29 +80,14 @@ impl Blocked {
     pub fn seconds(&self) -> u64 {
         ceil_secs(self.left)
     }
-}
 
-impl std::fmt::Display for Blocked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.seconds();
-        match self.subject {
-            Subject::Address => write!(
-                f,
-                "client {} blocked for {s}s more after repeated failed logins",
-                self.network
-            ),
-            Subject::Name => write!(
-                f,
-                "login name blocked for {s}s more after repeated failed logins"
-            ),
-            Subject::Password => write!(
-                f,
-                "password of the account blocked for {s}s more after repeated wrong passwords"
-            ),
-            Subject::SecondFactor => write!(
-                f,
-                "2FA codes of the mailbox blocked for {s}s more after repeated wrong codes"
-            ),
+    /// The block as the history records it.
+    pub fn note(&self) -> BlockNote {
+        BlockNote {
+            subject: self.subject,
+            seconds: self.seconds(),
+            network: self.network.clone(),
+            failures: None,
         }
     }
 }
@@ -117,24 +103,19 @@ pub struct Started {
     pub failures: u32,
 }
 
-/// What the blocks an attempt started say, for the access history.
-pub fn describe_started(started: &[Started], peer: IpAddr) -> Option<String> {
-    let parts: Vec<String> = started
+/// The blocks an attempt started, as the access history records them (a row of their
+/// own), if it started any.
+pub fn started_reason(started: &[Started], peer: IpAddr) -> Option<Reason> {
+    let notes: Vec<BlockNote> = started
         .iter()
-        .map(|b| {
-            let s = ceil_secs(b.block);
-            match b.subject {
-                Subject::Address => format!("client {} blocked for {s}s", describe_network(peer)),
-                Subject::Name => format!("login name blocked for {s}s"),
-                Subject::Password => format!("password of the account blocked for {s}s"),
-                Subject::SecondFactor => format!(
-                    "2FA codes of the mailbox blocked for {s}s after {} wrong codes",
-                    b.failures
-                ),
-            }
+        .map(|b| BlockNote {
+            subject: b.subject,
+            seconds: ceil_secs(b.block),
+            network: describe_network(peer),
+            failures: Some(b.failures),
         })
         .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
+    (!notes.is_empty()).then_some(Reason::BlocksStarted(notes))
 }
 
 fn ceil_secs(d: Duration) -> u64 {

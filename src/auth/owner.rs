@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::authenticator::{Authenticator, printable};
-use super::guard::{Who, describe_started};
+use super::guard::{Who, started_reason};
 use crate::clock::now;
 use crate::policy::Mailbox;
+pub use crate::policy::abuse::CodeUse;
 use crate::policy::abuse::{Factor, Proof, Subject};
 use crate::policy::login::{AccessResult, CredentialKind, Reason};
 use crate::policy::names::normalize_login;
@@ -53,31 +54,6 @@ pub enum PasswordStep {
     Refused,
     /// The check could not be made now (the hashing queue is full, the store is down).
     Unavailable,
-}
-
-/// Where a code is asked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CodeUse {
-    /// The login's second step.
-    Login,
-    /// Confirming a new device (turning 2FA on, or the replacement).
-    Confirm,
-    /// Turning 2FA off.
-    Disable,
-    /// Starting a device replacement.
-    Replace,
-}
-
-impl CodeUse {
-    /// A short, bounded name (metrics labels, the history).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodeUse::Login => "login",
-            CodeUse::Confirm => "confirm",
-            CodeUse::Disable => "disable",
-            CodeUse::Replace => "replace",
-        }
-    }
 }
 
 /// Who asks for a code, and so what a wrong one counts against.
@@ -145,7 +121,7 @@ struct Attempted<'a> {
     address: Option<String>,
     credential: CredentialKind,
     result: AccessResult,
-    reason: Option<String>,
+    reason: Option<Reason>,
     alert: Option<Alert>,
 }
 
@@ -164,7 +140,7 @@ impl Authenticator {
             let shown = printable(login);
             let who = Who::new(peer, &shown, None);
             let started = self.failed(&who, &[Subject::Address, Subject::Name], &password);
-            let why = Reason::Malformed("invalid login name").to_string();
+            let why = Reason::Malformed("invalid login name".into());
             self.web_refused(&who, None, CredentialKind::Unknown, why, &started, None)
                 .await;
             crate::metrics::METRICS.web_login("password", "refused", "malformed");
@@ -182,7 +158,7 @@ impl Authenticator {
         if let Err(blocked) = self.guard.check(&who, counted, Instant::now()) {
             crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
             let started = self.failed(&who, counted, &password);
-            let why = format!("throttle: {blocked}");
+            let why = Reason::Throttled(blocked.note());
             self.web_refused(&who, address, CredentialKind::Unknown, why, &started, None)
                 .await;
             crate::metrics::METRICS.web_login("password", "refused", "throttled");
@@ -244,7 +220,7 @@ impl Authenticator {
                     &who,
                     address,
                     CredentialKind::Unknown,
-                    reason.to_string(),
+                    reason,
                     &started,
                     None,
                 )
@@ -293,7 +269,10 @@ impl Authenticator {
             crate::metrics::METRICS.refused_by_block(blocked.subject.as_str());
             crate::metrics::METRICS.code_check(purpose.as_str(), "blocked");
             // Attempts during the block still count: the block grows while they go on.
-            let why = format!("2FA code ({}): throttle: {blocked}", purpose.as_str());
+            let why = Reason::CodeBlocked {
+                purpose,
+                block: blocked.note(),
+            };
             self.wrong_code(&who, listener, counted, &secret, mailbox, why)
                 .await;
             // What is left now: this attempt may have made the block longer.
@@ -318,7 +297,7 @@ impl Authenticator {
                         address: Some(mailbox.address.clone()),
                         credential: CredentialKind::Code,
                         result: AccessResult::Accepted,
-                        reason: Some(crate::wording::WEB_CODE_ACCEPTED.to_owned()),
+                        reason: Some(Reason::CodeAccepted),
                         alert: None,
                     })
                     .await;
@@ -334,15 +313,7 @@ impl Authenticator {
                         if reused { "code_reused" } else { "wrong_code" },
                     );
                 }
-                let why = format!(
-                    "{} ({})",
-                    if reused {
-                        crate::wording::WEB_CODE_REUSED
-                    } else {
-                        crate::wording::WEB_CODE_WRONG
-                    },
-                    purpose.as_str()
-                );
+                let why = Reason::WrongCode { purpose, reused };
                 self.wrong_code(&who, listener, counted, &secret, mailbox, why)
                     .await;
                 CodeStep::Wrong(error)
@@ -360,7 +331,7 @@ impl Authenticator {
         counted: &[Subject],
         secret: &Secret,
         mailbox: &Mailbox,
-        why: String,
+        why: Reason,
     ) {
         let started = self.failed(who, counted, secret);
         let alert = self.codes_alert(who, mailbox, &started);
@@ -417,9 +388,11 @@ impl Authenticator {
     /// started (as the mail logins have).
     async fn refused(&self, attempt: Attempted<'_>, started: &[super::guard::Started]) {
         let (who, listener, address) = (attempt.who, attempt.listener, attempt.address.clone());
-        tracing::info!(client = %who.peer, login = %who.name.escape_debug(), reason = attempt.reason.as_deref().unwrap_or(""), listener, "owner attempt refused");
+        if let Some(why) = &attempt.reason {
+            tracing::info!(client = %who.peer, login = %who.name.escape_debug(), reason = %why, listener, "owner attempt refused");
+        }
         self.record_attempt(attempt).await;
-        if let Some(b) = describe_started(started, who.peer) {
+        if let Some(b) = started_reason(started, who.peer) {
             tracing::warn!(client = %who.peer, login = %who.name.escape_debug(), reason = %b, "throttling");
             self.record_attempt(Attempted {
                 who,
@@ -427,7 +400,7 @@ impl Authenticator {
                 address,
                 credential: CredentialKind::Unknown,
                 result: AccessResult::Refused,
-                reason: Some(format!("throttle: {b}")),
+                reason: Some(b),
                 alert: None,
             })
             .await;
@@ -440,7 +413,7 @@ impl Authenticator {
         who: &Who<'_>,
         address: Option<String>,
         credential: CredentialKind,
-        reason: String,
+        reason: Reason,
         started: &[super::guard::Started],
         alert: Option<Alert>,
     ) {

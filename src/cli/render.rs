@@ -205,7 +205,7 @@ pub(crate) fn history(h: &History, z: &TimeZone) -> String {
                     .map(|a| format!(" app-password={:?}", a.name))
                     .unwrap_or_default(),
                 r.reason
-                    .as_deref()
+                    .as_ref()
                     .map(|x| format!(" ({x})"))
                     .unwrap_or_default()
             )

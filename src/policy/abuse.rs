@@ -17,6 +17,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// The limits of the abuse model (`[throttle]` in config.toml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -73,7 +75,8 @@ pub enum Proof {
 }
 
 /// Who a count is kept for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Subject {
     /// The client's network.
     Address,
@@ -82,7 +85,50 @@ pub enum Subject {
     /// The account's password (a mailbox, or a name that has none).
     Password,
     /// The mailbox's second factor.
+    #[serde(rename = "code")]
     SecondFactor,
+}
+
+/// A block as the access history records it: which count, for how long, the client's
+/// network (an address block names it), and — for a block an attempt started — after how
+/// many distinct failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockNote {
+    /// Which count blocks.
+    pub subject: Subject,
+    /// For how many seconds (what is left of it, for a running block).
+    pub seconds: u64,
+    /// The client's network as written (`203.0.113.9`, `2001:db8::/64`).
+    pub network: String,
+    /// Distinct failures counted, for a block that an attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+}
+
+/// Where a code from the device is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeUse {
+    /// The page login's second step.
+    Login,
+    /// Confirming a new device (turning 2FA on, or the replacement).
+    Confirm,
+    /// Turning 2FA off.
+    Disable,
+    /// Starting a device replacement.
+    Replace,
+}
+
+impl CodeUse {
+    /// A short, bounded name (metrics labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeUse::Login => "login",
+            CodeUse::Confirm => "confirm",
+            CodeUse::Disable => "disable",
+            CodeUse::Replace => "replace",
+        }
+    }
 }
 
 impl Subject {

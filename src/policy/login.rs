@@ -5,11 +5,11 @@
 //! decision carries a [`Reason`] for the access history; on the wire every refusal reads
 //! the same (see [`Outcome`]).
 
-use std::fmt;
-
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
-use super::{Mailbox, Protocol, ProtocolSet, fmt_zoned};
+pub use super::abuse::{BlockNote, CodeUse};
+use super::{Mailbox, Protocol, ProtocolSet};
 
 super::names::named_enum! {
     /// Which kind of listener the client came in on.
@@ -59,8 +59,11 @@ super::names::named_enum! {
     }
 }
 
-/// Why a login was refused or failed: for the access history, never for the wire.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why an attempt ended as it did: for the access history, never for the wire. Stored as
+/// its code and fields (`{"code": "wrong_password"}`, `{"code": "protocol_disabled",
+/// "with": "pop3"}`), put into words by `wording` in the reader's language.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", content = "with", rename_all = "snake_case")]
 pub enum Reason {
     /// No mailbox or multi-user account has that name.
     UnknownLogin,
@@ -71,6 +74,7 @@ pub enum Reason {
     /// Wrong password, 2FA off.
     WrongPassword,
     /// The right main password, refused because 2FA is on.
+    #[serde(rename = "main_password_under_2fa")]
     MainPasswordUnder2fa,
     /// A session logged in with a main password that has since been changed.
     MainPasswordChanged,
@@ -88,25 +92,44 @@ pub enum Reason {
         /// The protocols it works with.
         scope: ProtocolSet,
     },
-    /// Too many failures from the client or for the name (which, and for how long).
-    Throttled(String),
+    /// Refused unseen: a count of the abuse model blocks it (which, for how long).
+    Throttled(BlockNote),
     /// Password verification is saturated: a temporary failure.
     Overloaded,
     /// The upstream could not be reached or refused our login.
     UpstreamUnavailable(String),
     /// Credentials that can never be accepted (bad encoding, control characters, an
     /// authorization identity other than the login).
-    Malformed(&'static str),
+    Malformed(String),
     /// The store could not be read: a temporary failure, never "authentication failed".
     StoreUnavailable(String),
     /// Passed to the upstream (`main_password = "upstream"`), which refused it.
     RefusedByUpstream,
+    /// Passed to the upstream, which accepted it (an accepted row's note).
+    PassedToUpstream,
+    /// This attempt started blocks (a row of its own after the attempt's).
+    BlocksStarted(Vec<BlockNote>),
+    /// A relayed session ended by a change (or its app password's expiry).
+    SessionEnded(Box<Reason>),
+    /// The page's login completed: the main password, then a code from the device.
+    CodeAccepted,
+    /// A wrong (or already used) code from the device.
+    WrongCode {
+        /// Where it was asked.
+        purpose: CodeUse,
+        /// Already used (a replay), rather than wrong.
+        reused: bool,
+    },
+    /// A code asked while the mailbox's code step is blocked: not looked at.
+    CodeBlocked {
+        /// Where it was asked.
+        purpose: CodeUse,
+        /// The block.
+        block: BlockNote,
+    },
+    /// A row from before reasons were kept as codes: its words as then written.
+    Text(String),
 }
-
-/// The history's reason for a login the upstream refused after it was passed on.
-pub const PASSED_REFUSED: &str = "passed to upstream: refused there";
-/// The history's reason for a login the upstream accepted after it was passed on.
-pub const PASSED_ACCEPTED: &str = "passed to upstream: accepted there";
 
 impl Reason {
     /// A short, bounded name for metrics labels.
@@ -128,39 +151,13 @@ impl Reason {
             Reason::Malformed(_) => "malformed",
             Reason::StoreUnavailable(_) => "store_unavailable",
             Reason::RefusedByUpstream => "refused_by_upstream",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::UnknownLogin => f.write_str("unknown login name"),
-            Reason::ProtocolDisabled(p) => write!(f, "protocol {p} is not enabled for the mailbox"),
-            Reason::ArchiveNotInPlan => {
-                f.write_str("the plan does not include the security archive")
-            }
-            Reason::WrongPassword => f.write_str("wrong password"),
-            Reason::MainPasswordUnder2fa => f.write_str(
-                "main password used while two-step verification is on; an app password is required",
-            ),
-            Reason::NoActiveAppPassword => {
-                f.write_str("two-step verification is on and no app password is active")
-            }
-            Reason::WrongAppPassword => f.write_str("not the current app password"),
-            Reason::MainPasswordChanged => f.write_str("the main password was changed"),
-            Reason::AppPasswordExpired(at) => {
-                write!(f, "app password expired on {}", fmt_zoned(at))
-            }
-            Reason::OutOfScope { name, scope } => {
-                write!(f, "app password '{name}' is limited to {scope}")
-            }
-            Reason::Throttled(why) => write!(f, "throttled: {why}"),
-            Reason::Overloaded => f.write_str("password verification saturated; try again later"),
-            Reason::UpstreamUnavailable(why) => write!(f, "upstream unavailable: {why}"),
-            Reason::RefusedByUpstream => f.write_str(PASSED_REFUSED),
-            Reason::Malformed(why) => write!(f, "malformed credentials: {why}"),
-            Reason::StoreUnavailable(why) => write!(f, "store unavailable: {why}"),
+            Reason::PassedToUpstream => "passed_to_upstream",
+            Reason::BlocksStarted(_) => "blocks_started",
+            Reason::SessionEnded(_) => "session_ended",
+            Reason::CodeAccepted => "code_accepted",
+            Reason::WrongCode { .. } => "wrong_code",
+            Reason::CodeBlocked { .. } => "code_blocked",
+            Reason::Text(_) => "text",
         }
     }
 }
@@ -178,11 +175,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// The result recorded in the access history, and why (never the secret).
-    pub fn recorded(&self) -> (AccessResult, Option<String>) {
+    pub fn recorded(&self) -> (AccessResult, Option<Reason>) {
         match self {
             Outcome::Accepted => (AccessResult::Accepted, None),
-            Outcome::Refused(r) => (AccessResult::Refused, Some(r.to_string())),
-            Outcome::TemporaryFailure(r) => (AccessResult::TemporaryFailure, Some(r.to_string())),
+            Outcome::Refused(r) => (AccessResult::Refused, Some(r.clone())),
+            Outcome::TemporaryFailure(r) => (AccessResult::TemporaryFailure, Some(r.clone())),
         }
     }
 }
@@ -232,8 +229,8 @@ pub struct Attempt<'a> {
     pub protocol: Protocol,
     /// The listener's kind.
     pub listener: ListenerKind,
-    /// Why the throttle refused the attempt, if it did (checked before any hashing).
-    pub throttled: Option<&'a str>,
+    /// The block that refuses the attempt, if one does (checked before any hashing).
+    pub throttled: Option<&'a BlockNote>,
     /// What the secret matched.
     pub matched: Matched,
     /// Now.
@@ -249,8 +246,8 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
         Matched::App(_) => CredentialKind::App,
         Matched::Neither => CredentialKind::Unknown,
     };
-    if let Some(why) = a.throttled {
-        return Decision::refuse(Reason::Throttled(why.to_owned()), credential);
+    if let Some(block) = a.throttled {
+        return Decision::refuse(Reason::Throttled(block.clone()), credential);
     }
     let Some(m) = a.mailbox else {
         return Decision::refuse(Reason::UnknownLogin, credential);
@@ -528,18 +525,58 @@ mod tests {
     #[test]
     fn row_throttled() {
         let m = mailbox();
+        let block = BlockNote {
+            subject: super::super::abuse::Subject::Address,
+            seconds: 30,
+            network: "192.0.2.1".into(),
+            failures: None,
+        };
         let mut a = attempt(Some(&m), Matched::Neither);
-        a.throttled = Some("client 192.0.2.1 blocked");
-        assert_eq!(
-            reason(decide(&a)),
-            Reason::Throttled("client 192.0.2.1 blocked".into())
-        );
+        a.throttled = Some(&block);
+        assert_eq!(reason(decide(&a)), Reason::Throttled(block.clone()));
         // Throttling wins even over an unknown name (same answer either way).
         a.mailbox = None;
-        assert_eq!(
-            reason(decide(&a)),
-            Reason::Throttled("client 192.0.2.1 blocked".into())
-        );
+        assert_eq!(reason(decide(&a)), Reason::Throttled(block.clone()));
+    }
+
+    #[test]
+    fn a_reason_is_kept_as_its_code_and_fields() {
+        let zoned = Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
+        let reasons = [
+            (Reason::WrongPassword, r#"{"code":"wrong_password"}"#),
+            (
+                Reason::ProtocolDisabled(Protocol::Pop3),
+                r#"{"code":"protocol_disabled","with":"pop3"}"#,
+            ),
+            (
+                Reason::WrongCode {
+                    purpose: CodeUse::Disable,
+                    reused: false,
+                },
+                r#"{"code":"wrong_code","with":{"purpose":"disable","reused":false}}"#,
+            ),
+            (
+                Reason::MainPasswordUnder2fa,
+                r#"{"code":"main_password_under_2fa"}"#,
+            ),
+        ];
+        for (r, stored) in reasons {
+            assert_eq!(serde_json::to_string(&r).unwrap(), stored);
+            assert_eq!(serde_json::from_str::<Reason>(stored).unwrap(), r);
+        }
+        for r in [
+            Reason::AppPasswordExpired(zoned),
+            Reason::SessionEnded(Box::new(Reason::MainPasswordChanged)),
+            Reason::Throttled(BlockNote {
+                subject: super::super::abuse::Subject::SecondFactor,
+                seconds: 60,
+                network: "2001:db8::/64".into(),
+                failures: Some(6),
+            }),
+        ] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), r, "{json}");
+        }
     }
 
     #[test]

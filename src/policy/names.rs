@@ -203,6 +203,18 @@ impl serde::Serialize for ProtocolSet {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for ProtocolSet {
+    /// A list of names, as [`serde::Serialize`] writes it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<Protocol>::deserialize(d)?;
+        let mut set = ProtocolSet::NONE;
+        for p in names {
+            set.insert(p);
+        }
+        Ok(set)
+    }
+}
+
 impl ProtocolSet {
     /// All three protocols: the default for a new mailbox.
     pub const ALL: ProtocolSet = ProtocolSet(7);

@@ -564,7 +564,10 @@ mod tests {
             .unwrap();
         let rows = store.history(ADDR, 10).unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].reason.as_deref(), Some("wrong password"));
+        assert_eq!(
+            rows[0].reason,
+            Some(crate::policy::login::Reason::WrongPassword)
+        );
         assert_eq!(rows[0].listener, "imap-test");
     }
 

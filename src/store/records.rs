@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::policy::Mailbox;
 use crate::policy::json_time;
-use crate::policy::login::{AccessResult, CredentialKind};
+use crate::policy::login::{AccessResult, CredentialKind, Reason};
 use crate::policy::names::{Channel, UnknownName, named_enum};
 pub use crate::policy::notice::NoticeKind;
 use crate::policy::notice::Said;
@@ -287,8 +287,18 @@ pub struct AccessRecord {
     pub app_password: Option<AppPasswordUse>,
     /// How it ended.
     pub result: AccessResult,
-    /// Why (never the secret).
-    pub reason: Option<String>,
+    /// Why (never the secret): kept as its code and fields; in JSON (the CLI's
+    /// `--json`, the API) as its English words.
+    #[serde(serialize_with = "reason_words")]
+    pub reason: Option<Reason>,
+}
+
+/// A reason in a JSON answer: its English words (`Display`, which `wording` writes).
+fn reason_words<S: serde::Serializer>(r: &Option<Reason>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.collect_str(r),
+        None => s.serialize_none(),
+    }
 }
 
 /// A multi-user account, as listed.

@@ -2,11 +2,28 @@
 //! conversion for every backend.
 
 use crate::policy::app_password::{AppPassword, LastUse};
+use crate::policy::login::Reason;
 use crate::policy::mailbox::{Device, PendingDevice};
 use crate::policy::totp::DeviceSecret;
 use crate::policy::{Mailbox, Plan, ProtocolSet};
 use crate::store::StoreError;
 use jiff::Timestamp;
+
+/// A reason as stored: its code and fields, as JSON.
+pub(crate) fn reason_column(r: &Reason) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| format!("{{\"code\":\"{}\"}}", r.kind()))
+}
+
+/// A stored reason: its code and fields; a row from before reasons were codes holds the
+/// English words as then written, kept as [`Reason::Text`].
+pub(crate) fn reason_of(column: String) -> Reason {
+    if column.starts_with('{')
+        && let Ok(r) = serde_json::from_str(&column)
+    {
+        return r;
+    }
+    Reason::Text(column)
+}
 
 /// A stored time (seconds since the epoch).
 pub(crate) fn ts(secs: i64) -> Result<Timestamp, StoreError> {

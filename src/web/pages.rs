@@ -1255,8 +1255,8 @@ async fn history(
             class: r.result.as_str(),
             reason: r
                 .reason
-                .as_deref()
-                .map(|why| wording::reason_for_owner(why, o.language))
+                .as_ref()
+                .map(|why| wording::reason(why, o.language))
                 .unwrap_or_default(),
         })
         .collect();

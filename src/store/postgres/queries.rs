@@ -528,7 +528,9 @@ pub(super) async fn history(
             address: r.try_get(5)?,
             credential: r.try_get::<_, String>(6)?.parse()?,
             result: r.try_get::<_, String>(7)?.parse()?,
-            reason: r.try_get(8)?,
+            reason: r
+                .try_get::<_, Option<String>>(8)?
+                .map(crate::store::rows::reason_of),
             app_password: r
                 .try_get::<_, Option<String>>(9)?
                 .map(|name| AppPasswordUse { id: 0, name }),
@@ -548,7 +550,7 @@ struct HistoryColumns<'a> {
     address: Vec<Option<&'a str>>,
     credential: Vec<&'a str>,
     result: Vec<&'a str>,
-    reason: Vec<Option<&'a str>>,
+    reason: Vec<Option<String>>,
     app_password: Vec<Option<&'a str>>,
 }
 
@@ -579,7 +581,8 @@ pub(super) async fn append(c: &Client, b: &HistoryBatch) -> Result<(), StoreErro
             cols.address.push(r.address.as_deref());
             cols.credential.push(r.credential.as_str());
             cols.result.push(r.result.as_str());
-            cols.reason.push(r.reason.as_deref());
+            cols.reason
+                .push(r.reason.as_ref().map(crate::store::rows::reason_column));
             cols.app_password
                 .push(r.app_password.as_ref().map(|a| a.name.as_str()));
         }

@@ -37,7 +37,7 @@ pub(super) fn append(conn: &Connection, records: &[AccessRecord]) -> Result<(), 
             rec.address,
             rec.credential.as_str(),
             rec.result.as_str(),
-            rec.reason,
+            rec.reason.as_ref().map(crate::store::rows::reason_column),
             rec.app_password.as_ref().map(|a| a.name.as_str())
         ])?;
     }
@@ -96,7 +96,7 @@ pub(super) fn of_mailbox(
                     // The name is what the history shows; the id is not kept.
                     app_password: app.map(|name| AppPasswordUse { id: 0, name }),
                     result: result.parse()?,
-                    reason,
+                    reason: reason.map(crate::store::rows::reason_of),
                 })
             },
         )

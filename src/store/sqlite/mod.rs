@@ -573,6 +573,61 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_is_stored_as_its_code_and_an_old_rows_words_are_still_read() {
+        use crate::policy::login::{CodeUse, Reason};
+        let (_d, mut s) = store();
+        let row = |reason| AccessRecord {
+            at: at(T0),
+            listener: "web".into(),
+            protocol: crate::policy::names::Channel::Web,
+            client: "127.0.0.1".into(),
+            login: "a@b.it".into(),
+            address: Some("a@b.it".into()),
+            credential: CredentialKind::Code,
+            app_password: None,
+            result: AccessResult::Refused,
+            reason: Some(reason),
+        };
+        let typed = Reason::WrongCode {
+            purpose: CodeUse::Login,
+            reused: true,
+        };
+        s.append(&HistoryBatch::of_records(vec![row(typed.clone())]))
+            .unwrap();
+        // A row written before reasons were codes: its English words.
+        s.conn
+            .execute(
+                "INSERT INTO access_history (at, listener, protocol, client, login, address, credential, \
+                 result, reason) VALUES (1, 'imaps', 'imap', '192.0.2.1', 'a@b.it', 'a@b.it', 'unknown', \
+                 'refused', 'wrong password')",
+                [],
+            )
+            .unwrap();
+        let stored: String = s
+            .conn
+            .query_row(
+                "SELECT reason FROM access_history WHERE listener = 'web'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            stored,
+            r#"{"code":"wrong_code","with":{"purpose":"login","reused":true}}"#
+        );
+        let rows = s.history("a@b.it", 10).unwrap();
+        assert_eq!(rows[0].reason, Some(typed));
+        assert_eq!(rows[1].reason, Some(Reason::Text("wrong password".into())));
+        assert_eq!(
+            crate::wording::reason(
+                rows[1].reason.as_ref().unwrap(),
+                crate::wording::Language::It
+            ),
+            "password errata"
+        );
+    }
+
+    #[test]
     fn removal_cascades_users_and_keeps_history_events_and_notices() {
         let (_d, mut s) = store();
         let m = add(&mut s, "a@b.it");
@@ -587,7 +642,7 @@ mod tests {
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,
-            reason: Some("wrong password".into()),
+            reason: Some(crate::policy::login::Reason::WrongPassword),
         };
         s.append(&HistoryBatch::of_records(vec![rec.clone()]))
             .unwrap();

@@ -1135,20 +1135,33 @@ impl Authenticator {
             protocol: ctx.protocol.to_string(),
             login: verdict.login.clone(),
         };
+        let quiet_since = self.alerts.load().every.before(at, &self.zone);
+        Some(self.alert_of(mailbox, said, at, quiet_since))
+    }
+
+    /// An alert to `mailbox`'s owner of what was `said` at `at` (in the avvisi, and
+    /// e-mailed as notices are), unless one of its kind was written since `quiet_since`.
+    pub(super) fn alert_of(
+        &self,
+        mailbox: &Mailbox,
+        said: Said,
+        at: Timestamp,
+        quiet_since: Timestamp,
+    ) -> Alert {
         let alerts = self.alerts.load();
         let locale = Locale {
             language: alerts.language,
             zone: self.zone.clone(),
         };
-        Some(Alert {
+        Alert {
             address: mailbox.address.clone(),
             email_to: mailbox
                 .email_recipients(alerts.email, None)
                 .into_iter()
                 .next(),
             notice: Notice::said(at, said, &locale),
-            quiet_since: alerts.every.before(at, &self.zone),
-        })
+            quiet_since,
+        }
     }
 }
 

@@ -25,8 +25,8 @@ use crate::policy::abuse::{Factor, Proof, Subject};
 use crate::policy::login::{AccessResult, CredentialKind, Reason};
 use crate::policy::names::normalize_login;
 use crate::secret::Secret;
-use crate::store::{AccessRecord, Alert, Notice};
-use crate::wording::{Locale, Said};
+use crate::store::{AccessRecord, Alert};
+use crate::wording::Said;
 
 /// The listener name web logins are recorded under.
 pub const WEB_LISTENER: &str = "web";
@@ -360,11 +360,6 @@ impl Authenticator {
             .iter()
             .find(|b| b.subject == Subject::SecondFactor)?;
         let at = now();
-        let alerts = self.alerts.load();
-        let locale = Locale {
-            language: alerts.language,
-            zone: self.zone.clone(),
-        };
         let said = Said::CodesGuessed {
             at,
             client: who.peer.to_string(),
@@ -373,15 +368,7 @@ impl Authenticator {
         };
         let window = jiff::SignedDuration::try_from(self.guard.limits().window)
             .unwrap_or(jiff::SignedDuration::from_secs(900));
-        Some(Alert {
-            address: mailbox.address.clone(),
-            email_to: mailbox
-                .email_recipients(alerts.email, None)
-                .into_iter()
-                .next(),
-            notice: Notice::said(at, said, &locale),
-            quiet_since: at.checked_sub(window).unwrap_or(at),
-        })
+        Some(self.alert_of(mailbox, said, at, at.checked_sub(window).unwrap_or(at)))
     }
 
     /// A refused attempt in the history, and a line of its own for each block it

@@ -34,265 +34,26 @@ use super::guard::{Guard, Started, Who, started_reason};
 use super::pool::HashPool;
 use super::principal::Principal;
 use super::principals::Principals;
-use super::sessions::{Grant, SessionWatch, Sessions};
+use super::sessions::{SessionWatch, Sessions};
+use super::verdict::{LoginContext, LoginResult, Verdict};
 use super::{Credentials, PasswordHasher, ThrottleSettings};
 use crate::audit::history::HistoryWriter;
 use crate::clock::now;
+use crate::policy::Mailbox;
 use crate::policy::Period;
 use crate::policy::abuse::{Proof, Subject};
 use crate::policy::app_password;
-use crate::policy::login::{
-    AccessResult, Attempt, CredentialKind, Decision, ListenerKind, Matched, Outcome, Reason, decide,
-};
+use crate::policy::login::{Attempt, CredentialKind, Decision, Matched, Outcome, Reason, decide};
 use crate::policy::names::normalize_login;
-use crate::policy::{Mailbox, Protocol};
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use crate::store::{
-    AccessRecord, Alert, AppPasswordUse, Notice, Rehash, SealedSecrets, SharedThrottle, StoreError,
-    StoreLocation, ThrottleFailure,
+    Rehash, SealedSecrets, SharedThrottle, StoreError, StoreLocation, ThrottleFailure,
 };
-use crate::wording::{Language, Locale, Said};
+use crate::wording::Language;
 
 /// How often the principals' thread looks for store changes.
 pub const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
-
-/// Where a login attempt came from.
-#[derive(Clone, Debug)]
-pub struct LoginContext {
-    /// Listener name.
-    pub listener: String,
-    /// Mailbox or archive listener.
-    pub kind: ListenerKind,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Client address.
-    pub peer: IpAddr,
-    /// Whether the upstream login needs the mailbox's stored upstream secret.
-    pub needs_upstream_secret: bool,
-    /// Whether the upstream checks main passwords (`main_password = "upstream"`).
-    pub pass_through: bool,
-}
-
-/// How a check ended. Only [`LoginResult::Accepted`] lets a session go upstream, and it
-/// always names the mailbox to log in as.
-pub enum LoginResult {
-    /// The client may proceed to the upstream login.
-    Accepted {
-        /// The mailbox the login opens.
-        mailbox: Arc<Mailbox>,
-        /// Its upstream secret, if the listener's upstream logs in with it.
-        upstream_secret: Option<Secret>,
-    },
-    /// The protocol's one "authentication failed".
-    Refused {
-        /// Why (for the history, never the wire).
-        reason: Reason,
-        /// The mailbox the name opens, if it is known.
-        mailbox: Option<Arc<Mailbox>>,
-        /// The blocks this attempt started (their own line in the access history).
-        block: Option<Reason>,
-    },
-    /// A temporary failure (overloaded, upstream or store unavailable).
-    TemporaryFailure {
-        /// Why.
-        reason: Reason,
-        /// The mailbox the name opens, if it is known.
-        mailbox: Option<Arc<Mailbox>>,
-    },
-    /// The upstream decides (`main_password = "upstream"`, a name without a mailbox here
-    /// or a mailbox with 2FA off): the session logs in upstream with the client's own
-    /// name and password, then settles the verdict with the answer
-    /// ([`Authenticator::settle_pass_through`]). Throttling has already been applied.
-    PassThrough {
-        /// The name as the client gave it.
-        user: String,
-        /// The client's password.
-        secret: Secret,
-        /// The login's record here, if any (2FA off).
-        principal: Option<Arc<Principal>>,
-    },
-    /// The upstream accepted a passed-through login (and the mailbox's rules, if it has
-    /// one here, allow it): the session relays the connection it opened.
-    Passed {
-        /// The mailbox, if Sentinella holds one for the name.
-        mailbox: Option<Arc<Mailbox>>,
-    },
-}
-
-/// What the upstream answered to a passed-through login.
-#[derive(Debug)]
-pub enum UpstreamAnswer {
-    /// It logged the client in.
-    Accepted,
-    /// It refused the credentials.
-    Refused,
-    /// It could not be asked (down, timed out, broke the protocol).
-    Unavailable(String),
-}
-
-/// The result of a check, with what the access history records.
-pub struct Verdict {
-    /// The login name as presented, made printable, for the history.
-    pub login: String,
-    /// The credential kind presented.
-    pub credential: CredentialKind,
-    /// The app password it matched, if one did (accepted or not).
-    pub app_password: Option<AppPasswordUse>,
-    /// How it ended.
-    pub result: LoginResult,
-    /// For an acceptance: what the session logs in with, to be watched for revocation.
-    pub(crate) grant: Option<Grant>,
-    /// The main password proved against a hash that is not current (imported, or another
-    /// cost): its re-hash, written with the history row.
-    pub(crate) rehash: Option<Rehash>,
-}
-
-impl std::fmt::Debug for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verdict")
-            .field("login", &self.login)
-            .field("outcome", &self.outcome())
-            .field("mailbox", &self.mailbox().map(|m| &m.address))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Verdict {
-    /// The verdict of a policy decision about the mailbox the login opens (if known).
-    /// An acceptance without a mailbox cannot be expressed; should a decision claim one,
-    /// it is refused as an unknown login.
-    fn of(
-        decision: Decision,
-        login: String,
-        mailbox: Option<Arc<Mailbox>>,
-        block: Option<Reason>,
-        matched: Matched,
-    ) -> Self {
-        let app_password = match (matched, &mailbox) {
-            (Matched::App(id), Some(m)) => {
-                m.app_passwords
-                    .iter()
-                    .find(|a| a.id == id)
-                    .map(|a| AppPasswordUse {
-                        id,
-                        name: a.name.clone(),
-                    })
-            }
-            _ => None,
-        };
-        let result = match (decision.outcome, mailbox) {
-            (Outcome::Accepted, Some(mailbox)) => LoginResult::Accepted {
-                mailbox,
-                upstream_secret: None,
-            },
-            (Outcome::Accepted, None) => LoginResult::Refused {
-                reason: Reason::UnknownLogin,
-                mailbox: None,
-                block,
-            },
-            (Outcome::Refused(reason), mailbox) => LoginResult::Refused {
-                reason,
-                mailbox,
-                block,
-            },
-            (Outcome::TemporaryFailure(reason), mailbox) => {
-                LoginResult::TemporaryFailure { reason, mailbox }
-            }
-        };
-        Verdict {
-            login,
-            credential: decision.credential,
-            app_password,
-            result,
-            grant: None,
-            rehash: None,
-        }
-    }
-
-    /// An acceptance of `name` (normalised) with `principal`: remembers what it logged in
-    /// with, for [`Authenticator::watch`].
-    fn granted(mut self, ctx: &LoginContext, name: &str, p: &Principal, matched: Matched) -> Self {
-        if self.is_accepted() {
-            let hash = match matched {
-                Matched::App(id) => p.mailbox.app_passwords.iter().find(|a| a.id == id),
-                _ => None,
-            }
-            .map_or(&p.hash, |a| &a.hash);
-            self.grant = Some(Grant {
-                mailbox_id: p.mailbox.id,
-                login: name.to_owned(),
-                hash: hash.clone(),
-                serial: p.serial,
-                matched,
-                protocol: ctx.protocol,
-                listener: ctx.kind,
-            });
-        }
-        self
-    }
-
-    /// Whether the client may proceed (to the upstream login, or — passed through — to
-    /// the relay).
-    pub fn is_accepted(&self) -> bool {
-        matches!(
-            self.result,
-            LoginResult::Accepted { .. } | LoginResult::Passed { .. }
-        )
-    }
-
-    /// The decision as the policy states it.
-    pub fn outcome(&self) -> Outcome {
-        match &self.result {
-            LoginResult::Accepted { .. } | LoginResult::Passed { .. } => Outcome::Accepted,
-            LoginResult::Refused { reason, .. } => Outcome::Refused(reason.clone()),
-            LoginResult::TemporaryFailure { reason, .. } => {
-                Outcome::TemporaryFailure(reason.clone())
-            }
-            // Never recorded unsettled; should it be, it reads as what it is.
-            LoginResult::PassThrough { .. } => Outcome::TemporaryFailure(
-                Reason::UpstreamUnavailable("passed to upstream; no answer".into()),
-            ),
-        }
-    }
-
-    /// The mailbox the login opens, if it is known.
-    pub fn mailbox(&self) -> Option<&Arc<Mailbox>> {
-        match &self.result {
-            LoginResult::Accepted { mailbox, .. } => Some(mailbox),
-            LoginResult::Refused { mailbox, .. }
-            | LoginResult::TemporaryFailure { mailbox, .. }
-            | LoginResult::Passed { mailbox } => mailbox.as_ref(),
-            LoginResult::PassThrough { principal, .. } => principal.as_ref().map(|p| &p.mailbox),
-        }
-    }
-
-    /// The upstream login failed after this verdict: the policy's row "upstream down or
-    /// its login failed" turns an acceptance into a temporary failure.
-    pub fn upstream_failed(&mut self, why: impl Into<String>) {
-        let decision = Decision {
-            outcome: self.outcome(),
-            credential: self.credential,
-        }
-        .upstream_failed(why);
-        let mailbox = self.mailbox().cloned();
-        let block = match &mut self.result {
-            LoginResult::Refused { block, .. } => block.take(),
-            _ => None,
-        };
-        let app_password = self.app_password.take();
-        *self = Verdict {
-            app_password,
-            ..Verdict::of(
-                decision,
-                std::mem::take(&mut self.login),
-                mailbox,
-                block,
-                Matched::Neither,
-            )
-        };
-    }
-}
 
 /// The hot path's settings.
 #[derive(Clone, Debug)]
@@ -345,7 +106,7 @@ pub struct Authenticator {
     /// The fleet's throttle counts (a shared store): read before a verification, so an
     /// attack spread over the nodes meets the limits of one.
     fleet: Option<Mutex<Box<dyn SharedThrottle>>>,
-    secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
+    pub(super) secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     pub(super) zone: jiff::tz::TimeZone,
     /// The alert settings, replaced whole by a reload.
     pub(super) alerts: arc_swap::ArcSwap<AlertSettings>,
@@ -854,7 +615,7 @@ impl Authenticator {
         }
     }
 
-    fn decide(
+    pub(super) fn decide(
         &self,
         ctx: &LoginContext,
         mailbox: Option<&Mailbox>,
@@ -888,7 +649,7 @@ impl Authenticator {
     /// app password) against the address and the name only; refusals of a right
     /// password by the mailbox's settings (protocol, plan) not at all. Returns the
     /// blocks this started, as the history says them.
-    fn count_failure(
+    pub(super) fn count_failure(
         &self,
         who: &Who<'_>,
         secret: &Secret,
@@ -937,160 +698,6 @@ impl Authenticator {
         }
     }
 
-    /// For upstreams that log in with the mailbox's own stored secret: fetch and open it
-    /// (off the reactor); without it the login cannot be completed (temporary failure).
-    async fn with_upstream_secret(self: &Arc<Self>, ctx: &LoginContext, mut v: Verdict) -> Verdict {
-        if !ctx.needs_upstream_secret {
-            return v;
-        }
-        let LoginResult::Accepted { mailbox, .. } = &v.result else {
-            return v;
-        };
-        let address = mailbox.address.clone();
-        let this = Arc::clone(self);
-        let secret = tokio::task::spawn_blocking(move || this.upstream_secret(&address))
-            .await
-            .ok()
-            .flatten();
-        match (secret, &mut v.result) {
-            (
-                Some(s),
-                LoginResult::Accepted {
-                    upstream_secret, ..
-                },
-            ) => *upstream_secret = Some(s),
-            _ => v.upstream_failed("no usable upstream secret is set for this mailbox"),
-        }
-        v
-    }
-
-    fn upstream_secret(&self, address: &str) -> Option<Secret> {
-        let (store, key) = self.secrets.as_ref()?;
-        let sealed = {
-            let store = store.lock().unwrap_or_else(|p| p.into_inner());
-            store.sealed_upstream_secret(address).ok()??
-        };
-        match key.open(address, &sealed) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(mailbox = address, error = %e, "cannot open the upstream secret");
-                None
-            }
-        }
-    }
-
-    /// Writes the attempt to the access history; returns once it is durable. A failure
-    /// to write is logged, never shown to the client.
-    pub async fn record(&self, ctx: &LoginContext, verdict: &Verdict) {
-        let passed = matches!(verdict.result, LoginResult::Passed { .. });
-        let (result, reason) = match verdict.outcome().recorded() {
-            (r, None) if passed => (r, Some(Reason::PassedToUpstream)),
-            other => other,
-        };
-        let kind = match verdict.outcome() {
-            Outcome::Accepted if passed => "passed_to_upstream",
-            Outcome::Accepted => "none",
-            Outcome::Refused(r) | Outcome::TemporaryFailure(r) => r.kind(),
-        };
-        crate::metrics::METRICS.login(ctx.protocol.as_str(), &ctx.listener, result.as_str(), kind);
-        let rec = access_record(ctx, verdict, result, reason);
-        let block = match &verdict.result {
-            LoginResult::Refused { block: Some(b), .. } => Some(AccessRecord {
-                reason: Some(b.clone()),
-                credential: CredentialKind::Unknown,
-                app_password: None,
-                result: AccessResult::Refused,
-                ..rec.clone()
-            }),
-            _ => None,
-        };
-        let alert = self.alert(ctx, verdict, rec.at);
-        self.history
-            .record(rec, alert, verdict.rehash.clone())
-            .await;
-        if let Some(b) = block {
-            if let Some(why) = &b.reason {
-                tracing::warn!(client = %ctx.peer, login = %verdict.login, reason = %why, "throttling");
-            }
-            self.history.record(b, None, None).await;
-        }
-    }
-
-    /// Settles a [`LoginResult::PassThrough`] verdict with the upstream's answer to the
-    /// client's own credentials. Accepted there: accepted here too if the mailbox (when
-    /// Sentinella holds one) allows it by its other rules (protocol, plan) — and watched
-    /// like a main-password session, so turning 2FA on ends it. Refused there: the one
-    /// refusal, counted by the throttle like a wrong password. Unreachable: a temporary
-    /// failure.
-    pub fn settle_pass_through(
-        &self,
-        ctx: &LoginContext,
-        verdict: &mut Verdict,
-        answer: UpstreamAnswer,
-    ) {
-        let placeholder = LoginResult::Passed { mailbox: None };
-        let LoginResult::PassThrough {
-            user,
-            secret,
-            principal,
-        } = std::mem::replace(&mut verdict.result, placeholder)
-        else {
-            return;
-        };
-        let name = normalize_login(&user).unwrap_or(user);
-        let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
-        verdict.result = match answer {
-            UpstreamAnswer::Accepted => {
-                let refused = principal.as_ref().and_then(|p| {
-                    match self
-                        .decide(ctx, Some(&p.mailbox), Matched::Main, now())
-                        .outcome
-                    {
-                        Outcome::Accepted => None,
-                        Outcome::Refused(r) | Outcome::TemporaryFailure(r) => Some(r),
-                    }
-                });
-                match refused {
-                    Some(reason) => LoginResult::Refused {
-                        reason,
-                        mailbox,
-                        block: None,
-                    },
-                    None => {
-                        let who = Who::new(ctx.peer, &name, mailbox.as_ref().map(|m| m.id));
-                        self.succeeded(&who, Proof::MainPassword);
-                        LoginResult::Passed { mailbox }
-                    }
-                }
-            }
-            UpstreamAnswer::Refused => {
-                let decision = Decision::refuse(Reason::RefusedByUpstream, verdict.credential);
-                let who = Who::new(ctx.peer, &name, mailbox.as_ref().map(|m| m.id));
-                let block = self.count_failure(&who, &secret, &decision, Matched::Neither);
-                LoginResult::Refused {
-                    reason: Reason::RefusedByUpstream,
-                    mailbox,
-                    block,
-                }
-            }
-            UpstreamAnswer::Unavailable(why) => LoginResult::TemporaryFailure {
-                reason: Reason::UpstreamUnavailable(why),
-                mailbox,
-            },
-        };
-        if let (true, Some(p)) = (verdict.is_accepted(), &principal) {
-            verdict.grant = Some(Grant {
-                mailbox_id: p.mailbox.id,
-                login: name,
-                hash: p.hash.clone(),
-                serial: p.serial,
-                matched: Matched::Main,
-                protocol: ctx.protocol,
-                listener: ctx.kind,
-            });
-        }
-    }
-
     /// Watches the session an accepted `verdict` opens: it ends when a change to its
     /// mailbox would refuse the same login, or when its app password expires. `None` for
     /// a verdict that accepted nothing.
@@ -1101,88 +708,6 @@ impl Authenticator {
             |login| self.principals.get(login).ok().flatten(),
             now(),
         ))
-    }
-
-    /// Records that a session was ended by a change (or by its app password's expiry):
-    /// an access-history row with why.
-    pub async fn record_ended(&self, ctx: &LoginContext, verdict: &Verdict, reason: &Reason) {
-        crate::metrics::METRICS
-            .sessions_revoked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let why = Some(Reason::SessionEnded(Box::new(reason.clone())));
-        let rec = AccessRecord {
-            app_password: None,
-            ..access_record(ctx, verdict, AccessResult::Refused, why)
-        };
-        self.history.record(rec, None, None).await;
-    }
-
-    /// SPEC "Notices and alerts": the owner is told when the main password was used in a
-    /// mail program while 2FA is on (someone knows it, or a program was not updated) — at
-    /// most once a period, which the store enforces across restarts and processes.
-    fn alert(&self, ctx: &LoginContext, verdict: &Verdict, at: Timestamp) -> Option<Alert> {
-        let LoginResult::Refused {
-            reason: Reason::MainPasswordUnder2fa,
-            mailbox: Some(mailbox),
-            ..
-        } = &verdict.result
-        else {
-            return None;
-        };
-        let said = Said::MainPasswordUsed {
-            at,
-            client: ctx.peer.to_string(),
-            protocol: ctx.protocol.to_string(),
-            login: verdict.login.clone(),
-        };
-        let quiet_since = self.alerts.load().every.before(at, &self.zone);
-        Some(self.alert_of(mailbox, said, at, quiet_since))
-    }
-
-    /// An alert to `mailbox`'s owner of what was `said` at `at` (in the avvisi, and
-    /// e-mailed as notices are), unless one of its kind was written since `quiet_since`.
-    pub(super) fn alert_of(
-        &self,
-        mailbox: &Mailbox,
-        said: Said,
-        at: Timestamp,
-        quiet_since: Timestamp,
-    ) -> Alert {
-        let alerts = self.alerts.load();
-        let locale = Locale {
-            language: alerts.language,
-            zone: self.zone.clone(),
-        };
-        Alert {
-            address: mailbox.address.clone(),
-            email_to: mailbox
-                .email_recipients(alerts.email, None)
-                .into_iter()
-                .next(),
-            notice: Notice::said(at, said, &locale),
-            quiet_since,
-        }
-    }
-}
-
-/// The access-history row of `verdict` in `ctx`, with `result` and `reason`.
-fn access_record(
-    ctx: &LoginContext,
-    verdict: &Verdict,
-    result: AccessResult,
-    reason: Option<Reason>,
-) -> AccessRecord {
-    AccessRecord {
-        at: now(),
-        listener: ctx.listener.clone(),
-        protocol: ctx.protocol.into(),
-        client: ctx.peer.to_string(),
-        login: verdict.login.clone(),
-        address: verdict.mailbox().map(|m| m.address.clone()),
-        credential: verdict.credential,
-        app_password: verdict.app_password.clone(),
-        result,
-        reason,
     }
 }
 
@@ -1202,7 +727,8 @@ mod tests {
     use crate::manage::app_password::Wanted;
     use crate::manage::testing::{self, yes};
     use crate::manage::{Actor, Manager};
-    use crate::policy::{Period, Plan};
+    use crate::policy::login::ListenerKind;
+    use crate::policy::{Period, Plan, Protocol};
 
     const ADDR: &str = "mario@pec.example.it";
 
@@ -1731,7 +1257,8 @@ mod tests {
         use crate::manage::Actor;
         use crate::manage::app_password::Wanted;
         use crate::manage::testing::{self, ADDR};
-        use crate::policy::{Plan, PolicySettings, ProtocolSet};
+        use crate::policy::login::ListenerKind;
+        use crate::policy::{Plan, PolicySettings, Protocol, ProtocolSet};
         use crate::store::sqlite::schema;
 
         fn ctx(protocol: Protocol) -> LoginContext {

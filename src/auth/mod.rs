@@ -1,7 +1,11 @@
 //! Credentials and their verification.
 //!
-//! - `authenticator`: the login decision for every protocol (store, argon2id off the
-//!   reactor, policy) and the access history.
+//! - `authenticator`: the mail login decision (principal, cache, abuse model, argon2id
+//!   off the reactor, policy) — the hot path.
+//! - `verdict`: what a check says (context, result, the history's facts).
+//! - `records`: the access history's rows of the mail logins, and their alerts.
+//! - `pass_through`: a login the upstream decides (`main_password = "upstream"`).
+//! - `secrets`: the mailbox's sealed upstream secret, opened for its upstream login.
 //! - `credentials`: what a client presented, marked if it can never be accepted.
 //! - `hash`: argon2id hashing and verification with the configured cost.
 //! - `cache`: successful verifications, under a keyed hash, invalidated by version.
@@ -22,15 +26,18 @@ pub(crate) mod credentials;
 pub(crate) mod guard;
 pub(crate) mod hash;
 pub(crate) mod owner;
+pub(crate) mod pass_through;
 pub(crate) mod pool;
 pub(crate) mod principal;
 pub(crate) mod principals;
+pub(crate) mod records;
+pub(crate) mod secrets;
 pub(crate) mod sessions;
+pub(crate) mod verdict;
 
 pub use crate::policy::abuse::Limits as ThrottleSettings;
-pub use authenticator::{
-    AuthSettings, Authenticator, LoginContext, LoginResult, SNAPSHOT_POLL, UpstreamAnswer, Verdict,
-};
+pub use authenticator::{AuthSettings, Authenticator, SNAPSHOT_POLL};
 pub use credentials::{Credentials, Mechanism};
 pub use hash::{HashCost, PasswordHasher};
 pub use owner::{CodeAnswer, CodeDoor, CodeStep, CodeUse, PasswordStep, WEB_LISTENER};
+pub use verdict::{LoginContext, LoginResult, UpstreamAnswer, Verdict};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Extension, Form, Query, State};
+use axum::extract::{Extension, Form, FromRequest, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -27,16 +28,6 @@ use crate::policy::login::AccessResult;
 use crate::policy::{Protocol, fmt_time};
 use crate::secret::Secret;
 use crate::wording::{self, Language, Locale};
-
-/// The value, or the response to answer with at once (a redirect to the login, a 403).
-macro_rules! or_return {
-    ($e:expr) => {
-        match $e {
-            Ok(x) => x,
-            Err(response) => return response,
-        }
-    };
-}
 
 type Shared = State<Arc<Web>>;
 type Fields = Result<Form<Vec<(String, String)>>, FormRejection>;
@@ -190,6 +181,43 @@ fn owner(
         flash,
     })
 }
+/// The logged-in owner of a request, as an extractor: a handler that takes it runs only
+/// for a live, logged-in session whose credentials still hold; any other request is sent
+/// to the login page.
+impl FromRequestParts<Arc<Web>> for Owner {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        let q = Query::<HashMap<String, String>>::from_request_parts(parts, web)
+            .await
+            .map(|Query(q)| q)
+            .unwrap_or_default();
+        owner(web, &parts.headers, &q)
+    }
+}
+
+/// A logged-in POST, as an extractor: the owner, and the form once its CSRF token
+/// checked out (missing or wrong: 403, nothing done).
+struct Posted {
+    o: Owner,
+    f: HashMap<String, String>,
+}
+
+impl FromRequest<Arc<Web>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, web: &Arc<Web>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let o = Owner::from_request_parts(&mut parts, web).await?;
+        let form: Fields =
+            Form::from_request(axum::extract::Request::from_parts(parts, body), web).await;
+        match fields(form, &o.csrf) {
+            Ok(f) => Ok(Posted { o, f }),
+            Err(r) => Err(r.page(o.t(), Some(o.login.clone()), o.csrf.clone())),
+        }
+    }
+}
+
 
 /// The form's fields.
 fn form_fields(form: Fields) -> Result<HashMap<String, String>, Rejected> {
@@ -755,16 +783,7 @@ async fn with_code<T: Send + 'static>(
     }
 }
 
-async fn logout(
-    State(web): Shared,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    form: Fields,
-) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
-    if let Err(r) = fields(form, &o.csrf) {
-        return r.page(o.t(), Some(o.login.clone()), o.csrf.clone());
-    }
+async fn logout(State(web): Shared, Posted { o, .. }: Posted) -> Response {
     web.sessions.end(&o.id);
     (
         [(header::SET_COOKIE, clear_cookie())],
@@ -777,10 +796,8 @@ async fn logout(
 
 async fn account(
     State(web): Shared,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    o: Owner,
 ) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
     let t = o.t();
     let address = o.address.clone();
     let view = match web.manage(move |m| m.show_mailbox(&address, now())).await {
@@ -854,21 +871,7 @@ fn scope_text(scope: crate::policy::ProtocolSet) -> String {
         .join(", ")
 }
 
-/// A logged-in POST: the session, and the form once its CSRF token checked out.
-fn posted(
-    web: &Web,
-    headers: &HeaderMap,
-    form: Fields,
-) -> Result<(Owner, HashMap<String, String>), Response> {
-    let o = owner(web, headers, &HashMap::new())?;
-    match fields(form, &o.csrf) {
-        Ok(f) => Ok((o, f)),
-        Err(r) => Err(r.page(o.t(), Some(o.login.clone()), o.csrf.clone())),
-    }
-}
-
-async fn protocols(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+async fn protocols(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let (mut enable, mut disable) = (Vec::new(), Vec::new());
     for (p, key) in [
         (Protocol::Imap, "imap"),
@@ -893,8 +896,7 @@ async fn protocols(State(web): Shared, headers: HeaderMap, form: Fields) -> Resp
 
 // ---- Password per programmi di posta ------------------------------------------------
 
-async fn generate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+async fn generate(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let name = f
         .get("name")
         .map(|n| n.trim().to_owned())
@@ -932,10 +934,8 @@ async fn issue(web: &Arc<Web>, o: Owner, name: Option<String>, regenerate: bool)
 
 async fn reveal(
     State(web): Shared,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    o: Owner,
 ) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
     let revealed = web.sessions.with(&o.id, |s| s.reveal.take()).flatten();
     let page = RevealPage {
         t: o.t(),
@@ -980,8 +980,7 @@ fn confirmed(f: &HashMap<String, String>) -> bool {
     f.get("confirm").is_some_and(|c| c == "yes")
 }
 
-async fn regenerate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+async fn regenerate(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let name = f.get("name").cloned().unwrap_or_default();
     if !confirmed(&f) {
         let t = o.t();
@@ -997,8 +996,7 @@ async fn regenerate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
     issue(&web, o, Some(name), true).await
 }
 
-async fn deactivate(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+async fn deactivate(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let name = f.get("name").cloned().unwrap_or_default();
     if !confirmed(&f) {
         let t = o.t();
@@ -1030,8 +1028,7 @@ async fn deactivate(State(web): Shared, headers: HeaderMap, form: Fields) -> Res
     }
 }
 
-async fn postpone(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+async fn postpone(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let name = f.get("name").cloned().unwrap_or_default();
     let (actor, address) = (o.actor(), o.address.clone());
     match web
@@ -1084,18 +1081,15 @@ fn two_factor_view(web: &Web, o: &Owner, two_factor: bool, device: Option<Secret
 
 async fn two_factor_page(
     State(web): Shared,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    o: Owner,
 ) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
     match web.auth.owner_mailbox(&o.login) {
         Some(m) => two_factor_view(&web, &o, m.two_factor_on(), None),
         None => Redirect::to("/login").into_response(),
     }
 }
 
-async fn two_factor_enable(State(web): Shared, headers: HeaderMap, form: Fields) -> Response {
-    let (o, _) = or_return!(posted(&web, &headers, form));
+async fn two_factor_enable(State(web): Shared, Posted { o, .. }: Posted) -> Response {
     let (actor, address) = (o.actor(), o.address.clone());
     match web
         .manage(move |m| m.enable_2fa(&actor, &address, now()))
@@ -1108,11 +1102,7 @@ async fn two_factor_enable(State(web): Shared, headers: HeaderMap, form: Fields)
 
 async fn two_factor_replace(
     State(web): Shared,
-    Extension(Peer(peer)): Extension<Peer>,
-    headers: HeaderMap,
-    form: Fields,
-) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+    Extension(Peer(peer)): Extension<Peer>, Posted { o, f }: Posted) -> Response {
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
@@ -1144,11 +1134,7 @@ async fn restamp(web: &Arc<Web>, o: &Owner) {
 
 async fn two_factor_confirm(
     State(web): Shared,
-    Extension(Peer(peer)): Extension<Peer>,
-    headers: HeaderMap,
-    form: Fields,
-) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+    Extension(Peer(peer)): Extension<Peer>, Posted { o, f }: Posted) -> Response {
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
@@ -1167,11 +1153,7 @@ async fn two_factor_confirm(
 
 async fn two_factor_disable(
     State(web): Shared,
-    Extension(Peer(peer)): Extension<Peer>,
-    headers: HeaderMap,
-    form: Fields,
-) -> Response {
-    let (o, f) = or_return!(posted(&web, &headers, form));
+    Extension(Peer(peer)): Extension<Peer>, Posted { o, f }: Posted) -> Response {
     if !confirmed(&f) {
         let t = o.t();
         return confirm_page(
@@ -1211,9 +1193,8 @@ async fn two_factor_disable(
 async fn history(
     State(web): Shared,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    o: Owner,
 ) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
     let t = o.t();
     let rows = web.settings.load().history_page;
     let page = q
@@ -1276,10 +1257,8 @@ async fn history(
 
 async fn notices(
     State(web): Shared,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    o: Owner,
 ) -> Response {
-    let o = or_return!(owner(&web, &headers, &q));
     let address = o.address.clone();
     let n = match web.manage(move |m| m.notices(&address)).await {
         Ok(n) => n,

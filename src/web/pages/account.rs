@@ -1,0 +1,120 @@
+//! *Sicurezza e password*: the overview, and the mail protocols.
+
+#![allow(clippy::result_large_err)]
+
+use super::*;
+
+struct PasswordRow {
+    name: String,
+    state: &'static str,
+    expires: String,
+    scope: String,
+    last_use: String,
+    postpone_allowed: bool,
+    postpone_opens: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    t: &'static Texts,
+    who: Option<String>,
+    csrf: String,
+    flash: Option<Flash>,
+    address: String,
+    two_factor: bool,
+    device_since: Option<String>,
+    migration: bool,
+    passwords: Vec<PasswordRow>,
+    no_protocol: bool,
+    can_generate: bool,
+    several: bool,
+    imap: bool,
+    pop3: bool,
+    smtp: bool,
+}
+
+pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
+    let t = o.t();
+    let address = o.address.clone();
+    let view = match web.manage(move |m| m.show_mailbox(&address, now())).await {
+        Ok(v) => v,
+        Err(e) => {
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                t,
+                Some(o.login.clone()),
+                o.csrf.clone(),
+                refusal(&o, &e),
+            );
+        }
+    };
+    let zone = &web.settings.load().policy.zone;
+    let passwords = view
+        .app_passwords
+        .iter()
+        .filter_map(|p| {
+            let d = p.details.as_ref()?;
+            Some(PasswordRow {
+                name: d.name.clone(),
+                state: match p.state {
+                    crate::manage::outcome::AppPasswordState::Active => t.active,
+                    _ => t.expired,
+                },
+                expires: fmt_time(d.expires_at, zone),
+                scope: scope_text(d.scope),
+                last_use: d.last_used.as_ref().map_or_else(
+                    || t.never.to_owned(),
+                    |u| format!("{} · {} · {}", fmt_time(u.at, zone), u.client, u.protocol),
+                ),
+                postpone_allowed: d.postpone_allowed,
+                postpone_opens: fmt_time(d.postpone_opens_at, zone),
+            })
+        })
+        .collect::<Vec<_>>();
+    let max = web.settings.load().policy.max_app_passwords;
+    let page = AccountPage {
+        t,
+        who: Some(o.login.clone()),
+        csrf: o.csrf.clone(),
+        flash: o.flash.clone(),
+        address: view.address.clone(),
+        two_factor: view.two_factor.enabled,
+        device_since: view.two_factor.associated_at.map(|a| fmt_time(a, zone)),
+        migration: view.migration,
+        no_protocol: view.protocols.is_empty(),
+        can_generate: passwords.len() < max
+            || view.app_passwords.iter().any(|p| {
+                p.details.is_some() && p.state != crate::manage::outcome::AppPasswordState::Active
+            }),
+        several: max > 1,
+        passwords,
+        imap: view.protocols.contains(Protocol::Imap),
+        pop3: view.protocols.contains(Protocol::Pop3),
+        smtp: view.protocols.contains(Protocol::Smtp),
+    };
+    render(StatusCode::OK, page)
+}
+
+pub(super) async fn protocols(State(web): Shared, Posted { o, f }: Posted) -> Response {
+    let (mut enable, mut disable) = (Vec::new(), Vec::new());
+    for (p, key) in [
+        (Protocol::Imap, "imap"),
+        (Protocol::Pop3, "pop3"),
+        (Protocol::Smtp, "smtp"),
+    ] {
+        if f.contains_key(key) {
+            enable.push(p);
+        } else {
+            disable.push(p);
+        }
+    }
+    let (actor, address) = (o.actor(), o.address.clone());
+    match web
+        .manage(move |m| m.protocols(&actor, &address, &enable, &disable, now()))
+        .await
+    {
+        Ok(_) => back_with(&web, &o, false, o.t().done.to_owned()),
+        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+    }
+}

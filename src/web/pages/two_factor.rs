@@ -1,0 +1,201 @@
+//! *Verifica in 2 passaggi*: turn on (a device to scan, confirmed with a code), turn off
+//! and replace the device — every code through the mailbox's ration (`auth::owner`).
+
+#![allow(clippy::result_large_err)]
+
+use super::*;
+
+#[derive(Template)]
+#[template(path = "twofa.html")]
+struct TwoFactorPage {
+    t: &'static Texts,
+    who: Option<String>,
+    csrf: String,
+    flash: Option<Flash>,
+    two_factor: bool,
+    qr_svg: Option<String>,
+    uri: String,
+}
+
+/// A code asked by an action of a logged-in owner (confirm, turn off, replace), through
+/// the mailbox's ration of codes; a refusal goes back to the overview with its words.
+pub(super) async fn with_code<T: Send + 'static>(
+    web: &Arc<Web>,
+    o: &Owner,
+    peer: std::net::IpAddr,
+    purpose: CodeUse,
+    code: &str,
+    action: impl FnOnce(&mut crate::manage::Manager) -> Result<T, ManageError> + Send + 'static,
+) -> Result<T, Response> {
+    let Some(mailbox) = web.auth.owner_mailbox(&o.login) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let check = || async { code_answer(web.manage(action).await) };
+    match web
+        .auth
+        .owner_code(
+            CodeDoor::Page {
+                peer,
+                login: &o.login,
+            },
+            &mailbox,
+            purpose,
+            code,
+            check,
+        )
+        .await
+    {
+        CodeStep::Done(t) => Ok(t),
+        CodeStep::Wrong(_) => Err(back_with(web, o, true, o.t().wrong_code.to_owned())),
+        CodeStep::Blocked { retry_after } => {
+            Err(back_with(web, o, true, blocked_text(o.t(), retry_after)))
+        }
+        CodeStep::Other(e) => Err(back_with(web, o, true, refusal(o, &e))),
+    }
+}
+
+pub(super) fn two_factor_view(
+    web: &Web,
+    o: &Owner,
+    two_factor: bool,
+    device: Option<Secret>,
+) -> Response {
+    let (qr_svg, uri) = match device {
+        Some(uri) => {
+            let svg = qrcode::QrCode::new(uri.expose().as_bytes())
+                .map(|q| {
+                    q.render::<qrcode::render::svg::Color<'_>>()
+                        .min_dimensions(200, 200)
+                        .build()
+                })
+                .ok();
+            (svg, uri.expose().to_owned())
+        }
+        None => (None, String::new()),
+    };
+    let _ = web;
+    render(
+        StatusCode::OK,
+        TwoFactorPage {
+            t: o.t(),
+            who: Some(o.login.clone()),
+            csrf: o.csrf.clone(),
+            flash: o.flash.clone(),
+            two_factor,
+            qr_svg,
+            uri,
+        },
+    )
+}
+
+pub(super) async fn two_factor_page(State(web): Shared, o: Owner) -> Response {
+    match web.auth.owner_mailbox(&o.login) {
+        Some(m) => two_factor_view(&web, &o, m.two_factor_on(), None),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+pub(super) async fn two_factor_enable(State(web): Shared, Posted { o, .. }: Posted) -> Response {
+    let (actor, address) = (o.actor(), o.address.clone());
+    match web
+        .manage(move |m| m.enable_2fa(&actor, &address, now()))
+        .await
+    {
+        Ok(device) => two_factor_view(&web, &o, false, Some(device.otpauth_uri)),
+        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+    }
+}
+
+pub(super) async fn two_factor_replace(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    Posted { o, f }: Posted,
+) -> Response {
+    let code = f
+        .get("code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action =
+        move |m: &mut crate::manage::Manager| m.replace_device(&actor, &address, Some(&c), now());
+    match with_code(&web, &o, peer.ip(), CodeUse::Replace, &code, action).await {
+        Ok(device) => two_factor_view(&web, &o, true, Some(device.otpauth_uri)),
+        Err(response) => response,
+    }
+}
+
+/// After a change of the device: this session goes on (it proved the code), with the new
+/// stamp; every other session of the mailbox ends.
+pub(super) async fn restamp(web: &Arc<Web>, o: &Owner) {
+    let (this, login) = (Arc::clone(web), o.login.clone());
+    // Read back from the store, not the cache: on a fleet the change's notification may
+    // not have reached this node yet, and the old stamp would end this very session.
+    let stamp = tokio::task::spawn_blocking(move || this.auth.owner_stamp_reloaded(&login))
+        .await
+        .ok()
+        .flatten();
+    if let Some(stamp) = stamp {
+        web.sessions.with(&o.id, |s| s.restamp(stamp));
+    }
+    web.sessions.end_others(&o.address, &o.id);
+}
+
+pub(super) async fn two_factor_confirm(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    Posted { o, f }: Posted,
+) -> Response {
+    let code = f
+        .get("code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action =
+        move |m: &mut crate::manage::Manager| m.confirm_device(&actor, &address, &c, now());
+    match with_code(&web, &o, peer.ip(), CodeUse::Confirm, &code, action).await {
+        Ok(_) => {
+            restamp(&web, &o).await;
+            back_with(&web, &o, false, o.t().done.to_owned())
+        }
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn two_factor_disable(
+    State(web): Shared,
+    Extension(Peer(peer)): Extension<Peer>,
+    Posted { o, f }: Posted,
+) -> Response {
+    if !confirmed(&f) {
+        let t = o.t();
+        return confirm_page(
+            &o,
+            format!("{} \u{2014} {}", t.turn_off, t.two_factor),
+            "/account/2fa/disable",
+            "",
+            t.disable_warning,
+            true,
+        );
+    }
+    let code = f
+        .get("code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
+    let action = move |m: &mut crate::manage::Manager| {
+        m.disable_2fa(
+            &actor,
+            &address,
+            &c,
+            &mut FormAsk { confirmed: true },
+            now(),
+        )
+    };
+    match with_code(&web, &o, peer.ip(), CodeUse::Disable, &code, action).await {
+        Ok(_) => {
+            restamp(&web, &o).await;
+            back_with(&web, &o, false, o.t().done.to_owned())
+        }
+        Err(response) => response,
+    }
+}

@@ -334,6 +334,41 @@ pub fn duration(p: Period, language: Language) -> String {
     out
 }
 
+/// A warning a person must accept, in `language` (the CLI's prompt, the page's
+/// confirmation).
+pub fn warning(w: &crate::manage::Warning, language: Language) -> String {
+    use crate::manage::Warning as W;
+    match (w, language) {
+        (W::RemoveMailbox { address }, Language::En) => format!(
+            "Removing {address} deletes its main password, multi-user accounts, 2FA device and app password: \
+             no mail program will be able to log in. Its access history is kept."
+        ),
+        (W::RemoveMailbox { address }, Language::It) => format!(
+            "Eliminando {address} si cancellano la password principale, gli account multiutente, il dispositivo \
+             della verifica in 2 passaggi e la password per programmi di posta: nessun programma di posta potrà \
+             più accedere. Lo storico accessi resta."
+        ),
+        (W::DeactivateAppPassword, Language::En) => {
+            "Deactivating the app password ends access for every mail program that uses it, at once. The main \
+             password still does not work in mail programs while two-step verification is on."
+                .into()
+        }
+        (W::DeactivateAppPassword, Language::It) => {
+            "I programmi di posta che usano questa password non potranno più accedere alla casella.".into()
+        }
+        (W::DisableTwoFactor, Language::En) => {
+            "Turning off two-step verification lowers the security of the mailbox (\"diminuirai il livello di \
+             sicurezza\"). Its app password is revoked and the main password works in mail programs again."
+                .into()
+        }
+        (W::DisableTwoFactor, Language::It) => {
+            "Disattivando la verifica in 2 passaggi diminuirai il livello di sicurezza della casella: la password \
+             per programmi di posta sarà revocata e i programmi di posta useranno di nuovo la password principale."
+                .into()
+        }
+    }
+}
+
 /// Where a code was asked, in Italian.
 fn code_use_it(u: CodeUse) -> &'static str {
     match u {

@@ -263,6 +263,15 @@ impl Authenticator {
                     API_LISTENER,
                 ),
             };
+        // An empty code guesses nothing (a form sent before the code was typed, or one
+        // that only asks for a confirmation first): the action answers, nothing counts.
+        if code.trim().is_empty() {
+            return match check().await {
+                CodeAnswer::Right(t) => CodeStep::Done(t),
+                CodeAnswer::Wrong { error, .. } => CodeStep::Wrong(error),
+                CodeAnswer::Other(e) => CodeStep::Other(e),
+            };
+        }
         let secret = Secret::new(code.trim().to_owned());
         self.absorb_fleet(&who, counted).await;
         if let Err(blocked) = self.guard.check(&who, checked, Instant::now()) {

@@ -86,7 +86,7 @@ impl Ask for Terminal {
         if self.yes {
             return Ok(());
         }
-        let warning = &warning.0;
+        let warning = &crate::wording::warning(warning, crate::wording::Language::En);
         if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
             return Err(declined(
                 "confirmation_required",

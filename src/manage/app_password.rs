@@ -15,10 +15,6 @@ use crate::secret::Secret;
 use crate::store::EventAction;
 use crate::wording::Said;
 
-/// The warning before deactivating.
-const DEACTIVATE_WARNING: &str = "Deactivating the app password ends access for every mail program that uses it, at \
-     once. The main password still does not work in mail programs while two-step verification is on.";
-
 /// What to generate: for `generate`, the name and scope asked for; for `regenerate`,
 /// which password (its name and scope are kept unless a scope is given).
 #[derive(Clone, Copy, Debug, Default)]
@@ -138,7 +134,7 @@ impl Manager {
         } else {
             probe.deactivate_app_password(name)?;
         }
-        ask.confirm(&Warning(DEACTIVATE_WARNING.into()))?;
+        ask.confirm(&Warning::DeactivateAppPassword)?;
         let (deactivated, m) = self.change(actor, address, now, |_, m| {
             let names = if all {
                 m.deactivate_all_app_passwords()?

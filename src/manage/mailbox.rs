@@ -88,10 +88,9 @@ impl Manager {
         now: Timestamp,
     ) -> Result<Removed, ManageError> {
         let address = self.read(address)?.address;
-        ask.confirm(&Warning(format!(
-            "Removing {address} deletes its main password, multi-user accounts, 2FA device and app password: \
-             no mail program will be able to log in. Its access history is kept."
-        )))?;
+        ask.confirm(&Warning::RemoveMailbox {
+            address: address.clone(),
+        })?;
         let mut tx = self.store.begin()?;
         let m = tx
             .mailbox(&address)?

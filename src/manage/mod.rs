@@ -98,6 +98,10 @@ pub enum ManageError {
     /// imported.
     #[error("nothing imported; {}", import_errors(.0))]
     Import(Vec<String>),
+    /// The person has not (yet) accepted this warning: nothing done. A front door that
+    /// asks in two steps (the web page) shows the warning and asks again.
+    #[error("not confirmed")]
+    Unconfirmed(Warning),
 }
 
 /// An import's bad lines, the first 50 of them.
@@ -131,7 +135,9 @@ impl ManageError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ManageError::Refused(p) => p.is_bad_input(),
-            ManageError::Declined { .. } | ManageError::Import(_) => true,
+            ManageError::Declined { .. } | ManageError::Import(_) | ManageError::Unconfirmed(_) => {
+                true
+            }
             _ => false,
         }
     }
@@ -147,15 +153,17 @@ impl ManageError {
             ManageError::Store(_) => "store_error",
             ManageError::Internal(_) => "internal_error",
             ManageError::Import(_) => "bad_import",
+            ManageError::Unconfirmed(_) => "not_confirmed",
         }
     }
 
     /// What kind of failure it is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ManageError::Refused(_) | ManageError::Declined { .. } | ManageError::Import(_) => {
-                ErrorKind::Refused
-            }
+            ManageError::Refused(_)
+            | ManageError::Declined { .. }
+            | ManageError::Import(_)
+            | ManageError::Unconfirmed(_) => ErrorKind::Refused,
             ManageError::NoMailbox(_) | ManageError::NoLogin(_) => ErrorKind::NotFound,
             ManageError::LoginTaken(_) => ErrorKind::Conflict,
             ManageError::Store(_) | ManageError::Internal(_) => ErrorKind::Failure,
@@ -185,9 +193,20 @@ pub enum PasswordFor {
     UpstreamSecret,
 }
 
-/// A warning a person must accept before an action that lowers security or cuts access.
+/// A warning a person must accept before an action that lowers security or cuts access:
+/// what is asked, as a code; `wording::warning` puts it in the person's words.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Warning(pub String);
+pub enum Warning {
+    /// Removing a mailbox: no mail program will log in.
+    RemoveMailbox {
+        /// Which.
+        address: String,
+    },
+    /// Deactivating an app password: its mail programs lose access at once.
+    DeactivateAppPassword,
+    /// Turning 2FA off lowers the mailbox's security.
+    DisableTwoFactor,
+}
 
 /// What the front door asks the person, when an action needs it.
 pub trait Ask {

@@ -11,10 +11,6 @@ use crate::secret::Secret;
 use crate::store::EventAction;
 use crate::wording::Said;
 
-/// The seeds' warning before turning 2FA off.
-const DISABLE_WARNING: &str = "Turning off two-step verification lowers the security of the mailbox (\"diminuirai il \
-     livello di sicurezza\"). Its app password is revoked and the main password works in mail programs again.";
-
 impl Manager {
     fn new_device(
         &self,
@@ -106,7 +102,7 @@ impl Manager {
         if !self.read(address)?.two_factor_on() {
             return Err(PolicyError::TwoFactorOff("nothing to turn off").into());
         }
-        ask.confirm(&Warning(DISABLE_WARNING.into()))?;
+        ask.confirm(&Warning::DisableTwoFactor)?;
         let ((), m) = self.change(actor, address, now, |_, m| {
             m.disable_2fa(code, now)?;
             let record = Record::new(EventAction::TwoFactorDisable).notice(Said::TwoFactorOff);

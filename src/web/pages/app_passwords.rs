@@ -89,7 +89,7 @@ pub(super) async fn regenerate(State(web): Shared, Posted { o, f }: Posted) -> R
             format!("{} \u{2014} \"{name}\"", t.regenerate),
             "/account/app-passwords/regenerate",
             &name,
-            t.regenerate_warning,
+            t.regenerate_warning.to_owned(),
             false,
         );
     }
@@ -98,31 +98,26 @@ pub(super) async fn regenerate(State(web): Shared, Posted { o, f }: Posted) -> R
 
 pub(super) async fn deactivate(State(web): Shared, Posted { o, f }: Posted) -> Response {
     let name = f.get("name").cloned().unwrap_or_default();
-    if !confirmed(&f) {
-        let t = o.t();
-        return confirm_page(
-            &o,
-            format!("{} \u{2014} \"{name}\"", t.deactivate),
-            "/account/app-passwords/deactivate",
-            &name,
-            t.deactivate_warning,
-            false,
-        );
-    }
-    let (actor, address) = (o.actor(), o.address.clone());
+    let (actor, address, n) = (o.actor(), o.address.clone(), name.clone());
+    // manage asks for the confirmation (after its rules passed); without one, the page
+    // shows manage's warning and asks.
+    let mut ask = FormAsk {
+        confirmed: confirmed(&f),
+    };
     let result = web
         .manage(move |m| {
-            m.deactivate_app_password(
-                &actor,
-                &address,
-                Some(&name),
-                false,
-                &mut FormAsk { confirmed: true },
-                now(),
-            )
+            m.deactivate_app_password(&actor, &address, Some(&n), false, &mut ask, now())
         })
         .await;
     match result {
+        Err(ManageError::Unconfirmed(w)) => confirm_page(
+            &o,
+            format!("{} \u{2014} \"{name}\"", o.t().deactivate),
+            "/account/app-passwords/deactivate",
+            &name,
+            wording::warning(&w, o.language),
+            false,
+        ),
         Ok(_) => back_with(&web, &o, false, o.t().done.to_owned()),
         Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
     }

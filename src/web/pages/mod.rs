@@ -333,7 +333,8 @@ fn refusal(o: &Owner, e: &ManageError) -> String {
 }
 
 /// The web page's answers to the management layer's questions: a confirmation is the
-/// form's `confirm=yes`; a password is never asked on this page.
+/// form's `confirm=yes` (without it, the action answers with the warning to show, and the
+/// confirmation page asks); a password is never asked on this page.
 struct FormAsk {
     confirmed: bool,
 }
@@ -349,10 +350,8 @@ impl Ask for FormAsk {
         if self.confirmed {
             Ok(())
         } else {
-            Err(ManageError::Declined {
-                code: "not_confirmed",
-                message: warning.0.clone(),
-            })
+            // The page asks in two steps: the warning goes back to be shown.
+            Err(ManageError::Unconfirmed(warning.clone()))
         }
     }
 }
@@ -379,7 +378,7 @@ struct ConfirmPage {
     what: String,
     action: &'static str,
     fields: Vec<(String, String)>,
-    warning: &'static str,
+    warning: String,
     ask_code: bool,
 }
 
@@ -411,7 +410,7 @@ fn confirm_page(
     what: String,
     action: &'static str,
     name: &str,
-    warning: &'static str,
+    warning: String,
     ask_code: bool,
 ) -> Response {
     render(

@@ -19,6 +19,11 @@ struct TwoFactorPage {
 
 /// A code asked by an action of a logged-in owner (confirm, turn off, replace), through
 /// the mailbox's ration of codes; a refusal goes back to the overview with its words.
+/// For actions that ask no confirmation: should one ever ask, it is not shown half-done.
+fn never_asked(_: &Warning) -> Response {
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
 pub(super) async fn with_code<T: Send + 'static>(
     web: &Arc<Web>,
     o: &Owner,
@@ -26,6 +31,7 @@ pub(super) async fn with_code<T: Send + 'static>(
     purpose: CodeUse,
     code: &str,
     action: impl FnOnce(&mut crate::manage::Manager) -> Result<T, ManageError> + Send + 'static,
+    unconfirmed: impl FnOnce(&Warning) -> Response,
 ) -> Result<T, Response> {
     let Some(mailbox) = web.auth.owner_mailbox(&o.login) else {
         return Err(Redirect::to("/login").into_response());
@@ -50,6 +56,7 @@ pub(super) async fn with_code<T: Send + 'static>(
         CodeStep::Blocked { retry_after } => {
             Err(back_with(web, o, true, blocked_text(o.t(), retry_after)))
         }
+        CodeStep::Other(ManageError::Unconfirmed(w)) => Err(unconfirmed(&w)),
         CodeStep::Other(e) => Err(back_with(web, o, true, refusal(o, &e))),
     }
 }
@@ -118,7 +125,17 @@ pub(super) async fn two_factor_replace(
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
     let action =
         move |m: &mut crate::manage::Manager| m.replace_device(&actor, &address, Some(&c), now());
-    match with_code(&web, &o, peer.ip(), CodeUse::Replace, &code, action).await {
+    match with_code(
+        &web,
+        &o,
+        peer.ip(),
+        CodeUse::Replace,
+        &code,
+        action,
+        never_asked,
+    )
+    .await
+    {
         Ok(device) => two_factor_view(&web, &o, true, Some(device.otpauth_uri)),
         Err(response) => response,
     }
@@ -152,7 +169,17 @@ pub(super) async fn two_factor_confirm(
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
     let action =
         move |m: &mut crate::manage::Manager| m.confirm_device(&actor, &address, &c, now());
-    match with_code(&web, &o, peer.ip(), CodeUse::Confirm, &code, action).await {
+    match with_code(
+        &web,
+        &o,
+        peer.ip(),
+        CodeUse::Confirm,
+        &code,
+        action,
+        never_asked,
+    )
+    .await
+    {
         Ok(_) => {
             restamp(&web, &o).await;
             back_with(&web, &o, false, o.t().done.to_owned())
@@ -166,32 +193,40 @@ pub(super) async fn two_factor_disable(
     Extension(Peer(peer)): Extension<Peer>,
     Posted { o, f }: Posted,
 ) -> Response {
-    if !confirmed(&f) {
-        let t = o.t();
-        return confirm_page(
-            &o,
-            format!("{} \u{2014} {}", t.turn_off, t.two_factor),
-            "/account/2fa/disable",
-            "",
-            t.disable_warning,
-            true,
-        );
-    }
+    let mut ask = FormAsk {
+        confirmed: confirmed(&f),
+    };
     let code = f
         .get("code")
         .map(|c| c.trim().to_owned())
         .unwrap_or_default();
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
-    let action = move |m: &mut crate::manage::Manager| {
-        m.disable_2fa(
-            &actor,
-            &address,
-            &c,
-            &mut FormAsk { confirmed: true },
-            now(),
+    let action =
+        move |m: &mut crate::manage::Manager| m.disable_2fa(&actor, &address, &c, &mut ask, now());
+    // manage asks for the confirmation; without one, the page shows its warning and asks
+    // (with the code field).
+    let unconfirmed = |w: &Warning| {
+        let t = o.t();
+        confirm_page(
+            &o,
+            format!("{} \u{2014} {}", t.turn_off, t.two_factor),
+            "/account/2fa/disable",
+            "",
+            wording::warning(w, o.language),
+            true,
         )
     };
-    match with_code(&web, &o, peer.ip(), CodeUse::Disable, &code, action).await {
+    match with_code(
+        &web,
+        &o,
+        peer.ip(),
+        CodeUse::Disable,
+        &code,
+        action,
+        unconfirmed,
+    )
+    .await
+    {
         Ok(_) => {
             restamp(&web, &o).await;
             back_with(&web, &o, false, o.t().done.to_owned())

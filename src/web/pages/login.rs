@@ -238,10 +238,7 @@ pub(super) async fn code(
         Ok(f) => f,
         Err(r) => return r.page(t, None, csrf),
     };
-    let code = f
-        .get("code")
-        .map(|c| c.trim().to_owned())
-        .unwrap_or_default();
+    let code = code_field(&f);
     let again = |text: String| {
         web.sessions
             .with(&id, |s| s.flash = Some(Flash { error: true, text }));

@@ -429,6 +429,13 @@ fn confirm_page(
     )
 }
 
+/// The form's device code, as typed (spaces around it trimmed).
+fn code_field(f: &HashMap<String, String>) -> String {
+    f.get("code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default()
+}
+
 fn confirmed(f: &HashMap<String, String>) -> bool {
     f.get("confirm").is_some_and(|c| c == "yes")
 }

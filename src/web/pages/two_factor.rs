@@ -118,10 +118,7 @@ pub(super) async fn two_factor_replace(
     Extension(Peer(peer)): Extension<Peer>,
     Posted { o, f }: Posted,
 ) -> Response {
-    let code = f
-        .get("code")
-        .map(|c| c.trim().to_owned())
-        .unwrap_or_default();
+    let code = code_field(&f);
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
     let action =
         move |m: &mut crate::manage::Manager| m.replace_device(&actor, &address, Some(&c), now());
@@ -162,10 +159,7 @@ pub(super) async fn two_factor_confirm(
     Extension(Peer(peer)): Extension<Peer>,
     Posted { o, f }: Posted,
 ) -> Response {
-    let code = f
-        .get("code")
-        .map(|c| c.trim().to_owned())
-        .unwrap_or_default();
+    let code = code_field(&f);
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
     let action =
         move |m: &mut crate::manage::Manager| m.confirm_device(&actor, &address, &c, now());
@@ -196,10 +190,7 @@ pub(super) async fn two_factor_disable(
     let mut ask = FormAsk {
         confirmed: confirmed(&f),
     };
-    let code = f
-        .get("code")
-        .map(|c| c.trim().to_owned())
-        .unwrap_or_default();
+    let code = code_field(&f);
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
     let action =
         move |m: &mut crate::manage::Manager| m.disable_2fa(&actor, &address, &c, &mut ask, now());

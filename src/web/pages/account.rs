@@ -40,13 +40,7 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
     let view = match web.manage(move |m| m.show_mailbox(&address, now())).await {
         Ok(v) => v,
         Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                t,
-                Some(o.login.clone()),
-                o.csrf.clone(),
-                refusal(&o, &e),
-            );
+            return unavailable(&o, &e);
         }
     };
     let zone = &web.settings.load().policy.zone;

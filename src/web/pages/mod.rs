@@ -332,6 +332,18 @@ fn refusal(o: &Owner, e: &ManageError) -> String {
     }
 }
 
+/// A page that could not be read from the store: the error in the owner's words (a
+/// failure is logged, never shown), 503.
+fn unavailable(o: &Owner, e: &ManageError) -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        o.t(),
+        Some(o.login.clone()),
+        o.csrf.clone(),
+        refusal(o, e),
+    )
+}
+
 /// The web page's answers to the management layer's questions: a confirmation is the
 /// form's `confirm=yes` (without it, the action answers with the warning to show, and the
 /// confirmation page asks); a password is never asked on this page.

@@ -53,13 +53,7 @@ pub(super) async fn history(
     let h = match web.manage(move |m| m.history(&address, want)).await {
         Ok(h) => h,
         Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                t,
-                Some(o.login.clone()),
-                o.csrf.clone(),
-                refusal(&o, &e),
-            );
+            return unavailable(&o, &e);
         }
     };
     let skip = ((page - 1) * rows) as usize;
@@ -106,13 +100,7 @@ pub(super) async fn notices(State(web): Shared, o: Owner) -> Response {
     let n = match web.manage(move |m| m.notices(&address)).await {
         Ok(n) => n,
         Err(e) => {
-            return message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                o.t(),
-                Some(o.login.clone()),
-                o.csrf.clone(),
-                refusal(&o, &e),
-            );
+            return unavailable(&o, &e);
         }
     };
     let locale = o.locale(&web);

@@ -154,6 +154,13 @@ pub(super) async fn restamp(web: &Arc<Web>, o: &Owner) {
     web.sessions.end_others(&o.address, &o.id);
 }
 
+/// After the device changed (confirmed, or 2FA turned off): this session re-stamped, the
+/// others ended, back to the overview.
+async fn device_changed(web: &Arc<Web>, o: &Owner) -> Response {
+    restamp(web, o).await;
+    back_with(web, o, false, o.t().done.to_owned())
+}
+
 pub(super) async fn two_factor_confirm(
     State(web): Shared,
     Extension(Peer(peer)): Extension<Peer>,
@@ -174,10 +181,7 @@ pub(super) async fn two_factor_confirm(
     )
     .await
     {
-        Ok(_) => {
-            restamp(&web, &o).await;
-            back_with(&web, &o, false, o.t().done.to_owned())
-        }
+        Ok(_) => device_changed(&web, &o).await,
         Err(response) => response,
     }
 }
@@ -218,10 +222,7 @@ pub(super) async fn two_factor_disable(
     )
     .await
     {
-        Ok(_) => {
-            restamp(&web, &o).await;
-            back_with(&web, &o, false, o.t().done.to_owned())
-        }
+        Ok(_) => device_changed(&web, &o).await,
         Err(response) => response,
     }
 }

@@ -4,12 +4,15 @@
 //! a default. Relative paths are relative to the folder holding the config file.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::net::{Network, TlsMode};
 use crate::policy::{Period, PolicySettings, Protocol};
+pub use crate::proxy::settings::{
+    Limits, Listener, ListenerTls, MainPassword, UpstreamLogin, UpstreamSettings,
+};
 
 /// Why the configuration cannot be used. Every message starts with the file's path.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Bounds on what one client may cost.
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     /// The login hot path: verification cache and hashing pool.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -91,10 +94,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Client-facing listeners.
     #[serde(default, rename = "listener")]
-    pub listeners: Vec<ListenerConfig>,
+    pub listeners: Vec<Listener>,
     /// Upstream mail servers, by name.
     #[serde(default, rename = "upstream")]
-    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// The folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -267,7 +270,7 @@ pub struct SmtpConfig {
     pub port: u16,
     /// `implicit` (465), `starttls` (587; fails closed when the upgrade fails) or
     /// `none` (loopback only).
-    pub tls: UpstreamTls,
+    pub tls: TlsMode,
     /// CA certificates (PEM) to trust instead of the system roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -322,75 +325,6 @@ impl Default for NoticesConfig {
             every: Period::seconds(60),
             smtp: None,
         }
-    }
-}
-
-/// `[limits]`: what one client may cost before it is cut off.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Longest command line or literal accepted before login, in bytes.
-    pub max_line: u32,
-    /// Total bytes a client may send before it has logged in.
-    pub preauth_bytes: u64,
-    /// Time a client has to log in (TLS handshake included).
-    pub preauth_timeout: Period,
-    /// Failed logins on one connection before it is closed.
-    pub failed_logins_per_connection: u32,
-    /// Bad or unknown commands before login on one connection before it is closed.
-    pub bad_commands_before_login: u32,
-    /// Connections open at once, over all listeners.
-    pub max_connections: u32,
-    /// Time to connect and log in to an upstream.
-    pub upstream_timeout: Period,
-    /// How long `serve` waits for open sessions after SIGINT / SIGTERM.
-    pub shutdown_grace: Period,
-    /// Time to complete a TLS handshake (implicit, or after STARTTLS).
-    pub tls_handshake_timeout: Period,
-    /// Connections open at once from one client address (IPv6: one /64).
-    pub max_connections_per_address: u32,
-    /// An IMAP session after login is closed after this long with no traffic either way
-    /// (RFC 9051 5.4: at least 30 minutes, so IDLE clients survive).
-    pub idle_imap: Period,
-    /// The same for POP3 (RFC 1939 3: at least 10 minutes).
-    pub idle_pop3: Period,
-    /// The same for SMTP submission (RFC 5321 4.5.3.2.7: 5 minutes).
-    pub idle_smtp: Period,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_line: 8 * 1024,
-            preauth_bytes: 64 * 1024,
-            preauth_timeout: Period::seconds(60),
-            failed_logins_per_connection: 3,
-            bad_commands_before_login: 10,
-            max_connections: 10_000,
-            upstream_timeout: Period::seconds(15),
-            shutdown_grace: Period::seconds(30),
-            tls_handshake_timeout: Period::seconds(10),
-            max_connections_per_address: 100,
-            idle_imap: Period::seconds(30 * 60),
-            idle_pop3: Period::seconds(10 * 60),
-            idle_smtp: Period::seconds(5 * 60),
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// A validated fixed duration (validation refuses months here).
-    pub fn duration(p: Period) -> std::time::Duration {
-        p.as_std().unwrap_or(std::time::Duration::from_secs(60))
-    }
-
-    /// The idle timeout after login for `protocol`.
-    pub fn idle(&self, protocol: Protocol) -> std::time::Duration {
-        LimitsConfig::duration(match protocol {
-            Protocol::Imap => self.idle_imap,
-            Protocol::Pop3 => self.idle_pop3,
-            Protocol::Smtp => self.idle_smtp,
-        })
     }
 }
 
@@ -613,191 +547,13 @@ impl ThrottleConfig {
             name_failures: self.name_failures,
             password_failures: self.password_failures,
             code_failures: self.code_failures,
-            max_block: LimitsConfig::duration(self.max_block),
-            window: LimitsConfig::duration(self.window),
-            block: LimitsConfig::duration(self.block),
-            address_max_block: LimitsConfig::duration(self.address_max_block),
-            name_max_block: LimitsConfig::duration(self.name_max_block),
+            max_block: self.max_block.fixed(),
+            window: self.window.fixed(),
+            block: self.block.fixed(),
+            address_max_block: self.address_max_block.fixed(),
+            name_max_block: self.name_max_block.fixed(),
         }
     }
-}
-
-/// How a listener offers TLS to clients.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerTls {
-    /// TLS from the first byte (993, 995, 465).
-    Implicit,
-    /// Plain text until STARTTLS / STLS (143, 110, 587); no login before TLS.
-    Starttls,
-}
-
-/// `[[listener]]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    /// A name for logs and the access history.
-    pub name: String,
-    /// The protocol spoken.
-    pub protocol: Protocol,
-    /// Address and port to listen on.
-    pub bind: SocketAddr,
-    /// Implicit TLS or STARTTLS.
-    pub tls: ListenerTls,
-    /// Whether this is the security-archive listener (IMAP, implicit TLS, pro/premium).
-    #[serde(default)]
-    pub archive: bool,
-    /// The `[upstream.NAME]` sessions are relayed to.
-    pub upstream: String,
-    /// Load balancers allowed to send the PROXY protocol header (v1 or v2), as networks
-    /// (`"10.0.0.0/24"`, `"127.0.0.1"`). Empty (the default): no header is expected, and
-    /// one sent is just bad bytes. Set: every connection must come from one of these and
-    /// start with a header, whose client address is then the one throttled, limited,
-    /// recorded and told to the upstream; a connection from anywhere else is closed.
-    #[serde(default)]
-    pub proxy_protocol_from: Vec<Network>,
-}
-
-/// A network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`), or one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String")]
-pub struct Network {
-    addr: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl TryFrom<String> for Network {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a network (e.g. \"10.0.0.0/8\", \"::1\")");
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.as_str(), None),
-        };
-        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        // An IPv4-mapped IPv6 network is the IPv4 network it maps.
-        match addr.to_canonical() {
-            v4 @ std::net::IpAddr::V4(_) if addr.is_ipv6() => Ok(Network {
-                addr: v4,
-                prefix: prefix.saturating_sub(96),
-            }),
-            _ => Ok(Network { addr, prefix }),
-        }
-    }
-}
-
-impl Network {
-    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let bits = |ip: IpAddr| -> (u128, u8) {
-            match ip.to_canonical() {
-                IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
-                IpAddr::V6(v6) => (u128::from(v6), 128),
-            }
-        };
-        let ((net, width), (ip, ip_width)) = (bits(self.addr), bits(ip));
-        if width != ip_width {
-            return false;
-        }
-        // Both are aligned to the top bit, so the prefix counts from there.
-        let mask = match self.prefix {
-            0 => 0,
-            p => u128::MAX << (128 - u32::from(p.min(width))),
-        };
-        (net & mask) == (ip & mask)
-    }
-}
-
-/// How the proxy talks TLS to an upstream.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamTls {
-    /// TLS from the first byte.
-    Implicit,
-    /// STARTTLS / STLS before logging in.
-    Starttls,
-    /// Plain text (loopback or a trusted network only).
-    None,
-}
-
-impl UpstreamTls {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamTls::Implicit => "implicit",
-            UpstreamTls::Starttls => "starttls",
-            UpstreamTls::None => "none",
-        }
-    }
-}
-
-/// `[upstream.NAME]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Host name or address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// TLS mode.
-    pub tls: UpstreamTls,
-    /// CA certificates (PEM) to trust instead of the system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The name to check the upstream's certificate against (default: `host`).
-    #[serde(default)]
-    pub tls_name: Option<String>,
-    /// How the proxy logs in as the user.
-    pub login: UpstreamLogin,
-    /// Tell the upstream the client's real address (off by default): IMAP `ID` with
-    /// `x-originating-ip`/`-port` and `x-connected-ip`/`-port`, POP3 and SMTP `XCLIENT
-    /// ADDR=… PORT=…`. The upstream must trust the proxy (Dovecot:
-    /// `login_trusted_networks`; Postfix: `smtpd_authorized_xclient_hosts`).
-    #[serde(default)]
-    pub forward_client: bool,
-    /// Who checks main passwords: `"local"` (Sentinella's own hash; the default) or
-    /// `"upstream"` (pass-through): for a name Sentinella holds no mailbox for, or a
-    /// mailbox with 2FA off, the client's name and password are passed to this upstream
-    /// and its answer decides — so the server's own password stays the only one. A
-    /// mailbox with 2FA on gets in only with its app password, checked here; its main
-    /// password is refused here and never sent on.
-    #[serde(default)]
-    pub main_password: MainPassword,
-}
-
-/// Who checks main passwords, per upstream.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MainPassword {
-    /// Sentinella, against its own hash.
-    #[default]
-    Local,
-    /// The upstream, with the client's own credentials (pass-through).
-    Upstream,
-}
-
-/// How the proxy logs in to the upstream on the user's behalf.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
-pub enum UpstreamLogin {
-    /// SASL PLAIN with authorization identity = the mailbox and authentication identity =
-    /// a master user (Dovecot master users work this way).
-    Master {
-        /// The master user's name.
-        user: String,
-        /// A file holding the master user's password (first line).
-        password_file: PathBuf,
-    },
-    /// LOGIN with a per-mailbox secret set by `mailbox set-upstream-secret`, kept
-    /// encrypted at rest.
-    Stored,
 }
 
 impl Config {
@@ -927,7 +683,7 @@ impl Config {
                     .host
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
-            if smtp.tls == UpstreamTls::None && !loopback {
+            if smtp.tls == TlsMode::None && !loopback {
                 return Err(self.invalid(
                     "notices.smtp.tls",
                     "\"none\" is allowed only for a relay on loopback; use \"starttls\" or \"implicit\"",
@@ -1148,8 +904,8 @@ impl Config {
     /// What the owner's web page takes.
     pub(crate) fn web_settings(&self) -> crate::web::WebSettings {
         crate::web::WebSettings {
-            idle: LimitsConfig::duration(self.web.idle_timeout),
-            lifetime: LimitsConfig::duration(self.web.session_lifetime),
+            idle: self.web.idle_timeout.fixed(),
+            lifetime: self.web.session_lifetime.fixed(),
             history_page: self.web.history_page,
             language: self.notices.language,
             policy: self.policy.settings(),
@@ -1162,10 +918,10 @@ impl Config {
         crate::web::ConnectionLimits {
             max_connections: w.max_connections,
             max_connections_per_address: w.max_connections_per_address,
-            tls_handshake: LimitsConfig::duration(w.tls_handshake_timeout),
-            header: LimitsConfig::duration(w.header_timeout),
-            body: LimitsConfig::duration(w.body_timeout),
-            keep_alive: LimitsConfig::duration(w.keep_alive_timeout),
+            tls_handshake: w.tls_handshake_timeout.fixed(),
+            header: w.header_timeout.fixed(),
+            body: w.body_timeout.fixed(),
+            keep_alive: w.keep_alive_timeout.fixed(),
         }
     }
 
@@ -1178,7 +934,7 @@ impl Config {
     /// This is the one place that says what is reloadable.
     pub fn reloaded(&self, new: &Config) -> (Config, Vec<String>) {
         let mut merged = self.clone();
-        merged.limits = LimitsConfig {
+        merged.limits = Limits {
             max_connections: self.limits.max_connections,
             ..new.limits.clone()
         };
@@ -1209,7 +965,7 @@ impl Config {
     /// What the login path takes.
     pub fn auth_settings(&self) -> crate::auth::AuthSettings {
         crate::auth::AuthSettings {
-            cache_ttl: LimitsConfig::duration(self.auth.cache_ttl),
+            cache_ttl: self.auth.cache_ttl.fixed(),
             zone: self.policy.settings().zone,
             main_password_alert_every: self.notices.main_password_alert_every,
             email: self.notices_emailed(),
@@ -1225,34 +981,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn networks_contain_their_addresses_and_nothing_else() {
-        let net = |s: &str| Network::try_from(s.to_owned()).unwrap();
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
-        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
-        assert!(net("127.0.0.1").contains(ip("127.0.0.1")));
-        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
-        assert!(net("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
-        assert!(net("::ffff:10.1.0.0/112").contains(ip("10.1.9.9")));
-        assert!(!net("::ffff:10.1.0.0/112").contains(ip("10.2.0.1")));
-        assert!(net("0.0.0.0/0").contains(ip("192.0.2.1")));
-        assert!(!net("0.0.0.0/0").contains(ip("2001:db8::1")));
-        assert!(net("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
-        assert!(!net("2001:db8::/32").contains(ip("2001:db9::1")));
-        assert!(!net("::1").contains(ip("127.0.0.1")));
-        for bad in [
-            "10.0.0.0/33",
-            "::/129",
-            "10.0.0/8",
-            "host",
-            "10.0.0.0/",
-            "/8",
-        ] {
-            assert!(Network::try_from(bad.to_owned()).is_err(), "{bad}");
-        }
-    }
-
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {

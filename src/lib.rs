@@ -8,6 +8,8 @@
 //! - [`config`]: `config.toml` — serde model with `deny_unknown_fields`, defaults,
 //!   validation whose errors name the file and the key, and the conversion into each
 //!   layer's settings (one direction: no layer below reads the config).
+//! - `serve`: start-up — each part started from its settings, once; SIGHUP reloads,
+//!   SIGINT / SIGTERM shutdown. Below it nothing reads [`config`].
 //! - [`policy`]: SPEC.md's rules as pure code with the clock passed in — periods in
 //!   calendar months, 2FA devices (TOTP), app passwords, mailbox actions, the login
 //!   decision table and the abuse model's rules; the record vocabularies (`named_enum!`).
@@ -22,7 +24,8 @@
 //! - `audit`: the group-committed access-history writer.
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
-//! - `proxy`: listeners, TLS, sessions, upstream login, relay, shutdown.
+//! - `proxy`: its settings (limits, listeners, upstreams), accept loops, TLS, sessions,
+//!   upstream login, relay.
 //! - `admission`: what every listener (mail and HTTP) does before serving a connection:
 //!   accept with back-off, connections counted per client network.
 //! - `service`: the service manager's notify protocol (READY / RELOADING / STOPPING).
@@ -33,6 +36,7 @@
 //! - [`live`]: settings a reload (SIGHUP) replaces while the proxy runs.
 //! - [`clock`]: the crate's one clock (policy time, whole seconds), read at the edges
 //!   and passed in to the rules.
+//! - [`net`]: network values (a CIDR network, a TLS mode) — a leaf.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.
 //!
@@ -52,11 +56,13 @@ mod files;
 pub mod live;
 pub mod manage;
 mod metrics;
+pub mod net;
 mod notify;
 pub mod policy;
 pub mod protocol;
 mod proxy;
 pub mod secret;
+mod serve;
 mod service;
 pub mod store;
 mod web;

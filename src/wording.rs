@@ -336,8 +336,8 @@ pub fn duration(p: Period, language: Language) -> String {
 
 /// A warning a person must accept, in `language` (the CLI's prompt, the page's
 /// confirmation).
-pub fn warning(w: &crate::manage::Warning, language: Language) -> String {
-    use crate::manage::Warning as W;
+pub fn warning(w: &crate::policy::mailbox::Warning, language: Language) -> String {
+    use crate::policy::mailbox::Warning as W;
     match (w, language) {
         (W::RemoveMailbox { address }, Language::En) => format!(
             "Removing {address} deletes its main password, multi-user accounts, 2FA device and app password: \

@@ -181,7 +181,7 @@ fn serve(cli: &Cli) -> Result<Output, CliError> {
         .build()
         .map_err(|e| CliError::Internal(format!("cannot start the runtime: {e}")))?;
     runtime
-        .block_on(crate::proxy::run(config))
+        .block_on(crate::serve::run(config))
         .map_err(|e| CliError::Internal(format!("cannot serve: {e}")))?;
     // Sessions still open after the grace period end with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

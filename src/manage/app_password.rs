@@ -10,10 +10,10 @@ use super::outcome::{
 };
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
 use crate::policy::mailbox::NewAppPassword as Issue;
+use crate::policy::notice::Said;
 use crate::policy::{Mailbox, PolicyError, ProtocolSet, app_password};
 use crate::secret::Secret;
 use crate::store::EventAction;
-use crate::wording::Said;
 
 /// What to generate: for `generate`, the name and scope asked for; for `regenerate`,
 /// which password (its name and scope are kept unless a scope is given).

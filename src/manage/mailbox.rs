@@ -8,10 +8,10 @@ use super::outcome::{
 };
 use super::{Actor, Ask, ManageError, Manager, PasswordFor, Record, Warning, journal};
 use crate::policy::names::{normalize_address, normalize_login};
+use crate::policy::notice::{NarrowedTo, Said};
 use crate::policy::{Mailbox, Plan, PolicyError, Protocol};
 use crate::store::EventAction;
 use crate::store::sealed::SealKey;
-use crate::wording::{NarrowedTo, Said};
 
 fn contact(c: &str) -> Result<String, PolicyError> {
     normalize_address(c).map_err(|_| PolicyError::BadContact(c.to_owned()))

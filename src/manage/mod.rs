@@ -61,8 +61,9 @@ pub fn code_answer<T>(r: Result<T, ManageError>) -> crate::auth::CodeAnswer<T, M
         Err(e) => CodeAnswer::Other(e),
     }
 }
+use crate::policy::notice::Said;
 use crate::store::{Event, EventAction, ManageStore, Notice, StoreError, Transaction};
-use crate::wording::{Language, Locale, Said};
+use crate::wording::{Language, Locale};
 
 /// Why an action did not happen. Nothing was changed in any case.
 #[derive(Debug, thiserror::Error)]
@@ -193,20 +194,7 @@ pub enum PasswordFor {
     UpstreamSecret,
 }
 
-/// A warning a person must accept before an action that lowers security or cuts access:
-/// what is asked, as a code; `wording::warning` puts it in the person's words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Warning {
-    /// Removing a mailbox: no mail program will log in.
-    RemoveMailbox {
-        /// Which.
-        address: String,
-    },
-    /// Deactivating an app password: its mail programs lose access at once.
-    DeactivateAppPassword,
-    /// Turning 2FA off lowers the mailbox's security.
-    DisableTwoFactor,
-}
+pub use crate::policy::mailbox::Warning;
 
 /// What the front door asks the person, when an action needs it.
 pub trait Ask {

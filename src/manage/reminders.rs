@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::{ManageError, Manager};
 use crate::policy::app_password::Milestone;
 use crate::policy::mailbox::DueReminder;
+use crate::policy::notice::{Reminder, Said};
 use crate::store::{Actor, Event, EventAction, Notice};
-use crate::wording::{Reminder, Said};
 
 /// Mailboxes read per round.
 const ROUND: u32 = 500;

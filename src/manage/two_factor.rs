@@ -6,10 +6,10 @@ use super::outcome::{DeviceConfirmed, DeviceResult, NewDevice, TwoFactorDisabled
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
 use crate::policy::PolicyError;
 use crate::policy::mailbox::{Confirmed, DevicePurpose, ReplaceAuthority};
+use crate::policy::notice::Said;
 use crate::policy::totp::DeviceSecret;
 use crate::secret::Secret;
 use crate::store::EventAction;
-use crate::wording::Said;
 
 impl Manager {
     fn new_device(

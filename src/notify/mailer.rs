@@ -13,7 +13,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::UpstreamTls;
+use crate::net::TlsMode;
 use crate::policy::Period;
 use crate::secret::Secret;
 use crate::store::{DeliveryState, Outbox, OutgoingEmail, StoreLocation};
@@ -37,7 +37,7 @@ pub(crate) struct MailerSettings {
     /// Relay port.
     pub(crate) port: u16,
     /// TLS to the relay.
-    pub(crate) tls: UpstreamTls,
+    pub(crate) tls: TlsMode,
     /// CA certificates (PEM) to trust instead of the system roots.
     pub(crate) ca_pem: Option<Vec<u8>>,
     /// AUTH, if any.
@@ -125,9 +125,9 @@ fn transport(s: &MailerSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, S
         .port(s.port)
         .timeout(Some(Duration::from_secs(30)));
     b = match s.tls {
-        UpstreamTls::None => b.tls(Tls::None),
-        UpstreamTls::Starttls => b.tls(tls(false)?),
-        UpstreamTls::Implicit => b.tls(tls(true)?),
+        TlsMode::None => b.tls(Tls::None),
+        TlsMode::Starttls => b.tls(tls(false)?),
+        TlsMode::Implicit => b.tls(tls(true)?),
     };
     if let Some((user, password)) = &s.auth {
         b = b.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
@@ -290,7 +290,7 @@ mod tests {
         let s = MailerSettings {
             host: "127.0.0.1".into(),
             port: 25,
-            tls: UpstreamTls::None,
+            tls: TlsMode::None,
             ca_pem: None,
             auth: None,
             from: "avvisi@pec.example.it".into(),

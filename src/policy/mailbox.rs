@@ -602,6 +602,22 @@ impl Mailbox {
     }
 }
 
+/// A warning a person must accept before an action that lowers security or cuts access:
+/// what is asked, as a code (`manage` asks it; `wording::warning` puts it in the person's
+/// words).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// Removing a mailbox: no mail program will log in.
+    RemoveMailbox {
+        /// Which.
+        address: String,
+    },
+    /// Deactivating an app password: its mail programs lose access at once.
+    DeactivateAppPassword,
+    /// Turning 2FA off lowers the mailbox's security.
+    DisableTwoFactor,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,12 @@ impl Period {
             .then(|| std::time::Duration::from_secs(u64::from(self.days) * 86_400 + self.seconds))
     }
 
+    /// A fixed period as a duration, for settings that validation has already checked
+    /// carry no calendar months (a period with months, never accepted there, is a minute).
+    pub fn fixed(&self) -> std::time::Duration {
+        self.as_std().unwrap_or(std::time::Duration::from_secs(60))
+    }
+
     /// `at` plus this period: months and days on the calendar of `zone` (the day clamped
     /// to the month's end; a wall time that does not exist that day moves forward), then
     /// the seconds. Saturates at the largest representable time instead of failing.

@@ -797,7 +797,7 @@ mod tests {
 
     /// The limits a shipped `config.toml` (and the integration tests' rig) gives.
     fn shipped(tls: bool) -> Settings {
-        let l = crate::config::LimitsConfig::default();
+        let l = crate::proxy::settings::Limits::default();
         Settings {
             tls_active: tls,
             starttls: !tls,

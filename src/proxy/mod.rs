@@ -6,38 +6,34 @@
 //! - [`session`]: one client connection from greeting to relay.
 //! - [`relay`]: bytes both ways after login, with the protocol's idle timeout.
 //!
+//! - [`settings`]: `[limits]`, `[[listener]]`, `[upstream.NAME]` — what start-up
+//!   (`crate::serve`) hands the proxy; nothing here reads the configuration file.
+//!
 //! Accept loops hand each connection to its own task, holding a permit of the global
 //! connection limit and a slot of the per-address one ([`PerAddress`]); the HTTP
 //! listeners (`crate::web::listener`) are bounded the same way, with budgets of their own.
 //! Every accept loop takes its connections through [`accept`], which backs off from
-//! accept errors. SIGINT or SIGTERM stops the accept loops; open sessions get
-//! `limits.shutdown_grace` to finish before the process exits.
+//! accept errors; when `stop` turns, the loop ends (start-up then gives open sessions
+//! `limits.shutdown_grace`).
 
-mod admin;
+pub(crate) mod admin;
 pub mod relay;
 pub mod session;
+pub mod settings;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-
 use tokio::net::TcpListener;
-
-use crate::admission::{AddressSlot, PerAddress, accept};
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
-use crate::auth::{Authenticator, PasswordHasher};
-use crate::config::{Config, LimitsConfig, ListenerConfig, UpstreamLogin, UpstreamTls};
-use crate::live::{Live, live};
-use crate::policy::Protocol;
-use crate::secret::Secret;
-use crate::store::sealed::SealKey;
+use crate::admission::{AddressSlot, PerAddress, accept};
+use crate::auth::Authenticator;
+use settings::{Limits, Listener};
 use upstream::Upstream;
 
 /// What every session shares.
@@ -45,7 +41,7 @@ pub struct Shared {
     /// The login decision.
     pub auth: Arc<Authenticator>,
     /// Limits; a reload replaces them for the sessions that start after it.
-    pub limits: crate::live::Live<LimitsConfig>,
+    pub limits: crate::live::Live<Limits>,
     /// The name the proxy greets SMTP clients with.
     pub hostname: String,
 }
@@ -53,526 +49,19 @@ pub struct Shared {
 /// A listener with its upstream.
 pub struct ListenerRuntime {
     /// Its configuration.
-    pub config: ListenerConfig,
+    pub config: Listener,
     /// Its TLS configuration (ALPN = its protocol), swapped whole by a reload.
     pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
     /// Where its sessions go.
     pub upstream: Arc<Upstream>,
 }
 
-/// Why the proxy could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// TLS setup failed.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    /// The store could not be opened.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// Something else, with a message naming the thing.
-    #[error("{0}")]
-    Setup(String),
-}
-
-fn read_master_password(path: &std::path::Path) -> Result<Secret, ServeError> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| ServeError::Setup(format!("{}: {e}", path.display())))?,
-    );
-    let first = text.lines().next().unwrap_or("").trim_end();
-    if first.is_empty() {
-        return Err(ServeError::Setup(format!(
-            "{}: the master password file is empty",
-            path.display()
-        )));
-    }
-    Ok(Secret::new(first.to_owned()))
-}
-
-/// The relay settings, with the password and CA files read (errors name the file).
-fn mailer_settings(
-    config: &Config,
-    smtp: &crate::config::SmtpConfig,
-) -> Result<crate::notify::mailer::MailerSettings, ServeError> {
-    let auth = match (&smtp.user, &smtp.password_file) {
-        (Some(user), Some(file)) => {
-            Some((user.clone(), read_master_password(&config.resolve(file))?))
-        }
-        _ => None,
-    };
-    let ca_pem = smtp
-        .ca_file
-        .as_ref()
-        .map(|f| {
-            let path = config.resolve(f);
-            std::fs::read(&path).map_err(|e| ServeError::Setup(format!("{}: {e}", path.display())))
-        })
-        .transpose()?;
-    Ok(crate::notify::mailer::MailerSettings {
-        host: smtp.host.clone(),
-        port: smtp.port,
-        tls: smtp.tls,
-        ca_pem,
-        auth,
-        from: smtp.from.clone(),
-        retry: smtp.retry,
-        locale: crate::wording::Locale {
-            language: config.notices.language,
-            zone: config.policy.settings().zone,
-        },
-    })
-}
-
-/// A management layer of its own for a front door (its own store connection), with the
-/// running proxy's settings.
-async fn manager(
-    config: &Config,
-    settings: &Live<crate::manage::ManageSettings>,
-) -> Result<crate::manage::Manager, ServeError> {
-    let location = config.store_location();
-    let settings = Arc::clone(settings);
-    tokio::task::spawn_blocking(move || {
-        crate::manage::Manager::with_live(location.open_manage()?, settings)
-    })
-    .await
-    .map_err(|e| ServeError::Setup(e.to_string()))?
-    .map_err(|e| ServeError::Setup(e.to_string()))
-}
-
-/// An HTTPS listener to serve: its name in the log, its socket, its TLS configuration
-/// and what it serves.
-type HttpsListener = (
-    &'static str,
-    TcpListener,
-    Arc<ArcSwap<rustls::ServerConfig>>,
-    axum::Router,
-);
-
-/// The HTTPS listeners: the owner's page (with the API on it, unless `api.on_web` is
-/// off) and the API's own listener, each bound now so a busy port fails the start.
-async fn https_listeners(
-    config: &Config,
-    auth: &Arc<Authenticator>,
-    certificates: &Certificates,
-    live: &Reloadable,
-) -> Result<Vec<HttpsListener>, ServeError> {
-    let http = &certificates.by_alpn[HTTP];
-    let tokens = config.resolve(&config.api.tokens_file);
-    let mut out = Vec::new();
-    if let Some(addr) = config.web.bind {
-        // The same on every node of a fleet (derived from the fleet's key): a login form
-        // served by one node posts to another.
-        let login_key = auth.web_form_key();
-        let page = crate::web::Web::new(
-            Arc::clone(auth),
-            manager(config, &live.manage).await?,
-            Arc::clone(&live.web),
-            login_key,
-        );
-        let mut app = crate::web::router(Arc::new(page));
-        if config.api.on_web {
-            let api = crate::api::Api::new(
-                manager(config, &live.manage).await?,
-                tokens.clone(),
-                Arc::clone(auth),
-            );
-            app = app.merge(crate::api::router(Arc::new(api)));
-        }
-        tracing::info!(address = %addr, api = config.api.on_web, "web page (Gestione account) listening");
-        out.push(("web", bind_https("web", addr).await?, Arc::clone(http), app));
-    }
-    if let Some(addr) = config.api.bind {
-        let api = crate::api::Api::new(
-            manager(config, &live.manage).await?,
-            tokens,
-            Arc::clone(auth),
-        );
-        tracing::info!(address = %addr, "operator API listening");
-        out.push((
-            "api",
-            bind_https("api", addr).await?,
-            Arc::clone(http),
-            crate::api::router(Arc::new(api)),
-        ));
-    }
-    Ok(out)
-}
-
-async fn bind_https(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Setup(format!("{what}: cannot listen on {addr}: {e}")))
-}
-
-/// Prepares every configured upstream.
-fn upstreams(config: &Config) -> Result<BTreeMap<String, Arc<Upstream>>, ServeError> {
-    let mut out = BTreeMap::new();
-    for (name, u) in &config.upstreams {
-        let tls = match u.tls {
-            UpstreamTls::None => None,
-            _ => Some(tls::client_config(
-                u.ca_file.as_ref().map(|p| config.resolve(p)).as_deref(),
-            )?),
-        };
-        let master = match &u.login {
-            UpstreamLogin::Master { password_file, .. } => Some(Arc::new(read_master_password(
-                &config.resolve(password_file),
-            )?)),
-            UpstreamLogin::Stored => None,
-        };
-        out.insert(
-            name.clone(),
-            Arc::new(Upstream::new(u.clone(), tls, master)),
-        );
-    }
-    Ok(out)
-}
-
-/// Runs the proxy until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), ServeError> {
-    let (cert, key) = (
-        config.resolve(&config.tls.certificate),
-        config.resolve(&config.tls.key),
-    );
-    if tls::ensure_certificate(&cert, &key, &certificate_names(&config))? {
-        tracing::warn!(certificate = %cert.display(), key = %key.display(), "created a self-signed certificate; replace it with a real one for production");
-    }
-    let certificates = Certificates::load(&cert, &key)?;
-    // Creates the store and applies migrations before anything else.
-    let store = config.store_location();
-    store.prepare()?;
-    crate::audit::retention::spawn(store.clone(), config.retention_settings());
-    let manage = live(config.manage_settings());
-    let every = live(reminder_every(&config));
-    crate::notify::spawn(store.clone(), Arc::clone(&manage), Arc::clone(&every));
-    let mailer = match &config.notices.smtp {
-        Some(smtp) => {
-            let settings = live(mailer_settings(&config, smtp)?);
-            crate::notify::mailer::spawn(store.clone(), Arc::clone(&settings));
-            tracing::info!(relay = %format!("{}:{}", smtp.host, smtp.port), "notices are e-mailed");
-            Some(settings)
-        }
-        None => None,
-    };
-    let settings = config.auth_settings();
-    let hasher =
-        PasswordHasher::new(config.argon2.cost()).map_err(|e| ServeError::Setup(e.to_string()))?;
-    let needs_key = config
-        .upstreams
-        .values()
-        .any(|u| matches!(u.login, UpstreamLogin::Stored));
-    let seal = if needs_key {
-        Some(
-            SealKey::load_or_create(&config.key_path())
-                .map_err(|e| ServeError::Setup(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let auth = Arc::new(
-        tokio::task::spawn_blocking(move || Authenticator::new(&store, hasher, seal, settings))
-            .await
-            .map_err(|e| ServeError::Setup(e.to_string()))?
-            .map_err(|e| ServeError::Setup(e.to_string()))?,
-    );
-    let mut running = Reloadable {
-        limits: live(config.limits.clone()),
-        per_address: Arc::new(PerAddress::new(config.limits.max_connections_per_address)),
-        auth: Arc::clone(&auth),
-        manage,
-        web: live(config.web_settings()),
-        every,
-        mailer,
-        certificates,
-        config,
-    };
-    let config = running.config.clone();
-    let https = https_listeners(&config, &auth, &running.certificates, &running).await?;
-    let upstreams = upstreams(&config)?;
-    let hostname = host_name().unwrap_or_else(|| "localhost".into());
-    let shared = Arc::new(Shared {
-        auth,
-        limits: Arc::clone(&running.limits),
-        hostname,
-    });
-
-    let max = config.limits.max_connections as usize;
-    let permits = Arc::new(Semaphore::new(max));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut loops = Vec::new();
-    // Each HTTPS listener has its own connection budget: a flood of the page leaves the
-    // API's own listener (an admin network, say) reachable.
-    for (name, socket, tls, app) in https {
-        // The owner's page closes a blocked address at accept, as the mail listeners do;
-        // the operator's own API listener does not (its callers are not the public).
-        let guard = (name == "web").then(|| Arc::clone(&shared.auth));
-        loops.push(crate::web::spawn(
-            name,
-            socket,
-            Some(tls),
-            app,
-            config.web_limits(),
-            guard,
-            stop_rx.clone(),
-        ));
-    }
-    for l in &config.listeners {
-        let socket = TcpListener::bind(l.bind).await.map_err(|e| {
-            ServeError::Setup(format!(
-                "listener {:?}: cannot listen on {}: {e}",
-                l.name, l.bind
-            ))
-        })?;
-        tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, "listening");
-        let runtime = Arc::new(ListenerRuntime {
-            config: l.clone(),
-            tls: Arc::clone(&running.certificates.by_alpn[l.protocol.as_str()]),
-            upstream: Arc::clone(&upstreams[&l.upstream]),
-        });
-        loops.push(tokio::spawn(accept_loop(
-            socket,
-            runtime,
-            Arc::clone(&shared),
-            Arc::clone(&permits),
-            Arc::clone(&running.per_address),
-            stop_rx.clone(),
-        )));
-    }
-
-    if let Some(addr) = config.admin.bind {
-        let socket = bind_https("admin", addr).await?;
-        let app = admin::admin_router(config.store_location());
-        tracing::info!(address = %addr, "admin listener (metrics, health) listening");
-        // The page's timeouts; a few connections are all a metrics agent and the service
-        // manager need (on loopback, every client is one address).
-        let limits = crate::web::ConnectionLimits {
-            max_connections: ADMIN_CONNECTIONS,
-            max_connections_per_address: ADMIN_CONNECTIONS,
-            ..config.web_limits()
-        };
-        loops.push(crate::web::spawn(
-            "admin",
-            socket,
-            None,
-            app,
-            limits,
-            None,
-            stop_rx.clone(),
-        ));
-    }
-    crate::service::ready(&format!("serving {} listeners", config.listeners.len()));
-    wait_for_signal(&mut running).await;
-    crate::service::stopping();
-    tracing::info!("shutting down: no new connections");
-    let _ = stop_tx.send(true);
-    for l in loops {
-        let _ = l.await;
-    }
-    let grace = LimitsConfig::duration(running.limits.load().shutdown_grace);
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all sessions finished"),
-        Err(_) => tracing::warn!(
-            open = max - permits.available_permits(),
-            "grace period over; closing open sessions"
-        ),
-    }
-    Ok(())
-}
-
-/// Connections open at once on the admin listener (`/metrics`, `/healthz`, `/readyz`).
-const ADMIN_CONNECTIONS: u32 = 16;
-
-/// How often the reminder job looks (`notices.every`, validated as a fixed period).
-fn reminder_every(config: &Config) -> Duration {
-    config
-        .notices
-        .every
-        .as_std()
-        .unwrap_or(Duration::from_secs(60))
-}
-
-/// The running proxy's configuration in effect and every handle a reload (SIGHUP)
-/// replaces settings through.
-struct Reloadable {
-    config: Config,
-    certificates: Certificates,
-    limits: Live<LimitsConfig>,
-    per_address: Arc<PerAddress>,
-    auth: Arc<Authenticator>,
-    manage: Live<crate::manage::ManageSettings>,
-    web: Live<crate::web::WebSettings>,
-    every: Live<Duration>,
-    mailer: Option<Live<crate::notify::mailer::MailerSettings>>,
-}
-
-impl Reloadable {
-    /// SIGHUP: the TLS certificates, then the settings `Config::reloaded` calls safe —
-    /// each taken whole by the next session, action or round. Keys that need a restart
-    /// are named in the log and not applied; a file that cannot be read or is invalid
-    /// changes nothing but the certificates.
-    fn reload(&mut self) {
-        match self.certificates.reload() {
-            Ok(()) => {
-                tracing::info!(certificate = %self.certificates.cert.display(), "SIGHUP: TLS certificates reloaded; new connections use them")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the certificate or key cannot be used; keeping the previous ones")
-            }
-        }
-        let new = match Config::load(&self.config.source) {
-            Ok(new) => new,
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the configuration file cannot be used; keeping the running configuration");
-                return;
-            }
-        };
-        let (merged, restart) = self.config.reloaded(&new);
-        let changed = format!("{merged:?}") != format!("{:?}", self.config);
-        self.limits.store(Arc::new(merged.limits.clone()));
-        self.per_address
-            .set_max(merged.limits.max_connections_per_address);
-        self.auth.reconfigure(&merged.auth_settings());
-        self.manage.store(Arc::new(merged.manage_settings()));
-        self.web.store(Arc::new(merged.web_settings()));
-        self.every.store(Arc::new(reminder_every(&merged)));
-        if let Some(mailer) = &self.mailer {
-            let mut s = crate::notify::mailer::MailerSettings::clone(&mailer.load());
-            s.locale.language = merged.notices.language;
-            mailer.store(Arc::new(s));
-        }
-        if changed {
-            tracing::info!(
-                "SIGHUP: settings reloaded (limits, throttle, policy, notices, auth.cache_ttl); new sessions and actions use them"
-            );
-        }
-        for key in restart {
-            tracing::warn!(
-                key = key.as_str(),
-                "SIGHUP: changed in the configuration file but needs a restart; not applied"
-            );
-        }
-        self.config = merged;
-    }
-}
-
-/// This host's name, if it is a usable DNS name.
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        })
-}
-
-/// What a first-run certificate names besides localhost: every address a listener binds
-/// (not the wildcard ones) and the host's name, so that a client checking the name
-/// (fetchmail, say) accepts it once told to trust it.
-fn certificate_names(config: &Config) -> Vec<String> {
-    let binds = config
-        .listeners
-        .iter()
-        .map(|l| l.bind)
-        .chain(config.web.bind)
-        .chain(config.api.bind);
-    let mut names: Vec<String> = binds
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-        .map(|ip| ip.to_string())
-        .collect();
-    names.extend(host_name());
-    names
-}
-
-/// The ALPN name of the HTTPS listeners.
-const HTTP: &str = "http/1.1";
-
-/// The server TLS configurations, one per ALPN protocol, from one certificate and key;
-/// a reload swaps each whole, so new handshakes use the new certificate and sessions
-/// already open go on with theirs.
-struct Certificates {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    by_alpn: BTreeMap<&'static str, Arc<ArcSwap<rustls::ServerConfig>>>,
-}
-
-/// One TLS configuration per ALPN protocol.
-type Configs = Vec<(&'static str, Arc<rustls::ServerConfig>)>;
-
-impl Certificates {
-    fn configs(cert: &std::path::Path, key: &std::path::Path) -> Result<Configs, tls::TlsError> {
-        [
-            Protocol::Imap.as_str(),
-            Protocol::Pop3.as_str(),
-            Protocol::Smtp.as_str(),
-            HTTP,
-        ]
-        .into_iter()
-        .map(|alpn| Ok((alpn, tls::server_config(cert, key, alpn)?)))
-        .collect()
-    }
-
-    fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, ServeError> {
-        let by_alpn = Self::configs(cert, key)?
-            .into_iter()
-            .map(|(alpn, c)| (alpn, Arc::new(ArcSwap::new(c))))
-            .collect();
-        Ok(Certificates {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
-            by_alpn,
-        })
-    }
-
-    /// Reads the certificate and key again; a file that cannot be used leaves every
-    /// listener with the certificate it had.
-    fn reload(&self) -> Result<(), tls::TlsError> {
-        for (alpn, config) in Self::configs(&self.cert, &self.key)? {
-            if let Some(slot) = self.by_alpn.get(alpn) {
-                slot.store(config);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Waits for SIGINT or SIGTERM. SIGHUP — what operators send after renewing a
-/// certificate or editing the configuration — reloads what can be reloaded
-/// ([`Reloadable::reload`]) and never stops the proxy.
-async fn wait_for_signal(running: &mut Reloadable) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(h)) => (t, h),
-        (t, h) => {
-            tracing::error!(sigterm = ?t.err(), sighup = ?h.err(), "cannot watch signals");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => {
-                crate::service::reloading();
-                running.reload();
-                crate::service::ready("reloaded");
-            }
-        }
-    }
-}
-
 /// Connection ids, one sequence over every listener (so a log line's id names one
 /// connection).
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-async fn accept_loop(
+/// Accepts a listener's connections until `stop`, each session in a task of its own.
+pub(crate) async fn accept_loop(
     socket: TcpListener,
     listener: Arc<ListenerRuntime>,
     shared: Arc<Shared>,
@@ -670,7 +159,7 @@ async fn balanced_origin(
     tcp: &mut tokio::net::TcpStream,
     direct: upstream::Origin,
     listener: &ListenerRuntime,
-    limits: &LimitsConfig,
+    limits: &Limits,
 ) -> Option<upstream::Origin> {
     use crate::protocol::proxy_header::{Header, Step, parse};
     use tokio::io::AsyncReadExt;
@@ -701,7 +190,7 @@ async fn balanced_origin(
             }
         }
     };
-    let wait = LimitsConfig::duration(limits.tls_handshake_timeout);
+    let wait = limits.tls_handshake_timeout.fixed();
     match tokio::time::timeout(wait, read).await {
         Ok(Ok(Header::Proxied { client, connected })) => {
             Some(upstream::Origin { client, connected })

@@ -17,13 +17,13 @@ use super::stream::Conn;
 use super::upstream::{self, Origin, UpstreamCredential, UpstreamError, within};
 use super::{ListenerRuntime, Shared};
 use crate::auth::{LoginContext, LoginResult, UpstreamAnswer, Verdict};
-use crate::config::{LimitsConfig, ListenerTls, UpstreamLogin};
 use crate::policy::Protocol;
 use crate::policy::login::{ListenerKind, Outcome};
 use crate::protocol::imap::ImapFrontend;
 use crate::protocol::pop3::Pop3Frontend;
 use crate::protocol::smtp::SmtpFrontend;
 use crate::protocol::{Action, Event, Frontend, Settings};
+use crate::proxy::settings::{ListenerTls, MainPassword, UpstreamLogin};
 
 /// Why a session ended before it was relayed.
 #[derive(Debug, PartialEq, Eq)]
@@ -132,8 +132,7 @@ fn context(listener: &ListenerRuntime, peer: SocketAddr) -> LoginContext {
         protocol: listener.config.protocol,
         peer: peer.ip(),
         needs_upstream_secret: matches!(listener.upstream.config.login, UpstreamLogin::Stored),
-        pass_through: listener.upstream.config.main_password
-            == crate::config::MainPassword::Upstream,
+        pass_through: listener.upstream.config.main_password == MainPassword::Upstream,
     }
 }
 
@@ -153,7 +152,7 @@ async fn frontend(listener: &ListenerRuntime, shared: &Shared) -> Box<dyn Fronte
         Protocol::Imap => Box::new(ImapFrontend::new(settings)),
         Protocol::Pop3 => Box::new(Pop3Frontend::new(settings)),
         Protocol::Smtp => {
-            let timeout = LimitsConfig::duration(limits.upstream_timeout);
+            let timeout = limits.upstream_timeout.fixed();
             let extensions = listener.upstream.smtp_extensions(timeout).await;
             Box::new(SmtpFrontend::new(settings, &shared.hostname, &extensions))
         }
@@ -170,7 +169,7 @@ async fn login_upstream(
     client_name: Option<&str>,
     origin: &Origin,
 ) -> Result<(Conn, String, Vec<u8>), UpstreamError> {
-    let timeout = LimitsConfig::duration(shared.limits.load().upstream_timeout);
+    let timeout = shared.limits.load().upstream_timeout.fixed();
     let protocol = listener.config.protocol;
     let started = std::time::Instant::now();
     let result = within(
@@ -229,9 +228,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = shared.limits.load_full();
-    let deadline = Instant::now() + LimitsConfig::duration(limits.preauth_timeout);
+    let deadline = Instant::now() + limits.preauth_timeout.fixed();
     let acceptor = tokio_rustls::TlsAcceptor::from(listener.tls.load_full());
-    let handshake = LimitsConfig::duration(limits.tls_handshake_timeout);
+    let handshake = limits.tls_handshake_timeout.fixed();
     let handshake_deadline = || deadline.min(Instant::now() + handshake);
     let mut client = if listener.config.tls == ListenerTls::Implicit {
         match timeout_at(handshake_deadline(), acceptor.accept(io)).await {
@@ -384,10 +383,10 @@ mod tests {
     use super::*;
     use crate::auth::ThrottleSettings;
     use crate::auth::{Authenticator, HashCost, PasswordHasher};
-    use crate::config::{ListenerConfig, UpstreamConfig};
     use crate::manage::testing::with_mailbox_under;
     use crate::policy::PolicySettings;
     use crate::policy::{Period, Plan};
+    use crate::proxy::settings::{Limits, Listener, UpstreamSettings};
     use crate::proxy::tls;
     use crate::proxy::upstream::Upstream;
 
@@ -400,7 +399,7 @@ mod tests {
         shared: Shared,
     }
 
-    fn rig(tls_mode: ListenerTls, limits: impl FnOnce(&mut LimitsConfig)) -> Rig {
+    fn rig(tls_mode: ListenerTls, limits: impl FnOnce(&mut Limits)) -> Rig {
         let (dir, _m, location) = with_mailbox_under(
             PolicySettings::default(),
             Plan::Standard,
@@ -433,20 +432,20 @@ mod tests {
             },
         };
         let auth = Arc::new(Authenticator::new(&location, hasher, None, settings).unwrap());
-        let mut l = LimitsConfig::default();
+        let mut l = Limits::default();
         limits(&mut l);
-        let upstream = UpstreamConfig {
+        let upstream = UpstreamSettings {
             host: "127.0.0.1".into(),
             port: 9,
-            tls: crate::config::UpstreamTls::None,
+            tls: crate::net::TlsMode::None,
             ca_file: None,
             tls_name: None,
             login: UpstreamLogin::Stored,
             forward_client: false,
-            main_password: crate::config::MainPassword::Local,
+            main_password: MainPassword::Local,
         };
         let listener = ListenerRuntime {
-            config: ListenerConfig {
+            config: Listener {
                 name: "imap-test".into(),
                 protocol: Protocol::Imap,
                 bind: "127.0.0.1:9".parse().unwrap(),

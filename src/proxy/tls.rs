@@ -11,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::files::write_private;
+use crate::policy::Protocol;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,59 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsErr
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The ALPN name of the HTTPS listeners.
+pub(crate) const HTTP: &str = "http/1.1";
+
+/// The server TLS configurations, one per ALPN protocol, from one certificate and key;
+/// a reload swaps each whole, so new handshakes use the new certificate and sessions
+/// already open go on with theirs.
+pub(crate) struct Certificates {
+    pub(crate) cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    pub(crate) by_alpn:
+        std::collections::BTreeMap<&'static str, Arc<arc_swap::ArcSwap<ServerConfig>>>,
+}
+
+/// One TLS configuration per ALPN protocol.
+type Configs = Vec<(&'static str, Arc<ServerConfig>)>;
+
+impl Certificates {
+    fn configs(cert: &Path, key: &Path) -> Result<Configs, TlsError> {
+        [
+            Protocol::Imap.as_str(),
+            Protocol::Pop3.as_str(),
+            Protocol::Smtp.as_str(),
+            HTTP,
+        ]
+        .into_iter()
+        .map(|alpn| Ok((alpn, server_config(cert, key, alpn)?)))
+        .collect()
+    }
+
+    pub(crate) fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let by_alpn = Self::configs(cert, key)?
+            .into_iter()
+            .map(|(alpn, c)| (alpn, Arc::new(arc_swap::ArcSwap::new(c))))
+            .collect();
+        Ok(Certificates {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            by_alpn,
+        })
+    }
+
+    /// Reads the certificate and key again; a file that cannot be used leaves every
+    /// listener with the certificate it had.
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+        for (alpn, config) in Self::configs(&self.cert, &self.key)? {
+            if let Some(slot) = self.by_alpn.get(alpn) {
+                slot.store(config);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::stream::Conn;
-use crate::config::{UpstreamConfig, UpstreamTls};
+use crate::net::TlsMode;
+use crate::proxy::settings::UpstreamSettings;
 use crate::secret::Secret;
 
 /// Longest line accepted from an upstream before login completes.
@@ -83,7 +84,7 @@ pub enum UpstreamCredential {
 /// One configured upstream, ready to connect.
 pub struct Upstream {
     /// Its configuration.
-    pub config: UpstreamConfig,
+    pub config: UpstreamSettings,
     tls: Option<Arc<ClientConfig>>,
     /// The master password, for `login.mode = "master"`.
     pub master_password: Option<Arc<Secret>>,
@@ -152,7 +153,7 @@ impl Default for LineReader {
 impl Upstream {
     /// Prepares an upstream: its TLS trust and, for master logins, the password.
     pub fn new(
-        config: UpstreamConfig,
+        config: UpstreamSettings,
         tls: Option<Arc<ClientConfig>>,
         master_password: Option<Arc<Secret>>,
     ) -> Self {
@@ -167,13 +168,13 @@ impl Upstream {
     /// The credential to log in as the mailbox with.
     pub fn credential(&self, stored: Option<Secret>) -> Option<UpstreamCredential> {
         match (&self.config.login, &self.master_password, stored) {
-            (crate::config::UpstreamLogin::Master { user, .. }, Some(pw), _) => {
+            (crate::proxy::settings::UpstreamLogin::Master { user, .. }, Some(pw), _) => {
                 Some(UpstreamCredential::Master {
                     user: user.clone(),
                     password: Arc::clone(pw),
                 })
             }
-            (crate::config::UpstreamLogin::Stored, _, Some(s)) => {
+            (crate::proxy::settings::UpstreamLogin::Stored, _, Some(s)) => {
                 Some(UpstreamCredential::Stored(s))
             }
             _ => None,
@@ -189,8 +190,8 @@ impl Upstream {
             .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         let conn = match self.config.tls {
-            UpstreamTls::Implicit => self.start_tls(Conn::Plain(tcp)).await?,
-            UpstreamTls::Starttls | UpstreamTls::None => Conn::Plain(tcp),
+            TlsMode::Implicit => self.start_tls(Conn::Plain(tcp)).await?,
+            TlsMode::Starttls | TlsMode::None => Conn::Plain(tcp),
         };
         crate::metrics::METRICS
             .upstream_connect
@@ -223,7 +224,7 @@ impl Upstream {
 
     /// Whether the upstream wants STARTTLS before login.
     pub fn wants_starttls(&self) -> bool {
-        self.config.tls == UpstreamTls::Starttls
+        self.config.tls == TlsMode::Starttls
     }
 }
 
@@ -709,7 +710,7 @@ mod wire_tests {
     //! Dovecot runs in tests/imap.rs).
 
     use super::*;
-    use crate::config::UpstreamLogin;
+    use crate::proxy::settings::UpstreamLogin;
     use tokio::io::AsyncBufReadExt;
 
     /// Serves one connection: sends `greeting`, then answers each command line with
@@ -736,15 +737,15 @@ mod wire_tests {
     }
 
     fn upstream(port: u16) -> Upstream {
-        let config = UpstreamConfig {
+        let config = UpstreamSettings {
             host: "127.0.0.1".into(),
             port,
-            tls: UpstreamTls::None,
+            tls: TlsMode::None,
             ca_file: None,
             tls_name: None,
             login: UpstreamLogin::Stored,
             forward_client: false,
-            main_password: crate::config::MainPassword::Local,
+            main_password: crate::proxy::settings::MainPassword::Local,
         };
         Upstream::new(config, None, None)
     }

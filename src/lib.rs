@@ -37,6 +37,7 @@
 //! - [`clock`]: the crate's one clock (policy time, whole seconds), read at the edges
 //!   and passed in to the rules.
 //! - [`net`]: network values (a CIDR network, a TLS mode) — a leaf.
+//! - [`fuzzing`]: the fuzz targets' properties, also replayed over the corpora by tests.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.
 //!
@@ -53,6 +54,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod files;
+pub mod fuzzing;
 pub mod live;
 pub mod manage;
 mod metrics;

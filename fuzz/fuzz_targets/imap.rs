@@ -1,10 +1,5 @@
-//! The IMAP front end before login, fed arbitrary bytes: no panic, memory bounded by
-//! its caps, and the same outcome however the input is chunked
-//! (`sentinella::protocol::testing::check_chunking`).
+//! Fuzz target `imap`: the property is `sentinella::fuzzing::imap` (also replayed over the
+//! committed corpus by every test run).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use sentinella::protocol::imap::ImapFrontend;
-use sentinella::protocol::testing::check_chunking;
-
-fuzz_target!(|data: &[u8]| check_chunking(data, ImapFrontend::new));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sentinella::fuzzing::imap(data));

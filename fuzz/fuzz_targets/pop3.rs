@@ -1,10 +1,5 @@
-//! The POP3 front end before login, fed arbitrary bytes: no panic, memory bounded by
-//! its caps, and the same outcome however the input is chunked
-//! (`sentinella::protocol::testing::check_chunking`).
+//! Fuzz target `pop3`: the property is `sentinella::fuzzing::pop3` (also replayed over the
+//! committed corpus by every test run).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use sentinella::protocol::pop3::Pop3Frontend;
-use sentinella::protocol::testing::check_chunking;
-
-fuzz_target!(|data: &[u8]| check_chunking(data, Pop3Frontend::new));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sentinella::fuzzing::pop3(data));

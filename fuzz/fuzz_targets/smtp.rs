@@ -1,14 +1,5 @@
-//! The SMTP front end before login, fed arbitrary bytes: no panic, memory bounded by
-//! its caps, and the same outcome however the input is chunked
-//! (`sentinella::protocol::testing::check_chunking`).
+//! Fuzz target `smtp`: the property is `sentinella::fuzzing::smtp` (also replayed over the
+//! committed corpus by every test run).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use sentinella::protocol::smtp::SmtpFrontend;
-use sentinella::protocol::testing::check_chunking;
-
-fuzz_target!(|data: &[u8]| check_chunking(data, |s| SmtpFrontend::new(
-    s,
-    "mx.example.it",
-    &["PIPELINING".into(), "SIZE 1000".into(), "AUTH PLAIN".into()]
-)));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sentinella::fuzzing::smtp(data));

@@ -4,7 +4,7 @@
 //! the client's address as `rip=`. The clients connect from 127.0.0.5 so that their
 //! address differs from the proxy's 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use common::rig::{ADDR, MAIN, client};
 use common::servers::{Dovecot, Proxy};

@@ -4,7 +4,7 @@
 //! e-mail taken by one mailer), plus what only a shared store has: the change mark moved
 //! by a notification, the feed in commit order, a lease held by one process at a time.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

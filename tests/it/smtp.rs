@@ -2,7 +2,7 @@
 //! serve`, relaying to a real SMTP sink (aiosmtpd), driven by Python's smtplib, swaks,
 //! curl and raw sockets. Each test starts its own servers and stops them by PID.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

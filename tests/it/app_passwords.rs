@@ -4,7 +4,7 @@
 //! same mailbox reads the mailbox; regenerating one leaves the other working; each shows
 //! its last use.
 
-mod common;
+use crate::common;
 
 use common::rig::{ADDR, MAIN, client, rig, two_factor_on};
 use common::servers::Proxy;

@@ -1,7 +1,7 @@
 //! The admin listener as a Prometheus agent and a service manager see it: /metrics in the
 //! text format with counters that move with real logins, /healthz and /readyz.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! poplib, raw sockets and curl. Each test starts its own servers on free loopback ports
 //! and stops them by PID.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

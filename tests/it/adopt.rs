@@ -3,7 +3,7 @@
 //! with imaplib, re-hashed to argon2id at that first login (the old hash gone, the
 //! session that did it not ended); a file with bad lines imports nothing.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! Dovecot's submission relays to), parsed with a real MIME parser; the relay down for a
 //! while, then back: nothing lost.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

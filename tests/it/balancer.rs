@@ -4,7 +4,7 @@
 //! access history and the upstream (Dovecot's `rip=`) see. A header from anyone else is
 //! never trusted: the connection is closed before a greeting.
 
-mod common;
+use crate::common;
 
 use common::rig::{ADDR, MAIN, client};
 use common::servers::{Dovecot, Haproxy, Proxy};

@@ -6,7 +6,7 @@
 //! How long the end took is printed (BENCHMARKS.md reports it); the test bounds the wait
 //! only so that a regression fails instead of hanging.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! document (tests/clients/api_client.py, urllib + jsonschema); tokens from the CLI,
 //! revocation effective at the next call; the API on a listener of its own.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

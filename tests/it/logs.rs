@@ -2,7 +2,7 @@
 //! across listeners, and with `log.format = "json"` one JSON object a line carrying the
 //! connection's span (id, listener). No secret in either.
 
-mod common;
+use crate::common;
 
 use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, imaps_login};
 use common::servers::{Dovecot, Proxy};

@@ -2,7 +2,7 @@
 //! imaplib and by curl. Each test starts its own servers on free loopback ports and stops
 //! them by PID when it ends.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! The `sentinella` command line end to end: the built binary on a temporary store.
 
-mod common;
+use crate::common;
 
 use common::{Env, code, run_binary, secret_from_uri, time};
 use sentinella::auth::PasswordHasher;

@@ -3,7 +3,7 @@
 //! proxy checked in between by imaplib and smtplib. Screenshots of every page are saved
 //! under the test output folder (target/tmp/web-screenshots).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

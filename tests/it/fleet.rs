@@ -5,7 +5,7 @@
 //! attack spread over both as one; the store going away is a temporary failure, never a
 //! wrong answer, and no history is lost.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! Each test is named for what it proves; every loop is bounded. The limits are the
 //! shipped defaults (`[throttle]`: 5 codes, 5 passwords, 5 per name, 10 per address).
 
-mod common;
+use crate::common;
 
 use common::rig::{ADDR, MAIN, Rig, client, rig_with};
 use common::servers::{Proxy, free_port, wait_for_port};

@@ -1,7 +1,7 @@
 //! Two `sentinella` processes changing the same store at once lose nothing: every action
 //! of each is there afterwards, and the version counted every password change.
 
-mod common;
+use crate::common;
 
 use std::thread;
 

@@ -4,7 +4,7 @@
 //! IMAP session open across the reload goes on. (The certificate part of SIGHUP is
 //! tests/imap.rs's.)
 
-mod common;
+use crate::common;
 
 use common::held::{Held, noop_answered};
 use common::rig::{MAIN, imap_raw, rig};

@@ -3,7 +3,7 @@
 //! proves. (STARTTLS/STLS injection for each protocol is proven in tests/imap.rs,
 //! tests/pop3.rs and tests/smtp.rs: `commands_injected_before_the_…_handshake_are_discarded`.)
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

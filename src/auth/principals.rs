@@ -178,6 +178,9 @@ pub struct Principals {
     epoch: Instant,
     /// Microseconds after `epoch` of the last change-mark look.
     last_look: AtomicU64,
+    /// The follower found a change and is applying it: until it is done, the cache may
+    /// hold what the change replaced.
+    applying: AtomicBool,
     /// The feed is followed. While it is not (the store's feed unreachable), the cache is
     /// not trusted: every name is read from the store, which then decides.
     following: AtomicBool,
@@ -217,6 +220,7 @@ impl Principals {
             sessions,
             epoch: Instant::now(),
             last_look: AtomicU64::new(0),
+            applying: AtomicBool::new(false),
             following: AtomicBool::new(true),
         });
         crate::metrics::METRICS
@@ -297,9 +301,16 @@ impl Principals {
         Ok(principal)
     }
 
-    /// Whether the store changed since it was last followed, looking at most once per
-    /// millisecond (other calls in between answer `false` at once).
+    /// Whether the store changed since it was last followed — then the caller refreshes
+    /// (waiting for a change being applied) before it trusts the cache. A change being
+    /// applied, or a follower busy (it may be applying one), is stale: the cache may still
+    /// hold what the change replaces. Otherwise the mark is looked at at most once per
+    /// millisecond; a call within that millisecond of a look that found nothing answers
+    /// `false` at once.
     pub fn stale(&self) -> bool {
+        if self.applying.load(Ordering::SeqCst) {
+            return true;
+        }
         let now = self.epoch.elapsed().as_micros() as u64;
         let last = self.last_look.load(Ordering::Relaxed);
         if now.saturating_sub(last) < LOOK_EVERY.as_micros() as u64
@@ -308,10 +319,11 @@ impl Principals {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            return false;
+            // Another look is under way or just done; a change it found is `applying`.
+            return self.applying.load(Ordering::SeqCst);
         }
         let Ok(guard) = self.follower.try_lock() else {
-            return false;
+            return true;
         };
         // A mark that cannot be read is a feed that cannot be followed: refresh says so.
         guard
@@ -354,6 +366,23 @@ impl Principals {
         if mark == f.mark {
             return Ok(false);
         }
+        // Until the table holds the change, a login's `stale` says so and it waits here.
+        self.applying.store(true, Ordering::SeqCst);
+        let applied = self.apply(&mut f, mark);
+        self.applying.store(false, Ordering::SeqCst);
+        let changed = applied?;
+        drop(f);
+        let now = crate::clock::now();
+        for id in &changed {
+            self.sessions
+                .review(*id, |login| self.get(login).ok().flatten(), now);
+        }
+        Ok(!changed.is_empty())
+    }
+
+    /// Reads the feed from `f`'s position to `mark` and puts what changed in the table;
+    /// the mailboxes it names.
+    fn apply(&self, f: &mut Follower, mark: i64) -> Result<BTreeSet<i64>, StoreError> {
         let mut changed = BTreeSet::new();
         let mut seq = f.seq;
         loop {
@@ -405,13 +434,7 @@ impl Principals {
         }
         f.mark = mark;
         f.seq = seq;
-        drop(f);
-        let now = crate::clock::now();
-        for id in &changed {
-            self.sessions
-                .review(*id, |login| self.get(login).ok().flatten(), now);
-        }
-        Ok(!changed.is_empty())
+        Ok(changed)
     }
 
     /// How many found names are cached.
@@ -586,6 +609,97 @@ mod tests {
         tx.insert_mailbox(&m, Timestamp::now()).unwrap();
         drop(tx);
         assert_eq!(writer.last_change().unwrap(), last);
+    }
+
+    /// A source whose `principals_of` (the follower's read while it applies a change)
+    /// waits for the test's word once armed.
+    struct Gated {
+        inner: SqliteStore,
+        armed: Arc<AtomicBool>,
+        reached: std::sync::mpsc::SyncSender<()>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl PrincipalSource for Gated {
+        fn change_mark(&self) -> Result<i64, StoreError> {
+            self.inner.change_mark()
+        }
+        fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
+            self.inner.principal(login)
+        }
+        fn principals_of(&self, id: i64) -> Result<Vec<LoginEntry>, StoreError> {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.reached.send(()).unwrap();
+                self.release.lock().unwrap().recv().unwrap();
+            }
+            self.inner.principals_of(id)
+        }
+        fn last_change(&self) -> Result<i64, StoreError> {
+            self.inner.last_change()
+        }
+        fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+            self.inner.changes_since(seq, limit)
+        }
+    }
+
+    /// A login that looks while the follower is applying a change (a revoked password,
+    /// say) must not decide on the cache the change replaces: `stale` says so, however
+    /// recently the mark was looked at, and `refresh` waits for the change.
+    #[test]
+    fn a_change_being_applied_is_stale_until_the_cache_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut writer = SqliteStore::open(&path).unwrap();
+        let mut a = add(&mut writer, "a@b.it");
+        let armed = Arc::new(AtomicBool::new(false));
+        let (reached_tx, reached) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let follow = Box::new(Gated {
+            inner: SqliteStore::open(&path).unwrap(),
+            armed: Arc::clone(&armed),
+            reached: reached_tx,
+            release: Mutex::new(release_rx),
+        });
+        let live = Principals::start(
+            follow,
+            Box::new(SqliteStore::open(&path).unwrap()),
+            10,
+            Duration::from_secs(3_600),
+            Sessions::new(TimeZone::UTC),
+        )
+        .unwrap();
+        assert_eq!(live.get("a@b.it").unwrap().unwrap().serial, 0);
+
+        a.version += 1;
+        let mut tx = writer.begin().unwrap();
+        a.password_hash = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$bmV3".into();
+        tx.save_mailbox(&a, Timestamp::now()).unwrap();
+        tx.commit().unwrap();
+
+        armed.store(true, Ordering::SeqCst);
+        let follower = {
+            let live = Arc::clone(&live);
+            std::thread::spawn(move || live.refresh().unwrap())
+        };
+        reached.recv().unwrap();
+        // The follower holds the change, not yet in the cache.
+        assert_eq!(live.cached("a@b.it").unwrap().unwrap().serial, 0);
+        assert!(live.stale(), "a change being applied is stale");
+        assert!(live.stale(), "and stays so within the millisecond of a look");
+        let login = {
+            let live = Arc::clone(&live);
+            std::thread::spawn(move || {
+                if live.stale() {
+                    live.refresh().unwrap();
+                }
+                live.cached("a@b.it").unwrap().unwrap().serial
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        release.send(()).unwrap();
+        assert!(follower.join().unwrap());
+        assert_eq!(login.join().unwrap(), 1, "the login saw the new password");
+        assert!(!live.stale() || !live.refresh().unwrap());
     }
 
     #[test]

@@ -685,7 +685,10 @@ mod tests {
         // The follower holds the change, not yet in the cache.
         assert_eq!(live.cached("a@b.it").unwrap().unwrap().serial, 0);
         assert!(live.stale(), "a change being applied is stale");
-        assert!(live.stale(), "and stays so within the millisecond of a look");
+        assert!(
+            live.stale(),
+            "and stays so within the millisecond of a look"
+        );
         let login = {
             let live = Arc::clone(&live);
             std::thread::spawn(move || {

@@ -384,8 +384,15 @@ pub(crate) fn app_password_list(l: &AppPasswordList, z: &TimeZone) -> String {
 /// A store copy: each table's rows, both sides.
 pub(super) fn store_copied(tables: &[crate::store::copy::Copied]) -> String {
     let mut out = String::from("Copied, and every table checked (source = destination):\n");
-    for t in tables {
-        out.push_str(&format!("  {:<16} {:>10} rows\n", t.table, t.destination));
+    for t in tables.iter().filter(|t| !t.left_out) {
+        out.push_str(&format!("  {:<18} {:>10} rows\n", t.table, t.destination));
+    }
+    let left: Vec<_> = tables.iter().filter(|t| t.left_out).collect();
+    if !left.is_empty() {
+        out.push_str("Left out (a fleet's tables; one machine keeps its throttle in memory):\n");
+        for t in left {
+            out.push_str(&format!("  {:<18} {:>10} rows\n", t.table, t.source));
+        }
     }
     out.pop();
     out

@@ -2,6 +2,11 @@
 //! for row with its ids, in one transaction on the destination, then the row counts of
 //! both compared. The destination must be empty (a fresh SQLite file or database).
 //!
+//! A fleet's store (PostgreSQL) has tables a single machine does not: the throttle's
+//! counts and the fleet's key (one machine keeps its throttle in memory). They are copied
+//! between two fleet stores; from a fleet store to SQLite they are left out and the
+//! report names them.
+//!
 //! The tables and their columns are listed once, here; each backend only reads and
 //! writes rows of [`Value`]s ([`Tables`]).
 
@@ -34,6 +39,8 @@ pub struct Table {
     pub key: Option<&'static str>,
     /// Whether `id` is an identity the destination must move past the copied ids.
     pub identity: bool,
+    /// Whether only a fleet's store has it.
+    pub fleet_only: bool,
 }
 
 /// Every table of the store, parents before children.
@@ -60,6 +67,7 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "logins",
@@ -73,6 +81,7 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("login"),
         identity: false,
+        fleet_only: false,
     },
     Table {
         name: "app_passwords",
@@ -94,12 +103,14 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "reminders",
         columns: &["app_password_id", "expires_at", "milestone", "at"],
         key: None,
         identity: false,
+        fleet_only: false,
     },
     Table {
         name: "notices",
@@ -114,6 +125,7 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "outbox",
@@ -129,12 +141,14 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "events",
         columns: &["id", "at", "address", "action", "detail", "actor"],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "access_history",
@@ -153,12 +167,36 @@ pub const TABLES: &[Table] = &[
         ],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
     },
     Table {
         name: "changes",
         columns: &["id", "mailbox_id", "version", "at"],
         key: Some("id"),
         identity: true,
+        fleet_only: false,
+    },
+    // The fleet's key first: the throttle's fingerprints are keyed by it.
+    Table {
+        name: "fleet_secrets",
+        columns: &["name", "value"],
+        key: Some("name"),
+        identity: false,
+        fleet_only: true,
+    },
+    Table {
+        name: "throttle_failures",
+        columns: &["id", "key", "fingerprint", "at_ms"],
+        key: Some("id"),
+        identity: true,
+        fleet_only: true,
+    },
+    Table {
+        name: "throttle_clears",
+        columns: &["key", "at_ms"],
+        key: Some("key"),
+        identity: false,
+        fleet_only: true,
     },
 ];
 
@@ -167,6 +205,8 @@ const PAGE: usize = 5_000;
 
 /// A backend's tables, as a copy reads and writes them.
 pub trait Tables {
+    /// Whether this backend has `table` (a single machine's store has no fleet tables).
+    fn has(&self, table: &Table) -> bool;
     /// How many rows `table` has.
     fn count(&mut self, table: &Table) -> Result<u64, StoreError>;
     /// Rows of `table` in key order, after `after` (the key of the last row read), at
@@ -194,6 +234,9 @@ pub struct Copied {
     pub source: u64,
     /// Rows in the destination after the copy.
     pub destination: u64,
+    /// The destination has no such table (a fleet's table copied to SQLite): its rows
+    /// were left out.
+    pub left_out: bool,
 }
 
 /// Why a copy did not happen.
@@ -235,7 +278,17 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
     }
     let mut src = from.open_tables()?;
     let mut dst = to.open_tables()?;
-    for t in TABLES {
+    // Which tables each side has, by index into TABLES.
+    let (in_src, in_dst): (Vec<bool>, Vec<bool>) =
+        TABLES.iter().map(|t| (src.has(t), dst.has(t))).unzip();
+    let (in_src, in_dst) = (&in_src, &in_dst);
+    let tables = |want: fn(bool, bool) -> bool| {
+        TABLES
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| want(in_src[*i], in_dst[*i]))
+    };
+    for (_, t) in tables(|_, d| d) {
         let rows = dst.count(t)?;
         if rows > 0 {
             return Err(CopyError::NotEmpty {
@@ -245,7 +298,7 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
         }
     }
     dst.begin_load()?;
-    for t in TABLES {
+    for (_, t) in tables(|s, d| s && d) {
         let mut after: Option<Value> = None;
         loop {
             let rows = src.read(t, after.as_ref(), PAGE)?;
@@ -263,9 +316,11 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
     }
     dst.end_load()?;
     let mut out = Vec::with_capacity(TABLES.len());
-    for t in TABLES {
-        let (s, d) = (src.count(t)?, dst.count(t)?);
-        if s != d {
+    for (i, t) in tables(|s, d| s || d) {
+        let s = if in_src[i] { src.count(t)? } else { 0 };
+        let left_out = !in_dst[i];
+        let d = if left_out { 0 } else { dst.count(t)? };
+        if s != d && !left_out {
             return Err(CopyError::Mismatch {
                 table: t.name,
                 source_rows: s,
@@ -276,6 +331,7 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
             table: t.name,
             source: s,
             destination: d,
+            left_out,
         });
     }
     Ok(out)

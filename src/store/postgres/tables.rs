@@ -68,6 +68,10 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<Value, StoreError> {
 }
 
 impl Tables for PgTables {
+    fn has(&self, _: &Table) -> bool {
+        true
+    }
+
     fn count(&mut self, table: &Table) -> Result<u64, StoreError> {
         let sql = format!("SELECT COUNT(*)::bigint FROM {}", table.name);
         let n: i64 = wait(self.client.query_one(&sql, &[]))?.get(0);

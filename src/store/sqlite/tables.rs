@@ -32,6 +32,10 @@ fn value(v: ValueRef<'_>) -> Result<Value, StoreError> {
 }
 
 impl Tables for SqliteStore {
+    fn has(&self, table: &Table) -> bool {
+        !table.fleet_only
+    }
+
     fn count(&mut self, table: &Table) -> Result<u64, StoreError> {
         let n: i64 =
             self.conn

@@ -1055,8 +1055,18 @@ impl Postgres {
         self.dir.path().join("postgres.log")
     }
 
+    /// The URL of another database of this server.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
     /// Runs one SQL statement with psql; returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in(PG_USER, sql)
+    }
+
+    /// Runs one SQL statement with psql in `database`; returns its unaligned output.
+    pub fn psql_in(&self, database: &str, sql: &str) -> String {
         let out = Command::new(Self::bin("psql"))
             .args([
                 "-h",
@@ -1066,7 +1076,7 @@ impl Postgres {
                 "-U",
                 PG_USER,
             ])
-            .args(["-d", PG_USER, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args(["-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGPASSWORD", PG_PASSWORD)
             .output()
             .expect("run psql");

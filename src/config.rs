@@ -897,6 +897,7 @@ impl Config {
             history: self.history.retention,
             events: self.events.retention,
             notices: self.notices.retention,
+            throttle_window: self.throttle.window.fixed(),
             zone: self.policy.settings().zone,
         }
     }

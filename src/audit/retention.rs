@@ -22,6 +22,10 @@ const EVERY: Duration = Duration::from_secs(3_600);
 /// stopped starts from the current state anyway.
 const CHANGES_KEPT: Period = Period::days(1);
 
+/// How long a fleet's throttle rows are kept at least: longer than any block they
+/// start; a longer `throttle.window` keeps them for the window.
+const THROTTLE_KEPT: Period = Period::days(1);
+
 /// How long each kind of record is kept.
 #[derive(Clone, Debug)]
 pub struct RetentionSettings {
@@ -31,6 +35,8 @@ pub struct RetentionSettings {
     pub events: Period,
     /// Notices.
     pub notices: Period,
+    /// How far back the throttle counts failures (`throttle.window`).
+    pub throttle_window: Duration,
     /// The calendar the periods are counted in.
     pub zone: TimeZone,
 }
@@ -42,6 +48,13 @@ impl RetentionSettings {
             Kept::Events => self.events,
             Kept::Notices => self.notices,
             Kept::Changes => CHANGES_KEPT,
+            Kept::ThrottleFailures | Kept::ThrottleClears => {
+                let window = self.throttle_window;
+                match THROTTLE_KEPT.as_std() {
+                    Some(kept) if kept >= window => THROTTLE_KEPT,
+                    _ => Period::seconds(window.as_secs()),
+                }
+            }
         }
     }
 }
@@ -55,12 +68,7 @@ pub(crate) fn pass(
     breathe: Duration,
 ) -> Result<Vec<(Kept, usize)>, StoreError> {
     let mut deleted = Vec::new();
-    for kind in [
-        Kept::AccessHistory,
-        Kept::Events,
-        Kept::Notices,
-        Kept::Changes,
-    ] {
+    for kind in Kept::ALL {
         let before = settings.of(kind).before(now, &settings.zone);
         let mut total = 0;
         loop {
@@ -101,7 +109,7 @@ pub(crate) fn spawn(store: StoreLocation, settings: RetentionSettings) {
                     Some(c) => c,
                     None => conn.insert(location.open_retention()?),
                 };
-                let now = Timestamp::now();
+                let now = crate::clock::now();
                 pass(store.as_mut(), &s, now, BREATHE).map(|d| (d, conn))
             })
             .await;
@@ -143,6 +151,7 @@ mod tests {
             client: "127.0.0.1".into(),
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),
+            unresolved: None,
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,
@@ -170,6 +179,7 @@ mod tests {
             history: Period::months(6),
             events: Period::months(24),
             notices: Period::months(12),
+            throttle_window: Duration::from_secs(900),
             zone: TimeZone::get("Europe/Rome").unwrap(),
         };
         // Six calendar months before 15/04/2024 00:00 in Rome: 15/10/2023 00:00 in Rome,
@@ -182,7 +192,10 @@ mod tests {
                 (Kept::AccessHistory, 2_501),
                 (Kept::Events, 0),
                 (Kept::Notices, 0),
-                (Kept::Changes, 0)
+                (Kept::Changes, 0),
+                // One machine's store has no fleet throttle rows.
+                (Kept::ThrottleFailures, 0),
+                (Kept::ThrottleClears, 0)
             ]
         );
         let kept: Vec<String> = store

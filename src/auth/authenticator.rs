@@ -325,6 +325,7 @@ impl Authenticator {
                 },
                 grant: None,
                 rehash: None,
+                unresolved: None,
             };
         }
         let mailbox = principal.as_ref().map(|p| Arc::clone(&p.mailbox));
@@ -428,7 +429,11 @@ impl Authenticator {
                     outcome: Outcome::TemporaryFailure(Reason::StoreUnavailable(e.to_string())),
                     credential: CredentialKind::Unknown,
                 };
-                return Front::Done(Verdict::of(decision, login, None, None, Matched::Neither));
+                // Which mailbox the name opens is for the history writer to find out
+                // when the store answers again, so the owner's history shows the try.
+                let mut verdict = Verdict::of(decision, login, None, None, Matched::Neither);
+                verdict.unresolved = Some(name);
+                return Front::Done(verdict);
             }
         };
         let key = principal.as_ref().map(|p| {

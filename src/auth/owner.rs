@@ -435,6 +435,7 @@ impl Authenticator {
             client: a.who.peer.to_string(),
             login: printable(a.who.name),
             address: a.address,
+            unresolved: None,
             credential: a.credential,
             app_password: None,
             result: a.result,

@@ -509,6 +509,7 @@ mod tests {
             client: "127.0.0.1".into(),
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),
+            unresolved: None,
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Accepted,

@@ -130,6 +130,7 @@ fn access_record(
         client: ctx.peer.to_string(),
         login: verdict.login.clone(),
         address: verdict.mailbox().map(|m| m.address.clone()),
+        unresolved: verdict.unresolved.clone(),
         credential: verdict.credential,
         app_password: verdict.app_password.clone(),
         result,

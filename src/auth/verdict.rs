@@ -100,6 +100,9 @@ pub struct Verdict {
     /// The main password proved against a hash that is not current (imported, or another
     /// cost): its re-hash, written with the history row.
     pub(crate) rehash: Option<Rehash>,
+    /// The (normalised) login name, when the store could not say which mailbox it opens
+    /// (an outage): the history row carries it, resolved when it is written.
+    pub(crate) unresolved: Option<String>,
 }
 
 impl std::fmt::Debug for Verdict {
@@ -161,6 +164,7 @@ impl Verdict {
             result,
             grant: None,
             rehash: None,
+            unresolved: None,
         }
     }
 

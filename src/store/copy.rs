@@ -12,20 +12,10 @@
 
 use serde::Serialize;
 
+use super::sql::{Conn, Param};
 use super::{StoreError, StoreLocation};
 
-/// A stored value, as every backend has it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    /// No value.
-    Null,
-    /// An integer (times, ids, counters, flags).
-    Int(i64),
-    /// Text.
-    Text(String),
-    /// Bytes (sealed secrets, device secrets).
-    Bytes(Vec<u8>),
-}
+pub use super::sql::Value;
 
 /// One table: its name, its columns, and how it is read in order (`key`: a column of
 /// unique values to page by, or `None` for a small table read at once).
@@ -203,26 +193,88 @@ pub const TABLES: &[Table] = &[
 /// Rows read per page.
 const PAGE: usize = 5_000;
 
-/// A backend's tables, as a copy reads and writes them.
+/// A backend's side of a copy: which tables it has, its connection, and its load
+/// transaction; the statements are written once, here.
 pub trait Tables {
     /// Whether this backend has `table` (a single machine's store has no fleet tables).
     fn has(&self, table: &Table) -> bool;
-    /// How many rows `table` has.
-    fn count(&mut self, table: &Table) -> Result<u64, StoreError>;
-    /// Rows of `table` in key order, after `after` (the key of the last row read), at
-    /// most `limit`; a table without a key: all of them.
-    fn read(
+    /// Runs `f` on this store's connection (in the load transaction once it began).
+    fn with(
         &mut self,
-        table: &Table,
-        after: Option<&Value>,
-        limit: usize,
-    ) -> Result<Vec<Vec<Value>>, StoreError>;
+        f: &mut dyn FnMut(&dyn Conn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Starts the destination's transaction.
     fn begin_load(&mut self) -> Result<(), StoreError>;
-    /// Writes rows (columns as in `table`).
-    fn write(&mut self, table: &Table, rows: &[Vec<Value>]) -> Result<(), StoreError>;
     /// Moves identities past the copied ids, and commits.
     fn end_load(&mut self) -> Result<(), StoreError>;
+}
+
+/// Rows per INSERT statement, at most (PostgreSQL takes 65,535 parameters, SQLite 32,766).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// How many rows `table` has.
+fn count(store: &mut dyn Tables, table: &Table) -> Result<u64, StoreError> {
+    let mut n = 0;
+    store.with(&mut |c| {
+        n = c
+            .one::<i64>(&format!("SELECT COUNT(*) FROM {}", table.name), &[])?
+            .unwrap_or(0);
+        Ok(())
+    })?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Rows of `table` in key order, after `after` (the key of the last row read), at most
+/// `limit`; a table without a key: all of them.
+fn read(
+    store: &mut dyn Tables,
+    table: &Table,
+    after: Option<&Value>,
+    limit: usize,
+) -> Result<Vec<Vec<Value>>, StoreError> {
+    let (name, cols) = (table.name, table.columns.join(", "));
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, params) = match (table.key, after) {
+        (Some(k), Some(after)) => (
+            format!("SELECT {cols} FROM {name} WHERE {k} > ?1 ORDER BY {k} LIMIT ?2"),
+            vec![Param::from(after), Param::Int(limit)],
+        ),
+        (Some(k), None) => (
+            format!("SELECT {cols} FROM {name} ORDER BY {k} LIMIT ?1"),
+            vec![Param::Int(limit)],
+        ),
+        (None, _) => (format!("SELECT {cols} FROM {name}"), Vec::new()),
+    };
+    let mut out = Vec::new();
+    store.with(&mut |c| {
+        out = c.rows(&sql, &params, |r| {
+            (0..table.columns.len()).map(|i| r.value(i)).collect()
+        })?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Writes rows (columns as in `table`), many to a statement.
+fn write(store: &mut dyn Tables, table: &Table, rows: &[Vec<Value>]) -> Result<(), StoreError> {
+    let n = table.columns.len();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let marks: Vec<String> = (1..=n).map(|c| format!("?{}", r * n + c)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            table.name,
+            table.columns.join(", "),
+            tuples.join(", ")
+        );
+        let params: Vec<Param> = chunk.iter().flatten().map(Param::from).collect();
+        store.with(&mut |c| c.execute(&sql, &params).map(drop))?;
+    }
+    Ok(())
 }
 
 /// One table's rows on both sides.
@@ -289,7 +341,7 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
             .filter(move |(i, _)| want(in_src[*i], in_dst[*i]))
     };
     for (_, t) in tables(|_, d| d) {
-        let rows = dst.count(t)?;
+        let rows = count(&mut *dst, t)?;
         if rows > 0 {
             return Err(CopyError::NotEmpty {
                 table: t.name,
@@ -301,11 +353,11 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
     for (_, t) in tables(|s, d| s && d) {
         let mut after: Option<Value> = None;
         loop {
-            let rows = src.read(t, after.as_ref(), PAGE)?;
+            let rows = read(&mut *src, t, after.as_ref(), PAGE)?;
             if rows.is_empty() {
                 break;
             }
-            dst.write(t, &rows)?;
+            write(&mut *dst, t, &rows)?;
             let Some(key) = t.key else { break };
             let i = t.columns.iter().position(|c| *c == key).unwrap_or(0);
             after = rows.last().map(|r| r[i].clone());
@@ -317,9 +369,9 @@ pub fn copy(from: &StoreLocation, to: &StoreLocation) -> Result<Vec<Copied>, Cop
     dst.end_load()?;
     let mut out = Vec::with_capacity(TABLES.len());
     for (i, t) in tables(|s, d| s || d) {
-        let s = if in_src[i] { src.count(t)? } else { 0 };
+        let s = if in_src[i] { count(&mut *src, t)? } else { 0 };
         let left_out = !in_dst[i];
-        let d = if left_out { 0 } else { dst.count(t)? };
+        let d = if left_out { 0 } else { count(&mut *dst, t)? };
         if s != d && !left_out {
             return Err(CopyError::Mismatch {
                 table: t.name,

@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod records;
 pub(crate) mod rows;
 pub(crate) mod sealed;
+pub mod sql;
 pub mod sqlite;
 
 use std::path::PathBuf;

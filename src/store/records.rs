@@ -122,6 +122,28 @@ named_enum! {
         Notices = "notices",
         /// The change feed (a follower that was away longer reloads everything).
         Changes = "changes",
+        /// A fleet's throttle: wrong secrets counted against a key.
+        ThrottleFailures = "throttle_failures",
+        /// A fleet's throttle: when a key was last cleared by a success.
+        ThrottleClears = "throttle_clears",
+    }
+}
+
+impl Kept {
+    /// Every kind, in the order a retention pass takes them.
+    pub const ALL: [Kept; 6] = [
+        Kept::AccessHistory,
+        Kept::Events,
+        Kept::Notices,
+        Kept::Changes,
+        Kept::ThrottleFailures,
+        Kept::ThrottleClears,
+    ];
+
+    /// Whether only a fleet's store (PostgreSQL) keeps these (one machine's throttle is in
+    /// its memory).
+    pub fn fleet_only(self) -> bool {
+        matches!(self, Kept::ThrottleFailures | Kept::ThrottleClears)
     }
 }
 
@@ -281,6 +303,11 @@ pub struct AccessRecord {
     /// The mailbox it resolved to, if any.
     #[serde(skip)]
     pub address: Option<String>,
+    /// The (normalised) login name, when the store could not say which mailbox it opens
+    /// at the time (an outage): the history writer resolves it when it writes the row,
+    /// so the owner's history shows the attempt.
+    #[serde(skip)]
+    pub unresolved: Option<String>,
     /// Which credential kind was presented.
     pub credential: CredentialKind,
     /// Which app password, when one matched (accepted or not).

@@ -643,6 +643,7 @@ fn serve_deletes_history_older_than_its_retention() {
         client: "127.0.0.1".into(),
         login: ADDR.into(),
         address: Some(ADDR.into()),
+        unresolved: None,
         credential: CredentialKind::Main,
         app_password: None,
         result: AccessResult::Refused,

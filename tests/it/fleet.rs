@@ -148,7 +148,7 @@ fn a_change_through_one_node_reaches_the_other_node_and_its_sessions() {
     let accepted = h.iter().filter(|r| r["result"] == "accepted").count();
     assert!(accepted >= 4, "{h:?}");
     // The feed and the notification are in the database, as the migration made them.
-    assert_eq!(f.pg.psql("SELECT version FROM sentinella_schema"), "2");
+    assert_eq!(f.pg.psql("SELECT version FROM sentinella_schema"), "3");
     assert!(
         f.pg.psql("SELECT COUNT(*) FROM changes")
             .parse::<i64>()
@@ -197,16 +197,22 @@ fn the_store_away_is_a_temporary_failure_and_no_history_is_lost() {
         },
         logs,
     );
-    // The four refused while away were kept and written (without a mailbox: the store
-    // could not say whose the name was), with the store's reason as its code.
+    // The four refused while away were kept and written with the store's reason as its
+    // code, and with their mailbox — found when they were written, since the store could
+    // not say whose the name was when they were answered —, so the owner sees them.
     let unavailable = f.pg.psql(
         "SELECT COUNT(*) FROM access_history WHERE result = 'temporary_failure' \
          AND reason::jsonb ->> 'code' = 'store_unavailable' \
-         AND login = 'mario.rossi@pec.example.it'",
+         AND login = 'mario.rossi@pec.example.it' AND address = 'mario.rossi@pec.example.it'",
     );
     assert_eq!(unavailable, "4");
     let h = history(&f.a);
-    assert!(h.len() >= before + 2, "{} then {}", before, h.len());
+    assert!(h.len() >= before + 6, "{} then {}", before, h.len());
+    let shown = h
+        .iter()
+        .filter(|r| r["result"] == "temporary_failure")
+        .count();
+    assert_eq!(shown, 4, "{h:?}");
 }
 
 #[test]

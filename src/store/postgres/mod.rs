@@ -20,9 +20,14 @@
 //! - [`Lease`]s are session advisory locks on a connection of their own: if the node
 //!   holding one dies, its connection goes and the lock with it.
 //!
-//! - [`schema`]: the migrations. `queries`: the statements.
+//! The statements and their row mapping are the common SQL layer's
+//! ([`crate::store::sql`]); `conn` makes a pooled connection its connection. Here: the
+//! pool and its runtime, the feed listener, the write lock, leases; [`schema`]: the
+//! migrations; `fleet`: the history's rows in one statement and the fleet's throttle;
+//! `tables`: a store copy's reads and writes.
 
-mod queries;
+mod conn;
+mod fleet;
 pub mod schema;
 mod tables;
 
@@ -35,17 +40,15 @@ use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use jiff::Timestamp;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::sql::{self, Db, Tx};
 use super::{
-    AccessLog, Change, DeliveryState, Event, HistoryBatch, Kept, Lease, LoginEntry, ManageStore,
-    Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets,
-    SharedThrottle, StoreError, ThrottleCount, Transaction, UserAccount,
+    AccessLog, Change, HistoryBatch, Lease, LoginEntry, ManageStore, PrincipalSource,
+    SharedThrottle, StoreError, ThrottleCount, Transaction,
 };
-use crate::policy::Mailbox;
-use crate::store::AccessRecord;
+use conn::PgConn;
 
 /// The notification channel of the change feed.
 const CHANNEL: &str = "sentinella_changes";
@@ -421,14 +424,6 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Ar
     }
 }
 
-/// Runs statements on one connection.
-trait Run {
-    fn run<T>(
-        &self,
-        f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError>;
-}
-
 /// A handle on a PostgreSQL store: each call takes a pooled connection.
 pub struct PgStore {
     backend: Arc<Backend>,
@@ -467,10 +462,9 @@ impl PgStore {
 
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.run(async |c| {
-            Ok(c.query_one("SELECT version FROM sentinella_schema", &[])
-                .await?
-                .get(0))
+        self.with(|c| {
+            c.one("SELECT version FROM sentinella_schema", &[])?
+                .ok_or_else(|| StoreError::Corrupt("no schema version".into()))
         })
     }
 
@@ -489,13 +483,16 @@ impl PgStore {
     }
 }
 
-impl Run for PgStore {
-    fn run<T>(
+impl Db for PgStore {
+    fn with<R>(
         &self,
-        f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&dyn sql::Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let client = self.backend.client()?;
-        wait(f(&client))
+        f(&PgConn(&client))
+    }
+    fn fleet(&self) -> bool {
+        true
     }
 }
 
@@ -504,20 +501,36 @@ struct PgTx {
     client: Option<Object>,
 }
 
-impl Run for PgTx {
+impl Db for PgTx {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&dyn sql::Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        match &self.client {
+            Some(c) => f(&PgConn(c)),
+            None => Err(StoreError::Corrupt("transaction already ended".into())),
+        }
+    }
+    fn fleet(&self) -> bool {
+        true
+    }
+}
+
+impl PgTx {
+    /// Runs `f` on the transaction's connection, waiting for it here.
     fn run<T>(
         &self,
         f: impl AsyncFnOnce(&ClientWrapper) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match &self.client {
             Some(c) => wait(f(c)),
-            None => Err(StoreError::Backend("transaction already ended".into())),
+            None => Err(StoreError::Corrupt("transaction already ended".into())),
         }
     }
 }
 
-impl PgTx {
-    fn commit(mut self) -> Result<(), StoreError> {
+impl Tx for PgTx {
+    fn commit_tx(mut self: Box<Self>) -> Result<(), StoreError> {
         let client = self.client.take();
         match client {
             Some(c) => match wait(c.batch_execute("COMMIT")) {
@@ -543,171 +556,6 @@ impl Drop for PgTx {
     }
 }
 
-macro_rules! reader {
-    ($t:ty) => {
-        impl Reader for $t {
-            fn mailbox(&self, address: &str) -> Result<Option<Mailbox>, StoreError> {
-                self.run(async |c| queries::by_address(c, address).await)
-            }
-            fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
-                self.run(async |c| queries::all(c).await)
-            }
-            fn login(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
-                self.run(async |c| queries::login(c, login).await)
-            }
-            fn users(&self, mailbox_id: i64) -> Result<Vec<UserAccount>, StoreError> {
-                self.run(async |c| queries::users(c, mailbox_id).await)
-            }
-            fn history(&self, address: &str, limit: u32) -> Result<Vec<AccessRecord>, StoreError> {
-                self.run(async |c| queries::history(c, address, limit).await)
-            }
-            fn events(&self, address: &str) -> Result<Vec<Event>, StoreError> {
-                self.run(async |c| queries::events(c, address).await)
-            }
-            fn notices(&self, address: &str) -> Result<Vec<Notice>, StoreError> {
-                self.run(async |c| queries::notices(c, address).await)
-            }
-            fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-                self.run(async |c| queries::due_reminders(c, now, limit).await)
-            }
-        }
-    };
-}
-reader!(PgStore);
-reader!(PgTx);
-
-impl Transaction for PgTx {
-    fn insert_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
-        self.run(async |c| {
-            let id = queries::insert_mailbox(c, m, now).await?;
-            queries::record_change(c, id).await?;
-            Ok(id)
-        })
-    }
-    fn save_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<(), StoreError> {
-        self.run(async |c| {
-            queries::save_mailbox(c, m, now).await?;
-            queries::record_change(c, m.id).await
-        })
-    }
-    fn delete_mailbox(&mut self, mailbox_id: i64) -> Result<(), StoreError> {
-        self.run(async |c| {
-            c.execute("DELETE FROM mailboxes WHERE id = $1", &[&mailbox_id])
-                .await?;
-            queries::record_change(c, mailbox_id).await
-        })
-    }
-    fn insert_user(
-        &mut self,
-        mailbox_id: i64,
-        login: &str,
-        password_hash: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.run(async |c| {
-            queries::insert_user(c, mailbox_id, login, password_hash, now).await?;
-            queries::record_change(c, mailbox_id).await
-        })
-    }
-    fn set_user_password(
-        &mut self,
-        mailbox_id: i64,
-        login: &str,
-        password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        self.run(async |c| {
-            let n = c
-                .execute(
-                    "UPDATE logins SET password_serial = password_serial + \
-                     (password_hash IS DISTINCT FROM $3)::int, password_hash = $3 \
-                     WHERE login = $1 AND mailbox_id = $2 AND kind = 'user'",
-                    &[&login, &mailbox_id, &password_hash],
-                )
-                .await?;
-            if n > 0 {
-                queries::record_change(c, mailbox_id).await?;
-            }
-            Ok(n > 0)
-        })
-    }
-    fn delete_user(&mut self, mailbox_id: i64, login: &str) -> Result<bool, StoreError> {
-        self.run(async |c| {
-            let n = c
-                .execute(
-                    "DELETE FROM logins WHERE login = $1 AND mailbox_id = $2 AND kind = 'user'",
-                    &[&login, &mailbox_id],
-                )
-                .await?;
-            if n > 0 {
-                queries::record_change(c, mailbox_id).await?;
-            }
-            Ok(n > 0)
-        })
-    }
-    fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError> {
-        self.run(async |c| {
-            c.execute(
-                "UPDATE mailboxes SET upstream_secret = $2 WHERE id = $1",
-                &[&mailbox_id, &sealed],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-    fn record_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        self.run(async |c| queries::record_event(c, event).await)
-    }
-    fn claim_reminder(
-        &mut self,
-        app_password_id: i64,
-        expires_at: Timestamp,
-        milestone: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.run(async |c| {
-            let n = c
-                .execute(
-                    "INSERT INTO reminders (app_password_id, expires_at, milestone, at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[
-                        &app_password_id,
-                        &expires_at.as_second(),
-                        &milestone,
-                        &now.as_second(),
-                    ],
-                )
-                .await?;
-            Ok(n == 1)
-        })
-    }
-    fn set_next_reminder(
-        &mut self,
-        app_password_id: i64,
-        at: Option<Timestamp>,
-    ) -> Result<(), StoreError> {
-        self.run(async |c| {
-            c.execute(
-                "UPDATE app_passwords SET next_reminder_at = $2 WHERE id = $1",
-                &[&app_password_id, &at.map(|t| t.as_second())],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-    fn record_notice(
-        &mut self,
-        address: &str,
-        notice: &Notice,
-        email_to: &[String],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.run(async |c| queries::record_notice(c, address, notice, email_to, now).await)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        PgTx::commit(*self)
-    }
-}
-
 impl ManageStore for PgStore {
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         Ok(Box::new(self.transaction(true)?))
@@ -720,19 +568,13 @@ impl PrincipalSource for PgStore {
         self.backend.change_mark()
     }
     fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
-        self.run(async |c| queries::login(c, login).await)
+        self.with(|c| sql::mailboxes::login(c, login))
     }
     fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError> {
-        self.run(async |c| queries::principals_of(c, mailbox_id).await)
+        self.with(|c| sql::mailboxes::principals_of(c, mailbox_id))
     }
     fn last_change(&self) -> Result<i64, StoreError> {
-        self.run(async |c| {
-            Ok(
-                c.query_one("SELECT COALESCE(MAX(id), 0)::bigint FROM changes", &[])
-                    .await?
-                    .get(0),
-            )
-        })
+        self.with(sql::feed::last)
     }
     /// Woken by the feed's notifications: a change made on another node reaches this
     /// one's sessions in milliseconds, not at the next poll.
@@ -742,147 +584,37 @@ impl PrincipalSource for PgStore {
         Box::new(move |timeout| seen = feed.wait(seen, timeout))
     }
     fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
-        self.run(async |c| {
-            let rows = c
-                .query(
-                    "SELECT id, mailbox_id, version FROM changes WHERE id > $1 ORDER BY id LIMIT $2",
-                    &[&seq, &i64::from(limit)],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| Change {
-                    seq: r.get(0),
-                    mailbox_id: r.get(1),
-                    version: r.get(2),
-                })
-                .collect())
-        })
+        self.with(|c| sql::feed::since(c, seq, limit))
     }
 }
 
 impl AccessLog for PgStore {
     fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
-        // Records alone are one statement, atomic by itself: one round trip.
-        if queries::one_statement(batch) {
-            return self.run(async |c| queries::append(c, batch).await);
+        // Rows alone are one statement, atomic by itself: one round trip.
+        if sql::history::rows_only(batch) {
+            let client = self.backend.client()?;
+            let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
+            return wait(fleet::insert_records(&client, &records));
         }
         // The management lock only when a re-hash writes the feed.
         let tx = self.transaction(!batch.rehashes.is_empty())?;
-        tx.run(async |c| queries::append(c, batch).await)?;
-        tx.commit()
+        let records =
+            tx.with(|c| sql::history::resolved(c, &batch.records).map(|r| r.into_owned()))?;
+        tx.run(async |c| fleet::insert_records(c, &records).await)?;
+        tx.with(|c| sql::history::around_records(c, batch))?;
+        tx.run(async |c| fleet::throttle_rows(c, batch).await)?;
+        Box::new(tx).commit_tx()
     }
 }
 
 impl SharedThrottle for PgStore {
     fn fleet_key(&mut self) -> Result<[u8; 32], StoreError> {
-        self.run(async |c| queries::fleet_key(c).await)
+        let client = self.backend.client()?;
+        wait(fleet::fleet_key(&client))
     }
     fn counts(&self, keys: &[String], since_ms: i64) -> Result<Vec<ThrottleCount>, StoreError> {
-        self.run(async |c| queries::throttle_counts(c, keys, since_ms).await)
-    }
-}
-
-impl Outbox for PgStore {
-    fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
-        self.run(async |c| queries::due_emails(c, now, limit).await)
-    }
-    fn pending_emails(&self) -> Result<u64, StoreError> {
-        self.run(async |c| {
-            let n: i64 = c
-                .query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[])
-                .await?
-                .get(0);
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
-    }
-    fn claim_email(
-        &mut self,
-        id: i64,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.run(async |c| {
-            let n = c
-                .execute(
-                    "UPDATE outbox SET next_attempt_at = $3 \
-                     WHERE id = $1 AND state = 'pending' AND next_attempt_at <= $2",
-                    &[&id, &now.as_second(), &until.as_second()],
-                )
-                .await?;
-            Ok(n == 1)
-        })
-    }
-    fn email_tried(
-        &mut self,
-        id: i64,
-        state: DeliveryState,
-        retry_at: Option<Timestamp>,
-        error: Option<&str>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let sent_at = (state == DeliveryState::Sent).then(|| now.as_second());
-        self.run(async |c| {
-            c.execute(
-                "UPDATE outbox SET state = $2, attempts = attempts + 1, \
-                 next_attempt_at = COALESCE($3, next_attempt_at), sent_at = $4, error = $5 WHERE id = $1",
-                &[
-                    &id,
-                    &state.as_str(),
-                    &retry_at.map(|t| t.as_second()),
-                    &sent_at,
-                    &error,
-                ],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-}
-
-impl Retention for PgStore {
-    fn delete_older(
-        &mut self,
-        kind: Kept,
-        before: Timestamp,
-        batch: usize,
-    ) -> Result<usize, StoreError> {
-        // The table name comes from the enumeration, never from input.
-        let table = kind.as_str();
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < $1 ORDER BY at LIMIT $2)"
-        );
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let n = self.run(async |c| Ok(c.execute(&sql, &[&before.as_second(), &limit]).await?))?;
-        if kind == Kept::AccessHistory {
-            // The throttle's rows are a day old at most when they matter.
-            let day_ago =
-                (before.as_millisecond()).max(Timestamp::now().as_millisecond() - 86_400_000);
-            self.run(async |c| {
-                c.execute(
-                    "DELETE FROM throttle_failures WHERE at_ms < $1",
-                    &[&day_ago],
-                )
-                .await?;
-                c.execute("DELETE FROM throttle_clears WHERE at_ms < $1", &[&day_ago])
-                    .await?;
-                Ok(())
-            })?;
-        }
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    }
-}
-
-impl SealedSecrets for PgStore {
-    fn sealed_upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(async |c| {
-            Ok(c.query_opt(
-                "SELECT upstream_secret FROM mailboxes WHERE address = $1",
-                &[&address],
-            )
-            .await?
-            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
-        })
+        let client = self.backend.client()?;
+        wait(fleet::throttle_counts(&client, keys, since_ms))
     }
 }
 

@@ -6,33 +6,29 @@
 //! of one overwriting the other's change (a deferred transaction would read, then fail or
 //! lose the race on upgrade). `busy_timeout` makes the second writer wait, not fail.
 //!
-//! - [`schema`]: the migrations, applied on open.
-//! - `mailboxes`: mailboxes and their login names.
-//! - `journal`: management events and notices.
-//! - `history`: the access history.
-//! - `secrets`: the sealed upstream secrets.
-//! - `feed`: the change feed the login path follows.
+//! The statements and their row mapping are the common SQL layer's
+//! ([`crate::store::sql`]); this backend adds its dialect:
+//!
+//! - `conn`: rusqlite as the layer's connection;
+//! - [`schema`]: the migrations, applied on open (`PRAGMA user_version`);
+//! - `tables`: a store copy's reads and writes;
+//! - here: opening (WAL, `synchronous=FULL`, the busy timeout), the write transaction
+//!   (`BEGIN IMMEDIATE`), the change mark (`PRAGMA data_version`), the history batch.
 
-mod feed;
-mod history;
-mod journal;
-mod mailboxes;
+mod conn;
 pub mod schema;
-mod secrets;
 mod tables;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jiff::Timestamp;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
+use super::sql::{self, Db, Tx};
 use super::{
-    AccessLog, AccessRecord, Change, DeliveryState, Event, HistoryBatch, Kept, LoginEntry,
-    ManageStore, Notice, Outbox, OutgoingEmail, PrincipalSource, Reader, Retention, SealedSecrets,
-    StoreError, Transaction, UserAccount,
+    AccessLog, Change, HistoryBatch, LoginEntry, ManageStore, PrincipalSource, StoreError,
+    Transaction,
 };
-use crate::policy::Mailbox;
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,17 +37,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
-}
-
-fn secs(ts: Timestamp) -> i64 {
-    ts.as_second()
-}
-
-use super::rows::ts;
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 /// One connection to a SQLite store file.
@@ -123,128 +108,29 @@ impl SqliteStore {
     }
 }
 
-/// Anything that reads through one SQLite connection: the store, or a transaction on it.
-trait Conn {
-    fn conn(&self) -> &Connection;
-}
-
-impl Conn for SqliteStore {
-    fn conn(&self) -> &Connection {
-        &self.conn
+impl Db for SqliteStore {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&dyn sql::Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        f(&self.conn)
     }
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`); rolled back if dropped uncommitted.
 struct SqliteTx<'a>(rusqlite::Transaction<'a>);
 
-impl Conn for SqliteTx<'_> {
-    fn conn(&self) -> &Connection {
-        &self.0
+impl Db for SqliteTx<'_> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&dyn sql::Conn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        f(&*self.0)
     }
 }
 
-impl<T: Conn> Reader for T {
-    fn mailbox(&self, address: &str) -> Result<Option<Mailbox>, StoreError> {
-        mailboxes::by_address(self.conn(), address)
-    }
-    fn mailboxes(&self) -> Result<Vec<Mailbox>, StoreError> {
-        mailboxes::all(self.conn())
-    }
-    fn login(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
-        mailboxes::login(self.conn(), login)
-    }
-    fn users(&self, mailbox_id: i64) -> Result<Vec<UserAccount>, StoreError> {
-        mailboxes::users(self.conn(), mailbox_id)
-    }
-    fn history(&self, address: &str, limit: u32) -> Result<Vec<AccessRecord>, StoreError> {
-        history::of_mailbox(self.conn(), address, limit)
-    }
-    fn events(&self, address: &str) -> Result<Vec<Event>, StoreError> {
-        journal::events(self.conn(), address)
-    }
-    fn notices(&self, address: &str) -> Result<Vec<Notice>, StoreError> {
-        journal::notices(self.conn(), address)
-    }
-    fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
-        mailboxes::due_reminders(self.conn(), now, limit)
-    }
-}
-
-impl Transaction for SqliteTx<'_> {
-    fn insert_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<i64, StoreError> {
-        let id = mailboxes::insert(&self.0, m, now)?;
-        feed::record(&self.0, id)?;
-        Ok(id)
-    }
-    fn save_mailbox(&mut self, m: &Mailbox, now: Timestamp) -> Result<(), StoreError> {
-        mailboxes::save(&self.0, m, now)?;
-        feed::record(&self.0, m.id)
-    }
-    fn delete_mailbox(&mut self, mailbox_id: i64) -> Result<(), StoreError> {
-        mailboxes::delete(&self.0, mailbox_id)?;
-        feed::record(&self.0, mailbox_id)
-    }
-    fn insert_user(
-        &mut self,
-        mailbox_id: i64,
-        login: &str,
-        password_hash: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        mailboxes::insert_user(&self.0, mailbox_id, login, password_hash, now)?;
-        feed::record(&self.0, mailbox_id)
-    }
-    fn set_user_password(
-        &mut self,
-        mailbox_id: i64,
-        login: &str,
-        password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        let changed = mailboxes::set_user_password(&self.0, mailbox_id, login, password_hash)?;
-        if changed {
-            feed::record(&self.0, mailbox_id)?;
-        }
-        Ok(changed)
-    }
-    fn delete_user(&mut self, mailbox_id: i64, login: &str) -> Result<bool, StoreError> {
-        let changed = mailboxes::delete_user(&self.0, mailbox_id, login)?;
-        if changed {
-            feed::record(&self.0, mailbox_id)?;
-        }
-        Ok(changed)
-    }
-    fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError> {
-        secrets::set(&self.0, mailbox_id, sealed)
-    }
-    fn record_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        journal::record_event(&self.0, event)
-    }
-    fn record_notice(
-        &mut self,
-        address: &str,
-        notice: &Notice,
-        email_to: &[String],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        journal::record_notice(&self.0, address, notice, email_to, now)
-    }
-    fn set_next_reminder(
-        &mut self,
-        app_password_id: i64,
-        at: Option<Timestamp>,
-    ) -> Result<(), StoreError> {
-        mailboxes::set_next_reminder(&self.0, app_password_id, at)
-    }
-    fn claim_reminder(
-        &mut self,
-        app_password_id: i64,
-        expires_at: Timestamp,
-        milestone: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        mailboxes::claim_reminder(&self.0, app_password_id, expires_at, milestone, now)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+impl Tx for SqliteTx<'_> {
+    fn commit_tx(self: Box<Self>) -> Result<(), StoreError> {
         Ok(self.0.commit()?)
     }
 }
@@ -276,101 +162,46 @@ impl PrincipalSource for SqliteStore {
             .query_row([], |r| r.get(0))?)
     }
     fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
-        mailboxes::login(&self.conn, login)
+        sql::mailboxes::login(&self.conn, login)
     }
     fn principals_of(&self, mailbox_id: i64) -> Result<Vec<LoginEntry>, StoreError> {
-        mailboxes::principals_of(&self.conn, mailbox_id)
+        sql::mailboxes::principals_of(&self.conn, mailbox_id)
     }
     fn last_change(&self) -> Result<i64, StoreError> {
-        feed::last(&self.conn)
+        sql::feed::last(&self.conn)
     }
     fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
-        feed::since(&self.conn, seq, limit)
+        sql::feed::since(&self.conn, seq, limit)
     }
 }
 
 impl AccessLog for SqliteStore {
-    /// The fleet throttle's failures and clears are not written: on one machine the
-    /// throttle is the process's own.
+    /// One transaction: the rows one by one, then what goes with them. The fleet
+    /// throttle's failures and clears are not written: on one machine the throttle is the
+    /// process's own.
     fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        history::append(&tx, &batch.records)?;
-        for alert in &batch.alerts {
-            journal::record_alert(&tx, alert)?;
+        for rec in sql::history::resolved(&*tx, &batch.records)?.iter() {
+            sql::history::insert(&*tx, rec)?;
         }
-        for r in &batch.rehashes {
-            mailboxes::rehash(&tx, &r.login, &r.old, &r.new)?;
-        }
+        sql::history::around_records(&*tx, batch)?;
         tx.commit()?;
         Ok(())
-    }
-}
-
-impl Outbox for SqliteStore {
-    fn due_emails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutgoingEmail>, StoreError> {
-        journal::due_emails(&self.conn, now, limit)
-    }
-    fn pending_emails(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?
-            .query_row([], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-    fn claim_email(
-        &mut self,
-        id: i64,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        journal::claim_email(&self.conn, id, now, until)
-    }
-    fn email_tried(
-        &mut self,
-        id: i64,
-        state: DeliveryState,
-        retry_at: Option<Timestamp>,
-        error: Option<&str>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        journal::email_tried(&self.conn, id, state, retry_at, error, now)
-    }
-}
-
-impl Retention for SqliteStore {
-    fn delete_older(
-        &mut self,
-        kind: Kept,
-        before: Timestamp,
-        batch: usize,
-    ) -> Result<usize, StoreError> {
-        // The table name comes from the enumeration, never from input.
-        let table = kind.as_str();
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < ?1 ORDER BY at LIMIT ?2)"
-        );
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .execute(params![secs(before), limit])?)
-    }
-}
-
-impl SealedSecrets for SqliteStore {
-    fn sealed_upstream_secret(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        secrets::get(&self.conn, address)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Mailbox;
     use crate::policy::login::{AccessResult, CredentialKind};
     use crate::policy::{Plan, PolicySettings, Protocol};
+    use crate::store::rows::ts;
+    use crate::store::{AccessRecord, Event, Notice, Outbox, Reader};
     use crate::store::{Actor, Alert, EventAction, NoticeKind};
+    use jiff::Timestamp;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -390,6 +221,33 @@ mod tests {
         m.id = tx.insert_mailbox(&m, at(T0)).unwrap();
         tx.commit().unwrap();
         m
+    }
+
+    #[test]
+    fn the_lookup_statements_are_prepared_once() {
+        use crate::store::sql::mailboxes::{APP_SELECT, MAILBOX_SELECT, by_address, insert, login};
+        let (_dir, store) = store();
+        let conn = &store.conn;
+        for i in 0..3 {
+            let m = Mailbox::new(format!("u{i}@b.it"), Plan::Standard, None, HASH.into());
+            insert(conn, &m, Timestamp::UNIX_EPOCH).unwrap();
+        }
+        for _ in 0..2 {
+            for i in 0..3 {
+                assert!(login(conn, &format!("u{i}@b.it")).unwrap().is_some());
+                assert!(by_address(conn, &format!("u{i}@b.it")).unwrap().is_some());
+            }
+        }
+        let by = |condition: &str| format!("{MAILBOX_SELECT} WHERE {condition}");
+        let apps = format!("{APP_SELECT} WHERE mailbox_id = ?1");
+        for sql in [by("m.address = ?1"), by("m.id = ?1"), apps] {
+            let st = conn.prepare_cached(&sql).unwrap();
+            assert_eq!(
+                st.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "prepared again on use: {sql}"
+            );
+        }
     }
 
     #[test]
@@ -583,6 +441,7 @@ mod tests {
             client: "127.0.0.1".into(),
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),
+            unresolved: None,
             credential: CredentialKind::Code,
             app_password: None,
             result: AccessResult::Refused,
@@ -627,6 +486,48 @@ mod tests {
         );
     }
 
+    /// A record answered while the store could not say whose its name is carries the
+    /// name; writing it finds the mailbox — of a name that existed then, not one taken
+    /// later.
+    #[test]
+    fn a_record_made_during_an_outage_is_written_with_its_mailbox() {
+        let (_d, mut s) = store();
+        add(&mut s, "a@b.it");
+        let unresolved = |login: &str, when: &str| AccessRecord {
+            at: at(when),
+            listener: "imaps".into(),
+            protocol: Protocol::Imap.into(),
+            client: "127.0.0.1".into(),
+            login: login.into(),
+            address: None,
+            unresolved: Some(login.into()),
+            credential: CredentialKind::Unknown,
+            app_password: None,
+            result: AccessResult::TemporaryFailure,
+            reason: None,
+        };
+        s.append(&HistoryBatch::of_records(vec![
+            unresolved("a@b.it", "2024-03-01T11:00:00Z"),
+            // Before the mailbox was made (T0): not its owner's attempt.
+            unresolved("a@b.it", "2024-03-01T09:00:00Z"),
+            unresolved("nobody@b.it", "2024-03-01T11:00:00Z"),
+        ]))
+        .unwrap();
+        let h = s.history("a@b.it", 10).unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[0].at, at("2024-03-01T11:00:00Z"));
+        assert_eq!(h[0].address.as_deref(), Some("a@b.it"));
+        let unknown: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM access_history WHERE address IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unknown, 2);
+    }
+
     #[test]
     fn removal_cascades_users_and_keeps_history_events_and_notices() {
         let (_d, mut s) = store();
@@ -639,6 +540,7 @@ mod tests {
             client: "127.0.0.1".into(),
             login: "u1".into(),
             address: Some("a@b.it".into()),
+            unresolved: None,
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,
@@ -694,7 +596,7 @@ mod tests {
             address: "a@b.it".into(),
             email_to: None,
             notice: Notice::new(
-                super::ts(at.parse::<Timestamp>().unwrap().as_second()).unwrap(),
+                ts(at.parse::<Timestamp>().unwrap().as_second()).unwrap(),
                 NoticeKind::MainPasswordUsed,
                 format!("used at {at}"),
             ),

@@ -222,6 +222,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX access_history_by_address ON access_history(address, at);
     CREATE INDEX access_history_by_at ON access_history(at);
     "#,
+    // 12: retention deletes old change-feed rows by time, as on PostgreSQL.
+    r#"
+    CREATE INDEX changes_by_at ON changes(at);
+    "#,
 ];
 
 /// The schema version this build writes.

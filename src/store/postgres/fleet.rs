@@ -1,0 +1,165 @@
+//! What only a fleet's store (PostgreSQL) writes its own way: the access history's rows
+//! of a batch in one statement (arrays), and the fleet's throttle — its failures and
+//! clears, its key, its counts. Everything else is the common SQL layer's.
+
+use deadpool_postgres::ClientWrapper as Client;
+use tokio_postgres::types::ToSql;
+
+use crate::store::{AccessRecord, HistoryBatch, StoreError, ThrottleCount};
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+async fn query(
+    c: &Client,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query(&stmt, params).await?)
+}
+
+async fn query_opt(
+    c: &Client,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&stmt, params).await?)
+}
+
+async fn execute(c: &Client, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+    let stmt = c.prepare_cached(sql).await?;
+    Ok(c.execute(&stmt, params).await?)
+}
+
+/// The access records of a batch, column by column (one array parameter each).
+#[derive(Default)]
+struct HistoryColumns<'a> {
+    at: Vec<i64>,
+    listener: Vec<&'a str>,
+    protocol: Vec<&'a str>,
+    client: Vec<&'a str>,
+    login: Vec<&'a str>,
+    address: Vec<Option<&'a str>>,
+    credential: Vec<&'a str>,
+    result: Vec<&'a str>,
+    reason: Vec<Option<String>>,
+    app_password: Vec<Option<&'a str>>,
+}
+
+/// The rows of a batch in one statement (their mailboxes resolved already).
+pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut cols = HistoryColumns::default();
+    for r in records {
+        cols.at.push(r.at.as_second());
+        cols.listener.push(&r.listener);
+        cols.protocol.push(r.protocol.as_str());
+        cols.client.push(&r.client);
+        cols.login.push(&r.login);
+        cols.address.push(r.address.as_deref());
+        cols.credential.push(r.credential.as_str());
+        cols.result.push(r.result.as_str());
+        cols.reason
+            .push(r.reason.as_ref().map(crate::store::rows::reason_column));
+        cols.app_password
+            .push(r.app_password.as_ref().map(|a| a.name.as_str()));
+    }
+    execute(
+        c,
+        "INSERT INTO access_history (at, listener, protocol, client, login, address, credential, result, \
+         reason, app_password) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
+        &[
+            &cols.at,
+            &cols.listener,
+            &cols.protocol,
+            &cols.client,
+            &cols.login,
+            &cols.address,
+            &cols.credential,
+            &cols.result,
+            &cols.reason,
+            &cols.app_password,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The throttle's failures (one statement) and clears of a batch.
+pub(super) async fn throttle_rows(c: &Client, b: &HistoryBatch) -> Result<(), StoreError> {
+    if !b.failures.is_empty() {
+        let keys: Vec<&str> = b.failures.iter().map(|f| f.key.as_str()).collect();
+        let fps: Vec<i64> = b.failures.iter().map(|f| f.fingerprint).collect();
+        let ats: Vec<i64> = b.failures.iter().map(|f| f.at_ms).collect();
+        execute(
+            c,
+            "INSERT INTO throttle_failures (key, fingerprint, at_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])",
+            &[&keys, &fps, &ats],
+        )
+        .await?;
+    }
+    for (key, at_ms) in &b.clears {
+        execute(
+            c,
+            "INSERT INTO throttle_clears (key, at_ms) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET at_ms = GREATEST(throttle_clears.at_ms, EXCLUDED.at_ms)",
+            &[key, at_ms],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The fleet's throttle key: made by the first node that asks, the same for all.
+pub(super) async fn fleet_key(c: &Client) -> Result<[u8; 32], StoreError> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+    execute(
+        c,
+        "INSERT INTO fleet_secrets (name, value) VALUES ('throttle', $1) ON CONFLICT (name) DO NOTHING",
+        &[&fresh.as_slice()],
+    )
+    .await?;
+    let row = query_opt(
+        c,
+        "SELECT value FROM fleet_secrets WHERE name = 'throttle'",
+        &[],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("no throttle key".into()))?;
+    let value: Vec<u8> = row.try_get(0)?;
+    value
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("throttle key: not 32 bytes".into()))
+}
+
+/// For each key: its distinct failures since `since_ms` (and since its last clear), and
+/// the time of the last one.
+pub(super) async fn throttle_counts(
+    c: &Client,
+    keys: &[String],
+    since_ms: i64,
+) -> Result<Vec<ThrottleCount>, StoreError> {
+    query(
+        c,
+        "SELECT f.key, COUNT(DISTINCT f.fingerprint), MAX(f.at_ms) FROM throttle_failures f \
+         LEFT JOIN throttle_clears k ON k.key = f.key \
+         WHERE f.key = ANY($1) AND f.at_ms > GREATEST($2, COALESCE(k.at_ms, 0)) GROUP BY f.key",
+        &[&keys, &since_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ThrottleCount {
+            key: r.try_get(0)?,
+            distinct: u32::try_from(r.try_get::<_, i64>(1)?).unwrap_or(u32::MAX),
+            last_ms: r.try_get(2)?,
+        })
+    })
+    .collect()
+}

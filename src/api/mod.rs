@@ -137,7 +137,8 @@ fn failed(e: ManageError) -> Response {
         ErrorKind::Refused => StatusCode::CONFLICT,
         ErrorKind::Failure => {
             tracing::error!(error = %e, "api: a management action failed");
-            if matches!(e, ManageError::Store(_)) {
+            // The store may answer later: try again; anything else is ours to mend.
+            if matches!(&e, ManageError::Store(s) if s.is_temporary()) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -119,7 +119,21 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
                 }
             }
         }
-        let ok = match store.append(&pending) {
+        let written = match store.append(&pending) {
+            Err(e) if !e.is_temporary() => {
+                // Something in the batch the store refuses and will refuse again: the
+                // rest must not wait behind it.
+                tracing::error!(error = %e, "the store refuses part of the access history; writing it item by item");
+                pending = apart(store.as_mut(), std::mem::take(&mut pending));
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    Err(crate::store::StoreError::temporary("kept for later"))
+                }
+            }
+            other => other,
+        };
+        let ok = match written {
             Ok(()) => {
                 if let Some(since) = failing_since.take() {
                     tracing::info!(
@@ -159,6 +173,63 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
             let _ = ack.send(ok);
         }
     }
+}
+
+/// Writes `batch` one item at a time: what the store refuses for good is dropped, counted
+/// and logged; what it cannot take now (a temporary failure) is returned, with every item
+/// after it, to be tried again.
+fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> HistoryBatch {
+    let HistoryBatch {
+        records,
+        alerts,
+        rehashes,
+        failures,
+        clears,
+    } = batch;
+    let mut items: Vec<HistoryBatch> = Vec::new();
+    items.extend(
+        records
+            .into_iter()
+            .map(|r| HistoryBatch::of_records(vec![r])),
+    );
+    items.extend(alerts.into_iter().map(|a| HistoryBatch {
+        alerts: vec![a],
+        ..HistoryBatch::default()
+    }));
+    items.extend(rehashes.into_iter().map(|r| HistoryBatch {
+        rehashes: vec![r],
+        ..HistoryBatch::default()
+    }));
+    if !failures.is_empty() || !clears.is_empty() {
+        items.push(HistoryBatch {
+            failures,
+            clears,
+            ..HistoryBatch::default()
+        });
+    }
+    let mut left = HistoryBatch::default();
+    let mut stopped = false;
+    for item in items {
+        if !stopped {
+            match store.append(&item) {
+                Ok(()) => continue,
+                Err(e) if e.is_temporary() => stopped = true,
+                Err(e) => {
+                    METRICS
+                        .history_dropped
+                        .fetch_add(item.records.len() as u64, Ordering::Relaxed);
+                    tracing::error!(error = %e, records = item.records.len(), alerts = item.alerts.len(), "the store refuses this access-history item for good; dropped");
+                    continue;
+                }
+            }
+        }
+        left.records.extend(item.records);
+        left.alerts.extend(item.alerts);
+        left.rehashes.extend(item.rehashes);
+        left.failures.extend(item.failures);
+        left.clears.extend(item.clears);
+    }
+    left
 }
 
 impl HistoryWriter {
@@ -209,5 +280,64 @@ impl HistoryWriter {
     /// A throttle key cleared by a success.
     pub fn throttle_clear(&self, key: String, at_ms: i64) {
         let _ = self.tx.try_send(Item::Clear(key, at_ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::policy::Protocol;
+    use crate::policy::login::{AccessResult, CredentialKind};
+    use crate::store::StoreError;
+
+    /// A store that refuses for good any batch holding the login `poison`, and writes the
+    /// rest (their logins, in order).
+    struct Picky(Arc<Mutex<Vec<String>>>);
+
+    impl AccessLog for Picky {
+        fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+            if batch.records.iter().any(|r| r.login == "poison") {
+                return Err(StoreError::permanent("CHECK constraint failed"));
+            }
+            let mut written = self.0.lock().unwrap();
+            written.extend(batch.records.iter().map(|r| r.login.clone()));
+            Ok(())
+        }
+    }
+
+    fn record(login: &str) -> AccessRecord {
+        AccessRecord {
+            at: crate::clock::now(),
+            listener: "imaps".into(),
+            protocol: Protocol::Imap.into(),
+            client: "127.0.0.1".into(),
+            login: login.into(),
+            address: None,
+            unresolved: None,
+            credential: CredentialKind::Unknown,
+            app_password: None,
+            result: AccessResult::Refused,
+            reason: None,
+        }
+    }
+
+    /// One record the store refuses for good is dropped (and counted); it does not keep
+    /// every later record waiting behind it.
+    #[tokio::test]
+    async fn a_record_refused_for_good_does_not_hold_up_the_others() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))));
+        let dropped = METRICS.history_dropped.load(Ordering::Relaxed);
+        let (a, b, c) = tokio::join!(
+            writer.record(record("first"), None, None),
+            writer.record(record("poison"), None, None),
+            writer.record(record("third"), None, None),
+        );
+        assert!(a && b && c, "every caller is answered: written or dropped");
+        assert!(writer.record(record("later"), None, None).await);
+        assert_eq!(*written.lock().unwrap(), ["first", "third", "later"]);
+        assert!(METRICS.history_dropped.load(Ordering::Relaxed) > dropped);
     }
 }

@@ -255,7 +255,7 @@ impl Authenticator {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.principals.get(&name))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(|e| StoreError::permanent(e.to_string()))?
     }
 
     /// The principal of `login` (normalised) as the login path sees it now: the cache,

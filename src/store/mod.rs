@@ -38,9 +38,17 @@ pub use records::{
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed (I/O, locking beyond the busy timeout, corruption).
-    #[error("database error: {0}")]
-    Backend(String),
+    /// The database failed. `temporary`: the same call may succeed later (a lock held
+    /// beyond the busy timeout, the connection lost, the server restarting or overloaded,
+    /// a serialization conflict); otherwise it will fail again (a constraint, a statement
+    /// the server refuses, a damaged file, settings that cannot be used).
+    #[error("database error: {message}")]
+    Backend {
+        /// Whether trying again later may succeed.
+        temporary: bool,
+        /// What the driver said.
+        message: String,
+    },
     /// The store's folder could not be created.
     #[error("cannot create {path}: {source}")]
     CreateDir {
@@ -65,6 +73,35 @@ pub enum StoreError {
     /// A stored value this build cannot read.
     #[error("unreadable stored value: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// A failure that trying again later may mend.
+    pub fn temporary(message: impl Into<String>) -> StoreError {
+        StoreError::Backend {
+            temporary: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that will happen again.
+    pub fn permanent(message: impl Into<String>) -> StoreError {
+        StoreError::Backend {
+            temporary: false,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend {
+                temporary: true,
+                ..
+            }
+        )
+    }
 }
 
 impl From<UnknownName> for StoreError {
@@ -449,7 +486,7 @@ pub fn is_url(s: &str) -> bool {
 /// What a build without the `postgres` feature answers for a PostgreSQL store.
 #[cfg(not(feature = "postgres"))]
 fn no_postgres<T>() -> Result<T, StoreError> {
-    Err(StoreError::Backend(
+    Err(StoreError::permanent(
         "this build of Sentinella has no PostgreSQL support (cargo feature \"postgres\")".into(),
     ))
 }
@@ -582,9 +619,9 @@ impl StoreLocation {
             with_postgres!({
                 let parsed: tokio_postgres::Config = text
                     .parse()
-                    .map_err(|e| StoreError::Backend(format!("{text}: {e}")))?;
+                    .map_err(|e| StoreError::permanent(format!("{text}: {e}")))?;
                 if parsed.get_password().is_some() {
-                    return Err(StoreError::Backend(format!(
+                    return Err(StoreError::permanent(format!(
                         "the URL must not hold the password: use --password-file or {PASSWORD_ENV}"
                     )));
                 }
@@ -599,7 +636,7 @@ impl StoreLocation {
         }
         let path = text.strip_prefix("sqlite:").unwrap_or(text);
         if path.is_empty() {
-            return Err(StoreError::Backend("sqlite: needs a file path".into()));
+            return Err(StoreError::permanent("sqlite: needs a file path"));
         }
         Ok(StoreLocation::Sqlite(PathBuf::from(path)))
     }

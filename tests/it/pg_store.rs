@@ -76,7 +76,10 @@ fn the_store_traits_behave_on_postgresql_as_on_sqlite() {
     let mut tx = store.begin().unwrap();
     assert!(matches!(
         tx.insert_mailbox(&bad, t),
-        Err(StoreError::Backend(_))
+        Err(StoreError::Backend {
+            temporary: false,
+            ..
+        })
     ));
     drop(tx);
 

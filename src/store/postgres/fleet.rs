@@ -118,7 +118,7 @@ pub(super) async fn throttle_rows(c: &Client, b: &HistoryBatch) -> Result<(), St
 /// The fleet's throttle key: made by the first node that asks, the same for all.
 pub(super) async fn fleet_key(c: &Client) -> Result<[u8; 32], StoreError> {
     let mut fresh = [0u8; 32];
-    getrandom::fill(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+    getrandom::fill(&mut fresh).map_err(|e| StoreError::permanent(e.to_string()))?;
     execute(
         c,
         "INSERT INTO fleet_secrets (name, value) VALUES ('throttle', $1) ON CONFLICT (name) DO NOTHING",

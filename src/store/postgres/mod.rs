@@ -67,17 +67,31 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 pub use super::{PASSWORD_ENV, PgLocation, is_url};
 
 impl From<tokio_postgres::Error> for StoreError {
+    /// The server's own errors by SQLSTATE: a lost or refused connection (08), a
+    /// serialization failure or deadlock (40), too many connections or no resources (53),
+    /// a server shutting down or a cancelled statement (57), a lock not available (55P03),
+    /// a read-only standby after a failover (25006) or a system error (58) may pass;
+    /// anything else the server says will happen again. No answer at all (the connection
+    /// lost, a timeout) may pass.
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) => {
-                StoreError::Backend(format!("PostgreSQL {}: {}", db.code().code(), db.message()))
+                let code = db.code().code();
+                let temporary = ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || ["55P03", "25006"].contains(&code);
+                StoreError::Backend {
+                    temporary,
+                    message: format!("PostgreSQL {code}: {}", db.message()),
+                }
             }
             None => {
                 let mut text = e.to_string();
                 if let Some(source) = std::error::Error::source(&e) {
                     text = format!("{text}: {source}");
                 }
-                StoreError::Backend(format!("PostgreSQL: {text}"))
+                StoreError::temporary(format!("PostgreSQL: {text}"))
             }
         }
     }
@@ -167,16 +181,16 @@ fn connection_config(location: &PgLocation) -> Result<tokio_postgres::Config, St
     let mut config: tokio_postgres::Config = location
         .url
         .parse()
-        .map_err(|e| StoreError::Backend(format!("store.url: {e}")))?;
+        .map_err(|e| StoreError::permanent(format!("store.url: {e}")))?;
     if config.get_password().is_some() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::permanent(format!(
             "store.url must not hold the password: put it in store.password_file or {PASSWORD_ENV}"
         )));
     }
     let password = match &location.password_file {
         Some(file) => Some(zeroize::Zeroizing::new(
             std::fs::read_to_string(file)
-                .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?,
+                .map_err(|e| StoreError::permanent(format!("{}: {e}", file.display())))?,
         )),
         None => std::env::var(PASSWORD_ENV)
             .ok()
@@ -209,20 +223,21 @@ fn tls(location: &PgLocation) -> Result<MakeRustlsConnect, StoreError> {
     }
     if let Some(file) = &location.ca_file {
         let pem = std::fs::read(file)
-            .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+            .map_err(|e| StoreError::permanent(format!("{}: {e}", file.display())))?;
         use rustls_pki_types::pem::PemObject;
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+            let cert =
+                cert.map_err(|e| StoreError::permanent(format!("{}: {e}", file.display())))?;
             roots
                 .add(cert)
-                .map_err(|e| StoreError::Backend(format!("{}: {e}", file.display())))?;
+                .map_err(|e| StoreError::permanent(format!("{}: {e}", file.display())))?;
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| StoreError::Backend(e.to_string()))?
+    .map_err(|e| StoreError::permanent(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
@@ -253,7 +268,7 @@ impl Backend {
                 .create_timeout(Some(CONNECT_TIMEOUT))
                 .recycle_timeout(Some(CONNECT_TIMEOUT))
                 .build()
-                .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?
+                .map_err(|e| StoreError::permanent(format!("PostgreSQL pool: {e}")))?
         };
         let backend = Arc::new(Backend {
             pool,
@@ -271,10 +286,13 @@ impl Backend {
     fn client(&self) -> Result<Object, StoreError> {
         let pool = self.pool.clone();
         let got = wait(runtime().spawn(async move { pool.get().await }))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::permanent(e.to_string()))?;
         got.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Backend(format!("PostgreSQL: {other}")),
+            deadpool_postgres::PoolError::Timeout(_) => {
+                StoreError::temporary(format!("PostgreSQL: {e}"))
+            }
+            other => StoreError::permanent(format!("PostgreSQL: {other}")),
         })
     }
 
@@ -342,8 +360,8 @@ impl Backend {
         if self.feed.up.load(Ordering::SeqCst) {
             Ok(self.feed.mark.load(Ordering::SeqCst))
         } else {
-            Err(StoreError::Backend(
-                "PostgreSQL: not following the change feed (its connection is down)".into(),
+            Err(StoreError::temporary(
+                "PostgreSQL: not following the change feed (its connection is down)",
             ))
         }
     }
@@ -654,7 +672,7 @@ impl Lease for PgLease {
                 tokio::spawn(connection);
                 Ok::<_, tokio_postgres::Error>(client)
             }))
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            .map_err(|e| StoreError::permanent(e.to_string()))??;
             self.client = Some(connected);
         }
         let Some(client) = &self.client else {

@@ -34,8 +34,18 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl From<rusqlite::Error> for StoreError {
+    /// Busy or locked beyond the busy timeout, or a full disk, may pass; anything else
+    /// (a constraint, a damaged file, a bad statement) will happen again.
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        use rusqlite::ErrorCode as C;
+        let temporary = matches!(
+            e.sqlite_error_code(),
+            Some(C::DatabaseBusy | C::DatabaseLocked | C::FileLockingProtocolFailed | C::DiskFull)
+        );
+        StoreError::Backend {
+            temporary,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -250,6 +260,22 @@ mod tests {
         }
     }
 
+    /// A store locked beyond the busy timeout may answer later; a refused row will not.
+    #[test]
+    fn a_lock_held_too_long_is_a_temporary_failure() {
+        let (dir, mut s) = store();
+        let mut other = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
+        other.conn.busy_timeout(Duration::ZERO).unwrap();
+        let held = s.begin().unwrap();
+        let e = other.begin().err().expect("locked");
+        assert!(e.is_temporary(), "{e}");
+        drop(held);
+        let bad = Mailbox::new("a@b.it".into(), Plan::Standard, None, "plaintext".into());
+        let mut tx = other.begin().unwrap();
+        let e = tx.insert_mailbox(&bad, at(T0)).unwrap_err();
+        assert!(!e.is_temporary(), "{e}");
+    }
+
     #[test]
     fn opening_creates_the_schema_and_is_idempotent() {
         let (dir, store) = store();
@@ -426,7 +452,10 @@ mod tests {
         let mut tx = s.begin().unwrap();
         assert!(matches!(
             tx.insert_mailbox(&bad, at(T0)),
-            Err(StoreError::Backend(_))
+            Err(StoreError::Backend {
+                temporary: false,
+                ..
+            })
         ));
     }
 

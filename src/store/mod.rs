@@ -487,7 +487,7 @@ pub fn is_url(s: &str) -> bool {
 #[cfg(not(feature = "postgres"))]
 fn no_postgres<T>() -> Result<T, StoreError> {
     Err(StoreError::permanent(
-        "this build of Sentinella has no PostgreSQL support (cargo feature \"postgres\")".into(),
+        "this build of Sentinella has no PostgreSQL support (cargo feature \"postgres\")",
     ))
 }
 

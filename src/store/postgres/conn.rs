@@ -8,7 +8,16 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::wait;
 use crate::store::StoreError;
-use crate::store::sql::{Conn, Param, Row, Value, dollar_numbered};
+use crate::store::sql::{Conn, Param, Row, Value};
+
+/// `sql` with its `?N` parameters written `$N` (PostgreSQL's numbering). Statements hold
+/// no `?` in a literal.
+fn dollar_numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('?') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    std::borrow::Cow::Owned(sql.replace('?', "$"))
+}
 
 /// A pooled connection, as the layer uses it.
 pub(super) struct PgConn<'a>(pub(super) &'a ClientWrapper);

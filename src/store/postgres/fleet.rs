@@ -5,6 +5,7 @@
 use deadpool_postgres::ClientWrapper as Client;
 use tokio_postgres::types::ToSql;
 
+use crate::policy::login::AccessResult;
 use crate::store::{AccessRecord, HistoryBatch, StoreError, ThrottleCount};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -45,6 +46,19 @@ struct HistoryColumns<'a> {
     result: Vec<&'a str>,
     reason: Vec<Option<String>>,
     app_password: Vec<Option<&'a str>>,
+}
+
+/// Whether writing `b` needs nothing besides its rows (no last use to note, no alert,
+/// no re-hash, no throttle row).
+pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
+    b.alerts.is_empty()
+        && b.rehashes.is_empty()
+        && b.failures.is_empty()
+        && b.clears.is_empty()
+        && !b
+            .records
+            .iter()
+            .any(|r| r.result == AccessResult::Accepted && r.app_password.is_some())
 }
 
 /// The rows of a batch in one statement (their mailboxes resolved already).

@@ -609,7 +609,7 @@ impl PrincipalSource for PgStore {
 impl AccessLog for PgStore {
     fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
         // Rows alone are one statement, atomic by itself: one round trip.
-        if sql::history::rows_only(batch) {
+        if fleet::rows_only(batch) {
             let client = self.backend.client()?;
             let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
             return wait(fleet::insert_records(&client, &records));

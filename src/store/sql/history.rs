@@ -88,19 +88,6 @@ pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<(), Store
     Ok(())
 }
 
-/// Whether writing `b` needs nothing besides its rows (no last use to note, no alert,
-/// no re-hash, no throttle row).
-pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
-    b.alerts.is_empty()
-        && b.rehashes.is_empty()
-        && b.failures.is_empty()
-        && b.clears.is_empty()
-        && !b
-            .records
-            .iter()
-            .any(|r| r.result == AccessResult::Accepted && r.app_password.is_some())
-}
-
 pub(crate) fn of_mailbox(
     c: &dyn Conn,
     address: &str,

@@ -22,8 +22,6 @@ pub(crate) mod mailboxes;
 pub(crate) mod retention;
 pub(crate) mod secrets;
 
-use std::borrow::Cow;
-
 use jiff::Timestamp;
 
 use super::{
@@ -250,15 +248,6 @@ impl dyn Conn + '_ {
     pub fn one<T: Column>(&self, sql: &str, params: &[Param]) -> Result<Option<T>, StoreError> {
         self.row(sql, params, |r| r.get(0))
     }
-}
-
-/// `sql` with its `?N` parameters written `$N` (PostgreSQL's numbering). Statements hold
-/// no `?` in a literal.
-pub(crate) fn dollar_numbered(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('?') {
-        return Cow::Borrowed(sql);
-    }
-    Cow::Owned(sql.replace('?', "$"))
 }
 
 /// A backend's way to a connection for one piece of work (a read, or a batch of

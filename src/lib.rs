@@ -16,7 +16,8 @@
 //! - [`manage`]: one function per management action, the same for every front door:
 //!   an actor in, a typed outcome or a classified error out.
 //! - [`store`]: the traits the state is reached through (management transactions, the
-//!   login path's principals, the access log, sealed secrets) and the SQLite backend.
+//!   login path's principals, the access log, sealed secrets), the SQL both backends
+//!   speak written once (`store::sql`), and each backend's dialect (SQLite, PostgreSQL).
 //! - [`auth`]: every door's login — the authenticator (the mail hot path), the owner's
 //!   page login (password step, code step), argon2id hashing on a bounded pool, the
 //!   verification cache, the in-memory principals, the abuse model's counters (the one

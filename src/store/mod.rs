@@ -8,10 +8,12 @@
 //! - [`SealedSecrets`]: the per-mailbox upstream secrets, sealed (`sealed`).
 //!
 //! [`StoreLocation`] names a backend and opens each consumer's own connection. SQLite
-//! ([`sqlite`]) is the embedded default; a second backend implements the same traits and
-//! adds a variant there, and no caller changes.
+//! ([`sqlite`]) is the embedded default, PostgreSQL (`postgres`) the fleet's. Both speak
+//! the statements of [`sql`], written once with their row mapping, which also implements
+//! most traits over any backend's connection; a backend adds only its dialect.
 //!
 //! - [`records`]: the records besides mailboxes (history, events, notices, logins).
+//! - [`copy`]: a store copied between backends.
 
 #![cfg_attr(not(feature = "postgres"), allow(unused_variables))]
 

@@ -86,6 +86,9 @@ pub struct Config {
     /// `[api]`: the operator's HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// What mail programs are told to use (the page, autoconfig, Autodiscover, profiles).
+    #[serde(default)]
+    pub clients: ClientsConfig,
     /// `[log]`: how `serve` writes its log.
     #[serde(default)]
     pub log: LogConfig,
@@ -258,6 +261,36 @@ impl Default for ApiConfig {
             on_web: true,
         }
     }
+}
+
+/// `[clients]`: what mail programs should use, as reachable from outside — behind a
+/// load balancer these differ from the listeners' bind addresses. Unset, each protocol
+/// is its first listener (implicit TLS preferred; never the archive listener) on this
+/// host's name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// The host name programs connect to (default: this host's name).
+    pub host: Option<String>,
+    /// The mail domains autoconfig and Autodiscover answer for (default: every domain
+    /// the store has a mailbox of).
+    pub domains: Vec<String>,
+    /// IMAP's port and security.
+    pub imap: Option<ClientServer>,
+    /// POP3's.
+    pub pop3: Option<ClientServer>,
+    /// SMTP submission's.
+    pub smtp: Option<ClientServer>,
+}
+
+/// One protocol's server as mail programs reach it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientServer {
+    /// The port.
+    pub port: u16,
+    /// `implicit` (SSL/TLS from the first byte) or `starttls`.
+    pub tls: ListenerTls,
 }
 
 /// `[notices.smtp]`: the provider's relay.
@@ -910,6 +943,49 @@ impl Config {
             history_page: self.web.history_page,
             language: self.notices.language,
             policy: self.policy.settings(),
+            clients: self.mail_clients(),
+        }
+    }
+
+    /// What mail programs are told: `[clients]`, each protocol not named there from its
+    /// first listener (implicit TLS preferred, never the archive listener).
+    pub(crate) fn mail_clients(&self) -> crate::web::MailClients {
+        let c = &self.clients;
+        let from_listeners = |p: Protocol| {
+            let mut own: Vec<_> = self
+                .listeners
+                .iter()
+                .filter(|l| l.protocol == p && !l.archive)
+                .collect();
+            own.sort_by_key(|l| l.tls != ListenerTls::Implicit);
+            own.first().map(|l| ClientServer {
+                port: l.bind.port(),
+                tls: l.tls,
+            })
+        };
+        let servers = [
+            (Protocol::Imap, c.imap),
+            (Protocol::Pop3, c.pop3),
+            (Protocol::Smtp, c.smtp),
+        ]
+        .into_iter()
+        .filter_map(|(p, s)| {
+            s.or_else(|| from_listeners(p))
+                .map(|s| crate::web::MailServer {
+                    protocol: p,
+                    port: s.port,
+                    implicit_tls: s.tls == ListenerTls::Implicit,
+                })
+        })
+        .collect();
+        crate::web::MailClients {
+            host: c
+                .host
+                .clone()
+                .or_else(crate::net::host_name)
+                .unwrap_or_else(|| "localhost".into()),
+            servers,
+            domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
         }
     }
 
@@ -950,6 +1026,7 @@ impl Config {
             ..new.notices.clone()
         };
         merged.auth.cache_ttl = new.auth.cache_ttl;
+        merged.clients = new.clients.clone();
         // What differs between what is taken and what was asked needs a restart: every
         // key, found from the settings' structure (a key added tomorrow cannot be
         // forgotten here).

@@ -1,6 +1,6 @@
 //! Network values shared by the listeners, the upstreams and the notice relay: a network
-//! in CIDR notation and how a connection to a server uses TLS. A leaf: it imports nothing
-//! of the crate.
+//! in CIDR notation, how a connection to a server uses TLS, this host's name. A leaf: it
+//! imports nothing of the crate.
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,18 @@ impl TlsMode {
             TlsMode::None => "none",
         }
     }
+}
+
+/// This host's name, if it is a usable DNS name.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
 }
 
 #[cfg(test)]

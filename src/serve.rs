@@ -252,7 +252,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let config = running.config.clone();
     let https = https_listeners(&config, &auth, &running.certificates, &running).await?;
     let upstreams = upstreams(&config)?;
-    let hostname = host_name().unwrap_or_else(|| "localhost".into());
+    let hostname = crate::net::host_name().unwrap_or_else(|| "localhost".into());
     let shared = Arc::new(Shared {
         auth,
         limits: Arc::clone(&running.limits),
@@ -419,18 +419,6 @@ impl Reloadable {
     }
 }
 
-/// This host's name, if it is a usable DNS name.
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        })
-}
-
 /// What a first-run certificate names besides localhost: every address a listener binds
 /// (not the wildcard ones) and the host's name, so that a client checking the name
 /// (fetchmail, say) accepts it once told to trust it.
@@ -446,7 +434,7 @@ fn certificate_names(config: &Config) -> Vec<String> {
         .filter(|ip| !ip.is_unspecified())
         .map(|ip| ip.to_string())
         .collect();
-    names.extend(host_name());
+    names.extend(crate::net::host_name());
     names
 }
 

@@ -73,6 +73,11 @@ impl Manager {
         Ok(MailboxList { mailboxes })
     }
 
+    /// The mail domains the store has mailboxes of.
+    pub fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, ManageError> {
+        Ok(self.store.mail_domains()?)
+    }
+
     /// One mailbox.
     pub fn show_mailbox(&self, address: &str, now: Timestamp) -> Result<MailboxView, ManageError> {
         self.view(&self.read(address)?, now)

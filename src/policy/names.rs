@@ -155,6 +155,15 @@ impl Protocol {
     /// Every protocol, in display order.
     pub const ALL: [Protocol; 3] = [Protocol::Imap, Protocol::Pop3, Protocol::Smtp];
 
+    /// Its name as people read it: "IMAP", "POP3", "SMTP".
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "IMAP",
+            Protocol::Pop3 => "POP3",
+            Protocol::Smtp => "SMTP",
+        }
+    }
+
     fn bit(self) -> u8 {
         match self {
             Protocol::Imap => 1,

@@ -131,6 +131,8 @@ pub trait Reader {
     /// The mailboxes with an app-password reminder due at `now` (an indexed read of
     /// only those), at most `limit`.
     fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// The domains of every mailbox's address.
+    fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, StoreError>;
 }
 
 /// One management action's writes: all of them, or (dropped without [`commit`]) none.

@@ -8,6 +8,8 @@
 //! - `pages`: the handlers — login (main password, then a code from the device),
 //!   *Sicurezza e password*, *Verifica in 2 passaggi*, *Password per programmi di
 //!   posta*, *Protocolli*, *Storico accessi*, *Avvisi*.
+//! - `clients`: what mail programs should use, and the documents that configure them
+//!   (Thunderbird's autoconfig, Outlook's Autodiscover).
 //! - `text`: the page's words in both languages.
 //! - `listener`: the connections of every HTTP listener (this page, the API's, the admin
 //!   one), bounded: connection limits at accept, handshake, head, body and keep-alive
@@ -18,6 +20,7 @@
 //! (no inline script), `X-Frame-Options: DENY`, `Cache-Control: no-store` on every page,
 //! request bodies capped in size and time, no secret in a URL or a log line.
 
+mod clients;
 mod listener;
 mod pages;
 pub(crate) mod session;
@@ -27,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use clients::{MailClients, Server as MailServer};
 pub use listener::ConnectionLimits;
 pub(crate) use listener::spawn;
 
@@ -57,6 +61,8 @@ pub struct WebSettings {
     pub language: Language,
     /// The policy (the zone of the dates shown).
     pub policy: PolicySettings,
+    /// What mail programs are told to use.
+    pub clients: MailClients,
 }
 
 /// The page's state, shared by every request.
@@ -69,6 +75,8 @@ pub(crate) struct Web {
     /// Replaced by a reload (the language, the policy); the session lifetimes are the
     /// ones at start.
     settings: crate::live::Live<WebSettings>,
+    /// The store's mail domains, as autoconfig and Autodiscover last read them.
+    domains: clients::KnownDomains,
 }
 
 impl Web {
@@ -91,6 +99,7 @@ impl Web {
             sessions: session::Sessions::new(idle, lifetime),
             login_csrf: session::LoginCsrf::new(login_key),
             settings,
+            domains: clients::KnownDomains::default(),
         }
     }
 

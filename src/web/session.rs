@@ -249,6 +249,8 @@ pub struct Revealed {
     pub expires: String,
     /// Its protocols.
     pub scope: String,
+    /// Its protocols, as a set.
+    pub protocols: crate::policy::ProtocolSet,
 }
 
 /// No room for a new session: the table is full of logged-in owners (none evicted for

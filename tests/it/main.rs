@@ -15,6 +15,7 @@ mod fleet;
 mod fuzz_corpus;
 mod imap;
 mod logs;
+mod mail_setup;
 mod notices;
 mod origin;
 mod pg_store;

@@ -386,6 +386,20 @@ pub(crate) fn due_reminders(
     )
 }
 
+/// The domains of every mailbox's address (one pass over the addresses).
+pub(crate) fn mail_domains(c: &dyn Conn) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    c.query("SELECT address FROM mailboxes", &[], &mut |r| {
+        if let Some((_, domain)) = r.get::<String>(0)?.rsplit_once('@') {
+            if !out.contains(domain) {
+                out.insert(domain.to_owned());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Claims one reminder; `false` if it was claimed before (by any process).
 pub(crate) fn claim_reminder(
     c: &dyn Conn,

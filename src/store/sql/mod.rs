@@ -292,6 +292,9 @@ impl<D: Db> Reader for D {
     fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError> {
         self.with(|c| mailboxes::due_reminders(c, now, limit))
     }
+    fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.with(mailboxes::mail_domains)
+    }
 }
 
 impl<T: Tx> Transaction for T {

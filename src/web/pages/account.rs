@@ -32,6 +32,7 @@ struct AccountPage {
     imap: bool,
     pop3: bool,
     smtp: bool,
+    clients: Vec<ClientRow>,
 }
 
 pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
@@ -86,6 +87,7 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
         imap: view.protocols.contains(Protocol::Imap),
         pop3: view.protocols.contains(Protocol::Pop3),
         smtp: view.protocols.contains(Protocol::Smtp),
+        clients: client_rows(&web, view.protocols, &o.login),
     };
     render(StatusCode::OK, page)
 }

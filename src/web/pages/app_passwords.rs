@@ -13,6 +13,7 @@ struct RevealPage {
     csrf: String,
     flash: Option<Flash>,
     revealed: Option<RevealedView>,
+    clients: Vec<ClientRow>,
 }
 
 struct RevealedView {
@@ -55,6 +56,7 @@ pub(super) async fn issue(
                 password: new.password.clone(),
                 expires: fmt_time(new.expires_at, &web.settings.load().policy.zone),
                 scope: scope_text(new.scope),
+                protocols: new.scope,
             };
             web.sessions.with(&o.id, |s| s.reveal = Some(revealed));
             Redirect::to("/account/app-passwords/new").into_response()
@@ -70,6 +72,10 @@ pub(super) async fn reveal(State(web): Shared, o: Owner) -> Response {
         who: Some(o.login.clone()),
         csrf: o.csrf.clone(),
         flash: o.flash.clone(),
+        clients: revealed
+            .as_ref()
+            .map(|r| client_rows(&web, r.protocols, &o.login))
+            .unwrap_or_default(),
         revealed: revealed.map(|r| RevealedView {
             name: r.name,
             password: r.password.expose().to_owned(),

@@ -48,6 +48,40 @@ use two_factor::*;
 type Shared = State<Arc<Web>>;
 type Fields = Result<Form<Vec<(String, String)>>, FormRejection>;
 
+/// One row of *Parametri per il programma di posta*.
+pub(super) struct ClientRow {
+    protocol: &'static str,
+    server: String,
+    port: u16,
+    security: &'static str,
+    user: String,
+}
+
+/// What `user`'s mail programs use, for the protocols in `protocols`.
+pub(super) fn client_rows(
+    web: &Web,
+    protocols: crate::policy::ProtocolSet,
+    user: &str,
+) -> Vec<ClientRow> {
+    let clients = web.settings.load().clients.clone();
+    clients
+        .servers
+        .iter()
+        .filter(|s| protocols.contains(s.protocol))
+        .map(|s| ClientRow {
+            protocol: s.protocol.display_name(),
+            server: clients.host.clone(),
+            port: s.port,
+            security: if s.implicit_tls {
+                "SSL/TLS"
+            } else {
+                "STARTTLS"
+            },
+            user: user.to_owned(),
+        })
+        .collect()
+}
+
 /// Every route of the page.
 pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -69,6 +103,19 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/protocols", post(protocols))
         .route("/account/history", get(history))
         .route("/account/notices", get(notices))
+        .route("/mail/config-v1.1.xml", get(super::clients::autoconfig))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(super::clients::autoconfig),
+        )
+        .route(
+            "/autodiscover/autodiscover.xml",
+            post(super::clients::autodiscover),
+        )
+        .route(
+            "/Autodiscover/Autodiscover.xml",
+            post(super::clients::autodiscover),
+        )
         .route("/static/style.css", get(css))
         .route("/static/app.js", get(js))
         .fallback(not_found)
@@ -406,11 +453,7 @@ fn blocked_text(t: &Texts, retry_after: u64) -> String {
 fn scope_text(scope: crate::policy::ProtocolSet) -> String {
     scope
         .iter()
-        .map(|p| match p {
-            Protocol::Imap => "IMAP",
-            Protocol::Pop3 => "POP",
-            Protocol::Smtp => "SMTP",
-        })
+        .map(Protocol::display_name)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -37,6 +37,8 @@
 //! - [`live`]: settings a reload (SIGHUP) replaces while the proxy runs.
 //! - [`clock`]: the crate's one clock (policy time, whole seconds), read at the edges
 //!   and passed in to the rules.
+//! - [`cms`]: CMS SignedData over a certificate and its key (signed configuration
+//!   profiles) — a leaf.
 //! - [`net`]: network values (a CIDR network, a TLS mode) — a leaf.
 //! - [`fuzzing`]: the fuzz targets' properties, also replayed over the corpora by tests.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
@@ -53,6 +55,7 @@ mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cms;
 pub mod config;
 mod files;
 pub mod fuzzing;

@@ -485,6 +485,11 @@ impl fmt::Display for Reason {
             }
             Reason::SessionEnded(why) => write!(f, "session ended: {why}"),
             Reason::CodeAccepted => f.write_str("main password and 2FA code"),
+            Reason::ProfileDownloaded { name, by_link } => write!(
+                f,
+                "configuration profile with app password {name:?} downloaded{}",
+                if *by_link { " by its one-time link" } else { "" }
+            ),
             Reason::WrongCode { purpose, reused } => write!(
                 f,
                 "{} ({})",
@@ -546,6 +551,10 @@ pub fn reason(r: &Reason, language: Language) -> String {
         }
         Reason::SessionEnded(why) => format!("sessione chiusa: {}", reason(why, language)),
         Reason::CodeAccepted => "password principale e codice della verifica in 2 passaggi".into(),
+        Reason::ProfileDownloaded { name, by_link } => format!(
+            "profilo di configurazione con la password «{name}» scaricato{}",
+            if *by_link { " dal link monouso" } else { "" }
+        ),
         Reason::WrongCode { purpose, reused } => format!(
             "codice della verifica in 2 passaggi {} ({})",
             if *reused { "già usato" } else { "errato" },
@@ -955,6 +964,10 @@ mod tests {
             Reason::BlocksStarted(vec![block.clone()]),
             Reason::SessionEnded(Box::new(Reason::WrongPassword)),
             Reason::CodeAccepted,
+            Reason::ProfileDownloaded {
+                name: "iPhone".into(),
+                by_link: true,
+            },
         ];
         for r in reasons {
             let en = reason(&r, Language::En);
@@ -963,7 +976,10 @@ mod tests {
             assert_eq!(en, r.to_string());
             // A row kept before reasons were codes, with these English words, reads the
             // same on the page.
-            if !matches!(r, Reason::Throttled(_) | Reason::BlocksStarted(_)) {
+            if !matches!(
+                r,
+                Reason::Throttled(_) | Reason::BlocksStarted(_) | Reason::ProfileDownloaded { .. }
+            ) {
                 assert_eq!(reason(&Reason::Text(en.clone()), Language::It), it, "{en}");
             }
         }

@@ -113,6 +113,14 @@ pub enum Reason {
     SessionEnded(Box<Reason>),
     /// The page's login completed: the main password, then a code from the device.
     CodeAccepted,
+    /// A configuration profile carrying a new app password was downloaded (from the page,
+    /// or by its one-time link).
+    ProfileDownloaded {
+        /// The app password it carries.
+        name: String,
+        /// By the one-time link (a QR code shown on the page), not the page's button.
+        by_link: bool,
+    },
     /// A wrong (or already used) code from the device.
     WrongCode {
         /// Where it was asked.
@@ -155,6 +163,7 @@ impl Reason {
             Reason::BlocksStarted(_) => "blocks_started",
             Reason::SessionEnded(_) => "session_ended",
             Reason::CodeAccepted => "code_accepted",
+            Reason::ProfileDownloaded { .. } => "profile_downloaded",
             Reason::WrongCode { .. } => "wrong_code",
             Reason::CodeBlocked { .. } => "code_blocked",
             Reason::Text(_) => "text",

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive (real servers and clients). Installed with apt-get when
 # missing; as root that just works, otherwise through sudo.
 # PostgreSQL: the fleet tests run their own server (initdb/pg_ctl in a temporary folder).
-DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium haproxy postgresql)
+DEBS=(dovecot-imapd dovecot-pop3d dovecot-submissiond swaks libnet-ssleay-perl curl python3 python3-pip ca-certificates openssl chromium haproxy postgresql zbar-tools)
 
 missing=()
 for pkg in "${DEBS[@]}"; do

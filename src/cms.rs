@@ -49,8 +49,8 @@ impl Signer {
             .collect::<Result<_, _>>()
             .map_err(|e| bad(cert, &e))?;
         let first = chain.first().ok_or_else(|| bad(cert, &"no certificate"))?;
-        let issuer_and_serial = issuer_and_serial(first)
-            .ok_or_else(|| bad(cert, &"a certificate this cannot read"))?;
+        let issuer_and_serial =
+            issuer_and_serial(first).ok_or_else(|| bad(cert, &"a certificate this cannot read"))?;
         let der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
         let key = rustls::crypto::ring::default_provider()
             .key_provider
@@ -93,9 +93,8 @@ impl Signer {
             ),
         };
         let digest_alg = tlv(0x30, &tlv(0x06, digest_alg));
-        let attribute = |oid: &[u8], value: Vec<u8>| {
-            tlv(0x30, &[tlv(0x06, oid), tlv(0x31, &value)].concat())
-        };
+        let attribute =
+            |oid: &[u8], value: Vec<u8>| tlv(0x30, &[tlv(0x06, oid), tlv(0x31, &value)].concat());
         // The signed attributes are signed as a SET OF (DER: sorted), then carried with
         // the tag [0] IMPLICIT.
         let mut attrs = set_of(vec![
@@ -233,7 +232,10 @@ mod tests {
         assert_eq!(tlv(0x04, &[7; 300])[..4], [0x04, 0x82, 0x01, 0x2C]);
         let (tag, whole, rest) = element(&[0x30, 0x81, 0x02, 1, 2, 9]).unwrap();
         assert_eq!((tag, whole.len(), rest), (0x30, 5, &[9u8][..]));
-        assert!(element(&[0x30, 0x05, 1]).is_none(), "longer than what is there");
+        assert!(
+            element(&[0x30, 0x05, 1]).is_none(),
+            "longer than what is there"
+        );
     }
 
     /// What OpenSSL makes of a signed content: verified against the certificate, the

@@ -126,12 +126,25 @@ async fn https_listeners(
         // The same on every node of a fleet (derived from the fleet's key): a login form
         // served by one node posts to another.
         let login_key = auth.web_form_key();
+        // Configuration profiles are signed with the page's certificate when its key
+        // can sign (ECDSA or RSA); otherwise they go out unsigned, and the page says so.
+        let signer = match crate::cms::Signer::load(
+            &config.resolve(&config.tls.certificate),
+            &config.resolve(&config.tls.key),
+        ) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration profiles will not be signed");
+                None
+            }
+        };
         let page = crate::web::Web::new(
             Arc::clone(auth),
             manager(config, &live.manage).await?,
             Arc::clone(&live.web),
             login_key,
-        );
+        )
+        .with_signer(signer);
         let mut app = crate::web::router(Arc::new(page));
         if config.api.on_web {
             let api = crate::api::Api::new(

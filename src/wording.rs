@@ -488,7 +488,11 @@ impl fmt::Display for Reason {
             Reason::ProfileDownloaded { name, by_link } => write!(
                 f,
                 "configuration profile with app password {name:?} downloaded{}",
-                if *by_link { " by its one-time link" } else { "" }
+                if *by_link {
+                    " by its one-time link"
+                } else {
+                    ""
+                }
             ),
             Reason::WrongCode { purpose, reused } => write!(
                 f,

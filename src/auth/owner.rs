@@ -425,6 +425,33 @@ impl Authenticator {
         self.refused(attempt, started).await;
     }
 
+    /// A configuration profile carrying the app password `name` of `address` was taken by
+    /// `peer` — downloaded from the page by `login`, or by its one-time link: an accepted
+    /// row in the mailbox's history, saying which password and how.
+    pub async fn profile_taken(
+        &self,
+        peer: IpAddr,
+        login: &str,
+        address: &str,
+        name: &str,
+        by_link: bool,
+    ) {
+        let who = Who::new(peer, login, None);
+        self.record_attempt(Attempted {
+            who: &who,
+            listener: WEB_LISTENER,
+            address: Some(address.to_owned()),
+            credential: CredentialKind::App,
+            result: AccessResult::Accepted,
+            reason: Some(Reason::ProfileDownloaded {
+                name: name.to_owned(),
+                by_link,
+            }),
+            alert: None,
+        })
+        .await;
+    }
+
     /// Writes an owner's attempt to the access history (channel `web`, listener `web`
     /// or `api`); returns once it is durable.
     async fn record_attempt(&self, a: Attempted<'_>) {

@@ -10,6 +10,8 @@
 //!   posta*, *Protocolli*, *Storico accessi*, *Avvisi*.
 //! - `clients`: what mail programs should use, and the documents that configure them
 //!   (Thunderbird's autoconfig, Outlook's Autodiscover).
+//! - `profile`: Apple configuration profiles carrying a new app password, waiting to be
+//!   taken once (the page's button, or a one-time link shown as a QR code).
 //! - `text`: the page's words in both languages.
 //! - `listener`: the connections of every HTTP listener (this page, the API's, the admin
 //!   one), bounded: connection limits at accept, handshake, head, body and keep-alive
@@ -23,6 +25,7 @@
 mod clients;
 mod listener;
 mod pages;
+mod profile;
 pub(crate) mod session;
 pub(crate) mod text;
 
@@ -77,6 +80,11 @@ pub(crate) struct Web {
     settings: crate::live::Live<WebSettings>,
     /// The store's mail domains, as autoconfig and Autodiscover last read them.
     domains: clients::KnownDomains,
+    /// Signs configuration profiles with the page's certificate (none: they go out
+    /// unsigned, and the page says so).
+    signer: Option<Arc<crate::cms::Signer>>,
+    /// Configuration profiles waiting to be taken once.
+    profiles: profile::Profiles,
 }
 
 impl Web {
@@ -100,7 +108,15 @@ impl Web {
             login_csrf: session::LoginCsrf::new(login_key),
             settings,
             domains: clients::KnownDomains::default(),
+            signer: None,
+            profiles: profile::Profiles::default(),
         }
+    }
+
+    /// Configuration profiles signed by `signer`.
+    pub(crate) fn with_signer(mut self, signer: Option<Arc<crate::cms::Signer>>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// Runs `f` on the manager off the reactor (the store is synchronous).

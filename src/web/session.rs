@@ -210,6 +210,8 @@ pub struct Session {
     pub flash: Option<Flash>,
     /// A new app password, shown once by the next page that takes it.
     pub reveal: Option<Revealed>,
+    /// The token of the configuration profile this session made, waiting to be taken.
+    pub profile: Option<String>,
     stage: Stage,
     created: Instant,
     last: Instant,
@@ -373,6 +375,7 @@ impl Sessions {
             stage,
             flash: None,
             reveal: None,
+            profile: None,
             created: now,
             last: now,
         };

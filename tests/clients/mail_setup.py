@@ -12,6 +12,10 @@ Prints one JSON object.
       POST /autodiscover/autodiscover.xml with the request Outlook sends for A (or TEXT,
       or the request padded with N bytes of comment); prints {"status", "body",
       "protocols": [{"Type", "Server", "Port", "SSL", "Encryption", "LoginName", ...}]}.
+  mail_setup.py profile --file F --cafile C
+      Checks a configuration profile's CMS signature against the certificate C with
+      openssl, then reads the property list inside as a device would; prints {"verified",
+      "error", "plist"} (the plist's mail payload, and its top level without it).
   mail_setup.py login --host H --port P --cafile F --tls ssl|starttls --protocol imap|smtp|pop3
                       --user U --password-stdin
       Logs in as a mail program would with those settings; prints {"ok", "error"}.
@@ -139,6 +143,24 @@ def login(args):
         print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
 
 
+def profile(args):
+    import plistlib
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        plain = f"{d}/plain.plist"
+        r = subprocess.run(["openssl", "cms", "-verify", "-inform", "DER", "-in", args.file,
+                            "-CAfile", args.cafile, "-purpose", "any", "-out", plain],
+                           capture_output=True, text=True, timeout=30)
+        out = {"verified": r.returncode == 0, "error": r.stderr.strip()}
+        if r.returncode == 0:
+            with open(plain, "rb") as f:
+                top = plistlib.load(f)
+            mail = top.pop("PayloadContent")[0]
+            out["plist"] = {"top": top, "mail": mail}
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -154,6 +176,9 @@ def main():
     d.add_argument("--address")
     d.add_argument("--raw")
     d.add_argument("--pad", type=int, default=0)
+    f = sub.add_parser("profile")
+    f.add_argument("--file", required=True)
+    f.add_argument("--cafile", required=True)
     l = sub.add_parser("login")
     l.add_argument("--host", required=True)
     l.add_argument("--port", type=int, required=True)
@@ -163,7 +188,7 @@ def main():
     l.add_argument("--user", required=True)
     l.add_argument("--password-stdin", action="store_true", required=True)
     args = ap.parse_args()
-    {"autoconfig": autoconfig, "autodiscover": autodiscover, "login": login}[args.cmd](args)
+    {"autoconfig": autoconfig, "autodiscover": autodiscover, "profile": profile, "login": login}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,22 @@ use std::process::{Command, Stdio};
 
 use common::rig::{ADDR, MAIN, UPSTREAM_PW, client, two_factor_with_app_password};
 use common::servers::{Dovecot, Proxy, free_port, wait_for_port};
+use common::{code, secret_from_uri};
 use serde_json::Value;
 
 /// A proxy with the page on its own port and `clients` as its `[clients]` section.
 fn proxy(clients: &str) -> (Proxy, Dovecot, u16) {
+    proxy_with("", clients)
+}
+
+/// The same with `[policy]` lines `policy`.
+fn proxy_with(policy: &str, clients: &str) -> (Proxy, Dovecot, u16) {
     let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
     let web_port = free_port();
     let mut p = Proxy::configure(
         &mailbox,
         &mailbox,
-        "",
+        policy,
         &format!("\n[web]\nbind = \"127.0.0.1:{web_port}\"\n\n[clients]\n{clients}\n"),
     );
     p.run();
@@ -236,4 +242,174 @@ fn account_page(p: &Proxy, web: u16) -> String {
     let page = curl(&[&format!("{base}/account")]);
     assert!(page.contains("id=\"address\""), "{page}\n{}", p.log());
     page
+}
+
+/// *Configura iPhone/iPad/Mac* in a real browser: a profile carrying a new app password,
+/// signed with the page's certificate, downloaded once; another taken once by the link
+/// its QR code carries (decoded from a screenshot with zbarimg); each password works for
+/// exactly what was ticked, and the history says how each profile was taken.
+#[test]
+fn apple_devices_get_a_signed_profile_with_a_new_password_once() {
+    let (p, _mailbox, web) = proxy_with("max_app_passwords = 3", "host = \"127.0.0.1\"");
+    let enabled = p.ok(&["2fa", "enable", ADDR], None);
+    let b32 = enabled["otpauth_uri"]
+        .as_str()
+        .unwrap()
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap()
+        .to_owned();
+    let secret = secret_from_uri(enabled["otpauth_uri"].as_str().unwrap());
+    // The previous step's code: the browser's login takes the current one.
+    p.ok(&["2fa", "confirm", ADDR, &code(&secret, -1)], None);
+
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tmp/apple");
+    let web_arg = web.to_string();
+    let v = client(
+        &p,
+        "apple_profile.py",
+        &[
+            "--web",
+            &web_arg,
+            "--address",
+            ADDR,
+            "--password",
+            MAIN,
+            "--secret",
+            &b32,
+            "--shots",
+            shots,
+        ],
+    );
+    assert_eq!(v["logged_in"], "/account", "{v}");
+    assert_eq!(v["card_shown"], true);
+    assert_eq!(v["ready_at"], "/account/apple");
+    assert_eq!(v["ready"], true);
+    assert!(
+        v["signature_text"]
+            .as_str()
+            .unwrap()
+            .contains("firmato con il certificato"),
+        "{v}"
+    );
+    assert_eq!(v["download_name"], "iPhone-di-Mario.mobileconfig");
+    assert_eq!(v["gone_after_download"], true, "served once");
+    assert!(
+        v["no_incoming_message"]
+            .as_str()
+            .unwrap()
+            .contains("IMAP o POP3"),
+        "{v}"
+    );
+
+    // The downloaded profile: the CMS signature holds against the page's certificate,
+    // and inside is an IMAP account with a new password (not the main one).
+    let downloaded = v["downloaded"].as_str().unwrap();
+    let prof = client(&p, "mail_setup.py", &["profile", "--file", downloaded]);
+    assert_eq!(prof["verified"], true, "{prof}");
+    let mail = &prof["plist"]["mail"];
+    assert_eq!(mail["PayloadType"], "com.apple.mail.managed");
+    assert_eq!(mail["EmailAccountType"], "EmailTypeIMAP");
+    assert_eq!(mail["EmailAddress"], ADDR);
+    assert_eq!(mail["IncomingMailServerHostName"], "127.0.0.1");
+    assert_eq!(mail["IncomingMailServerPortNumber"], p.imaps_port);
+    assert_eq!(mail["IncomingMailServerUseSSL"], true);
+    assert_eq!(mail["IncomingMailServerUsername"], ADDR);
+    assert_eq!(mail["OutgoingMailServerPortNumber"], p.submissions_port);
+    assert_eq!(prof["plist"]["top"]["PayloadType"], "Configuration");
+    let password = mail["IncomingPassword"].as_str().unwrap().to_owned();
+    assert_ne!(password, MAIN);
+    assert_eq!(mail["OutgoingPassword"], password.as_str());
+    let server = |protocol: &str, port: u16| serde_json::json!({"hostname": "127.0.0.1", "port": port, "socketType": "SSL", "username": ADDR, "protocol": protocol});
+    assert_eq!(
+        login(&p, &server("imap", p.imaps_port), "imap", &password)["ok"],
+        true
+    );
+    assert_eq!(
+        login(&p, &server("smtp", p.submissions_port), "smtp", &password)["ok"],
+        true
+    );
+    assert_eq!(
+        login(&p, &server("pop3", p.pop3s_port), "pop3", &password)["ok"],
+        false,
+        "POP3 was not ticked"
+    );
+
+    // The other profile by its one-time link: once, then the link says nothing more.
+    let url = v["qr_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("https://127.0.0.1:{web}/setup/")),
+        "{url}"
+    );
+    let fetched = tempfile::NamedTempFile::new().unwrap();
+    let get = |out: &std::path::Path| {
+        let r = Command::new("curl")
+            .args(["-sk", "--max-time", "10", "-o"])
+            .arg(out)
+            .args(["-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    assert_eq!(get(fetched.path()), "200");
+    let linked = client(
+        &p,
+        "mail_setup.py",
+        &["profile", "--file", fetched.path().to_str().unwrap()],
+    );
+    assert_eq!(linked["verified"], true, "{linked}");
+    let ipad = linked["plist"]["mail"]["IncomingPassword"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(ipad, password, "a password of its own");
+    assert!(
+        linked["plist"]["mail"].get("OutgoingPassword").is_none(),
+        "SMTP not ticked"
+    );
+    assert_eq!(
+        login(&p, &server("imap", p.imaps_port), "imap", &ipad)["ok"],
+        true
+    );
+    assert_eq!(
+        login(&p, &server("smtp", p.submissions_port), "smtp", &ipad)["ok"],
+        false
+    );
+    let again = tempfile::NamedTempFile::new().unwrap();
+    assert_eq!(get(again.path()), "404", "used once");
+    let body = std::fs::read_to_string(again.path()).unwrap();
+    assert!(
+        body.contains("non è più valido") && !body.contains("iPad"),
+        "{body}"
+    );
+
+    // The owner's history says which password each profile carried, and how it went.
+    let h = p.ok(&["mailbox", "history", ADDR, "--limit", "50"], None);
+    let reasons: Vec<&str> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"configuration profile with app password \"iPad di Mario\" downloaded by its one-time link"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"configuration profile with app password \"iPhone di Mario\" downloaded"),
+        "{reasons:?}"
+    );
+    // The two passwords are ordinary ones: listed with their scope and life.
+    let shown = p.ok(&["mailbox", "show", ADDR], None);
+    let names: Vec<&str> = shown["app_passwords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"iPhone di Mario") && names.contains(&"iPad di Mario"),
+        "{shown}"
+    );
+    assert!(!p.log().contains(&password), "no password in the log");
 }

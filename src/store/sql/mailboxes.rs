@@ -390,10 +390,10 @@ pub(crate) fn due_reminders(
 pub(crate) fn mail_domains(c: &dyn Conn) -> Result<std::collections::BTreeSet<String>, StoreError> {
     let mut out = std::collections::BTreeSet::new();
     c.query("SELECT address FROM mailboxes", &[], &mut |r| {
-        if let Some((_, domain)) = r.get::<String>(0)?.rsplit_once('@') {
-            if !out.contains(domain) {
-                out.insert(domain.to_owned());
-            }
+        if let Some((_, domain)) = r.get::<String>(0)?.rsplit_once('@')
+            && !out.contains(domain)
+        {
+            out.insert(domain.to_owned());
         }
         Ok(())
     })?;

@@ -29,18 +29,20 @@ use crate::clock::now;
 use crate::manage::app_password::Wanted;
 use crate::manage::{Actor, Ask, ErrorKind, ManageError, PasswordFor, Warning, code_answer};
 use crate::policy::login::AccessResult;
-use crate::policy::{Protocol, fmt_time};
+use crate::policy::{Protocol, ProtocolSet, fmt_time};
 use crate::secret::Secret;
 use crate::wording::{self, Language, Locale};
 
 mod account;
 mod app_passwords;
+mod apple;
 mod login;
 mod records;
 mod two_factor;
 
 use account::*;
 use app_passwords::*;
+use apple::*;
 use login::*;
 use records::*;
 use two_factor::*;
@@ -101,6 +103,9 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/app-passwords/regenerate", post(regenerate))
         .route("/account/app-passwords/deactivate", post(deactivate))
         .route("/account/protocols", post(protocols))
+        .route("/account/apple", get(apple_ready).post(apple_setup))
+        .route("/account/apple/download", post(apple_download))
+        .route("/setup/{token}", get(setup_link))
         .route("/account/history", get(history))
         .route("/account/notices", get(notices))
         .route("/mail/config-v1.1.xml", get(super::clients::autoconfig))

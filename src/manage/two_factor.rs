@@ -26,21 +26,49 @@ impl Manager {
         })
     }
 
-    /// Starts turning 2FA on: a new device secret to scan, waiting for its first code.
-    /// Refused during a migration and when 2FA is already on.
+    /// Starts turning 2FA on: a device secret to scan, waiting for its first code — the
+    /// one already waiting, if there is one (the owner may have scanned it). Refused
+    /// during a migration and when 2FA is already on.
     pub fn enable_2fa(
         &mut self,
         actor: &Actor,
         address: &str,
         now: Timestamp,
     ) -> Result<NewDevice, ManageError> {
-        let secret = DeviceSecret::generate()?;
-        let pending = secret.clone();
-        let ((), m) = self.change(actor, address, now, |_, m| {
-            m.begin_enable_2fa(pending, now)?;
-            Ok(((), Record::new(EventAction::TwoFactorEnable)))
+        let fresh = DeviceSecret::generate()?;
+        let (secret, m) = self.change(actor, address, now, |_, m| {
+            let shown = m.begin_enable_2fa(fresh, now)?;
+            Ok((shown, Record::new(EventAction::TwoFactorEnable)))
         })?;
         self.new_device(&m.address, &secret, DevicePurpose::Enable)
+    }
+
+    /// The device waiting for its first code (turning 2FA on, or a replacement), to show
+    /// again; `None` if none is waiting.
+    pub fn pending_device(&self, address: &str) -> Result<Option<NewDevice>, ManageError> {
+        let m = self.read(address)?;
+        m.pending_device
+            .as_ref()
+            .map(|p| self.new_device(&m.address, &p.secret, p.purpose))
+            .transpose()
+    }
+
+    /// Drops the device waiting for its first code; refused when none is waiting.
+    pub fn cancel_device(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<(), ManageError> {
+        self.change(actor, address, now, |_, m| {
+            if !m.cancel_pending_device() {
+                return Err(ManageError::Refused(PolicyError::TwoFactorOff(
+                    "no device is waiting for its first code",
+                )));
+            }
+            Ok(((), Record::new(EventAction::TwoFactorCancel)))
+        })?;
+        Ok(())
     }
 
     /// Completes turning 2FA on, or a device replacement, with a code from the new device.

@@ -257,25 +257,37 @@ impl Mailbox {
 
     // ---- two-step verification -------------------------------------------------------
 
-    /// Starts turning 2FA on: `secret` is shown to the owner and waits for a code.
-    /// Refused during migration (seed 000) and when already on.
+    /// Starts turning 2FA on: `fresh` is shown to the owner and waits for a code — unless
+    /// a device is already waiting to turn 2FA on: the owner may have scanned it, so it
+    /// stays (asking again shows it again) until confirmed or cancelled. Returns the
+    /// secret to show. Refused during migration (seed 000) and when already on.
     pub fn begin_enable_2fa(
         &mut self,
-        secret: DeviceSecret,
+        fresh: DeviceSecret,
         now: Timestamp,
-    ) -> Result<(), PolicyError> {
+    ) -> Result<DeviceSecret, PolicyError> {
         if self.migration {
             return Err(PolicyError::MigrationInProgress);
         }
         if self.two_factor_on() {
             return Err(PolicyError::TwoFactorAlreadyOn);
         }
+        if let Some(p) = &self.pending_device
+            && p.purpose == DevicePurpose::Enable
+        {
+            return Ok(p.secret.clone());
+        }
         self.pending_device = Some(PendingDevice {
-            secret,
+            secret: fresh.clone(),
             purpose: DevicePurpose::Enable,
             since: now,
         });
-        Ok(())
+        Ok(fresh)
+    }
+
+    /// Drops the device waiting for its first code; whether there was one.
+    pub fn cancel_pending_device(&mut self) -> bool {
+        self.pending_device.take().is_some()
     }
 
     /// Starts replacing the associated device, authorised by a code from the current
@@ -701,6 +713,25 @@ mod tests {
             .begin_enable_2fa(DeviceSecret::generate().unwrap(), at(T0))
             .unwrap_err();
         assert_eq!(err, PolicyError::TwoFactorAlreadyOn);
+    }
+
+    /// The device waiting to be confirmed may have been scanned: asking again shows it,
+    /// never a new one, until it is cancelled.
+    #[test]
+    fn a_waiting_device_stays_until_confirmed_or_cancelled() {
+        let mut m = mailbox();
+        let first = DeviceSecret::generate().unwrap();
+        let shown = m.begin_enable_2fa(first.clone(), at(T0)).unwrap();
+        assert_eq!(shown.as_bytes(), first.as_bytes());
+        let again = m
+            .begin_enable_2fa(DeviceSecret::generate().unwrap(), at(T0))
+            .unwrap();
+        assert_eq!(again.as_bytes(), first.as_bytes());
+        assert!(m.cancel_pending_device());
+        assert!(!m.cancel_pending_device(), "nothing waits any more");
+        let fresh = DeviceSecret::generate().unwrap();
+        let shown = m.begin_enable_2fa(fresh.clone(), at(T0)).unwrap();
+        assert_eq!(shown.as_bytes(), fresh.as_bytes());
     }
 
     #[test]

@@ -96,6 +96,9 @@ named_enum! {
         TwoFactorDeviceReplaced = "2fa.device-replaced",
         /// 2FA was turned off.
         TwoFactorDisable = "2fa.disable",
+        /// A device waiting for its first code (turning 2FA on, or a replacement) was
+        /// dropped.
+        TwoFactorCancel = "2fa.cancel",
         /// An app password was generated.
         AppPasswordGenerate = "app-password.generate",
         /// A new app password replaced the old one.

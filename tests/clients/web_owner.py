@@ -137,10 +137,12 @@ def main():
         page.fill("#code", "000000" if totp(secret, time.time() - 30) != "000000" else "111111")
         page.click("#confirm")
         out["wrong_enable_code"] = page.inner_text("#flash")
-        # A device that was started but not confirmed: start again.
+        # A device that was started but not confirmed is shown again, the same one (the
+        # owner may have scanned it); a reload does not replace it either.
         page.click("#manage-2fa")
-        page.click("#enable")
-        uri = page.inner_text("#otpauth-uri")
+        again = page.inner_text("#otpauth-uri")
+        page.reload()
+        out["same_device_shown_again"] = again == uri and page.inner_text("#otpauth-uri") == uri
         secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]
         enabling_code = totp(secret, time.time() - 30)  # the previous step: within the skew
         page.fill("#code", enabling_code)

@@ -105,6 +105,7 @@ fn owner_flow(pg: Option<&common::servers::Postgres>) {
     assert_eq!(v["qr_is_an_image"], true);
     assert_eq!(s("uri_scheme"), "otpauth");
     assert!(!s("wrong_enable_code").is_empty());
+    assert_eq!(v["same_device_shown_again"], true, "{v}");
     assert_eq!(s("two_factor_after_enable"), "attiva");
     assert_eq!(v["device_since_shown"], true);
     assert_eq!(v["main_password_imap_under_2fa"], false);
@@ -219,6 +220,87 @@ fn owner_flow(pg: Option<&common::servers::Postgres>) {
     // No secret in the proxy's log.
     let log = proxy.log();
     assert!(!log.contains(MAIN), "the main password is never logged");
+}
+
+/// The device shown to turn 2FA on stays the same however often the page is reloaded
+/// or the button pressed again — the owner may have scanned it — until it is confirmed
+/// or cancelled; the overview has two actions for a device that is on.
+#[test]
+fn a_device_being_set_up_is_not_replaced_by_a_reload() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let web_port = free_port();
+    let mut proxy = Proxy::configure(
+        &mailbox,
+        &mailbox,
+        "",
+        &format!("\n[web]\nbind = \"127.0.0.1:{web_port}\"\n"),
+    );
+    proxy.run();
+    wait_for_port(web_port, "web page", &proxy.log_path());
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    let b = Browser::new(web_port);
+    let csrf = b.csrf("/login");
+    let (status, location, _) = b.post(
+        "/login",
+        &[("csrf", &csrf), ("login", ADDR), ("password", MAIN)],
+    );
+    assert_eq!((status, location.as_str()), (303, "/account"));
+    let csrf = b.csrf("/account");
+    let uri = |b: &Browser| {
+        let (_, _, body) = b.get("/account/2fa");
+        let at = body.find("id=\"otpauth-uri\">")? + 17;
+        Some(body[at..at + body[at..].find('<')?].replace("&#38;", "&"))
+    };
+    assert_eq!(uri(&b), None, "nothing waiting yet");
+    let (status, location, _) = b.post("/account/2fa/enable", &[("csrf", &csrf)]);
+    assert_eq!((status, location.as_str()), (303, "/account/2fa"));
+    let first = uri(&b).expect("a device to scan");
+    assert_eq!(
+        uri(&b).as_deref(),
+        Some(first.as_str()),
+        "a reload shows the same"
+    );
+    b.post("/account/2fa/enable", &[("csrf", &csrf)]);
+    assert_eq!(
+        uri(&b).as_deref(),
+        Some(first.as_str()),
+        "so does pressing it again"
+    );
+    // The CLI too.
+    let v = proxy.ok(&["2fa", "enable", ADDR], None);
+    assert_eq!(v["otpauth_uri"].as_str(), Some(first.as_str()));
+    // Cancelled: gone; a new start is a new device.
+    let (status, location, _) = b.post("/account/2fa/cancel", &[("csrf", &csrf)]);
+    assert_eq!((status, location.as_str()), (303, "/account"));
+    assert_eq!(uri(&b), None);
+    let events = proxy.ok(&["mailbox", "events", ADDR], None);
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "2fa.cancel"),
+        "{events}"
+    );
+    b.post("/account/2fa/enable", &[("csrf", &csrf)]);
+    let second = uri(&b).expect("a new device");
+    assert_ne!(second, first);
+    // Confirmed: on, and the overview offers two actions, not one button for both.
+    let secret = common::secret_from_uri(&second);
+    let (status, _, _) = b.post(
+        "/account/2fa/confirm",
+        &[("csrf", &csrf), ("code", &common::code(&secret, 0))],
+    );
+    assert_eq!(status, 303);
+    let (_, _, overview) = b.get("/account");
+    assert!(
+        overview.contains("id=\"manage-2fa\">Disattiva</a>"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains("id=\"replace-2fa\">Cambia dispositivo</a>"),
+        "{overview}"
+    );
 }
 
 /// A browser-less client for the page (curl with a cookie jar), for what needs no

@@ -95,10 +95,16 @@ pub(super) fn two_factor_view(
     )
 }
 
+/// `GET /account/2fa`: the device waiting for its first code, if one is (reloading shows
+/// the same one, never a new one); otherwise what can be done.
 pub(super) async fn two_factor_page(State(web): Shared, o: Owner) -> Response {
-    match web.auth.owner_mailbox(&o.login) {
-        Some(m) => two_factor_view(&web, &o, m.two_factor_on(), None),
-        None => Redirect::to("/login").into_response(),
+    let Some(m) = web.auth.owner_mailbox(&o.login) else {
+        return Redirect::to("/login").into_response();
+    };
+    let address = o.address.clone();
+    match web.manage(move |m| m.pending_device(&address)).await {
+        Ok(pending) => two_factor_view(&web, &o, m.two_factor_on(), pending.map(|d| d.otpauth_uri)),
+        Err(e) => unavailable(&o, &e),
     }
 }
 
@@ -108,7 +114,19 @@ pub(super) async fn two_factor_enable(State(web): Shared, Posted { o, .. }: Post
         .manage(move |m| m.enable_2fa(&actor, &address, now()))
         .await
     {
-        Ok(device) => two_factor_view(&web, &o, false, Some(device.otpauth_uri)),
+        Ok(_) => Redirect::to("/account/2fa").into_response(),
+        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+    }
+}
+
+/// `POST /account/2fa/cancel`: the device waiting for its first code is dropped.
+pub(super) async fn two_factor_cancel(State(web): Shared, Posted { o, .. }: Posted) -> Response {
+    let (actor, address) = (o.actor(), o.address.clone());
+    match web
+        .manage(move |m| m.cancel_device(&actor, &address, now()))
+        .await
+    {
+        Ok(()) => back_with(&web, &o, false, o.t().done.to_owned()),
         Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
     }
 }
@@ -133,7 +151,7 @@ pub(super) async fn two_factor_replace(
     )
     .await
     {
-        Ok(device) => two_factor_view(&web, &o, true, Some(device.otpauth_uri)),
+        Ok(_) => Redirect::to("/account/2fa").into_response(),
         Err(response) => response,
     }
 }

@@ -379,6 +379,38 @@ fn code_use_it(u: CodeUse) -> &'static str {
     }
 }
 
+/// What got an accepted attempt in, in the reader's words: the main password, or which
+/// app password.
+pub fn got_in(
+    credential: crate::policy::login::CredentialKind,
+    app_password: Option<&str>,
+    language: Language,
+) -> String {
+    use crate::policy::login::CredentialKind as K;
+    match (credential, app_password, language) {
+        (K::App, Some(name), _) => app_password_called(name, language),
+        (K::App, None, Language::It) => "password per programmi di posta".into(),
+        (K::App, None, Language::En) => "password for mail programs".into(),
+        (K::Main, _, Language::It) => "password principale".into(),
+        (K::Main, _, Language::En) => "main password".into(),
+        (K::Code, _, Language::It) => "codice della verifica in 2 passaggi".into(),
+        (K::Code, _, Language::En) => "2FA code".into(),
+        (K::Unknown, _, _) => String::new(),
+    }
+}
+
+/// An app password as the owner knows it: the only one of the default configuration is
+/// "the password for mail programs" (as the provider's guides call it), others by name.
+pub fn app_password_called(name: &str, language: Language) -> String {
+    let default = name == crate::policy::app_password::DEFAULT_NAME;
+    match (default, language) {
+        (true, Language::It) => "password per programmi di posta".into(),
+        (true, Language::En) => "password for mail programs".into(),
+        (false, Language::It) => format!("password per programmi di posta «{name}»"),
+        (false, Language::En) => format!("app password \"{name}\""),
+    }
+}
+
 /// A running block, in English ("login name blocked for 30s more after …").
 fn block_running_en(b: &BlockNote) -> String {
     let s = b.seconds;

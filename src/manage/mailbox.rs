@@ -25,7 +25,31 @@ impl Manager {
             .into_iter()
             .map(|u| u.login)
             .collect();
-        Ok(MailboxView::of(m, users, &self.settings.load().policy, now))
+        let mut view = MailboxView::of(m, users, &self.settings.load().policy, now);
+        view.deactivated = self.deactivated(m)?;
+        Ok(view)
+    }
+
+    /// The app passwords of `m` deactivated (the notices say which, and when), newest
+    /// first, that no current one of the same name has replaced; at most ten.
+    fn deactivated(
+        &self,
+        m: &Mailbox,
+    ) -> Result<Vec<crate::manage::outcome::DeactivatedView>, ManageError> {
+        let mut out: Vec<crate::manage::outcome::DeactivatedView> = Vec::new();
+        for n in self.store.notices(&m.address)? {
+            let Some(crate::policy::notice::Said::AppPasswordsDeactivated { names }) = n.said
+            else {
+                continue;
+            };
+            for name in names {
+                let current = m.app_passwords.iter().any(|a| a.name == name);
+                if !current && !out.iter().any(|d| d.name == name) && out.len() < 10 {
+                    out.push(crate::manage::outcome::DeactivatedView { name, at: n.at });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Adds a mailbox: 2FA off, every protocol enabled, not migrating.

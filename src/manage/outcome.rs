@@ -171,8 +171,21 @@ pub struct MailboxView {
     pub app_password: AppPasswordView,
     /// Every app password.
     pub app_passwords: Vec<AppPasswordView>,
+    /// App passwords deactivated (by name, newest first; from the notices kept), that
+    /// no password of the same name has replaced since.
+    pub deactivated: Vec<DeactivatedView>,
     /// Multi-user accounts, by name.
     pub users: Vec<String>,
+}
+
+/// An app password that was deactivated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeactivatedView {
+    /// Its name.
+    pub name: String,
+    /// When.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub at: Timestamp,
 }
 
 impl MailboxView {
@@ -197,6 +210,7 @@ impl MailboxView {
             app_password: AppPasswordView::first(m, s, now),
             app_passwords: AppPasswordView::all(m, s, now),
             users,
+            deactivated: Vec::new(),
         }
     }
 }

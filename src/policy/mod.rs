@@ -226,6 +226,13 @@ pub fn fmt_time(ts: Timestamp, zone: &jiff::tz::TimeZone) -> String {
     fmt_zoned(&ts.to_zoned(zone.clone()))
 }
 
+/// A moment to the second in `zone` (`06/12/2026 22:06:41 CET`): the access history's.
+pub fn fmt_moment(ts: Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    ts.to_zoned(zone.clone())
+        .strftime("%d/%m/%Y %H:%M:%S %Z")
+        .to_string()
+}
+
 /// A time already in its zone, shown as [`fmt_time`] shows it.
 pub fn fmt_zoned(z: &jiff::Zoned) -> String {
     z.strftime("%d/%m/%Y %H:%M %Z").to_string()

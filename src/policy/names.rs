@@ -129,6 +129,18 @@ named_enum! {
     }
 }
 
+impl Channel {
+    /// Its name as people read it: "IMAP", "POP3", "SMTP", "Web".
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Channel::Imap => "IMAP",
+            Channel::Pop3 => "POP3",
+            Channel::Smtp => "SMTP",
+            Channel::Web => "Web",
+        }
+    }
+}
+
 impl From<Protocol> for Channel {
     fn from(p: Protocol) -> Self {
         match p {

@@ -237,6 +237,9 @@ def main():
         page.click("#confirm")
         out["deactivated_message"] = page.inner_text("#flash")
         out["no_app_password"] = page.is_visible("#no-app-password")
+        gone = page.locator(".app-password.deactivated")
+        out["deactivated_listed"] = gone.first.inner_text() if gone.count() else None
+        shot(page, "deactivated-listed")
         out["deactivated_password_imap"] = imap_login(args, new_password)
 
         # --- Storico accessi, Avvisi ------------------------------------------------

@@ -146,7 +146,7 @@ fn owner_flow(pg: Option<&common::servers::Postgres>) {
     assert_eq!(v["postpone_disabled"], true);
     assert!(s("postpone_from").starts_with("possibile dal "), "{v:#}");
     assert!(
-        s("last_use_shown").ends_with("· 127.0.0.1 · smtp"),
+        s("last_use_shown").ends_with("· 127.0.0.1 · SMTP"),
         "the last use, the submission: {v:#}"
     );
     assert_eq!(v["postpone_enabled_later"], true);
@@ -159,21 +159,46 @@ fn owner_flow(pg: Option<&common::servers::Postgres>) {
     assert_eq!(v["new_password_imap"], true);
     // Deactivate after a confirmation.
     assert!(s("deactivate_warning").contains("non potranno più accedere"));
-    assert_eq!(s("deactivated_message"), "Fatto.");
+    assert!(
+        s("deactivated_message").starts_with("Password disattivata: i programmi di posta"),
+        "{v:#}"
+    );
     assert_eq!(v["no_app_password"], true);
+    // Still listed, as deactivated, with when; the only one of the default configuration
+    // called as the provider's guides call it.
+    assert!(
+        s("deactivated_listed").starts_with("password per programmi di posta — disattivata il "),
+        "{v:#}"
+    );
     assert_eq!(v["deactivated_password_imap"], false);
     // Storico accessi: the web logins and the mail logins, reasons in the owner's words.
     let rows: Vec<String> = serde_json::from_value(v["history_rows"].clone()).unwrap();
     assert!(
         rows.iter()
-            .any(|r| r.contains("WEB") && r.contains("consentito")),
+            .any(|r| r.contains("\tWeb\t") && r.contains("consentito")),
         "{rows:#?}"
     );
     assert!(
         rows.iter()
-            .any(|r| r.contains("WEB") && r.contains("password errata")),
+            .any(|r| r.contains("\tWeb\t") && r.contains("password errata")),
         "{rows:#?}"
     );
+    // Accepted rows say what got in; times to the second; protocols as IMAP, SMTP, Web.
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("\tIMAP\tconsentito\tpassword per programmi di posta")),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("\tWeb\tconsentito\tpassword principale")),
+        "{rows:#?}"
+    );
+    for r in &rows {
+        let time = r.split('\t').next().unwrap();
+        assert_eq!(time.matches(':').count(), 2, "to the second: {r}");
+        assert!(!r.contains("\timap\t") && !r.contains("\tWEB\t"), "{r}");
+    }
     assert!(
         rows.iter().any(|r| r.contains("IMAP")
             && r.contains("password principale usata con la verifica in 2 passaggi attiva")),

@@ -6,6 +6,7 @@ use super::*;
 
 struct PasswordRow {
     name: String,
+    called: String,
     state: &'static str,
     expires: String,
     scope: String,
@@ -26,6 +27,7 @@ struct AccountPage {
     device_since: Option<String>,
     migration: bool,
     passwords: Vec<PasswordRow>,
+    deactivated: Vec<(String, String)>,
     no_protocol: bool,
     can_generate: bool,
     several: bool,
@@ -52,6 +54,7 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
             let d = p.details.as_ref()?;
             Some(PasswordRow {
                 name: d.name.clone(),
+                called: wording::app_password_called(&d.name, o.language),
                 state: match p.state {
                     crate::manage::outcome::AppPasswordState::Active => t.active,
                     _ => t.expired,
@@ -60,7 +63,14 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
                 scope: scope_text(d.scope),
                 last_use: d.last_used.as_ref().map_or_else(
                     || t.never.to_owned(),
-                    |u| format!("{} · {} · {}", fmt_time(u.at, zone), u.client, u.protocol),
+                    |u| {
+                        format!(
+                            "{} · {} · {}",
+                            fmt_time(u.at, zone),
+                            u.client,
+                            u.protocol.display_name()
+                        )
+                    },
                 ),
                 postpone_allowed: d.postpone_allowed,
                 postpone_opens: fmt_time(d.postpone_opens_at, zone),
@@ -83,6 +93,16 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
                 p.details.is_some() && p.state != crate::manage::outcome::AppPasswordState::Active
             }),
         several: max > 1,
+        deactivated: view
+            .deactivated
+            .iter()
+            .map(|d| {
+                (
+                    wording::app_password_called(&d.name, o.language),
+                    fmt_time(d.at, zone),
+                )
+            })
+            .collect(),
         passwords,
         imap: view.protocols.contains(Protocol::Imap),
         pop3: view.protocols.contains(Protocol::Pop3),

@@ -58,7 +58,15 @@ pub(super) async fn issue(
                 scope: scope_text(new.scope),
                 protocols: new.scope,
             };
-            web.sessions.with(&o.id, |s| s.reveal = Some(revealed));
+            web.sessions.with(&o.id, |s| {
+                s.reveal = Some(revealed);
+                if regenerate {
+                    s.flash = Some(Flash {
+                        error: false,
+                        text: o.t().regenerated_note.to_owned(),
+                    });
+                }
+            });
             Redirect::to("/account/app-passwords/new").into_response()
         }
         Err(e) => back_with(web, &o, true, refusal(&o, &e)),
@@ -124,7 +132,7 @@ pub(super) async fn deactivate(State(web): Shared, Posted { o, f }: Posted) -> R
             wording::warning(&w, o.language),
             false,
         ),
-        Ok(_) => back_with(&web, &o, false, o.t().done.to_owned()),
+        Ok(_) => back_with(&web, &o, false, o.t().deactivated_done.to_owned()),
         Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
     }
 }

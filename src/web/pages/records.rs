@@ -65,20 +65,25 @@ pub(super) async fn history(
         .skip(skip)
         .take(rows as usize)
         .map(|r| HistoryRow {
-            when: fmt_time(r.at, zone),
+            when: crate::policy::fmt_moment(r.at, zone),
             client: r.client.clone(),
-            protocol: r.protocol.as_str().to_uppercase(),
+            protocol: r.protocol.display_name().to_owned(),
             result: match r.result {
                 AccessResult::Accepted => t.accepted,
                 AccessResult::Refused => t.refused,
                 _ => t.temporary,
             },
             class: r.result.as_str(),
-            reason: r
-                .reason
-                .as_ref()
-                .map(|why| wording::reason(why, o.language))
-                .unwrap_or_default(),
+            // An acceptance says what got in; anything else why it ended so.
+            reason: match (&r.reason, r.result) {
+                (Some(why), _) => wording::reason(why, o.language),
+                (None, AccessResult::Accepted) => wording::got_in(
+                    r.credential,
+                    r.app_password.as_ref().map(|a| a.name.as_str()),
+                    o.language,
+                ),
+                (None, _) => String::new(),
+            },
         })
         .collect();
     render(

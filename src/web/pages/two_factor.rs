@@ -173,10 +173,10 @@ pub(super) async fn restamp(web: &Arc<Web>, o: &Owner) {
 }
 
 /// After the device changed (confirmed, or 2FA turned off): this session re-stamped, the
-/// others ended, back to the overview.
-async fn device_changed(web: &Arc<Web>, o: &Owner) -> Response {
+/// others ended, back to the overview saying what it means for the mail programs.
+async fn device_changed(web: &Arc<Web>, o: &Owner, text: &str) -> Response {
     restamp(web, o).await;
-    back_with(web, o, false, o.t().done.to_owned())
+    back_with(web, o, false, text.to_owned())
 }
 
 pub(super) async fn two_factor_confirm(
@@ -199,7 +199,13 @@ pub(super) async fn two_factor_confirm(
     )
     .await
     {
-        Ok(_) => device_changed(&web, &o).await,
+        Ok(c) => {
+            let text = match c.result {
+                crate::manage::outcome::DeviceResult::Enabled => o.t().two_factor_on_done,
+                _ => o.t().device_replaced_done,
+            };
+            device_changed(&web, &o, text).await
+        }
         Err(response) => response,
     }
 }
@@ -240,7 +246,7 @@ pub(super) async fn two_factor_disable(
     )
     .await
     {
-        Ok(_) => device_changed(&web, &o).await,
+        Ok(_) => device_changed(&web, &o, o.t().two_factor_off_done).await,
         Err(response) => response,
     }
 }

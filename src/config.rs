@@ -188,6 +188,9 @@ pub struct WebConfig {
     pub body_timeout: Period,
     /// A connection idle this long between requests is closed.
     pub keep_alive_timeout: Period,
+    /// The page's address as owners reach it (`https://posta.example.it/`), given in the
+    /// notice e-mails as where to act.
+    pub public_url: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -203,6 +206,7 @@ impl Default for WebConfig {
             header_timeout: Period::seconds(10),
             body_timeout: Period::seconds(30),
             keep_alive_timeout: Period::seconds(60),
+            public_url: None,
         }
     }
 }
@@ -315,6 +319,9 @@ pub struct SmtpConfig {
     pub password_file: Option<PathBuf>,
     /// The From address of the notices.
     pub from: String,
+    /// The name shown with it (`"Avvisi Posta Example"`).
+    #[serde(default)]
+    pub from_name: Option<String>,
     /// The first pause after a failed try (relay down, 4xx); it doubles, up to an hour.
     #[serde(default = "default_smtp_retry")]
     pub retry: Period,

@@ -78,6 +78,8 @@ fn mailer_settings(
         ca_pem,
         auth,
         from: smtp.from.clone(),
+        from_name: smtp.from_name.clone(),
+        page_url: config.web.public_url.clone(),
         retry: smtp.retry,
         locale: crate::wording::Locale {
             language: config.notices.language,

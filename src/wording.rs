@@ -80,24 +80,60 @@ impl Said {
     fn italiano(&self, zone: &TimeZone) -> String {
         let date = |t: &Timestamp| fmt_time(*t, zone);
         match self {
-            Said::AppPasswordGenerated { name } => {
-                format!("È stata generata la password per programmi di posta \"{name}\".")
+            Said::AppPasswordGenerated {
+                name,
+                until,
+                by_operator,
+            } => {
+                let who = if *by_operator { "Un operatore ha generato" } else { "È stata generata" };
+                let until = until.map_or(String::new(), |u| {
+                    format!(": funziona fino al {}", date(&u))
+                });
+                format!("{who} la {}{until}.", app_password_called(name, Language::It))
             }
-            Said::AppPasswordRegenerated { name } => format!(
-                "È stata generata una nuova password per programmi di posta \"{name}\": la precedente non funziona più."
-            ),
+            Said::AppPasswordRegenerated {
+                name,
+                until,
+                by_operator,
+            } => {
+                let who = if *by_operator {
+                    "Un operatore ha generato"
+                } else {
+                    "È stata generata"
+                };
+                let until = until.map_or(String::new(), |u| {
+                    format!(" La nuova funziona fino al {}.", date(&u))
+                });
+                format!(
+                    "{who} una nuova {}: la precedente non funziona più.{until}",
+                    app_password_called(name, Language::It)
+                )
+            }
             Said::AppPasswordPostponed { name, until } => format!(
-                "La scadenza della password per programmi di posta \"{name}\" è stata posticipata: la stessa \
-                 password funziona fino al {}.",
+                "La scadenza della {} è stata posticipata: la stessa password funziona fino al {}.",
+                app_password_called(name, Language::It),
                 date(until)
             ),
-            Said::AppPasswordsDeactivated { names } => match names.as_slice() {
-                [one] => format!("La password per programmi di posta \"{one}\" è stata disattivata."),
-                many => format!(
-                    "Le password per programmi di posta {} sono state disattivate.",
-                    quoted(many)
-                ),
-            },
+            Said::AppPasswordsDeactivated { names, by_operator } => {
+                let text = match (names.as_slice(), by_operator) {
+                    ([one], false) => {
+                        format!("È stata disattivata la {}", app_password_called(one, Language::It))
+                    }
+                    ([one], true) => format!(
+                        "Un operatore ha disattivato la {}",
+                        app_password_called(one, Language::It)
+                    ),
+                    (many, false) => format!(
+                        "Sono state disattivate le password per programmi di posta {}",
+                        quoted(many)
+                    ),
+                    (many, true) => format!(
+                        "Un operatore ha disattivato le password per programmi di posta {}",
+                        quoted(many)
+                    ),
+                };
+                format!("{text}: i programmi di posta che le usano non possono più accedere.")
+            }
             Said::ProtocolsNarrowed { passwords } => {
                 let told: Vec<String> = passwords
                     .iter()
@@ -125,9 +161,17 @@ impl Said {
             Said::TwoFactorOn => "La verifica in 2 passaggi è stata attivata: i programmi di posta ora \
                                   richiedono una password per programmi di posta."
                 .into(),
-            Said::TwoFactorOff => "La verifica in 2 passaggi è stata disattivata e la password per programmi \
-                                   di posta revocata: hai diminuito il livello di sicurezza della casella."
-                .into(),
+            Said::TwoFactorOff { by_operator: false } => {
+                "La verifica in 2 passaggi è stata disattivata e la password per programmi di posta revocata: \
+                 hai diminuito il livello di sicurezza della casella."
+                    .into()
+            }
+            Said::TwoFactorOff { by_operator: true } => {
+                "Un operatore ha disattivato la verifica in 2 passaggi della casella e revocato la password per \
+                 programmi di posta: il livello di sicurezza è diminuito. Se non l'hai chiesto tu, contatta \
+                 l'assistenza."
+                    .into()
+            }
             Said::DeviceReplaced => {
                 "È stato associato un nuovo dispositivo per la verifica in 2 passaggi.".into()
             }
@@ -168,20 +212,22 @@ impl Said {
                 reminder,
             } => {
                 let d = date(expires_at);
+                let called = app_password_called(name, Language::It);
                 match reminder {
                     Reminder::PostponeOpens => format!(
-                        "La password per programmi di posta \"{name}\" scade il {d}. Da ora puoi posticiparne la \
-                         scadenza (Posticipa scadenza): la stessa password continuerà a funzionare."
+                        "La {called} scade il {d}. Da ora puoi posticiparne la scadenza: in Gestione account, \
+                         Sicurezza e password, premi Posticipa scadenza; la stessa password continuerà a funzionare."
                     ),
                     Reminder::Before { period } => format!(
-                        "La password per programmi di posta \"{name}\" scade il {d} (tra {}): posticipa la \
-                         scadenza o generane una nuova, altrimenti i programmi di posta che la usano saranno \
-                         rifiutati.",
+                        "La {called} scade il {d} (tra {}): in Gestione account, Sicurezza e password, premi \
+                         Posticipa scadenza o generane una nuova, altrimenti i programmi di posta che la usano \
+                         saranno rifiutati.",
                         duration(*period, Language::It)
                     ),
                     Reminder::Expired => format!(
-                        "La password per programmi di posta \"{name}\" è scaduta il {d}: posticipa la scadenza o \
-                         generane una nuova. Fino ad allora i programmi di posta che la usano vengono rifiutati."
+                        "La {called} è scaduta il {d}: in Gestione account, Sicurezza e password, premi Posticipa \
+                         scadenza o generane una nuova. Fino ad allora i programmi di posta che la usano vengono \
+                         rifiutati."
                     ),
                 }
             }
@@ -191,20 +237,55 @@ impl Said {
     fn english(&self, zone: &TimeZone) -> String {
         let date = |t: &Timestamp| fmt_time(*t, zone);
         match self {
-            Said::AppPasswordGenerated { name } => {
-                format!("An app password for mail programs, \"{name}\", was generated.")
+            Said::AppPasswordGenerated {
+                name,
+                until,
+                by_operator,
+            } => {
+                let until = until.map_or(String::new(), |u| format!("; it works until {}", date(&u)));
+                let called = app_password_called(name, Language::En);
+                if *by_operator {
+                    format!("An operator generated the {called}{until}.")
+                } else {
+                    format!("The {called} was generated{until}.")
+                }
             }
-            Said::AppPasswordRegenerated { name } => format!(
-                "A new app password \"{name}\" was generated; the previous one no longer works."
-            ),
+            Said::AppPasswordRegenerated {
+                name,
+                until,
+                by_operator,
+            } => {
+                let until = until.map_or(String::new(), |u| {
+                    format!(" The new one works until {}.", date(&u))
+                });
+                let called = app_password_called(name, Language::En);
+                if *by_operator {
+                    format!("An operator generated a new {called}; the previous one no longer works.{until}")
+                } else {
+                    format!("A new {called} was generated; the previous one no longer works.{until}")
+                }
+            }
             Said::AppPasswordPostponed { name, until } => format!(
-                "The expiry of the app password \"{name}\" was postponed: the same password now works until {}.",
+                "The expiry of the {} was postponed: the same password now works until {}.",
+                app_password_called(name, Language::En),
                 date(until)
             ),
-            Said::AppPasswordsDeactivated { names } => match names.as_slice() {
-                [one] => format!("The app password \"{one}\" was deactivated."),
-                many => format!("The app passwords {} were deactivated.", quoted(many)),
-            },
+            Said::AppPasswordsDeactivated { names, by_operator } => {
+                let text = match (names.as_slice(), by_operator) {
+                    ([one], false) => {
+                        format!("The {} was deactivated", app_password_called(one, Language::En))
+                    }
+                    ([one], true) => format!(
+                        "An operator deactivated the {}",
+                        app_password_called(one, Language::En)
+                    ),
+                    (many, false) => format!("The app passwords {} were deactivated", quoted(many)),
+                    (many, true) => {
+                        format!("An operator deactivated the app passwords {}", quoted(many))
+                    }
+                };
+                format!("{text}: mail programs using them can no longer log in.")
+            }
             Said::ProtocolsNarrowed { passwords } => {
                 let told: Vec<String> = passwords
                     .iter()
@@ -232,8 +313,12 @@ impl Said {
             Said::TwoFactorOn => {
                 "Two-step verification was turned on: mail programs now need an app password.".into()
             }
-            Said::TwoFactorOff => "Two-step verification was turned off and the app password revoked: the \
-                                   mailbox is less secure."
+            Said::TwoFactorOff { by_operator: false } => "Two-step verification was turned off and the app \
+                                                          password revoked: the mailbox is less secure."
+                .into(),
+            Said::TwoFactorOff { by_operator: true } => "An operator turned two-step verification off and \
+                                                         revoked the app password: the mailbox is less secure. \
+                                                         If you did not ask for this, contact support."
                 .into(),
             Said::DeviceReplaced => "A new device was associated for two-step verification.".into(),
             Said::ReplaceStarted => "Replacement of the two-step verification device started, authorised from \
@@ -272,19 +357,20 @@ impl Said {
                 reminder,
             } => {
                 let d = date(expires_at);
+                let called = app_password_called(name, Language::En);
                 match reminder {
                     Reminder::PostponeOpens => format!(
-                        "The app password \"{name}\" expires on {d}. From now on you can postpone its expiry \
-                         (Posticipa scadenza): the same password goes on working."
+                        "The {called} expires on {d}. From now on you can postpone its expiry: on the account \
+                         page, Security and passwords, press Postpone expiry; the same password goes on working."
                     ),
                     Reminder::Before { period } => format!(
-                        "The app password \"{name}\" expires on {d} (in {}): postpone its expiry or generate a \
-                         new one, or mail programs using it will be refused.",
+                        "The {called} expires on {d} (in {}): on the account page, Security and passwords, \
+                         postpone its expiry or generate a new one, or mail programs using it will be refused.",
                         duration(*period, Language::En)
                     ),
                     Reminder::Expired => format!(
-                        "The app password \"{name}\" expired on {d}: postpone its expiry or generate a new one. \
-                         Until then mail programs using it are refused."
+                        "The {called} expired on {d}: on the account page, Security and passwords, postpone its \
+                         expiry or generate a new one. Until then mail programs using it are refused."
                     ),
                 }
             }
@@ -812,18 +898,81 @@ pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
     format!("{address}: {what}")
 }
 
-/// An e-mail's body: the mailbox, when, the text, and that nobody reads replies.
-pub fn email_body(address: &str, at: Timestamp, text: &str, l: &Locale) -> String {
+/// An e-mail's subject: the mailbox and what happened, as the notice said it (the
+/// notice's kind for one that kept only its words).
+pub fn email_subject(notice: &Notice, address: &str, l: &Locale) -> String {
+    let day = |t: &Timestamp| t.to_zoned(l.zone.clone()).strftime("%d/%m/%Y").to_string();
+    let it = l.language == Language::It;
+    let called = |name: &str| app_password_called(name, l.language);
+    let what = match &notice.said {
+        Some(Said::AppPasswordGenerated { name, .. }) if it => format!("{} generata", called(name)),
+        Some(Said::AppPasswordGenerated { name, .. }) => format!("{} generated", called(name)),
+        Some(Said::AppPasswordRegenerated { name, .. }) if it => {
+            format!("{} rigenerata", called(name))
+        }
+        Some(Said::AppPasswordRegenerated { name, .. }) => {
+            format!("{} generated anew", called(name))
+        }
+        Some(Said::AppPasswordPostponed { name, until }) if it => {
+            format!("{}: scadenza posticipata al {}", called(name), day(until))
+        }
+        Some(Said::AppPasswordPostponed { name, until }) => {
+            format!("{}: expiry postponed to {}", called(name), day(until))
+        }
+        Some(Said::AppPasswordsDeactivated { names, .. }) => match (names.as_slice(), it) {
+            ([one], true) => format!("{} disattivata", called(one)),
+            ([one], false) => format!("{} deactivated", called(one)),
+            (_, true) => "password per programmi di posta disattivate".into(),
+            (_, false) => "app passwords deactivated".into(),
+        },
+        Some(Said::Reminder {
+            name,
+            expires_at,
+            reminder,
+        }) => match (reminder, it) {
+            (Reminder::Expired, true) => format!("la {} è scaduta", called(name)),
+            (Reminder::Expired, false) => format!("the {} expired", called(name)),
+            (_, true) => format!("la {} scade il {}", called(name), day(expires_at)),
+            (_, false) => format!("the {} expires on {}", called(name), day(expires_at)),
+        },
+        Some(Said::TwoFactorOn) if it => "verifica in 2 passaggi attivata".into(),
+        Some(Said::TwoFactorOn) => "two-step verification turned on".into(),
+        Some(Said::TwoFactorOff { .. }) if it => "verifica in 2 passaggi disattivata".into(),
+        Some(Said::TwoFactorOff { .. }) => "two-step verification turned off".into(),
+        Some(Said::DeviceReplaced) if it => {
+            "nuovo dispositivo per la verifica in 2 passaggi".into()
+        }
+        Some(Said::DeviceReplaced) => "new two-step verification device".into(),
+        _ => return subject(notice.kind, address, l.language),
+    };
+    format!("{address}: {what}")
+}
+
+/// An e-mail's body: the mailbox, when, the text, where the owner acts (the page's
+/// address, when configured), and that nobody reads replies.
+pub fn email_body(
+    address: &str,
+    at: Timestamp,
+    text: &str,
+    page: Option<&str>,
+    l: &Locale,
+) -> String {
     let when = fmt_time(at, &l.zone);
     match l.language {
-        Language::It => format!(
-            "Casella: {address}\nQuando: {when}\n\n{text}\n\n-- \nQuesto messaggio è stato inviato \
-             automaticamente per la tua casella di posta; le risposte non vengono lette.\n"
-        ),
-        Language::En => format!(
-            "Mailbox: {address}\nWhen: {when}\n\n{text}\n\n-- \nThis message was sent automatically about \
-             your mailbox; replies are not read.\n"
-        ),
+        Language::It => {
+            let page = page.map_or(String::new(), |p| format!("Gestione account: {p}\n"));
+            format!(
+                "Casella: {address}\nQuando: {when}\n\n{text}\n\n{page}-- \nQuesto messaggio è stato inviato \
+                 automaticamente per la tua casella di posta; le risposte non vengono lette.\n"
+            )
+        }
+        Language::En => {
+            let page = page.map_or(String::new(), |p| format!("Account page: {p}\n"));
+            format!(
+                "Mailbox: {address}\nWhen: {when}\n\n{text}\n\n{page}-- \nThis message was sent \
+                 automatically about your mailbox; replies are not read.\n"
+            )
+        }
     }
 }
 
@@ -851,15 +1000,91 @@ mod tests {
         let it = r.render(&rome(Language::It));
         assert_eq!(
             it,
-            "La password per programmi di posta \"fatture\" scade il 15/02/2023 14:30 CET (tra 3 giorni): \
-             posticipa la scadenza o generane una nuova, altrimenti i programmi di posta che la usano saranno \
-             rifiutati."
+            "La password per programmi di posta «fatture» scade il 15/02/2023 14:30 CET (tra 3 giorni): in \
+             Gestione account, Sicurezza e password, premi Posticipa scadenza o generane una nuova, altrimenti i \
+             programmi di posta che la usano saranno rifiutati."
         );
         let en = r.render(&rome(Language::En));
         assert!(
             en.contains("expires on 15/02/2023 14:30 CET (in 3 days)"),
             "{en}"
         );
+    }
+
+    /// As an Italian owner reads them: the default configuration's one password by the
+    /// guides' name, the new expiry, who acted, a subject that says what happened; rows
+    /// written before these fields read as before.
+    #[test]
+    fn notices_say_what_happened_who_did_it_and_until_when() {
+        let at: Timestamp = "2026-12-06T09:30:00Z".parse().unwrap();
+        let until: Timestamp = "2027-03-06T09:30:00Z".parse().unwrap();
+        let it = rome(Language::It);
+        let generated = Said::AppPasswordGenerated {
+            name: crate::policy::app_password::DEFAULT_NAME.into(),
+            until: Some(until),
+            by_operator: false,
+        };
+        assert_eq!(
+            generated.render(&it),
+            "È stata generata la password per programmi di posta: funziona fino al 06/03/2027 10:30 CET."
+        );
+        let notice = Notice::said(at, generated, &it);
+        assert_eq!(
+            email_subject(&notice, "m@x.it", &it),
+            "m@x.it: password per programmi di posta generata"
+        );
+        let off = Said::TwoFactorOff { by_operator: true };
+        let text = off.render(&it);
+        assert!(text.starts_with("Un operatore ha disattivato"), "{text}");
+        assert!(!text.contains("hai diminuito"), "{text}");
+        let gone = Said::AppPasswordsDeactivated {
+            names: vec!["fatture".into()],
+            by_operator: true,
+        };
+        assert_eq!(
+            gone.render(&it),
+            "Un operatore ha disattivato la password per programmi di posta «fatture»: i programmi di posta \
+             che le usano non possono più accedere."
+        );
+        let expired = Notice::said(
+            at,
+            Said::Reminder {
+                name: "default".into(),
+                expires_at: until,
+                reminder: Reminder::Expired,
+            },
+            &it,
+        );
+        assert_eq!(
+            email_subject(&expired, "m@x.it", &it),
+            "m@x.it: la password per programmi di posta è scaduta"
+        );
+        let soon = Notice::said(
+            at,
+            Said::Reminder {
+                name: "default".into(),
+                expires_at: until,
+                reminder: Reminder::PostponeOpens,
+            },
+            &it,
+        );
+        assert_eq!(
+            email_subject(&soon, "m@x.it", &it),
+            "m@x.it: la password per programmi di posta scade il 06/03/2027"
+        );
+        // Kept before the fields existed: read, without them.
+        let old: Said =
+            serde_json::from_str(r#"{"said":"app_password_generated","name":"x"}"#).unwrap();
+        assert_eq!(
+            old,
+            Said::AppPasswordGenerated {
+                name: "x".into(),
+                until: None,
+                by_operator: false
+            }
+        );
+        let old: Said = serde_json::from_str(r#"{"said":"two_factor_off"}"#).unwrap();
+        assert_eq!(old, Said::TwoFactorOff { by_operator: false });
     }
 
     #[test]

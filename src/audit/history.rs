@@ -119,6 +119,7 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
                 }
             }
         }
+        let mails = pending.alerts.iter().any(|a| a.email_to.is_some());
         let written = match store.append(&pending) {
             Err(e) if !e.is_temporary() => {
                 // Something in the batch the store refuses and will refuse again: the
@@ -135,6 +136,9 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
         };
         let ok = match written {
             Ok(()) => {
+                if mails {
+                    crate::store::OUTBOX_FILLED.notify_one();
+                }
                 if let Some(since) = failing_since.take() {
                     tracing::info!(
                         written = pending.records.len(),

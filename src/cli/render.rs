@@ -228,7 +228,10 @@ pub(crate) fn notices(n: &Notices, z: &TimeZone) -> String {
                     d.state,
                     d.error
                         .as_deref()
-                        .map(|e| format!(" after {} tries ({e})", d.attempts))
+                        .map(|e| match d.attempts {
+                            1 => format!(" after 1 try ({e})"),
+                            n => format!(" after {n} tries ({e})"),
+                        })
                         .unwrap_or_default()
                 ));
             }

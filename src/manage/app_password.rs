@@ -59,16 +59,25 @@ impl Manager {
         let hash = self.hash(&canonical)?;
         let selector = app_password::selector(&canonical);
         drop(canonical);
+        let by_operator = actor.is_operator();
         let ((name, created_at, expires_at), m) = self.change(actor, address, now, |_, m| {
             let (name, created, expires) = issue(m, selector, hash)?;
             let record = if regenerate {
                 Record::new(EventAction::AppPasswordRegenerate)
                     .detail(name.clone())
-                    .notice(Said::AppPasswordRegenerated { name: name.clone() })
+                    .notice(Said::AppPasswordRegenerated {
+                        name: name.clone(),
+                        until: Some(expires),
+                        by_operator,
+                    })
             } else {
                 Record::new(EventAction::AppPasswordGenerate)
                     .detail(name.clone())
-                    .notice(Said::AppPasswordGenerated { name: name.clone() })
+                    .notice(Said::AppPasswordGenerated {
+                        name: name.clone(),
+                        until: Some(expires),
+                        by_operator,
+                    })
             };
             Ok(((name, created, expires), record))
         })?;
@@ -145,6 +154,7 @@ impl Manager {
                 .detail(names.join(", "))
                 .notice(Said::AppPasswordsDeactivated {
                     names: names.clone(),
+                    by_operator: actor.is_operator(),
                 });
             Ok((names, record))
         })?;

@@ -38,7 +38,7 @@ impl Manager {
     ) -> Result<Vec<crate::manage::outcome::DeactivatedView>, ManageError> {
         let mut out: Vec<crate::manage::outcome::DeactivatedView> = Vec::new();
         for n in self.store.notices(&m.address)? {
-            let Some(crate::policy::notice::Said::AppPasswordsDeactivated { names }) = n.said
+            let Some(crate::policy::notice::Said::AppPasswordsDeactivated { names, .. }) = n.said
             else {
                 continue;
             };

@@ -356,8 +356,12 @@ impl Manager {
         }
         tx.save_mailbox(&m, now)?;
         let to = m.email_recipients(email, record.also_email.as_deref());
+        let mails = record.notice.is_some() && !to.is_empty();
         journal(&mut *tx, actor, &address, now, record, &to, &locale)?;
         tx.commit()?;
+        if mails {
+            crate::store::OUTBOX_FILLED.notify_one();
+        }
         Ok((out, m))
     }
 }

@@ -210,7 +210,7 @@ fn outcomes_serialise_as_the_command_line_always_printed_them() {
             "address": ADDR, "plan": "pro", "archive": true, "contact": null,
             "protocols": ["imap", "pop3", "smtp"], "migration": false, "version": 1,
             "two_factor": {"enabled": false, "associated_at": null, "pending": null},
-            "app_password": {"state": "none"}, "app_passwords": [], "users": [],
+            "app_password": {"state": "none"}, "app_passwords": [], "deactivated": [], "users": [],
         })
     );
     turn_on_2fa(&mut m, ADDR, t);

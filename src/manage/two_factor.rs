@@ -133,7 +133,9 @@ impl Manager {
         ask.confirm(&Warning::DisableTwoFactor)?;
         let ((), m) = self.change(actor, address, now, |_, m| {
             m.disable_2fa(code, now)?;
-            let record = Record::new(EventAction::TwoFactorDisable).notice(Said::TwoFactorOff);
+            let record = Record::new(EventAction::TwoFactorDisable).notice(Said::TwoFactorOff {
+                by_operator: actor.is_operator(),
+            });
             Ok(((), record))
         })?;
         Ok(TwoFactorDisabled {

@@ -44,6 +44,10 @@ pub(crate) struct MailerSettings {
     pub(crate) auth: Option<(String, Secret)>,
     /// The From address.
     pub(crate) from: String,
+    /// The name shown with it.
+    pub(crate) from_name: Option<String>,
+    /// Where the owner manages the mailbox (the page's address), said in every e-mail.
+    pub(crate) page_url: Option<String>,
     /// The first pause after a failed try; it doubles with each try, up to an hour.
     pub(crate) retry: Period,
     /// The language and the dates of the messages.
@@ -89,17 +93,24 @@ fn message(s: &MailerSettings, e: &OutgoingEmail) -> Result<Message, String> {
     getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let text = e.notice.text(&s.locale);
-    let body = wording::email_body(&e.address, e.notice.at, &text, &s.locale);
+    let body = wording::email_body(
+        &e.address,
+        e.notice.at,
+        &text,
+        s.page_url.as_deref(),
+        &s.locale,
+    );
+    let from = lettre::message::Mailbox::new(
+        s.from_name.clone(),
+        s.from.parse().map_err(|e| format!("from: {e}"))?,
+    );
     Message::builder()
-        .from(s.from.parse().map_err(|e| format!("from: {e}"))?)
+        .from(from)
         .to(e.recipient.parse().map_err(|e| format!("recipient: {e}"))?)
-        .subject(wording::subject(
-            e.notice.kind,
-            &e.address,
-            s.locale.language,
-        ))
+        .subject(wording::email_subject(&e.notice, &e.address, &s.locale))
         .date_now()
         .message_id(Some(format!("<notice-{}-{nonce}@{from_domain}>", e.id)))
+        .header(lettre::message::header::MIME_VERSION_1_0)
         .header(AutoSubmitted)
         .header(ContentLanguage(s.locale.language))
         .header(ContentType::TEXT_PLAIN)
@@ -266,7 +277,13 @@ pub(crate) fn spawn(location: StoreLocation, settings: crate::live::Live<MailerS
             if let Err(e) = round(&store, &settings, now).await {
                 tracing::error!(error = %e, "the mailer failed a round; trying again shortly");
             }
-            tokio::time::sleep(EVERY).await;
+            // The next look: at the latest after EVERY (or a shorter first retry pause),
+            // at once when this process commits an e-mail.
+            let every = settings.retry.as_std().map_or(EVERY, |r| r.min(EVERY));
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = crate::store::OUTBOX_FILLED.notified() => {}
+            }
         }
     });
 }
@@ -294,6 +311,8 @@ mod tests {
             ca_pem: None,
             auth: None,
             from: "avvisi@pec.example.it".into(),
+            from_name: Some("Avvisi Posta".into()),
+            page_url: Some("https://posta.example.it/".into()),
             retry: Period::seconds(60),
             locale: Locale {
                 language: Language::It,
@@ -330,6 +349,8 @@ mod tests {
             "Message-ID: <notice-7-",
             "Auto-Submitted: auto-generated",
             "Content-Language: it",
+            "MIME-Version: 1.0",
+            "From: \"Avvisi Posta\" <avvisi@pec.example.it>",
         ] {
             assert!(raw.contains(header), "{header} in {raw}");
         }
@@ -339,12 +360,18 @@ mod tests {
         let body = parsed.body_text(0).unwrap();
         assert!(body.contains("Quando: 15/02/2023 14:30 CET"), "{body}");
         assert!(
-            body.contains("\"fatture\" scade il 16/02/2023 14:30 CET (tra 1 giorno)"),
+            body.contains("«fatture» scade il 16/02/2023 14:30 CET (tra 1 giorno)"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Gestione account: https://posta.example.it/"),
             "{body}"
         );
         assert_eq!(
             parsed.subject(),
-            Some("mario@pec.example.it: scadenza della password per programmi di posta")
+            Some(
+                "mario@pec.example.it: la password per programmi di posta «fatture» scade il 16/02/2023"
+            )
         );
         let bad = OutgoingEmail {
             recipient: "not an address".into(),

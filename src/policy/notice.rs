@@ -59,14 +59,31 @@ pub struct NarrowedTo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "said")]
 pub enum Said {
-    /// An app password was generated.
-    AppPasswordGenerated { name: String },
+    /// An app password was generated (until when it works; `by_operator`: an operator
+    /// did it, not the owner). Rows from before these fields read without them.
+    AppPasswordGenerated {
+        name: String,
+        #[serde(default)]
+        until: Option<Timestamp>,
+        #[serde(default)]
+        by_operator: bool,
+    },
     /// An app password was generated anew; the previous one no longer works.
-    AppPasswordRegenerated { name: String },
+    AppPasswordRegenerated {
+        name: String,
+        #[serde(default)]
+        until: Option<Timestamp>,
+        #[serde(default)]
+        by_operator: bool,
+    },
     /// An app password's expiry was postponed.
     AppPasswordPostponed { name: String, until: Timestamp },
     /// App passwords were deactivated.
-    AppPasswordsDeactivated { names: Vec<String> },
+    AppPasswordsDeactivated {
+        names: Vec<String>,
+        #[serde(default)]
+        by_operator: bool,
+    },
     /// Protocols were disabled and these app passwords work with less, or not at all.
     ProtocolsNarrowed { passwords: Vec<NarrowedTo> },
     /// The main password was changed.
@@ -76,7 +93,10 @@ pub enum Said {
     /// 2FA was turned on.
     TwoFactorOn,
     /// 2FA was turned off.
-    TwoFactorOff,
+    TwoFactorOff {
+        #[serde(default)]
+        by_operator: bool,
+    },
     /// A new device was confirmed.
     DeviceReplaced,
     /// Replacing the device started, authorised from the current one.
@@ -118,7 +138,7 @@ impl Said {
             Said::MainPasswordChanged => NoticeKind::PasswordChanged,
             Said::ContactChanged { .. } => NoticeKind::ContactChanged,
             Said::TwoFactorOn
-            | Said::TwoFactorOff
+            | Said::TwoFactorOff { .. }
             | Said::DeviceReplaced
             | Said::ReplaceStarted
             | Said::ReplaceByOperator => NoticeKind::TwoFactor,

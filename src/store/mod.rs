@@ -77,6 +77,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Rung when an e-mail was committed to the outbox by this process, so its mailer tries
+/// it now rather than at its next look (another process's e-mails wait for that).
+pub static OUTBOX_FILLED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 impl StoreError {
     /// A failure that trying again later may mend.
     pub fn temporary(message: impl Into<String>) -> StoreError {

@@ -26,6 +26,13 @@ pub enum Actor {
     System,
 }
 
+impl Actor {
+    /// Whether an operator acted (the CLI, the API), not the owner or the system.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Actor::Operator(_))
+    }
+}
+
 impl fmt::Display for Actor {
     /// The stored form: `operator:NAME`, `owner:LOGIN` or `system`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,11 +14,16 @@ use serde_json::Value;
 
 /// The usual rig, with `[notices.smtp]` pointing at the mailbox Dovecot's sink.
 fn rig_with_relay() -> Rig {
+    rig_with_relay_and("")
+}
+
+/// The same, with more `[notices.smtp]` lines `smtp`.
+fn rig_with_relay_and(smtp: &str) -> Rig {
     let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
     let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
     // [limits] is followed by other tables in the harness's config: a table here is safe.
     let relay = format!(
-        "\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+        "\n[notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"avvisi@pec.example.it\"\nretry = \"1s\"\n{smtp}\n",
         mailbox.sink_port
     );
     let mut proxy = Proxy::configure(&mailbox, &archive, "", &relay);
@@ -190,6 +195,69 @@ fn notices_are_e_mailed_well_formed_to_the_contact_and_survive_the_relay_being_d
     );
 }
 
+/// As an Italian owner reads them: MIME 1.0, the sender's name, a subject that says what
+/// happened, the new expiry, who acted (an operator, through the CLI), where to act.
+#[test]
+fn notice_e_mails_say_what_happened_who_did_it_and_where_to_act() {
+    let rig = rig_with_relay_and(
+        "from_name = \"Avvisi Posta Example\"\n\n[web]\npublic_url = \"https://posta.example.it/\"",
+    );
+    let p = &rig.proxy;
+    p.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
+    common::rig::two_factor_on(p);
+    let generated = p.ok(&["app-password", "generate", ADDR], None);
+    p.ok(&["app-password", "deactivate", ADDR, "--yes"], None);
+    let got = wait_for(&rig, 4);
+    let parsed: Vec<_> = got
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).unwrap())
+        .collect();
+    for (raw, m) in got.iter().zip(&parsed) {
+        let head = String::from_utf8_lossy(raw);
+        assert!(head.contains("MIME-Version: 1.0\r\n"), "{head}");
+        assert_eq!(
+            m.from().unwrap().first().unwrap().name(),
+            Some("Avvisi Posta Example")
+        );
+        let body = m.body_text(0).unwrap();
+        assert!(
+            body.contains("Gestione account: https://posta.example.it/"),
+            "{body}"
+        );
+    }
+    let by_subject = |what: &str| {
+        let subject = format!("{ADDR}: {what}");
+        parsed
+            .iter()
+            .find(|m| m.subject() == Some(subject.as_str()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{subject} among {:?}",
+                    parsed.iter().map(|m| m.subject()).collect::<Vec<_>>()
+                )
+            })
+            .body_text(0)
+            .unwrap()
+            .into_owned()
+    };
+    let body = by_subject("password per programmi di posta generata");
+    let expires = generated["expires_at"].as_str().unwrap();
+    let day = format!("{}/{}/{}", &expires[8..10], &expires[5..7], &expires[..4]);
+    assert!(
+        body.contains(
+            "Un operatore ha generato la password per programmi di posta: funziona fino al"
+        ) && body.contains(&day),
+        "{body}"
+    );
+    assert!(!body.contains("\"default\""), "{body}");
+    let body = by_subject("password per programmi di posta disattivata");
+    assert!(
+        body.contains("Un operatore ha disattivato la password per programmi di posta:"),
+        "{body}"
+    );
+    by_subject("verifica in 2 passaggi attivata");
+}
+
 #[test]
 fn a_refused_recipient_is_recorded_once_and_not_retried() {
     let rig = rig_with_relay();
@@ -271,8 +339,9 @@ fn reminders_from_two_processes_reach_a_starttls_relay_with_auth_once_each_in_en
             .iter()
             .filter_map(|(raw, _)| {
                 let m = MessageParser::default().parse(raw).unwrap();
+                // The subject says what: expires on a day, or expired.
                 m.subject()
-                    .is_some_and(|s| s.ends_with("the app password expires"))
+                    .is_some_and(|s| s.contains(": the password for mail programs expire"))
                     .then(|| m.body_text(0).unwrap().into_owned())
             })
             .collect()
@@ -307,6 +376,23 @@ fn reminders_from_two_processes_reach_a_starttls_relay_with_auth_once_each_in_en
     );
     assert!(texts[1].contains("(in 5 seconds)"), "{}", texts[1]);
     assert!(texts[2].contains("expired on"), "{}", texts[2]);
+    let subjects: Vec<String> = relay
+        .delivered()
+        .iter()
+        .filter_map(|(raw, _)| {
+            MessageParser::default()
+                .parse(raw)
+                .unwrap()
+                .subject()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.ends_with(": the password for mail programs expired")),
+        "{subjects:?}"
+    );
 
     let all = relay.delivered();
     // set-contact, 2FA on, generated, and the three reminders.

@@ -416,7 +416,7 @@ fn the_notice_job_runs_on_one_node_and_moves_when_it_stops() {
             .filter_map(|(raw, _)| {
                 let m = mail_parser::MessageParser::default().parse(raw).unwrap();
                 m.subject()
-                    .is_some_and(|s| s.ends_with("the app password expires"))
+                    .is_some_and(|s| s.contains(": the password for mail programs expire"))
                     .then(|| m.body_text(0).unwrap().into_owned())
             })
             .collect()

@@ -175,6 +175,14 @@ impl Said {
             Said::DeviceReplaced => {
                 "È stato associato un nuovo dispositivo per la verifica in 2 passaggi.".into()
             }
+            Said::RecoveryCodeUsed { left } => format!(
+                "È stato usato un codice di recupero al posto del codice del dispositivo per la verifica in 2 \
+                 passaggi: ne restano {left}. Se non sei stato tu, qualcuno conosce la password principale e un \
+                 codice di recupero: cambia la password principale e genera nuovi codici di recupero."
+            ),
+            Said::RecoveryCodesRenewed => "Sono stati generati nuovi codici di recupero per la verifica in 2 \
+                                           passaggi: i precedenti non funzionano più."
+                .into(),
             Said::ReplaceStarted => "È iniziata la sostituzione del dispositivo per la verifica in 2 passaggi, \
                                      autorizzata dal dispositivo attuale."
                 .into(),
@@ -321,6 +329,14 @@ impl Said {
                                                          If you did not ask for this, contact support."
                 .into(),
             Said::DeviceReplaced => "A new device was associated for two-step verification.".into(),
+            Said::RecoveryCodeUsed { left } => format!(
+                "A recovery code was used instead of the device's two-step verification code: {left} are left. \
+                 If this was not you, someone knows the main password and a recovery code: change the main \
+                 password and generate new recovery codes."
+            ),
+            Said::RecoveryCodesRenewed => "New two-step verification recovery codes were generated: the previous \
+                                           ones no longer work."
+                .into(),
             Said::ReplaceStarted => "Replacement of the two-step verification device started, authorised from \
                                      the current device."
                 .into(),
@@ -943,6 +959,10 @@ pub fn email_subject(notice: &Notice, address: &str, l: &Locale) -> String {
             "nuovo dispositivo per la verifica in 2 passaggi".into()
         }
         Some(Said::DeviceReplaced) => "new two-step verification device".into(),
+        Some(Said::RecoveryCodeUsed { left }) if it => {
+            format!("codice di recupero usato, ne restano {left}")
+        }
+        Some(Said::RecoveryCodeUsed { left }) => format!("recovery code used, {left} left"),
         _ => return subject(notice.kind, address, l.language),
     };
     format!("{address}: {what}")

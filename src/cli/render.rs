@@ -78,10 +78,15 @@ fn app_passwords_text(v: &MailboxView, z: &TimeZone) -> String {
 pub(crate) fn mailbox(v: &MailboxView, z: &TimeZone) -> String {
     let tf = &v.two_factor;
     let two_factor = match (tf.associated_at, &tf.pending) {
-        (Some(at), None) => format!("on (device associated {})", fmt_time(at, z)),
+        (Some(at), None) => format!(
+            "on (device associated {}; {} recovery codes left)",
+            fmt_time(at, z),
+            tf.recovery_codes_left
+        ),
         (Some(at), Some(_)) => format!(
-            "on (device associated {}; a replacement device is waiting for `2fa confirm`)",
-            fmt_time(at, z)
+            "on (device associated {}; {} recovery codes left; a replacement device is waiting for `2fa confirm`)",
+            fmt_time(at, z),
+            tf.recovery_codes_left
         ),
         (None, Some(_)) => "off (a device is waiting for `2fa confirm`)".into(),
         (None, None) => "off".into(),

@@ -27,6 +27,15 @@ impl Manager {
             .collect();
         let mut view = MailboxView::of(m, users, &self.settings.load().policy, now);
         view.deactivated = self.deactivated(m)?;
+        if m.two_factor_on() {
+            let left = self
+                .store
+                .recovery_codes(m.id)?
+                .iter()
+                .filter(|c| c.used_at.is_none())
+                .count();
+            view.two_factor.recovery_codes_left = u32::try_from(left).unwrap_or(u32::MAX);
+        }
         Ok(view)
     }
 

@@ -241,6 +241,8 @@ struct Record {
     logins_changed: bool,
     /// Another address to e-mail the notice to (the old contact, when it changes).
     also_email: Option<String>,
+    /// A recovery code stood in for the device's (this many left): the owner is alerted.
+    recovery: Option<u32>,
 }
 
 impl Record {
@@ -251,7 +253,20 @@ impl Record {
             notice: None,
             logins_changed: false,
             also_email: None,
+            recovery: None,
         }
+    }
+
+    fn recovery(mut self, left: Option<u32>) -> Self {
+        self.recovery = left;
+        if left.is_some() {
+            let detail = self.detail.take();
+            self.detail = Some(match detail {
+                Some(d) => format!("{d}; with a recovery code"),
+                None => "with a recovery code".into(),
+            });
+        }
+        self
     }
 
     fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -356,7 +371,7 @@ impl Manager {
         }
         tx.save_mailbox(&m, now)?;
         let to = m.email_recipients(email, record.also_email.as_deref());
-        let mails = record.notice.is_some() && !to.is_empty();
+        let mails = (record.notice.is_some() || record.recovery.is_some()) && !to.is_empty();
         journal(&mut *tx, actor, &address, now, record, &to, &locale)?;
         tx.commit()?;
         if mails {
@@ -384,6 +399,10 @@ fn journal(
         detail: record.detail,
     })?;
     if let Some(said) = record.notice {
+        tx.record_notice(address, &Notice::said(now, said, locale), email_to, now)?;
+    }
+    if let Some(left) = record.recovery {
+        let said = Said::RecoveryCodeUsed { left };
         tx.record_notice(address, &Notice::said(now, said, locale), email_to, now)?;
     }
     Ok(())

@@ -146,6 +146,8 @@ pub struct TwoFactorView {
     pub associated_at: Option<Timestamp>,
     /// A device waiting for its first code.
     pub pending: Option<PendingView>,
+    /// Recovery codes not yet used.
+    pub recovery_codes_left: u32,
 }
 
 /// A mailbox with everything the owner or operator may see (no hash, no secret).
@@ -206,6 +208,7 @@ impl MailboxView {
                     purpose: p.purpose,
                     since: p.since,
                 }),
+                recovery_codes_left: 0,
             },
             app_password: AppPasswordView::first(m, s, now),
             app_passwords: AppPasswordView::all(m, s, now),
@@ -328,6 +331,10 @@ pub struct DeviceConfirmed {
     pub two_factor: &'static str,
     /// Enabled or replaced.
     pub result: DeviceResult,
+    /// The recovery codes made when 2FA was turned on, printed; shown once, to the owner
+    /// only (never in an operator's output).
+    #[serde(skip)]
+    pub recovery_codes: Vec<Secret>,
 }
 
 /// 2FA was turned off.

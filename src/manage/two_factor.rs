@@ -4,14 +4,80 @@ use jiff::Timestamp;
 
 use super::outcome::{DeviceConfirmed, DeviceResult, NewDevice, TwoFactorDisabled};
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
-use crate::policy::PolicyError;
-use crate::policy::mailbox::{Confirmed, DevicePurpose, ReplaceAuthority};
+use crate::auth::PasswordHasher;
+use crate::policy::mailbox::{Confirmed, DevicePurpose, Mailbox, ReplaceAuthority};
 use crate::policy::notice::Said;
 use crate::policy::totp::DeviceSecret;
+use crate::policy::{PolicyError, recovery};
 use crate::secret::Secret;
 use crate::store::EventAction;
+use crate::store::Transaction;
+
+/// The recovery code in `code`, if it has that shape: checked against the mailbox's codes
+/// and spent in `tx`; how many are left. `Ok(None)`: not a recovery code (a device's code,
+/// the policy's to check). One that matches none is a wrong code, a spent one a reused
+/// code — both counted by the abuse model like a device's.
+fn spend_recovery(
+    hasher: &PasswordHasher,
+    tx: &mut dyn Transaction,
+    m: &Mailbox,
+    code: &str,
+    now: Timestamp,
+) -> Result<Option<u32>, ManageError> {
+    let Some(canonical) = recovery::canonical(code) else {
+        return Ok(None);
+    };
+    let codes = tx.recovery_codes(m.id)?;
+    let selector = recovery::selector(&canonical);
+    let Some(found) = codes.iter().find(|c| c.selector == selector) else {
+        return Err(PolicyError::InvalidCode.into());
+    };
+    if !hasher.verify(&found.hash, &canonical) {
+        return Err(PolicyError::InvalidCode.into());
+    }
+    if found.used_at.is_some() || !tx.spend_recovery_code(found.id, now)? {
+        return Err(PolicyError::CodeReused.into());
+    }
+    let left = codes
+        .iter()
+        .filter(|c| c.used_at.is_none() && c.id != found.id)
+        .count();
+    Ok(Some(u32::try_from(left).unwrap_or(u32::MAX)))
+}
 
 impl Manager {
+    /// A new set of recovery codes: the codes (canonical) and their (selector, hash).
+    fn recovery_set(&self) -> Result<(Vec<Secret>, Vec<(String, String)>), ManageError> {
+        let codes = recovery::generate()?;
+        let stored = codes
+            .iter()
+            .map(|c| Ok((recovery::selector(c), self.hash(c)?)))
+            .collect::<Result<Vec<_>, ManageError>>()?;
+        Ok((codes, stored))
+    }
+
+    /// A new set of recovery codes for a mailbox with 2FA on (the old set dies), printed,
+    /// to be shown once.
+    pub fn renew_recovery_codes(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<Vec<String>, ManageError> {
+        if !self.read(address)?.two_factor_on() {
+            return Err(PolicyError::TwoFactorOff("turn two-step verification on first").into());
+        }
+        let (codes, stored) = self.recovery_set()?;
+        self.change(actor, address, now, |tx, m| {
+            tx.set_recovery_codes(m.id, &stored, now)?;
+            Ok((
+                (),
+                Record::new(EventAction::RecoveryCodesRenewed).notice(Said::RecoveryCodesRenewed),
+            ))
+        })?;
+        Ok(codes.iter().map(recovery::printed).collect())
+    }
+
     fn new_device(
         &self,
         address: &str,
@@ -79,8 +145,22 @@ impl Manager {
         code: &str,
         now: Timestamp,
     ) -> Result<DeviceConfirmed, ManageError> {
-        let (result, m) = self.change(actor, address, now, |_, m| {
-            let record = match m.confirm_device(code, now)? {
+        // Turning 2FA on brings a set of recovery codes (hashed before the transaction).
+        let enabling = self
+            .read(address)?
+            .pending_device
+            .is_some_and(|p| p.purpose == DevicePurpose::Enable);
+        let (codes, stored) = if enabling {
+            self.recovery_set()?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (result, m) = self.change(actor, address, now, |tx, m| {
+            let confirmed = m.confirm_device(code, now)?;
+            if confirmed == Confirmed::Enabled {
+                tx.set_recovery_codes(m.id, &stored, now)?;
+            }
+            let record = match confirmed {
                 Confirmed::Enabled => {
                     Record::new(EventAction::TwoFactorEnabled).notice(Said::TwoFactorOn)
                 }
@@ -94,27 +174,42 @@ impl Manager {
             };
             Ok((result, record))
         })?;
+        let recovery_codes = match result {
+            DeviceResult::Enabled => codes
+                .iter()
+                .map(|c| Secret::new(recovery::printed(c)))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(DeviceConfirmed {
             address: m.address,
             two_factor: "on",
             result,
+            recovery_codes,
         })
     }
 
-    /// The owner proves the device with a code (the web page's second login step); the
-    /// code is spent, so it opens one session only.
+    /// The owner proves the device with a code (the web page's second login step) — or a
+    /// recovery code in its place; the code is spent, so it opens one session only.
+    /// Returns the recovery codes left when one was used.
     pub fn prove_device(
         &mut self,
         actor: &Actor,
         address: &str,
         code: &str,
         now: Timestamp,
-    ) -> Result<(), ManageError> {
-        self.change(actor, address, now, |_, m| {
-            m.prove_device(code, now)?;
-            Ok(((), Record::new(EventAction::OwnerCodeUsed)))
+    ) -> Result<Option<u32>, ManageError> {
+        let hasher = self.hasher.clone();
+        let (left, _) = self.change(actor, address, now, |tx, m| {
+            let left = spend_recovery(&hasher, tx, m, code, now)?;
+            if left.is_none() {
+                m.prove_device(code, now)?;
+            } else if !m.two_factor_on() {
+                return Err(PolicyError::TwoFactorOff("there is no device to prove").into());
+            }
+            Ok((left, Record::new(EventAction::OwnerCodeUsed).recovery(left)))
         })?;
-        Ok(())
+        Ok(left)
     }
 
     /// Turns 2FA off, after the seeds' warning, with a code from the associated device.
@@ -131,11 +226,19 @@ impl Manager {
             return Err(PolicyError::TwoFactorOff("nothing to turn off").into());
         }
         ask.confirm(&Warning::DisableTwoFactor)?;
-        let ((), m) = self.change(actor, address, now, |_, m| {
-            m.disable_2fa(code, now)?;
-            let record = Record::new(EventAction::TwoFactorDisable).notice(Said::TwoFactorOff {
-                by_operator: actor.is_operator(),
-            });
+        let hasher = self.hasher.clone();
+        let ((), m) = self.change(actor, address, now, |tx, m| {
+            let left = spend_recovery(&hasher, tx, m, code, now)?;
+            match left {
+                None => m.disable_2fa(code, now)?,
+                Some(_) => m.disable_2fa_recovered()?,
+            }
+            tx.set_recovery_codes(m.id, &[], now)?;
+            let record = Record::new(EventAction::TwoFactorDisable)
+                .notice(Said::TwoFactorOff {
+                    by_operator: actor.is_operator(),
+                })
+                .recovery(left);
             Ok(((), record))
         })?;
         Ok(TwoFactorDisabled {
@@ -174,9 +277,19 @@ impl Manager {
         };
         let secret = DeviceSecret::generate()?;
         let pending = secret.clone();
-        let ((), m) = self.change(actor, address, now, |_, m| {
+        let hasher = self.hasher.clone();
+        let ((), m) = self.change(actor, address, now, |tx, m| {
+            // A recovery code stands in for the lost device's.
+            let left = match code {
+                Some(code) => spend_recovery(&hasher, tx, m, code, now)?,
+                None => None,
+            };
+            let authority = match left {
+                Some(_) => ReplaceAuthority::RecoveryCode,
+                None => authority,
+            };
             m.begin_replace_device(authority, pending, now)?;
-            Ok(((), record))
+            Ok(((), record.recovery(left)))
         })?;
         self.new_device(&m.address, &secret, DevicePurpose::Replace)
     }
@@ -190,6 +303,73 @@ mod tests {
 
     fn now() -> Timestamp {
         "2024-03-01T10:00:00Z".parse().unwrap()
+    }
+
+    /// Turning 2FA on brings ten codes, kept only as hashes; each stands in for the
+    /// device's code once (log in, replace, turn off), tells the owner, and a new set
+    /// kills the old one.
+    #[test]
+    fn recovery_codes_work_once_each_and_a_new_set_kills_the_old() {
+        let t = now();
+        let (_d, mut m) = with_mailbox(Plan::Standard, None, t);
+        let owner = Actor::Owner(ADDR.into());
+        let dev = m.enable_2fa(&owner, ADDR, t).unwrap();
+        let secret = super::super::testing::device_secret(&dev);
+        let on = m
+            .confirm_device(&owner, ADDR, &secret.code_at(t).unwrap(), t)
+            .unwrap();
+        let codes: Vec<String> = on
+            .recovery_codes
+            .iter()
+            .map(|c| c.expose().to_owned())
+            .collect();
+        assert_eq!(codes.len(), 10);
+        let id = m.read(ADDR).unwrap().id;
+        let stored = m.store.recovery_codes(id).unwrap();
+        assert_eq!(stored.len(), 10);
+        for (c, s) in codes.iter().zip(&stored) {
+            assert!(s.hash.starts_with("$argon2id$"), "only a hash is kept");
+            assert!(!s.hash.contains(c.as_str()));
+        }
+        // Once; typed in capitals without the dashes it is the same code.
+        let typed = codes[0].replace('-', "").to_uppercase();
+        assert_eq!(m.prove_device(&owner, ADDR, &typed, t).unwrap(), Some(9));
+        let again = m.prove_device(&owner, ADDR, &codes[0], t).unwrap_err();
+        assert!(
+            matches!(again, ManageError::Refused(PolicyError::CodeReused)),
+            "{again}"
+        );
+        let made_up = m
+            .prove_device(&owner, ADDR, "abcd-efgh-jkmn", t)
+            .unwrap_err();
+        assert!(matches!(
+            made_up,
+            ManageError::Refused(PolicyError::InvalidCode)
+        ));
+        assert_eq!(
+            m.show_mailbox(ADDR, t)
+                .unwrap()
+                .two_factor
+                .recovery_codes_left,
+            9
+        );
+        let told = m.notices(ADDR).unwrap();
+        assert!(
+            told.notices
+                .iter()
+                .any(|n| n.said == Some(Said::RecoveryCodeUsed { left: 9 })),
+            "the owner is told"
+        );
+        // The lost phone: a new device on a recovery code.
+        m.replace_device(&owner, ADDR, Some(&codes[1]), t).unwrap();
+        // A new set: the old unused codes die.
+        let renewed = m.renew_recovery_codes(&owner, ADDR, t).unwrap();
+        assert_eq!(renewed.len(), 10);
+        assert!(m.prove_device(&owner, ADDR, &codes[2], t).is_err());
+        // Turned off with one of the new set; the codes go with 2FA.
+        m.disable_2fa(&owner, ADDR, &renewed[0], &mut yes("unused"), t)
+            .unwrap();
+        assert!(m.store.recovery_codes(id).unwrap().is_empty());
     }
 
     #[test]

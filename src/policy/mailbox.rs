@@ -156,6 +156,8 @@ pub struct PendingDevice {
 pub enum ReplaceAuthority<'a> {
     /// A code from the current device.
     Code(&'a str),
+    /// A recovery code, checked and spent by the caller (the device is lost).
+    RecoveryCode,
     /// An operator override (the device is lost); the caller records it.
     OperatorOverride,
 }
@@ -367,10 +369,23 @@ impl Mailbox {
             .as_mut()
             .ok_or(PolicyError::TwoFactorOff("nothing to turn off"))?;
         device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+        self.turn_2fa_off();
+        Ok(())
+    }
+
+    /// Turns 2FA off on a recovery code the caller checked and spent (the device is lost).
+    pub fn disable_2fa_recovered(&mut self) -> Result<(), PolicyError> {
+        if self.device.is_none() {
+            return Err(PolicyError::TwoFactorOff("nothing to turn off"));
+        }
+        self.turn_2fa_off();
+        Ok(())
+    }
+
+    fn turn_2fa_off(&mut self) {
         self.device = None;
         self.pending_device = None;
         self.app_passwords.clear();
-        Ok(())
     }
 
     // ---- app password -----------------------------------------------------------------

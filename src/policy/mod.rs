@@ -5,6 +5,7 @@
 //! - [`totp`]: the associated 2FA device (RFC 6238 codes, replay refusal).
 //! - [`app_password`]: generating, formatting and recognising app passwords.
 //! - [`mailbox`]: a mailbox's state and every management action on it.
+//! - [`recovery`]: recovery codes (the way back in without the device).
 //! - [`login`]: the login decision table.
 //! - [`notice`]: what a notice to the owner says, as data (`wording` puts it in words).
 //! - [`abuse`]: the abuse model — what a failure counts against, blocks, what a
@@ -17,6 +18,7 @@ pub mod mailbox;
 pub mod names;
 pub mod notice;
 pub mod period;
+pub mod recovery;
 pub mod totp;
 
 pub use jiff::Timestamp;

@@ -99,6 +99,10 @@ pub enum Said {
     },
     /// A new device was confirmed.
     DeviceReplaced,
+    /// A recovery code stood in for the device's code (this many are left).
+    RecoveryCodeUsed { left: u32 },
+    /// A new set of recovery codes was made; the old set no longer works.
+    RecoveryCodesRenewed,
     /// Replacing the device started, authorised from the current one.
     ReplaceStarted,
     /// An operator started replacing the device without a code from the current one.
@@ -139,6 +143,8 @@ impl Said {
             Said::ContactChanged { .. } => NoticeKind::ContactChanged,
             Said::TwoFactorOn
             | Said::TwoFactorOff { .. }
+            | Said::RecoveryCodeUsed { .. }
+            | Said::RecoveryCodesRenewed
             | Said::DeviceReplaced
             | Said::ReplaceStarted
             | Said::ReplaceByOperator => NoticeKind::TwoFactor,

@@ -96,6 +96,20 @@ pub const TABLES: &[Table] = &[
         fleet_only: false,
     },
     Table {
+        name: "recovery_codes",
+        columns: &[
+            "id",
+            "mailbox_id",
+            "selector",
+            "hash",
+            "created_at",
+            "used_at",
+        ],
+        key: Some("id"),
+        identity: true,
+        fleet_only: false,
+    },
+    Table {
         name: "reminders",
         columns: &["app_password_id", "expires_at", "milestone", "at"],
         key: None,

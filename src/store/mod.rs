@@ -34,7 +34,7 @@ use crate::policy::Mailbox;
 use crate::policy::names::UnknownName;
 pub use records::{
     AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
-    LoginEntry, Notice, NoticeKind, OutgoingEmail, Rehash, UserAccount,
+    LoginEntry, Notice, NoticeKind, OutgoingEmail, Rehash, StoredRecoveryCode, UserAccount,
 };
 
 /// Why a store operation failed.
@@ -137,6 +137,8 @@ pub trait Reader {
     fn due_reminders(&self, now: Timestamp, limit: u32) -> Result<Vec<String>, StoreError>;
     /// The domains of every mailbox's address.
     fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, StoreError>;
+    /// A mailbox's recovery codes (spent ones too), oldest first.
+    fn recovery_codes(&self, mailbox_id: i64) -> Result<Vec<StoredRecoveryCode>, StoreError>;
 }
 
 /// One management action's writes: all of them, or (dropped without [`commit`]) none.
@@ -173,6 +175,16 @@ pub trait Transaction: Reader {
     fn set_upstream_secret(&mut self, mailbox_id: i64, sealed: &[u8]) -> Result<(), StoreError>;
     /// Appends a management event.
     fn record_event(&mut self, event: &Event) -> Result<(), StoreError>;
+    /// Replaces a mailbox's recovery codes by these (selector, hash) pairs — none: the
+    /// set is gone.
+    fn set_recovery_codes(
+        &mut self,
+        mailbox_id: i64,
+        codes: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Spends a recovery code; `false` if it was spent already (by anyone).
+    fn spend_recovery_code(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
     /// Claims one expiry reminder of an app password; `false` if it was claimed before,
     /// by this process or another: each is sent once.
     fn claim_reminder(

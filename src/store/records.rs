@@ -118,6 +118,8 @@ named_enum! {
         ExpiryReminder = "notice.expiry-reminder",
         /// The owner proved the device at the web page's login (the code is spent).
         OwnerCodeUsed = "2fa.code-used",
+        /// A new set of recovery codes was made.
+        RecoveryCodesRenewed = "2fa.recovery-codes",
     }
 }
 
@@ -155,6 +157,19 @@ impl Kept {
     pub fn fleet_only(self) -> bool {
         matches!(self, Kept::ThrottleFailures | Kept::ThrottleClears)
     }
+}
+
+/// A recovery code as stored: its selector, its hash, and when it was spent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecoveryCode {
+    /// Its id.
+    pub id: i64,
+    /// Its first group, in clear.
+    pub selector: String,
+    /// Its argon2id hash.
+    pub hash: String,
+    /// When it was used (it works no more), if it was.
+    pub used_at: Option<Timestamp>,
 }
 
 /// A management event: who did what to which mailbox.

@@ -212,6 +212,8 @@ pub struct Session {
     pub reveal: Option<Revealed>,
     /// The token of the configuration profile this session made, waiting to be taken.
     pub profile: Option<String>,
+    /// New recovery codes, shown once by the next page that takes them.
+    pub recovery: Option<Vec<crate::secret::Secret>>,
     stage: Stage,
     created: Instant,
     last: Instant,
@@ -376,6 +378,7 @@ impl Sessions {
             flash: None,
             reveal: None,
             profile: None,
+            recovery: None,
             created: now,
             last: now,
         };

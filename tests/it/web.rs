@@ -328,6 +328,115 @@ fn a_device_being_set_up_is_not_replaced_by_a_reload() {
     );
 }
 
+/// The lost phone: turning 2FA on shows ten recovery codes once; each gets the owner in
+/// once instead of the device's code (the page says how many are left, the owner is told),
+/// stands in for it to replace the device, and a new set kills the old one.
+#[test]
+fn recovery_codes_get_the_owner_in_once_each() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let web_port = free_port();
+    let mut proxy = Proxy::configure(
+        &mailbox,
+        &mailbox,
+        "",
+        &format!("\n[web]\nbind = \"127.0.0.1:{web_port}\"\n"),
+    );
+    proxy.run();
+    wait_for_port(web_port, "web page", &proxy.log_path());
+    proxy.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    let password_step = |b: &Browser| {
+        let csrf = b.csrf("/login");
+        b.post(
+            "/login",
+            &[("csrf", &csrf), ("login", ADDR), ("password", MAIN)],
+        )
+    };
+    let b = Browser::new(web_port);
+    password_step(&b);
+    let csrf = b.csrf("/account");
+    b.post("/account/2fa/enable", &[("csrf", &csrf)]);
+    let (_, _, page) = b.get("/account/2fa");
+    let at = page.find("id=\"otpauth-uri\">").unwrap() + 17;
+    let uri = page[at..at + page[at..].find('<').unwrap()].replace("&#38;", "&");
+    let secret = common::secret_from_uri(&uri);
+    let (status, location, _) = b.post(
+        "/account/2fa/confirm",
+        &[("csrf", &csrf), ("code", &common::code(&secret, 0))],
+    );
+    assert_eq!((status, location.as_str()), (303, "/account/2fa/recovery"));
+    let codes = |page: &str| -> Vec<String> {
+        let Some(at) = page.find("<pre id=\"recovery-codes\">") else {
+            return Vec::new();
+        };
+        let rest = &page[at + 25..];
+        rest[..rest.find("</pre>").unwrap()]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (_, _, page) = b.get("/account/2fa/recovery");
+    let first = codes(&page);
+    assert_eq!(first.len(), 10, "{page}");
+    assert!(
+        page.contains("download=\"codici-di-recupero.txt\""),
+        "{page}"
+    );
+    let (_, _, again) = b.get("/account/2fa/recovery");
+    assert!(codes(&again).is_empty(), "shown once");
+    let shown = proxy.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(shown["two_factor"]["recovery_codes_left"], 10);
+    assert!(
+        !shown.to_string().contains(&first[0]),
+        "the operator never sees a code"
+    );
+
+    // Another browser, the phone lost: the main password, then a recovery code.
+    let lost = Browser::new(web_port);
+    let (_, location, _) = password_step(&lost);
+    assert_eq!(location, "/login/code");
+    let csrf = lost.csrf("/login/code");
+    let (status, location, _) = lost.post("/login/code", &[("csrf", &csrf), ("code", &first[0])]);
+    assert_eq!((status, location.as_str()), (303, "/account"));
+    let (_, _, overview) = lost.get("/account");
+    assert!(overview.contains("ne restano 9"), "{overview}");
+    // The same code again: refused.
+    let other = Browser::new(web_port);
+    password_step(&other);
+    let csrf = other.csrf("/login/code");
+    let (_, location, _) = other.post("/login/code", &[("csrf", &csrf), ("code", &first[0])]);
+    assert_eq!(location, "/login/code", "a spent code opens nothing");
+    let shown = proxy.ok(&["mailbox", "show", ADDR], None);
+    assert_eq!(shown["two_factor"]["recovery_codes_left"], 9);
+    let notices = proxy.ok(&["mailbox", "notices", ADDR], None).to_string();
+    assert!(notices.contains("codice di recupero"), "{notices}");
+
+    // The device replaced on a recovery code: the new device waits for its first code.
+    let csrf = lost.csrf("/account");
+    let (status, location, _) = lost.post(
+        "/account/2fa/replace",
+        &[("csrf", &csrf), ("code", &first[1])],
+    );
+    assert_eq!((status, location.as_str()), (303, "/account/2fa"));
+    let (_, _, page) = lost.get("/account/2fa");
+    assert!(page.contains("id=\"otpauth-uri\""), "{page}");
+
+    // A new set: the old codes no longer work, the new ones do.
+    let (_, location, _) = lost.post("/account/2fa/recovery", &[("csrf", &csrf)]);
+    assert_eq!(location, "/account/2fa/recovery");
+    let (_, _, page) = lost.get("/account/2fa/recovery");
+    let second = codes(&page);
+    assert_eq!(second.len(), 10);
+    let fresh = Browser::new(web_port);
+    password_step(&fresh);
+    let csrf = fresh.csrf("/login/code");
+    let (_, location, _) = fresh.post("/login/code", &[("csrf", &csrf), ("code", &first[2])]);
+    assert_eq!(location, "/login/code", "the old set is dead");
+    let (_, location, _) = fresh.post("/login/code", &[("csrf", &csrf), ("code", &second[0])]);
+    assert_eq!(location, "/account");
+}
+
 /// A browser-less client for the page (curl with a cookie jar), for what needs no
 /// JavaScript: each request is a real HTTPS request to the running `serve`.
 struct Browser {

@@ -11,6 +11,7 @@
 //! - [`journal`]: events, notices, the e-mail outbox.
 //! - [`history`]: the access history (its rows, the last use of app passwords, alerts,
 //!   re-hashes).
+//! - [`recovery`]: recovery codes.
 //! - [`feed`]: the change feed.
 //! - [`secrets`]: the sealed upstream secrets.
 //! - [`retention`]: old rows deleted, by [`Kept`].
@@ -19,6 +20,7 @@ pub(crate) mod feed;
 pub(crate) mod history;
 pub(crate) mod journal;
 pub(crate) mod mailboxes;
+pub(crate) mod recovery;
 pub(crate) mod retention;
 pub(crate) mod secrets;
 
@@ -295,6 +297,12 @@ impl<D: Db> Reader for D {
     fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
         self.with(mailboxes::mail_domains)
     }
+    fn recovery_codes(
+        &self,
+        mailbox_id: i64,
+    ) -> Result<Vec<super::StoredRecoveryCode>, StoreError> {
+        self.with(|c| recovery::all(c, mailbox_id))
+    }
 }
 
 impl<T: Tx> Transaction for T {
@@ -373,6 +381,17 @@ impl<T: Tx> Transaction for T {
         at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         self.with(|c| mailboxes::set_next_reminder(c, app_password_id, at))
+    }
+    fn set_recovery_codes(
+        &mut self,
+        mailbox_id: i64,
+        codes: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.with(|c| recovery::replace(c, mailbox_id, codes, now))
+    }
+    fn spend_recovery_code(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.with(|c| recovery::spend(c, id, now))
     }
     fn claim_reminder(
         &mut self,

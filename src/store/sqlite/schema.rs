@@ -226,6 +226,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX changes_by_at ON changes(at);
     "#,
+    // 13: recovery codes, kept as hashes (each with its selector in clear), spent once.
+    r#"
+    CREATE TABLE recovery_codes (
+        id         INTEGER PRIMARY KEY,
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        selector   TEXT NOT NULL,
+        hash       TEXT NOT NULL CHECK (hash LIKE '$argon2id$%'),
+        created_at INTEGER NOT NULL,
+        used_at    INTEGER,
+        UNIQUE (mailbox_id, selector)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

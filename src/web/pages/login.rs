@@ -167,7 +167,13 @@ pub(super) fn start(web: &Web, headers: &HeaderMap, stage: Stage, lang: Language
 }
 
 /// Moves session `id` to logged in (a new id, a new CSRF token).
-pub(super) fn logged_in(web: &Web, id: &str, login: String, address: String) -> Response {
+pub(super) fn logged_in(
+    web: &Web,
+    id: &str,
+    login: String,
+    address: String,
+    flash: Option<Flash>,
+) -> Response {
     let Some(stamp) = web.auth.owner_stamp(&login) else {
         return Redirect::to("/login").into_response();
     };
@@ -179,11 +185,16 @@ pub(super) fn logged_in(web: &Web, id: &str, login: String, address: String) -> 
             stamp,
         },
     ) {
-        Some(new) => (
-            [(header::SET_COOKIE, cookie(&new))],
-            Redirect::to("/account"),
-        )
-            .into_response(),
+        Some(new) => {
+            if flash.is_some() {
+                web.sessions.with(&new, |s| s.flash = flash);
+            }
+            (
+                [(header::SET_COOKIE, cookie(&new))],
+                Redirect::to("/account"),
+            )
+                .into_response()
+        }
         None => Redirect::to("/login").into_response(),
     }
 }
@@ -268,7 +279,17 @@ pub(super) async fn code(
         )
         .await
     {
-        CodeStep::Done(()) => logged_in(&web, &id, login, address),
+        // A recovery code got the owner in: the first page says how many are left.
+        CodeStep::Done(left) => logged_in(
+            &web,
+            &id,
+            login,
+            address,
+            left.map(|n| Flash {
+                error: false,
+                text: t.recovery_used.replace("{n}", &n.to_string()),
+            }),
+        ),
         CodeStep::Wrong(_) => again(t.wrong_code.to_owned()),
         CodeStep::Blocked { retry_after } => again(blocked_text(t, retry_after)),
         CodeStep::Other(e) => {

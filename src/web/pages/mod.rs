@@ -98,6 +98,10 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/2fa/disable", post(two_factor_disable))
         .route("/account/2fa/replace", post(two_factor_replace))
         .route("/account/2fa/cancel", post(two_factor_cancel))
+        .route(
+            "/account/2fa/recovery",
+            get(recovery_page).post(recovery_renew),
+        )
         .route("/account/app-passwords/generate", post(generate))
         .route("/account/app-passwords/new", get(reveal))
         .route("/account/app-passwords/postpone", post(postpone))

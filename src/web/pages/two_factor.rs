@@ -15,6 +15,18 @@ struct TwoFactorPage {
     two_factor: bool,
     qr_svg: Option<String>,
     uri: String,
+    recovery_left: u32,
+}
+
+#[derive(Template)]
+#[template(path = "recovery.html")]
+struct RecoveryPage {
+    t: &'static Texts,
+    who: Option<String>,
+    csrf: String,
+    flash: Option<Flash>,
+    codes: Vec<String>,
+    download: String,
 }
 
 /// A code asked by an action of a logged-in owner (confirm, turn off, replace), through
@@ -66,6 +78,7 @@ pub(super) fn two_factor_view(
     o: &Owner,
     two_factor: bool,
     device: Option<Secret>,
+    recovery_left: u32,
 ) -> Response {
     let (qr_svg, uri) = match device {
         Some(uri) => {
@@ -91,6 +104,7 @@ pub(super) fn two_factor_view(
             two_factor,
             qr_svg,
             uri,
+            recovery_left,
         },
     )
 }
@@ -102,8 +116,23 @@ pub(super) async fn two_factor_page(State(web): Shared, o: Owner) -> Response {
         return Redirect::to("/login").into_response();
     };
     let address = o.address.clone();
-    match web.manage(move |m| m.pending_device(&address)).await {
-        Ok(pending) => two_factor_view(&web, &o, m.two_factor_on(), pending.map(|d| d.otpauth_uri)),
+    let read = web
+        .manage(move |m| {
+            let view = m.show_mailbox(&address, now())?;
+            Ok((
+                m.pending_device(&address)?,
+                view.two_factor.recovery_codes_left,
+            ))
+        })
+        .await;
+    match read {
+        Ok((pending, left)) => two_factor_view(
+            &web,
+            &o,
+            m.two_factor_on(),
+            pending.map(|d| d.otpauth_uri),
+            left,
+        ),
         Err(e) => unavailable(&o, &e),
     }
 }
@@ -199,13 +228,21 @@ pub(super) async fn two_factor_confirm(
     )
     .await
     {
-        Ok(c) => {
-            let text = match c.result {
-                crate::manage::outcome::DeviceResult::Enabled => o.t().two_factor_on_done,
-                _ => o.t().device_replaced_done,
-            };
-            device_changed(&web, &o, text).await
-        }
+        Ok(c) => match c.result {
+            // Turned on: the recovery codes, shown once, next.
+            crate::manage::outcome::DeviceResult::Enabled => {
+                restamp(&web, &o).await;
+                web.sessions.with(&o.id, |s| {
+                    s.recovery = Some(c.recovery_codes);
+                    s.flash = Some(Flash {
+                        error: false,
+                        text: o.t().two_factor_on_done.to_owned(),
+                    });
+                });
+                Redirect::to("/account/2fa/recovery").into_response()
+            }
+            _ => device_changed(&web, &o, o.t().device_replaced_done).await,
+        },
         Err(response) => response,
     }
 }
@@ -249,4 +286,53 @@ pub(super) async fn two_factor_disable(
         Ok(_) => device_changed(&web, &o, o.t().two_factor_off_done).await,
         Err(response) => response,
     }
+}
+
+/// `POST /account/2fa/recovery`: a new set of recovery codes (the old set dies), shown
+/// once next.
+pub(super) async fn recovery_renew(State(web): Shared, Posted { o, .. }: Posted) -> Response {
+    let (actor, address) = (o.actor(), o.address.clone());
+    match web
+        .manage(move |m| m.renew_recovery_codes(&actor, &address, now()))
+        .await
+    {
+        Ok(codes) => {
+            let codes = codes.into_iter().map(Secret::new).collect();
+            web.sessions.with(&o.id, |s| s.recovery = Some(codes));
+            Redirect::to("/account/2fa/recovery").into_response()
+        }
+        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+    }
+}
+
+/// `GET /account/2fa/recovery`: the new recovery codes, once (with Copy and a text file
+/// to download); a reload shows them no more.
+pub(super) async fn recovery_page(State(web): Shared, o: Owner) -> Response {
+    let codes: Vec<String> = web
+        .sessions
+        .with(&o.id, |s| s.recovery.take())
+        .flatten()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.expose().to_owned())
+        .collect();
+    let text: String = codes.iter().map(|c| format!("{c}\r\n")).collect();
+    let download: String = text
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        RecoveryPage {
+            t: o.t(),
+            who: Some(o.login.clone()),
+            csrf: o.csrf.clone(),
+            flash: o.flash.clone(),
+            codes,
+            download,
+        },
+    )
 }

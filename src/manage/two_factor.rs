@@ -45,9 +45,12 @@ fn spend_recovery(
     Ok(Some(u32::try_from(left).unwrap_or(u32::MAX)))
 }
 
+/// A set of recovery codes (canonical) and what is stored of them (selector, hash).
+type RecoverySet = (Vec<Secret>, Vec<(String, String)>);
+
 impl Manager {
     /// A new set of recovery codes: the codes (canonical) and their (selector, hash).
-    fn recovery_set(&self) -> Result<(Vec<Secret>, Vec<(String, String)>), ManageError> {
+    fn recovery_set(&self) -> Result<RecoverySet, ManageError> {
         let codes = recovery::generate()?;
         let stored = codes
             .iter()

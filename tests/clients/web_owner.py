@@ -147,6 +147,21 @@ def main():
         enabling_code = totp(secret, time.time() - 30)  # the previous step: within the skew
         page.fill("#code", enabling_code)
         page.click("#confirm")
+        # Turned on: the recovery codes, once, with Copy and a text file to download.
+        out["after_enable_at"] = urllib.parse.urlparse(page.url).path
+        out["enabled_message"] = page.inner_text("#flash")
+        codes = [l.strip() for l in page.inner_text("#recovery-codes").splitlines() if l.strip()]
+        out["recovery_codes_shown"] = len(codes)
+        shot(page, "recovery-codes")
+        with page.expect_download() as d:
+            page.click("#download-recovery")
+        saved = os.path.join(args.shots, "recovery.txt")
+        d.value.save_as(saved)
+        with open(saved) as f:
+            out["recovery_file_matches"] = [l.strip() for l in f if l.strip()] == codes
+        page.reload()
+        out["recovery_gone_after_reload"] = page.is_visible("#gone")
+        page.goto(f"{base}/account")
         out["two_factor_after_enable"] = page.inner_text("#two-factor-state")
         out["device_since_shown"] = page.is_visible("#device-since")
         out["main_password_imap_under_2fa"] = imap_login(args, args.password)

@@ -106,6 +106,15 @@ fn owner_flow(pg: Option<&common::servers::Postgres>) {
     assert_eq!(s("uri_scheme"), "otpauth");
     assert!(!s("wrong_enable_code").is_empty());
     assert_eq!(v["same_device_shown_again"], true, "{v}");
+    assert_eq!(s("after_enable_at"), "/account/2fa/recovery");
+    assert!(
+        s("enabled_message")
+            .contains("i programmi di posta non accettano più la password principale"),
+        "{v:#}"
+    );
+    assert_eq!(v["recovery_codes_shown"], 10);
+    assert_eq!(v["recovery_file_matches"], true);
+    assert_eq!(v["recovery_gone_after_reload"], true);
     assert_eq!(s("two_factor_after_enable"), "attiva");
     assert_eq!(v["device_since_shown"], true);
     assert_eq!(v["main_password_imap_under_2fa"], false);

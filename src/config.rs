@@ -191,6 +191,9 @@ pub struct WebConfig {
     /// The page's address as owners reach it (`https://posta.example.it/`), given in the
     /// notice e-mails as where to act.
     pub public_url: Option<String>,
+    /// The page's host name as owners type it (`posta.example.it`): the passkeys'
+    /// relying party. A DNS name, never an address; unset, passkeys are not offered.
+    pub public_host: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -207,6 +210,7 @@ impl Default for WebConfig {
             body_timeout: Period::seconds(30),
             keep_alive_timeout: Period::seconds(60),
             public_url: None,
+            public_host: None,
         }
     }
 }
@@ -951,6 +955,7 @@ impl Config {
             language: self.notices.language,
             policy: self.policy.settings(),
             clients: self.mail_clients(),
+            rp_id: self.web.public_host.clone(),
         }
     }
 

@@ -183,6 +183,10 @@ impl Said {
             Said::RecoveryCodesRenewed => "Sono stati generati nuovi codici di recupero per la verifica in 2 \
                                            passaggi: i precedenti non funzionano più."
                 .into(),
+            Said::PasskeyCloned => "La passkey associata ha risposto con un contatore che non è andato avanti: \
+                                    potrebbe essere stata copiata. L'accesso è stato rifiutato. Se non sei stato \
+                                    tu, cambia la password principale e sostituisci il dispositivo."
+                .into(),
             Said::ReplaceStarted => "È iniziata la sostituzione del dispositivo per la verifica in 2 passaggi, \
                                      autorizzata dal dispositivo attuale."
                 .into(),
@@ -336,6 +340,10 @@ impl Said {
             ),
             Said::RecoveryCodesRenewed => "New two-step verification recovery codes were generated: the previous \
                                            ones no longer work."
+                .into(),
+            Said::PasskeyCloned => "The associated passkey answered with a counter that did not move forward: it \
+                                    may have been copied. It was refused. If this was not you, change the main \
+                                    password and replace the device."
                 .into(),
             Said::ReplaceStarted => "Replacement of the two-step verification device started, authorised from \
                                      the current device."
@@ -619,6 +627,7 @@ impl fmt::Display for Reason {
             }
             Reason::SessionEnded(why) => write!(f, "session ended: {why}"),
             Reason::CodeAccepted => f.write_str("main password and 2FA code"),
+            Reason::PasskeyAccepted => f.write_str("main password and passkey"),
             Reason::ProfileDownloaded { name, by_link } => write!(
                 f,
                 "configuration profile with app password {name:?} downloaded{}",
@@ -689,6 +698,7 @@ pub fn reason(r: &Reason, language: Language) -> String {
         }
         Reason::SessionEnded(why) => format!("sessione chiusa: {}", reason(why, language)),
         Reason::CodeAccepted => "password principale e codice della verifica in 2 passaggi".into(),
+        Reason::PasskeyAccepted => "password principale e passkey".into(),
         Reason::ProfileDownloaded { name, by_link } => format!(
             "profilo di configurazione con la password «{name}» scaricato{}",
             if *by_link { " dal link monouso" } else { "" }
@@ -845,6 +855,9 @@ pub fn refusal(e: &crate::policy::PolicyError, language: Language) -> String {
                            mostra ora."
             .into(),
         P::CodeReused => "Questo codice è già stato usato: attendi il codice successivo nell'app di autenticazione."
+            .into(),
+        P::PasskeyNeeded => "Il dispositivo associato è una passkey: conferma con la passkey (o con un codice di \
+                             recupero)."
             .into(),
         P::NoProtocolEnabled => "Non hai abilitato gli accessi per usare la casella sui programmi di posta: abilita \
                                  almeno uno dei protocolli IMAP, POP, SMTP."
@@ -1245,6 +1258,7 @@ mod tests {
             Reason::BlocksStarted(vec![block.clone()]),
             Reason::SessionEnded(Box::new(Reason::WrongPassword)),
             Reason::CodeAccepted,
+            Reason::PasskeyAccepted,
             Reason::ProfileDownloaded {
                 name: "iPhone".into(),
                 by_link: true,
@@ -1259,7 +1273,10 @@ mod tests {
             // same on the page.
             if !matches!(
                 r,
-                Reason::Throttled(_) | Reason::BlocksStarted(_) | Reason::ProfileDownloaded { .. }
+                Reason::Throttled(_)
+                    | Reason::BlocksStarted(_)
+                    | Reason::ProfileDownloaded { .. }
+                    | Reason::PasskeyAccepted
             ) {
                 assert_eq!(reason(&Reason::Text(en.clone()), Language::It), it, "{en}");
             }

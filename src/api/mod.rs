@@ -657,7 +657,7 @@ async fn disable_2fa(
         address,
         CodeUse::Disable,
         code,
-        move |m, actor| m.disable_2fa(actor, &a, &b.code, &mut BodyAsk(None), now()),
+        move |m, actor| m.disable_2fa(actor, &a, b.code.as_str(), &mut BodyAsk(None), now()),
     )
     .await
 }
@@ -687,7 +687,7 @@ async fn replace_device(
         CodeUse::Replace,
         code.clone(),
         move |m, actor| {
-            m.replace_device(actor, &a, Some(&code), now())
+            m.replace_device(actor, &a, Some(code.as_str().into()), now())
                 .map(device_json)
         },
     )

@@ -306,7 +306,11 @@ impl Authenticator {
                         address: Some(mailbox.address.clone()),
                         credential: CredentialKind::Code,
                         result: AccessResult::Accepted,
-                        reason: Some(Reason::CodeAccepted),
+                        // Which kind of device proved it: the history says so.
+                        reason: Some(match mailbox.device.as_ref().and_then(|d| d.passkey()) {
+                            Some(_) => Reason::PasskeyAccepted,
+                            None => Reason::CodeAccepted,
+                        }),
                         alert: None,
                     })
                     .await;

@@ -288,11 +288,11 @@ mod tests {
         );
         m.id = 7;
         if let Some(expires) = with_app {
-            m.device = Some(Device {
-                secret: DeviceSecret::generate().unwrap(),
-                last_step: None,
-                associated_at: Timestamp::UNIX_EPOCH,
-            });
+            m.device = Some(Device::app(
+                DeviceSecret::generate().unwrap(),
+                None,
+                Timestamp::UNIX_EPOCH,
+            ));
             let mut ap = AppPassword::new(
                 "apphash".into(),
                 Timestamp::UNIX_EPOCH,

@@ -165,11 +165,11 @@ fn reminders_bench(mailboxes: u32, due: u32, dir: Option<std::path::PathBuf>, lo
                 hash.clone(),
             );
             m.id = tx.insert_mailbox(&m, created).unwrap();
-            m.device = Some(sentinella::policy::mailbox::Device {
-                secret: sentinella::policy::totp::DeviceSecret::from_bytes(vec![7; 20]),
-                last_step: None,
-                associated_at: created,
-            });
+            m.device = Some(sentinella::policy::mailbox::Device::app(
+                sentinella::policy::totp::DeviceSecret::from_bytes(vec![7; 20]),
+                None,
+                created,
+            ));
             let new = if i == 0 {
                 NewAppPassword {
                     name: None,

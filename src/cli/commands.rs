@@ -352,7 +352,7 @@ fn two_factor(ctx: &mut Ctx, cmd: &TwoFactorCommand) -> Result<Output, CliError>
                 password_stdin: false,
                 yes: confirm.yes,
             };
-            let d = m.disable_2fa(actor, address, code, &mut ask, now)?;
+            let d = m.disable_2fa(actor, address, code.as_str(), &mut ask, now)?;
             Output::of(
                 format!(
                     "Two-step verification is off for {}. The app password was revoked; the main password works \
@@ -369,7 +369,7 @@ fn two_factor(ctx: &mut Ctx, cmd: &TwoFactorCommand) -> Result<Output, CliError>
         } => {
             // clap makes --code and --operator-override exclusive, and one of them required.
             let code = code.as_deref().filter(|_| !operator_override);
-            let d = m.replace_device(actor, address, code, now)?;
+            let d = m.replace_device(actor, address, code.map(Into::into), now)?;
             render::new_device(&d)?
         }
     };

@@ -74,17 +74,27 @@ fn app_passwords_text(v: &MailboxView, z: &TimeZone) -> String {
     }
 }
 
+/// The associated device's kind, for the operator.
+fn device_kind(kind: Option<&str>) -> &'static str {
+    match kind {
+        Some("passkey") => "passkey",
+        _ => "authenticator app",
+    }
+}
+
 /// `mailbox show` and every command that shows the mailbox after changing it.
 pub(crate) fn mailbox(v: &MailboxView, z: &TimeZone) -> String {
     let tf = &v.two_factor;
     let two_factor = match (tf.associated_at, &tf.pending) {
         (Some(at), None) => format!(
-            "on (device associated {}; {} recovery codes left)",
+            "on ({} associated {}; {} recovery codes left)",
+            device_kind(tf.device_kind),
             fmt_time(at, z),
             tf.recovery_codes_left
         ),
         (Some(at), Some(_)) => format!(
-            "on (device associated {}; {} recovery codes left; a replacement device is waiting for `2fa confirm`)",
+            "on ({} associated {}; {} recovery codes left; a replacement device is waiting for `2fa confirm`)",
+            device_kind(tf.device_kind),
             fmt_time(at, z),
             tf.recovery_codes_left
         ),

@@ -148,6 +148,8 @@ pub struct TwoFactorView {
     pub pending: Option<PendingView>,
     /// Recovery codes not yet used.
     pub recovery_codes_left: u32,
+    /// What the associated device is: "app" (an authenticator app) or "passkey".
+    pub device_kind: Option<&'static str>,
 }
 
 /// A mailbox with everything the owner or operator may see (no hash, no secret).
@@ -209,6 +211,7 @@ impl MailboxView {
                     since: p.since,
                 }),
                 recovery_codes_left: 0,
+                device_kind: m.device.as_ref().map(|d| d.kind_name()),
             },
             app_password: AppPasswordView::first(m, s, now),
             app_passwords: AppPasswordView::all(m, s, now),

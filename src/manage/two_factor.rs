@@ -8,10 +8,92 @@ use crate::auth::PasswordHasher;
 use crate::policy::mailbox::{Confirmed, DevicePurpose, Mailbox, ReplaceAuthority};
 use crate::policy::notice::Said;
 use crate::policy::totp::DeviceSecret;
-use crate::policy::{PolicyError, recovery};
+use crate::policy::{PolicyError, passkey, recovery};
 use crate::secret::Secret;
 use crate::store::EventAction;
 use crate::store::Transaction;
+
+/// What the owner gives where the second factor is asked: a code (from the app, or a
+/// recovery code), or the passkey's assertion.
+#[derive(Clone, Copy, Debug)]
+pub enum Proof<'a> {
+    /// Six digits from the app, or a recovery code.
+    Code(&'a str),
+    /// The passkey's answer to this page's challenge.
+    Passkey(Assertion<'a>),
+}
+
+impl<'a> From<&'a str> for Proof<'a> {
+    fn from(code: &'a str) -> Self {
+        Proof::Code(code)
+    }
+}
+
+impl<'a> From<&'a String> for Proof<'a> {
+    fn from(code: &'a String) -> Self {
+        Proof::Code(code)
+    }
+}
+
+/// A passkey's assertion, as the browser returned it (base64url), for a ceremony.
+#[derive(Clone, Copy, Debug)]
+pub struct Assertion<'a> {
+    /// Where and for which challenge.
+    pub ceremony: passkey::Ceremony<'a>,
+    /// `rawId`.
+    pub credential_id: &'a str,
+    /// `clientDataJSON`.
+    pub client_data_json: &'a str,
+    /// `authenticatorData`.
+    pub authenticator_data: &'a str,
+    /// `signature`.
+    pub signature: &'a str,
+}
+
+/// What a proof came to, inside the action's transaction.
+enum Proven<'a> {
+    /// A code for the app's device: the policy checks it.
+    DeviceCode(&'a str),
+    /// A recovery code, spent (this many left).
+    Recovery(u32),
+    /// The passkey, its counter now this.
+    Passkey(u32),
+}
+
+/// Checks `proof` for `m` in `tx`: a recovery code is spent, a passkey's signature and
+/// counter checked (its counter must still move forward from what is stored now — two
+/// assertions racing, only one wins); an app's code is left to the policy.
+fn check_proof<'a>(
+    hasher: &PasswordHasher,
+    tx: &mut dyn Transaction,
+    m: &Mailbox,
+    proof: Proof<'a>,
+    now: Timestamp,
+) -> Result<Proven<'a>, ManageError> {
+    match proof {
+        Proof::Code(code) => Ok(match spend_recovery(hasher, tx, m, code, now)? {
+            Some(left) => Proven::Recovery(left),
+            None => Proven::DeviceCode(code),
+        }),
+        Proof::Passkey(a) => {
+            let key = m
+                .device
+                .as_ref()
+                .and_then(|d| d.passkey())
+                .ok_or(PolicyError::InvalidCode)?;
+            passkey::assert(
+                &a.ceremony,
+                key,
+                a.credential_id,
+                a.client_data_json,
+                a.authenticator_data,
+                a.signature,
+            )
+            .map(Proven::Passkey)
+            .map_err(|_| PolicyError::InvalidCode.into())
+        }
+    }
+}
 
 /// The recovery code in `code`, if it has that shape: checked against the mailbox's codes
 /// and spent in `tx`; how many are left. `Ok(None)`: not a recovery code (a device's code,
@@ -195,47 +277,166 @@ impl Manager {
     /// The owner proves the device with a code (the web page's second login step) — or a
     /// recovery code in its place; the code is spent, so it opens one session only.
     /// Returns the recovery codes left when one was used.
-    pub fn prove_device(
+    pub fn prove_device<'a>(
         &mut self,
         actor: &Actor,
         address: &str,
-        code: &str,
+        proof: impl Into<Proof<'a>>,
         now: Timestamp,
     ) -> Result<Option<u32>, ManageError> {
+        let proof = proof.into();
+        self.passkey_precheck(actor, address, proof, now)?;
         let hasher = self.hasher.clone();
         let (left, _) = self.change(actor, address, now, |tx, m| {
-            let left = spend_recovery(&hasher, tx, m, code, now)?;
-            if left.is_none() {
-                m.prove_device(code, now)?;
-            } else if !m.two_factor_on() {
+            if !m.two_factor_on() {
                 return Err(PolicyError::TwoFactorOff("there is no device to prove").into());
             }
+            let left = match check_proof(&hasher, tx, m, proof, now)? {
+                Proven::DeviceCode(code) => {
+                    m.prove_device(code, now)?;
+                    None
+                }
+                Proven::Recovery(left) => Some(left),
+                Proven::Passkey(counter) => {
+                    m.passkey_used(counter)?;
+                    None
+                }
+            };
             Ok((left, Record::new(EventAction::OwnerCodeUsed).recovery(left)))
         })?;
         Ok(left)
     }
 
-    /// Turns 2FA off, after the seeds' warning, with a code from the associated device.
-    /// The app password is revoked; the main password works in mail programs again.
-    pub fn disable_2fa(
+    /// A passkey's assertion whose counter went back (a cloned key) is refused — and
+    /// the owner told, in a transaction of its own, since the refused action writes
+    /// nothing.
+    fn passkey_precheck(
         &mut self,
         actor: &Actor,
         address: &str,
-        code: &str,
+        proof: Proof<'_>,
+        now: Timestamp,
+    ) -> Result<(), ManageError> {
+        let Proof::Passkey(a) = proof else {
+            return Ok(());
+        };
+        let m = self.read(address)?;
+        let Some(key) = m.device.as_ref().and_then(|d| d.passkey()) else {
+            return Err(PolicyError::InvalidCode.into());
+        };
+        let checked = passkey::assert(
+            &a.ceremony,
+            key,
+            a.credential_id,
+            a.client_data_json,
+            a.authenticator_data,
+            a.signature,
+        );
+        if let Err(passkey::PasskeyError::CounterWentBack { stored, received }) = checked {
+            self.change(actor, address, now, |_, _| {
+                Ok((
+                    (),
+                    Record::new(EventAction::PasskeyRefused)
+                        .detail(format!(
+                            "signature counter went from {stored} to {received}"
+                        ))
+                        .notice(Said::PasskeyCloned),
+                ))
+            })?;
+            return Err(PolicyError::InvalidCode.into());
+        }
+        Ok(())
+    }
+
+    /// Completes turning 2FA on, or a device replacement, with a passkey the browser
+    /// registered for this page (`ceremony`).
+    pub fn confirm_passkey(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        ceremony: &passkey::Ceremony<'_>,
+        client_data_json: &str,
+        attestation_object: &str,
+        now: Timestamp,
+    ) -> Result<DeviceConfirmed, ManageError> {
+        let key = passkey::register(ceremony, client_data_json, attestation_object)
+            .map_err(|_| PolicyError::InvalidCode)?;
+        let enabling = self
+            .read(address)?
+            .pending_device
+            .is_some_and(|p| p.purpose == DevicePurpose::Enable);
+        let (codes, stored) = if enabling {
+            self.recovery_set()?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (result, m) = self.change(actor, address, now, |tx, m| {
+            let confirmed = m.confirm_passkey(key, now)?;
+            if confirmed == Confirmed::Enabled {
+                tx.set_recovery_codes(m.id, &stored, now)?;
+            }
+            Ok(match confirmed {
+                Confirmed::Enabled => (
+                    DeviceResult::Enabled,
+                    Record::new(EventAction::TwoFactorEnabled)
+                        .detail("passkey")
+                        .notice(Said::TwoFactorOn),
+                ),
+                Confirmed::Replaced => (
+                    DeviceResult::Replaced,
+                    Record::new(EventAction::TwoFactorDeviceReplaced)
+                        .detail("passkey")
+                        .notice(Said::DeviceReplaced),
+                ),
+            })
+        })?;
+        let recovery_codes = match result {
+            DeviceResult::Enabled => codes
+                .iter()
+                .map(|c| Secret::new(recovery::printed(c)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(DeviceConfirmed {
+            address: m.address,
+            two_factor: "on",
+            result,
+            recovery_codes,
+        })
+    }
+
+    /// Turns 2FA off, after the seeds' warning, with a code from the associated device.
+    /// The app password is revoked; the main password works in mail programs again.
+    pub fn disable_2fa<'a>(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        proof: impl Into<Proof<'a>>,
         ask: &mut dyn Ask,
         now: Timestamp,
     ) -> Result<TwoFactorDisabled, ManageError> {
+        let proof = proof.into();
         if !self.read(address)?.two_factor_on() {
             return Err(PolicyError::TwoFactorOff("nothing to turn off").into());
         }
         ask.confirm(&Warning::DisableTwoFactor)?;
+        self.passkey_precheck(actor, address, proof, now)?;
         let hasher = self.hasher.clone();
         let ((), m) = self.change(actor, address, now, |tx, m| {
-            let left = spend_recovery(&hasher, tx, m, code, now)?;
-            match left {
-                None => m.disable_2fa(code, now)?,
-                Some(_) => m.disable_2fa_recovered()?,
-            }
+            let left = match check_proof(&hasher, tx, m, proof, now)? {
+                Proven::DeviceCode(code) => {
+                    m.disable_2fa(code, now)?;
+                    None
+                }
+                Proven::Recovery(left) => {
+                    m.disable_2fa_proven()?;
+                    Some(left)
+                }
+                Proven::Passkey(_) => {
+                    m.disable_2fa_proven()?;
+                    None
+                }
+            };
             tx.set_recovery_codes(m.id, &[], now)?;
             let record = Record::new(EventAction::TwoFactorDisable)
                 .notice(Said::TwoFactorOff {
@@ -258,12 +459,12 @@ impl Manager {
         &mut self,
         actor: &Actor,
         address: &str,
-        code: Option<&str>,
+        proof: Option<Proof<'_>>,
         now: Timestamp,
     ) -> Result<NewDevice, ManageError> {
-        let (authority, record) = match (code, actor) {
-            (Some(code), _) => (
-                ReplaceAuthority::Code(code),
+        let (authority, record) = match (proof, actor) {
+            (Some(_), _) => (
+                ReplaceAuthority::Proven,
                 Record::new(EventAction::TwoFactorReplaceDevice)
                     .detail("authorised with a code from the current device")
                     .notice(Said::ReplaceStarted),
@@ -278,18 +479,24 @@ impl Manager {
             ),
             (None, _) => return Err(PolicyError::OverrideNeedsOperator.into()),
         };
+        if let Some(proof) = proof {
+            self.passkey_precheck(actor, address, proof, now)?;
+        }
         let secret = DeviceSecret::generate()?;
         let pending = secret.clone();
         let hasher = self.hasher.clone();
         let ((), m) = self.change(actor, address, now, |tx, m| {
-            // A recovery code stands in for the lost device's.
-            let left = match code {
-                Some(code) => spend_recovery(&hasher, tx, m, code, now)?,
-                None => None,
-            };
-            let authority = match left {
-                Some(_) => ReplaceAuthority::RecoveryCode,
-                None => authority,
+            // The current device's code, its passkey, or a recovery code for a lost one.
+            let (authority, left) = match proof {
+                None => (authority, None),
+                Some(proof) => match check_proof(&hasher, tx, m, proof, now)? {
+                    Proven::DeviceCode(code) => (ReplaceAuthority::Code(code), None),
+                    Proven::Recovery(left) => (ReplaceAuthority::Proven, Some(left)),
+                    Proven::Passkey(counter) => {
+                        m.passkey_used(counter)?;
+                        (ReplaceAuthority::Proven, None)
+                    }
+                },
             };
             m.begin_replace_device(authority, pending, now)?;
             Ok(((), record.recovery(left)))
@@ -364,7 +571,8 @@ mod tests {
             "the owner is told"
         );
         // The lost phone: a new device on a recovery code.
-        m.replace_device(&owner, ADDR, Some(&codes[1]), t).unwrap();
+        m.replace_device(&owner, ADDR, Some((&codes[1]).into()), t)
+            .unwrap();
         // A new set: the old unused codes die.
         let renewed = m.renew_recovery_codes(&owner, ADDR, t).unwrap();
         assert_eq!(renewed.len(), 10);

@@ -113,6 +113,8 @@ pub enum Reason {
     SessionEnded(Box<Reason>),
     /// The page's login completed: the main password, then a code from the device.
     CodeAccepted,
+    /// The page's login completed: the main password, then the passkey.
+    PasskeyAccepted,
     /// A configuration profile carrying a new app password was downloaded (from the page,
     /// or by its one-time link).
     ProfileDownloaded {
@@ -163,6 +165,7 @@ impl Reason {
             Reason::BlocksStarted(_) => "blocks_started",
             Reason::SessionEnded(_) => "session_ended",
             Reason::CodeAccepted => "code_accepted",
+            Reason::PasskeyAccepted => "passkey_accepted",
             Reason::ProfileDownloaded { .. } => "profile_downloaded",
             Reason::WrongCode { .. } => "wrong_code",
             Reason::CodeBlocked { .. } => "code_blocked",
@@ -342,11 +345,11 @@ mod tests {
 
     fn with_2fa(app: Option<AppPassword>) -> Mailbox {
         let mut m = mailbox();
-        m.device = Some(Device {
-            secret: DeviceSecret::generate().unwrap(),
-            last_step: None,
-            associated_at: at(NOW),
-        });
+        m.device = Some(Device::app(
+            DeviceSecret::generate().unwrap(),
+            None,
+            at(NOW),
+        ));
         m.app_passwords = app.into_iter().collect();
         m
     }

@@ -8,6 +8,7 @@
 use jiff::Timestamp;
 
 use super::app_password::{self, AppPassword};
+use super::passkey::Passkey;
 use super::totp::DeviceSecret;
 use super::{Period, Plan, PolicyError, Protocol, ProtocolSet};
 
@@ -119,15 +120,72 @@ pub struct Narrowed {
     pub scope: ProtocolSet,
 }
 
-/// The one associated 2FA device.
+/// The one associated 2FA device: an authenticator app, or a passkey.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
-    /// Its TOTP secret.
-    pub secret: DeviceSecret,
-    /// The last accepted time step; codes at or before it are replays.
-    pub last_step: Option<u64>,
+    /// What it is.
+    pub kind: DeviceKind,
     /// When it was associated.
     pub associated_at: Timestamp,
+}
+
+/// The kinds of associated device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// An authenticator app (TOTP).
+    App {
+        /// Its TOTP secret.
+        secret: DeviceSecret,
+        /// The last accepted time step; codes at or before it are replays.
+        last_step: Option<u64>,
+    },
+    /// A passkey or security key (WebAuthn), proved by the caller's assertion check.
+    Passkey(Passkey),
+}
+
+impl Device {
+    /// An authenticator app's device.
+    pub fn app(secret: DeviceSecret, last_step: Option<u64>, associated_at: Timestamp) -> Self {
+        Device {
+            kind: DeviceKind::App { secret, last_step },
+            associated_at,
+        }
+    }
+
+    /// The app's TOTP secret, if it is an app.
+    pub fn secret(&self) -> Option<&DeviceSecret> {
+        match &self.kind {
+            DeviceKind::App { secret, .. } => Some(secret),
+            DeviceKind::Passkey(_) => None,
+        }
+    }
+
+    /// The passkey, if it is one.
+    pub fn passkey(&self) -> Option<&Passkey> {
+        match &self.kind {
+            DeviceKind::Passkey(p) => Some(p),
+            DeviceKind::App { .. } => None,
+        }
+    }
+
+    /// Its kind's name, for people: "authenticator app" or "passkey".
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            DeviceKind::App { .. } => "app",
+            DeviceKind::Passkey(_) => "passkey",
+        }
+    }
+
+    /// A code from the app, checked and spent; a passkey asks for its assertion instead.
+    fn verify_code(&mut self, code: &str, now: Timestamp) -> Result<(), PolicyError> {
+        match &mut self.kind {
+            DeviceKind::App { secret, last_step } => {
+                *last_step = Some(secret.verify(code, now, *last_step)?);
+                Ok(())
+            }
+            DeviceKind::Passkey(_) => Err(PolicyError::PasskeyNeeded),
+        }
+    }
 }
 
 super::names::named_enum! {
@@ -156,8 +214,9 @@ pub struct PendingDevice {
 pub enum ReplaceAuthority<'a> {
     /// A code from the current device.
     Code(&'a str),
-    /// A recovery code, checked and spent by the caller (the device is lost).
-    RecoveryCode,
+    /// Proven by the caller: a recovery code checked and spent (the device is lost), or
+    /// the passkey's assertion checked.
+    Proven,
     /// An operator override (the device is lost); the caller records it.
     OperatorOverride,
 }
@@ -249,7 +308,7 @@ impl Mailbox {
             self.password_hash.clone(),
             self.plan,
             self.protocols,
-            self.device.as_ref().map(|d| d.secret.clone()),
+            self.device.as_ref().map(|d| d.kind.clone()),
             self.app_passwords
                 .iter()
                 .map(|a| (a.hash.clone(), a.expires_at, a.scope))
@@ -304,7 +363,7 @@ impl Mailbox {
             "there is no device to replace: turn two-step verification on instead",
         ))?;
         if let ReplaceAuthority::Code(code) = authority {
-            device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+            device.verify_code(code, now)?;
         }
         self.pending_device = Some(PendingDevice {
             secret,
@@ -321,6 +380,33 @@ impl Mailbox {
             .as_ref()
             .ok_or(PolicyError::NoPendingDevice)?;
         let step = pending.secret.verify(code, now, None)?;
+        let secret = pending.secret.clone();
+        self.associate(
+            DeviceKind::App {
+                secret,
+                last_step: Some(step),
+            },
+            now,
+        )
+    }
+
+    /// Completes a pending enable or replacement with a passkey the caller registered
+    /// (its registration, after the password and the current device's proof, is the
+    /// proof).
+    pub fn confirm_passkey(
+        &mut self,
+        passkey: Passkey,
+        now: Timestamp,
+    ) -> Result<Confirmed, PolicyError> {
+        self.associate(DeviceKind::Passkey(passkey), now)
+    }
+
+    /// The pending enable or replacement completed with `kind`.
+    fn associate(&mut self, kind: DeviceKind, now: Timestamp) -> Result<Confirmed, PolicyError> {
+        let pending = self
+            .pending_device
+            .as_ref()
+            .ok_or(PolicyError::NoPendingDevice)?;
         let outcome = match pending.purpose {
             DevicePurpose::Enable => {
                 // The migration may have started after `enable`: check again.
@@ -338,16 +424,23 @@ impl Mailbox {
                 Confirmed::Replaced
             }
         };
-        let pending = self
-            .pending_device
-            .take()
-            .ok_or(PolicyError::NoPendingDevice)?;
+        self.pending_device = None;
         self.device = Some(Device {
-            secret: pending.secret,
-            last_step: Some(step),
+            kind,
             associated_at: now,
         });
         Ok(outcome)
+    }
+
+    /// The passkey's assertion was checked by the caller: its counter moves to `counter`.
+    pub fn passkey_used(&mut self, counter: u32) -> Result<(), PolicyError> {
+        match self.device.as_mut().map(|d| &mut d.kind) {
+            Some(DeviceKind::Passkey(p)) => {
+                p.counter = counter;
+                Ok(())
+            }
+            _ => Err(PolicyError::TwoFactorOff("there is no passkey to prove")),
+        }
     }
 
     /// A code from the associated device, to prove the owner holds it (the web page's
@@ -357,8 +450,7 @@ impl Mailbox {
             .device
             .as_mut()
             .ok_or(PolicyError::TwoFactorOff("there is no device to prove"))?;
-        device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
-        Ok(())
+        device.verify_code(code, now)
     }
 
     /// Turns 2FA off with a code from the associated device. The app password is revoked
@@ -368,13 +460,14 @@ impl Mailbox {
             .device
             .as_mut()
             .ok_or(PolicyError::TwoFactorOff("nothing to turn off"))?;
-        device.last_step = Some(device.secret.verify(code, now, device.last_step)?);
+        device.verify_code(code, now)?;
         self.turn_2fa_off();
         Ok(())
     }
 
-    /// Turns 2FA off on a recovery code the caller checked and spent (the device is lost).
-    pub fn disable_2fa_recovered(&mut self) -> Result<(), PolicyError> {
+    /// Turns 2FA off on a proof the caller checked: a recovery code spent (the device is
+    /// lost), or the passkey's assertion.
+    pub fn disable_2fa_proven(&mut self) -> Result<(), PolicyError> {
         if self.device.is_none() {
             return Err(PolicyError::TwoFactorOff("nothing to turn off"));
         }
@@ -812,13 +905,13 @@ mod tests {
         )
         .unwrap();
         // Until confirmed, the old device stays associated.
-        assert_eq!(m.device.as_ref().unwrap().secret, old);
+        assert_eq!(m.device.as_ref().unwrap().secret(), Some(&old));
         let t2 = at("2022-11-20T10:01:00Z");
         assert_eq!(
             m.confirm_device(&new.code_at(t2).unwrap(), t2),
             Ok(Confirmed::Replaced)
         );
-        assert_eq!(m.device.as_ref().unwrap().secret, new);
+        assert_eq!(m.device.as_ref().unwrap().secret(), Some(&new));
         assert!(m.two_factor_on());
     }
 
@@ -830,7 +923,7 @@ mod tests {
         m.begin_replace_device(ReplaceAuthority::OperatorOverride, new.clone(), t1)
             .unwrap();
         m.confirm_device(&new.code_at(t1).unwrap(), t1).unwrap();
-        assert_eq!(m.device.as_ref().unwrap().secret, new);
+        assert_eq!(m.device.as_ref().unwrap().secret(), Some(&new));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`period`]: calendar-month periods (`3mo`, `14d`) and their arithmetic.
 //! - [`names`]: plans, protocols, login-name normalisation.
 //! - [`totp`]: the associated 2FA device (RFC 6238 codes, replay refusal).
+//! - [`passkey`]: the other kind of device (WebAuthn registration and assertion checks).
 //! - [`app_password`]: generating, formatting and recognising app passwords.
 //! - [`mailbox`]: a mailbox's state and every management action on it.
 //! - [`recovery`]: recovery codes (the way back in without the device).
@@ -17,6 +18,7 @@ pub mod login;
 pub mod mailbox;
 pub mod names;
 pub mod notice;
+pub mod passkey;
 pub mod period;
 pub mod recovery;
 pub mod totp;
@@ -96,6 +98,9 @@ pub enum PolicyError {
     /// RFC 6238 5.2: an accepted code is never accepted again.
     #[error("this code has already been used: wait for the next code in the authenticator app")]
     CodeReused,
+    /// A code was given but the associated device is a passkey.
+    #[error("the associated device is a passkey: confirm with the passkey (or a recovery code)")]
+    PasskeyNeeded,
     /// Seed 003: generating with no mail protocol enabled.
     #[error(
         "You have not enabled access for mail programs: enable at least one of IMAP, POP, SMTP"
@@ -197,6 +202,7 @@ impl PolicyError {
             PolicyError::TwoFactorOff(_) => "two_factor_off",
             PolicyError::NoPendingDevice => "no_pending_device",
             PolicyError::InvalidCode => "invalid_code",
+            PolicyError::PasskeyNeeded => "passkey_needed",
             PolicyError::CodeReused => "code_reused",
             PolicyError::NoProtocolEnabled => "no_protocol_enabled",
             PolicyError::AppPasswordActive { .. } => "app_password_active",

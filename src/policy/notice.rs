@@ -103,6 +103,8 @@ pub enum Said {
     RecoveryCodeUsed { left: u32 },
     /// A new set of recovery codes was made; the old set no longer works.
     RecoveryCodesRenewed,
+    /// The passkey answered with a counter that went back: it may have been copied.
+    PasskeyCloned,
     /// Replacing the device started, authorised from the current one.
     ReplaceStarted,
     /// An operator started replacing the device without a code from the current one.
@@ -145,6 +147,7 @@ impl Said {
             | Said::TwoFactorOff { .. }
             | Said::RecoveryCodeUsed { .. }
             | Said::RecoveryCodesRenewed
+            | Said::PasskeyCloned
             | Said::DeviceReplaced
             | Said::ReplaceStarted
             | Said::ReplaceByOperator => NoticeKind::TwoFactor,

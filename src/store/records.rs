@@ -120,6 +120,8 @@ named_enum! {
         OwnerCodeUsed = "2fa.code-used",
         /// A new set of recovery codes was made.
         RecoveryCodesRenewed = "2fa.recovery-codes",
+        /// A passkey's assertion was refused: its counter went back (a cloned key?).
+        PasskeyRefused = "2fa.passkey-refused",
     }
 }
 

@@ -3,7 +3,8 @@
 
 use crate::policy::app_password::{AppPassword, LastUse};
 use crate::policy::login::Reason;
-use crate::policy::mailbox::{Device, PendingDevice};
+use crate::policy::mailbox::{Device, DeviceKind, PendingDevice};
+use crate::policy::passkey::Passkey;
 use crate::policy::totp::DeviceSecret;
 use crate::policy::{Mailbox, Plan, ProtocolSet};
 use crate::store::StoreError;
@@ -41,6 +42,8 @@ pub(crate) struct MailboxRow {
     pub(crate) migration: bool,
     pub(crate) version: i64,
     pub(crate) device: (Option<Vec<u8>>, Option<i64>, Option<i64>),
+    /// A passkey device: its credential id, public key and counter.
+    pub(crate) passkey: (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>),
     pub(crate) pending: (Option<Vec<u8>>, Option<String>, Option<i64>),
     pub(crate) password_hash: String,
 }
@@ -51,15 +54,23 @@ impl MailboxRow {
         let plan: Plan = self.plan.parse().map_err(|_| corrupt("plan"))?;
         let protocols =
             ProtocolSet::from_bits(u8::try_from(self.protocols).map_err(|_| corrupt("protocols"))?);
-        let device = match self.device {
-            (Some(secret), last, Some(since)) => Some(Device {
-                secret: DeviceSecret::from_bytes(secret),
-                last_step: last
-                    .map(|s| u64::try_from(s).map_err(|_| corrupt("device_last_step")))
+        let device = match (self.device, self.passkey) {
+            ((Some(secret), last, Some(since)), (None, None, _)) => Some(Device::app(
+                DeviceSecret::from_bytes(secret),
+                last.map(|s| u64::try_from(s).map_err(|_| corrupt("device_last_step")))
                     .transpose()?,
+                ts(since)?,
+            )),
+            ((None, _, Some(since)), (Some(id), Some(public_key), counter)) => Some(Device {
+                kind: DeviceKind::Passkey(Passkey {
+                    id,
+                    public_key,
+                    counter: u32::try_from(counter.unwrap_or(0))
+                        .map_err(|_| corrupt("passkey_counter"))?,
+                }),
                 associated_at: ts(since)?,
             }),
-            (None, _, _) => None,
+            ((None, _, _), (None, None, _)) => None,
             _ => return Err(corrupt("device")),
         };
         let pending_device = match self.pending {

@@ -66,6 +66,8 @@ pub struct WebSettings {
     pub policy: PolicySettings,
     /// What mail programs are told to use.
     pub clients: MailClients,
+    /// The passkeys' relying party (`web.public_host`); none: passkeys are not offered.
+    pub rp_id: Option<String>,
 }
 
 /// The page's state, shared by every request.

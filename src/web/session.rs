@@ -214,6 +214,8 @@ pub struct Session {
     pub profile: Option<String>,
     /// New recovery codes, shown once by the next page that takes them.
     pub recovery: Option<Vec<crate::secret::Secret>>,
+    /// The challenge of this session's next passkey ceremony (taken by its answer).
+    pub challenge: Option<Vec<u8>>,
     stage: Stage,
     created: Instant,
     last: Instant,
@@ -379,6 +381,7 @@ impl Sessions {
             reveal: None,
             profile: None,
             recovery: None,
+            challenge: None,
             created: now,
             last: now,
         };

@@ -18,6 +18,7 @@ mod logs;
 mod mail_setup;
 mod notices;
 mod origin;
+mod passkeys;
 mod pg_store;
 mod pop3;
 mod reload;

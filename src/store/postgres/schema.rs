@@ -183,6 +183,12 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (mailbox_id, selector)
     );
     "#,
+    // 5: the associated device may be a passkey (WebAuthn).
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN passkey_id BYTEA;
+    ALTER TABLE mailboxes ADD COLUMN passkey_key BYTEA;
+    ALTER TABLE mailboxes ADD COLUMN passkey_counter BIGINT;
+    "#,
 ];
 
 /// The schema version this build writes.

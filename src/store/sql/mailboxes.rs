@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::{Conn, Param, Row, params};
 use crate::policy::Mailbox;
 use crate::policy::app_password::AppPassword;
+use crate::policy::mailbox::{Device, DeviceKind};
 use crate::store::rows::{AppRow, MailboxRow, ts};
 use crate::store::{LoginEntry, StoreError, UserAccount};
 
@@ -18,7 +19,8 @@ use crate::store::{LoginEntry, StoreError, UserAccount};
 pub(crate) const MAILBOX_SELECT: &str = "SELECT m.id, m.address, m.plan, m.contact, m.protocols, m.migration, \
      m.version, m.device_secret, m.device_last_step, m.device_since, m.pending_secret, \
      m.pending_purpose, m.pending_since, \
-     (SELECT l.password_hash FROM logins l WHERE l.mailbox_id = m.id AND l.kind = 'mailbox') \
+     (SELECT l.password_hash FROM logins l WHERE l.mailbox_id = m.id AND l.kind = 'mailbox'), \
+     m.passkey_id, m.passkey_key, m.passkey_counter \
      FROM mailboxes m";
 
 pub(crate) const APP_SELECT: &str = "SELECT id, mailbox_id, name, selector, scope, hash, created_at, \
@@ -37,6 +39,7 @@ fn mailbox_row(r: &dyn Row) -> Result<MailboxRow, StoreError> {
         device: (r.get(7)?, r.get(8)?, r.get(9)?),
         pending: (r.get(10)?, r.get(11)?, r.get(12)?),
         password_hash: r.get(13)?,
+        passkey: (r.get(14)?, r.get(15)?, r.get(16)?),
     })
 }
 
@@ -158,13 +161,18 @@ const NEXT_SERIAL: &str = "password_serial + CASE WHEN password_hash = ?2 THEN 0
 
 pub(crate) fn save(c: &dyn Conn, m: &Mailbox, now: Timestamp) -> Result<(), StoreError> {
     let (dev_secret, dev_step, dev_since) = match &m.device {
-        Some(d) => (
-            Some(d.secret.as_bytes()),
-            d.last_step.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-            Some(d.associated_at),
+        Some(Device {
+            kind: DeviceKind::App { secret, last_step },
+            associated_at,
+        }) => (
+            Some(secret.as_bytes()),
+            last_step.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            Some(*associated_at),
         ),
+        Some(d) => (None, None, Some(d.associated_at)),
         None => (None, None, None),
     };
+    let passkey = m.device.as_ref().and_then(Device::passkey);
     let (pend_secret, pend_purpose, pend_since) = match &m.pending_device {
         Some(p) => (
             Some(p.secret.as_bytes()),
@@ -176,8 +184,8 @@ pub(crate) fn save(c: &dyn Conn, m: &Mailbox, now: Timestamp) -> Result<(), Stor
     c.execute(
         "UPDATE mailboxes SET plan = ?2, contact = ?3, protocols = ?4, migration = ?5, \
          version = ?6, updated_at = ?7, device_secret = ?8, device_last_step = ?9, \
-         device_since = ?10, pending_secret = ?11, pending_purpose = ?12, pending_since = ?13 \
-         WHERE id = ?1",
+         device_since = ?10, pending_secret = ?11, pending_purpose = ?12, pending_since = ?13, \
+         passkey_id = ?14, passkey_key = ?15, passkey_counter = ?16 WHERE id = ?1",
         params![
             m.id,
             m.plan.as_str(),
@@ -191,7 +199,10 @@ pub(crate) fn save(c: &dyn Conn, m: &Mailbox, now: Timestamp) -> Result<(), Stor
             dev_since,
             pend_secret,
             pend_purpose,
-            pend_since
+            pend_since,
+            passkey.map(|p| p.id.as_slice()),
+            passkey.map(|p| p.public_key.as_slice()),
+            passkey.map(|p| i64::from(p.counter))
         ],
     )?;
     c.execute(

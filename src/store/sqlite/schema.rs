@@ -238,6 +238,14 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (mailbox_id, selector)
     );
     "#,
+    // 14: the associated device may be a passkey (WebAuthn): its credential id, public key
+    // (an uncompressed P-256 point) and signature counter; 2FA is on when device_since is
+    // set, with device_secret (an app) or these (a passkey).
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN passkey_id BLOB;
+    ALTER TABLE mailboxes ADD COLUMN passkey_key BLOB;
+    ALTER TABLE mailboxes ADD COLUMN passkey_counter INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -105,6 +105,7 @@ pub(super) async fn regenerate(State(web): Shared, Posted { o, f }: Posted) -> R
             &name,
             t.regenerate_warning.to_owned(),
             false,
+            None,
         );
     }
     issue(&web, o, Some(name), true).await
@@ -131,6 +132,7 @@ pub(super) async fn deactivate(State(web): Shared, Posted { o, f }: Posted) -> R
             &name,
             wording::warning(&w, o.language),
             false,
+            None,
         ),
         Ok(_) => back_with(&web, &o, false, o.t().deactivated_done.to_owned()),
         Err(e) => back_with(&web, &o, true, refusal(&o, &e)),

@@ -22,6 +22,8 @@ struct CodePage {
     who: Option<String>,
     csrf: String,
     flash: Option<Flash>,
+    /// The associated passkey's form, when the device is one.
+    passkey: Option<PasskeyForm>,
 }
 
 pub(super) fn login_cookie(value: &str, max_age: u64) -> String {
@@ -221,9 +223,19 @@ pub(super) fn waiting(
 }
 
 pub(super) async fn code_page(State(web): Shared, headers: HeaderMap) -> Response {
-    let Some((_, _, _, csrf, lang, flash)) = waiting(&web, &headers) else {
+    let Some((id, login, _, csrf, lang, flash)) = waiting(&web, &headers) else {
         return Redirect::to("/login").into_response();
     };
+    let passkey = web
+        .auth
+        .owner_mailbox(&login)
+        .and_then(|m| {
+            m.device
+                .as_ref()
+                .and_then(|d| d.passkey())
+                .map(|p| p.id.clone())
+        })
+        .and_then(|key| passkey_form(&web, &headers, &id, &login, Some(&key)));
     render(
         StatusCode::OK,
         CodePage {
@@ -231,6 +243,7 @@ pub(super) async fn code_page(State(web): Shared, headers: HeaderMap) -> Respons
             who: None,
             csrf,
             flash,
+            passkey,
         },
     )
 }
@@ -249,7 +262,12 @@ pub(super) async fn code(
         Ok(f) => f,
         Err(r) => return r.page(t, None, csrf),
     };
-    let code = code_field(&f);
+    // A code (the app's, or a recovery code), or the passkey's answer.
+    let answer = Answer::of(&f);
+    let ceremony = super::passkey::Challenge::take(&web, &headers, &id);
+    let code = answer
+        .as_ref()
+        .map_or_else(|| code_field(&f), |a| a.signature_text());
     let again = |text: String| {
         web.sessions
             .with(&id, |s| s.flash = Some(Flash { error: true, text }));
@@ -261,8 +279,14 @@ pub(super) async fn code(
     let (actor, a, c) = (Actor::Owner(login.clone()), address.clone(), code.clone());
     let check = || async {
         code_answer(
-            web.manage(move |m| m.prove_device(&actor, &a, &c, now()))
-                .await,
+            web.manage(move |m| {
+                let proof = match (&answer, &ceremony) {
+                    (Some(answer), Some(ceremony)) => answer.proof(ceremony),
+                    _ => c.as_str().into(),
+                };
+                m.prove_device(&actor, &a, proof, now())
+            })
+            .await,
         )
     };
     match web

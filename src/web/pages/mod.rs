@@ -37,6 +37,7 @@ mod account;
 mod app_passwords;
 mod apple;
 mod login;
+mod passkey;
 mod records;
 mod two_factor;
 
@@ -44,6 +45,7 @@ use account::*;
 use app_passwords::*;
 use apple::*;
 use login::*;
+use passkey::{Answer, PasskeyForm, passkey_form, passkey_register};
 use records::*;
 use two_factor::*;
 
@@ -98,6 +100,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/2fa/disable", post(two_factor_disable))
         .route("/account/2fa/replace", post(two_factor_replace))
         .route("/account/2fa/cancel", post(two_factor_cancel))
+        .route("/account/2fa/passkey", post(passkey_register))
         .route(
             "/account/2fa/recovery",
             get(recovery_page).post(recovery_renew),
@@ -449,6 +452,7 @@ struct ConfirmPage {
     fields: Vec<(String, String)>,
     warning: String,
     ask_code: bool,
+    passkey: Option<PasskeyForm>,
 }
 
 // ---- login --------------------------------------------------------------------------
@@ -477,6 +481,7 @@ fn confirm_page(
     name: &str,
     warning: String,
     ask_code: bool,
+    passkey: Option<PasskeyForm>,
 ) -> Response {
     render(
         StatusCode::OK,
@@ -490,6 +495,7 @@ fn confirm_page(
             fields: vec![("name".into(), name.to_owned())],
             warning,
             ask_code,
+            passkey,
         },
     )
 }

@@ -16,6 +16,10 @@ struct TwoFactorPage {
     qr_svg: Option<String>,
     uri: String,
     recovery_left: u32,
+    /// Register a passkey instead of scanning (when a device is waiting).
+    register: Option<PasskeyForm>,
+    /// The associated passkey's form (to turn 2FA off or replace it with it).
+    passkey: Option<PasskeyForm>,
 }
 
 #[derive(Template)]
@@ -75,11 +79,21 @@ pub(super) async fn with_code<T: Send + 'static>(
 
 pub(super) fn two_factor_view(
     web: &Web,
+    headers: &HeaderMap,
     o: &Owner,
-    two_factor: bool,
+    mailbox: &crate::policy::Mailbox,
     device: Option<Secret>,
     recovery_left: u32,
 ) -> Response {
+    let two_factor = mailbox.two_factor_on();
+    let register = device
+        .is_some()
+        .then(|| passkey_form(web, headers, &o.id, &o.login, None))
+        .flatten();
+    let passkey = match mailbox.device.as_ref().and_then(|d| d.passkey()) {
+        Some(p) if register.is_none() => passkey_form(web, headers, &o.id, &o.login, Some(&p.id)),
+        _ => None,
+    };
     let (qr_svg, uri) = match device {
         Some(uri) => {
             let svg = qrcode::QrCode::new(uri.expose().as_bytes())
@@ -93,7 +107,6 @@ pub(super) fn two_factor_view(
         }
         None => (None, String::new()),
     };
-    let _ = web;
     render(
         StatusCode::OK,
         TwoFactorPage {
@@ -105,13 +118,15 @@ pub(super) fn two_factor_view(
             qr_svg,
             uri,
             recovery_left,
+            register,
+            passkey,
         },
     )
 }
 
 /// `GET /account/2fa`: the device waiting for its first code, if one is (reloading shows
 /// the same one, never a new one); otherwise what can be done.
-pub(super) async fn two_factor_page(State(web): Shared, o: Owner) -> Response {
+pub(super) async fn two_factor_page(State(web): Shared, headers: HeaderMap, o: Owner) -> Response {
     let Some(m) = web.auth.owner_mailbox(&o.login) else {
         return Redirect::to("/login").into_response();
     };
@@ -126,13 +141,9 @@ pub(super) async fn two_factor_page(State(web): Shared, o: Owner) -> Response {
         })
         .await;
     match read {
-        Ok((pending, left)) => two_factor_view(
-            &web,
-            &o,
-            m.two_factor_on(),
-            pending.map(|d| d.otpauth_uri),
-            left,
-        ),
+        Ok((pending, left)) => {
+            two_factor_view(&web, &headers, &o, &m, pending.map(|d| d.otpauth_uri), left)
+        }
         Err(e) => unavailable(&o, &e),
     }
 }
@@ -163,12 +174,23 @@ pub(super) async fn two_factor_cancel(State(web): Shared, Posted { o, .. }: Post
 pub(super) async fn two_factor_replace(
     State(web): Shared,
     Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
     Posted { o, f }: Posted,
 ) -> Response {
-    let code = code_field(&f);
+    // A code (the app's, or a recovery code), or the passkey's answer.
+    let answer = Answer::of(&f);
+    let ceremony = super::passkey::Challenge::take(&web, &headers, &o.id);
+    let code = answer
+        .as_ref()
+        .map_or_else(|| code_field(&f), |a| a.signature_text());
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
-    let action =
-        move |m: &mut crate::manage::Manager| m.replace_device(&actor, &address, Some(&c), now());
+    let action = move |m: &mut crate::manage::Manager| {
+        let proof = match (&answer, &ceremony) {
+            (Some(a), Some(ceremony)) => a.proof(ceremony),
+            _ => c.as_str().into(),
+        };
+        m.replace_device(&actor, &address, Some(proof), now())
+    };
     match with_code(
         &web,
         &o,
@@ -228,21 +250,7 @@ pub(super) async fn two_factor_confirm(
     )
     .await
     {
-        Ok(c) => match c.result {
-            // Turned on: the recovery codes, shown once, next.
-            crate::manage::outcome::DeviceResult::Enabled => {
-                restamp(&web, &o).await;
-                web.sessions.with(&o.id, |s| {
-                    s.recovery = Some(c.recovery_codes);
-                    s.flash = Some(Flash {
-                        error: false,
-                        text: o.t().two_factor_on_done.to_owned(),
-                    });
-                });
-                Redirect::to("/account/2fa/recovery").into_response()
-            }
-            _ => device_changed(&web, &o, o.t().device_replaced_done).await,
-        },
+        Ok(c) => device_confirmed(&web, &o, c).await,
         Err(response) => response,
     }
 }
@@ -250,19 +258,38 @@ pub(super) async fn two_factor_confirm(
 pub(super) async fn two_factor_disable(
     State(web): Shared,
     Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
     Posted { o, f }: Posted,
 ) -> Response {
     let mut ask = FormAsk {
         confirmed: confirmed(&f),
     };
-    let code = code_field(&f);
+    let answer = Answer::of(&f);
+    let ceremony = super::passkey::Challenge::take(&web, &headers, &o.id);
+    let code = answer
+        .as_ref()
+        .map_or_else(|| code_field(&f), |a| a.signature_text());
     let (actor, address, c) = (o.actor(), o.address.clone(), code.clone());
-    let action =
-        move |m: &mut crate::manage::Manager| m.disable_2fa(&actor, &address, &c, &mut ask, now());
+    let action = move |m: &mut crate::manage::Manager| {
+        let proof = match (&answer, &ceremony) {
+            (Some(a), Some(ceremony)) => a.proof(ceremony),
+            _ => c.as_str().into(),
+        };
+        m.disable_2fa(&actor, &address, proof, &mut ask, now())
+    };
     // manage asks for the confirmation; without one, the page shows its warning and asks
-    // (with the code field).
+    // (with the code field, or the passkey).
+    let key = web.auth.owner_mailbox(&o.login).and_then(|m| {
+        m.device
+            .as_ref()
+            .and_then(|d| d.passkey())
+            .map(|p| p.id.clone())
+    });
     let unconfirmed = |w: &Warning| {
         let t = o.t();
+        let passkey = key
+            .as_deref()
+            .and_then(|id| passkey_form(&web, &headers, &o.id, &o.login, Some(id)));
         confirm_page(
             &o,
             format!("{} \u{2014} {}", t.turn_off, t.two_factor),
@@ -270,6 +297,7 @@ pub(super) async fn two_factor_disable(
             "",
             wording::warning(w, o.language),
             true,
+            passkey,
         )
     };
     match with_code(
@@ -285,6 +313,29 @@ pub(super) async fn two_factor_disable(
     {
         Ok(_) => device_changed(&web, &o, o.t().two_factor_off_done).await,
         Err(response) => response,
+    }
+}
+
+/// A device confirmed (a code from the app, or a passkey registered): turned on, the
+/// recovery codes next, shown once; replaced, back to the overview.
+pub(super) async fn device_confirmed(
+    web: &Arc<Web>,
+    o: &Owner,
+    c: crate::manage::outcome::DeviceConfirmed,
+) -> Response {
+    match c.result {
+        crate::manage::outcome::DeviceResult::Enabled => {
+            restamp(web, o).await;
+            web.sessions.with(&o.id, |s| {
+                s.recovery = Some(c.recovery_codes);
+                s.flash = Some(Flash {
+                    error: false,
+                    text: o.t().two_factor_on_done.to_owned(),
+                });
+            });
+            Redirect::to("/account/2fa/recovery").into_response()
+        }
+        _ => device_changed(web, o, o.t().device_replaced_done).await,
     }
 }
 

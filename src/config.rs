@@ -687,6 +687,23 @@ impl Config {
                 "must be a fixed period of at most a day (e.g. \"1m\")",
             ));
         }
+        if let Some(host) = &self.web.public_host {
+            let name = host.trim_end_matches('.');
+            let dns = !name.is_empty()
+                && name.parse::<std::net::IpAddr>().is_err()
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !dns {
+                return Err(self.invalid(
+                    "web.public_host",
+                    "must be the page's DNS name as owners type it (e.g. \"posta.example.it\"), no \
+                     port, not an IP address: passkeys are bound to it",
+                ));
+            }
+        }
         if let Some(a) = self.admin.bind
             && !a.ip().is_loopback()
         {
@@ -1075,6 +1092,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/sentinella/config.toml"))
+    }
+
+    #[test]
+    fn the_passkeys_host_is_a_dns_name() {
+        assert!(parse("[web]\npublic_host = \"posta.example.it\"\n").is_ok());
+        assert!(parse("[web]\npublic_host = \"localhost\"\n").is_ok());
+        for bad in [
+            "127.0.0.1",
+            "::1",
+            "posta.example.it:8443",
+            "https://posta.example.it",
+            "",
+        ] {
+            let e = parse(&format!("[web]\npublic_host = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("web.public_host"), "{bad}: {e}");
+        }
     }
 
     #[test]

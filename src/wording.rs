@@ -158,9 +158,11 @@ impl Said {
             Said::ContactChanged { old: None, new } => {
                 format!("D'ora in poi gli avvisi saranno inviati anche a {new}.")
             }
-            Said::TwoFactorOn => "La verifica in 2 passaggi è stata attivata: i programmi di posta ora \
-                                  richiedono una password per programmi di posta."
-                .into(),
+            Said::TwoFactorOn { passkey } => format!(
+                "La verifica in 2 passaggi è stata attivata con {}: i programmi di posta ora richiedono una \
+                 password per programmi di posta.",
+                if *passkey { "una passkey" } else { "un'app di autenticazione" }
+            ),
             Said::TwoFactorOff { by_operator: false } => {
                 "La verifica in 2 passaggi è stata disattivata e la password per programmi di posta revocata: \
                  hai diminuito il livello di sicurezza della casella."
@@ -172,9 +174,10 @@ impl Said {
                  l'assistenza."
                     .into()
             }
-            Said::DeviceReplaced => {
-                "È stato associato un nuovo dispositivo per la verifica in 2 passaggi.".into()
-            }
+            Said::DeviceReplaced { passkey } => format!(
+                "È stato associato un nuovo dispositivo per la verifica in 2 passaggi: {}.",
+                if *passkey { "una passkey" } else { "un'app di autenticazione" }
+            ),
             Said::RecoveryCodeUsed { left } => format!(
                 "È stato usato un codice di recupero al posto del codice del dispositivo per la verifica in 2 \
                  passaggi: ne restano {left}. Se non sei stato tu, qualcuno conosce la password principale e un \
@@ -322,9 +325,10 @@ impl Said {
             Said::ContactChanged { old: None, new } => {
                 format!("Notices will now be sent to {new} too.")
             }
-            Said::TwoFactorOn => {
-                "Two-step verification was turned on: mail programs now need an app password.".into()
-            }
+            Said::TwoFactorOn { passkey } => format!(
+                "Two-step verification was turned on with {}: mail programs now need an app password.",
+                if *passkey { "a passkey" } else { "an authenticator app" }
+            ),
             Said::TwoFactorOff { by_operator: false } => "Two-step verification was turned off and the app \
                                                           password revoked: the mailbox is less secure."
                 .into(),
@@ -332,7 +336,10 @@ impl Said {
                                                          revoked the app password: the mailbox is less secure. \
                                                          If you did not ask for this, contact support."
                 .into(),
-            Said::DeviceReplaced => "A new device was associated for two-step verification.".into(),
+            Said::DeviceReplaced { passkey } => format!(
+                "A new device was associated for two-step verification: {}.",
+                if *passkey { "a passkey" } else { "an authenticator app" }
+            ),
             Said::RecoveryCodeUsed { left } => format!(
                 "A recovery code was used instead of the device's two-step verification code: {left} are left. \
                  If this was not you, someone knows the main password and a recovery code: change the main \
@@ -964,14 +971,14 @@ pub fn email_subject(notice: &Notice, address: &str, l: &Locale) -> String {
             (_, true) => format!("la {} scade il {}", called(name), day(expires_at)),
             (_, false) => format!("the {} expires on {}", called(name), day(expires_at)),
         },
-        Some(Said::TwoFactorOn) if it => "verifica in 2 passaggi attivata".into(),
-        Some(Said::TwoFactorOn) => "two-step verification turned on".into(),
+        Some(Said::TwoFactorOn { .. }) if it => "verifica in 2 passaggi attivata".into(),
+        Some(Said::TwoFactorOn { .. }) => "two-step verification turned on".into(),
         Some(Said::TwoFactorOff { .. }) if it => "verifica in 2 passaggi disattivata".into(),
         Some(Said::TwoFactorOff { .. }) => "two-step verification turned off".into(),
-        Some(Said::DeviceReplaced) if it => {
+        Some(Said::DeviceReplaced { .. }) if it => {
             "nuovo dispositivo per la verifica in 2 passaggi".into()
         }
-        Some(Said::DeviceReplaced) => "new two-step verification device".into(),
+        Some(Said::DeviceReplaced { .. }) => "new two-step verification device".into(),
         Some(Said::RecoveryCodeUsed { left }) if it => {
             format!("codice di recupero usato, ne restano {left}")
         }

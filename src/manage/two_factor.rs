@@ -246,12 +246,10 @@ impl Manager {
                 tx.set_recovery_codes(m.id, &stored, now)?;
             }
             let record = match confirmed {
-                Confirmed::Enabled => {
-                    Record::new(EventAction::TwoFactorEnabled).notice(Said::TwoFactorOn)
-                }
-                Confirmed::Replaced => {
-                    Record::new(EventAction::TwoFactorDeviceReplaced).notice(Said::DeviceReplaced)
-                }
+                Confirmed::Enabled => Record::new(EventAction::TwoFactorEnabled)
+                    .notice(Said::TwoFactorOn { passkey: false }),
+                Confirmed::Replaced => Record::new(EventAction::TwoFactorDeviceReplaced)
+                    .notice(Said::DeviceReplaced { passkey: false }),
             };
             let result = match record.action {
                 EventAction::TwoFactorEnabled => DeviceResult::Enabled,
@@ -380,13 +378,13 @@ impl Manager {
                     DeviceResult::Enabled,
                     Record::new(EventAction::TwoFactorEnabled)
                         .detail("passkey")
-                        .notice(Said::TwoFactorOn),
+                        .notice(Said::TwoFactorOn { passkey: true }),
                 ),
                 Confirmed::Replaced => (
                     DeviceResult::Replaced,
                     Record::new(EventAction::TwoFactorDeviceReplaced)
                         .detail("passkey")
-                        .notice(Said::DeviceReplaced),
+                        .notice(Said::DeviceReplaced { passkey: true }),
                 ),
             })
         })?;

@@ -90,15 +90,21 @@ pub enum Said {
     MainPasswordChanged,
     /// The contact address changed (`old` absent: there was none).
     ContactChanged { old: Option<String>, new: String },
-    /// 2FA was turned on.
-    TwoFactorOn,
+    /// 2FA was turned on (with a passkey, or an authenticator app).
+    TwoFactorOn {
+        #[serde(default)]
+        passkey: bool,
+    },
     /// 2FA was turned off.
     TwoFactorOff {
         #[serde(default)]
         by_operator: bool,
     },
-    /// A new device was confirmed.
-    DeviceReplaced,
+    /// A new device was confirmed (a passkey, or an authenticator app).
+    DeviceReplaced {
+        #[serde(default)]
+        passkey: bool,
+    },
     /// A recovery code stood in for the device's code (this many are left).
     RecoveryCodeUsed { left: u32 },
     /// A new set of recovery codes was made; the old set no longer works.
@@ -143,12 +149,12 @@ impl Said {
             | Said::ProtocolsNarrowed { .. } => NoticeKind::AppPassword,
             Said::MainPasswordChanged => NoticeKind::PasswordChanged,
             Said::ContactChanged { .. } => NoticeKind::ContactChanged,
-            Said::TwoFactorOn
+            Said::TwoFactorOn { .. }
             | Said::TwoFactorOff { .. }
             | Said::RecoveryCodeUsed { .. }
             | Said::RecoveryCodesRenewed
             | Said::PasskeyCloned
-            | Said::DeviceReplaced
+            | Said::DeviceReplaced { .. }
             | Said::ReplaceStarted
             | Said::ReplaceByOperator => NoticeKind::TwoFactor,
             Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,

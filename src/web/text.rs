@@ -40,6 +40,7 @@ pub struct Texts {
     pub passkey_register_help: &'static str,
     pub passkey_use: &'static str,
     pub passkey_device: &'static str,
+    pub passkey_needs_name: &'static str,
     /// A recovery code was used; `{n}` is how many are left.
     pub recovery_used: &'static str,
     pub recovery_title: &'static str,
@@ -163,6 +164,7 @@ pub const IT: Texts = Texts {
     passkey_register_help: "Oppure, invece dell'app, associa una passkey (sul telefono o sul computer) o una chiave di sicurezza: ti verrà chiesto di sbloccarla.",
     passkey_use: "Usa la passkey",
     passkey_device: "Dispositivo associato: passkey.",
+    passkey_needs_name: "Per usare una passkey al posto dell'app, apri questa pagina con il suo nome (quello configurato dal provider), non con un indirizzo IP: le passkey sono legate al nome del sito.",
     recovery_used: "Hai usato un codice di recupero: ne restano {n}. Ti abbiamo avvisato anche per e-mail.",
     recovery_title: "Codici di recupero",
     recovery_help: "Se perdi il dispositivo, ognuno di questi codici funziona una volta al posto del codice: per accedere, per disattivare la verifica in 2 passaggi o per associare un nuovo dispositivo. Conservali in un posto sicuro: non li vedrai più.",
@@ -284,6 +286,7 @@ pub const EN: Texts = Texts {
     passkey_register_help: "Or, instead of the app, associate a passkey (on the phone or the computer) or a security key: you will be asked to unlock it.",
     passkey_use: "Use the passkey",
     passkey_device: "Associated device: passkey.",
+    passkey_needs_name: "To use a passkey instead of the app, open this page by its name (the one the provider configured), not by an IP address: passkeys are bound to the site's name.",
     recovery_used: "You used a recovery code: {n} are left. We also told you by e-mail.",
     recovery_title: "Recovery codes",
     recovery_help: "If you lose the device, each of these codes works once instead of the code: to log in, to turn two-step verification off or to associate a new device. Keep them somewhere safe: you will not see them again.",

@@ -680,7 +680,7 @@ mod tests {
     fn an_e_mail_is_taken_by_one_mailer_and_what_was_said_is_kept() {
         let (dir, mut s) = store();
         let mut other = SqliteStore::open(&dir.path().join("nested/dir/s.db")).unwrap();
-        let said = crate::policy::notice::Said::TwoFactorOn;
+        let said = crate::policy::notice::Said::TwoFactorOn { passkey: false };
         let notice = Notice {
             said: Some(said.clone()),
             ..Notice::new(

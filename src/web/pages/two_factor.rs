@@ -20,6 +20,8 @@ struct TwoFactorPage {
     register: Option<PasskeyForm>,
     /// The associated passkey's form (to turn 2FA off or replace it with it).
     passkey: Option<PasskeyForm>,
+    /// Passkeys are configured, but this page was not opened by their host name.
+    passkey_hint: bool,
 }
 
 #[derive(Template)]
@@ -118,6 +120,7 @@ pub(super) fn two_factor_view(
             qr_svg,
             uri,
             recovery_left,
+            passkey_hint: register.is_none() && web.settings.load().rp_id.is_some(),
             register,
             passkey,
         },

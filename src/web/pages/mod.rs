@@ -1,5 +1,6 @@
 //! The page's handlers, one file per area — `login`, `account` (*Sicurezza e password*),
-//! `app_passwords`, `two_factor`, `records` (*Storico accessi*, *Avvisi*). Each takes
+//! `app_passwords`, `two_factor` (app, passkey, recovery codes), `apple` (profiles),
+//! `records` (*Storico accessi*, *Avvisi*); `passkey` holds what the passkey forms share. Each takes
 //! its request through typed extractors ([`Owner`]: a live logged-in session; `Posted`:
 //! the owner and a CSRF-checked form), calls one management action (or `auth::owner`),
 //! and renders. The rules are the management layer's; here are the routes and what the
@@ -45,7 +46,7 @@ use account::*;
 use app_passwords::*;
 use apple::*;
 use login::*;
-use passkey::{Answer, PasskeyForm, passkey_form, passkey_register};
+use passkey::{Answer, PasskeyForm, passkey_form};
 use records::*;
 use two_factor::*;
 

@@ -114,36 +114,3 @@ impl Answer {
         })
     }
 }
-
-/// `POST /account/2fa/passkey`: the passkey the browser registered completes turning
-/// 2FA on (then the recovery codes) or replacing the device.
-pub(super) async fn passkey_register(
-    State(web): Shared,
-    headers: HeaderMap,
-    super::Posted { o, f }: super::Posted,
-) -> Response {
-    let Some(ceremony) = Challenge::take(&web, &headers, &o.id) else {
-        return back_with(&web, &o, true, o.t().passkey_unavailable.to_owned());
-    };
-    let (client, attestation) = (
-        f.get("client_data_json").cloned().unwrap_or_default(),
-        f.get("attestation_object").cloned().unwrap_or_default(),
-    );
-    let (actor, address) = (o.actor(), o.address.clone());
-    let result = web
-        .manage(move |m| {
-            m.confirm_passkey(
-                &actor,
-                &address,
-                &ceremony.ceremony(),
-                &client,
-                &attestation,
-                now(),
-            )
-        })
-        .await;
-    match result {
-        Ok(c) => super::two_factor::device_confirmed(&web, &o, c).await,
-        Err(_) => back_with(&web, &o, true, o.t().passkey_refused.to_owned()),
-    }
-}

@@ -390,3 +390,36 @@ pub(super) async fn recovery_page(State(web): Shared, o: Owner) -> Response {
         },
     )
 }
+
+/// `POST /account/2fa/passkey`: the passkey the browser registered completes turning
+/// 2FA on (then the recovery codes) or replacing the device.
+pub(super) async fn passkey_register(
+    State(web): Shared,
+    headers: HeaderMap,
+    Posted { o, f }: Posted,
+) -> Response {
+    let Some(ceremony) = super::passkey::Challenge::take(&web, &headers, &o.id) else {
+        return back_with(&web, &o, true, o.t().passkey_unavailable.to_owned());
+    };
+    let (client, attestation) = (
+        f.get("client_data_json").cloned().unwrap_or_default(),
+        f.get("attestation_object").cloned().unwrap_or_default(),
+    );
+    let (actor, address) = (o.actor(), o.address.clone());
+    let result = web
+        .manage(move |m| {
+            m.confirm_passkey(
+                &actor,
+                &address,
+                &ceremony.ceremony(),
+                &client,
+                &attestation,
+                now(),
+            )
+        })
+        .await;
+    match result {
+        Ok(c) => device_confirmed(&web, &o, c).await,
+        Err(_) => back_with(&web, &o, true, o.t().passkey_refused.to_owned()),
+    }
+}

@@ -239,25 +239,55 @@ async fn claim(
     .map_err(|e| e.to_string())
 }
 
+/// Tries to record an outcome this often while the store answers "try later"...
+const RECORD_TRIES: u32 = 5;
+/// ... this long apart (the e-mail's lease is far longer: nobody else takes it meanwhile).
+const RECORD_PAUSE: Duration = Duration::from_secs(2);
+
+/// Records what a try came to. A temporary store failure is tried again in place, while
+/// the e-mail is still leased to this mailer: a sent e-mail left unrecorded would be due
+/// again after its lease, and sent twice.
 async fn record(
     store: &Arc<Mutex<Box<dyn Outbox>>>,
     id: i64,
     (state, retry, error): (DeliveryState, Option<Timestamp>, Option<String>),
     now: Timestamp,
 ) -> Result<(), String> {
-    let st = Arc::clone(store);
-    tokio::task::spawn_blocking(move || {
-        st.lock().unwrap_or_else(|p| p.into_inner()).email_tried(
-            id,
-            state,
-            retry,
-            error.as_deref(),
-            now,
-        )
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    record_with_pause(store, id, (state, retry, error), now, RECORD_PAUSE).await
+}
+
+async fn record_with_pause(
+    store: &Arc<Mutex<Box<dyn Outbox>>>,
+    id: i64,
+    (state, retry, error): (DeliveryState, Option<Timestamp>, Option<String>),
+    now: Timestamp,
+    pause: Duration,
+) -> Result<(), String> {
+    let mut tries = 0;
+    loop {
+        let st = Arc::clone(store);
+        let error = error.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            st.lock().unwrap_or_else(|p| p.into_inner()).email_tried(
+                id,
+                state,
+                retry,
+                error.as_deref(),
+                now,
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        tries += 1;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_temporary() && tries < RECORD_TRIES => {
+                tracing::warn!(error = %e, "cannot record a notice e-mail's try yet; trying again");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Works through the outbox every few seconds for as long as the proxy runs; a reload
@@ -293,6 +323,86 @@ mod tests {
     use super::*;
     use crate::wording::{Reminder, Said};
     use jiff::tz::TimeZone;
+
+    /// A store that answers "try later" `fail` times, then records.
+    struct Flaky {
+        fail: u32,
+        recorded: Vec<(i64, DeliveryState)>,
+    }
+
+    impl Outbox for Flaky {
+        fn due_emails(
+            &self,
+            _: Timestamp,
+            _: u32,
+        ) -> Result<Vec<OutgoingEmail>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn pending_emails(&self) -> Result<u64, crate::store::StoreError> {
+            Ok(0)
+        }
+        fn claim_email(
+            &mut self,
+            _: i64,
+            _: Timestamp,
+            _: Timestamp,
+        ) -> Result<bool, crate::store::StoreError> {
+            Ok(true)
+        }
+        fn email_tried(
+            &mut self,
+            id: i64,
+            state: DeliveryState,
+            _: Option<Timestamp>,
+            _: Option<&str>,
+            _: Timestamp,
+        ) -> Result<(), crate::store::StoreError> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(crate::store::StoreError::temporary("database is locked"));
+            }
+            self.recorded.push((id, state));
+            Ok(())
+        }
+    }
+
+    /// A sent e-mail is recorded through a store that is briefly busy, not left to be
+    /// sent again after its lease.
+    #[tokio::test]
+    async fn a_sent_e_mail_is_recorded_through_a_briefly_busy_store() {
+        let flaky: Box<dyn Outbox> = Box::new(Flaky {
+            fail: 2,
+            recorded: Vec::new(),
+        });
+        let store = Arc::new(Mutex::new(flaky));
+        let now: Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        record_with_pause(
+            &store,
+            7,
+            (DeliveryState::Sent, None, None),
+            now,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        let stuck: Box<dyn Outbox> = Box::new(Flaky {
+            fail: 100,
+            recorded: Vec::new(),
+        });
+        let stuck = Arc::new(Mutex::new(stuck));
+        assert!(
+            record_with_pause(
+                &stuck,
+                7,
+                (DeliveryState::Sent, None, None),
+                now,
+                Duration::ZERO
+            )
+            .await
+            .is_err(),
+            "gives up after a few tries"
+        );
+    }
 
     #[test]
     fn the_pause_doubles_up_to_an_hour() {

@@ -38,7 +38,23 @@ impl TryFrom<String> for Network {
     }
 }
 
+impl std::fmt::Display for Network {
+    /// `addr/prefix`, as the configuration and the store write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 impl Network {
+    /// Networks written one after another, separated by commas or spaces.
+    pub fn list(text: &str) -> Result<Vec<Network>, String> {
+        text.split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Network::try_from(s.to_owned()))
+            .collect()
+    }
+
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr;

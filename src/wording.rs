@@ -618,6 +618,9 @@ impl fmt::Display for Reason {
             Reason::AppPasswordExpired(at) => {
                 write!(f, "app password expired on {}", fmt_zoned(at))
             }
+            Reason::OutsideNetworks { name } => {
+                write!(f, "app password '{name}' used outside its allowed networks")
+            }
             Reason::OutOfScope { name, scope } => {
                 write!(f, "app password '{name}' is limited to {scope}")
             }
@@ -689,6 +692,9 @@ pub fn reason(r: &Reason, language: Language) -> String {
             "password per programmi di posta scaduta il {}",
             fmt_zoned(at)
         ),
+        Reason::OutsideNetworks { name } => {
+            format!("la password per programmi di posta '{name}' usata fuori dalle reti consentite")
+        }
         Reason::OutOfScope { name, scope } => {
             format!("la password per programmi di posta '{name}' funziona solo con {scope}")
         }

@@ -521,6 +521,7 @@ impl Authenticator {
             listener: ctx.kind,
             throttled: Some(&note),
             matched: Matched::Neither,
+            client: Some(ctx.peer),
             now,
             zone: &self.zone,
         });
@@ -633,6 +634,7 @@ impl Authenticator {
             listener: ctx.kind,
             throttled: None,
             matched,
+            client: Some(ctx.peer),
             now,
             zone: &self.zone,
         })

@@ -85,6 +85,7 @@ impl Authenticator {
                 matched: Matched::Main,
                 protocol: ctx.protocol,
                 listener: ctx.kind,
+                client: Some(ctx.peer),
             });
         }
     }

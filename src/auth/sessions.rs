@@ -38,6 +38,8 @@ pub struct Grant {
     pub protocol: Protocol,
     /// The kind of listener it came in on.
     pub listener: ListenerKind,
+    /// The client's address (a password pinned elsewhere since ends the session).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Whether `grant` would still be accepted with `principal` (the login's current record,
@@ -71,6 +73,7 @@ pub fn review(
         listener: grant.listener,
         throttled: None,
         matched: grant.matched,
+        client: grant.client,
         now,
         zone,
     });
@@ -322,6 +325,7 @@ mod tests {
             matched,
             protocol: Protocol::Imap,
             listener: ListenerKind::Mailbox,
+            client: None,
         }
     }
 

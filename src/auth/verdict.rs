@@ -191,6 +191,7 @@ impl Verdict {
                 matched,
                 protocol: ctx.protocol,
                 listener: ctx.kind,
+                client: Some(ctx.peer),
             });
         }
         self

@@ -406,6 +406,17 @@ fn app_password(ctx: &mut Ctx, cmd: &AppPasswordCommand) -> Result<Output, CliEr
             let new = m.generate_app_password(actor, address, wanted, regenerate, now)?;
             render::new_app_password(new, &ctx.zone)
         }
+        AppPasswordCommand::Pin {
+            address,
+            name,
+            networks,
+        } => {
+            let networks = crate::net::Network::list(&networks.join(" ")).map_err(|e| {
+                crate::manage::ManageError::Refused(crate::policy::PolicyError::BadNetwork(e))
+            })?;
+            let p = m.pin_app_password(actor, address, name.as_deref(), networks, now)?;
+            Output::of(render::pinned(&p), &p)
+        }
         AppPasswordCommand::Postpone { address, name } => {
             let p = m.postpone_app_password(actor, address, name.as_deref(), now)?;
             Output::of(render::postponed(&p, &ctx.zone), &p)

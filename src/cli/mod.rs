@@ -352,6 +352,19 @@ pub enum AppPasswordCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Limits an app password to networks: a login from elsewhere is refused (no
+    /// `--network`: anywhere again).
+    Pin {
+        /// The address.
+        address: String,
+        /// Which password (needed when the mailbox has several).
+        #[arg(long)]
+        name: Option<String>,
+        /// A network it may be used from (CIDR, e.g. 192.0.2.0/24, or one address);
+        /// repeat for several.
+        #[arg(long = "network")]
+        networks: Vec<String>,
+    },
     /// "Genera nuova password": a new password with the same name and protocols; the old
     /// one stops working at once.
     Regenerate {

@@ -353,6 +353,22 @@ pub(crate) fn postponed(p: &Postponed, z: &TimeZone) -> String {
     )
 }
 
+pub(crate) fn pinned(p: &crate::manage::outcome::Pinned) -> String {
+    if p.networks.is_empty() {
+        format!(
+            "The app password \"{}\" of {} works from anywhere.",
+            p.name, p.address
+        )
+    } else {
+        format!(
+            "The app password \"{}\" of {} now works only from {}; elsewhere it is refused.",
+            p.name,
+            p.address,
+            p.networks.join(", ")
+        )
+    }
+}
+
 pub(crate) fn deactivated(d: &Deactivated) -> String {
     let names = d
         .deactivated

@@ -6,7 +6,8 @@
 use jiff::Timestamp;
 
 use super::outcome::{
-    AppPasswordList, AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, Postponed,
+    AppPasswordList, AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, Pinned,
+    Postponed,
 };
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
 use crate::policy::mailbox::NewAppPassword as Issue;
@@ -123,6 +124,39 @@ impl Manager {
             name,
             expires_at,
             postponed,
+        })
+    }
+
+    /// Pins an app password to networks (CIDRs; none: anywhere): a login from elsewhere is
+    /// refused like a wrong password on the wire, with the reason in the history, and
+    /// sessions from elsewhere end.
+    pub fn pin_app_password(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        name: Option<&str>,
+        networks: Vec<crate::net::Network>,
+        now: Timestamp,
+    ) -> Result<Pinned, ManageError> {
+        let ((name, networks), m) = self.change(actor, address, now, |_, m| {
+            let i = m.app_password_index(name)?;
+            let ap = &mut m.app_passwords[i];
+            ap.networks = networks;
+            let shown: Vec<String> = ap.networks.iter().map(ToString::to_string).collect();
+            let detail = if shown.is_empty() {
+                format!("{}: anywhere", ap.name)
+            } else {
+                format!("{}: {}", ap.name, shown.join(" "))
+            };
+            Ok((
+                (ap.name.clone(), shown),
+                Record::new(EventAction::AppPasswordPin).detail(detail),
+            ))
+        })?;
+        Ok(Pinned {
+            address: m.address,
+            name,
+            networks,
         })
     }
 

@@ -388,6 +388,17 @@ pub struct Postponed {
     pub postponed: u32,
 }
 
+/// An app password's networks were set.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pinned {
+    /// The mailbox.
+    pub address: String,
+    /// The password's name.
+    pub name: String,
+    /// The networks it may be used from; empty: anywhere.
+    pub networks: Vec<String>,
+}
+
 /// App passwords were deactivated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Deactivated {

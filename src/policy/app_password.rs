@@ -126,6 +126,8 @@ pub struct AppPassword {
     pub last_use: Option<LastUse>,
     /// When its next expiry reminder is due (see [`reminders`]); `None`: no more.
     pub next_reminder_at: Option<Timestamp>,
+    /// The networks it may be used from; empty: anywhere.
+    pub networks: Vec<crate::net::Network>,
 }
 
 /// A moment the owner is reminded of an app password's expiry (SPEC "notices": when
@@ -198,7 +200,13 @@ impl AppPassword {
             postponed: 0,
             last_use: None,
             next_reminder_at: None,
+            networks: Vec::new(),
         }
+    }
+
+    /// Whether a client at `ip` may use it (its networks, if it is pinned to any).
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.networks.is_empty() || self.networks.iter().any(|n| n.contains(ip))
     }
 
     /// The protocols it works with on a mailbox that enables `enabled`.

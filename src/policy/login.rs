@@ -92,6 +92,11 @@ pub enum Reason {
         /// The protocols it works with.
         scope: ProtocolSet,
     },
+    /// The app password matched but is pinned to networks the client is not in.
+    OutsideNetworks {
+        /// Its name.
+        name: String,
+    },
     /// Refused unseen: a count of the abuse model blocks it (which, for how long).
     Throttled(BlockNote),
     /// Password verification is saturated: a temporary failure.
@@ -155,6 +160,7 @@ impl Reason {
             Reason::WrongAppPassword => "wrong_app_password",
             Reason::AppPasswordExpired(_) => "app_password_expired",
             Reason::OutOfScope { .. } => "out_of_scope",
+            Reason::OutsideNetworks { .. } => "outside_networks",
             Reason::Throttled(_) => "throttled",
             Reason::Overloaded => "overloaded",
             Reason::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -245,6 +251,8 @@ pub struct Attempt<'a> {
     pub throttled: Option<&'a BlockNote>,
     /// What the secret matched.
     pub matched: Matched,
+    /// The client's address (an app password may be pinned to networks).
+    pub client: Option<std::net::IpAddr>,
     /// Now.
     pub now: Timestamp,
     /// The provider's time zone, for the dates a reason names.
@@ -315,6 +323,16 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
             credential,
         );
     }
+    if let Some(ip) = a.client
+        && !ap.allows(ip)
+    {
+        return Decision::refuse(
+            Reason::OutsideNetworks {
+                name: ap.name.clone(),
+            },
+            credential,
+        );
+    }
     accept
 }
 
@@ -367,6 +385,7 @@ mod tests {
 
     fn attempt(m: Option<&Mailbox>, matched: Matched) -> Attempt<'_> {
         Attempt {
+            client: None,
             mailbox: m,
             protocol: Protocol::Imap,
             listener: ListenerKind::Mailbox,

@@ -311,7 +311,7 @@ impl Mailbox {
             self.device.as_ref().map(|d| d.kind.clone()),
             self.app_passwords
                 .iter()
-                .map(|a| (a.hash.clone(), a.expires_at, a.scope))
+                .map(|a| (a.hash.clone(), a.expires_at, a.scope, a.networks.clone()))
                 .collect::<Vec<_>>(),
         )
     }

@@ -98,6 +98,9 @@ pub enum PolicyError {
     /// RFC 6238 5.2: an accepted code is never accepted again.
     #[error("this code has already been used: wait for the next code in the authenticator app")]
     CodeReused,
+    /// Not a network in CIDR notation.
+    #[error("{0}")]
+    BadNetwork(String),
     /// A code was given but the associated device is a passkey.
     #[error("the associated device is a passkey: confirm with the passkey (or a recovery code)")]
     PasskeyNeeded,
@@ -203,6 +206,7 @@ impl PolicyError {
             PolicyError::NoPendingDevice => "no_pending_device",
             PolicyError::InvalidCode => "invalid_code",
             PolicyError::PasskeyNeeded => "passkey_needed",
+            PolicyError::BadNetwork(_) => "bad_network",
             PolicyError::CodeReused => "code_reused",
             PolicyError::NoProtocolEnabled => "no_protocol_enabled",
             PolicyError::AppPasswordActive { .. } => "app_password_active",

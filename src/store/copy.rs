@@ -93,6 +93,7 @@ pub const TABLES: &[Table] = &[
             "last_protocol",
             "last_listener",
             "next_reminder_at",
+            "networks",
         ],
         key: Some("id"),
         identity: true,

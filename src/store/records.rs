@@ -114,6 +114,8 @@ named_enum! {
         AppPasswordPostpone = "app-password.postpone",
         /// The app password was deactivated.
         AppPasswordDeactivate = "app-password.deactivate",
+        /// The networks an app password may be used from were set.
+        AppPasswordPin = "app-password.pin",
         /// An expiry reminder was written.
         ExpiryReminder = "notice.expiry-reminder",
         /// The owner proved the device at the web page's login (the code is spent).

@@ -111,6 +111,8 @@ pub(crate) struct AppRow {
     pub(crate) postponed: i64,
     pub(crate) last: (Option<i64>, Option<String>, Option<String>, Option<String>),
     pub(crate) next_reminder_at: Option<i64>,
+    /// The networks it is pinned to, space-separated; none: anywhere.
+    pub(crate) networks: Option<String>,
 }
 
 impl AppRow {
@@ -146,6 +148,8 @@ impl AppRow {
                 postponed: u32::try_from(self.postponed).map_err(|_| corrupt("postponed"))?,
                 last_use,
                 next_reminder_at: self.next_reminder_at.map(ts).transpose()?,
+                networks: crate::net::Network::list(self.networks.as_deref().unwrap_or(""))
+                    .map_err(|_| corrupt("networks"))?,
             },
         ))
     }

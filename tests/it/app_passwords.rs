@@ -271,3 +271,67 @@ fn the_limit_and_the_protocols_of_the_mailbox_bound_every_password() {
     assert_eq!(d["deactivated"], serde_json::json!(["fatture", "telefono"]));
     assert_eq!(smtp_send(p, &fatture)["ok"], false);
 }
+
+/// An app password pinned to a network works from there and is refused elsewhere (the
+/// history says why), is unpinned again, and the CLI refuses what is not a network.
+#[test]
+fn a_password_pinned_to_a_network_is_refused_from_elsewhere() {
+    let rig = common::rig::rig("");
+    let p = &rig.proxy;
+    let password = common::rig::two_factor_with_app_password(p);
+    let from = |source: &str| {
+        as_mailbox(
+            p,
+            "imap_client.py",
+            "login",
+            p.imaps_port,
+            &password,
+            &["--source", source],
+        )["ok"]
+            .as_bool()
+            .unwrap_or(false)
+    };
+    assert!(from("127.0.0.1") && from("127.0.0.3"), "anywhere at first");
+    let pinned = p.ok(
+        &[
+            "app-password",
+            "pin",
+            ADDR,
+            "--network",
+            "127.0.0.3/32",
+            "--network",
+            "10.0.0.0/8",
+        ],
+        None,
+    );
+    assert_eq!(
+        pinned["networks"],
+        serde_json::json!(["127.0.0.3/32", "10.0.0.0/8"])
+    );
+    assert!(from("127.0.0.3"), "from its network");
+    assert!(!from("127.0.0.1"), "refused elsewhere");
+    let h = p.ok(&["mailbox", "history", ADDR, "--limit", "5"], None);
+    let newest = &h["history"][0];
+    assert_eq!(newest["result"], "refused", "{h}");
+    assert_eq!(newest["client"], "127.0.0.1", "{h}");
+    assert!(
+        newest["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside its allowed networks"),
+        "{h}"
+    );
+    // Unpinned: anywhere again.
+    let anywhere = p.ok(&["app-password", "pin", ADDR], None);
+    assert_eq!(anywhere["networks"], serde_json::json!([]));
+    assert!(from("127.0.0.1"));
+    // Not a network: refused, nothing changed.
+    let bad = p.cli(
+        &["app-password", "pin", ADDR, "--network", "10.0.0.0/33"],
+        None,
+    );
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("10.0.0.0/33"), "{bad:?}");
+    let events = p.ok(&["mailbox", "events", ADDR], None).to_string();
+    assert!(events.contains("app-password.pin"), "{events}");
+}

@@ -189,6 +189,10 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE mailboxes ADD COLUMN passkey_key BYTEA;
     ALTER TABLE mailboxes ADD COLUMN passkey_counter BIGINT;
     "#,
+    // 6: an app password may be pinned to networks (CIDRs, space-separated).
+    r#"
+    ALTER TABLE app_passwords ADD COLUMN networks TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -25,7 +25,7 @@ pub(crate) const MAILBOX_SELECT: &str = "SELECT m.id, m.address, m.plan, m.conta
 
 pub(crate) const APP_SELECT: &str = "SELECT id, mailbox_id, name, selector, scope, hash, created_at, \
      expires_at, postponed, last_used_at, last_client, last_protocol, last_listener, \
-     next_reminder_at FROM app_passwords";
+     next_reminder_at, networks FROM app_passwords";
 
 fn mailbox_row(r: &dyn Row) -> Result<MailboxRow, StoreError> {
     Ok(MailboxRow {
@@ -56,6 +56,7 @@ fn app_row(r: &dyn Row) -> Result<AppRow, StoreError> {
         postponed: r.get(8)?,
         last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
         next_reminder_at: r.get(13)?,
+        networks: r.get(14)?,
     })
 }
 
@@ -228,6 +229,13 @@ fn save_app_passwords(c: &dyn Conn, m: &Mailbox) -> Result<(), StoreError> {
     }
     for a in &m.app_passwords {
         let scope = a.scope.map(|s| i64::from(s.bits()));
+        let networks = (!a.networks.is_empty()).then(|| {
+            a.networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         let p = params![
             if a.id == 0 { m.id } else { a.id },
             &a.name,
@@ -237,20 +245,21 @@ fn save_app_passwords(c: &dyn Conn, m: &Mailbox) -> Result<(), StoreError> {
             a.created_at,
             a.expires_at,
             i64::from(a.postponed),
-            a.next_reminder_at
+            a.next_reminder_at,
+            networks.as_deref()
         ];
         if a.id == 0 {
             c.execute(
                 "INSERT INTO app_passwords (mailbox_id, name, selector, scope, hash, created_at, \
-                 expires_at, postponed, next_reminder_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 expires_at, postponed, next_reminder_at, networks) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 p,
             )?;
         } else {
             c.execute(
                 "UPDATE app_passwords SET name = ?2, selector = ?3, scope = ?4, hash = ?5, \
-                 created_at = ?6, expires_at = ?7, postponed = ?8, next_reminder_at = ?9 \
-                 WHERE id = ?1",
+                 created_at = ?6, expires_at = ?7, postponed = ?8, next_reminder_at = ?9, \
+                 networks = ?10 WHERE id = ?1",
                 p,
             )?;
         }

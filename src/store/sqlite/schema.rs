@@ -246,6 +246,10 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE mailboxes ADD COLUMN passkey_key BLOB;
     ALTER TABLE mailboxes ADD COLUMN passkey_counter INTEGER;
     "#,
+    // 15: an app password may be pinned to networks (CIDRs, space-separated).
+    r#"
+    ALTER TABLE app_passwords ADD COLUMN networks TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

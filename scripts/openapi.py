@@ -35,6 +35,7 @@ schemas = {
             "name": STR, "scope": PROTOS, "limited": BOOL, "created_at": TIME, "expires_at": TIME,
             "postponed": INT, "postpone_opens_at": TIME, "postpone_allowed": BOOL,
             "last_used": {"oneOf": [{"type": "null"}, ref("LastUse")]},
+            "networks": S("array", items=STR),
         },
     },
     "TwoFactor": obj(["enabled", "associated_at", "pending", "recovery_codes_left", "device_kind"], enabled=BOOL,

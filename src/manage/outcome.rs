@@ -73,6 +73,8 @@ pub struct AppPasswordDates {
     pub postpone_allowed: bool,
     /// Its last login.
     pub last_used: Option<LastUseView>,
+    /// The networks it may be used from; empty: anywhere.
+    pub networks: Vec<String>,
 }
 
 impl AppPasswordView {
@@ -106,6 +108,7 @@ impl AppPasswordView {
                     protocol: u.protocol,
                     listener: u.listener.clone(),
                 }),
+                networks: ap.networks.iter().map(ToString::to_string).collect(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use super::*;
 struct PasswordRow {
     name: String,
     called: String,
+    networks: String,
     state: &'static str,
     expires: String,
     scope: String,
@@ -55,6 +56,7 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
             Some(PasswordRow {
                 name: d.name.clone(),
                 called: wording::app_password_called(&d.name, o.language),
+                networks: d.networks.join(" "),
                 state: match p.state {
                     crate::manage::outcome::AppPasswordState::Active => t.active,
                     _ => t.expired,
@@ -110,6 +112,24 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
         clients: client_rows(&web, view.protocols, &o.login),
     };
     render(StatusCode::OK, page)
+}
+
+/// `POST /account/app-passwords/networks`: the networks a password may be used from
+/// (CIDRs, by commas or spaces; empty: anywhere).
+pub(super) async fn networks(State(web): Shared, Posted { o, f }: Posted) -> Response {
+    let name = f.get("name").cloned().unwrap_or_default();
+    let networks = match crate::net::Network::list(f.get("networks").map_or("", |n| n.as_str())) {
+        Ok(n) => n,
+        Err(e) => return back_with(&web, &o, true, format!("{}: {e}", o.t().networks)),
+    };
+    let (actor, address) = (o.actor(), o.address.clone());
+    match web
+        .manage(move |m| m.pin_app_password(&actor, &address, Some(&name), networks, now()))
+        .await
+    {
+        Ok(_) => back_with(&web, &o, false, o.t().done.to_owned()),
+        Err(e) => back_with(&web, &o, true, refusal(&o, &e)),
+    }
 }
 
 pub(super) async fn protocols(State(web): Shared, Posted { o, f }: Posted) -> Response {

@@ -112,6 +112,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/app-passwords/regenerate", post(regenerate))
         .route("/account/app-passwords/deactivate", post(deactivate))
         .route("/account/protocols", post(protocols))
+        .route("/account/app-passwords/networks", post(networks))
         .route("/account/apple", get(apple_ready).post(apple_setup))
         .route("/account/apple/download", post(apple_download))
         .route("/setup/{token}", get(setup_link))

@@ -230,7 +230,20 @@ impl Manager {
         code: &str,
         now: Timestamp,
     ) -> Result<DeviceConfirmed, ManageError> {
-        // Turning 2FA on brings a set of recovery codes (hashed before the transaction).
+        self.associate(actor, address, now, false, |m| m.confirm_device(code, now))
+    }
+
+    /// The pending enable or replacement completed by `confirm` (a code from the new app,
+    /// or a passkey registered): turning 2FA on brings a set of recovery codes (hashed
+    /// before the transaction), and the owner is told which kind of device it is.
+    fn associate(
+        &mut self,
+        actor: &Actor,
+        address: &str,
+        now: Timestamp,
+        passkey: bool,
+        confirm: impl FnOnce(&mut Mailbox) -> Result<Confirmed, PolicyError>,
+    ) -> Result<DeviceConfirmed, ManageError> {
         let enabling = self
             .read(address)?
             .pending_device
@@ -240,22 +253,29 @@ impl Manager {
         } else {
             (Vec::new(), Vec::new())
         };
+        let kind = if passkey {
+            "passkey"
+        } else {
+            "authenticator app"
+        };
         let (result, m) = self.change(actor, address, now, |tx, m| {
-            let confirmed = m.confirm_device(code, now)?;
-            if confirmed == Confirmed::Enabled {
-                tx.set_recovery_codes(m.id, &stored, now)?;
-            }
-            let record = match confirmed {
-                Confirmed::Enabled => Record::new(EventAction::TwoFactorEnabled)
-                    .notice(Said::TwoFactorOn { passkey: false }),
-                Confirmed::Replaced => Record::new(EventAction::TwoFactorDeviceReplaced)
-                    .notice(Said::DeviceReplaced { passkey: false }),
-            };
-            let result = match record.action {
-                EventAction::TwoFactorEnabled => DeviceResult::Enabled,
-                _ => DeviceResult::Replaced,
-            };
-            Ok((result, record))
+            Ok(match confirm(m)? {
+                Confirmed::Enabled => {
+                    tx.set_recovery_codes(m.id, &stored, now)?;
+                    (
+                        DeviceResult::Enabled,
+                        Record::new(EventAction::TwoFactorEnabled)
+                            .detail(kind)
+                            .notice(Said::TwoFactorOn { passkey }),
+                    )
+                }
+                Confirmed::Replaced => (
+                    DeviceResult::Replaced,
+                    Record::new(EventAction::TwoFactorDeviceReplaced)
+                        .detail(kind)
+                        .notice(Said::DeviceReplaced { passkey }),
+                ),
+            })
         })?;
         let recovery_codes = match result {
             DeviceResult::Enabled => codes
@@ -359,48 +379,7 @@ impl Manager {
     ) -> Result<DeviceConfirmed, ManageError> {
         let key = passkey::register(ceremony, client_data_json, attestation_object)
             .map_err(|_| PolicyError::InvalidCode)?;
-        let enabling = self
-            .read(address)?
-            .pending_device
-            .is_some_and(|p| p.purpose == DevicePurpose::Enable);
-        let (codes, stored) = if enabling {
-            self.recovery_set()?
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let (result, m) = self.change(actor, address, now, |tx, m| {
-            let confirmed = m.confirm_passkey(key, now)?;
-            if confirmed == Confirmed::Enabled {
-                tx.set_recovery_codes(m.id, &stored, now)?;
-            }
-            Ok(match confirmed {
-                Confirmed::Enabled => (
-                    DeviceResult::Enabled,
-                    Record::new(EventAction::TwoFactorEnabled)
-                        .detail("passkey")
-                        .notice(Said::TwoFactorOn { passkey: true }),
-                ),
-                Confirmed::Replaced => (
-                    DeviceResult::Replaced,
-                    Record::new(EventAction::TwoFactorDeviceReplaced)
-                        .detail("passkey")
-                        .notice(Said::DeviceReplaced { passkey: true }),
-                ),
-            })
-        })?;
-        let recovery_codes = match result {
-            DeviceResult::Enabled => codes
-                .iter()
-                .map(|c| Secret::new(recovery::printed(c)))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(DeviceConfirmed {
-            address: m.address,
-            two_factor: "on",
-            result,
-            recovery_codes,
-        })
+        self.associate(actor, address, now, true, |m| m.confirm_passkey(key, now))
     }
 
     /// Turns 2FA off, after the seeds' warning, with a code from the associated device.

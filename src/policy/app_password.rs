@@ -89,18 +89,24 @@ pub fn generate() -> Result<Secret, PolicyError> {
 /// password (dashes and white space dropped, case folded); `None` if it cannot be one,
 /// which lets the login path skip a useless hash verification.
 pub fn canonical(presented: &str) -> Option<Secret> {
-    let mut out = String::with_capacity(LEN);
+    symbols(presented, LEN)
+}
+
+/// `presented` as exactly `len` symbols of [`ALPHABET`] (dashes and white space dropped,
+/// case folded), if it is that.
+pub(crate) fn symbols(presented: &str, len: usize) -> Option<Secret> {
+    let mut out = String::with_capacity(len);
     for c in presented.chars() {
         if c == '-' || c.is_whitespace() {
             continue;
         }
         let c = c.to_ascii_lowercase();
-        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == LEN {
+        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == len {
             return None;
         }
         out.push(c);
     }
-    (out.len() == LEN).then(|| Secret::new(out))
+    (out.len() == len).then(|| Secret::new(out))
 }
 
 /// One app password of a mailbox, as stored: its hash and its dates, never the password.

@@ -45,18 +45,7 @@ pub fn printed(canonical: &Secret) -> String {
 /// The canonical form of what the owner typed, if it has the shape of a recovery code
 /// (a device's code, six digits, has not).
 pub fn canonical(presented: &str) -> Option<Secret> {
-    let mut out = String::with_capacity(LEN);
-    for c in presented.chars() {
-        if c == '-' || c == ' ' {
-            continue;
-        }
-        let c = c.to_ascii_lowercase();
-        if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == LEN {
-            return None;
-        }
-        out.push(c);
-    }
-    (out.len() == LEN).then(|| Secret::new(out))
+    super::app_password::symbols(presented, LEN)
 }
 
 /// Its selector: the first group.

@@ -70,6 +70,7 @@ schemas = {
                            limit=INT, app_passwords=S("array", items=ref("AppPassword"))),
     "AppPasswordStatus": {"allOf": [obj(["address", "two_factor", "protocols"], address=STR, two_factor=BOOL,
                                          protocols=PROTOS), ref("AppPassword")]},
+    "Pinned": obj(["address", "name", "networks"], address=STR, name=STR, networks=S("array", items=STR)),
     "Postponed": obj(["address", "name", "expires_at", "postponed"], address=STR, name=STR, expires_at=TIME,
                      postponed=INT),
     "Deactivated": obj(["address", "deactivated", "app_password"], address=STR, deactivated=S("array", items=STR),
@@ -168,6 +169,10 @@ paths = {
                                                            resp(200, "NewAppPassword", "400", "404", "409"), N)},
     f"{mb}/app-passwords/{{name}}/postpone": {"post": op("Postpone its expiry (from the postpone window)",
                                                          resp(200, "Postponed", "400", "404", "409"), N)},
+    f"{mb}/app-passwords/{{name}}/networks": {"put": op(
+        "Limit it to networks (CIDRs; none: anywhere): elsewhere it is refused",
+        resp(200, "Pinned", "400", "404", "409"), N,
+        body(["networks"], networks=S("array", items=STR)))},
     f"{mb}/history": {"get": op("The access history, newest first", resp(200, "History", "400"),
                                 A + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}])},
     f"{mb}/notices": {"get": op("The notices, newest first", resp(200, "Notices", "400"), A)},

@@ -101,6 +101,10 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             &format!("{mailbox}/app-passwords/{{name}}/postpone"),
             post(postpone),
         )
+        .route(
+            &format!("{mailbox}/app-passwords/{{name}}/networks"),
+            axum::routing::put(pin),
+        )
         .route(&format!("{mailbox}/history"), get(history))
         .route(&format!("{mailbox}/notices"), get(notices))
         .route(&format!("{mailbox}/events"), get(events))
@@ -350,6 +354,12 @@ struct ProtocolsBody {
     enable: Vec<String>,
     #[serde(default)]
     disable: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworksBody {
+    networks: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -774,6 +784,23 @@ async fn postpone(
 ) -> Response {
     call(api, &headers, StatusCode::OK, move |m, actor| {
         m.postpone_app_password(actor, &address, Some(&name), now())
+    })
+    .await
+}
+
+/// `PUT …/app-passwords/{name}/networks`: the networks it may be used from (none:
+/// anywhere).
+async fn pin(
+    State(api): Shared,
+    headers: HeaderMap,
+    Path((address, name)): Path<(String, String)>,
+    b: Body<NetworksBody>,
+) -> Response {
+    let b = body!(b);
+    call(api, &headers, StatusCode::OK, move |m, actor| {
+        let networks = crate::net::Network::list(&b.networks.join(" "))
+            .map_err(|e| ManageError::Refused(crate::policy::PolicyError::BadNetwork(e)))?;
+        m.pin_app_password(actor, &address, Some(&name), networks, now())
     })
     .await
 }

@@ -149,6 +149,11 @@ def main():
     c.call("GET", f"{mb}/app-passwords", expect=200)
     c.call("GET", f"{mb}/app-passwords/fatture", expect=200)
     out["postpone_too_early"] = c.call("POST", f"{mb}/app-passwords/fatture/postpone", expect=409)[1]
+    _, pinned = c.call("PUT", f"{mb}/app-passwords/fatture/networks",
+                       {"networks": ["192.0.2.0/24", "2001:db8::/32"]}, expect=200)
+    out["pinned"] = pinned.get("networks")
+    out["bad_network"] = c.call("PUT", f"{mb}/app-passwords/fatture/networks",
+                                {"networks": ["192.0.2.0/33"]}, expect=409)[1]
     _, again = c.call("POST", f"{mb}/app-passwords/fatture/regenerate", expect=200)
     out["regenerated_differs"] = again.get("password") != new.get("password")
     c.call("DELETE", f"{mb}/app-passwords/fatture", expect=200)

@@ -66,6 +66,11 @@ fn every_documented_endpoint_answers_as_documented_with_a_real_client() {
     assert_eq!(v["missing"]["error"], "no_mailbox");
     assert_eq!(v["refused_by_rule"]["error"], "two_factor_off");
     assert_eq!(v["postpone_too_early"]["error"], "postpone_too_early");
+    assert_eq!(
+        v["pinned"],
+        serde_json::json!(["192.0.2.0/24", "2001:db8::/32"])
+    );
+    assert_eq!(v["bad_network"]["error"], "bad_network", "{v}");
     assert_eq!(v["bad_limit"]["error"], "bad_request");
     assert_eq!(v["removed_then"]["error"], "no_mailbox");
     assert_eq!(v["password_shape"], true);

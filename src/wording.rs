@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::policy::abuse::{BlockNote, CodeUse, Subject};
 use crate::policy::login::Reason;
 use crate::policy::names::named_enum;
+use crate::policy::usage::PlaceKind;
 pub use crate::policy::notice::{NarrowedTo, NoticeKind, Reminder, Said};
 use crate::policy::{Period, fmt_time, fmt_zoned};
 use crate::store::Notice;
@@ -221,6 +222,40 @@ impl Said {
                 date(at),
                 duration(Period::seconds(*blocked_seconds), Language::It)
             ),
+            Said::NewPlace {
+                at,
+                password,
+                new,
+                network,
+                client,
+                protocol,
+                software,
+            } => {
+                let which = password.as_deref().map_or_else(
+                    || "password principale".to_owned(),
+                    |n| app_password_called(n, Language::It),
+                );
+                let program = software
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(", programma «{s}»"));
+                let first = match new {
+                    PlaceKind::Network => "è la prima volta da questa rete",
+                    PlaceKind::Software => "è la prima volta con questo programma",
+                };
+                let act = if password.is_some() {
+                    "Se non sei stato tu, premi «Non sono stato io» nell'e-mail di questo avviso o disattiva la \
+                     password in Gestione account: i programmi che la usano vengono scollegati subito; poi cambia \
+                     la password principale."
+                } else {
+                    "Se non sei stato tu, qualcuno conosce la password principale: cambiala subito e attiva la \
+                     verifica in 2 passaggi."
+                };
+                format!(
+                    "La {which} è stata usata il {} da {client} (rete {network}, {protocol}{program}): {first}. Se \
+                     sei stato tu, non devi fare nulla. {act}",
+                    date(at)
+                )
+            }
             Said::Reminder {
                 name,
                 expires_at,
@@ -382,6 +417,40 @@ impl Said {
                 date(at),
                 duration(Period::seconds(*blocked_seconds), Language::En)
             ),
+            Said::NewPlace {
+                at,
+                password,
+                new,
+                network,
+                client,
+                protocol,
+                software,
+            } => {
+                let which = password.as_deref().map_or_else(
+                    || "main password".to_owned(),
+                    |n| app_password_called(n, Language::En),
+                );
+                let program = software
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(", program \"{s}\""));
+                let first = match new {
+                    PlaceKind::Network => "the first time from this network",
+                    PlaceKind::Software => "the first time with this program",
+                };
+                let act = if password.is_some() {
+                    "If this was not you, press \"It wasn't me\" in this notice's e-mail or deactivate the password \
+                     on the account page: the programs using it are disconnected at once; then change the main \
+                     password."
+                } else {
+                    "If this was not you, someone knows the main password: change it now and turn on two-step \
+                     verification."
+                };
+                format!(
+                    "The {which} was used on {} from {client} (network {network}, {protocol}{program}): {first}. If \
+                     this was you, there is nothing to do. {act}",
+                    date(at)
+                )
+            }
             Said::Reminder {
                 name,
                 expires_at,
@@ -936,6 +1005,8 @@ pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
             "tentativi di indovinare i codici della verifica in 2 passaggi"
         }
         (Language::En, NoticeKind::CodesGuessed) => "someone is trying two-step verification codes",
+        (Language::It, NoticeKind::NewPlace) => "una password è stata usata da un posto nuovo",
+        (Language::En, NoticeKind::NewPlace) => "a password was used from somewhere new",
     };
     format!("{address}: {what}")
 }
@@ -989,6 +1060,18 @@ pub fn email_subject(notice: &Notice, address: &str, l: &Locale) -> String {
             format!("codice di recupero usato, ne restano {left}")
         }
         Some(Said::RecoveryCodeUsed { left }) => format!("recovery code used, {left} left"),
+        Some(Said::NewPlace { password, .. }) => {
+            let which = match (password, it) {
+                (Some(n), _) => called(n),
+                (None, true) => "password principale".into(),
+                (None, false) => "main password".into(),
+            };
+            if it {
+                format!("la {which} è stata usata da un posto nuovo: sei stato tu?")
+            } else {
+                format!("the {which} was used from somewhere new: was it you?")
+            }
+        }
         _ => return subject(notice.kind, address, l.language),
     };
     format!("{address}: {what}")
@@ -1001,21 +1084,34 @@ pub fn email_body(
     at: Timestamp,
     text: &str,
     page: Option<&str>,
+    not_me: Option<&str>,
     l: &Locale,
 ) -> String {
     let when = fmt_time(at, &l.zone);
     match l.language {
         Language::It => {
             let page = page.map_or(String::new(), |p| format!("Gestione account: {p}\n"));
+            let link = not_me.map_or(String::new(), |u| {
+                format!(
+                    "Non sono stato io: apri questo collegamento per disattivare subito la password (vale 7 \
+                     giorni, una volta sola):\n{u}\n\n"
+                )
+            });
             format!(
-                "Casella: {address}\nQuando: {when}\n\n{text}\n\n{page}-- \nQuesto messaggio è stato inviato \
-                 automaticamente per la tua casella di posta; le risposte non vengono lette.\n"
+                "Casella: {address}\nQuando: {when}\n\n{text}\n\n{link}{page}-- \nQuesto messaggio è stato \
+                 inviato automaticamente per la tua casella di posta; le risposte non vengono lette.\n"
             )
         }
         Language::En => {
             let page = page.map_or(String::new(), |p| format!("Account page: {p}\n"));
+            let link = not_me.map_or(String::new(), |u| {
+                format!(
+                    "It wasn't me: open this link to deactivate the password at once (it works for 7 days, \
+                     once):\n{u}\n\n"
+                )
+            });
             format!(
-                "Mailbox: {address}\nWhen: {when}\n\n{text}\n\n{page}-- \nThis message was sent \
+                "Mailbox: {address}\nWhen: {when}\n\n{text}\n\n{link}{page}-- \nThis message was sent \
                  automatically about your mailbox; replies are not read.\n"
             )
         }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
-use crate::store::{AccessLog, AccessRecord, Alert, HistoryBatch, Rehash, ThrottleFailure};
+use crate::store::{
+    AccessLog, AccessRecord, Alert, HistoryBatch, NewPlace, Rehash, ThrottleFailure,
+};
 
 /// Items waiting to be taken by the writer, at most.
 const QUEUE: usize = 16_384;
@@ -39,6 +41,10 @@ enum Item {
     /// A throttle key cleared by a success (at, in milliseconds).
     Clear(String, i64),
 }
+
+/// Turns a new place a password was used from into the alert that asks its owner (none:
+/// nobody to ask). Called on the writer thread.
+pub type AskOwner = Box<dyn Fn(&NewPlace) -> Option<Alert> + Send>;
 
 /// Sends access records to the writer thread.
 #[derive(Clone)]
@@ -78,7 +84,7 @@ fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
 }
 
 /// The writer's loop, on its own thread.
-fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
+fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: AskOwner) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -125,17 +131,20 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
                 // Something in the batch the store refuses and will refuse again: the
                 // rest must not wait behind it.
                 tracing::error!(error = %e, "the store refuses part of the access history; writing it item by item");
-                pending = apart(store.as_mut(), std::mem::take(&mut pending));
+                let (left, new) = apart(store.as_mut(), std::mem::take(&mut pending));
+                pending = left;
                 if pending.is_empty() {
-                    Ok(())
+                    Ok(new)
                 } else {
+                    // What was written asks its owners when the rest is written.
+                    pending.alerts.extend(new.iter().filter_map(&ask));
                     Err(crate::store::StoreError::temporary("kept for later"))
                 }
             }
             other => other,
         };
         let ok = match written {
-            Ok(()) => {
+            Ok(new) => {
                 if mails {
                     crate::store::OUTBOX_FILLED.notify_one();
                 }
@@ -147,6 +156,9 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
                     );
                 }
                 pending = HistoryBatch::default();
+                // New places ask their owners in the next transaction (at once if more
+                // comes, else after RETRY).
+                pending.alerts.extend(new.iter().filter_map(&ask));
                 true
             }
             Err(e) => {
@@ -182,7 +194,7 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>) {
 /// Writes `batch` one item at a time: what the store refuses for good is dropped, counted
 /// and logged; what it cannot take now (a temporary failure) is returned, with every item
 /// after it, to be tried again.
-fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> HistoryBatch {
+fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<NewPlace>) {
     let HistoryBatch {
         records,
         alerts,
@@ -212,11 +224,15 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> HistoryBatch {
         });
     }
     let mut left = HistoryBatch::default();
+    let mut new = Vec::new();
     let mut stopped = false;
     for item in items {
         if !stopped {
             match store.append(&item) {
-                Ok(()) => continue,
+                Ok(places) => {
+                    new.extend(places);
+                    continue;
+                }
                 Err(e) if e.is_temporary() => stopped = true,
                 Err(e) => {
                     METRICS
@@ -233,16 +249,16 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> HistoryBatch {
         left.failures.extend(item.failures);
         left.clears.extend(item.clears);
     }
-    left
+    (left, new)
 }
 
 impl HistoryWriter {
     /// Starts the writer thread on its own store connection.
-    pub fn start(store: Box<dyn AccessLog>) -> Self {
+    pub fn start(store: Box<dyn AccessLog>, ask: AskOwner) -> Self {
         let (tx, rx) = mpsc::channel::<Item>(QUEUE);
         std::thread::Builder::new()
             .name("history".into())
-            .spawn(move || write_loop(store, rx))
+            .spawn(move || write_loop(store, rx, ask))
             .expect("spawn the history writer");
         HistoryWriter { tx }
     }
@@ -301,13 +317,31 @@ mod tests {
     struct Picky(Arc<Mutex<Vec<String>>>);
 
     impl AccessLog for Picky {
-        fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+        fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
             if batch.records.iter().any(|r| r.login == "poison") {
                 return Err(StoreError::permanent("CHECK constraint failed"));
             }
             let mut written = self.0.lock().unwrap();
             written.extend(batch.records.iter().map(|r| r.login.clone()));
-            Ok(())
+            written.extend(batch.alerts.iter().map(|a| format!("alert:{}", a.address)));
+            // A login named "new-place" is a password used from somewhere new.
+            Ok(batch
+                .records
+                .iter()
+                .filter(|r| r.login == "new-place")
+                .map(|r| NewPlace {
+                    mailbox_id: 1,
+                    address: "m@x.it".into(),
+                    credential: crate::policy::usage::Credential::App(1),
+                    app_password: Some("phone".into()),
+                    kind: crate::policy::usage::PlaceKind::Network,
+                    value: "192.0.2.0/24".into(),
+                    at: r.at,
+                    client: r.client.clone(),
+                    protocol: r.protocol,
+                    software: None,
+                })
+                .collect())
         }
     }
 
@@ -320,6 +354,8 @@ mod tests {
             login: login.into(),
             address: None,
             unresolved: None,
+            mailbox_id: None,
+            software: None,
             credential: CredentialKind::Unknown,
             app_password: None,
             result: AccessResult::Refused,
@@ -332,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_refused_for_good_does_not_hold_up_the_others() {
         let written = Arc::new(Mutex::new(Vec::new()));
-        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))));
+        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), Box::new(|_| None));
         let dropped = METRICS.history_dropped.load(Ordering::Relaxed);
         let (a, b, c) = tokio::join!(
             writer.record(record("first"), None, None),
@@ -343,5 +379,30 @@ mod tests {
         assert!(writer.record(record("later"), None, None).await);
         assert_eq!(*written.lock().unwrap(), ["first", "third", "later"]);
         assert!(METRICS.history_dropped.load(Ordering::Relaxed) > dropped);
+    }
+
+    /// A new place the store reports asks its owner: the alert is written after the
+    /// record, without waiting for another login.
+    #[tokio::test]
+    async fn a_new_place_becomes_an_alert_written_next() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let ask: AskOwner = Box::new(|p: &NewPlace| {
+            Some(Alert {
+                address: p.address.clone(),
+                email_to: None,
+                notice: crate::store::Notice::new(p.at, crate::store::NoticeKind::NewPlace, "x"),
+                quiet_since: p.at,
+                link: None,
+            })
+        });
+        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), ask);
+        assert!(writer.record(record("new-place"), None, None).await);
+        for _ in 0..100 {
+            if written.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(*written.lock().unwrap(), ["new-place", "alert:m@x.it"]);
     }
 }

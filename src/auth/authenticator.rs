@@ -109,7 +109,7 @@ pub struct Authenticator {
     pub(super) secrets: Option<(Mutex<Box<dyn SealedSecrets>>, SealKey)>,
     pub(super) zone: jiff::tz::TimeZone,
     /// The alert settings, replaced whole by a reload.
-    pub(super) alerts: arc_swap::ArcSwap<AlertSettings>,
+    pub(super) alerts: Arc<arc_swap::ArcSwap<AlertSettings>>,
 }
 
 /// How the login path's alerts are given.
@@ -175,7 +175,19 @@ impl Authenticator {
             SNAPSHOT_POLL,
             Arc::clone(&sessions),
         )?;
-        let history = HistoryWriter::start(store.open_access_log()?);
+        let alerts = Arc::new(arc_swap::ArcSwap::from_pointee(AlertSettings {
+            every: settings.main_password_alert_every,
+            email: settings.email,
+            language: settings.language,
+        }));
+        let history = HistoryWriter::start(
+            store.open_access_log()?,
+            super::records::ask_owner(
+                Arc::clone(&principals),
+                Arc::clone(&alerts),
+                settings.zone.clone(),
+            ),
+        );
         let mut fleet = store.open_shared_throttle()?;
         let key = match fleet.as_mut() {
             Some(f) => f.fleet_key()?,
@@ -203,11 +215,7 @@ impl Authenticator {
             history,
             secrets,
             zone: settings.zone,
-            alerts: arc_swap::ArcSwap::from_pointee(AlertSettings {
-                every: settings.main_password_alert_every,
-                email: settings.email,
-                language: settings.language,
-            }),
+            alerts,
         })
     }
 

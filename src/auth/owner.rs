@@ -467,6 +467,9 @@ impl Authenticator {
             login: printable(a.who.name),
             address: a.address,
             unresolved: None,
+            // The page's logins are not places a mail password is used from.
+            mailbox_id: None,
+            software: None,
             credential: a.credential,
             app_password: None,
             result: a.result,

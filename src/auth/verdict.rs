@@ -22,6 +22,8 @@ pub struct LoginContext {
     pub protocol: Protocol,
     /// Client address.
     pub peer: IpAddr,
+    /// The program the client said it is, when it said (set before the check).
+    pub software: Option<String>,
     /// Whether the upstream login needs the mailbox's stored upstream secret.
     pub needs_upstream_secret: bool,
     /// Whether the upstream checks main passwords (`main_password = "upstream"`).

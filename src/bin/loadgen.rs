@@ -304,6 +304,7 @@ impl LoginLoop {
             kind: sentinella::policy::login::ListenerKind::Mailbox,
             protocol: sentinella::policy::Protocol::Imap,
             peer: "127.0.0.1".parse().unwrap(),
+            software: None,
             needs_upstream_secret: false,
             pass_through: false,
         };

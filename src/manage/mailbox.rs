@@ -25,7 +25,8 @@ impl Manager {
             .into_iter()
             .map(|u| u.login)
             .collect();
-        let mut view = MailboxView::of(m, users, &self.settings.load().policy, now);
+        let mut view = MailboxView::of(m, users, &self.settings.load().policy, now)
+            .with_places(m, self.store.places(m.id)?);
         view.deactivated = self.deactivated(m)?;
         if m.two_factor_on() {
             let left = self

@@ -9,6 +9,7 @@ use crate::policy::app_password::AppPassword;
 use crate::policy::json_time;
 use crate::policy::mailbox::DevicePurpose;
 use crate::policy::names::named_enum;
+use crate::policy::usage::{Credential, Place};
 use crate::policy::{Mailbox, Plan, PolicySettings, Protocol, ProtocolSet};
 use crate::secret::Secret;
 use crate::store::{AccessRecord, Event, Notice};
@@ -47,6 +48,8 @@ pub struct LastUseView {
     pub protocol: Protocol,
     /// The listener.
     pub listener: String,
+    /// The program, when the client said.
+    pub software: Option<String>,
 }
 
 /// The name, scope and dates of an existing app password.
@@ -75,6 +78,9 @@ pub struct AppPasswordDates {
     pub last_used: Option<LastUseView>,
     /// The networks it may be used from; empty: anywhere.
     pub networks: Vec<String>,
+    /// The networks and programs it was used from (at most ten of each), most recent
+    /// first.
+    pub used_from: Vec<Place>,
 }
 
 impl AppPasswordView {
@@ -107,8 +113,10 @@ impl AppPasswordView {
                     client: u.client.clone(),
                     protocol: u.protocol,
                     listener: u.listener.clone(),
+                    software: u.software.clone(),
                 }),
                 networks: ap.networks.iter().map(ToString::to_string).collect(),
+                used_from: Vec::new(),
             }),
         }
     }
@@ -183,6 +191,9 @@ pub struct MailboxView {
     pub deactivated: Vec<DeactivatedView>,
     /// Multi-user accounts, by name.
     pub users: Vec<String>,
+    /// The networks and programs the main password logged in to mail programs from
+    /// (where the mail protocols accept it), most recent first.
+    pub main_password_used_from: Vec<Place>,
 }
 
 /// An app password that was deactivated.
@@ -220,7 +231,31 @@ impl MailboxView {
             app_passwords: AppPasswordView::all(m, s, now),
             users,
             deactivated: Vec::new(),
+            main_password_used_from: Vec::new(),
         }
+    }
+
+    /// Places each password was used from, as the store keeps them.
+    pub fn with_places(mut self, m: &Mailbox, places: Vec<(Credential, Place)>) -> Self {
+        for (credential, place) in places {
+            match credential {
+                Credential::Main => self.main_password_used_from.push(place),
+                Credential::App(id) => {
+                    let Some(i) = m.app_passwords.iter().position(|a| a.id == id) else {
+                        continue;
+                    };
+                    if let Some(d) = self.app_passwords.get_mut(i).and_then(|v| v.details.as_mut()) {
+                        d.used_from.push(place.clone());
+                    }
+                    if i == 0
+                        && let Some(d) = self.app_password.details.as_mut()
+                    {
+                        d.used_from.push(place);
+                    }
+                }
+            }
+        }
+        self
     }
 }
 

@@ -86,18 +86,27 @@ impl Header for ContentLanguage {
     }
 }
 
-/// The message for one e-mail: never a secret (notices hold none).
+/// The message for one e-mail. Notices hold no secret; the one secret an e-mail may carry
+/// is a "Non sono stato io" link's token (it can only take access away).
 fn message(s: &MailerSettings, e: &OutgoingEmail) -> Result<Message, String> {
     let from_domain = s.from.rsplit('@').next().unwrap_or("localhost");
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let text = e.notice.text(&s.locale);
+    let not_me = e.link.as_ref().zip(s.page_url.as_deref()).map(|(t, base)| {
+        zeroize::Zeroizing::new(format!(
+            "{}/not-me/{}",
+            base.trim_end_matches('/'),
+            t.expose()
+        ))
+    });
     let body = wording::email_body(
         &e.address,
         e.notice.at,
         &text,
         s.page_url.as_deref(),
+        not_me.as_deref().map(String::as_str),
         &s.locale,
     );
     let from = lettre::message::Mailbox::new(

@@ -69,6 +69,8 @@ pub struct LastUse {
     pub protocol: Protocol,
     /// The listener's name.
     pub listener: String,
+    /// The program, when the client said (IMAP `ID`, SMTP `EHLO`).
+    pub software: Option<String>,
 }
 
 /// A fresh app password in its printed form (`xxxx-xxxx-…`).

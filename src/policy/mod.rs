@@ -9,6 +9,8 @@
 //! - [`recovery`]: recovery codes (the way back in without the device).
 //! - [`login`]: the login decision table.
 //! - [`notice`]: what a notice to the owner says, as data (`wording` puts it in words).
+//! - [`usage`]: where each password is used (networks, programs) and when a new place
+//!   asks the owner.
 //! - [`abuse`]: the abuse model — what a failure counts against, blocks, what a
 //!   success clears.
 
@@ -22,6 +24,7 @@ pub mod passkey;
 pub mod period;
 pub mod recovery;
 pub mod totp;
+pub mod usage;
 
 pub use jiff::Timestamp;
 pub use mailbox::{Mailbox, PolicySettings};

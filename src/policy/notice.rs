@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Period;
 use super::names::named_enum;
+use super::usage::PlaceKind;
 
 named_enum! {
     /// What a notice to the owner is about.
@@ -26,6 +27,8 @@ named_enum! {
         /// Wrong 2FA codes blocked the mailbox's code step: someone who knows the main
         /// password is trying codes.
         CodesGuessed = "codes-guessed",
+        /// A password was used from a network or a program it was never used from.
+        NewPlace = "new-place",
     }
 }
 
@@ -129,6 +132,17 @@ pub enum Said {
         tries: u32,
         blocked_seconds: u64,
     },
+    /// A password (an app password by name; none: the main password) was used from a
+    /// network or a program it was never used from.
+    NewPlace {
+        at: Timestamp,
+        password: Option<String>,
+        new: PlaceKind,
+        network: String,
+        client: String,
+        protocol: String,
+        software: Option<String>,
+    },
     /// An app password's expiry is near, or has come.
     Reminder {
         name: String,
@@ -160,6 +174,7 @@ impl Said {
             Said::MainPasswordUsed { .. } => NoticeKind::MainPasswordUsed,
             Said::Reminder { .. } => NoticeKind::ExpiryReminder,
             Said::CodesGuessed { .. } => NoticeKind::CodesGuessed,
+            Said::NewPlace { .. } => NoticeKind::NewPlace,
         }
     }
 }

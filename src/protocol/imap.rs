@@ -123,6 +123,8 @@ pub struct ImapFrontend {
     bytes_seen: u64,
     failed_logins: u32,
     bad: super::BadCommands,
+    /// The program the client named in `ID` ("name version").
+    software: Option<String>,
 }
 
 impl std::fmt::Debug for ImapFrontend {
@@ -150,6 +152,7 @@ impl ImapFrontend {
             bytes_seen: 0,
             failed_logins: 0,
             bad: super::BadCommands::default(),
+            software: None,
         }
     }
 
@@ -409,9 +412,16 @@ impl ImapFrontend {
                     Action::Close,
                 ]
             }
-            CommandBody::Id { .. } => reply(format!(
-                "* ID (\"name\" \"Sentinella\")\r\n{tag} OK ID completed"
-            )),
+            CommandBody::Id { parameters } => {
+                if let Some(fields) = &parameters {
+                    self.software = crate::policy::usage::imap_software(fields.iter().map(
+                        |(k, v)| (k.as_ref(), v.0.as_ref().map(|v| v.as_ref())),
+                    ));
+                }
+                reply(format!(
+                    "* ID (\"name\" \"Sentinella\")\r\n{tag} OK ID completed"
+                ))
+            }
             CommandBody::StartTLS => {
                 if self.settings.tls_active || !self.settings.starttls {
                     return reply(format!("{tag} BAD STARTTLS is not available here"));
@@ -546,6 +556,9 @@ impl super::Frontend for ImapFrontend {
     fn timeout_message(&self) -> &'static [u8] {
         b"* BYE Autologout: too slow to log in\r\n"
     }
+    fn software(&self) -> Option<String> {
+        self.software.clone()
+    }
 }
 
 #[cfg(test)]
@@ -595,6 +608,20 @@ mod tests {
              b OK NOOP completed\r\n* ID (\"name\" \"Sentinella\")\r\nc OK ID completed\r\n\
              * BYE Logging out\r\nd OK LOGOUT completed\r\n<CLOSE>"
         );
+    }
+
+    #[test]
+    fn the_program_named_in_id_is_kept_for_the_history() {
+        use crate::protocol::Frontend;
+        let mut fe = ImapFrontend::new(settings(true));
+        assert_eq!(Frontend::software(&fe), None);
+        fe.feed(b"a ID (\"name\" \"Thunderbird\" \"version\" \"128.3\" \"os\" \"Linux\")\r\n");
+        assert_eq!(Frontend::software(&fe).as_deref(), Some("Thunderbird 128.3"));
+        // A later ID without a name forgets it; NIL keeps what was said.
+        fe.feed(b"b ID NIL\r\n");
+        assert_eq!(Frontend::software(&fe).as_deref(), Some("Thunderbird 128.3"));
+        fe.feed(b"c ID (\"vendor\" \"x\")\r\n");
+        assert_eq!(Frontend::software(&fe), None);
     }
 
     #[test]

@@ -128,6 +128,11 @@ pub trait Frontend: Send {
     fn client_name(&self) -> Option<&str> {
         None
     }
+    /// The program the client said it is (IMAP `ID` name and version, the SMTP `EHLO`
+    /// name), as the owner is shown it.
+    fn software(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a line could not be framed.

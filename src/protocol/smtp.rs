@@ -332,6 +332,12 @@ impl Frontend for SmtpFrontend {
     fn client_name(&self) -> Option<&str> {
         self.client_name.as_deref()
     }
+
+    fn software(&self) -> Option<String> {
+        self.client_name
+            .as_deref()
+            .and_then(|n| crate::policy::usage::software(n.as_bytes()))
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ fn context(listener: &ListenerRuntime, peer: SocketAddr) -> LoginContext {
         },
         protocol: listener.config.protocol,
         peer: peer.ip(),
+        software: None,
         needs_upstream_secret: matches!(listener.upstream.config.login, UpstreamLogin::Stored),
         pass_through: listener.upstream.config.main_password == MainPassword::Upstream,
     }
@@ -243,7 +244,7 @@ where
     };
     let mut fe = frontend(listener, shared).await;
     client.write_all(&fe.greeting()).await.map_err(io_end)?;
-    let ctx = context(listener, origin.client);
+    let mut ctx = context(listener, origin.client);
     let mut buf = vec![0u8; 4096];
     let mut queue: VecDeque<Action> = VecDeque::new();
     loop {
@@ -272,6 +273,7 @@ where
                     fe.tls_started();
                 }
                 Action::Authenticate(creds) => {
+                    ctx.software = fe.software();
                     let mut verdict = shared.auth.check(&ctx, creds).await;
                     let client_name = fe.client_name().map(str::to_owned);
                     let mut logged_in = None;

@@ -31,10 +31,12 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use crate::policy::Mailbox;
+use crate::policy::usage::{Credential, Place, PlaceKind};
 use crate::policy::names::UnknownName;
 pub use records::{
     AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
-    LoginEntry, Notice, NoticeKind, OutgoingEmail, Rehash, StoredRecoveryCode, UserAccount,
+    LoginEntry, NotMeLink, Notice, NoticeKind, OutgoingEmail, Rehash, StoredLink,
+    StoredRecoveryCode, UserAccount,
 };
 
 /// Why a store operation failed.
@@ -139,6 +141,11 @@ pub trait Reader {
     fn mail_domains(&self) -> Result<std::collections::BTreeSet<String>, StoreError>;
     /// A mailbox's recovery codes (spent ones too), oldest first.
     fn recovery_codes(&self, mailbox_id: i64) -> Result<Vec<StoredRecoveryCode>, StoreError>;
+    /// The networks and programs each password of a mailbox was used from, most recent
+    /// first.
+    fn places(&self, mailbox_id: i64) -> Result<Vec<(Credential, Place)>, StoreError>;
+    /// The "Non sono stato io" link whose token hashes to `hash`.
+    fn not_me_link(&self, hash: &str) -> Result<Option<StoredLink>, StoreError>;
 }
 
 /// One management action's writes: all of them, or (dropped without [`commit`]) none.
@@ -185,6 +192,9 @@ pub trait Transaction: Reader {
     ) -> Result<(), StoreError>;
     /// Spends a recovery code; `false` if it was spent already (by anyone).
     fn spend_recovery_code(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
+    /// Spends a "Non sono stato io" link; `false` if it was spent already (by anyone) or
+    /// has expired.
+    fn spend_not_me_link(&mut self, hash: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Claims one expiry reminder of an app password; `false` if it was claimed before,
     /// by this process or another: each is sent once.
     fn claim_reminder(
@@ -314,8 +324,35 @@ impl HistoryBatch {
 /// The access history as the running proxy writes it.
 pub trait AccessLog: Send {
     /// Appends a batch durably, in one transaction (one sync for all), recording the last
-    /// use of each app password that logged in with its records.
-    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError>;
+    /// use of each app password that logged in and the places each password was used
+    /// from; returns the new places its owner is to be asked about.
+    fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError>;
+}
+
+/// A password used from a network or a program it was never used from, which its owner
+/// is to be asked about (the store has claimed the password's hourly alert for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPlace {
+    /// The mailbox's id.
+    pub mailbox_id: i64,
+    /// Its address.
+    pub address: String,
+    /// Which password.
+    pub credential: Credential,
+    /// The app password's name (none: the main password).
+    pub app_password: Option<String>,
+    /// A new network or a new program.
+    pub kind: PlaceKind,
+    /// Which.
+    pub value: String,
+    /// The login: when, from which address, over which protocol, with which program.
+    pub at: Timestamp,
+    /// The client's address.
+    pub client: String,
+    /// The protocol.
+    pub protocol: crate::policy::names::Channel,
+    /// The program, when the client said.
+    pub software: Option<String>,
 }
 
 /// One wrong secret against a throttle key, as the fleet counts it.

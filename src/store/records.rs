@@ -14,6 +14,7 @@ use crate::policy::login::{AccessResult, CredentialKind, Reason};
 use crate::policy::names::{Channel, UnknownName, named_enum};
 pub use crate::policy::notice::NoticeKind;
 use crate::policy::notice::Said;
+use crate::policy::usage::Credential;
 
 /// Who did a management action: recorded with every event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +227,45 @@ pub struct Alert {
     pub notice: Notice,
     /// No alert if one of its kind was written at or after this.
     pub quiet_since: Timestamp,
+    /// A "Non sono stato io" link its e-mail carries.
+    pub link: Option<NotMeLink>,
+}
+
+/// A "Non sono stato io" link: kept as its hash; the token in clear rides only in the
+/// e-mail that carries it, until that e-mail is sent or given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotMeLink {
+    /// The token (in the e-mail only).
+    pub token: crate::secret::Secret,
+    /// Its SHA-256, as kept.
+    pub hash: String,
+    /// The mailbox.
+    pub mailbox_id: i64,
+    /// Which password it takes away.
+    pub credential: Credential,
+    /// The app password's name then.
+    pub name: Option<String>,
+    /// Made.
+    pub created_at: Timestamp,
+    /// Works until.
+    pub expires_at: Timestamp,
+}
+
+/// A "Non sono stato io" link, as found by its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLink {
+    /// The mailbox's address.
+    pub address: String,
+    /// Which password.
+    pub credential: Credential,
+    /// The app password's name then.
+    pub name: Option<String>,
+    /// Made.
+    pub created_at: Timestamp,
+    /// Works until.
+    pub expires_at: Timestamp,
+    /// When it was used, if it was.
+    pub used_at: Option<Timestamp>,
 }
 
 /// A notice to the owner ("avviso").
@@ -297,6 +337,8 @@ pub struct OutgoingEmail {
     pub notice: Notice,
     /// Tries so far.
     pub attempts: u32,
+    /// The "Non sono stato io" link's token it carries.
+    pub link: Option<crate::secret::Secret>,
 }
 
 /// Which app password an attempt presented (by its store id, for its last use) and its
@@ -337,6 +379,11 @@ pub struct AccessRecord {
     /// so the owner's history shows the attempt.
     #[serde(skip)]
     pub unresolved: Option<String>,
+    /// The mailbox's id, when it is known (what the places of its passwords are kept by).
+    #[serde(skip)]
+    pub mailbox_id: Option<i64>,
+    /// The program the client said it is (IMAP `ID`, SMTP `EHLO`), when it said.
+    pub software: Option<String>,
     /// Which credential kind was presented.
     pub credential: CredentialKind,
     /// Which app password, when one matched (accepted or not).

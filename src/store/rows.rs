@@ -113,6 +113,8 @@ pub(crate) struct AppRow {
     pub(crate) next_reminder_at: Option<i64>,
     /// The networks it is pinned to, space-separated; none: anywhere.
     pub(crate) networks: Option<String>,
+    /// The program of its last use, when the client said.
+    pub(crate) last_software: Option<String>,
 }
 
 impl AppRow {
@@ -132,6 +134,7 @@ impl AppRow {
                 client,
                 protocol: protocol.parse().map_err(|_| corrupt("last_protocol"))?,
                 listener,
+                software: self.last_software,
             }),
             _ => None,
         };

@@ -46,10 +46,11 @@ struct HistoryColumns<'a> {
     result: Vec<&'a str>,
     reason: Vec<Option<String>>,
     app_password: Vec<Option<&'a str>>,
+    software: Vec<Option<&'a str>>,
 }
 
-/// Whether writing `b` needs nothing besides its rows (no last use to note, no alert,
-/// no re-hash, no throttle row).
+/// Whether writing `b` needs nothing besides its rows (no last use or place to note, no
+/// alert, no re-hash, no throttle row).
 pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
     b.alerts.is_empty()
         && b.rehashes.is_empty()
@@ -58,7 +59,7 @@ pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
         && !b
             .records
             .iter()
-            .any(|r| r.result == AccessResult::Accepted && r.app_password.is_some())
+            .any(|r| r.result == AccessResult::Accepted && r.mailbox_id.is_some())
 }
 
 /// The rows of a batch in one statement (their mailboxes resolved already).
@@ -80,12 +81,14 @@ pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Resu
             .push(r.reason.as_ref().map(crate::store::rows::reason_column));
         cols.app_password
             .push(r.app_password.as_ref().map(|a| a.name.as_str()));
+        cols.software.push(r.software.as_deref());
     }
     execute(
         c,
         "INSERT INTO access_history (at, listener, protocol, client, login, address, credential, result, \
-         reason, app_password) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], \
-         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])",
+         reason, app_password, software) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+         $11::text[])",
         &[
             &cols.at,
             &cols.listener,
@@ -97,6 +100,7 @@ pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Resu
             &cols.result,
             &cols.reason,
             &cols.app_password,
+            &cols.software,
         ],
     )
     .await?;

@@ -607,21 +607,23 @@ impl PrincipalSource for PgStore {
 }
 
 impl AccessLog for PgStore {
-    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+    fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<crate::store::NewPlace>, StoreError> {
         // Rows alone are one statement, atomic by itself: one round trip.
         if fleet::rows_only(batch) {
             let client = self.backend.client()?;
             let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
-            return wait(fleet::insert_records(&client, &records));
+            return wait(fleet::insert_records(&client, &records)).map(|()| Vec::new());
         }
         // The management lock only when a re-hash writes the feed.
         let tx = self.transaction(!batch.rehashes.is_empty())?;
         let records =
             tx.with(|c| sql::history::resolved(c, &batch.records).map(|r| r.into_owned()))?;
         tx.run(async |c| fleet::insert_records(c, &records).await)?;
-        tx.with(|c| sql::history::around_records(c, batch))?;
+        let mut new = Vec::new();
+        tx.with(|c| sql::history::around_records(c, batch).map(|n| new = n))?;
         tx.run(async |c| fleet::throttle_rows(c, batch).await)?;
-        Box::new(tx).commit_tx()
+        Box::new(tx).commit_tx()?;
+        Ok(new)
     }
 }
 

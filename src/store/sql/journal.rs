@@ -6,7 +6,11 @@ use jiff::Timestamp;
 use super::{Conn, Row, params};
 use crate::policy::notice::Said;
 use crate::store::rows::ts;
-use crate::store::{Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError};
+use crate::policy::usage::Credential;
+use crate::secret::Secret;
+use crate::store::{
+    Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError, StoredLink,
+};
 
 pub(crate) fn record_event(c: &dyn Conn, e: &Event) -> Result<(), StoreError> {
     c.execute(
@@ -29,6 +33,18 @@ pub(crate) fn record_notice(
     email_to: &[String],
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    record_notice_with(c, address, n, email_to, None, now)
+}
+
+/// [`record_notice`], its e-mails carrying `link`'s token.
+fn record_notice_with(
+    c: &dyn Conn,
+    address: &str,
+    n: &Notice,
+    email_to: &[String],
+    link: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let said = n.said.as_ref().and_then(|s| serde_json::to_string(s).ok());
     let id: i64 = c
         .one(
@@ -39,9 +55,9 @@ pub(crate) fn record_notice(
         .ok_or_else(|| StoreError::Corrupt("no id for the notice".into()))?;
     for to in email_to {
         c.execute(
-            "INSERT INTO outbox (notice_id, recipient, state, next_attempt_at) \
-             VALUES (?1, ?2, 'pending', ?3)",
-            params![id, to, now],
+            "INSERT INTO outbox (notice_id, recipient, state, next_attempt_at, link) \
+             VALUES (?1, ?2, 'pending', ?3, ?4)",
+            params![id, to, now, link],
         )?;
     }
     Ok(())
@@ -64,8 +80,58 @@ pub(crate) fn record_alert(c: &dyn Conn, alert: &Alert) -> Result<bool, StoreErr
         return Ok(false);
     }
     let to: Vec<String> = alert.email_to.iter().cloned().collect();
-    record_notice(c, &alert.address, &alert.notice, &to, alert.notice.at)?;
+    // A link only goes where an e-mail goes.
+    let link = alert.link.as_ref().filter(|_| !to.is_empty());
+    if let Some(l) = link {
+        // Expired links go as new ones come (at most one a password an hour).
+        c.execute(
+            "DELETE FROM not_me_links WHERE expires_at < ?1",
+            params![l.created_at],
+        )?;
+        c.execute(
+            "INSERT INTO not_me_links (hash, mailbox_id, credential, name, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                &l.hash,
+                l.mailbox_id,
+                l.credential.column(),
+                l.name.as_deref(),
+                l.created_at,
+                l.expires_at
+            ],
+        )?;
+    }
+    let token = link.map(|l| l.token.expose());
+    record_notice_with(c, &alert.address, &alert.notice, &to, token, alert.notice.at)?;
     Ok(true)
+}
+
+/// The "Non sono stato io" link whose token hashes to `hash`.
+pub(crate) fn link(c: &dyn Conn, hash: &str) -> Result<Option<StoredLink>, StoreError> {
+    c.row(
+        "SELECT m.address, l.credential, l.name, l.created_at, l.expires_at, l.used_at \
+         FROM not_me_links l JOIN mailboxes m ON m.id = l.mailbox_id WHERE l.hash = ?1",
+        params![hash],
+        |r| {
+            Ok(StoredLink {
+                address: r.get(0)?,
+                credential: Credential::of_column(r.get(1)?),
+                name: r.get(2)?,
+                created_at: ts(r.get(3)?)?,
+                expires_at: ts(r.get(4)?)?,
+                used_at: r.get::<Option<i64>>(5)?.map(ts).transpose()?,
+            })
+        },
+    )
+}
+
+/// Spends the link; `false` when it was spent already or has expired.
+pub(crate) fn spend_link(c: &dyn Conn, hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "UPDATE not_me_links SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![hash, now],
+    )?;
+    Ok(n == 1)
 }
 
 pub(crate) fn events(c: &dyn Conn, address: &str) -> Result<Vec<Event>, StoreError> {
@@ -138,7 +204,7 @@ pub(crate) fn due_emails(
     limit: u32,
 ) -> Result<Vec<OutgoingEmail>, StoreError> {
     c.rows(
-        "SELECT o.id, n.address, o.recipient, n.at, n.kind, n.message, o.attempts, n.said \
+        "SELECT o.id, n.address, o.recipient, n.at, n.kind, n.message, o.attempts, n.said, o.link \
          FROM outbox o JOIN notices n ON n.id = o.notice_id \
          WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
          ORDER BY o.next_attempt_at, o.id LIMIT ?2",
@@ -157,6 +223,7 @@ pub(crate) fn due_emails(
                     )
                 },
                 attempts: count(r, 6)?,
+                link: r.get::<Option<String>>(8)?.map(Secret::new),
             })
         },
     )
@@ -199,9 +266,11 @@ pub(crate) fn email_tried(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let sent_at = (state == DeliveryState::Sent).then_some(now);
+    // A link's token is kept only while its e-mail may still be sent.
     c.execute(
         "UPDATE outbox SET state = ?2, attempts = attempts + 1, \
-         next_attempt_at = COALESCE(?3, next_attempt_at), sent_at = ?4, error = ?5 WHERE id = ?1",
+         next_attempt_at = COALESCE(?3, next_attempt_at), sent_at = ?4, error = ?5, \
+         link = CASE WHEN ?2 = 'pending' THEN link END WHERE id = ?1",
         params![id, state.as_str(), retry_at, sent_at, error],
     )?;
     Ok(())

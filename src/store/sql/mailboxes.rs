@@ -25,7 +25,7 @@ pub(crate) const MAILBOX_SELECT: &str = "SELECT m.id, m.address, m.plan, m.conta
 
 pub(crate) const APP_SELECT: &str = "SELECT id, mailbox_id, name, selector, scope, hash, created_at, \
      expires_at, postponed, last_used_at, last_client, last_protocol, last_listener, \
-     next_reminder_at, networks FROM app_passwords";
+     next_reminder_at, networks, last_software FROM app_passwords";
 
 fn mailbox_row(r: &dyn Row) -> Result<MailboxRow, StoreError> {
     Ok(MailboxRow {
@@ -57,6 +57,7 @@ fn app_row(r: &dyn Row) -> Result<AppRow, StoreError> {
         last: (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
         next_reminder_at: r.get(13)?,
         networks: r.get(14)?,
+        last_software: r.get(15)?,
     })
 }
 
@@ -224,6 +225,10 @@ fn save_app_passwords(c: &dyn Conn, m: &Mailbox) -> Result<(), StoreError> {
             c.execute(
                 "DELETE FROM app_passwords WHERE id = ?1",
                 params![stored.id],
+            )?;
+            c.execute(
+                "DELETE FROM usage_places WHERE mailbox_id = ?1 AND credential = ?2",
+                params![m.id, stored.id],
             )?;
         }
     }

@@ -303,6 +303,16 @@ impl<D: Db> Reader for D {
     ) -> Result<Vec<super::StoredRecoveryCode>, StoreError> {
         self.with(|c| recovery::all(c, mailbox_id))
     }
+    fn places(
+        &self,
+        mailbox_id: i64,
+    ) -> Result<Vec<(crate::policy::usage::Credential, crate::policy::usage::Place)>, StoreError>
+    {
+        self.with(|c| history::places(c, mailbox_id))
+    }
+    fn not_me_link(&self, hash: &str) -> Result<Option<super::StoredLink>, StoreError> {
+        self.with(|c| journal::link(c, hash))
+    }
 }
 
 impl<T: Tx> Transaction for T {
@@ -392,6 +402,9 @@ impl<T: Tx> Transaction for T {
     }
     fn spend_recovery_code(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         self.with(|c| recovery::spend(c, id, now))
+    }
+    fn spend_not_me_link(&mut self, hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.with(|c| journal::spend_link(c, hash, now))
     }
     fn claim_reminder(
         &mut self,

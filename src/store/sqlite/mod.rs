@@ -189,16 +189,16 @@ impl AccessLog for SqliteStore {
     /// One transaction: the rows one by one, then what goes with them. The fleet
     /// throttle's failures and clears are not written: on one machine the throttle is the
     /// process's own.
-    fn append(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+    fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<crate::store::NewPlace>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for rec in sql::history::resolved(&*tx, &batch.records)?.iter() {
             sql::history::insert(&*tx, rec)?;
         }
-        sql::history::around_records(&*tx, batch)?;
+        let new = sql::history::around_records(&*tx, batch)?;
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 }
 

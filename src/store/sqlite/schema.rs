@@ -250,6 +250,40 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE app_passwords ADD COLUMN networks TEXT;
     "#,
+    // 16: where each password is used. The history names the client's program; each
+    // app password keeps the program of its last use; the networks and programs each
+    // password (credential: the app password's id, 0 the main password) logged in from,
+    // at most ten of each; when the owner was last asked about a new one (per app
+    // password, and per mailbox for its main password); the "Non sono stato io" links
+    // (only their hashes), the e-mail carrying one keeping it in clear until it is sent.
+    r#"
+    ALTER TABLE access_history ADD COLUMN software TEXT;
+    ALTER TABLE app_passwords ADD COLUMN last_software TEXT;
+    CREATE TABLE usage_places (
+        id         INTEGER PRIMARY KEY,
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        credential INTEGER NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('network', 'software')),
+        value      TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        uses       INTEGER NOT NULL,
+        UNIQUE (mailbox_id, credential, kind, value)
+    );
+    ALTER TABLE app_passwords ADD COLUMN place_alert_at INTEGER;
+    ALTER TABLE mailboxes ADD COLUMN place_alert_at INTEGER;
+    CREATE TABLE not_me_links (
+        hash       TEXT PRIMARY KEY,
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        credential INTEGER NOT NULL,
+        name       TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    );
+    CREATE INDEX not_me_links_by_expiry ON not_me_links(expires_at);
+    ALTER TABLE outbox ADD COLUMN link TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 
 use crate::policy::fmt_time;
 use crate::policy::mailbox::DevicePurpose;
+use crate::policy::usage::{Place, PlaceKind};
 use crate::secret::Secret;
 
 fn app_password_text(ap: &AppPasswordView, two_factor: bool, z: &TimeZone) -> String {
@@ -41,20 +42,47 @@ fn app_password_text(ap: &AppPasswordView, two_factor: bool, z: &TimeZone) -> St
     };
     let last = match &d.last_used {
         Some(u) => format!(
-            "last used {} from {} ({}, {})",
+            "last used {} from {} ({}, {}{})",
             fmt_time(u.at, z),
             u.client,
             u.protocol,
-            u.listener
+            u.listener,
+            u.software
+                .as_ref()
+                .map_or(String::new(), |s| format!(", program \"{s}\""))
         ),
         None => "never used".to_owned(),
     };
+    let pinned = if d.networks.is_empty() {
+        String::new()
+    } else {
+        format!("\n  only from: {}", d.networks.join(", "))
+    };
     format!(
-        "\"{}\" {state}\n  generated {}, postponed {} time(s); {postpone}\n  protocols: {scope}; {last}",
+        "\"{}\" {state}\n  generated {}, postponed {} time(s); {postpone}\n  protocols: {scope}; {last}{pinned}{}",
         d.name,
         fmt_time(d.created_at, z),
-        d.postponed
+        d.postponed,
+        places_text(&d.used_from, z)
     )
+}
+
+/// Where a password was used from, one line a place; nothing when nowhere yet.
+fn places_text(places: &[Place], z: &TimeZone) -> String {
+    let mut text = String::new();
+    for p in places {
+        let what = match p.kind {
+            PlaceKind::Network => format!("network {}", p.value),
+            PlaceKind::Software => format!("program \"{}\"", p.value),
+        };
+        text.push_str(&format!(
+            "\n  used from {what}: {} login(s), first {}, last {}",
+            p.uses,
+            fmt_time(p.first_seen, z),
+            fmt_time(p.last_seen, z)
+        ));
+    }
+    text
 }
 
 fn app_passwords_text(v: &MailboxView, z: &TimeZone) -> String {
@@ -121,7 +149,7 @@ pub(crate) fn mailbox(v: &MailboxView, z: &TimeZone) -> String {
         } else {
             "no"
         },
-        app_passwords_text(v, z),
+        app_passwords_text(v, z) + &places_text(&v.main_password_used_from, z).replace("used from", "main password used from"),
         if v.users.is_empty() {
             "-".to_owned()
         } else {

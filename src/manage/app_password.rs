@@ -6,12 +6,13 @@
 use jiff::Timestamp;
 
 use super::outcome::{
-    AppPasswordList, AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, Pinned,
-    Postponed,
+    AppPasswordList, AppPasswordStatus, AppPasswordView, Deactivated, NewAppPassword, NotMe,
+    Pinned, Postponed,
 };
 use super::{Actor, Ask, ManageError, Manager, Record, Warning};
 use crate::policy::mailbox::NewAppPassword as Issue;
 use crate::policy::notice::Said;
+use crate::policy::usage::{self, Credential};
 use crate::policy::{Mailbox, PolicyError, ProtocolSet, app_password};
 use crate::secret::Secret;
 use crate::store::EventAction;
@@ -184,13 +185,7 @@ impl Manager {
             } else {
                 vec![m.deactivate_app_password(name)?.name]
             };
-            let record = Record::new(EventAction::AppPasswordDeactivate)
-                .detail(names.join(", "))
-                .notice(Said::AppPasswordsDeactivated {
-                    names: names.clone(),
-                    by_operator: actor.is_operator(),
-                });
-            Ok((names, record))
+            Ok((names.clone(), deactivated_record(actor, names)))
         })?;
         Ok(Deactivated {
             address: m.address,
@@ -201,6 +196,56 @@ impl Manager {
                 "some"
             },
         })
+    }
+
+    /// The app password a "Non sono stato io" link takes away, as its page shows it
+    /// before the button is pressed; `None` when the link does not work (unknown, used,
+    /// expired, or its password is gone) — which of these is not said.
+    pub fn not_me_link(&self, token: &str, now: Timestamp) -> Result<Option<NotMe>, ManageError> {
+        let Some(link) = self.store.not_me_link(&usage::link_hash(token))? else {
+            return Ok(None);
+        };
+        if link.used_at.is_some() || link.expires_at <= now {
+            return Ok(None);
+        }
+        let (Credential::App(id), Some(m)) = (link.credential, self.store.mailbox(&link.address)?)
+        else {
+            return Ok(None);
+        };
+        Ok(m.app_passwords.iter().find(|a| a.id == id).map(|a| NotMe {
+            address: m.address.clone(),
+            name: a.name.clone(),
+            alerted_at: link.created_at,
+        }))
+    }
+
+    /// "Non sono stato io": deactivates the app password the link names at once (its
+    /// sessions end), recorded as done by `owner:link`, and spends the link. `None` when
+    /// the link does not work (see [`Manager::not_me_link`]); nothing is done then.
+    pub fn not_me(&mut self, token: &str, now: Timestamp) -> Result<Option<NotMe>, ManageError> {
+        let hash = usage::link_hash(token);
+        let Some(found) = self.not_me_link(token, now)? else {
+            return Ok(None);
+        };
+        let actor = Actor::Owner("link".into());
+        let gone = || ManageError::Declined {
+            code: "link_gone",
+            message: "the link no longer works".into(),
+        };
+        let done = self.change(&actor, &found.address, now, |tx, m| {
+            if !tx.spend_not_me_link(&hash, now)? {
+                return Err(gone());
+            }
+            let name = m.deactivate_app_password(Some(&found.name))?.name;
+            Ok(((), deactivated_record(&actor, vec![name])))
+        });
+        match done {
+            Ok(_) => Ok(Some(found)),
+            Err(ManageError::Declined {
+                code: "link_gone", ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// One app password's state, expiry and when postponing opens.
@@ -258,4 +303,14 @@ fn fresh_password(m: &Mailbox) -> Result<(Secret, Secret), ManageError> {
     Err(ManageError::Internal(
         "could not draw an unused app password selector".into(),
     ))
+}
+
+/// What deactivating app passwords records: the event, and the notice to the owner.
+fn deactivated_record(actor: &Actor, names: Vec<String>) -> Record {
+    Record::new(EventAction::AppPasswordDeactivate)
+        .detail(names.join(", "))
+        .notice(Said::AppPasswordsDeactivated {
+            names,
+            by_operator: actor.is_operator(),
+        })
 }

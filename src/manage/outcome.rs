@@ -196,6 +196,18 @@ pub struct MailboxView {
     pub main_password_used_from: Vec<Place>,
 }
 
+/// The app password a "Non sono stato io" link takes away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotMe {
+    /// The mailbox.
+    pub address: String,
+    /// The app password's name.
+    pub name: String,
+    /// When the owner was asked.
+    #[serde(serialize_with = "json_time::serialize")]
+    pub alerted_at: Timestamp,
+}
+
 /// An app password that was deactivated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeactivatedView {

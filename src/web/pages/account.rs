@@ -12,6 +12,7 @@ struct PasswordRow {
     expires: String,
     scope: String,
     last_use: String,
+    used_from: Vec<String>,
     postpone_allowed: bool,
     postpone_opens: String,
 }
@@ -28,6 +29,7 @@ struct AccountPage {
     device_since: Option<String>,
     migration: bool,
     passwords: Vec<PasswordRow>,
+    main_used_from: Vec<String>,
     deactivated: Vec<(String, String)>,
     no_protocol: bool,
     can_generate: bool,
@@ -36,6 +38,21 @@ struct AccountPage {
     pop3: bool,
     smtp: bool,
     clients: Vec<ClientRow>,
+}
+
+/// One place a password was used from: what, first and last seen, how many logins.
+fn place_line(p: &crate::policy::usage::Place, t: &Texts, zone: &jiff::tz::TimeZone) -> String {
+    let what = match p.kind {
+        crate::policy::usage::PlaceKind::Network => p.value.clone(),
+        crate::policy::usage::PlaceKind::Software => format!("{} {}", t.program, p.value),
+    };
+    format!(
+        "{what} · {} → {} · {} {}",
+        fmt_time(p.first_seen, zone),
+        fmt_time(p.last_seen, zone),
+        p.uses,
+        t.uses
+    )
 }
 
 pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
@@ -66,14 +83,19 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
                 last_use: d.last_used.as_ref().map_or_else(
                     || t.never.to_owned(),
                     |u| {
+                        let program = u
+                            .software
+                            .as_ref()
+                            .map_or(String::new(), |s| format!(" · {s}"));
                         format!(
-                            "{} · {} · {}",
+                            "{} · {} · {}{program}",
                             fmt_time(u.at, zone),
                             u.client,
                             u.protocol.display_name()
                         )
                     },
                 ),
+                used_from: d.used_from.iter().map(|p| place_line(p, t, zone)).collect(),
                 postpone_allowed: d.postpone_allowed,
                 postpone_opens: fmt_time(d.postpone_opens_at, zone),
             })
@@ -106,6 +128,11 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
             })
             .collect(),
         passwords,
+        main_used_from: view
+            .main_password_used_from
+            .iter()
+            .map(|p| place_line(p, t, zone))
+            .collect(),
         imap: view.protocols.contains(Protocol::Imap),
         pop3: view.protocols.contains(Protocol::Pop3),
         smtp: view.protocols.contains(Protocol::Smtp),

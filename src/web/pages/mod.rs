@@ -38,12 +38,14 @@ mod account;
 mod app_passwords;
 mod apple;
 mod login;
+mod not_me;
 mod passkey;
 mod records;
 mod two_factor;
 
 use account::*;
 use app_passwords::*;
+use not_me::*;
 use apple::*;
 use login::*;
 use passkey::{Answer, PasskeyForm, passkey_form};
@@ -116,6 +118,8 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route("/account/apple", get(apple_ready).post(apple_setup))
         .route("/account/apple/download", post(apple_download))
         .route("/setup/{token}", get(setup_link))
+        .route("/not-me/{token}", get(not_me_page))
+        .route("/not-me", post(not_me))
         .route("/account/history", get(history))
         .route("/account/notices", get(notices))
         .route("/mail/config-v1.1.xml", get(super::clients::autoconfig))

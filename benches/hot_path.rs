@@ -113,6 +113,7 @@ fn ctx() -> LoginContext {
         kind: ListenerKind::Mailbox,
         protocol: Protocol::Imap,
         peer: "127.0.0.1".parse().unwrap(),
+        software: None,
         needs_upstream_secret: false,
         pass_through: false,
     }

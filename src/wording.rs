@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::policy::abuse::{BlockNote, CodeUse, Subject};
 use crate::policy::login::Reason;
 use crate::policy::names::named_enum;
-use crate::policy::usage::PlaceKind;
 pub use crate::policy::notice::{NarrowedTo, NoticeKind, Reminder, Said};
+use crate::policy::usage::PlaceKind;
 use crate::policy::{Period, fmt_time, fmt_zoned};
 use crate::store::Notice;
 

@@ -368,7 +368,8 @@ mod tests {
     #[tokio::test]
     async fn a_record_refused_for_good_does_not_hold_up_the_others() {
         let written = Arc::new(Mutex::new(Vec::new()));
-        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), Box::new(|_| None));
+        let writer =
+            HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), Box::new(|_| None));
         let dropped = METRICS.history_dropped.load(Ordering::Relaxed);
         let (a, b, c) = tokio::join!(
             writer.record(record("first"), None, None),

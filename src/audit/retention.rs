@@ -152,6 +152,8 @@ mod tests {
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),
             unresolved: None,
+            mailbox_id: None,
+            software: None,
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,

@@ -819,6 +819,7 @@ mod tests {
 
     fn ctx(kind: ListenerKind) -> LoginContext {
         LoginContext {
+            software: None,
             listener: "imaps".into(),
             kind,
             protocol: Protocol::Imap,
@@ -1278,6 +1279,7 @@ mod tests {
 
         fn ctx(protocol: Protocol) -> LoginContext {
             LoginContext {
+                software: None,
                 listener: "test".into(),
                 kind: ListenerKind::Mailbox,
                 protocol,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::authenticator::{AlertSettings, Authenticator};
 use super::principals::Principals;
-use crate::audit::history::AskOwner;
-use crate::policy::usage;
 use super::verdict::{LoginContext, LoginResult, Verdict};
+use crate::audit::history::AskOwner;
 use crate::clock::now;
 use crate::policy::Mailbox;
 use crate::policy::login::{AccessResult, CredentialKind, Outcome, Reason};
+use crate::policy::usage;
 use crate::store::{AccessRecord, Alert, NewPlace, NotMeLink, Notice};
 use crate::wording::{Locale, Said};
 
@@ -104,7 +104,14 @@ impl Authenticator {
         at: Timestamp,
         quiet_since: Timestamp,
     ) -> Alert {
-        alert(&self.alerts.load(), &self.zone, mailbox, said, at, quiet_since)
+        alert(
+            &self.alerts.load(),
+            &self.zone,
+            mailbox,
+            said,
+            at,
+            quiet_since,
+        )
     }
 }
 
@@ -172,7 +179,9 @@ pub(super) fn ask_owner(
                         expires_at: p.at + usage::LINK_LIFE,
                     });
                 }
-                Err(e) => tracing::error!(error = %e, "no \"Non sono stato io\" link for this alert"),
+                Err(e) => {
+                    tracing::error!(error = %e, "no \"Non sono stato io\" link for this alert")
+                }
             }
         }
         Some(a)

@@ -149,7 +149,9 @@ pub(crate) fn mailbox(v: &MailboxView, z: &TimeZone) -> String {
         } else {
             "no"
         },
-        app_passwords_text(v, z) + &places_text(&v.main_password_used_from, z).replace("used from", "main password used from"),
+        app_passwords_text(v, z)
+            + &places_text(&v.main_password_used_from, z)
+                .replace("used from", "main password used from"),
         if v.users.is_empty() {
             "-".to_owned()
         } else {

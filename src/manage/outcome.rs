@@ -256,7 +256,11 @@ impl MailboxView {
                     let Some(i) = m.app_passwords.iter().position(|a| a.id == id) else {
                         continue;
                     };
-                    if let Some(d) = self.app_passwords.get_mut(i).and_then(|v| v.details.as_mut()) {
+                    if let Some(d) = self
+                        .app_passwords
+                        .get_mut(i)
+                        .and_then(|v| v.details.as_mut())
+                    {
                         d.used_from.push(place.clone());
                     }
                     if i == 0

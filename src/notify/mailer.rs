@@ -458,6 +458,7 @@ mod tests {
                 },
             ),
             attempts: 0,
+            link: None,
         };
         let raw = String::from_utf8(message(&s, &e).unwrap().formatted()).unwrap();
         for header in [

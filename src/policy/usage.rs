@@ -79,7 +79,9 @@ pub fn software(name: &[u8]) -> Option<String> {
 
 /// The name an IMAP client gives in `ID`: its `name` and `version` fields (RFC 2971),
 /// or nothing when it gives no name.
-pub fn imap_software<'a>(fields: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Option<String> {
+pub fn imap_software<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Option<String> {
     let (mut name, mut version) = (None, None);
     for (k, v) in fields {
         if k.eq_ignore_ascii_case(b"name") {
@@ -165,7 +167,12 @@ pub struct Place {
 /// when it was made) asks unless it is in its first hour; the main password asks only
 /// once its places are known, so the first login seen after an upgrade is no alarm.
 /// At most one alert per password an hour is the store's to enforce ([`ALERT_EVERY`]).
-pub fn asks_owner(credential: Credential, created: Option<Timestamp>, had_places: bool, at: Timestamp) -> bool {
+pub fn asks_owner(
+    credential: Credential,
+    created: Option<Timestamp>,
+    had_places: bool,
+    at: Timestamp,
+) -> bool {
     match credential {
         Credential::App(_) => created.is_none_or(|c| at.duration_since(c) >= SETTLING),
         Credential::Main => had_places,
@@ -179,7 +186,10 @@ mod tests {
     #[test]
     fn networks_are_slash_24_and_slash_48() {
         assert_eq!(network_of("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
-        assert_eq!(network_of("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        assert_eq!(
+            network_of("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.0/24"
+        );
         assert_eq!(
             network_of("2001:db8:aa:bb::1".parse().unwrap()),
             "2001:db8:aa::/48"
@@ -188,7 +198,10 @@ mod tests {
 
     #[test]
     fn software_names_are_printable_and_bounded() {
-        assert_eq!(software(b"  Thunderbird   128 "), Some("Thunderbird 128".into()));
+        assert_eq!(
+            software(b"  Thunderbird   128 "),
+            Some("Thunderbird 128".into())
+        );
         assert_eq!(software(b"a\r\nb\x00"), Some("a??b?".into()));
         assert_eq!(software(b"   "), None);
         assert_eq!(software(&[b'x'; 200]).unwrap().len(), 64);

@@ -414,9 +414,11 @@ impl ImapFrontend {
             }
             CommandBody::Id { parameters } => {
                 if let Some(fields) = &parameters {
-                    self.software = crate::policy::usage::imap_software(fields.iter().map(
-                        |(k, v)| (k.as_ref(), v.0.as_ref().map(|v| v.as_ref())),
-                    ));
+                    self.software = crate::policy::usage::imap_software(
+                        fields
+                            .iter()
+                            .map(|(k, v)| (k.as_ref(), v.0.as_ref().map(|v| v.as_ref()))),
+                    );
                 }
                 reply(format!(
                     "* ID (\"name\" \"Sentinella\")\r\n{tag} OK ID completed"
@@ -616,10 +618,16 @@ mod tests {
         let mut fe = ImapFrontend::new(settings(true));
         assert_eq!(Frontend::software(&fe), None);
         fe.feed(b"a ID (\"name\" \"Thunderbird\" \"version\" \"128.3\" \"os\" \"Linux\")\r\n");
-        assert_eq!(Frontend::software(&fe).as_deref(), Some("Thunderbird 128.3"));
+        assert_eq!(
+            Frontend::software(&fe).as_deref(),
+            Some("Thunderbird 128.3")
+        );
         // A later ID without a name forgets it; NIL keeps what was said.
         fe.feed(b"b ID NIL\r\n");
-        assert_eq!(Frontend::software(&fe).as_deref(), Some("Thunderbird 128.3"));
+        assert_eq!(
+            Frontend::software(&fe).as_deref(),
+            Some("Thunderbird 128.3")
+        );
         fe.feed(b"c ID (\"vendor\" \"x\")\r\n");
         assert_eq!(Frontend::software(&fe), None);
     }

@@ -31,8 +31,8 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use crate::policy::Mailbox;
-use crate::policy::usage::{Credential, Place, PlaceKind};
 use crate::policy::names::UnknownName;
+use crate::policy::usage::{Credential, Place, PlaceKind};
 pub use records::{
     AccessRecord, Actor, Alert, AppPasswordUse, Delivery, DeliveryState, Event, EventAction, Kept,
     LoginEntry, NotMeLink, Notice, NoticeKind, OutgoingEmail, Rehash, StoredLink,

@@ -644,6 +644,8 @@ fn serve_deletes_history_older_than_its_retention() {
         login: ADDR.into(),
         address: Some(ADDR.into()),
         unresolved: None,
+        mailbox_id: None,
+        software: None,
         credential: CredentialKind::Main,
         app_password: None,
         result: AccessResult::Refused,

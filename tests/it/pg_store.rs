@@ -94,6 +94,7 @@ fn the_store_traits_behave_on_postgresql_as_on_sqlite() {
             format!("used at {when}"),
         ),
         quiet_since: at(quiet),
+        link: None,
     };
     log.append(&HistoryBatch::of_alerts(vec![
         alert("2026-03-01T10:00:00Z", "2026-02-28T10:00:00Z"),

@@ -69,10 +69,7 @@ pub(crate) fn resolved<'a>(
 /// each app password that logged in (a row already newer — records can arrive out of
 /// order — is kept), the places each password was used from, the alerts not quieted,
 /// the re-hashes still due. Returns the new places the owner is to be asked about.
-pub(crate) fn around_records(
-    c: &dyn Conn,
-    b: &HistoryBatch,
-) -> Result<Vec<NewPlace>, StoreError> {
+pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
     let mut last: Vec<&AccessRecord> = Vec::new();
     let mut places: Vec<Seen> = Vec::new();
     for rec in &b.records {
@@ -80,7 +77,10 @@ pub(crate) fn around_records(
             continue;
         };
         if let Credential::App(id) = credential {
-            match last.iter_mut().find(|r| r.app_password.as_ref().is_some_and(|a| a.id == id)) {
+            match last
+                .iter_mut()
+                .find(|r| r.app_password.as_ref().is_some_and(|a| a.id == id))
+            {
                 Some(r) if r.at <= rec.at => *r = rec,
                 Some(_) => {}
                 None => last.push(rec),
@@ -115,7 +115,9 @@ pub(crate) fn around_records(
         }
     }
     for rec in last {
-        let Some(ap) = &rec.app_password else { continue };
+        let Some(ap) = &rec.app_password else {
+            continue;
+        };
         c.execute(
             "UPDATE app_passwords SET last_used_at = ?2, last_client = ?3, last_protocol = ?4, \
              last_listener = ?5, last_software = ?6 \

@@ -5,9 +5,9 @@ use jiff::Timestamp;
 
 use super::{Conn, Row, params};
 use crate::policy::notice::Said;
-use crate::store::rows::ts;
 use crate::policy::usage::Credential;
 use crate::secret::Secret;
+use crate::store::rows::ts;
 use crate::store::{
     Alert, Delivery, DeliveryState, Event, Notice, OutgoingEmail, StoreError, StoredLink,
 };
@@ -102,7 +102,14 @@ pub(crate) fn record_alert(c: &dyn Conn, alert: &Alert) -> Result<bool, StoreErr
         )?;
     }
     let token = link.map(|l| l.token.expose());
-    record_notice_with(c, &alert.address, &alert.notice, &to, token, alert.notice.at)?;
+    record_notice_with(
+        c,
+        &alert.address,
+        &alert.notice,
+        &to,
+        token,
+        alert.notice.at,
+    )?;
     Ok(true)
 }
 

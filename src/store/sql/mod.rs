@@ -306,8 +306,13 @@ impl<D: Db> Reader for D {
     fn places(
         &self,
         mailbox_id: i64,
-    ) -> Result<Vec<(crate::policy::usage::Credential, crate::policy::usage::Place)>, StoreError>
-    {
+    ) -> Result<
+        Vec<(
+            crate::policy::usage::Credential,
+            crate::policy::usage::Place,
+        )>,
+        StoreError,
+    > {
         self.with(|c| history::places(c, mailbox_id))
     }
     fn not_me_link(&self, hash: &str) -> Result<Option<super::StoredLink>, StoreError> {

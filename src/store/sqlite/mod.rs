@@ -471,6 +471,8 @@ mod tests {
             login: "a@b.it".into(),
             address: Some("a@b.it".into()),
             unresolved: None,
+            mailbox_id: None,
+            software: None,
             credential: CredentialKind::Code,
             app_password: None,
             result: AccessResult::Refused,
@@ -515,6 +517,149 @@ mod tests {
         );
     }
 
+    /// Accepted logins note where each password was used: one row a network and a
+    /// program, counted; a new one is reported for its owner once the password is past
+    /// its first hour, at most once an hour a password; at most ten of each kind.
+    #[test]
+    fn places_are_counted_bounded_and_new_ones_ask_the_owner_at_most_hourly() {
+        use crate::policy::usage::{Credential, PlaceKind};
+        let (_d, mut s) = store();
+        let mut m = add(&mut s, "a@b.it");
+        let t = at(T0);
+        m.app_passwords
+            .push(crate::policy::app_password::AppPassword::new(
+                HASH.into(),
+                t,
+                PolicySettings::default().app_password_validity,
+                &jiff::tz::TimeZone::UTC,
+            ));
+        let mut tx = s.begin().unwrap();
+        tx.save_mailbox(&m, t).unwrap();
+        tx.commit().unwrap();
+        let ap = s.mailbox("a@b.it").unwrap().unwrap().app_passwords[0].id;
+        let login = |client: &str, software: Option<&str>, when: Timestamp| AccessRecord {
+            at: when,
+            listener: "imaps".into(),
+            protocol: Protocol::Imap.into(),
+            client: client.into(),
+            login: "a@b.it".into(),
+            address: Some("a@b.it".into()),
+            unresolved: None,
+            mailbox_id: Some(m.id),
+            software: software.map(Into::into),
+            credential: CredentialKind::App,
+            app_password: Some(crate::store::AppPasswordUse {
+                id: ap,
+                name: "default".into(),
+            }),
+            result: AccessResult::Accepted,
+            reason: None,
+        };
+        let mins = |n: i64| t + jiff::SignedDuration::from_mins(n);
+        // The first hour: learned, nobody asked.
+        let new = s
+            .append(&HistoryBatch::of_records(vec![
+                login("192.0.2.10", Some("Thunderbird 128"), mins(5)),
+                login("192.0.2.11", Some("Thunderbird 128"), mins(6)),
+                login("192.0.2.12", Some("mail.example"), mins(7)),
+            ]))
+            .unwrap();
+        assert!(new.is_empty(), "{new:?}");
+        // Known places later: nobody asked either.
+        assert!(
+            s.append(&HistoryBatch::of_records(vec![login(
+                "192.0.2.99",
+                None,
+                mins(120)
+            )]))
+            .unwrap()
+            .is_empty()
+        );
+        // A new network after the first hour: asked, once, with the login's details.
+        let new = s
+            .append(&HistoryBatch::of_records(vec![
+                login("198.51.100.7", Some("Thunderbird 128"), mins(130)),
+                login("203.0.113.5", Some("Evil 1.0"), mins(131)),
+            ]))
+            .unwrap();
+        assert_eq!(new.len(), 1, "at most one an hour a password: {new:?}");
+        assert_eq!(new[0].kind, PlaceKind::Network);
+        assert_eq!(new[0].value, "198.51.100.0/24");
+        assert_eq!(new[0].credential, Credential::App(ap));
+        assert_eq!(new[0].client, "198.51.100.7");
+        assert_eq!(new[0].app_password.as_deref(), Some("default"));
+        // An hour later, another new place asks again.
+        let new = s
+            .append(&HistoryBatch::of_records(vec![login(
+                "203.0.113.9",
+                Some("Other"),
+                mins(200),
+            )]))
+            .unwrap();
+        assert_eq!(new.len(), 1, "{new:?}");
+        assert_eq!(new[0].kind, PlaceKind::Software);
+        assert_eq!(new[0].value, "Other");
+        let places = s.places(m.id).unwrap();
+        let count = |kind, value: &str| {
+            places
+                .iter()
+                .find(|(_, p)| p.kind == kind && p.value == value)
+                .map(|(_, p)| (p.uses, p.first_seen, p.last_seen))
+        };
+        assert_eq!(
+            count(PlaceKind::Network, "192.0.2.0/24"),
+            Some((4, mins(5), mins(120)))
+        );
+        assert_eq!(
+            count(PlaceKind::Software, "Thunderbird 128"),
+            Some((3, mins(5), mins(130)))
+        );
+        // The last use names the program.
+        let last = s.mailbox("a@b.it").unwrap().unwrap().app_passwords[0]
+            .last_use
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (last.at, last.software.as_deref()),
+            (mins(200), Some("Other"))
+        );
+        // At most ten networks: the least recently seen go.
+        let many: Vec<AccessRecord> = (0..12)
+            .map(|i| login(&format!("10.0.{i}.1"), None, mins(300 + i)))
+            .collect();
+        s.append(&HistoryBatch::of_records(many)).unwrap();
+        let nets: Vec<String> = s
+            .places(m.id)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, p)| p.kind == PlaceKind::Network)
+            .map(|(_, p)| p.value)
+            .collect();
+        assert_eq!(nets.len(), crate::policy::usage::MAX_PLACES, "{nets:?}");
+        assert_eq!(nets[0], "10.0.11.0/24");
+        assert!(!nets.contains(&"192.0.2.0/24".to_owned()));
+        // Refusals and page logins are not places.
+        let mut refused = login("172.16.0.1", None, mins(400));
+        refused.result = AccessResult::Refused;
+        let mut web = login("172.16.1.1", None, mins(400));
+        web.protocol = crate::policy::names::Channel::Web;
+        s.append(&HistoryBatch::of_records(vec![refused, web]))
+            .unwrap();
+        assert!(
+            !s.places(m.id)
+                .unwrap()
+                .iter()
+                .any(|(_, p)| p.value.starts_with("172.16"))
+        );
+        // A deactivated password's places go with it.
+        let mut m2 = s.mailbox("a@b.it").unwrap().unwrap();
+        m2.app_passwords.clear();
+        let mut tx = s.begin().unwrap();
+        tx.save_mailbox(&m2, mins(500)).unwrap();
+        tx.commit().unwrap();
+        assert!(s.places(m.id).unwrap().is_empty());
+    }
+
     /// A record answered while the store could not say whose its name is carries the
     /// name; writing it finds the mailbox — of a name that existed then, not one taken
     /// later.
@@ -530,6 +675,8 @@ mod tests {
             login: login.into(),
             address: None,
             unresolved: Some(login.into()),
+            mailbox_id: None,
+            software: None,
             credential: CredentialKind::Unknown,
             app_password: None,
             result: AccessResult::TemporaryFailure,
@@ -570,6 +717,8 @@ mod tests {
             login: "u1".into(),
             address: Some("a@b.it".into()),
             unresolved: None,
+            mailbox_id: None,
+            software: None,
             credential: CredentialKind::Main,
             app_password: None,
             result: AccessResult::Refused,
@@ -630,6 +779,7 @@ mod tests {
                 format!("used at {at}"),
             ),
             quiet_since: quiet.parse().unwrap(),
+            link: None,
         };
         // Two in one batch, a third within the day, a fourth the next day.
         s.append(&HistoryBatch::of_alerts(vec![

@@ -45,9 +45,9 @@ mod two_factor;
 
 use account::*;
 use app_passwords::*;
-use not_me::*;
 use apple::*;
 use login::*;
+use not_me::*;
 use passkey::{Answer, PasskeyForm, passkey_form};
 use records::*;
 use two_factor::*;

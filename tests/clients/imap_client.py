@@ -4,6 +4,7 @@
 Prints one JSON object on stdout. Every socket operation has a timeout; only loopback.
 
   imap_client.py login   --port P --mode ssl|starttls --cafile F --user U --password W [--mech login|plain|login-cmd]
+                         [--id NAME VERSION]  (RFC 2971 ID before the login, as Thunderbird sends it)
   imap_client.py session --port P --mode ssl|starttls|plain --cafile F --user U --password W [--master M]
   imap_client.py raw     --port P --mode ssl|starttls|plain --cafile F LINE [LINE ...]
 """
@@ -47,9 +48,19 @@ def login(conn, args):
     return conn.login(args.user, args.password)
 
 
+def send_id(conn, name, version):
+    """RFC 2971 ID, which imaplib does not know: registered, then sent as is."""
+    imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+    typ, data = conn._simple_command("ID", f'("name" "{name}" "version" "{version}")')
+    return typ, conn._untagged_response(typ, data, "ID")[1]
+
+
 def cmd_login(args):
     conn = connect(args)
     out = {"preauth_caps": list(conn.capabilities)}
+    if args.id:
+        typ, data = send_id(conn, *args.id)
+        out["id"] = [typ, data[0].decode(errors="replace") if data and data[0] else None]
     try:
         typ, data = login(conn, args)
         out.update(ok=typ == "OK", text=data[0].decode(errors="replace"))
@@ -193,6 +204,7 @@ def main():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--master")
+    p.add_argument("--id", nargs=2, metavar=("NAME", "VERSION"), help="login: send ID first")
     p.add_argument("--mech", choices=["login-cmd", "plain", "login"], default="login-cmd")
     p.add_argument("--together", action="store_true", help="raw: send all lines in one write")
     p.add_argument("--inject-after-starttls", help="raw: plaintext sent in the same write as STARTTLS")

@@ -4,7 +4,7 @@
 Prints one JSON object. Loopback only, every operation under a timeout.
 
   smtp_client.py send --port P --mode ssl|starttls --cafile F --user U --password W
-                      [--mech plain|login] --from A --to B --file MESSAGE
+                      [--mech plain|login] [--ehlo NAME] --from A --to B --file MESSAGE
   smtp_client.py raw  --port P --mode ssl|starttls|plain --cafile F [--inject-after-starttls L] LINE...
 """
 import argparse
@@ -30,11 +30,11 @@ def cmd_send(args):
     else:
         conn = smtplib.SMTP("127.0.0.1", args.port, timeout=TIMEOUT)
     out = {}
-    conn.ehlo("client.example")
+    conn.ehlo(args.ehlo)
     out["ehlo_before"] = conn.ehlo_resp.decode().split("\n")
     if args.mode == "starttls":
         conn.starttls(context=context(args.cafile))
-        conn.ehlo("client.example")
+        conn.ehlo(args.ehlo)
     out["ehlo"] = conn.ehlo_resp.decode().split("\n")
     try:
         conn.user, conn.password = args.user, args.password
@@ -49,6 +49,12 @@ def cmd_send(args):
     except smtplib.SMTPException as e:
         out.update(ok=False, auth_code=getattr(e, "smtp_code", None), auth_text=str(e))
         conn.close()
+        print(json.dumps(out))
+        return
+    if not args.file:
+        # Only logging in.
+        out.update(ok=True)
+        conn.quit()
         print(json.dumps(out))
         return
     with open(args.file, "rb") as f:
@@ -111,6 +117,7 @@ def main():
     p.add_argument("--password")
     p.add_argument("--mech", choices=["plain", "login"], default="plain")
     p.add_argument("--from", dest="sender")
+    p.add_argument("--ehlo", default="client.example", help="send: the name given in EHLO")
     p.add_argument("--to")
     p.add_argument("--file")
     p.add_argument("--inject-after-starttls")

@@ -25,4 +25,5 @@ mod reload;
 mod revocation;
 mod security;
 mod smtp;
+mod usage;
 mod web;

@@ -264,14 +264,15 @@ fn seen(c: &dyn Conn, p: &Seen) -> Result<Option<NewPlace>, StoreError> {
     }))
 }
 
-/// The places `credential` of a mailbox was used from, most recent first.
+/// The places each password of a mailbox was used from: networks, then programs, each
+/// most recent first.
 pub(crate) fn places(
     c: &dyn Conn,
     mailbox_id: i64,
 ) -> Result<Vec<(Credential, Place)>, StoreError> {
     c.rows(
         "SELECT credential, kind, value, first_seen, last_seen, uses FROM usage_places \
-         WHERE mailbox_id = ?1 ORDER BY last_seen DESC, id DESC",
+         WHERE mailbox_id = ?1 ORDER BY kind, last_seen DESC, id DESC",
         params![mailbox_id],
         |r| {
             Ok((

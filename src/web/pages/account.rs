@@ -46,13 +46,14 @@ fn place_line(p: &crate::policy::usage::Place, t: &Texts, zone: &jiff::tz::TimeZ
         crate::policy::usage::PlaceKind::Network => p.value.clone(),
         crate::policy::usage::PlaceKind::Software => format!("{} {}", t.program, p.value),
     };
-    format!(
-        "{what} · {} → {} · {} {}",
-        fmt_time(p.first_seen, zone),
-        fmt_time(p.last_seen, zone),
-        p.uses,
-        t.uses
-    )
+    let (first, last) = (fmt_time(p.first_seen, zone), fmt_time(p.last_seen, zone));
+    let when = if first == last {
+        last
+    } else {
+        format!("{first} → {last}")
+    };
+    let uses = if p.uses == 1 { t.use_one } else { t.uses };
+    format!("{what} · {when} · {} {uses}", p.uses)
 }
 
 pub(super) async fn account(State(web): Shared, o: Owner) -> Response {

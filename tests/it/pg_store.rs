@@ -198,3 +198,114 @@ fn the_feed_moves_the_mark_by_notification_in_commit_order_and_leases_are_exclus
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Where each password is used, on PostgreSQL: places counted once a batch, a new one
+/// reported after the password's first hour, at most once an hour; a "Non sono stato
+/// io" link kept as its hash, found and spent once.
+#[test]
+fn places_and_not_me_links_behave_on_postgresql_as_on_sqlite() {
+    use sentinella::policy::login::{AccessResult, CredentialKind};
+    use sentinella::policy::usage::{self, Credential, PlaceKind};
+    use sentinella::store::{AccessRecord, AppPasswordUse, NotMeLink};
+    let pg = Postgres::start();
+    let loc = location(&pg);
+    let mut m = add(&loc, "a@b.it");
+    let mut store = loc.open_manage().unwrap();
+    let t = at("2026-01-01T10:00:00Z");
+    let made = at("2026-01-01T07:00:00Z");
+    m.app_passwords
+        .push(sentinella::policy::app_password::AppPassword::new(
+            HASH.into(),
+            made,
+            sentinella::policy::Period::months(3),
+            &jiff::tz::TimeZone::UTC,
+        ));
+    let mut tx = store.begin().unwrap();
+    tx.save_mailbox(&m, t).unwrap();
+    tx.commit().unwrap();
+    let ap = store.mailbox("a@b.it").unwrap().unwrap().app_passwords[0].id;
+    let login = |client: &str, software: Option<&str>, mins: i64| AccessRecord {
+        at: t + jiff::SignedDuration::from_mins(mins),
+        listener: "imaps".into(),
+        protocol: sentinella::policy::Protocol::Imap.into(),
+        client: client.into(),
+        login: "a@b.it".into(),
+        address: Some("a@b.it".into()),
+        unresolved: None,
+        mailbox_id: Some(m.id),
+        software: software.map(Into::into),
+        credential: CredentialKind::App,
+        app_password: Some(AppPasswordUse {
+            id: ap,
+            name: "default".into(),
+        }),
+        result: AccessResult::Accepted,
+        reason: None,
+    };
+    let mut log = loc.open_access_log().unwrap();
+    let new = log
+        .append(&HistoryBatch::of_records(vec![
+            login("192.0.2.1", Some("Thunderbird 128"), 0),
+            login("192.0.2.2", Some("Thunderbird 128"), 1),
+            login("198.51.100.1", None, 2),
+        ]))
+        .unwrap();
+    assert_eq!(new.len(), 1, "one a password an hour: {new:?}");
+    assert_eq!(
+        (new[0].kind, new[0].credential),
+        (PlaceKind::Network, Credential::App(ap))
+    );
+    assert!(
+        log.append(&HistoryBatch::of_records(vec![login(
+            "203.0.113.1",
+            None,
+            30
+        )]))
+        .unwrap()
+        .is_empty()
+    );
+    let places = store.places(m.id).unwrap();
+    let tb = places
+        .iter()
+        .find(|(_, p)| p.value == "Thunderbird 128")
+        .unwrap();
+    assert_eq!(tb.1.uses, 2);
+    assert_eq!(
+        places
+            .iter()
+            .filter(|(_, p)| p.kind == PlaceKind::Network)
+            .count(),
+        3
+    );
+    let last = store.mailbox("a@b.it").unwrap().unwrap().app_passwords[0]
+        .last_use
+        .clone()
+        .unwrap();
+    assert_eq!(last.client, "203.0.113.1");
+
+    // A link rides with its alert: the hash kept, the token only in the e-mail.
+    let (token, hash) = usage::link_token().unwrap();
+    let alert = Alert {
+        address: "a@b.it".into(),
+        email_to: Some("owner@example.com".into()),
+        notice: Notice::new(t, NoticeKind::NewPlace, "new place"),
+        quiet_since: t,
+        link: Some(NotMeLink {
+            token: token.clone(),
+            hash: hash.clone(),
+            mailbox_id: m.id,
+            credential: Credential::App(ap),
+            name: Some("default".into()),
+            created_at: t,
+            expires_at: t + usage::LINK_LIFE,
+        }),
+    };
+    log.append(&HistoryBatch::of_alerts(vec![alert])).unwrap();
+    let found = store.not_me_link(&hash).unwrap().unwrap();
+    assert_eq!(found.credential, Credential::App(ap));
+    assert!(store.not_me_link(token.expose()).unwrap().is_none());
+    let mut tx = store.begin().unwrap();
+    assert!(tx.spend_not_me_link(&hash, t).unwrap());
+    assert!(!tx.spend_not_me_link(&hash, t).unwrap(), "once");
+    tx.commit().unwrap();
+}

@@ -92,6 +92,8 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
             name_max_block: Duration::from_secs(60),
             max_block: Duration::from_secs(3600),
         },
+        breached_passwords: None,
+        refuse_breached: false,
     };
     let auth =
         Arc::new(Authenticator::new(&StoreLocation::Sqlite(path), hasher, None, settings).unwrap());

@@ -489,6 +489,12 @@ pub struct AuthConfig {
     /// Verifications waiting for a worker at most; beyond it clients get a temporary
     /// failure at once.
     pub hash_queue: usize,
+    /// Lists of stolen passwords (SHA-1, the Pwned Passwords format): one file sorted by
+    /// hash, or a folder of 5-character prefix files. A main password proven at a login
+    /// or on the page is checked against them (off the reactor; unset: no check).
+    pub breached_passwords_file: Option<PathBuf>,
+    /// Whether the mail protocols refuse a main password found in those lists.
+    pub refuse_breached: bool,
 }
 
 impl Default for AuthConfig {
@@ -499,6 +505,8 @@ impl Default for AuthConfig {
             principal_entries: 65_536,
             hash_workers: 0,
             hash_queue: 64,
+            breached_passwords_file: None,
+            refuse_breached: false,
         }
     }
 }
@@ -1055,6 +1063,8 @@ impl Config {
             ..new.notices.clone()
         };
         merged.auth.cache_ttl = new.auth.cache_ttl;
+        merged.auth.breached_passwords_file = new.auth.breached_passwords_file.clone();
+        merged.auth.refuse_breached = new.auth.refuse_breached;
         merged.clients = new.clients.clone();
         // What differs between what is taken and what was asked needs a restart: every
         // key, found from the settings' structure (a key added tomorrow cannot be
@@ -1082,6 +1092,12 @@ impl Config {
             hash_workers: self.auth.hash_workers,
             hash_queue: self.auth.hash_queue,
             throttle: self.throttle.settings(),
+            breached_passwords: self
+                .auth
+                .breached_passwords_file
+                .as_deref()
+                .map(|p| self.resolve(p)),
+            refuse_breached: self.auth.refuse_breached,
         }
     }
 }

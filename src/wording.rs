@@ -222,6 +222,18 @@ impl Said {
                 date(at),
                 duration(Period::seconds(*blocked_seconds), Language::It)
             ),
+            Said::MainPasswordBreached { at, protocol, refused } => {
+                let then = if *refused {
+                    "Finché non la cambi, i programmi di posta che la usano vengono rifiutati."
+                } else {
+                    "Chi la prova può entrare nella casella: cambiala subito."
+                };
+                format!(
+                    "La password principale della casella, usata il {} ({protocol}), compare in elenchi di \
+                     password rubate: cambiala. {then} Attiva anche la verifica in 2 passaggi.",
+                    date(at)
+                )
+            }
             Said::NewPlace {
                 at,
                 password,
@@ -417,6 +429,18 @@ impl Said {
                 date(at),
                 duration(Period::seconds(*blocked_seconds), Language::En)
             ),
+            Said::MainPasswordBreached { at, protocol, refused } => {
+                let then = if *refused {
+                    "Until you change it, mail programs using it are refused."
+                } else {
+                    "Anyone who tries it can get into the mailbox: change it now."
+                };
+                format!(
+                    "The main password of the mailbox, used on {} ({protocol}), appears in lists of stolen \
+                     passwords: change it. {then} Turn on two-step verification too.",
+                    date(at)
+                )
+            }
             Said::NewPlace {
                 at,
                 password,
@@ -690,6 +714,9 @@ impl fmt::Display for Reason {
             Reason::OutsideNetworks { name } => {
                 write!(f, "app password '{name}' used outside its allowed networks")
             }
+            Reason::BreachedPassword => {
+                f.write_str("the main password appears in lists of stolen passwords")
+            }
             Reason::OutOfScope { name, scope } => {
                 write!(f, "app password '{name}' is limited to {scope}")
             }
@@ -763,6 +790,9 @@ pub fn reason(r: &Reason, language: Language) -> String {
         ),
         Reason::OutsideNetworks { name } => {
             format!("la password per programmi di posta '{name}' usata fuori dalle reti consentite")
+        }
+        Reason::BreachedPassword => {
+            "la password principale compare in elenchi di password rubate".into()
         }
         Reason::OutOfScope { name, scope } => {
             format!("la password per programmi di posta '{name}' funziona solo con {scope}")
@@ -1007,6 +1037,12 @@ pub fn subject(kind: NoticeKind, address: &str, language: Language) -> String {
         (Language::En, NoticeKind::CodesGuessed) => "someone is trying two-step verification codes",
         (Language::It, NoticeKind::NewPlace) => "una password è stata usata da un posto nuovo",
         (Language::En, NoticeKind::NewPlace) => "a password was used from somewhere new",
+        (Language::It, NoticeKind::MainPasswordBreached) => {
+            "la password principale compare in elenchi di password rubate: cambiala"
+        }
+        (Language::En, NoticeKind::MainPasswordBreached) => {
+            "the main password appears in lists of stolen passwords: change it"
+        }
     };
     format!("{address}: {what}")
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
 use crate::store::{
-    AccessLog, AccessRecord, Alert, HistoryBatch, NewPlace, Rehash, ThrottleFailure,
+    AccessLog, AccessRecord, Alert, Breach, HistoryBatch, NewPlace, Rehash, ThrottleFailure,
 };
 
 /// Items waiting to be taken by the writer, at most.
@@ -40,6 +40,8 @@ enum Item {
     Failure(ThrottleFailure),
     /// A throttle key cleared by a success (at, in milliseconds).
     Clear(String, i64),
+    /// A main password found breached.
+    Breach(Breach),
 }
 
 /// Turns a new place a password was used from into the alert that asks its owner (none:
@@ -78,6 +80,10 @@ fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
         }
         Item::Clear(key, at) => {
             batch.clears.push((key, at));
+            None
+        }
+        Item::Breach(b) => {
+            batch.breaches.push(b);
             None
         }
     }
@@ -125,7 +131,11 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: 
                 }
             }
         }
-        let mails = pending.alerts.iter().any(|a| a.email_to.is_some());
+        let mails = pending
+            .alerts
+            .iter()
+            .chain(pending.breaches.iter().map(|b| &b.alert))
+            .any(|a| a.email_to.is_some());
         let written = match store.append(&pending) {
             Err(e) if !e.is_temporary() => {
                 // Something in the batch the store refuses and will refuse again: the
@@ -199,6 +209,7 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         records,
         alerts,
         rehashes,
+        breaches,
         failures,
         clears,
     } = batch;
@@ -214,6 +225,10 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
     }));
     items.extend(rehashes.into_iter().map(|r| HistoryBatch {
         rehashes: vec![r],
+        ..HistoryBatch::default()
+    }));
+    items.extend(breaches.into_iter().map(|b| HistoryBatch {
+        breaches: vec![b],
         ..HistoryBatch::default()
     }));
     if !failures.is_empty() || !clears.is_empty() {
@@ -246,6 +261,7 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         left.records.extend(item.records);
         left.alerts.extend(item.alerts);
         left.rehashes.extend(item.rehashes);
+        left.breaches.extend(item.breaches);
         left.failures.extend(item.failures);
         left.clears.extend(item.clears);
     }
@@ -300,6 +316,16 @@ impl HistoryWriter {
     /// A throttle key cleared by a success.
     pub fn throttle_clear(&self, key: String, at_ms: i64) {
         let _ = self.tx.try_send(Item::Clear(key, at_ms));
+    }
+
+    /// A main password found breached: written with the next record (queued before the
+    /// login's own record, so it is committed when that one is).
+    pub fn breached(&self, breach: Breach) {
+        if self.tx.try_send(Item::Breach(breach)).is_err() {
+            tracing::warn!(
+                "the history queue is full: a breached main password is marked at its next login"
+            );
+        }
     }
 }
 

@@ -45,10 +45,11 @@ use crate::policy::abuse::{Proof, Subject};
 use crate::policy::app_password;
 use crate::policy::login::{Attempt, CredentialKind, Decision, Matched, Outcome, Reason, decide};
 use crate::policy::names::normalize_login;
+use crate::policy::notice::Said;
 use crate::secret::Secret;
 use crate::store::sealed::SealKey;
 use crate::store::{
-    Rehash, SealedSecrets, SharedThrottle, StoreError, StoreLocation, ThrottleFailure,
+    Breach, Rehash, SealedSecrets, SharedThrottle, StoreError, StoreLocation, ThrottleFailure,
 };
 use crate::wording::Language;
 
@@ -78,6 +79,11 @@ pub struct AuthSettings {
     pub hash_queue: usize,
     /// Throttling.
     pub throttle: ThrottleSettings,
+    /// The lists of stolen passwords main passwords are checked against (a sorted
+    /// file or a prefix folder), if any.
+    pub breached_passwords: Option<std::path::PathBuf>,
+    /// Whether the mail protocols refuse a main password found there.
+    pub refuse_breached: bool,
 }
 
 /// Why the authenticator could not start.
@@ -89,6 +95,9 @@ pub enum AuthError {
     /// The dummy hash could not be computed.
     #[error(transparent)]
     Hash(#[from] super::hash::HashError),
+    /// The lists of stolen passwords cannot be read.
+    #[error("{0}")]
+    Breach(String),
 }
 
 /// Decides logins.
@@ -110,6 +119,31 @@ pub struct Authenticator {
     pub(super) zone: jiff::tz::TimeZone,
     /// The alert settings, replaced whole by a reload.
     pub(super) alerts: Arc<arc_swap::ArcSwap<AlertSettings>>,
+    /// The breach check, replaced whole by a reload.
+    pub(super) breach: arc_swap::ArcSwap<BreachSettings>,
+}
+
+/// How main passwords are checked against lists of stolen passwords.
+#[derive(Debug, Default)]
+pub(super) struct BreachSettings {
+    /// The lists; none: no check, at no cost.
+    pub(super) list: Option<super::breach::BreachList>,
+    /// Whether the mail protocols refuse a main password found there.
+    pub(super) refuse: bool,
+}
+
+impl BreachSettings {
+    fn of(settings: &AuthSettings) -> Result<Self, AuthError> {
+        Ok(BreachSettings {
+            list: settings
+                .breached_passwords
+                .as_deref()
+                .map(super::breach::BreachList::open)
+                .transpose()
+                .map_err(AuthError::Breach)?,
+            refuse: settings.refuse_breached,
+        })
+    }
 }
 
 /// How the login path's alerts are given.
@@ -214,6 +248,7 @@ impl Authenticator {
             dummy_hash,
             history,
             secrets,
+            breach: arc_swap::ArcSwap::from_pointee(BreachSettings::of(&settings)?),
             zone: settings.zone,
             alerts,
         })
@@ -230,6 +265,50 @@ impl Authenticator {
             email: settings.email,
             language: settings.language,
         }));
+        match BreachSettings::of(settings) {
+            Ok(b) => self.breach.store(Arc::new(b)),
+            Err(e) => tracing::error!(error = %e, "reload: the breach check keeps its lists"),
+        }
+    }
+
+    /// Whether the main password just proven for `p` is in the lists of stolen passwords
+    /// (never when there are none, or it is known already). Reads the lists: call it on a
+    /// hashing worker, never on the reactor.
+    pub(super) fn breached(&self, p: &Principal, secret: &Secret) -> bool {
+        if p.mailbox.main_breached.is_some() {
+            return false;
+        }
+        let Some(list) = self.breach.load().list.clone() else {
+            return false;
+        };
+        list.contains(secret).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the lists of stolen passwords cannot be read");
+            false
+        })
+    }
+
+    /// The main password of `p` (proven over `channel`) is in the lists: the mailbox is
+    /// marked (carried to every login path by the change feed) and its owner alerted,
+    /// once. Returns the mailbox as marked, for the decision at hand.
+    pub(super) fn report_breach(&self, p: &Principal, channel: &str, now: Timestamp) -> Mailbox {
+        let refused = self.breach.load().refuse;
+        let said = Said::MainPasswordBreached {
+            at: now,
+            protocol: channel.to_owned(),
+            refused,
+        };
+        // The store writes the alert only with a new mark: never quieted by kind.
+        let alert = self.alert_of(&p.mailbox, said, now, Timestamp::MAX);
+        self.history.breached(Breach {
+            mailbox_id: p.mailbox.id,
+            hash: p.hash.clone(),
+            at: now,
+            alert,
+        });
+        Mailbox {
+            main_breached: Some(now),
+            ..(*p.mailbox).clone()
+        }
     }
 
     /// Follows the store's changes now if it changed (the background thread does this
@@ -341,10 +420,12 @@ impl Authenticator {
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = creds.secret.clone();
-        let Ok((matched, rehash)) = self
+        let Ok((matched, rehash, breached)) = self
             .pool
             .run(move || {
                 let matched = this.verify(p.as_deref(), &secret);
+                let breached = matches!(matched, Matched::Main)
+                    && p.as_deref().is_some_and(|p| this.breached(p, &secret));
                 // The main password proved against a hash that is not argon2id at the
                 // configured cost (imported from another server): re-hashed now, on the
                 // same worker, once.
@@ -358,7 +439,7 @@ impl Authenticator {
                     }
                     _ => None,
                 };
-                (matched, rehash)
+                (matched, rehash, breached)
             })
             .await
         else {
@@ -373,7 +454,11 @@ impl Authenticator {
             let v = self.refuse_blocked(ctx, &creds, &who, principal.as_ref(), b, now);
             return self.with_upstream_secret(ctx, v).await;
         }
-        let decision = self.decide(ctx, mailbox.as_deref(), matched, now);
+        let marked = match (&principal, breached) {
+            (Some(p), true) => Some(self.report_breach(p, ctx.protocol.as_str(), now)),
+            _ => None,
+        };
+        let decision = self.decide(ctx, marked.as_ref().or(mailbox.as_deref()), matched, now);
         let mut block = None;
         if decision.is_accepted() {
             if let Some(key) = key {
@@ -530,6 +615,7 @@ impl Authenticator {
             throttled: Some(&note),
             matched: Matched::Neither,
             client: Some(ctx.peer),
+            refuse_breached: false,
             now,
             zone: &self.zone,
         });
@@ -643,6 +729,7 @@ impl Authenticator {
             throttled: None,
             matched,
             client: Some(ctx.peer),
+            refuse_breached: self.breach.load().refuse,
             now,
             zone: &self.zone,
         })
@@ -780,6 +867,8 @@ mod tests {
                 name_max_block: Duration::from_secs(60),
                 max_block: Duration::from_secs(3600),
             },
+            breached_passwords: None,
+            refuse_breached: false,
         }
     }
 

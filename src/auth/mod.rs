@@ -8,6 +8,7 @@
 //! - `secrets`: the mailbox's sealed upstream secret, opened for its upstream login.
 //! - `credentials`: what a client presented, marked if it can never be accepted.
 //! - `hash`: argon2id hashing and verification with the configured cost.
+//! - `breach`: the lists of stolen passwords a proven main password is checked against.
 //! - `cache`: successful verifications, under a keyed hash, invalidated by version.
 //! - `pool`: the bounded argon2id worker pool.
 //! - `principal`: one login name as the login path holds it (a leaf).
@@ -21,6 +22,7 @@
 //!   for every place a code is asked.
 
 pub(crate) mod authenticator;
+pub(crate) mod breach;
 pub(crate) mod cache;
 pub(crate) mod credentials;
 pub(crate) mod guard;

@@ -167,13 +167,15 @@ impl Authenticator {
         let this = Arc::clone(self);
         let p = principal.clone();
         let secret = password.clone();
-        let Ok(ok) = self
+        let Ok((ok, breached)) = self
             .pool
             .run(move || {
                 let hash = p
                     .as_ref()
                     .map_or(this.dummy_hash.as_str(), |p| p.hash.as_str());
-                this.hasher.verify(hash, &secret)
+                let ok = this.hasher.verify(hash, &secret);
+                let breached = ok && p.as_deref().is_some_and(|p| this.breached(p, &secret));
+                (ok, breached)
             })
             .await
         else {
@@ -183,6 +185,9 @@ impl Authenticator {
         match principal {
             Some(p) if ok => {
                 self.succeeded(&who, Proof::MainPassword);
+                if breached {
+                    self.report_breach(&p, "web", crate::clock::now());
+                }
                 let mailbox = Arc::clone(&p.mailbox);
                 if mailbox.two_factor_on() {
                     crate::metrics::METRICS.web_login("password", "code_due", "none");

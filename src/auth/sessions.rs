@@ -74,6 +74,9 @@ pub fn review(
         throttled: None,
         matched: grant.matched,
         client: grant.client,
+        // A session is not ended by its main password being found breached: a login
+        // proving it is refused (when the operator asks), an open session is left.
+        refuse_breached: false,
         now,
         zone,
     });

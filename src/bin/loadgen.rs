@@ -290,6 +290,8 @@ impl LoginLoop {
                 name_max_block: Duration::from_secs(1),
                 max_block: Duration::from_secs(3600),
             },
+            breached_passwords: None,
+            refuse_breached: false,
         };
         let started = Instant::now();
         let auth = rt.block_on(async {

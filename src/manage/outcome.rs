@@ -194,6 +194,9 @@ pub struct MailboxView {
     /// The networks and programs the main password logged in to mail programs from
     /// (where the mail protocols accept it), most recent first.
     pub main_password_used_from: Vec<Place>,
+    /// Since when the main password is known to appear in lists of stolen passwords.
+    #[serde(serialize_with = "json_time::option")]
+    pub main_password_breached: Option<Timestamp>,
 }
 
 /// The app password a "Non sono stato io" link takes away.
@@ -244,6 +247,7 @@ impl MailboxView {
             users,
             deactivated: Vec::new(),
             main_password_used_from: Vec::new(),
+            main_password_breached: m.main_breached,
         }
     }
 

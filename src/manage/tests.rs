@@ -211,7 +211,7 @@ fn outcomes_serialise_as_the_command_line_always_printed_them() {
             "protocols": ["imap", "pop3", "smtp"], "migration": false, "version": 1,
             "two_factor": {"enabled": false, "associated_at": null, "pending": null, "recovery_codes_left": 0, "device_kind": null},
             "app_password": {"state": "none"}, "app_passwords": [], "deactivated": [], "users": [],
-            "main_password_used_from": [],
+            "main_password_used_from": [], "main_password_breached": null,
         })
     );
     turn_on_2fa(&mut m, ADDR, t);

@@ -97,6 +97,9 @@ pub enum Reason {
         /// Its name.
         name: String,
     },
+    /// The main password appears in lists of stolen passwords, and the operator refuses
+    /// such passwords on the mail protocols (`[auth] refuse_breached`).
+    BreachedPassword,
     /// Refused unseen: a count of the abuse model blocks it (which, for how long).
     Throttled(BlockNote),
     /// Password verification is saturated: a temporary failure.
@@ -161,6 +164,7 @@ impl Reason {
             Reason::AppPasswordExpired(_) => "app_password_expired",
             Reason::OutOfScope { .. } => "out_of_scope",
             Reason::OutsideNetworks { .. } => "outside_networks",
+            Reason::BreachedPassword => "breached_password",
             Reason::Throttled(_) => "throttled",
             Reason::Overloaded => "overloaded",
             Reason::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -253,6 +257,8 @@ pub struct Attempt<'a> {
     pub matched: Matched,
     /// The client's address (an app password may be pinned to networks).
     pub client: Option<std::net::IpAddr>,
+    /// Whether a main password known to be breached is refused (`[auth] refuse_breached`).
+    pub refuse_breached: bool,
     /// Now.
     pub now: Timestamp,
     /// The provider's time zone, for the dates a reason names.
@@ -284,6 +290,9 @@ pub fn decide(a: &Attempt<'_>) -> Decision {
     };
     if !m.two_factor_on() {
         return match a.matched {
+            Matched::Main if a.refuse_breached && m.main_breached.is_some() => {
+                Decision::refuse(Reason::BreachedPassword, credential)
+            }
             Matched::Main => accept,
             // No app password exists while 2FA is off; a match here would be stale state.
             Matched::App(_) | Matched::Neither => {
@@ -391,6 +400,7 @@ mod tests {
             listener: ListenerKind::Mailbox,
             throttled: None,
             matched,
+            refuse_breached: false,
             now: at(NOW),
             zone: &UTC,
         }
@@ -434,6 +444,22 @@ mod tests {
                 credential: CredentialKind::Main
             }
         );
+    }
+
+    /// A main password known breached is refused only when the operator asks, and only
+    /// where the main password is accepted at all (2FA off).
+    #[test]
+    fn row_2fa_off_main_password_breached() {
+        let mut m = mailbox();
+        m.main_breached = Some(at(NOW));
+        assert!(decide(&attempt(Some(&m), Matched::Main)).is_accepted());
+        let mut a = attempt(Some(&m), Matched::Main);
+        a.refuse_breached = true;
+        assert_eq!(reason(decide(&a)), Reason::BreachedPassword);
+        m.main_breached = None;
+        let mut a = attempt(Some(&m), Matched::Main);
+        a.refuse_breached = true;
+        assert!(decide(&a).is_accepted());
     }
 
     #[test]

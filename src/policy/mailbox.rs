@@ -255,6 +255,9 @@ pub struct Mailbox {
     pub app_passwords: Vec<AppPassword>,
     /// Bumped by every change that affects login (see [`Mailbox::login_fingerprint`]).
     pub version: i64,
+    /// Since when the main password is known to appear in lists of stolen passwords
+    /// (`[auth] breached_passwords_file`); cleared when it changes.
+    pub main_breached: Option<Timestamp>,
 }
 
 impl Mailbox {
@@ -277,6 +280,7 @@ impl Mailbox {
             pending_device: None,
             app_passwords: Vec::new(),
             version: 1,
+            main_breached: None,
         }
     }
 
@@ -309,6 +313,7 @@ impl Mailbox {
             self.plan,
             self.protocols,
             self.device.as_ref().map(|d| d.kind.clone()),
+            self.main_breached.is_some(),
             self.app_passwords
                 .iter()
                 .map(|a| (a.hash.clone(), a.expires_at, a.scope, a.networks.clone()))

@@ -29,6 +29,8 @@ named_enum! {
         CodesGuessed = "codes-guessed",
         /// A password was used from a network or a program it was never used from.
         NewPlace = "new-place",
+        /// The main password appears in lists of stolen passwords.
+        MainPasswordBreached = "main-password-breached",
     }
 }
 
@@ -143,6 +145,13 @@ pub enum Said {
         protocol: String,
         software: Option<String>,
     },
+    /// The main password, proven at a login (`protocol`: imap, pop3, smtp or web),
+    /// appears in lists of stolen passwords; `refused`: the mail protocols refuse it.
+    MainPasswordBreached {
+        at: Timestamp,
+        protocol: String,
+        refused: bool,
+    },
     /// An app password's expiry is near, or has come.
     Reminder {
         name: String,
@@ -175,6 +184,7 @@ impl Said {
             Said::Reminder { .. } => NoticeKind::ExpiryReminder,
             Said::CodesGuessed { .. } => NoticeKind::CodesGuessed,
             Said::NewPlace { .. } => NoticeKind::NewPlace,
+            Said::MainPasswordBreached { .. } => NoticeKind::MainPasswordBreached,
         }
     }
 }

@@ -432,6 +432,8 @@ mod tests {
                 name_max_block: Duration::from_secs(1),
                 max_block: Duration::from_secs(3600),
             },
+            breached_passwords: None,
+            refuse_breached: false,
         };
         let auth = Arc::new(Authenticator::new(&location, hasher, None, settings).unwrap());
         let mut l = Limits::default();

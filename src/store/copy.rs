@@ -58,6 +58,7 @@ pub const TABLES: &[Table] = &[
             "passkey_key",
             "passkey_counter",
             "place_alert_at",
+            "breached_at",
         ],
         key: Some("id"),
         identity: true,

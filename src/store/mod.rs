@@ -279,6 +279,9 @@ pub struct HistoryBatch {
     pub alerts: Vec<Alert>,
     /// Re-hashes, each written if its login still has the old hash.
     pub rehashes: Vec<Rehash>,
+    /// Main passwords found breached, each marked (and its alert written) if it is still
+    /// the mailbox's password and not marked yet.
+    pub breaches: Vec<Breach>,
     /// Failed logins for the fleet's throttle (a shared store keeps them; on one machine
     /// the throttle lives in memory and these are not written).
     pub failures: Vec<ThrottleFailure>,
@@ -307,6 +310,7 @@ impl HistoryBatch {
         self.records.is_empty()
             && self.alerts.is_empty()
             && self.rehashes.is_empty()
+            && self.breaches.is_empty()
             && self.failures.is_empty()
             && self.clears.is_empty()
     }
@@ -316,6 +320,7 @@ impl HistoryBatch {
         self.records.len()
             + self.alerts.len()
             + self.rehashes.len()
+            + self.breaches.len()
             + self.failures.len()
             + self.clears.len()
     }
@@ -327,6 +332,19 @@ pub trait AccessLog: Send {
     /// use of each app password that logged in and the places each password was used
     /// from; returns the new places its owner is to be asked about.
     fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError>;
+}
+
+/// A main password proven at a login and found in the lists of stolen passwords.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breach {
+    /// The mailbox.
+    pub mailbox_id: i64,
+    /// The hash the password was proven against (it is marked only if still current).
+    pub hash: String,
+    /// When.
+    pub at: Timestamp,
+    /// The alert to its owner, written when the mark is new.
+    pub alert: Alert,
 }
 
 /// A password used from a network or a program it was never used from, which its owner

@@ -46,6 +46,8 @@ pub(crate) struct MailboxRow {
     pub(crate) passkey: (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>),
     pub(crate) pending: (Option<Vec<u8>>, Option<String>, Option<i64>),
     pub(crate) password_hash: String,
+    /// Since when its main password is known breached.
+    pub(crate) breached_at: Option<i64>,
 }
 
 impl MailboxRow {
@@ -94,6 +96,7 @@ impl MailboxRow {
             pending_device,
             app_passwords: Vec::new(),
             version: self.version,
+            main_breached: self.breached_at.map(ts).transpose()?,
         })
     }
 }

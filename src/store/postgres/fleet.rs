@@ -54,6 +54,7 @@ struct HistoryColumns<'a> {
 pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
     b.alerts.is_empty()
         && b.rehashes.is_empty()
+        && b.breaches.is_empty()
         && b.failures.is_empty()
         && b.clears.is_empty()
         && !b

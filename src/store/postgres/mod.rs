@@ -614,8 +614,8 @@ impl AccessLog for PgStore {
             let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
             return wait(fleet::insert_records(&client, &records)).map(|()| Vec::new());
         }
-        // The management lock only when a re-hash writes the feed.
-        let tx = self.transaction(!batch.rehashes.is_empty())?;
+        // The management lock only when a re-hash or a breach mark writes the feed.
+        let tx = self.transaction(!batch.rehashes.is_empty() || !batch.breaches.is_empty())?;
         let records =
             tx.with(|c| sql::history::resolved(c, &batch.records).map(|r| r.into_owned()))?;
         tx.run(async |c| fleet::insert_records(c, &records).await)?;

@@ -193,7 +193,8 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE app_passwords ADD COLUMN networks TEXT;
     "#,
-    // 7: where each password is used (SQLite's migration 16 says what each part is).
+    // 7: where each password is used, and main passwords known breached (SQLite's
+    // migration 16 says what each part is).
     r#"
     ALTER TABLE access_history ADD COLUMN software TEXT;
     ALTER TABLE app_passwords ADD COLUMN last_software TEXT;
@@ -210,6 +211,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE app_passwords ADD COLUMN place_alert_at BIGINT;
     ALTER TABLE mailboxes ADD COLUMN place_alert_at BIGINT;
+    ALTER TABLE mailboxes ADD COLUMN breached_at BIGINT;
     CREATE TABLE not_me_links (
         hash       TEXT PRIMARY KEY,
         mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

@@ -141,6 +141,12 @@ pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<Vec<NewPl
     for alert in &b.alerts {
         super::journal::record_alert(c, alert)?;
     }
+    // Before the re-hashes: a breach is marked against the hash it was proven with.
+    for breach in &b.breaches {
+        if super::mailboxes::mark_breached(c, breach.mailbox_id, &breach.hash, breach.at)? {
+            super::journal::record_alert(c, &breach.alert)?;
+        }
+    }
     for r in &b.rehashes {
         super::mailboxes::rehash(c, &r.login, &r.old, &r.new)?;
     }

@@ -20,7 +20,7 @@ pub(crate) const MAILBOX_SELECT: &str = "SELECT m.id, m.address, m.plan, m.conta
      m.version, m.device_secret, m.device_last_step, m.device_since, m.pending_secret, \
      m.pending_purpose, m.pending_since, \
      (SELECT l.password_hash FROM logins l WHERE l.mailbox_id = m.id AND l.kind = 'mailbox'), \
-     m.passkey_id, m.passkey_key, m.passkey_counter \
+     m.passkey_id, m.passkey_key, m.passkey_counter, m.breached_at \
      FROM mailboxes m";
 
 pub(crate) const APP_SELECT: &str = "SELECT id, mailbox_id, name, selector, scope, hash, created_at, \
@@ -40,6 +40,7 @@ fn mailbox_row(r: &dyn Row) -> Result<MailboxRow, StoreError> {
         pending: (r.get(10)?, r.get(11)?, r.get(12)?),
         password_hash: r.get(13)?,
         passkey: (r.get(14)?, r.get(15)?, r.get(16)?),
+        breached_at: r.get(17)?,
     })
 }
 
@@ -207,6 +208,13 @@ pub(crate) fn save(c: &dyn Conn, m: &Mailbox, now: Timestamp) -> Result<(), Stor
             passkey.map(|p| i64::from(p.counter))
         ],
     )?;
+    // A new main password is not known breached (a login proving it checks it again).
+    c.execute(
+        "UPDATE mailboxes SET breached_at = NULL WHERE id = ?1 AND breached_at IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM logins WHERE mailbox_id = ?1 AND kind = 'mailbox' \
+         AND password_hash <> ?2)",
+        params![m.id, &m.password_hash],
+    )?;
     c.execute(
         &format!(
             "UPDATE logins SET password_serial = {NEXT_SERIAL}, password_hash = ?2 \
@@ -215,6 +223,28 @@ pub(crate) fn save(c: &dyn Conn, m: &Mailbox, now: Timestamp) -> Result<(), Stor
         params![m.id, &m.password_hash],
     )?;
     save_app_passwords(c, m)
+}
+
+/// Marks the main password of a mailbox as breached, if it is still the one proven
+/// (`hash`) and not marked yet; the change feed carries it to every login path. Returns
+/// whether it marked it.
+pub(crate) fn mark_breached(
+    c: &dyn Conn,
+    mailbox_id: i64,
+    hash: &str,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "UPDATE mailboxes SET breached_at = ?3 WHERE id = ?1 AND breached_at IS NULL \
+         AND EXISTS (SELECT 1 FROM logins WHERE mailbox_id = ?1 AND kind = 'mailbox' \
+         AND password_hash = ?2)",
+        params![mailbox_id, hash, at],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    super::feed::record(c, mailbox_id)?;
+    Ok(true)
 }
 
 /// Makes the stored app passwords of `m` what `m` holds: removed ones deleted, changed

@@ -255,7 +255,8 @@ pub const MIGRATIONS: &[&str] = &[
     // password (credential: the app password's id, 0 the main password) logged in from,
     // at most ten of each; when the owner was last asked about a new one (per app
     // password, and per mailbox for its main password); the "Non sono stato io" links
-    // (only their hashes), the e-mail carrying one keeping it in clear until it is sent.
+    // (only their hashes), the e-mail carrying one keeping it in clear until it is sent;
+    // since when a mailbox's main password is known to be in lists of stolen passwords.
     r#"
     ALTER TABLE access_history ADD COLUMN software TEXT;
     ALTER TABLE app_passwords ADD COLUMN last_software TEXT;
@@ -272,6 +273,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE app_passwords ADD COLUMN place_alert_at INTEGER;
     ALTER TABLE mailboxes ADD COLUMN place_alert_at INTEGER;
+    ALTER TABLE mailboxes ADD COLUMN breached_at INTEGER;
     CREATE TABLE not_me_links (
         hash       TEXT PRIMARY KEY,
         mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,

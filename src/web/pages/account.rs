@@ -30,6 +30,7 @@ struct AccountPage {
     migration: bool,
     passwords: Vec<PasswordRow>,
     main_used_from: Vec<String>,
+    breached: Option<String>,
     deactivated: Vec<(String, String)>,
     no_protocol: bool,
     can_generate: bool,
@@ -129,6 +130,7 @@ pub(super) async fn account(State(web): Shared, o: Owner) -> Response {
             })
             .collect(),
         passwords,
+        breached: view.main_password_breached.map(|at| fmt_time(at, zone)),
         main_used_from: view
             .main_password_used_from
             .iter()

@@ -320,3 +320,126 @@ fn each_password_shows_where_it_is_used_and_a_new_place_asks_the_owner() {
         "the other password is untouched"
     );
 }
+
+/// Logs in over IMAPS with imaplib as the mailbox with `password`; whether accepted.
+fn main_login(p: &Proxy, password: &str) -> bool {
+    let imaps = p.imaps_port.to_string();
+    let args = [
+        "login",
+        "--port",
+        &imaps,
+        "--mode",
+        "ssl",
+        "--user",
+        ADDR,
+        "--password",
+        password,
+    ];
+    client(p, "imap_client.py", &args)["ok"] == true
+}
+
+/// The SHA-1 of `password` in upper-case hex, as the Pwned Passwords lists write it.
+fn sha1_hex(password: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+#[test]
+fn a_main_password_in_the_breach_lists_is_marked_alerted_once_and_refused_when_asked() {
+    let mailbox = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let archive = Dovecot::start(&[(ADDR, UPSTREAM_PW)]);
+    let extra = format!(
+        "\n[auth]\nbreached_passwords_file = \"pwned.txt\"\n\n\
+         [notices.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"avvisi@pec.example.it\"\nretry = \"1s\"\n",
+        mailbox.sink_port
+    );
+    let mut proxy = Proxy::configure(&mailbox, &archive, "", &extra);
+    // A sorted list: the main password among a thousand others.
+    let mut hashes: Vec<String> = (0..1000)
+        .map(|i| sha1_hex(&format!("leaked-{i}")))
+        .collect();
+    hashes.push(sha1_hex(MAIN));
+    hashes.sort();
+    let list: String = hashes.iter().map(|h| format!("{h}:42\r\n")).collect();
+    std::fs::write(proxy.dir.path().join("pwned.txt"), list).unwrap();
+    proxy.run();
+    let p = &proxy;
+    p.ok(&["mailbox", "add", ADDR, "--password-stdin"], Some(MAIN));
+    p.ok(&["mailbox", "set-contact", ADDR, "mario@example.com"], None);
+    let breached_mails = |mailbox: &Dovecot| {
+        mailbox
+            .delivered()
+            .iter()
+            .filter_map(|raw| MessageParser::default().parse(raw))
+            .filter(|m| m.subject().is_some_and(|s| s.contains("password rubate")))
+            .count()
+    };
+    assert_eq!(
+        p.ok(&["mailbox", "show", ADDR], None)["main_password_breached"],
+        Value::Null
+    );
+
+    // Proven at a login (2FA off): accepted, marked, the owner alerted.
+    assert!(main_login(p, MAIN), "not refused unless the operator asks");
+    let mut mailed = 0;
+    for _ in 0..200 {
+        mailed = breached_mails(&mailbox);
+        if mailed > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mailed, 1, "{}", p.log());
+    assert!(p.ok(&["mailbox", "show", ADDR], None)["main_password_breached"].is_string());
+    // Again: still one alert.
+    assert!(main_login(p, MAIN));
+    assert!(main_login(p, MAIN));
+    assert_eq!(notices_of(p, "main-password-breached").len(), 1);
+    assert!(
+        !p.log().contains(&sha1_hex(MAIN)),
+        "the hash is never logged"
+    );
+
+    // The operator refuses breached passwords (a reload): the mail protocols refuse it,
+    // the history says why.
+    let config = std::fs::read_to_string(p.config()).unwrap();
+    let edited = config.replace(
+        "breached_passwords_file = \"pwned.txt\"\n",
+        "breached_passwords_file = \"pwned.txt\"\nrefuse_breached = true\n",
+    );
+    assert_ne!(edited, config);
+    std::fs::write(p.config(), edited).unwrap();
+    assert!(proxy.signal("HUP"));
+    let p = &proxy;
+    for _ in 0..100 {
+        if p.log().contains("SIGHUP: settings reloaded") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!main_login(p, MAIN), "refused once the operator asks");
+    let h = p.ok(&["mailbox", "history", ADDR, "--limit", "1"], None);
+    assert_eq!(h["history"][0]["result"], "refused", "{h}");
+    assert!(
+        h["history"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lists of stolen passwords"),
+        "{h}"
+    );
+    // A new main password is not known breached: accepted.
+    p.ok(
+        &["mailbox", "set-password", ADDR, "--password-stdin"],
+        Some("Un4-nuova-password-lunga"),
+    );
+    assert_eq!(
+        p.ok(&["mailbox", "show", ADDR], None)["main_password_breached"],
+        Value::Null
+    );
+    assert!(main_login(p, "Un4-nuova-password-lunga"));
+    assert_eq!(notices_of(p, "main-password-breached").len(), 1);
+}

@@ -12,7 +12,8 @@
 //!   SIGINT / SIGTERM shutdown. Below it nothing reads [`config`].
 //! - [`policy`]: SPEC.md's rules as pure code with the clock passed in — periods in
 //!   calendar months, 2FA devices (TOTP), app passwords, mailbox actions, the login
-//!   decision table and the abuse model's rules; the record vocabularies (`named_enum!`).
+//!   decision table, the abuse model's rules, where each password is used (networks,
+//!   programs, when a new one asks the owner); the record vocabularies (`named_enum!`).
 //! - [`manage`]: one function per management action, the same for every front door:
 //!   an actor in, a typed outcome or a classified error out.
 //! - [`store`]: the traits the state is reached through (management transactions, the

@@ -117,6 +117,16 @@ pub fn link_hash(token: &str) -> String {
         .collect()
 }
 
+/// The program an SMTP client names in `EHLO`: its name, unless it is only an address
+/// (`[192.0.2.1]`, as clients without a host name send), which names no program.
+pub fn smtp_software(ehlo: &str) -> Option<String> {
+    let name = ehlo.trim();
+    if name.starts_with('[') || name.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    software(name.as_bytes())
+}
+
 /// Which password a place belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Credential {
@@ -213,6 +223,13 @@ mod tests {
             Some("Thunderbird 128.3".into())
         );
         assert_eq!(imap_software([(&b"version"[..], Some(&b"1"[..]))]), None);
+        assert_eq!(
+            smtp_software("fatture.example"),
+            Some("fatture.example".into())
+        );
+        assert_eq!(smtp_software("[127.0.0.1]"), None);
+        assert_eq!(smtp_software("[IPv6:::1]"), None);
+        assert_eq!(smtp_software("192.0.2.1"), None);
     }
 
     #[test]

@@ -336,7 +336,7 @@ impl Frontend for SmtpFrontend {
     fn software(&self) -> Option<String> {
         self.client_name
             .as_deref()
-            .and_then(|n| crate::policy::usage::software(n.as_bytes()))
+            .and_then(crate::policy::usage::smtp_software)
     }
 }
 

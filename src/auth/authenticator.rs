@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::alerts::AlertSettings;
 use super::cache::{CacheKey, VerificationCache};
 use super::guard::{Guard, Started, Who, started_reason};
 use super::pool::HashPool;
@@ -146,14 +147,6 @@ impl BreachSettings {
     }
 }
 
-/// How the login path's alerts are given.
-#[derive(Debug)]
-pub(super) struct AlertSettings {
-    pub(super) every: Period,
-    pub(super) email: bool,
-    pub(super) language: Language,
-}
-
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
@@ -216,7 +209,7 @@ impl Authenticator {
         }));
         let history = HistoryWriter::start(
             store.open_access_log()?,
-            super::records::ask_owner(
+            super::alerts::ask_owner(
                 Arc::clone(&principals),
                 Arc::clone(&alerts),
                 settings.zone.clone(),

@@ -4,6 +4,8 @@
 //!   off the reactor, policy) — the hot path.
 //! - `verdict`: what a check says (context, result, the history's facts).
 //! - `records`: the access history's rows of the mail logins, and their alerts.
+//! - `alerts`: how alerts are given, and the one place they are made (a refusal, a
+//!   breach, a password used from a new place with its "Non sono stato io" link).
 //! - `pass_through`: a login the upstream decides (`main_password = "upstream"`).
 //! - `secrets`: the mailbox's sealed upstream secret, opened for its upstream login.
 //! - `credentials`: what a client presented, marked if it can never be accepted.
@@ -21,6 +23,7 @@
 //! - `owner`: the owner's page login (password step, code step) and the ration of codes
 //!   for every place a code is asked.
 
+pub(crate) mod alerts;
 pub(crate) mod authenticator;
 pub(crate) mod breach;
 pub(crate) mod cache;

@@ -3,18 +3,14 @@
 
 use jiff::Timestamp;
 
-use std::sync::Arc;
-
-use super::authenticator::{AlertSettings, Authenticator};
-use super::principals::Principals;
+use super::alerts::alert;
+use super::authenticator::Authenticator;
 use super::verdict::{LoginContext, LoginResult, Verdict};
-use crate::audit::history::AskOwner;
 use crate::clock::now;
 use crate::policy::Mailbox;
 use crate::policy::login::{AccessResult, CredentialKind, Outcome, Reason};
-use crate::policy::usage;
-use crate::store::{AccessRecord, Alert, NewPlace, NotMeLink, Notice};
-use crate::wording::{Locale, Said};
+use crate::store::{AccessRecord, Alert};
+use crate::wording::Said;
 
 impl Authenticator {
     /// Writes the attempt to the access history; returns once it is durable. A failure
@@ -113,79 +109,6 @@ impl Authenticator {
             quiet_since,
         )
     }
-}
-
-/// An alert to `mailbox`'s owner, given as `alerts` say.
-fn alert(
-    alerts: &AlertSettings,
-    zone: &jiff::tz::TimeZone,
-    mailbox: &Mailbox,
-    said: Said,
-    at: Timestamp,
-    quiet_since: Timestamp,
-) -> Alert {
-    let locale = Locale {
-        language: alerts.language,
-        zone: zone.clone(),
-    };
-    Alert {
-        address: mailbox.address.clone(),
-        email_to: mailbox
-            .email_recipients(alerts.email, None)
-            .into_iter()
-            .next(),
-        notice: Notice::said(at, said, &locale),
-        quiet_since,
-        link: None,
-    }
-}
-
-/// How the history writer asks an owner about a password used from a new place: an
-/// alert (avvisi, and an e-mail to the contact carrying a "Non sono stato io" link for an
-/// app password), the mailbox read as the login path knows it.
-pub(super) fn ask_owner(
-    principals: Arc<Principals>,
-    alerts: Arc<arc_swap::ArcSwap<AlertSettings>>,
-    zone: jiff::tz::TimeZone,
-) -> AskOwner {
-    Box::new(move |p: &NewPlace| {
-        let principal = principals.get(&p.address).ok().flatten()?;
-        let mailbox = &principal.mailbox;
-        let network = p
-            .client
-            .parse()
-            .map_or_else(|_| p.client.clone(), usage::network_of);
-        let said = Said::NewPlace {
-            at: p.at,
-            password: p.app_password.clone(),
-            new: p.kind,
-            network,
-            client: p.client.clone(),
-            protocol: p.protocol.to_string(),
-            software: p.software.clone(),
-        };
-        // The store has rationed these per password already: never quieted by kind.
-        let mut a = alert(&alerts.load(), &zone, mailbox, said, p.at, Timestamp::MAX);
-        if a.email_to.is_some() && p.app_password.is_some() {
-            match usage::link_token() {
-                Ok((token, hash)) => {
-                    a.link = Some(NotMeLink {
-                        token,
-                        hash,
-                        mailbox_id: p.mailbox_id,
-                        credential: p.credential,
-                        name: p.app_password.clone(),
-                        created_at: p.at,
-                        expires_at: p.at + usage::LINK_LIFE,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "no \"Non sono stato io\" link for this alert")
-                }
-            }
-        }
-        Some(a)
-    })
 }
 
 /// The access-history row of `verdict` in `ctx`, with `result` and `reason`.

@@ -94,6 +94,7 @@ fn setup() -> (tempfile::TempDir, Arc<Authenticator>, String) {
         },
         breached_passwords: None,
         refuse_breached: false,
+        history_sync: Default::default(),
     };
     let auth =
         Arc::new(Authenticator::new(&StoreLocation::Sqlite(path), hasher, None, settings).unwrap());

@@ -12,11 +12,13 @@
 #   ./scripts/scale.sh                       # 1k, 100k, 1M (about 10 minutes)
 #   SIZES="1000 100000" ./scripts/scale.sh   # some sizes
 #   DURATION=5 ./scripts/scale.sh            # shorter measured runs
+#   HISTORY_SYNC=full ./scripts/scale.sh     # [store] history_sync (default: normal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000 100000 1000000"}
 DURATION=${DURATION:-10}
 WORKING_SET=${WORKING_SET:-10000}
+HISTORY_SYNC=${HISTORY_SYNC:-normal}
 
 command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
 cargo build --release --quiet
@@ -34,9 +36,10 @@ echo "$PW" | "$BIN" --config "$W/hash/config.toml" mailbox add seed@pec.example.
 HASH=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select password_hash from logins\").fetchone()[0])" "$W/hash/sentinella.db")
 
 
-echo "# Sentinella scale benchmarks, $(date -u +%FT%TZ), $(nproc) cores, runs of ${DURATION}s"
+echo "# Sentinella scale benchmarks, $(date -u +%FT%TZ), $(nproc) cores, runs of ${DURATION}s, history_sync = $HISTORY_SYNC, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for N in $SIZES; do
-  s=$W/s$N; mkdir -p "$s"; config "$s" $PORT
+  s=$W/s$N; mkdir -p "$s"
+  config "$s" $PORT "$(printf 'path = "sentinella.db"\nhistory_sync = "%s"' "$HISTORY_SYNC")"
   python3 - "$N" "$HASH" > "$s/users.passwd" <<'EOF'
 import sys
 n, h = int(sys.argv[1]), sys.argv[2]

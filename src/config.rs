@@ -127,6 +127,10 @@ pub struct StoreConfig {
     pub ca_file: Option<PathBuf>,
     /// PostgreSQL connections this process keeps, at most.
     pub pool_size: usize,
+    /// How the access history's commits reach the disk (SQLite): `"normal"` — durable
+    /// against a crash of the process (`kill -9` loses nothing acknowledged), a power cut
+    /// may lose the last commits; `"full"` — synced before each login is answered.
+    pub history_sync: crate::store::HistorySync,
 }
 
 impl Default for StoreConfig {
@@ -138,6 +142,7 @@ impl Default for StoreConfig {
             password_file: None,
             ca_file: None,
             pool_size: 16,
+            history_sync: crate::store::HistorySync::Normal,
         }
     }
 }
@@ -1098,6 +1103,7 @@ impl Config {
                 .as_deref()
                 .map(|p| self.resolve(p)),
             refuse_breached: self.auth.refuse_breached,
+            history_sync: self.store.history_sync,
         }
     }
 }

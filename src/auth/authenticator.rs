@@ -85,6 +85,8 @@ pub struct AuthSettings {
     pub breached_passwords: Option<std::path::PathBuf>,
     /// Whether the mail protocols refuse a main password found there.
     pub refuse_breached: bool,
+    /// How the access history's commits reach the disk.
+    pub history_sync: crate::store::HistorySync,
 }
 
 /// Why the authenticator could not start.
@@ -208,7 +210,7 @@ impl Authenticator {
             language: settings.language,
         }));
         let history = HistoryWriter::start(
-            store.open_access_log()?,
+            store.open_access_log(settings.history_sync)?,
             super::alerts::ask_owner(
                 Arc::clone(&principals),
                 Arc::clone(&alerts),
@@ -862,6 +864,7 @@ mod tests {
             },
             breached_passwords: None,
             refuse_breached: false,
+            history_sync: Default::default(),
         }
     }
 

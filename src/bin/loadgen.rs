@@ -292,6 +292,7 @@ impl LoginLoop {
             },
             breached_passwords: None,
             refuse_breached: false,
+            history_sync: Default::default(),
         };
         let started = Instant::now();
         let auth = rt.block_on(async {

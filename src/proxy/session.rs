@@ -434,6 +434,7 @@ mod tests {
             },
             breached_passwords: None,
             refuse_breached: false,
+            history_sync: Default::default(),
         };
         let auth = Arc::new(Authenticator::new(&location, hasher, None, settings).unwrap());
         let mut l = Limits::default();

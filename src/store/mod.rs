@@ -580,6 +580,21 @@ macro_rules! with_postgres {
     }};
 }
 
+/// How the access history's commits reach the disk (`[store] history_sync`, SQLite).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistorySync {
+    /// Each commit is in the operating system's hands before the login is answered: a
+    /// crash of the process (`kill -9`) loses nothing acknowledged; a power cut or a
+    /// kernel crash may lose the commits since the write-ahead log was last synced (at
+    /// the latest, the next management action's commit or checkpoint).
+    #[default]
+    Normal,
+    /// Each commit is synced to disk (`fsync`) before the login is answered: nothing
+    /// acknowledged is lost even by a power cut; one sync per commit.
+    Full,
+}
+
 /// Which backend holds the state, and where. Each consumer opens its own connection (on
 /// PostgreSQL: its own handle on the process's pool).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -612,9 +627,17 @@ impl StoreLocation {
             .map(|s| s as Box<dyn PrincipalSource>)
     }
 
-    /// The access-history writer's connection.
-    pub fn open_access_log(&self) -> Result<Box<dyn AccessLog>, StoreError> {
-        self.open_login_side().map(|s| s as Box<dyn AccessLog>)
+    /// The access-history writer's connection, syncing its commits as `sync` says
+    /// (SQLite; a PostgreSQL server syncs as its `synchronous_commit` says).
+    pub fn open_access_log(&self, sync: HistorySync) -> Result<Box<dyn AccessLog>, StoreError> {
+        match self {
+            StoreLocation::Sqlite(path) => {
+                let store = sqlite::SqliteStore::open(path)?;
+                store.set_sync(sync)?;
+                Ok(Box::new(store))
+            }
+            StoreLocation::Postgres(_) => self.open_login_side().map(|s| s as Box<dyn AccessLog>),
+        }
     }
 
     /// The mailer's connection.

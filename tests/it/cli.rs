@@ -823,3 +823,34 @@ fn notices_run_is_one_pass_of_the_reminder_job() {
         "{run:?}"
     );
 }
+
+/// The access history's durability contract with `history_sync = "normal"` (the
+/// default): a login is answered once its row is committed, so a crash of the process
+/// right after (SIGKILL) loses none of the logins it answered.
+#[test]
+fn a_crash_right_after_the_replies_loses_no_acknowledged_login() {
+    let mut rig = common::rig::rig("");
+    let p = &rig.proxy;
+    let mut answered = 0;
+    for _ in 0..12 {
+        assert!(common::rig::imaps_login(
+            p,
+            common::rig::ADDR,
+            common::rig::MAIN
+        ));
+        answered += 1;
+    }
+    rig.proxy.kill();
+    let p = &rig.proxy;
+    let h = p.ok(
+        &["mailbox", "history", common::rig::ADDR, "--limit", "100"],
+        None,
+    );
+    let accepted = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "accepted" && r["protocol"] == "imap")
+        .count();
+    assert_eq!(accepted, answered, "{h}");
+}

@@ -84,7 +84,9 @@ fn the_store_traits_behave_on_postgresql_as_on_sqlite() {
     drop(tx);
 
     // Alerts: at most one of a kind per period, across batches.
-    let mut log = loc.open_access_log().unwrap();
+    let mut log = loc
+        .open_access_log(sentinella::store::HistorySync::Full)
+        .unwrap();
     let alert = |when: &str, quiet: &str| Alert {
         address: "a@b.it".into(),
         email_to: Some("owner@example.com".into()),
@@ -242,7 +244,9 @@ fn places_and_not_me_links_behave_on_postgresql_as_on_sqlite() {
         result: AccessResult::Accepted,
         reason: None,
     };
-    let mut log = loc.open_access_log().unwrap();
+    let mut log = loc
+        .open_access_log(sentinella::store::HistorySync::Full)
+        .unwrap();
     let new = log
         .append(&HistoryBatch::of_records(vec![
             login("192.0.2.1", Some("Thunderbird 128"), 0),

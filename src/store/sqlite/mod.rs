@@ -88,6 +88,17 @@ impl SqliteStore {
         })
     }
 
+    /// How this connection's commits are synced (the access-history writer's own
+    /// choice; every other connection syncs each commit).
+    pub fn set_sync(&self, sync: crate::store::HistorySync) -> Result<(), StoreError> {
+        let mode = match sync {
+            crate::store::HistorySync::Full => "FULL",
+            crate::store::HistorySync::Normal => "NORMAL",
+        };
+        self.conn.pragma_update(None, "synchronous", mode)?;
+        Ok(())
+    }
+
     fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -274,6 +285,22 @@ mod tests {
         let mut tx = other.begin().unwrap();
         let e = tx.insert_mailbox(&bad, at(T0)).unwrap_err();
         assert!(!e.is_temporary(), "{e}");
+    }
+
+    /// The history writer's connection syncs as asked; every other one syncs each commit.
+    #[test]
+    fn the_history_connection_syncs_as_asked_and_others_fully() {
+        let (_dir, store) = store();
+        let sync = |s: &SqliteStore| -> i64 {
+            s.conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&store), 2, "FULL");
+        store.set_sync(crate::store::HistorySync::Normal).unwrap();
+        assert_eq!(sync(&store), 1, "NORMAL");
+        store.set_sync(crate::store::HistorySync::Full).unwrap();
+        assert_eq!(sync(&store), 2, "FULL");
     }
 
     #[test]

@@ -741,6 +741,15 @@ tls = "none"
         stop_child(&mut child);
         child.wait().ok().and_then(|s| s.code())
     }
+
+    /// Kills it at once (SIGKILL, by PID), as a crash would; waits for it to be gone.
+    #[allow(dead_code)] // only the durability test crashes it
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for Proxy {

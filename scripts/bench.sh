@@ -8,7 +8,13 @@
 #
 #   ./scripts/bench.sh                 # everything (about 10 minutes)
 #   DURATION=5 ./scripts/bench.sh      # shorter runs
-#   ONLY=logins|attack|relay|memory ./scripts/bench.sh
+#   ONLY=logins|attack|relay|memory|nginx ./scripts/bench.sh
+#
+# ONLY=nginx (not part of "all"): the proxy CPU per login of Sentinella and of nginx's
+# mail proxy (Debian's nginx + libnginx-mod-mail, installed if missing) in front of the
+# same Dovecot (b), same certificate, TLS 1.3, c=8, each against its own TLS floor
+# (handshake + greeting only). nginx's auth_http is a location on the same nginx that
+# answers Auth-Status OK (its cost is in nginx's figure, as it would be in production).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -253,4 +259,93 @@ if [ "$ONLY" = all ] || [ "$ONLY" = memory ]; then
   wait $IDLE || true
   open=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["open"])' "$W/idle.json")
   echo "memory: rss before ${before} KiB, with $open idle sessions ${peak} KiB, per session $(( (peak - before) / (open > 0 ? open : 1) )) KiB"
+fi
+
+if [ "$ONLY" = nginx ]; then
+  command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
+  if ! [ -f /usr/lib/nginx/modules/ngx_mail_module.so ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-mail >/dev/null
+  fi
+  N_IMAPS=51993; N_POP3S=51995; N_SMTPS=51465; N_AUTH=51080
+  mkdir -p "$W/nginx/logs"
+  cat > "$W/nginx/nginx.conf" <<NGINX
+load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+worker_processes $(nproc);
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/logs/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx/body;
+  proxy_temp_path $W/nginx/proxy;
+  fastcgi_temp_path $W/nginx/fastcgi;
+  uwsgi_temp_path $W/nginx/uwsgi;
+  scgi_temp_path $W/nginx/scgi;
+  map \$http_auth_protocol \$backend_port {
+    imap $B_IMAP;
+    pop3 $B_POP3;
+    smtp $B_SUB;
+  }
+  server {
+    listen 127.0.0.1:$N_AUTH;
+    location = /auth {
+      add_header Auth-Status OK;
+      add_header Auth-Server 127.0.0.1;
+      add_header Auth-Port \$backend_port;
+      return 204;
+    }
+  }
+}
+mail {
+  server_name nginx.bench;
+  auth_http 127.0.0.1:$N_AUTH/auth;
+  ssl_certificate $CERT;
+  ssl_certificate_key $KEY;
+  ssl_protocols TLSv1.3;
+  xclient off;
+  smtp_auth plain login;
+  pop3_auth plain;
+  server { listen 127.0.0.1:$N_IMAPS ssl; protocol imap; }
+  server { listen 127.0.0.1:$N_POP3S ssl; protocol pop3; }
+  server { listen 127.0.0.1:$N_SMTPS ssl; protocol smtp; }
+}
+NGINX
+  nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" -g 'daemon off;' 2>"$W/nginx/stderr.log" & NPID=$!
+  PIDS+=("$NPID")
+  for port in $N_IMAPS $N_POP3S $N_SMTPS; do
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  done
+  # CPU seconds of a process and its children (nginx: the master and its workers).
+  tree_cpu() {
+    local total=0 pid
+    for pid in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+      total=$(awk -v t="$total" '{printf "%.2f", t + ($14 + $15) / 100}' "/proc/$pid/stat")
+    done
+    echo "$total"
+  }
+  per_login() { # pid protocol port password [extra]: proxy CPU ms per accepted connection
+    local c0 c1 out n
+    c0=$(tree_cpu "$1")
+    out=$(lg run --addr "127.0.0.1:$3" --cafile "$CERT" --user "$USER_ADDR" --password "$4" \
+          --protocol "$2" --concurrency 8 --duration "$DURATION" "${@:5}")
+    c1=$(tree_cpu "$1")
+    n=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accepted"])')
+    if [ "$n" -gt 0 ]; then echo "scale=3; ($c1 - $c0) * 1000 / $n" | bc; else echo "0"; fi
+  }
+  ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then echo "scale=2; $1 / $2" | bc; else echo "-"; fi; }
+  # Warm Sentinella's verification cache.
+  for p in "imap $S_IMAPS" "pop3 $S_POP3S" "smtp $S_SMTPS"; do
+    set -- $p; lg run --addr 127.0.0.1:$2 --cafile "$CERT" --user "$USER_ADDR" --password "$APP" --protocol $1 --concurrency 1 --duration 1 >/dev/null
+  done
+  echo "# proxy CPU per connection (ms), c=8, ${DURATION}s each, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '%-6s %9s %9s %7s %9s %9s %7s %9s\n' proto s-floor s-login s-ratio n-floor n-login n-ratio s/n
+  for proto in imap pop3 smtp; do
+    case $proto in imap) ps=$S_IMAPS pn=$N_IMAPS;; pop3) ps=$S_POP3S pn=$N_POP3S;; smtp) ps=$S_SMTPS pn=$N_SMTPS;; esac
+    sf=$(per_login "$SPID" $proto $ps "$APP" --greeting-only)
+    sl=$(per_login "$SPID" $proto $ps "$APP")
+    nf=$(per_login "$NPID" $proto $pn "$PW" --greeting-only)
+    nl=$(per_login "$NPID" $proto $pn "$PW")
+    printf '%-6s %9s %9s %7s %9s %9s %7s %9s\n' $proto "$sf" "$sl" "$(ratio "$sl" "$sf")" \
+      "$nf" "$nl" "$(ratio "$nl" "$nf")" "$(ratio "$sl" "$nl")"
+  done
 fi

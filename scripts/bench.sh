@@ -15,6 +15,9 @@
 # same Dovecot (b), same certificate, TLS 1.3, c=8, each against its own TLS floor
 # (handshake + greeting only). nginx's auth_http is a location on the same nginx that
 # answers Auth-Status OK (its cost is in nginx's figure, as it would be in production).
+#
+# SERVE_ENV="NAME=value …" adds environment to Sentinella's serve (e.g. RUST_LOG=info
+# to price the log lines, TOKIO_WORKER_THREADS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -87,7 +90,7 @@ port = $B_SUB
 tls = "none"
 login = { mode = "master", user = "sentinella", password_file = "master.pass" }
 EOF
-RUST_LOG=warn "$BIN" --config "$W/s/config.toml" serve 2>"$W/s/serve.log" & SPID=$!
+env RUST_LOG=warn ${SERVE_ENV:-} "$BIN" --config "$W/s/config.toml" serve 2>"$W/s/serve.log" & SPID=$!
 PIDS+=("$SPID")
 for _ in $(seq 100); do [ -f "$W/s/certs/sentinella.crt" ] && break; sleep 0.1; done
 CERT=$W/s/certs/sentinella.crt

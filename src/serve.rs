@@ -268,15 +268,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let https = https_listeners(&config, &auth, &running.certificates, &running).await?;
     let upstreams = upstreams(&config)?;
     let hostname = crate::net::host_name().unwrap_or_else(|| "localhost".into());
+    let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         auth,
         limits: Arc::clone(&running.limits),
         hostname,
+        stop: stop_rx.clone(),
     });
 
     let max = config.limits.max_connections as usize;
     let permits = Arc::new(Semaphore::new(max));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
     // Each HTTPS listener has its own connection budget: a flood of the page leaves the
     // API's own listener (an admin network, say) reachable.

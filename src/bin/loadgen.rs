@@ -7,6 +7,8 @@
 //!                            --user U --password P --concurrency 8 --duration 10
 //!   sentinella-loadgen fetch --addr … --cafile … --user U --password P --repeat 5
 //!   sentinella-loadgen idle  --addr … --cafile … --user U --password P --sessions 5000 --hold 20
+//!   sentinella-loadgen upstream --listen 127.0.0.1:14300 --duration 600   (a cheap IMAP
+//!                            server for the idle-sessions benchmark)
 //!   sentinella-loadgen hash  (argon2id PHC string, default cost, of a password on stdin)
 
 #![forbid(unsafe_code)]
@@ -98,15 +100,43 @@ enum Cmd {
         #[arg(long)]
         plain: bool,
     },
-    /// Opens this many authenticated IMAP sessions and holds them.
+    /// Opens this many authenticated IMAP sessions and holds them; prints a JSON line
+    /// when all are open and another when the hold ends (with each session the server
+    /// ended meanwhile, in time order: its user, the time, its last line).
     Idle {
         #[command(flatten)]
         target: Target,
         #[arg(long, default_value_t = 1000)]
         sessions: usize,
-        /// Seconds to hold them once all are open (at most 600).
+        /// Seconds to hold them once all are open (at most 3600).
         #[arg(long, default_value_t = 20)]
         hold: u64,
+        /// More server addresses: sessions go to --addr and these in turn.
+        #[arg(long)]
+        also: Vec<SocketAddr>,
+        /// Bind sessions to this many source addresses 127.0.N.M in turn.
+        #[arg(long, default_value_t = 0)]
+        sources: u32,
+        /// Log in as this many users in turn (`{i}` in --user).
+        #[arg(long, default_value_t = 0)]
+        spread: u64,
+        /// After login, SELECT INBOX and IDLE (what a mail program leaves open all day).
+        #[arg(long)]
+        imap_idle: bool,
+        /// Sessions being opened at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// A cheap IMAP server (the upstream of the idle-sessions benchmark, since one
+    /// Dovecot cannot hold a hundred thousand processes): any login is accepted; SELECT,
+    /// IDLE, NOOP, ID, CAPABILITY and LOGOUT are answered; nothing is stored.
+    Upstream {
+        /// Addresses to listen on (loopback only).
+        #[arg(long, required = true)]
+        listen: Vec<SocketAddr>,
+        /// Seconds to serve (at most 7200).
+        #[arg(long, default_value_t = 600)]
+        duration: u64,
     },
     /// Prints the argon2id PHC string (default cost) of the password on stdin.
     Hash,
@@ -689,31 +719,236 @@ async fn fetch(target: Target, repeat: u32, plain: bool) {
     );
 }
 
-async fn idle(target: Target, sessions: usize, hold: u64) {
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut handles = Vec::new();
+/// `idle`'s options beyond the target.
+struct IdleMode {
+    sessions: usize,
+    hold: u64,
+    also: Vec<SocketAddr>,
+    sources: u32,
+    spread: u64,
+    imap_idle: bool,
+    concurrency: usize,
+}
+
+/// The most sessions `idle` opens.
+const MAX_IDLE_SESSIONS: usize = 200_000;
+
+async fn idle(target: Target, mode: IdleMode) {
+    let config = tls_config(&target.cafile);
+    let mut addrs = vec![target.addr];
+    addrs.extend(mode.also.iter().copied());
+    let gate = Arc::new(tokio::sync::Semaphore::new(mode.concurrency.max(1)));
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let wanted = mode.sessions.min(MAX_IDLE_SESSIONS);
     let start = Instant::now();
-    for _ in 0..sessions.min(20_000) {
-        let (gate, target) = (Arc::clone(&gate), target.clone());
+    let mut handles = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        let addr = addrs[i % addrs.len()];
+        let source = (mode.sources > 0).then(|| {
+            let n = i as u32 % mode.sources + 2;
+            IpAddr::from([127, 0, (n / 250) as u8, (n % 250) as u8 + 1])
+        });
+        let user = if mode.spread > 0 {
+            target
+                .user
+                .replace("{i}", &(i as u64 % mode.spread).to_string())
+        } else {
+            target.user.clone()
+        };
+        let (gate, config, password) = (
+            Arc::clone(&gate),
+            Arc::clone(&config),
+            target.password.clone(),
+        );
+        let (opened_tx, mut release) = (opened_tx.clone(), release.clone());
+        let imap_idle = mode.imap_idle;
         handles.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
-            let r = imap_login_stream(&target, false).await;
+            let open = async {
+                let tcp = connect(addr, source).await?;
+                let stream: Box<dyn AsyncStream> = Box::new(tls(tcp, &config).await?);
+                let mut r = BufReader::with_capacity(1024, stream);
+                imap_login(&mut r, &user, &password).await?;
+                if imap_idle {
+                    imap_command(&mut r, "b SELECT INBOX\r\n", "b ").await?;
+                    r.get_mut().write_all(b"c IDLE\r\n").await?;
+                    if !line_of(&mut r).await?.starts_with('+') {
+                        return Err(std::io::Error::other("IDLE refused"));
+                    }
+                }
+                Ok::<_, std::io::Error>(r)
+            }
+            .await;
             drop(permit);
-            r.ok()
+            let _ = opened_tx.send(open.is_ok());
+            let mut r = open.ok()?;
+            // Held until released; a session the server ends meanwhile says when and how.
+            let mut last = String::new();
+            loop {
+                tokio::select! {
+                    _ = release.wait_for(|r| *r) => return Some(None),
+                    l = line_of(&mut r) => match l {
+                        Ok(l) => last = l,
+                        Err(_) => {
+                            let at = std::time::SystemTime::now();
+                            let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                            return Some(Some(serde_json::json!({
+                                "user": user, "at_unix_ms": ms, "last": last.trim_end(),
+                            })));
+                        }
+                    }
+                }
+            }
         }));
     }
-    let mut open = Vec::new();
-    for h in handles {
-        if let Some(s) = h.await.unwrap() {
-            open.push(s);
+    drop(opened_tx);
+    let (mut ok, mut failed) = (0usize, 0usize);
+    while let Some(o) = opened.recv().await {
+        if o {
+            ok += 1
+        } else {
+            failed += 1
+        }
+        if ok + failed == wanted {
+            break;
         }
     }
     println!(
         "{}",
-        serde_json::json!({"open": open.len(), "wanted": sessions, "seconds_to_open": start.elapsed().as_secs_f64().round()})
+        serde_json::json!({"open": ok, "failed": failed, "wanted": mode.sessions,
+            "seconds_to_open": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0})
     );
-    tokio::time::sleep(Duration::from_secs(hold.min(600))).await;
-    drop(open);
+    tokio::time::sleep(Duration::from_secs(mode.hold.min(3600))).await;
+    let _ = release_tx.send(true);
+    let (mut held, mut ended) = (0usize, Vec::new());
+    for h in handles {
+        match h.await.unwrap() {
+            Some(None) => held += 1,
+            Some(Some(e)) => ended.push(e),
+            None => {}
+        }
+    }
+    ended.sort_by_key(|e| e["at_unix_ms"].as_u64());
+    println!(
+        "{}",
+        serde_json::json!({"held_to_the_end": held, "ended_by_server": ended.len(),
+            "ended": ended})
+    );
+}
+
+/// One line, or an error at end of file.
+async fn line_of<S: AsyncStream>(r: &mut BufReader<S>) -> std::io::Result<String> {
+    let mut s = String::new();
+    if r.read_line(&mut s).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    Ok(s)
+}
+
+/// Sends `command`; reads to the line starting with `tag`, which must be OK.
+async fn imap_command<S: AsyncStream>(
+    r: &mut BufReader<S>,
+    command: &str,
+    tag: &str,
+) -> std::io::Result<()> {
+    r.get_mut().write_all(command.as_bytes()).await?;
+    loop {
+        let l = line_of(r).await?;
+        if let Some(status) = l.strip_prefix(tag) {
+            return if status.starts_with("OK") {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(l.trim_end().to_owned()))
+            };
+        }
+    }
+}
+
+/// The greeting, then LOGIN.
+async fn imap_login<S: AsyncStream>(
+    r: &mut BufReader<S>,
+    user: &str,
+    password: &str,
+) -> std::io::Result<()> {
+    line_of(r).await?;
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    imap_command(r, &format!("a LOGIN {} {}\r\n", q(user), q(password)), "a ").await
+}
+
+/// `upstream`: serves every address given until `duration` passes.
+async fn fake_upstream(listen: Vec<SocketAddr>, duration: u64) {
+    let mut servers = Vec::new();
+    for addr in listen {
+        loopback(addr.ip()).unwrap();
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind --listen");
+        servers.push(tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = socket.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(async move {
+                    let _ = fake_imap(tcp).await;
+                });
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(duration.min(7200))).await;
+    for s in servers {
+        s.abort();
+    }
+}
+
+/// One connection of the fake upstream.
+async fn fake_imap(tcp: tokio::net::TcpStream) -> std::io::Result<()> {
+    const CAPS: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN";
+    let mut r = BufReader::with_capacity(512, tcp);
+    r.get_mut()
+        .write_all(format!("* OK [CAPABILITY {CAPS}] fake upstream ready\r\n").as_bytes())
+        .await?;
+    loop {
+        let l = line_of(&mut r).await?;
+        let mut words = l.trim_end().splitn(3, ' ');
+        let (tag, command) = (words.next().unwrap_or("*"), words.next().unwrap_or(""));
+        let reply = match command.to_ascii_uppercase().as_str() {
+            "CAPABILITY" => format!("* CAPABILITY {CAPS}\r\n{tag} OK done\r\n"),
+            "LOGIN" | "AUTHENTICATE" => {
+                format!("{tag} OK [CAPABILITY {CAPS}] Logged in\r\n")
+            }
+            "ID" => format!("* ID NIL\r\n{tag} OK ID completed\r\n"),
+            "SELECT" | "EXAMINE" => format!(
+                "* FLAGS (\\Seen)\r\n* 0 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n{tag} OK [READ-WRITE] Select completed\r\n"
+            ),
+            "NOOP" | "ENABLE" => format!("{tag} OK done\r\n"),
+            "IDLE" => {
+                r.get_mut().write_all(b"+ idling\r\n").await?;
+                loop {
+                    if line_of(&mut r)
+                        .await?
+                        .trim_end()
+                        .eq_ignore_ascii_case("DONE")
+                    {
+                        break;
+                    }
+                }
+                format!("{tag} OK Idle completed\r\n")
+            }
+            "LOGOUT" => {
+                let bye = format!("* BYE Logging out\r\n{tag} OK Logout completed\r\n");
+                r.get_mut().write_all(bye.as_bytes()).await?;
+                return Ok(());
+            }
+            _ => format!("{tag} BAD unknown command\r\n"),
+        };
+        r.get_mut().write_all(reply.as_bytes()).await?;
+    }
 }
 
 fn main() {
@@ -780,10 +1015,28 @@ fn main() {
                 target,
                 sessions,
                 hold,
+                also,
+                sources,
+                spread,
+                imap_idle,
+                concurrency,
             } => {
                 loopback(target.addr.ip()).unwrap();
-                idle(target, sessions, hold).await;
+                for a in &also {
+                    loopback(a.ip()).unwrap();
+                }
+                let mode = IdleMode {
+                    sessions,
+                    hold,
+                    also,
+                    sources,
+                    spread,
+                    imap_idle,
+                    concurrency,
+                };
+                idle(target, mode).await;
             }
+            Cmd::Upstream { listen, duration } => fake_upstream(listen, duration).await,
             Cmd::Hash | Cmd::Reminders { .. } => unreachable!(),
         }
     });

@@ -106,6 +106,17 @@ pub fn revoked_message(protocol: crate::policy::Protocol) -> &'static [u8] {
     }
 }
 
+/// The protocol's last word to a relayed client when the proxy stops (at a quiet moment
+/// of the session): IMAP's untagged `BYE` (RFC 9051 7.1.5), POP3's `-ERR [SYS/TEMP]`
+/// (RFC 2449 8.1.2), SMTP's `421` (RFC 5321 3.8).
+pub fn stopping_message(protocol: crate::policy::Protocol) -> &'static [u8] {
+    match protocol {
+        crate::policy::Protocol::Imap => b"* BYE [UNAVAILABLE] Server shutting down\r\n",
+        crate::policy::Protocol::Pop3 => b"-ERR [SYS/TEMP] Server shutting down\r\n",
+        crate::policy::Protocol::Smtp => b"421 4.3.2 Service shutting down, closing connection\r\n",
+    }
+}
+
 /// A protocol front end before authentication, as the session driver sees it.
 pub trait Frontend: Send {
     /// The greeting to send first.

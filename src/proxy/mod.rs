@@ -44,6 +44,8 @@ pub struct Shared {
     pub limits: crate::live::Live<Limits>,
     /// The name the proxy greets SMTP clients with.
     pub hostname: String,
+    /// Turns true when the proxy stops: relayed sessions then end at a quiet moment.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// A listener with its upstream.

@@ -211,3 +211,32 @@ fn pop3_and_smtp_sessions_end_with_their_protocols_last_word_and_postpone_ends_n
         .collect();
     assert_eq!(protocols, ["pop3", "smtp"].into_iter().collect());
 }
+
+/// SIGTERM: the proxy stops taking connections and each relayed session ends at a quiet
+/// moment with its protocol's last word (IMAP in IDLE `* BYE`, POP3 `-ERR [SYS/TEMP]`,
+/// SMTP `421`), so `serve` exits cleanly long before `shutdown_grace` instead of holding
+/// idle clients until the grace runs out and dropping them.
+#[test]
+fn sigterm_ends_relayed_sessions_with_each_protocols_last_word() {
+    let mut rig = common::rig::rig_with("", "shutdown_grace = \"120s\"");
+    let p = &mut rig.proxy;
+    let held: Vec<(&str, Held)> = ["imap", "pop3", "smtp"]
+        .into_iter()
+        .map(|proto| (proto, Held::open(p, proto, MAIN, &[])))
+        .collect();
+    // Proxy::stop sends SIGTERM and waits 5 s before SIGKILL: a clean stop is exit 0.
+    assert_eq!(p.stop(), Some(0), "{}", p.log());
+    for (proto, held) in held {
+        let report = held.finish();
+        assert_eq!(report["closed"], true, "{proto}: {report}");
+        let expected = match proto {
+            "imap" => "* BYE [UNAVAILABLE] Server shutting down",
+            "pop3" => "-ERR [SYS/TEMP] Server shutting down",
+            _ => "421 4.3.2 Service shutting down, closing connection",
+        };
+        assert_eq!(last_line(&report), expected, "{proto}: {report}");
+    }
+    let log = p.log();
+    assert!(log.contains("all sessions finished"), "{log}");
+    assert!(!log.contains("grace period over"), "{log}");
+}

@@ -12,6 +12,7 @@
 #
 #   ./scripts/idle.sh                    # SESSIONS=100000
 #   SESSIONS=9000 ./scripts/idle.sh
+#   SENTINELLA_BIN=/tmp/old/sentinella ./scripts/idle.sh   # another build, same load
 #
 # Needs open files: 2 per session for `serve`, 1 per session for each load generator
 # process (clients, upstream). A machine whose hard limit (`ulimit -Hn`) is lower runs as
@@ -24,7 +25,8 @@ MAILBOXES=${MAILBOXES:-200}
 IDLE_CPU_S=${IDLE_CPU_S:-20}
 W_PREFIX=sentinella-idle
 cargo build --release --quiet
-BIN=$PWD/target/release/sentinella
+# SENTINELLA_BIN: another build of the proxy to measure (a "before" figure).
+BIN=${SENTINELLA_BIN:-$PWD/target/release/sentinella}
 LOADGEN=$PWD/target/release/sentinella-loadgen
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh

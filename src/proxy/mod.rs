@@ -4,7 +4,8 @@
 //! - [`stream`]: a connection that is plain TCP or TLS.
 //! - [`upstream`]: connecting and logging in to the upstream as the mailbox.
 //! - [`session`]: one client connection from greeting to relay.
-//! - [`relay`]: bytes both ways after login, with the protocol's idle timeout.
+//! - [`relay`]: bytes both ways after login, with the protocol's idle timeout; holds no
+//!   buffer while waiting; on stop, ends at the session's next quiet moment.
 //!
 //! - [`settings`]: `[limits]`, `[[listener]]`, `[upstream.NAME]` — what start-up
 //!   (`crate::serve`) hands the proxy; nothing here reads the configuration file.
@@ -13,8 +14,9 @@
 //! connection limit and a slot of the per-address one ([`PerAddress`]); the HTTP
 //! listeners (`crate::web::listener`) are bounded the same way, with budgets of their own.
 //! Every accept loop takes its connections through [`accept`], which backs off from
-//! accept errors; when `stop` turns, the loop ends (start-up then gives open sessions
-//! `limits.shutdown_grace`).
+//! accept errors; when `stop` turns, the loop ends, relayed sessions end at a quiet moment
+//! with the protocol's last word ([`Shared::stop`]), and start-up waits for them at most
+//! `limits.shutdown_grace`.
 
 pub(crate) mod admin;
 pub mod relay;

@@ -29,7 +29,8 @@ pub struct Limits {
     pub max_connections: u32,
     /// Time to connect and log in to an upstream.
     pub upstream_timeout: Period,
-    /// How long `serve` waits for open sessions after SIGINT / SIGTERM.
+    /// How long `serve` waits for open sessions after SIGINT / SIGTERM (each relayed
+    /// session ends at its next quiet moment; this bounds the wait).
     pub shutdown_grace: Period,
     /// Time to complete a TLS handshake (implicit, or after STARTTLS).
     pub tls_handshake_timeout: Period,

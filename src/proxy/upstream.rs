@@ -6,6 +6,7 @@
 //! [`UpstreamError`], which the client sees as a temporary failure, never as
 //! "authentication failed".
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,7 +91,13 @@ pub struct Upstream {
     pub master_password: Option<Arc<Secret>>,
     /// SMTP: the extensions the upstream announced in its EHLO, and when they were read.
     smtp_extensions: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>,
+    /// A host name's addresses and when they were looked up ([`RESOLVE_EVERY`]).
+    resolved: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<SocketAddr>>)>>,
 }
+
+/// How long a host name's addresses are used before they are looked up again. A failed
+/// connection looks them up at the next one (a server that moved is followed then).
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,7 +169,51 @@ impl Upstream {
             tls,
             master_password,
             smtp_extensions: tokio::sync::Mutex::new(None),
+            resolved: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Where to connect: the address itself for an IP address (IPv6 without brackets
+    /// too), else the host name's addresses — looked up at most once per
+    /// [`RESOLVE_EVERY`] (not once per login: a lookup is a blocking thread's call and,
+    /// without a local cache, a DNS query).
+    async fn addresses(&self) -> std::io::Result<Arc<Vec<SocketAddr>>> {
+        let (host, port) = (self.config.host.as_str(), self.config.port);
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+            return Ok(Arc::new(vec![SocketAddr::new(ip, port)]));
+        }
+        let lock = || self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, addrs)) = lock().as_ref()
+            && at.elapsed() < RESOLVE_EVERY
+        {
+            return Ok(Arc::clone(addrs));
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            ));
+        }
+        let addrs = Arc::new(addrs);
+        *lock() = Some((std::time::Instant::now(), Arc::clone(&addrs)));
+        Ok(addrs)
+    }
+
+    /// Connects to the first of the host's addresses that answers.
+    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+        let addrs = self.addresses().await?;
+        let mut last = None;
+        for addr in addrs.iter() {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some(e),
+            }
+        }
+        // None answered: look the name up again next time.
+        *self.resolved.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Err(last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()))
     }
 
     /// The credential to log in as the mailbox with.
@@ -184,10 +235,13 @@ impl Upstream {
     /// Opens TCP and, for implicit TLS, the TLS session.
     pub async fn connect(&self) -> Result<Conn, UpstreamError> {
         let started = std::time::Instant::now();
-        let addr = format!("{}:{}", self.config.host, self.config.port);
-        let tcp = TcpStream::connect(&addr)
+        let tcp = self
+            .connect_tcp()
             .await
-            .map_err(|source| UpstreamError::Connect { addr, source })?;
+            .map_err(|source| UpstreamError::Connect {
+                addr: format!("{}:{}", self.config.host, self.config.port),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         let conn = match self.config.tls {
             TlsMode::Implicit => self.start_tls(Conn::Plain(tcp)).await?,
@@ -734,6 +788,60 @@ mod wire_tests {
             }
         });
         port
+    }
+
+    /// Accepts connections on `addr` until dropped; returns its port.
+    async fn accepting(addr: &str) -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        (port, task)
+    }
+
+    fn upstream_at(host: &str, port: u16) -> Upstream {
+        let mut up = upstream(port);
+        up.config.host = host.into();
+        up
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_address_connects_with_or_without_brackets() {
+        let (port, _server) = accepting("[::1]:0").await;
+        for host in ["::1", "[::1]"] {
+            let up = upstream_at(host, port);
+            assert!(up.connect().await.is_ok(), "{host}");
+            assert!(
+                up.resolved.lock().unwrap().is_none(),
+                "an address is not looked up"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_looked_up_once_then_again_after_a_failed_connection() {
+        let (port, server) = accepting("127.0.0.1:0").await;
+        let up = upstream_at("localhost", port);
+        up.connect().await.unwrap();
+        let first = up.resolved.lock().unwrap().as_ref().map(|(at, _)| *at);
+        assert!(first.is_some(), "looked up and kept");
+        up.connect().await.unwrap();
+        let second = up.resolved.lock().unwrap().as_ref().map(|(at, _)| *at);
+        assert_eq!(first, second, "looked up again within RESOLVE_EVERY");
+        server.abort();
+        let _ = server.await;
+        assert!(matches!(
+            up.connect().await,
+            Err(UpstreamError::Connect { .. })
+        ));
+        assert!(
+            up.resolved.lock().unwrap().is_none(),
+            "kept after a failure"
+        );
     }
 
     fn upstream(port: u16) -> Upstream {

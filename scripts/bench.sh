@@ -260,7 +260,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = memory ]; then
   peak=$before
   while kill -0 $IDLE 2>/dev/null; do r=$(rss); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.5; done
   wait $IDLE || true
-  open=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["open"])' "$W/idle.json")
+  open=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["open"])' "$W/idle.json")
   echo "memory: rss before ${before} KiB, with $open idle sessions ${peak} KiB, per session $(( (peak - before) / (open > 0 ? open : 1) )) KiB"
 fi
 

@@ -287,6 +287,52 @@ fn places_and_not_me_links_behave_on_postgresql_as_on_sqlite() {
         .unwrap();
     assert_eq!(last.client, "203.0.113.1");
 
+    // Logins from places this writer has written: rows, last use and places in one
+    // statement (the usual case), counted as the transaction counts them.
+    let history =
+        |store: &dyn sentinella::store::ManageStore| store.history("a@b.it", 100).unwrap().len();
+    let rows = history(store.as_ref());
+    assert!(
+        log.append(&HistoryBatch::of_records(vec![
+            login("192.0.2.9", Some("Thunderbird 128"), 41),
+            login("192.0.2.8", Some("Thunderbird 128"), 40),
+        ]))
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(history(store.as_ref()), rows + 2);
+    let places = store.places(m.id).unwrap();
+    let uses = |value: &str| {
+        places
+            .iter()
+            .find(|(_, p)| p.value == value)
+            .map(|(_, p)| p.uses)
+    };
+    assert_eq!(uses("Thunderbird 128"), Some(4));
+    assert_eq!(
+        uses(&usage::network_of("192.0.2.1".parse().unwrap())),
+        Some(4)
+    );
+    let last = store.mailbox("a@b.it").unwrap().unwrap().app_passwords[0]
+        .last_use
+        .clone()
+        .unwrap();
+    assert_eq!(last.client, "192.0.2.9", "the latest of the batch");
+    // A remembered place gone from the store (pruned, say) is new again, once.
+    pg.psql("DELETE FROM usage_places WHERE value = 'Thunderbird 128'");
+    log.append(&HistoryBatch::of_records(vec![login(
+        "192.0.2.9",
+        Some("Thunderbird 128"),
+        50,
+    )]))
+    .unwrap();
+    let places = store.places(m.id).unwrap();
+    let again = places
+        .iter()
+        .find(|(_, p)| p.value == "Thunderbird 128")
+        .unwrap();
+    assert_eq!(again.1.uses, 1);
+
     // A link rides with its alert: the hash kept, the token only in the e-mail.
     let (token, hash) = usage::link_token().unwrap();
     let alert = Alert {

@@ -6,6 +6,7 @@ use deadpool_postgres::ClientWrapper as Client;
 use tokio_postgres::types::ToSql;
 
 use crate::policy::login::AccessResult;
+use crate::store::sql::history::Uses;
 use crate::store::{AccessRecord, HistoryBatch, StoreError, ThrottleCount};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -63,33 +64,53 @@ pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
             .any(|r| r.result == AccessResult::Accepted && r.mailbox_id.is_some())
 }
 
+impl<'a> HistoryColumns<'a> {
+    fn of(records: &'a [AccessRecord]) -> Self {
+        let mut cols = HistoryColumns::default();
+        for r in records {
+            cols.at.push(r.at.as_second());
+            cols.listener.push(&r.listener);
+            cols.protocol.push(r.protocol.as_str());
+            cols.client.push(&r.client);
+            cols.login.push(&r.login);
+            cols.address.push(r.address.as_deref());
+            cols.credential.push(r.credential.as_str());
+            cols.result.push(r.result.as_str());
+            cols.reason
+                .push(r.reason.as_ref().map(crate::store::rows::reason_column));
+            cols.app_password
+                .push(r.app_password.as_ref().map(|a| a.name.as_str()));
+            cols.software.push(r.software.as_deref());
+        }
+        cols
+    }
+}
+
+/// The history's INSERT of a batch's rows from arrays `$1`–`$11`.
+const INSERT_ROWS: &str = "INSERT INTO access_history (at, listener, protocol, client, login, \
+     address, credential, result, reason, app_password, software) SELECT * FROM UNNEST(\
+     $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::text[])";
+
+/// Whether writing `b` needs nothing besides its rows and the uses they note (no alert,
+/// re-hash, breach or throttle row).
+pub(crate) fn rows_and_uses(b: &HistoryBatch) -> bool {
+    b.alerts.is_empty()
+        && b.rehashes.is_empty()
+        && b.breaches.is_empty()
+        && b.failures.is_empty()
+        && b.clears.is_empty()
+}
+
 /// The rows of a batch in one statement (their mailboxes resolved already).
 pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
-    let mut cols = HistoryColumns::default();
-    for r in records {
-        cols.at.push(r.at.as_second());
-        cols.listener.push(&r.listener);
-        cols.protocol.push(r.protocol.as_str());
-        cols.client.push(&r.client);
-        cols.login.push(&r.login);
-        cols.address.push(r.address.as_deref());
-        cols.credential.push(r.credential.as_str());
-        cols.result.push(r.result.as_str());
-        cols.reason
-            .push(r.reason.as_ref().map(crate::store::rows::reason_column));
-        cols.app_password
-            .push(r.app_password.as_ref().map(|a| a.name.as_str()));
-        cols.software.push(r.software.as_deref());
-    }
+    let cols = HistoryColumns::of(records);
     execute(
         c,
-        "INSERT INTO access_history (at, listener, protocol, client, login, address, credential, result, \
-         reason, app_password, software) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
-         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-         $11::text[])",
+        INSERT_ROWS,
         &[
             &cols.at,
             &cols.listener,
@@ -106,6 +127,117 @@ pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Resu
     )
     .await?;
     Ok(())
+}
+
+/// The rows of a batch, the last use of each app password and the places its logins
+/// came from (`uses`, coalesced), in one statement — atomic by itself, one round trip.
+/// Returns each place's count of uses after it (in `uses.places`' order): a count equal
+/// to the batch's own is a place new to the store.
+pub(super) async fn insert_with_uses(
+    c: &Client,
+    records: &[AccessRecord],
+    uses: &Uses<'_>,
+) -> Result<Vec<i64>, StoreError> {
+    let cols = HistoryColumns::of(records);
+    let mut ap = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for r in &uses.last {
+        let Some(a) = &r.app_password else { continue };
+        ap.0.push(a.id);
+        ap.1.push(r.at.as_second());
+        ap.2.push(r.client.as_str());
+        ap.3.push(r.protocol.as_str());
+        ap.4.push(r.listener.as_str());
+        ap.5.push(r.software.as_deref());
+    }
+    let mut pl = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for p in &uses.places {
+        let (mailbox_id, credential, kind) = p.key;
+        pl.0.push(mailbox_id);
+        pl.1.push(credential.column());
+        pl.2.push(kind.as_str());
+        pl.3.push(p.value.as_str());
+        pl.4.push(p.first.as_second());
+        pl.5.push(p.last.as_second());
+        pl.6.push(p.uses);
+    }
+    let rows = query(
+        c,
+        "WITH h AS (INSERT INTO access_history (at, listener, protocol, client, login, address, \
+         credential, result, reason, app_password, software) SELECT * FROM UNNEST($1::bigint[], \
+         $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+         $9::text[], $10::text[], $11::text[])), \
+         l AS (UPDATE app_passwords a SET last_used_at = u.at, last_client = u.client, \
+         last_protocol = u.protocol, last_listener = u.listener, last_software = u.software \
+         FROM UNNEST($12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], \
+         $17::text[]) AS u(id, at, client, protocol, listener, software) \
+         WHERE a.id = u.id AND (a.last_used_at IS NULL OR a.last_used_at <= u.at)), \
+         p AS (INSERT INTO usage_places (mailbox_id, credential, kind, value, first_seen, \
+         last_seen, uses) SELECT * FROM UNNEST($18::bigint[], $19::bigint[], $20::text[], \
+         $21::text[], $22::bigint[], $23::bigint[], $24::bigint[]) \
+         ON CONFLICT (mailbox_id, credential, kind, value) DO UPDATE SET \
+         first_seen = LEAST(usage_places.first_seen, EXCLUDED.first_seen), \
+         last_seen = GREATEST(usage_places.last_seen, EXCLUDED.last_seen), \
+         uses = usage_places.uses + EXCLUDED.uses \
+         RETURNING mailbox_id, credential, kind, value, uses) \
+         SELECT mailbox_id, credential, kind, value, uses FROM p",
+        &[
+            &cols.at,
+            &cols.listener,
+            &cols.protocol,
+            &cols.client,
+            &cols.login,
+            &cols.address,
+            &cols.credential,
+            &cols.result,
+            &cols.reason,
+            &cols.app_password,
+            &cols.software,
+            &ap.0,
+            &ap.1,
+            &ap.2,
+            &ap.3,
+            &ap.4,
+            &ap.5,
+            &pl.0,
+            &pl.1,
+            &pl.2,
+            &pl.3,
+            &pl.4,
+            &pl.5,
+            &pl.6,
+        ],
+    )
+    .await?;
+    Ok(uses
+        .places
+        .iter()
+        .map(|p| {
+            let (mailbox_id, credential, kind) = p.key;
+            rows.iter()
+                .find(|r| {
+                    r.get::<_, i64>(0) == mailbox_id
+                        && r.get::<_, i64>(1) == credential.column()
+                        && r.get::<_, &str>(2) == kind.as_str()
+                        && r.get::<_, &str>(3) == p.value
+                })
+                .map_or(0, |r| r.get::<_, i64>(4))
+        })
+        .collect())
 }
 
 /// The throttle's failures (one statement) and clears of a batch.

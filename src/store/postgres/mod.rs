@@ -445,7 +445,16 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, feed: Ar
 /// A handle on a PostgreSQL store: each call takes a pooled connection.
 pub struct PgStore {
     backend: Arc<Backend>,
+    /// Places this store has written (as the history's writer): a batch whose places
+    /// are all here is written in one statement. Bounded by [`KNOWN_PLACES`].
+    known_places: std::collections::HashSet<PlaceKey>,
 }
+
+/// A place's key: mailbox, credential column, kind, value.
+type PlaceKey = (i64, i64, &'static str, String);
+
+/// Places remembered by the history's writer, at most (then it starts over).
+const KNOWN_PLACES: usize = 100_000;
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -460,6 +469,7 @@ impl PgStore {
     pub fn open(location: &PgLocation) -> Result<PgStore, StoreError> {
         Ok(PgStore {
             backend: Backend::get(location)?,
+            known_places: std::collections::HashSet::new(),
         })
     }
 
@@ -614,6 +624,47 @@ impl AccessLog for PgStore {
             let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
             return wait(fleet::insert_records(&client, &records)).map(|()| Vec::new());
         }
+        let uses = sql::history::uses(&batch.records);
+        let key = |p: &sql::history::Seen| -> PlaceKey {
+            let (mailbox_id, credential, kind) = p.key;
+            (
+                mailbox_id,
+                credential.column(),
+                kind.as_str(),
+                p.value.clone(),
+            )
+        };
+        // Logins from places this writer has written before (the usual case: the same
+        // programs from the same networks): rows, last uses and places in one statement.
+        if fleet::rows_and_uses(batch)
+            && uses
+                .places
+                .iter()
+                .all(|p| self.known_places.contains(&key(p)))
+        {
+            let client = self.backend.client()?;
+            let records = sql::history::resolved(&PgConn(&client), &batch.records)?;
+            let after = wait(fleet::insert_with_uses(&client, &records, &uses))?;
+            // A place pruned or deleted since it was remembered is new again: what a new
+            // place does besides its row, in a transaction of its own.
+            let again: Vec<_> = uses
+                .places
+                .iter()
+                .zip(after)
+                .filter(|(p, n)| *n == p.uses)
+                .map(|(p, _)| p)
+                .collect();
+            if again.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tx = self.transaction(false)?;
+            let mut new = Vec::new();
+            for p in again {
+                tx.with(|c| sql::history::new_place(c, p).map(|n| new.extend(n)))?;
+            }
+            Box::new(tx).commit_tx()?;
+            return Ok(new);
+        }
         // The management lock only when a re-hash or a breach mark writes the feed.
         let tx = self.transaction(!batch.rehashes.is_empty() || !batch.breaches.is_empty())?;
         let records =
@@ -623,6 +674,10 @@ impl AccessLog for PgStore {
         tx.with(|c| sql::history::around_records(c, batch).map(|n| new = n))?;
         tx.run(async |c| fleet::throttle_rows(c, batch).await)?;
         Box::new(tx).commit_tx()?;
+        if self.known_places.len() + uses.places.len() > KNOWN_PLACES {
+            self.known_places.clear();
+        }
+        self.known_places.extend(uses.places.iter().map(key));
         Ok(new)
     }
 }

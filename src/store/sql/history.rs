@@ -65,14 +65,21 @@ pub(crate) fn resolved<'a>(
     Ok(Cow::Owned(out))
 }
 
-/// Everything a batch writes besides its rows, in the same transaction: the last use of
-/// each app password that logged in (a row already newer — records can arrive out of
-/// order — is kept), the places each password was used from, the alerts not quieted,
-/// the re-hashes still due. Returns the new places the owner is to be asked about.
-pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
+/// What a batch's accepted logins note besides their rows: the latest use of each app
+/// password, and each place a password was used from, coalesced (one per password and
+/// place, with its count).
+pub(crate) struct Uses<'a> {
+    /// The latest record of each app password that logged in.
+    pub last: Vec<&'a AccessRecord>,
+    /// The places, coalesced.
+    pub places: Vec<Seen<'a>>,
+}
+
+/// The [`Uses`] of `records`.
+pub(crate) fn uses(records: &[AccessRecord]) -> Uses<'_> {
     let mut last: Vec<&AccessRecord> = Vec::new();
     let mut places: Vec<Seen> = Vec::new();
-    for rec in &b.records {
+    for rec in records {
         let Some((mailbox_id, credential)) = used(rec) else {
             continue;
         };
@@ -114,6 +121,15 @@ pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<Vec<NewPl
             }
         }
     }
+    Uses { last, places }
+}
+
+/// Everything a batch writes besides its rows, in the same transaction: the last use of
+/// each app password that logged in (a row already newer — records can arrive out of
+/// order — is kept), the places each password was used from, the alerts not quieted,
+/// the re-hashes still due. Returns the new places the owner is to be asked about.
+pub(crate) fn around_records(c: &dyn Conn, b: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
+    let Uses { last, places } = uses(&b.records);
     for rec in last {
         let Some(ap) = &rec.app_password else {
             continue;
@@ -168,14 +184,18 @@ fn used(rec: &AccessRecord) -> Option<(i64, Credential)> {
 }
 
 /// A place seen in a batch: its logins there, coalesced.
-struct Seen<'a> {
-    key: (i64, Credential, PlaceKind),
-    value: String,
-    first: Timestamp,
-    last: Timestamp,
-    uses: i64,
+pub(crate) struct Seen<'a> {
+    /// Mailbox, password, kind of place.
+    pub key: (i64, Credential, PlaceKind),
+    /// The network or program.
+    pub value: String,
+    /// The first and last login from it in the batch.
+    pub first: Timestamp,
+    pub last: Timestamp,
+    /// Logins from it in the batch.
+    pub uses: i64,
     /// The latest login from it.
-    rec: &'a AccessRecord,
+    pub rec: &'a AccessRecord,
 }
 
 /// Writes a place seen; when its password had never been used from it and the owner is
@@ -208,6 +228,14 @@ fn seen(c: &dyn Conn, p: &Seen) -> Result<Option<NewPlace>, StoreError> {
     if uses != p.uses {
         return Ok(None);
     }
+    new_place(c, p)
+}
+
+/// After a place's upsert found it new (its uses are the batch's own): the oldest places
+/// beyond the bound go, and the owner may be asked (the place, when so).
+pub(crate) fn new_place(c: &dyn Conn, p: &Seen) -> Result<Option<NewPlace>, StoreError> {
+    let (mailbox_id, credential, kind) = p.key;
+    let cred = credential.column();
     // A new place: the oldest beyond the bound go, and the owner may be asked.
     let had: i64 = c
         .one(

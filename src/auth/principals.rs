@@ -9,7 +9,7 @@
 //! ([`Principals::stale`]); when it moved, [`Principals::refresh`] reads the feed after
 //! its last sequence number. A mailbox named there is re-read only if some of its login
 //! names are cached; a commit that names none — the proxy's own access-history writes —
-//! costs one empty indexed read. The open sessions of each named mailbox are then
+//! costs one empty indexed read, made by `stale` itself (no refresh is handed off). The open sessions of each named mailbox are then
 //! reviewed ([`Sessions::review`]). A background thread also polls, so an idle proxy is
 //! fresh too.
 //!
@@ -322,15 +322,28 @@ impl Principals {
             // Another look is under way or just done; a change it found is `applying`.
             return self.applying.load(Ordering::SeqCst);
         }
-        let Ok(guard) = self.follower.try_lock() else {
+        let Ok(mut guard) = self.follower.try_lock() else {
             return true;
         };
         // A mark that cannot be read is a feed that cannot be followed: refresh says so.
-        guard
-            .store
-            .change_mark()
-            .map(|v| v != guard.mark)
-            .unwrap_or(true)
+        let Ok(mark) = guard.store.change_mark() else {
+            return true;
+        };
+        if mark == guard.mark {
+            return false;
+        }
+        // The mark moves with every commit, the proxy's own access-history writes
+        // included (on SQLite, nearly every login): when the feed has nothing after the
+        // last change followed, the mark is taken here, on this thread, in one empty
+        // indexed read — no hand-off to a blocking thread for a refresh that would find
+        // nothing. A change committed after the mark was read moves it again.
+        match guard.store.changes_since(guard.seq, 1) {
+            Ok(next) if next.is_empty() => {
+                guard.mark = mark;
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Follows the feed now if the store changed: refreshes the cached names of the
@@ -612,6 +625,50 @@ mod tests {
         tx.insert_mailbox(&m, Timestamp::now()).unwrap();
         drop(tx);
         assert_eq!(writer.last_change().unwrap(), last);
+    }
+
+    /// A login's `stale` looks at most once a millisecond; a test waits past it.
+    fn past_look() {
+        std::thread::sleep(LOOK_EVERY * 5);
+    }
+
+    #[test]
+    fn a_history_write_is_not_stale_and_a_management_change_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut writer = SqliteStore::open(&path).unwrap();
+        let mut a = add(&mut writer, "a@b.it");
+        let (live, reads) = open(&path, 100);
+        assert!(live.get("a@b.it").unwrap().is_some());
+        past_look();
+        assert!(!live.stale());
+        // The proxy's own history write moves the mark: taken by `stale` itself.
+        writer
+            .append(&HistoryBatch::of_records(vec![history_row()]))
+            .unwrap();
+        past_look();
+        assert!(!live.stale(), "a history write is no change to follow");
+        past_look();
+        assert!(!live.stale(), "and the mark was taken");
+        // A management change (with a history write after it) is one.
+        a.version += 1;
+        a.plan = Plan::Pro;
+        let mut tx = writer.begin().unwrap();
+        tx.save_mailbox(&a, Timestamp::now()).unwrap();
+        tx.commit().unwrap();
+        writer
+            .append(&HistoryBatch::of_records(vec![history_row()]))
+            .unwrap();
+        past_look();
+        assert!(live.stale(), "a change in the feed must be followed");
+        assert!(live.refresh().unwrap());
+        assert_eq!(
+            live.cached("a@b.it").unwrap().unwrap().mailbox.plan,
+            Plan::Pro
+        );
+        past_look();
+        assert!(!live.stale());
+        assert_eq!(reads.load(Ordering::Relaxed), 2, "one lookup, one re-read");
     }
 
     /// A source whose `principals_of` (the follower's read while it applies a change)

@@ -25,7 +25,7 @@ ONLY=${ONLY:-all}
 SESSIONS=${SESSIONS:-5000}
 
 cargo build --release --quiet
-BIN=$PWD/target/release/sentinella
+BIN=${SENTINELLA_BIN:-$PWD/target/release/sentinella}  # another build to measure: SENTINELLA_BIN
 LOADGEN=$PWD/target/release/sentinella-loadgen
 W=$(mktemp -d /tmp/sentinella-bench.XXXX)
 chmod 755 "$W"

@@ -22,7 +22,7 @@ HISTORY_SYNC=${HISTORY_SYNC:-normal}
 
 command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
 cargo build --release --quiet
-BIN=$PWD/target/release/sentinella
+BIN=${SENTINELLA_BIN:-$PWD/target/release/sentinella}  # another build to measure: SENTINELLA_BIN
 LOADGEN=$PWD/target/release/sentinella-loadgen
 W_PREFIX=sentinella-scale
 # shellcheck source=scripts/bench-lib.sh

@@ -332,11 +332,15 @@ impl Principals {
         if mark == guard.mark {
             return false;
         }
-        // The mark moves with every commit, the proxy's own access-history writes
-        // included (on SQLite, nearly every login): when the feed has nothing after the
-        // last change followed, the mark is taken here, on this thread, in one empty
-        // indexed read — no hand-off to a blocking thread for a refresh that would find
-        // nothing. A change committed after the mark was read moves it again.
+        if !guard.store.local_mark() {
+            return true;
+        }
+        // A local mark (SQLite) moves with every commit, the proxy's own access-history
+        // writes included (nearly every login): when the feed has nothing after the last
+        // change followed, the mark is taken here, on this thread, in one empty indexed
+        // read — no hand-off to a blocking thread for a refresh that would find nothing.
+        // A change committed after the mark was read moves it again. (PostgreSQL's mark
+        // moves with the feed's notifications only; its refresh runs off the reactor.)
         match guard.store.changes_since(guard.seq, 1) {
             Ok(next) if next.is_empty() => {
                 guard.mark = mark;
@@ -489,6 +493,9 @@ mod tests {
     impl PrincipalSource for Counting {
         fn change_mark(&self) -> Result<i64, StoreError> {
             self.inner.change_mark()
+        }
+        fn local_mark(&self) -> bool {
+            self.inner.local_mark()
         }
         fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
             self.reads.fetch_add(1, Ordering::Relaxed);

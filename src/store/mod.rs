@@ -251,6 +251,13 @@ pub trait PrincipalSource: Send {
     /// A mark that moves whenever another connection commits anything (cheap: the login
     /// path asks often); when it moves, [`PrincipalSource::changes_since`] tells what.
     fn change_mark(&self) -> Result<i64, StoreError>;
+    /// Whether the mark moves with every commit, the proxy's own access-history writes
+    /// included, and [`PrincipalSource::changes_since`] is a local read cheap enough to
+    /// make on the login path's own thread (SQLite). `false` (PostgreSQL: the mark moves
+    /// with the feed's notifications; reading the feed is a round trip).
+    fn local_mark(&self) -> bool {
+        false
+    }
     /// What one (normalised) login name opens: an indexed read.
     fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError>;
     /// The login names of one mailbox (none if it is gone).

@@ -182,6 +182,9 @@ impl PrincipalSource for SqliteStore {
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?)
     }
+    fn local_mark(&self) -> bool {
+        true
+    }
     fn principal(&self, login: &str) -> Result<Option<LoginEntry>, StoreError> {
         sql::mailboxes::login(&self.conn, login)
     }

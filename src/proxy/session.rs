@@ -105,13 +105,12 @@ where
     match relay(&mut client, &mut upstream, idle, revoked, stopping).await {
         RelayEnd::Revoked(reason) => {
             tracing::info!(login = %verdict.login, reason = %reason, "session ended: its login is refused now");
-            // The protocol's last word, then close both sides.
-            let _ = client
-                .write_all(crate::protocol::revoked_message(protocol))
-                .await;
-            let _ = client.flush().await;
-            let _ = client.shutdown().await;
-            let _ = upstream.shutdown().await;
+            close_with(
+                &mut client,
+                &mut upstream,
+                crate::protocol::revoked_message(protocol),
+            )
+            .await;
             Box::pin(shared.auth.record_ended(
                 &context(&listener, origin.client),
                 &verdict,
@@ -130,14 +129,25 @@ where
         RelayEnd::Idle => tracing::info!(idle = ?idle, "session closed: idle"),
         RelayEnd::Stopping => {
             tracing::debug!("session closed: the proxy is stopping");
-            let _ = client
-                .write_all(crate::protocol::stopping_message(protocol))
-                .await;
-            let _ = client.flush().await;
-            let _ = client.shutdown().await;
-            let _ = upstream.shutdown().await;
+            close_with(
+                &mut client,
+                &mut upstream,
+                crate::protocol::stopping_message(protocol),
+            )
+            .await;
         }
     }
+}
+
+/// The protocol's last word to the client, then both sides closed.
+async fn close_with<S>(client: &mut Conn<S>, upstream: &mut Conn, last_word: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = client.write_all(last_word).await;
+    let _ = client.flush().await;
+    let _ = client.shutdown().await;
+    let _ = upstream.shutdown().await;
 }
 
 /// The login context of a connection.

@@ -262,18 +262,27 @@ impl Upstream {
             .tls
             .clone()
             .ok_or_else(|| UpstreamError::Tls("no TLS configuration".into()))?;
-        let name = self
-            .config
-            .tls_name
-            .clone()
-            .unwrap_or_else(|| self.config.host.clone());
-        let server_name =
-            ServerName::try_from(name).map_err(|e| UpstreamError::Tls(e.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(server_name, tcp)
+            .connect(self.server_name()?, tcp)
             .await
             .map_err(|e| UpstreamError::Tls(e.to_string()))?;
         Ok(Conn::ClientTls(Box::new(tls)))
+    }
+
+    /// The name the upstream's certificate must carry: `tls_name`, else the host (an
+    /// IPv6 address given in brackets is the address).
+    fn server_name(&self) -> Result<ServerName<'static>, UpstreamError> {
+        let name = match &self.config.tls_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = &self.config.host;
+                host.strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host)
+                    .to_owned()
+            }
+        };
+        ServerName::try_from(name).map_err(|e| UpstreamError::Tls(e.to_string()))
     }
 
     /// Whether the upstream wants STARTTLS before login.
@@ -820,6 +829,23 @@ mod wire_tests {
                 "an address is not looked up"
             );
         }
+    }
+
+    #[test]
+    fn the_certificate_name_is_the_tls_name_or_the_host_without_brackets() {
+        let name = |host: &str, tls_name: Option<&str>| {
+            let mut up = upstream_at(host, 993);
+            up.config.tls_name = tls_name.map(Into::into);
+            up.server_name().map(|n| n.to_str().into_owned())
+        };
+        assert_eq!(name("[::1]", None).unwrap(), "::1");
+        assert_eq!(name("::1", None).unwrap(), "::1");
+        assert_eq!(name("mail.example.it", None).unwrap(), "mail.example.it");
+        assert_eq!(
+            name("10.0.0.5", Some("imap.example.it")).unwrap(),
+            "imap.example.it"
+        );
+        assert!(name("not a name", None).is_err());
     }
 
     #[tokio::test]

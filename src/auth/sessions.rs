@@ -268,7 +268,10 @@ impl Drop for SessionWatch {
         let mut map = sessions.lock();
         let id = self.entry.grant.mailbox_id;
         if let Some(v) = map.get_mut(&id) {
-            v.retain(|e| !Arc::ptr_eq(e, &self.entry));
+            // The order of a mailbox's sessions means nothing: no shifting.
+            if let Some(i) = v.iter().position(|e| Arc::ptr_eq(e, &self.entry)) {
+                v.swap_remove(i);
+            }
             if v.is_empty() {
                 map.remove(&id);
             }

@@ -81,7 +81,7 @@ dovecot -F -c "$d/dovecot.conf" 2>"$d/stderr.log" & PIDS+=($!)
   wait_port $UP
 }
 
-config() { # dir port [store lines]: a proxy with one IMAPS listener in front of that Dovecot
+config() { # dir port [store lines]: a proxy with one IMAPS listener in front of that Dovecot (UP_HOST: its address or name, 127.0.0.1)
   local port=$2 store=${3:-}
   [ -n "$store" ] || store='path = "sentinella.db"'
   echo "$MASTER_PW" > "$1/master.pass"
@@ -103,7 +103,7 @@ bind = "127.0.0.1:$port"
 tls = "implicit"
 upstream = "imap"
 [upstream.imap]
-host = "127.0.0.1"
+host = "${UP_HOST:-127.0.0.1}"
 port = $UP
 tls = "none"
 login = { mode = "master", user = "sentinella", password_file = "master.pass" }

@@ -450,7 +450,8 @@ async fn tls(
         .await
 }
 
-async fn line(r: &mut BufReader<Stream>) -> std::io::Result<String> {
+/// One line, or an error at end of file.
+async fn line<S: AsyncStream>(r: &mut BufReader<S>) -> std::io::Result<String> {
     let mut s = String::new();
     if r.read_line(&mut s).await? == 0 {
         return Err(std::io::Error::new(
@@ -773,7 +774,7 @@ async fn idle(target: Target, mode: IdleMode) {
                 if imap_idle {
                     imap_command(&mut r, "b SELECT INBOX\r\n", "b ").await?;
                     r.get_mut().write_all(b"c IDLE\r\n").await?;
-                    if !line_of(&mut r).await?.starts_with('+') {
+                    if !line(&mut r).await?.starts_with('+') {
                         return Err(std::io::Error::other("IDLE refused"));
                     }
                 }
@@ -788,7 +789,7 @@ async fn idle(target: Target, mode: IdleMode) {
             loop {
                 tokio::select! {
                     _ = release.wait_for(|r| *r) => return Some(None),
-                    l = line_of(&mut r) => match l {
+                    l = line(&mut r) => match l {
                         Ok(l) => last = l,
                         Err(_) => {
                             let at = std::time::SystemTime::now();
@@ -837,18 +838,6 @@ async fn idle(target: Target, mode: IdleMode) {
     );
 }
 
-/// One line, or an error at end of file.
-async fn line_of<S: AsyncStream>(r: &mut BufReader<S>) -> std::io::Result<String> {
-    let mut s = String::new();
-    if r.read_line(&mut s).await? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed",
-        ));
-    }
-    Ok(s)
-}
-
 /// Sends `command`; reads to the line starting with `tag`, which must be OK.
 async fn imap_command<S: AsyncStream>(
     r: &mut BufReader<S>,
@@ -857,7 +846,7 @@ async fn imap_command<S: AsyncStream>(
 ) -> std::io::Result<()> {
     r.get_mut().write_all(command.as_bytes()).await?;
     loop {
-        let l = line_of(r).await?;
+        let l = line(r).await?;
         if let Some(status) = l.strip_prefix(tag) {
             return if status.starts_with("OK") {
                 Ok(())
@@ -874,7 +863,7 @@ async fn imap_login<S: AsyncStream>(
     user: &str,
     password: &str,
 ) -> std::io::Result<()> {
-    line_of(r).await?;
+    line(r).await?;
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     imap_command(r, &format!("a LOGIN {} {}\r\n", q(user), q(password)), "a ").await
 }
@@ -914,7 +903,7 @@ async fn fake_imap(tcp: tokio::net::TcpStream) -> std::io::Result<()> {
         .write_all(format!("* OK [CAPABILITY {CAPS}] fake upstream ready\r\n").as_bytes())
         .await?;
     loop {
-        let l = line_of(&mut r).await?;
+        let l = line(&mut r).await?;
         let mut words = l.trim_end().splitn(3, ' ');
         let (tag, command) = (words.next().unwrap_or("*"), words.next().unwrap_or(""));
         let reply = match command.to_ascii_uppercase().as_str() {
@@ -930,11 +919,7 @@ async fn fake_imap(tcp: tokio::net::TcpStream) -> std::io::Result<()> {
             "IDLE" => {
                 r.get_mut().write_all(b"+ idling\r\n").await?;
                 loop {
-                    if line_of(&mut r)
-                        .await?
-                        .trim_end()
-                        .eq_ignore_ascii_case("DONE")
-                    {
+                    if line(&mut r).await?.trim_end().eq_ignore_ascii_case("DONE") {
                         break;
                     }
                 }

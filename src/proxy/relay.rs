@@ -203,22 +203,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::task::JoinHandle;
 
-    #[tokio::test]
-    async fn bytes_flow_both_ways_until_close() {
-        let (mut client, mut client_far) = tokio::io::duplex(1024);
-        let (mut upstream, mut upstream_far) = tokio::io::duplex(1024);
-        let relay = tokio::spawn(async move {
+    /// A relay between two pipes in a task of its own, never revoked, stopped when
+    /// `stop` says so (never, if `None`).
+    fn spawn_relay(
+        mut client: DuplexStream,
+        mut upstream: DuplexStream,
+        idle: Duration,
+        stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> JoinHandle<RelayEnd> {
+        tokio::spawn(async move {
+            let stop = async move {
+                match stop {
+                    Some(rx) => {
+                        let _ = rx.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             relay(
                 &mut client,
                 &mut upstream,
-                Duration::from_secs(60),
+                idle,
                 std::future::pending(),
-                std::future::pending(),
+                stop,
             )
             .await
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn bytes_flow_both_ways_until_close() {
+        let (client, mut client_far) = tokio::io::duplex(1024);
+        let (upstream, mut upstream_far) = tokio::io::duplex(1024);
+        let relay = spawn_relay(client, upstream, Duration::from_secs(60), None);
         client_far.write_all(b"a NOOP\r\n").await.unwrap();
         let mut buf = [0u8; 8];
         upstream_far.read_exact(&mut buf).await.unwrap();
@@ -251,18 +271,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn traffic_keeps_a_session_open() {
-        let (mut client, mut client_far) = tokio::io::duplex(64);
-        let (mut upstream, mut upstream_far) = tokio::io::duplex(64);
-        let relay = tokio::spawn(async move {
-            relay(
-                &mut client,
-                &mut upstream,
-                Duration::from_millis(300),
-                std::future::pending(),
-                std::future::pending(),
-            )
-            .await
-        });
+        let (client, mut client_far) = tokio::io::duplex(64);
+        let (upstream, mut upstream_far) = tokio::io::duplex(64);
+        let relay = spawn_relay(client, upstream, Duration::from_millis(300), None);
         // Traffic every 100 ms for 1 s: longer than the idle timeout in all.
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -312,18 +323,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_large_transfer_through_slow_sides_arrives_whole() {
-        let (mut client, mut client_far) = tokio::io::duplex(100);
-        let (mut upstream, mut upstream_far) = tokio::io::duplex(37);
-        let relay = tokio::spawn(async move {
-            relay(
-                &mut client,
-                &mut upstream,
-                Duration::from_secs(60),
-                std::future::pending(),
-                std::future::pending(),
-            )
-            .await
-        });
+        let (client, mut client_far) = tokio::io::duplex(100);
+        let (upstream, mut upstream_far) = tokio::io::duplex(37);
+        let relay = spawn_relay(client, upstream, Duration::from_secs(60), None);
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let sent = data.clone();
         let writer = tokio::spawn(async move {
@@ -343,21 +345,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_session_ends_soon_after_the_proxy_stops() {
-        let (mut client, _client_far) = tokio::io::duplex(64);
-        let (mut upstream, _upstream_far) = tokio::io::duplex(64);
+        let (client, _client_far) = tokio::io::duplex(64);
+        let (upstream, _upstream_far) = tokio::io::duplex(64);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let relay = tokio::spawn(async move {
-            relay(
-                &mut client,
-                &mut upstream,
-                Duration::from_secs(1800),
-                std::future::pending(),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await
-        });
+        let relay = spawn_relay(client, upstream, Duration::from_secs(1800), Some(stop_rx));
         tokio::time::sleep(Duration::from_secs(600)).await;
         let told = Instant::now();
         stop_tx.send(()).unwrap();
@@ -367,21 +358,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stopping_proxy_lets_a_reply_in_flight_finish() {
-        let (mut client, mut client_far) = tokio::io::duplex(64);
-        let (mut upstream, mut upstream_far) = tokio::io::duplex(64);
+        let (client, mut client_far) = tokio::io::duplex(64);
+        let (upstream, mut upstream_far) = tokio::io::duplex(64);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let relay = tokio::spawn(async move {
-            relay(
-                &mut client,
-                &mut upstream,
-                Duration::from_secs(1800),
-                std::future::pending(),
-                async move {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await
-        });
+        let relay = spawn_relay(client, upstream, Duration::from_secs(1800), Some(stop_rx));
         stop_tx.send(()).unwrap();
         // A reply trickling in, a piece every half second for five seconds.
         for _ in 0..10 {

@@ -53,15 +53,21 @@ struct HistoryColumns<'a> {
 /// Whether writing `b` needs nothing besides its rows (no last use or place to note, no
 /// alert, no re-hash, no throttle row).
 pub(crate) fn rows_only(b: &HistoryBatch) -> bool {
+    rows_and_uses(b)
+        && !b
+            .records
+            .iter()
+            .any(|r| r.result == AccessResult::Accepted && r.mailbox_id.is_some())
+}
+
+/// Whether writing `b` needs nothing besides its rows and the uses they note (no alert,
+/// re-hash, breach or throttle row).
+pub(crate) fn rows_and_uses(b: &HistoryBatch) -> bool {
     b.alerts.is_empty()
         && b.rehashes.is_empty()
         && b.breaches.is_empty()
         && b.failures.is_empty()
         && b.clears.is_empty()
-        && !b
-            .records
-            .iter()
-            .any(|r| r.result == AccessResult::Accepted && r.mailbox_id.is_some())
 }
 
 impl<'a> HistoryColumns<'a> {
@@ -86,20 +92,34 @@ impl<'a> HistoryColumns<'a> {
     }
 }
 
-/// The history's INSERT of a batch's rows from arrays `$1`–`$11`.
-const INSERT_ROWS: &str = "INSERT INTO access_history (at, listener, protocol, client, login, \
-     address, credential, result, reason, app_password, software) SELECT * FROM UNNEST(\
-     $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-     $8::text[], $9::text[], $10::text[], $11::text[])";
+/// The history's INSERT of a batch's rows from arrays `$1`–`$11` (a macro, so that the
+/// one-statement write below can embed it with `concat!`).
+macro_rules! insert_rows {
+    () => {
+        "INSERT INTO access_history (at, listener, protocol, client, login, address, \
+         credential, result, reason, app_password, software) SELECT * FROM UNNEST(\
+         $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])"
+    };
+}
 
-/// Whether writing `b` needs nothing besides its rows and the uses they note (no alert,
-/// re-hash, breach or throttle row).
-pub(crate) fn rows_and_uses(b: &HistoryBatch) -> bool {
-    b.alerts.is_empty()
-        && b.rehashes.is_empty()
-        && b.breaches.is_empty()
-        && b.failures.is_empty()
-        && b.clears.is_empty()
+impl HistoryColumns<'_> {
+    /// The eleven arrays, as `$1`–`$11`.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.at,
+            &self.listener,
+            &self.protocol,
+            &self.client,
+            &self.login,
+            &self.address,
+            &self.credential,
+            &self.result,
+            &self.reason,
+            &self.app_password,
+            &self.software,
+        ]
+    }
 }
 
 /// The rows of a batch in one statement (their mailboxes resolved already).
@@ -108,24 +128,7 @@ pub(super) async fn insert_records(c: &Client, records: &[AccessRecord]) -> Resu
         return Ok(());
     }
     let cols = HistoryColumns::of(records);
-    execute(
-        c,
-        INSERT_ROWS,
-        &[
-            &cols.at,
-            &cols.listener,
-            &cols.protocol,
-            &cols.client,
-            &cols.login,
-            &cols.address,
-            &cols.credential,
-            &cols.result,
-            &cols.reason,
-            &cols.app_password,
-            &cols.software,
-        ],
-    )
-    .await?;
+    execute(c, insert_rows!(), &cols.params()).await?;
     Ok(())
 }
 
@@ -175,12 +178,16 @@ pub(super) async fn insert_with_uses(
         pl.5.push(p.last.as_second());
         pl.6.push(p.uses);
     }
+    let mut params = cols.params();
+    params.extend::<[&(dyn ToSql + Sync); 13]>([
+        &ap.0, &ap.1, &ap.2, &ap.3, &ap.4, &ap.5, &pl.0, &pl.1, &pl.2, &pl.3, &pl.4, &pl.5, &pl.6,
+    ]);
     let rows = query(
         c,
-        "WITH h AS (INSERT INTO access_history (at, listener, protocol, client, login, address, \
-         credential, result, reason, app_password, software) SELECT * FROM UNNEST($1::bigint[], \
-         $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-         $9::text[], $10::text[], $11::text[])), \
+        concat!(
+            "WITH h AS (",
+            insert_rows!(),
+            "), \
          l AS (UPDATE app_passwords a SET last_used_at = u.at, last_client = u.client, \
          last_protocol = u.protocol, last_listener = u.listener, last_software = u.software \
          FROM UNNEST($12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], \
@@ -194,33 +201,9 @@ pub(super) async fn insert_with_uses(
          last_seen = GREATEST(usage_places.last_seen, EXCLUDED.last_seen), \
          uses = usage_places.uses + EXCLUDED.uses \
          RETURNING mailbox_id, credential, kind, value, uses) \
-         SELECT mailbox_id, credential, kind, value, uses FROM p",
-        &[
-            &cols.at,
-            &cols.listener,
-            &cols.protocol,
-            &cols.client,
-            &cols.login,
-            &cols.address,
-            &cols.credential,
-            &cols.result,
-            &cols.reason,
-            &cols.app_password,
-            &cols.software,
-            &ap.0,
-            &ap.1,
-            &ap.2,
-            &ap.3,
-            &ap.4,
-            &ap.5,
-            &pl.0,
-            &pl.1,
-            &pl.2,
-            &pl.3,
-            &pl.4,
-            &pl.5,
-            &pl.6,
-        ],
+         SELECT mailbox_id, credential, kind, value, uses FROM p"
+        ),
+        &params,
     )
     .await?;
     Ok(uses

@@ -129,7 +129,9 @@ pub struct StoreConfig {
     pub pool_size: usize,
     /// How the access history's commits reach the disk (SQLite): `"normal"` — durable
     /// against a crash of the process (`kill -9` loses nothing acknowledged), a power cut
-    /// may lose the last commits; `"full"` — synced before each login is answered.
+    /// may lose the last commits; `"full"` — synced before each login is answered;
+    /// `"journal"` — answered once appended to a journal file beside the store, which the
+    /// store takes in batches (SQLite only; see [`crate::store::HistorySync::Journal`]).
     pub history_sync: crate::store::HistorySync,
 }
 
@@ -670,6 +672,12 @@ impl Config {
                     ));
                 }
                 Ok(_) => {}
+            }
+            if self.store.history_sync == crate::store::HistorySync::Journal {
+                return Err(self.invalid(
+                    "store.history_sync",
+                    "\"journal\" is for one node on SQLite; with store.url use \"normal\" (PostgreSQL syncs as its synchronous_commit says)",
+                ));
             }
             if self.store.pool_size < 2 {
                 return Err(self.invalid("store.pool_size", "must be at least 2"));

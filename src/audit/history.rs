@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::journal::{self, Journal, LINGER};
+
 use crate::metrics::METRICS;
 use crate::store::{
-    AccessLog, AccessRecord, Alert, Breach, HistoryBatch, NewPlace, Rehash, ThrottleFailure,
+    AccessLog, AccessRecord, Alert, Breach, HistoryBatch, JournalMark, NewPlace, Rehash,
+    ThrottleFailure,
 };
 
 /// Items waiting to be taken by the writer, at most.
@@ -36,6 +39,8 @@ enum Item {
         rehash: Option<Rehash>,
         ack: oneshot::Sender<bool>,
     },
+    /// A record already in the journal, up to its mark.
+    Journaled(AccessRecord, JournalMark),
     /// A failed login for the fleet's throttle.
     Failure(ThrottleFailure),
     /// A throttle key cleared by a success (at, in milliseconds).
@@ -52,6 +57,7 @@ pub type AskOwner = Box<dyn Fn(&NewPlace) -> Option<Alert> + Send>;
 #[derive(Clone)]
 pub struct HistoryWriter {
     tx: mpsc::Sender<Item>,
+    journal: Option<std::sync::Arc<Journal>>,
 }
 
 impl std::fmt::Debug for HistoryWriter {
@@ -74,6 +80,11 @@ fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
             batch.rehashes.extend(rehash);
             Some(ack)
         }
+        Item::Journaled(record, mark) => {
+            batch.records.push(record);
+            batch.journal = Some(mark);
+            None
+        }
         Item::Failure(f) => {
             batch.failures.push(f);
             None
@@ -90,13 +101,20 @@ fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
 }
 
 /// The writer's loop, on its own thread.
-fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: AskOwner) {
+fn write_loop(
+    mut store: Box<dyn AccessLog>,
+    mut rx: mpsc::Receiver<Item>,
+    ask: AskOwner,
+    journal: Option<std::sync::Arc<Journal>>,
+    mut pending: HistoryBatch,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("the history writer's clock");
-    let mut pending = HistoryBatch::default();
     let mut failing_since: Option<std::time::Instant> = None;
+    // The last transaction was cut at BATCH: more is waiting, no lingering.
+    let mut backlog = false;
     loop {
         let first = if pending.is_empty() {
             match rx.blocking_recv() {
@@ -116,6 +134,10 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: 
                 Err(_) => None,
             }
         };
+        // A journaled record has been answered: let others gather behind it.
+        if !backlog && matches!(first, Some(Item::Journaled(..))) {
+            std::thread::sleep(LINGER);
+        }
         let mut acks = Vec::new();
         let mut taken = 0;
         if let Some(item) = first {
@@ -131,6 +153,8 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: 
                 }
             }
         }
+        backlog = taken == BATCH;
+        let mark = pending.journal;
         let mails = pending
             .alerts
             .iter()
@@ -166,6 +190,9 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: 
                     );
                 }
                 pending = HistoryBatch::default();
+                if let (Some(j), Some(mark)) = (&journal, mark) {
+                    j.applied(mark);
+                }
                 // New places ask their owners in the next transaction (at once if more
                 // comes, else after RETRY).
                 pending.alerts.extend(new.iter().filter_map(&ask));
@@ -201,6 +228,57 @@ fn write_loop(mut store: Box<dyn AccessLog>, mut rx: mpsc::Receiver<Item>, ask: 
     }
 }
 
+/// Writes what `j` holds past the store's `mark` (what a crash left there); returns what
+/// is still to be written (the store refused it now; the writer keeps trying).
+fn replay(
+    store: &mut dyn AccessLog,
+    j: &Journal,
+    mark: Option<JournalMark>,
+    ask: &AskOwner,
+) -> HistoryBatch {
+    let r = match j.replay(mark) {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing is applied, so the older files stay for the next start.
+            tracing::error!(error = %e, "cannot read the history journal; its files are kept for the next start");
+            return HistoryBatch::default();
+        }
+    };
+    if r.skipped > 0 {
+        tracing::warn!(
+            skipped = r.skipped,
+            "history journal lines that are not records (a write torn by a power cut) skipped"
+        );
+    }
+    let records = r.records.len();
+    let batch = HistoryBatch {
+        records: r.records,
+        journal: r.mark,
+        ..HistoryBatch::default()
+    };
+    if batch.is_empty() {
+        return batch;
+    }
+    match store.append(&batch) {
+        Ok(new) => {
+            if records > 0 {
+                tracing::info!(
+                    records,
+                    "access-history records left in the journal written"
+                );
+            }
+            if let Some(mark) = batch.journal {
+                j.applied(mark);
+            }
+            HistoryBatch::of_alerts(new.iter().filter_map(ask).collect())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, records, "cannot write the journal's records at start; keeping them and trying again");
+            batch
+        }
+    }
+}
+
 /// Writes `batch` one item at a time: what the store refuses for good is dropped, counted
 /// and logged; what it cannot take now (a temporary failure) is returned, with every item
 /// after it, to be tried again.
@@ -212,6 +290,7 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         breaches,
         failures,
         clears,
+        journal,
     } = batch;
     let mut items: Vec<HistoryBatch> = Vec::new();
     items.extend(
@@ -265,18 +344,66 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         left.failures.extend(item.failures);
         left.clears.extend(item.clears);
     }
+    // The mark once everything before it is in; else it waits with what is left.
+    if let Some(mark) = journal {
+        let only = HistoryBatch {
+            journal: Some(mark),
+            ..HistoryBatch::default()
+        };
+        if stopped || store.append(&only).is_err() {
+            left.journal = Some(mark);
+        }
+    }
     (left, new)
 }
 
 impl HistoryWriter {
-    /// Starts the writer thread on its own store connection.
-    pub fn start(store: Box<dyn AccessLog>, ask: AskOwner) -> Self {
+    /// Starts the writer thread on its own store connection; with a journal, what it
+    /// holds past the store's `mark` is written first, before this returns (blocking:
+    /// call it off the reactor).
+    pub fn start(
+        store: Box<dyn AccessLog>,
+        ask: AskOwner,
+        journal: Option<(Journal, Option<JournalMark>)>,
+    ) -> Self {
+        let mut store = store;
         let (tx, rx) = mpsc::channel::<Item>(QUEUE);
+        let (journal, pending) = match journal {
+            Some((j, mark)) => {
+                let pending = replay(store.as_mut(), &j, mark, &ask);
+                (Some(std::sync::Arc::new(j)), pending)
+            }
+            None => (None, HistoryBatch::default()),
+        };
+        let handle = journal.clone();
         std::thread::Builder::new()
             .name("history".into())
-            .spawn(move || write_loop(store, rx, ask))
+            .spawn(move || write_loop(store, rx, ask, journal, pending))
             .expect("spawn the history writer");
-        HistoryWriter { tx }
+        HistoryWriter {
+            tx,
+            journal: handle,
+        }
+    }
+
+    /// Appends `record` to the journal and hands it to the writer; gives it back when
+    /// either cannot take it now (the queue is full, the file refuses it).
+    fn journaled(&self, j: &Journal, record: AccessRecord) -> Result<(), AccessRecord> {
+        let Ok(permit) = self.tx.try_reserve() else {
+            return Err(record);
+        };
+        let line = journal::encode(&record);
+        let mut slot = Some(record);
+        // On failure the closure is not called: the record is still in its slot.
+        let _ = j.append(&line, |mark| {
+            if let Some(r) = slot.take() {
+                permit.send(Item::Journaled(r, mark));
+            }
+        });
+        match slot {
+            None => Ok(()),
+            Some(r) => Err(r),
+        }
     }
 
     /// Writes one record (and the alert it raises and the re-hash it proved, if any);
@@ -289,6 +416,14 @@ impl HistoryWriter {
         alert: Option<Alert>,
         rehash: Option<Rehash>,
     ) -> bool {
+        // Through the journal, unless something secret or a store change rides along.
+        let record = match &self.journal {
+            Some(j) if alert.is_none() && rehash.is_none() => match self.journaled(j, record) {
+                Ok(()) => return true,
+                Err(r) => r,
+            },
+            _ => record,
+        };
         let (ack, done) = oneshot::channel();
         let item = Item::Record {
             record,
@@ -369,6 +504,10 @@ mod tests {
                 })
                 .collect())
         }
+
+        fn journal_mark(&mut self) -> Result<Option<JournalMark>, StoreError> {
+            Ok(None)
+        }
     }
 
     fn record(login: &str) -> AccessRecord {
@@ -394,8 +533,11 @@ mod tests {
     #[tokio::test]
     async fn a_record_refused_for_good_does_not_hold_up_the_others() {
         let written = Arc::new(Mutex::new(Vec::new()));
-        let writer =
-            HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), Box::new(|_| None));
+        let writer = HistoryWriter::start(
+            Box::new(Picky(Arc::clone(&written))),
+            Box::new(|_| None),
+            None,
+        );
         let dropped = METRICS.history_dropped.load(Ordering::Relaxed);
         let (a, b, c) = tokio::join!(
             writer.record(record("first"), None, None),
@@ -422,7 +564,7 @@ mod tests {
                 link: None,
             })
         });
-        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), ask);
+        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), ask, None);
         assert!(writer.record(record("new-place"), None, None).await);
         for _ in 0..100 {
             if written.lock().unwrap().len() == 2 {
@@ -431,5 +573,106 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(*written.lock().unwrap(), ["new-place", "alert:m@x.it"]);
+    }
+
+    /// A store that is unreachable while `down` is set.
+    struct Gate(
+        crate::store::sqlite::SqliteStore,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    impl AccessLog for Gate {
+        fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
+            if self.1.load(Ordering::Relaxed) {
+                return Err(StoreError::temporary("unreachable"));
+            }
+            self.0.append(batch)
+        }
+
+        fn journal_mark(&mut self) -> Result<Option<JournalMark>, StoreError> {
+            self.0.journal_mark()
+        }
+    }
+
+    /// A writer with the journal at `db`'s, once the previous one has let it go.
+    fn journaled(
+        db: &std::path::Path,
+        down: bool,
+    ) -> (HistoryWriter, Arc<std::sync::atomic::AtomicBool>) {
+        let dir = journal::dir_of(db);
+        // The previous writer's thread holds the journal until its last commit is in.
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = Journal::open(&dir, None) {
+            assert!(std::time::Instant::now() < give_up, "{e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut store = crate::store::sqlite::SqliteStore::open(db).unwrap();
+        let mark = store.journal_mark().unwrap();
+        let j = Journal::open(&dir, mark).unwrap();
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(down));
+        let writer = HistoryWriter::start(
+            Box::new(Gate(store, Arc::clone(&flag))),
+            Box::new(|_| None),
+            Some((j, mark)),
+        );
+        (writer, flag)
+    }
+
+    fn stored(db: &std::path::Path) -> Vec<String> {
+        use crate::store::Reader;
+        let s = crate::store::sqlite::SqliteStore::open(db).unwrap();
+        let mut logins: Vec<_> = s
+            .history("m@x.it", 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.login)
+            .collect();
+        logins.sort();
+        logins
+    }
+
+    fn mine(login: &str) -> AccessRecord {
+        AccessRecord {
+            address: Some("m@x.it".into()),
+            ..record(login)
+        }
+    }
+
+    /// With the journal a login is answered before the store has its row (here the store
+    /// is unreachable); a crash then loses nothing: the next start writes the journal's
+    /// rows before it returns, once — a later start writes none of them again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journaled_logins_are_answered_at_once_and_survive_a_crash_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, true));
+        for login in ["a", "b", "c"] {
+            assert!(w.record(mine(login), None, None).await, "answered");
+        }
+        // What rides with a secret or a store change does not go to the file: it waits
+        // for the store (which refuses now).
+        let alert = Alert {
+            address: "m@x.it".into(),
+            email_to: None,
+            notice: crate::store::Notice::new(
+                crate::clock::now(),
+                crate::store::NoticeKind::PasswordChanged,
+                "x",
+            ),
+            quiet_since: crate::clock::now(),
+            link: None,
+        };
+        assert!(!w.record(mine("with-alert"), Some(alert), None).await);
+        // The process dies with the store still unreachable.
+        drop(w);
+        assert!(stored(&db).is_empty());
+
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false));
+        assert_eq!(stored(&db), ["a", "b", "c"], "the journal's rows, at start");
+        assert!(w.record(mine("d"), None, None).await);
+        drop(w);
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false));
+        assert_eq!(stored(&db), ["a", "b", "c", "d"], "each row once");
+        drop(w);
     }
 }

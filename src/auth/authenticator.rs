@@ -209,13 +209,35 @@ impl Authenticator {
             email: settings.email,
             language: settings.language,
         }));
+        let mut log = store.open_access_log(settings.history_sync)?;
+        let journal = match (settings.history_sync, store) {
+            (crate::store::HistorySync::Journal, crate::store::StoreLocation::Sqlite(path)) => {
+                let mark = log.journal_mark()?;
+                let dir = crate::audit::journal::dir_of(path);
+                let j = crate::audit::journal::Journal::open(&dir, mark).map_err(|e| {
+                    crate::store::StoreError::permanent(format!(
+                        "the history journal {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                Some((j, mark))
+            }
+            (crate::store::HistorySync::Journal, _) => {
+                return Err(crate::store::StoreError::permanent(
+                    "the history journal (history_sync = \"journal\") is for SQLite only",
+                )
+                .into());
+            }
+            _ => None,
+        };
         let history = HistoryWriter::start(
-            store.open_access_log(settings.history_sync)?,
+            log,
             super::alerts::ask_owner(
                 Arc::clone(&principals),
                 Arc::clone(&alerts),
                 settings.zone.clone(),
             ),
+            journal,
         );
         let mut fleet = store.open_shared_throttle()?;
         let key = match fleet.as_mut() {

@@ -294,6 +294,19 @@ pub struct HistoryBatch {
     pub failures: Vec<ThrottleFailure>,
     /// Throttle keys cleared by a success, with when (milliseconds since the epoch).
     pub clears: Vec<(String, i64)>,
+    /// How far the history journal is applied once this batch is (`history_sync =
+    /// "journal"`): written in the same transaction.
+    pub journal: Option<JournalMark>,
+}
+
+/// A position in the history journal (`history_sync = "journal"`): everything before it
+/// is in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalMark {
+    /// The journal file's generation.
+    pub generation: u64,
+    /// The byte offset in it.
+    pub offset: u64,
 }
 
 impl HistoryBatch {
@@ -314,7 +327,8 @@ impl HistoryBatch {
     }
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.journal.is_none()
+            && self.records.is_empty()
             && self.alerts.is_empty()
             && self.rehashes.is_empty()
             && self.breaches.is_empty()
@@ -339,6 +353,9 @@ pub trait AccessLog: Send {
     /// use of each app password that logged in and the places each password was used
     /// from; returns the new places its owner is to be asked about.
     fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError>;
+
+    /// How far the history journal has been applied (none: never).
+    fn journal_mark(&mut self) -> Result<Option<JournalMark>, StoreError>;
 }
 
 /// A main password proven at a login and found in the lists of stolen passwords.
@@ -600,6 +617,12 @@ pub enum HistorySync {
     /// Each commit is synced to disk (`fsync`) before the login is answered: nothing
     /// acknowledged is lost even by a power cut; one sync per commit.
     Full,
+    /// A login is answered once its row is appended (one `write`) to a journal file beside
+    /// the store; the store takes the journal's rows in one transaction every
+    /// [`crate::audit::journal::LINGER`] and at start. A `kill -9` loses nothing
+    /// acknowledged; a power cut may lose what the kernel had not written; readers see a
+    /// login's row up to that interval late. SQLite only.
+    Journal,
 }
 
 /// Which backend holds the state, and where. Each consumer opens its own connection (on

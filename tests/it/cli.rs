@@ -824,33 +824,96 @@ fn notices_run_is_one_pass_of_the_reminder_job() {
     );
 }
 
-/// The access history's durability contract with `history_sync = "normal"` (the
-/// default): a login is answered once its row is committed, so a crash of the process
-/// right after (SIGKILL) loses none of the logins it answered.
-#[test]
-fn a_crash_right_after_the_replies_loses_no_acknowledged_login() {
-    let mut rig = common::rig::rig("");
-    let p = &rig.proxy;
-    let mut answered = 0;
+/// IMAP logins accepted in `p`'s history.
+fn accepted_imap_logins(p: &common::servers::Proxy) -> usize {
+    let h = p.ok(
+        &["mailbox", "history", common::rig::ADDR, "--limit", "100"],
+        None,
+    );
+    h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "accepted" && r["protocol"] == "imap")
+        .count()
+}
+
+/// Twelve IMAPS logins through `p`, each answered OK.
+fn twelve_logins(p: &common::servers::Proxy) -> usize {
     for _ in 0..12 {
         assert!(common::rig::imaps_login(
             p,
             common::rig::ADDR,
             common::rig::MAIN
         ));
-        answered += 1;
     }
+    12
+}
+
+/// The access history's durability contract with `history_sync = "normal"` (the
+/// default): a login is answered once its row is committed, so a crash of the process
+/// right after (SIGKILL) loses none of the logins it answered.
+#[test]
+fn a_crash_right_after_the_replies_loses_no_acknowledged_login() {
+    let mut rig = common::rig::rig("");
+    let answered = twelve_logins(&rig.proxy);
     rig.proxy.kill();
-    let p = &rig.proxy;
-    let h = p.ok(
-        &["mailbox", "history", common::rig::ADDR, "--limit", "100"],
-        None,
+    assert_eq!(accepted_imap_logins(&rig.proxy), answered);
+}
+
+/// With `history_sync = "journal"` a login is answered once its row is in the journal
+/// file, before the store has it — here the store is locked by another writer the whole
+/// time, so none is committed: after a SIGKILL, the next start writes what the journal
+/// holds before it listens — each login once, also after a further restart.
+#[test]
+fn with_the_journal_a_crash_loses_no_acknowledged_login_and_repeats_none() {
+    use std::io::BufRead;
+    let mailbox = common::servers::Dovecot::start(&[(common::rig::ADDR, common::rig::UPSTREAM_PW)]);
+    let archive = common::servers::Dovecot::start(&[(common::rig::ADDR, common::rig::UPSTREAM_PW)]);
+    let mut p = common::servers::Proxy::configure(&mailbox, &archive, "", "");
+    p.store_setting("history_sync = \"journal\"");
+    p.run();
+    p.ok(
+        &["mailbox", "add", common::rig::ADDR, "--password-stdin"],
+        Some(common::rig::MAIN),
     );
-    let accepted = h["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["result"] == "accepted" && r["protocol"] == "imap")
-        .count();
-    assert_eq!(accepted, answered, "{h}");
+    // Another process holds the store's write lock until its input closes.
+    let db = p.config().parent().unwrap().join("state/sentinella.db");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n",
+        ])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let answered = twelve_logins(&p);
+    p.kill();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_eq!(accepted_imap_logins(&p), 0, "the store had none of them");
+    p.run();
+    assert_eq!(accepted_imap_logins(&p), answered, "{}", p.log());
+    assert!(
+        p.log()
+            .contains("access-history records left in the journal written"),
+        "{}",
+        p.log()
+    );
+    // Logins after the restart are journaled too; a clean stop and start adds no copy.
+    let more = twelve_logins(&p);
+    p.stop();
+    p.run();
+    assert_eq!(accepted_imap_logins(&p), answered + more);
 }

@@ -618,6 +618,9 @@ impl PrincipalSource for PgStore {
 
 impl AccessLog for PgStore {
     fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<crate::store::NewPlace>, StoreError> {
+        if batch.journal.is_some() {
+            return Err(journal_refused());
+        }
         // Rows alone are one statement, atomic by itself: one round trip.
         if fleet::rows_only(batch) {
             let client = self.backend.client()?;
@@ -680,6 +683,15 @@ impl AccessLog for PgStore {
         self.known_places.extend(uses.places.iter().map(key));
         Ok(new)
     }
+
+    fn journal_mark(&mut self) -> Result<Option<crate::store::JournalMark>, StoreError> {
+        Err(journal_refused())
+    }
+}
+
+/// The history journal is a single node's (the configuration refuses it with a fleet).
+fn journal_refused() -> StoreError {
+    StoreError::permanent("the history journal (history_sync = \"journal\") is for SQLite only")
 }
 
 impl SharedThrottle for PgStore {

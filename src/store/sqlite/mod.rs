@@ -93,7 +93,7 @@ impl SqliteStore {
     pub fn set_sync(&self, sync: crate::store::HistorySync) -> Result<(), StoreError> {
         let mode = match sync {
             crate::store::HistorySync::Full => "FULL",
-            crate::store::HistorySync::Normal => "NORMAL",
+            crate::store::HistorySync::Normal | crate::store::HistorySync::Journal => "NORMAL",
         };
         self.conn.pragma_update(None, "synchronous", mode)?;
         Ok(())
@@ -211,8 +211,33 @@ impl AccessLog for SqliteStore {
             sql::history::insert(&*tx, rec)?;
         }
         let new = sql::history::around_records(&*tx, batch)?;
+        if let Some(mark) = batch.journal {
+            tx.execute(
+                "INSERT INTO history_journal (id, generation, offset) VALUES (1, ?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
+                 offset = excluded.offset",
+                rusqlite::params![mark.generation as i64, mark.offset as i64],
+            )?;
+        }
         tx.commit()?;
         Ok(new)
+    }
+
+    fn journal_mark(&mut self) -> Result<Option<crate::store::JournalMark>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT generation, offset FROM history_journal WHERE id = 1",
+                [],
+                |r| {
+                    Ok(crate::store::JournalMark {
+                        generation: r.get::<_, i64>(0)? as u64,
+                        offset: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .optional()?)
     }
 }
 

@@ -286,6 +286,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX not_me_links_by_expiry ON not_me_links(expires_at);
     ALTER TABLE outbox ADD COLUMN link TEXT;
     "#,
+    // 17: how far the history journal (`history_sync = "journal"`) is in the store.
+    r#"
+    CREATE TABLE history_journal (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL,
+        offset     INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -589,6 +589,16 @@ tls = "none"
         std::fs::write(self.config(), text).unwrap();
     }
 
+    /// Adds `line` to this (not yet running) proxy's `[store]` section.
+    #[allow(dead_code)] // only the CLI tests
+    pub fn store_setting(&self, line: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let section = "[store]\npath = \"state/sentinella.db\"\n";
+        assert!(text.contains(section), "the harness's [store] section");
+        let text = text.replacen(section, &format!("{section}{line}\n"), 1);
+        std::fs::write(self.config(), text).unwrap();
+    }
+
     /// Puts this (not yet running) proxy's state in `pg`; with `peer`, it also takes the
     /// peer's key and certificate: a second node of one fleet.
     #[allow(dead_code)] // only the fleet tests

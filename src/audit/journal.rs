@@ -1,0 +1,463 @@
+//! The access history's journal (`[store] history_sync = "journal"`, one node on SQLite).
+//!
+//! A login's record is appended to a file beside the store with one `pwrite` on the
+//! session's own thread, and the login is answered; the history writer takes what was
+//! appended (it rides the writer's channel too) into the store every [`LINGER`], in one
+//! transaction that also writes how far the journal is applied ([`JournalMark`]). At
+//! start, whatever the journal holds past that mark is written first — so a `kill -9`
+//! loses nothing acknowledged, as with `normal`, without a commit and two thread
+//! hand-offs per login. A power cut may lose what the kernel had not yet written.
+//!
+//! The journal is a directory (`<store file>-history/`) of files `<generation>.journal`,
+//! one JSON line per record; a new generation is started when the applied part of the
+//! current one passes [`ROTATE`] bytes, and a generation is removed once the store's mark
+//! is past it. A `lock` file held by the running process keeps a second one out.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::login::Reason;
+use crate::store::{AccessRecord, AppPasswordUse, JournalMark};
+
+/// How long the writer lets records gather before taking them into the store.
+pub const LINGER: Duration = Duration::from_millis(100);
+/// Applied bytes after which a new generation is started.
+pub const ROTATE: u64 = 8 << 20;
+
+/// One record as a journal line (every field the store writes, the mailbox's id and the
+/// unresolved name included; never a secret — records carrying one go the other way).
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    at: Timestamp,
+    #[serde(borrow)]
+    listener: Cow<'a, str>,
+    #[serde(borrow)]
+    protocol: Cow<'a, str>,
+    #[serde(borrow)]
+    client: Cow<'a, str>,
+    #[serde(borrow)]
+    login: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    address: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    unresolved: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mailbox_id: Option<i64>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    software: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    credential: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    app_password: Option<(i64, Cow<'a, str>)>,
+    #[serde(borrow)]
+    result: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<Cow<'a, Reason>>,
+}
+
+/// `rec` as one journal line, ending in a newline.
+pub fn encode(rec: &AccessRecord) -> Vec<u8> {
+    fn b(s: &str) -> Cow<'_, str> {
+        Cow::Borrowed(s)
+    }
+    let line = Line {
+        at: rec.at,
+        listener: b(&rec.listener),
+        protocol: b(rec.protocol.as_str()),
+        client: b(&rec.client),
+        login: b(&rec.login),
+        address: rec.address.as_deref().map(b),
+        unresolved: rec.unresolved.as_deref().map(b),
+        mailbox_id: rec.mailbox_id,
+        software: rec.software.as_deref().map(b),
+        credential: b(rec.credential.as_str()),
+        app_password: rec.app_password.as_ref().map(|a| (a.id, b(&a.name))),
+        result: b(rec.result.as_str()),
+        reason: rec.reason.as_ref().map(Cow::Borrowed),
+    };
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(&mut out, &line).expect("a record is always JSON");
+    out.push(b'\n');
+    out
+}
+
+/// The record of one journal line (without its newline); none if it is not one.
+pub fn decode(line: &[u8]) -> Option<AccessRecord> {
+    let l: Line = serde_json::from_slice(line).ok()?;
+    let own = |c: Cow<'_, str>| c.into_owned();
+    Some(AccessRecord {
+        at: l.at,
+        listener: own(l.listener),
+        protocol: l.protocol.parse().ok()?,
+        client: own(l.client),
+        login: own(l.login),
+        address: l.address.map(own),
+        unresolved: l.unresolved.map(own),
+        mailbox_id: l.mailbox_id,
+        software: l.software.map(own),
+        credential: l.credential.parse().ok()?,
+        app_password: l.app_password.map(|(id, name)| AppPasswordUse {
+            id,
+            name: own(name),
+        }),
+        result: l.result.parse().ok()?,
+        reason: l.reason.map(Cow::into_owned),
+    })
+}
+
+/// The file being appended to.
+struct Current {
+    generation: u64,
+    file: File,
+    offset: u64,
+}
+
+/// The journal of a running proxy.
+pub struct Journal {
+    dir: PathBuf,
+    current: Mutex<Current>,
+    /// Set while appends fail (logged once per run of failures).
+    failing: AtomicBool,
+    /// Held (locked) for the process's life.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("dir", &self.dir).finish()
+    }
+}
+
+/// The journal directory of the SQLite store at `store`.
+pub fn dir_of(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push("-history");
+    PathBuf::from(name)
+}
+
+fn file_of(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:016}.journal"))
+}
+
+/// The generations in `dir`, oldest first.
+fn generations(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut out: Vec<u64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            name.to_str()?.strip_suffix(".journal")?.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn create(dir: &Path, generation: u64) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file_of(dir, generation))
+}
+
+/// What the journal held past the store's mark at start.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The records, oldest first.
+    pub records: Vec<AccessRecord>,
+    /// The mark once they are in the store (none: nothing to move it to).
+    pub mark: Option<JournalMark>,
+    /// Lines that were not records (a write torn by a power cut), skipped.
+    pub skipped: usize,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `dir` and starts a new generation after the ones
+    /// there and after the store's `mark`; fails if another process holds it.
+    pub fn open(dir: &Path, mark: Option<JournalMark>) -> io::Result<Journal> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is in use by another process (one serve per store)",
+                    dir.display()
+                ),
+            ));
+        }
+        let generation = generations(dir)?
+            .last()
+            .copied()
+            .max(mark.map(|m| m.generation))
+            .map_or(1, |g| g + 1);
+        let file = create(dir, generation)?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            current: Mutex::new(Current {
+                generation,
+                file,
+                offset: 0,
+            }),
+            failing: AtomicBool::new(false),
+            _lock: lock,
+        })
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `line` (one [`encode`]d record) and, still holding the journal (so the
+    /// writer receives records in the journal's order), hands its end mark to `then`.
+    /// On failure nothing is appended and `then` is not called.
+    pub fn append(&self, line: &[u8], then: impl FnOnce(JournalMark)) -> io::Result<()> {
+        let mut cur = self.current();
+        if let Err(e) = cur.file.write_all_at(line, cur.offset) {
+            // A short write leaves no half line for the next one to follow.
+            let _ = cur.file.set_len(cur.offset);
+            if !self.failing.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %e, dir = %self.dir.display(), "cannot append to the history journal; logins wait for the store's commit instead");
+            }
+            return Err(e);
+        }
+        cur.offset += line.len() as u64;
+        then(JournalMark {
+            generation: cur.generation,
+            offset: cur.offset,
+        });
+        drop(cur);
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the history journal takes records again");
+        }
+        Ok(())
+    }
+
+    /// What the generations before the current one hold past `mark` (none: everything).
+    pub fn replay(&self, mark: Option<JournalMark>) -> io::Result<Replay> {
+        let current = self.current().generation;
+        let from = mark.unwrap_or_default();
+        let mut out = Replay::default();
+        for generation in generations(&self.dir)? {
+            if generation >= current || generation < from.generation {
+                continue;
+            }
+            let start = if generation == from.generation {
+                from.offset
+            } else {
+                0
+            };
+            let bytes = std::fs::read(file_of(&self.dir, generation))?;
+            let Some(body) = bytes.get(start as usize..) else {
+                continue;
+            };
+            // A line without its newline is a write that never finished: not a record.
+            let whole = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for line in body[..whole].split(|&b| b == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                match decode(line) {
+                    Some(r) => out.records.push(r),
+                    None => out.skipped += 1,
+                }
+            }
+            out.skipped += usize::from(whole < body.len());
+            out.mark = Some(JournalMark {
+                generation,
+                offset: start + whole as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// After the store took everything up to `mark`: removes the generations before it,
+    /// and starts a new one when the current one is applied past [`ROTATE`].
+    pub fn applied(&self, mark: JournalMark) {
+        if let Ok(gens) = generations(&self.dir) {
+            for g in gens.into_iter().filter(|&g| g < mark.generation) {
+                if let Err(e) = std::fs::remove_file(file_of(&self.dir, g)) {
+                    tracing::warn!(error = %e, generation = g, "cannot remove an applied history journal file");
+                }
+            }
+        }
+        let mut cur = self.current();
+        if mark.generation == cur.generation && mark.offset >= ROTATE {
+            match create(&self.dir, cur.generation + 1) {
+                Ok(file) => {
+                    *cur = Current {
+                        generation: cur.generation + 1,
+                        file,
+                        offset: 0,
+                    };
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a new history journal file"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::login::{AccessResult, CredentialKind};
+    use crate::policy::names::Channel;
+    use crate::policy::{Protocol, ProtocolSet};
+
+    fn record(login: &str) -> AccessRecord {
+        AccessRecord {
+            at: "2026-12-06T10:00:00.25Z".parse().unwrap(),
+            listener: "imaps".into(),
+            protocol: Channel::from(Protocol::Imap),
+            client: "192.0.2.7".into(),
+            login: login.into(),
+            address: None,
+            unresolved: None,
+            mailbox_id: None,
+            software: None,
+            credential: CredentialKind::Unknown,
+            app_password: None,
+            result: AccessResult::Refused,
+            reason: None,
+        }
+    }
+
+    /// Every field the store writes comes back from a line, odd characters included, and
+    /// the line is one line.
+    #[test]
+    fn a_record_comes_back_whole_from_its_line() {
+        let rec = AccessRecord {
+            address: Some("m@x.it".into()),
+            unresolved: Some("user\"1\n@x.it".into()),
+            mailbox_id: Some(42),
+            software: Some("Thunderbird 128 — “Supernova”".into()),
+            credential: CredentialKind::App,
+            app_password: Some(AppPasswordUse {
+                id: 7,
+                name: "telefono\tdi Anna".into(),
+            }),
+            result: AccessResult::Refused,
+            reason: Some(Reason::OutOfScope {
+                name: "telefono".into(),
+                scope: ProtocolSet::from_bits(4),
+            }),
+            ..record("m@x.it")
+        };
+        let line = encode(&rec);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(decode(&line[..line.len() - 1]).as_ref(), Some(&rec));
+        assert_eq!(decode(&line[..line.len() / 2]), None, "a torn line");
+        let plain = record("a@b.it");
+        assert_eq!(decode(encode(&plain).trim_ascii_end()), Some(plain));
+    }
+
+    fn append(j: &Journal, rec: &AccessRecord) -> JournalMark {
+        let mut got = None;
+        j.append(&encode(rec), |m| got = Some(m)).unwrap();
+        got.unwrap()
+    }
+
+    /// A restart replays what is past the store's mark, in order, and not a torn last
+    /// write; the new generation comes after both the files and the mark.
+    #[test]
+    fn replay_takes_what_is_past_the_mark_and_skips_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("s.db-history");
+        let j = Journal::open(&d, None).unwrap();
+        let first = append(&j, &record("one"));
+        let second = append(&j, &record("two"));
+        append(&j, &record("three"));
+        assert_eq!(first.generation, 1);
+        assert!(first < second);
+        drop(j);
+        // A power cut in the middle of a fourth write.
+        let torn = &encode(&record("four"))[..20];
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(file_of(&d, 1))
+            .unwrap();
+        std::io::Write::write_all(&mut file, torn).unwrap();
+
+        let j = Journal::open(&d, Some(first)).unwrap();
+        let r = j.replay(Some(first)).unwrap();
+        let logins: Vec<_> = r.records.iter().map(|r| r.login.as_str()).collect();
+        assert_eq!(logins, ["two", "three"]);
+        assert_eq!(r.skipped, 1);
+        let end = r.mark.unwrap();
+        assert_eq!(end.generation, 1);
+        // The torn bytes are not part of what was applied.
+        let len = std::fs::metadata(file_of(&d, 1)).unwrap().len();
+        assert_eq!(end.offset, len - torn.len() as u64);
+        // Everything, from no mark.
+        assert_eq!(j.replay(None).unwrap().records.len(), 3);
+        // Appends go to a new generation, which a replay does not read.
+        assert_eq!(append(&j, &record("five")).generation, 2);
+        assert_eq!(j.replay(Some(end)).unwrap().records.len(), 0);
+        drop(j);
+        // A store mark ahead of the files (the folder was emptied): still after it.
+        std::fs::remove_dir_all(&d).unwrap();
+        let j = Journal::open(
+            &d,
+            Some(JournalMark {
+                generation: 9,
+                offset: 5,
+            }),
+        )
+        .unwrap();
+        assert_eq!(append(&j, &record("six")).generation, 10);
+    }
+
+    /// One process per journal: a second `serve` on the same store is refused.
+    #[test]
+    fn a_second_process_is_kept_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("s.db-history");
+        let _j = Journal::open(&d, None).unwrap();
+        let e = Journal::open(&d, None).unwrap_err();
+        assert!(e.to_string().contains("in use by another process"), "{e}");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&d).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// Applied generations are removed; past ROTATE applied bytes a new one starts.
+    #[test]
+    fn applied_generations_go_and_a_full_one_is_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("s.db-history");
+        let j = Journal::open(&d, None).unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut mark = JournalMark::default();
+        while mark.offset < ROTATE {
+            j.append(&chunk, |m| mark = m).unwrap();
+        }
+        j.applied(JournalMark { offset: 10, ..mark });
+        assert_eq!(
+            append(&j, &record("a")).generation,
+            1,
+            "not applied past ROTATE"
+        );
+        j.applied(mark);
+        let next = append(&j, &record("b"));
+        assert_eq!(next.generation, 2);
+        assert_eq!(generations(&d).unwrap(), [1, 2]);
+        j.applied(next);
+        assert_eq!(generations(&d).unwrap(), [2]);
+    }
+}

@@ -388,9 +388,9 @@ impl HistoryWriter {
 
     /// Appends `record` to the journal and hands it to the writer; gives it back when
     /// either cannot take it now (the queue is full, the file refuses it).
-    fn journaled(&self, j: &Journal, record: AccessRecord) -> Result<(), AccessRecord> {
+    fn journaled(&self, j: &Journal, record: AccessRecord) -> Option<AccessRecord> {
         let Ok(permit) = self.tx.try_reserve() else {
-            return Err(record);
+            return Some(record);
         };
         let line = journal::encode(&record);
         let mut slot = Some(record);
@@ -400,10 +400,7 @@ impl HistoryWriter {
                 permit.send(Item::Journaled(r, mark));
             }
         });
-        match slot {
-            None => Ok(()),
-            Some(r) => Err(r),
-        }
+        slot
     }
 
     /// Writes one record (and the alert it raises and the re-hash it proved, if any);
@@ -419,8 +416,8 @@ impl HistoryWriter {
         // Through the journal, unless something secret or a store change rides along.
         let record = match &self.journal {
             Some(j) if alert.is_none() && rehash.is_none() => match self.journaled(j, record) {
-                Ok(()) => return true,
-                Err(r) => r,
+                None => return true,
+                Some(r) => r,
             },
             _ => record,
         };

@@ -16,6 +16,7 @@
 # (handshake + greeting only). nginx's auth_http is a location on the same nginx that
 # answers Auth-Status OK (its cost is in nginx's figure, as it would be in production).
 #
+# HISTORY_SYNC=normal|full|journal sets Sentinella's [store] history_sync (default normal).
 # SERVE_ENV="NAME=value …" adds environment to Sentinella's serve (e.g. RUST_LOG=info
 # to price the log lines, TOKIO_WORKER_THREADS=1).
 set -euo pipefail
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ONLY=${ONLY:-all}
 SESSIONS=${SESSIONS:-5000}
+HISTORY_SYNC=${HISTORY_SYNC:-normal}
 
 cargo build --release --quiet
 BIN=${SENTINELLA_BIN:-$PWD/target/release/sentinella}  # another build to measure: SENTINELLA_BIN
@@ -53,6 +55,7 @@ echo "$MASTER_PW" > "$W/s/master.pass"
 cat > "$W/s/config.toml" <<EOF
 [store]
 path = "sentinella.db"
+history_sync = "$HISTORY_SYNC"
 [limits]
 max_connections = 20000
 preauth_timeout = "120s"
@@ -270,7 +273,8 @@ if [ "$ONLY" = nginx ]; then
   if ! [ -f /usr/lib/nginx/modules/ngx_mail_module.so ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-mail >/dev/null
   fi
-  N_IMAPS=51993; N_POP3S=51995; N_SMTPS=51465; N_AUTH=51080
+  # Below the ephemeral range (32768-60999), where a client's source port can hold one.
+  N_IMAPS=26993; N_POP3S=26995; N_SMTPS=26465; N_AUTH=26080
   mkdir -p "$W/nginx/logs"
   cat > "$W/nginx/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;
@@ -341,7 +345,7 @@ NGINX
   for p in "imap $S_IMAPS" "pop3 $S_POP3S" "smtp $S_SMTPS"; do
     set -- $p; lg run --addr 127.0.0.1:$2 --cafile "$CERT" --user "$USER_ADDR" --password "$APP" --protocol $1 --concurrency 1 --duration 1 >/dev/null
   done
-  echo "# proxy CPU per connection (ms), c=8, ${DURATION}s each, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# proxy CPU per connection (ms), c=8, ${DURATION}s each, history_sync = $HISTORY_SYNC, load $(cut -d' ' -f1-3 /proc/loadavg)"
   printf '%-6s %9s %9s %7s %9s %9s %7s %9s\n' proto s-floor s-login s-ratio n-floor n-login n-ratio s/n
   for proto in imap pop3 smtp; do
     case $proto in imap) ps=$S_IMAPS pn=$N_IMAPS;; pop3) ps=$S_POP3S pn=$N_POP3S;; smtp) ps=$S_SMTPS pn=$N_SMTPS;; esac

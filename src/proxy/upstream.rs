@@ -699,24 +699,19 @@ pub async fn imap_login(
         }
         conn = up.start_tls(conn).await?;
     }
-    if let Some(origin) = origin {
-        conn.write_all(origin.imap_id("S0").as_bytes()).await?;
-        let (status, _) = imap_tagged(&mut conn, &mut reader, "S0").await?;
-        if !status.starts_with("OK") {
-            tracing::warn!(upstream = %up.config.host, status = %status, "the upstream refused ID");
-        }
-    }
+    // The client's origin (ID) and the login go in one write: one round trip, not two.
+    let id = origin.map(|o| o.imap_id("S0")).unwrap_or_default();
     let command = match credential {
         UpstreamCredential::Master {
             user: master,
             password,
         } => Secret::new(format!(
-            "S1 AUTHENTICATE PLAIN {}\r\n",
+            "{id}S1 AUTHENTICATE PLAIN {}\r\n",
             sasl_plain(user, master, password).expose()
         )),
         UpstreamCredential::Stored(secret) | UpstreamCredential::Client(secret) => {
             Secret::new(format!(
-                "S1 LOGIN {} {}\r\n",
+                "{id}S1 LOGIN {} {}\r\n",
                 imap_quoted(user)?,
                 imap_quoted(secret.expose())?
             ))
@@ -724,6 +719,12 @@ pub async fn imap_login(
     };
     conn.write_all(command.expose().as_bytes()).await?;
     drop(command);
+    if !id.is_empty() {
+        let (status, _) = imap_tagged(&mut conn, &mut reader, "S0").await?;
+        if !status.starts_with("OK") {
+            tracing::warn!(upstream = %up.config.host, status = %status, "the upstream refused ID");
+        }
+    }
     let (status, untagged) = imap_tagged(&mut conn, &mut reader, "S1").await?;
     if !status.starts_with("OK") {
         return Err(UpstreamError::LoginRefused(status));
@@ -896,6 +897,47 @@ mod wire_tests {
             None,
         )
         .await
+    }
+
+    /// The client's origin (ID) and the login reach the upstream in one write, so the
+    /// login costs one round trip: this server reads once and answers both commands.
+    #[tokio::test]
+    async fn the_origin_and_the_login_go_in_one_round_trip() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"* OK ready\r\n").await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+                .await
+                .unwrap();
+            let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"S0 OK ID done\r\nS1 OK [CAPABILITY IMAP4rev1] Logged in\r\n")
+                .await
+                .unwrap();
+            got
+        });
+        let up = upstream(port);
+        let origin = Origin {
+            client: "192.0.2.7:50000".parse().unwrap(),
+            connected: "127.0.0.1:993".parse().unwrap(),
+        };
+        let credential = UpstreamCredential::Stored(Secret::new("pw".into()));
+        let login = imap_login(&up, "mario@x.it", &credential, Some(&origin));
+        let (_, caps, _) = tokio::time::timeout(std::time::Duration::from_secs(10), login)
+            .await
+            .expect("the login ends")
+            .unwrap();
+        assert_eq!(caps, "IMAP4rev1");
+        let got = server.await.unwrap();
+        let lines: Vec<_> = got.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 2, "{got}");
+        assert!(
+            lines[0].starts_with("S0 ID (\"x-originating-ip\" \"192.0.2.7\""),
+            "{got}"
+        );
+        assert!(lines[1].starts_with("S1 LOGIN \"mario@x.it\""), "{got}");
     }
 
     #[tokio::test]

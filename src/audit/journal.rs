@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -32,6 +32,10 @@ use crate::store::{AccessRecord, AppPasswordUse, JournalMark};
 pub const LINGER: Duration = Duration::from_millis(100);
 /// Applied bytes after which a new generation is started.
 pub const ROTATE: u64 = 8 << 20;
+/// Bytes a generation holds at most: past it (the store has taken nothing for that long)
+/// records are refused here and wait for the store's commit instead, whose queue is
+/// bounded — what failed logins can make the disk hold is bounded too.
+pub const LIMIT: u64 = 256 << 20;
 
 /// One record as a journal line (every field the store writes, the mailbox's id and the
 /// unresolved name included; never a secret — records carrying one go the other way).
@@ -127,6 +131,10 @@ pub struct Journal {
     current: Mutex<Current>,
     /// Set while appends fail (logged once per run of failures).
     failing: AtomicBool,
+    /// The oldest generation that may still be on disk.
+    oldest: AtomicU64,
+    /// [`LIMIT`] (smaller in tests).
+    limit: u64,
     /// Held (locked) for the process's life.
     _lock: File,
 }
@@ -201,11 +209,13 @@ impl Journal {
                 ),
             ));
         }
-        let generation = generations(dir)?
+        let there = generations(dir)?;
+        let generation = there
             .last()
             .copied()
             .max(mark.map(|m| m.generation))
             .map_or(1, |g| g + 1);
+        let oldest = there.first().copied().unwrap_or(generation);
         let file = create(dir, generation)?;
         Ok(Journal {
             dir: dir.to_owned(),
@@ -215,6 +225,8 @@ impl Journal {
                 offset: 0,
             }),
             failing: AtomicBool::new(false),
+            oldest: AtomicU64::new(oldest),
+            limit: LIMIT,
             _lock: lock,
         })
     }
@@ -228,7 +240,18 @@ impl Journal {
     /// On failure nothing is appended and `then` is not called.
     pub fn append(&self, line: &[u8], then: impl FnOnce(JournalMark)) -> io::Result<()> {
         let mut cur = self.current();
-        if let Err(e) = cur.file.write_all_at(line, cur.offset) {
+        let written = if cur.offset + line.len() as u64 > self.limit {
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the journal holds {} bytes the store has not taken",
+                    self.limit
+                ),
+            ))
+        } else {
+            cur.file.write_all_at(line, cur.offset)
+        };
+        if let Err(e) = written {
             // A short write leaves no half line for the next one to follow.
             let _ = cur.file.set_len(cur.offset);
             if !self.failing.swap(true, Ordering::Relaxed) {
@@ -289,12 +312,15 @@ impl Journal {
     /// After the store took everything up to `mark`: removes the generations before it,
     /// and starts a new one when the current one is applied past [`ROTATE`].
     pub fn applied(&self, mark: JournalMark) {
-        if let Ok(gens) = generations(&self.dir) {
+        if mark.generation > self.oldest.load(Ordering::Relaxed)
+            && let Ok(gens) = generations(&self.dir)
+        {
             for g in gens.into_iter().filter(|&g| g < mark.generation) {
                 if let Err(e) = std::fs::remove_file(file_of(&self.dir, g)) {
                     tracing::warn!(error = %e, generation = g, "cannot remove an applied history journal file");
                 }
             }
+            self.oldest.store(mark.generation, Ordering::Relaxed);
         }
         let mut cur = self.current();
         if mark.generation == cur.generation && mark.offset >= ROTATE {
@@ -434,6 +460,33 @@ mod tests {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&d).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// A generation the store does not take stops at LIMIT: the append fails (the caller
+    /// waits for the store instead) and leaves no half line.
+    #[test]
+    fn a_journal_the_store_does_not_take_stops_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("s.db-history");
+        let j = Journal {
+            limit: 4 << 20,
+            ..Journal::open(&d, None).unwrap()
+        };
+        let chunk = vec![b'x'; 1 << 20];
+        let mut called = 0;
+        let mut failed = 0;
+        for _ in 0..4 + 3 {
+            match j.append(&chunk, |_| called += 1) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(called, 4);
+        assert_eq!(failed, 3);
+        assert_eq!(std::fs::metadata(file_of(&d, 1)).unwrap().len(), 4 << 20);
     }
 
     /// Applied generations are removed; past ROTATE applied bytes a new one starts.

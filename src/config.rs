@@ -1142,6 +1142,26 @@ mod tests {
         }
     }
 
+    /// The history journal is one node's: with a fleet's PostgreSQL store it is refused
+    /// by name; on SQLite it is taken.
+    #[test]
+    fn the_history_journal_is_for_sqlite_only() {
+        let on = "[store]\nhistory_sync = \"journal\"\n";
+        let c = parse(on).unwrap();
+        assert_eq!(c.store.history_sync, crate::store::HistorySync::Journal);
+        let e = parse("[store]\nhistory_sync = \"journal\"\nurl = \"postgres://s@db:5432/s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("store.history_sync") && e.contains("SQLite"),
+            "{e}"
+        );
+        let e = parse("[store]\nhistory_sync = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("journal"), "{e}");
+    }
+
     #[test]
     fn the_admin_listener_is_loopback_only() {
         assert!(parse("[admin]\nbind = \"127.0.0.1:9463\"\n").is_ok());

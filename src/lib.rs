@@ -23,7 +23,7 @@
 //!   page login (password step, code step), argon2id hashing on a bounded pool, the
 //!   verification cache, the in-memory principals, the abuse model's counters (the one
 //!   place failures and successes are recorded).
-//! - `audit`: the group-committed access-history writer.
+//! - `audit`: the group-committed access-history writer and its journal.
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
 //! - `proxy`: its settings (limits, listeners, upstreams), accept loops, TLS, sessions,

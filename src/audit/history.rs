@@ -53,6 +53,19 @@ enum Item {
 /// nobody to ask). Called on the writer thread.
 pub type AskOwner = Box<dyn Fn(&NewPlace) -> Option<Alert> + Send>;
 
+/// The journal a writer starts with: what it holds past the store's `mark` is written
+/// first; with `keep`, logins are appended to it (`history_sync = "journal"`), else it is
+/// removed once written (the setting was switched off: nothing it holds is lost).
+#[derive(Debug)]
+pub struct WithJournal {
+    /// The journal, opened (and locked).
+    pub journal: Journal,
+    /// How far the store has it.
+    pub mark: Option<JournalMark>,
+    /// Whether logins go on using it.
+    pub keep: bool,
+}
+
 /// Sends access records to the writer thread.
 #[derive(Clone)]
 pub struct HistoryWriter {
@@ -361,17 +374,31 @@ impl HistoryWriter {
     /// Starts the writer thread on its own store connection; with a journal, what it
     /// holds past the store's `mark` is written first, before this returns (blocking:
     /// call it off the reactor).
-    pub fn start(
-        store: Box<dyn AccessLog>,
-        ask: AskOwner,
-        journal: Option<(Journal, Option<JournalMark>)>,
-    ) -> Self {
+    pub fn start(store: Box<dyn AccessLog>, ask: AskOwner, journal: Option<WithJournal>) -> Self {
         let mut store = store;
         let (tx, rx) = mpsc::channel::<Item>(QUEUE);
         let (journal, pending) = match journal {
-            Some((j, mark)) => {
+            Some(WithJournal {
+                journal: j,
+                mark,
+                keep: true,
+            }) => {
                 let pending = replay(store.as_mut(), &j, mark, &ask);
                 (Some(std::sync::Arc::new(j)), pending)
+            }
+            Some(WithJournal {
+                journal: j,
+                mark,
+                keep: false,
+            }) => {
+                // The journal was switched off: what it holds is written, then it goes.
+                let pending = replay(store.as_mut(), &j, mark, &ask);
+                if pending.records.is_empty() {
+                    j.remove();
+                } else {
+                    tracing::warn!(dir = %j.dir().display(), "the history journal is kept until the store takes its records");
+                }
+                (None, pending)
             }
             None => (None, HistoryBatch::default()),
         };
@@ -595,6 +622,7 @@ mod tests {
     fn journaled(
         db: &std::path::Path,
         down: bool,
+        keep: bool,
     ) -> (HistoryWriter, Arc<std::sync::atomic::AtomicBool>) {
         let dir = journal::dir_of(db);
         // The previous writer's thread holds the journal until its last commit is in.
@@ -610,7 +638,11 @@ mod tests {
         let writer = HistoryWriter::start(
             Box::new(Gate(store, Arc::clone(&flag))),
             Box::new(|_| None),
-            Some((j, mark)),
+            Some(WithJournal {
+                journal: j,
+                mark,
+                keep,
+            }),
         );
         (writer, flag)
     }
@@ -642,7 +674,7 @@ mod tests {
     async fn journaled_logins_are_answered_at_once_and_survive_a_crash_once() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("s.db");
-        let (w, _) = tokio::task::block_in_place(|| journaled(&db, true));
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, true, true));
         for login in ["a", "b", "c"] {
             assert!(w.record(mine(login), None, None).await, "answered");
         }
@@ -664,12 +696,22 @@ mod tests {
         drop(w);
         assert!(stored(&db).is_empty());
 
-        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false));
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, true));
         assert_eq!(stored(&db), ["a", "b", "c"], "the journal's rows, at start");
         assert!(w.record(mine("d"), None, None).await);
         drop(w);
-        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false));
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, true));
         assert_eq!(stored(&db), ["a", "b", "c", "d"], "each row once");
+        assert!(w.record(mine("e"), None, None).await);
+        // The store is gone again, and then the journal is switched off: the next start
+        // still writes what it holds, then removes it.
+        drop(w);
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, true, true));
+        assert!(w.record(mine("f"), None, None).await);
+        drop(w);
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, false));
+        assert_eq!(stored(&db), ["a", "b", "c", "d", "e", "f"]);
+        assert!(!journal::dir_of(&db).exists(), "removed once written");
         drop(w);
     }
 }

@@ -309,6 +309,20 @@ impl Journal {
         Ok(out)
     }
 
+    /// The journal's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the journal (everything in it is in the store).
+    pub fn remove(self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "cannot remove the history journal");
+        } else {
+            tracing::info!(dir = %self.dir.display(), "history journal written and removed (history_sync is no longer \"journal\")");
+        }
+    }
+
     /// After the store took everything up to `mark`: removes the generations before it,
     /// and starts a new one when the current one is applied past [`ROTATE`].
     pub fn applied(&self, mark: JournalMark) {

@@ -211,7 +211,10 @@ impl Authenticator {
         }));
         let mut log = store.open_access_log(settings.history_sync)?;
         let journal = match (settings.history_sync, store) {
-            (crate::store::HistorySync::Journal, crate::store::StoreLocation::Sqlite(path)) => {
+            (sync, crate::store::StoreLocation::Sqlite(path))
+                if sync == crate::store::HistorySync::Journal
+                    || crate::audit::journal::dir_of(path).exists() =>
+            {
                 let mark = log.journal_mark()?;
                 let dir = crate::audit::journal::dir_of(path);
                 let j = crate::audit::journal::Journal::open(&dir, mark).map_err(|e| {
@@ -220,7 +223,11 @@ impl Authenticator {
                         dir.display()
                     ))
                 })?;
-                Some((j, mark))
+                Some(crate::audit::history::WithJournal {
+                    journal: j,
+                    mark,
+                    keep: sync == crate::store::HistorySync::Journal,
+                })
             }
             (crate::store::HistorySync::Journal, _) => {
                 return Err(crate::store::StoreError::permanent(

@@ -12,7 +12,7 @@
 #   ./scripts/scale.sh                       # 1k, 100k, 1M (about 10 minutes)
 #   SIZES="1000 100000" ./scripts/scale.sh   # some sizes
 #   DURATION=5 ./scripts/scale.sh            # shorter measured runs
-#   HISTORY_SYNC=full ./scripts/scale.sh     # [store] history_sync (default: normal)
+#   HISTORY_SYNC=full ./scripts/scale.sh     # [store] history_sync: normal (default), full, journal
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000 100000 1000000"}

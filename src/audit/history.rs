@@ -71,6 +71,9 @@ pub struct WithJournal {
 pub struct HistoryWriter {
     tx: mpsc::Sender<Item>,
     journal: Option<std::sync::Arc<Journal>>,
+    /// Set by the writer while the store refuses its writes: logins then wait for the
+    /// store instead of filling the journal and the writer's memory.
+    store_failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for HistoryWriter {
@@ -79,8 +82,13 @@ impl std::fmt::Debug for HistoryWriter {
     }
 }
 
-/// Adds `item` to the batch; returns its waiter.
-fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
+/// Adds `item` to the batch (and each record's journal mark, if it has one, to `marks`);
+/// returns its waiter.
+fn add(
+    batch: &mut HistoryBatch,
+    marks: &mut Vec<Option<JournalMark>>,
+    item: Item,
+) -> Option<oneshot::Sender<bool>> {
     match item {
         Item::Record {
             record,
@@ -89,12 +97,14 @@ fn add(batch: &mut HistoryBatch, item: Item) -> Option<oneshot::Sender<bool>> {
             ack,
         } => {
             batch.records.push(record);
+            marks.push(None);
             batch.alerts.extend(alert);
             batch.rehashes.extend(rehash);
             Some(ack)
         }
         Item::Journaled(record, mark) => {
             batch.records.push(record);
+            marks.push(Some(mark));
             batch.journal = Some(mark);
             None
         }
@@ -120,7 +130,10 @@ fn write_loop(
     ask: AskOwner,
     journal: Option<std::sync::Arc<Journal>>,
     mut pending: HistoryBatch,
+    store_failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
+    // The journal mark of each record in `pending` (none: not journaled).
+    let mut marks: Vec<Option<JournalMark>> = Vec::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -139,8 +152,16 @@ fn write_loop(
                 Ok(Some(item)) => Some(item),
                 Ok(None) => {
                     // Shutting down: one last try.
-                    if let Err(e) = store.append(&pending) {
-                        tracing::error!(error = %e, lost = pending.records.len(), "could not write the access history before stopping");
+                    match store.append(&pending) {
+                        Ok(_) => {
+                            if let (Some(j), Some(mark)) = (&journal, pending.journal) {
+                                j.applied(mark);
+                            }
+                        }
+                        Err(e) => {
+                            let journaled = marks.iter().flatten().count();
+                            tracing::error!(error = %e, lost = pending.records.len() - journaled, in_the_journal = journaled, "could not write the access history before stopping");
+                        }
                     }
                     return;
                 }
@@ -154,12 +175,12 @@ fn write_loop(
         let mut acks = Vec::new();
         let mut taken = 0;
         if let Some(item) = first {
-            acks.extend(add(&mut pending, item));
+            acks.extend(add(&mut pending, &mut marks, item));
             taken += 1;
             while taken < BATCH {
                 match rx.try_recv() {
                     Ok(item) => {
-                        acks.extend(add(&mut pending, item));
+                        acks.extend(add(&mut pending, &mut marks, item));
                         taken += 1;
                     }
                     Err(_) => break,
@@ -178,8 +199,13 @@ fn write_loop(
                 // Something in the batch the store refuses and will refuse again: the
                 // rest must not wait behind it.
                 tracing::error!(error = %e, "the store refuses part of the access history; writing it item by item");
-                let (left, new) = apart(store.as_mut(), std::mem::take(&mut pending));
+                let (left, left_marks, new) = apart(
+                    store.as_mut(),
+                    std::mem::take(&mut pending),
+                    std::mem::take(&mut marks),
+                );
                 pending = left;
+                marks = left_marks;
                 if pending.is_empty() {
                     Ok(new)
                 } else {
@@ -203,6 +229,8 @@ fn write_loop(
                     );
                 }
                 pending = HistoryBatch::default();
+                marks.clear();
+                store_failing.store(false, Ordering::Relaxed);
                 if let (Some(j), Some(mark)) = (&journal, mark) {
                     j.applied(mark);
                 }
@@ -216,14 +244,34 @@ fn write_loop(
                     failing_since = Some(std::time::Instant::now());
                     tracing::error!(error = %e, waiting = pending.records.len(), "cannot write the access history; keeping it in memory and trying again");
                 }
+                // Logins stop using the journal until the store answers again: what it
+                // holds in memory stays bounded.
+                store_failing.store(true, Ordering::Relaxed);
                 let excess = pending.records.len().saturating_sub(KEEP);
                 if excess > 0 {
-                    pending.records.drain(..excess);
+                    // A journaled record stays: the mark must never pass a dropped one
+                    // (and there are few: the journal stopped taking them).
+                    let mut left = excess;
+                    let mut kept = Vec::with_capacity(marks.len());
+                    let mut i = 0;
+                    pending.records.retain(|_| {
+                        let m = marks[i];
+                        i += 1;
+                        if left > 0 && m.is_none() {
+                            left -= 1;
+                            false
+                        } else {
+                            kept.push(m);
+                            true
+                        }
+                    });
+                    marks = kept;
+                    let dropped = excess - left;
                     METRICS
                         .history_dropped
-                        .fetch_add(excess as u64, Ordering::Relaxed);
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
                     tracing::error!(
-                        dropped = excess,
+                        dropped,
                         "the store has been unreachable too long: oldest access-history records dropped"
                     );
                 }
@@ -241,61 +289,75 @@ fn write_loop(
     }
 }
 
-/// Writes what `j` holds past the store's `mark` (what a crash left there); returns what
-/// is still to be written (the store refused it now; the writer keeps trying).
+/// Records a replay hands to the store at a time.
+const REPLAY_CHUNK: usize = 4096;
+
+/// Writes what `j` holds past the store's `mark` (what a crash left there), each chunk
+/// with its mark; a record the store refuses for good is dropped (counted, logged) and
+/// its mark still written. Returns the alerts for the new places it found; an error if
+/// the journal cannot be read or the store cannot take it now (nothing is skipped).
 fn replay(
     store: &mut dyn AccessLog,
     j: &Journal,
     mark: Option<JournalMark>,
     ask: &AskOwner,
-) -> HistoryBatch {
-    let r = match j.replay(mark) {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing is applied, so the older files stay for the next start.
-            tracing::error!(error = %e, "cannot read the history journal; its files are kept for the next start");
-            return HistoryBatch::default();
-        }
-    };
+) -> Result<Vec<Alert>, crate::store::StoreError> {
+    let mut alerts = Vec::new();
+    let mut last = None;
+    let r = j
+        .replay(mark, REPLAY_CHUNK, |chunk, end| {
+            let (records, marks): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
+            let batch = HistoryBatch {
+                records,
+                journal: Some(end),
+                ..HistoryBatch::default()
+            };
+            let new = match store.append(&batch) {
+                Err(e) if !e.is_temporary() => {
+                    let marks = marks.into_iter().map(Some).collect();
+                    let (left, _, new) = apart(store, batch, marks);
+                    if !left.is_empty() {
+                        return Err("the store stopped answering".to_owned());
+                    }
+                    new
+                }
+                other => other.map_err(|e| e.to_string())?,
+            };
+            alerts.extend(new.iter().filter_map(ask));
+            last = Some(end);
+            Ok(())
+        })
+        .map_err(|e| {
+            crate::store::StoreError::permanent(format!(
+                "the history journal cannot be written into the store: {e}"
+            ))
+        })?;
     if r.skipped > 0 {
         tracing::warn!(
             skipped = r.skipped,
-            "history journal lines that are not records (a write torn by a power cut) skipped"
+            "history journal writes that never finished (a power cut) skipped"
         );
     }
-    let records = r.records.len();
-    let batch = HistoryBatch {
-        records: r.records,
-        journal: r.mark,
-        ..HistoryBatch::default()
-    };
-    if batch.is_empty() {
-        return batch;
+    if r.records > 0 {
+        tracing::info!(
+            records = r.records,
+            "access-history records left in the journal written"
+        );
     }
-    match store.append(&batch) {
-        Ok(new) => {
-            if records > 0 {
-                tracing::info!(
-                    records,
-                    "access-history records left in the journal written"
-                );
-            }
-            if let Some(mark) = batch.journal {
-                j.applied(mark);
-            }
-            HistoryBatch::of_alerts(new.iter().filter_map(ask).collect())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, records, "cannot write the journal's records at start; keeping them and trying again");
-            batch
-        }
+    if let Some(mark) = last {
+        j.applied(mark);
     }
+    Ok(alerts)
 }
 
 /// Writes `batch` one item at a time: what the store refuses for good is dropped, counted
 /// and logged; what it cannot take now (a temporary failure) is returned, with every item
 /// after it, to be tried again.
-fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<NewPlace>) {
+fn apart(
+    store: &mut dyn AccessLog,
+    batch: HistoryBatch,
+    marks: Vec<Option<JournalMark>>,
+) -> (HistoryBatch, Vec<Option<JournalMark>>, Vec<NewPlace>) {
     let HistoryBatch {
         records,
         alerts,
@@ -303,13 +365,20 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         breaches,
         failures,
         clears,
-        journal,
+        journal: _,
     } = batch;
+    // Each record with its own journal mark, in its own transaction: a crash between two
+    // of them repeats none.
     let mut items: Vec<HistoryBatch> = Vec::new();
     items.extend(
         records
             .into_iter()
-            .map(|r| HistoryBatch::of_records(vec![r])),
+            .zip(marks.into_iter().chain(std::iter::repeat(None)))
+            .map(|(r, m)| HistoryBatch {
+                records: vec![r],
+                journal: m,
+                ..HistoryBatch::default()
+            }),
     );
     items.extend(alerts.into_iter().map(|a| HistoryBatch {
         alerts: vec![a],
@@ -331,6 +400,7 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         });
     }
     let mut left = HistoryBatch::default();
+    let mut left_marks = Vec::new();
     let mut new = Vec::new();
     let mut stopped = false;
     for item in items {
@@ -346,9 +416,23 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
                         .history_dropped
                         .fetch_add(item.records.len() as u64, Ordering::Relaxed);
                     tracing::error!(error = %e, records = item.records.len(), alerts = item.alerts.len(), "the store refuses this access-history item for good; dropped");
+                    // Its journal mark is still written, so a restart does not offer it
+                    // again.
+                    let only = HistoryBatch {
+                        journal: item.journal,
+                        ..HistoryBatch::default()
+                    };
+                    if item.journal.is_none() || store.append(&only).is_ok() {
+                        continue;
+                    }
+                    stopped = true;
                     continue;
                 }
             }
+        }
+        left_marks.extend(item.records.iter().map(|_| item.journal));
+        if item.journal.is_some() {
+            left.journal = item.journal;
         }
         left.records.extend(item.records);
         left.alerts.extend(item.alerts);
@@ -357,60 +441,50 @@ fn apart(store: &mut dyn AccessLog, batch: HistoryBatch) -> (HistoryBatch, Vec<N
         left.failures.extend(item.failures);
         left.clears.extend(item.clears);
     }
-    // The mark once everything before it is in; else it waits with what is left.
-    if let Some(mark) = journal {
-        let only = HistoryBatch {
-            journal: Some(mark),
-            ..HistoryBatch::default()
-        };
-        if stopped || store.append(&only).is_err() {
-            left.journal = Some(mark);
-        }
-    }
-    (left, new)
+    (left, left_marks, new)
 }
 
 impl HistoryWriter {
     /// Starts the writer thread on its own store connection; with a journal, what it
     /// holds past the store's `mark` is written first, before this returns (blocking:
     /// call it off the reactor).
-    pub fn start(store: Box<dyn AccessLog>, ask: AskOwner, journal: Option<WithJournal>) -> Self {
+    pub fn start(
+        store: Box<dyn AccessLog>,
+        ask: AskOwner,
+        journal: Option<WithJournal>,
+    ) -> Result<Self, crate::store::StoreError> {
         let mut store = store;
         let (tx, rx) = mpsc::channel::<Item>(QUEUE);
-        let (journal, pending) = match journal {
+        let mut pending = HistoryBatch::default();
+        let journal = match journal {
             Some(WithJournal {
                 journal: j,
                 mark,
-                keep: true,
+                keep,
             }) => {
-                let pending = replay(store.as_mut(), &j, mark, &ask);
-                (Some(std::sync::Arc::new(j)), pending)
-            }
-            Some(WithJournal {
-                journal: j,
-                mark,
-                keep: false,
-            }) => {
-                // The journal was switched off: what it holds is written, then it goes.
-                let pending = replay(store.as_mut(), &j, mark, &ask);
-                if pending.records.is_empty() {
-                    j.remove();
+                pending.alerts = replay(store.as_mut(), &j, mark, &ask)?;
+                if keep {
+                    Some(std::sync::Arc::new(j))
                 } else {
-                    tracing::warn!(dir = %j.dir().display(), "the history journal is kept until the store takes its records");
+                    // The journal was switched off: everything it held is in the store.
+                    j.remove();
+                    None
                 }
-                (None, pending)
             }
-            None => (None, HistoryBatch::default()),
+            None => None,
         };
         let handle = journal.clone();
+        let store_failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failing = std::sync::Arc::clone(&store_failing);
         std::thread::Builder::new()
             .name("history".into())
-            .spawn(move || write_loop(store, rx, ask, journal, pending))
+            .spawn(move || write_loop(store, rx, ask, journal, pending, failing))
             .expect("spawn the history writer");
-        HistoryWriter {
+        Ok(HistoryWriter {
             tx,
             journal: handle,
-        }
+            store_failing,
+        })
     }
 
     /// Appends `record` to the journal and hands it to the writer; gives it back when
@@ -442,10 +516,16 @@ impl HistoryWriter {
     ) -> bool {
         // Through the journal, unless something secret or a store change rides along.
         let record = match &self.journal {
-            Some(j) if alert.is_none() && rehash.is_none() => match self.journaled(j, record) {
-                None => return true,
-                Some(r) => r,
-            },
+            Some(j)
+                if alert.is_none()
+                    && rehash.is_none()
+                    && !self.store_failing.load(Ordering::Relaxed) =>
+            {
+                match self.journaled(j, record) {
+                    None => return true,
+                    Some(r) => r,
+                }
+            }
             _ => record,
         };
         let (ack, done) = oneshot::channel();
@@ -561,7 +641,8 @@ mod tests {
             Box::new(Picky(Arc::clone(&written))),
             Box::new(|_| None),
             None,
-        );
+        )
+        .unwrap();
         let dropped = METRICS.history_dropped.load(Ordering::Relaxed);
         let (a, b, c) = tokio::join!(
             writer.record(record("first"), None, None),
@@ -588,7 +669,8 @@ mod tests {
                 link: None,
             })
         });
-        let writer = HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), ask, None);
+        let writer =
+            HistoryWriter::start(Box::new(Picky(Arc::clone(&written))), ask, None).unwrap();
         assert!(writer.record(record("new-place"), None, None).await);
         for _ in 0..100 {
             if written.lock().unwrap().len() == 2 {
@@ -605,12 +687,21 @@ mod tests {
         Arc<std::sync::atomic::AtomicBool>,
     );
 
+    /// Besides: a batch holding a record named `poison` is refused for good, and once a
+    /// batch of just the record named `trip` is written the store becomes unreachable.
     impl AccessLog for Gate {
         fn append(&mut self, batch: &HistoryBatch) -> Result<Vec<NewPlace>, StoreError> {
             if self.1.load(Ordering::Relaxed) {
                 return Err(StoreError::temporary("unreachable"));
             }
-            self.0.append(batch)
+            if batch.records.iter().any(|r| r.login == "poison") {
+                return Err(StoreError::permanent("CHECK constraint failed"));
+            }
+            let written = self.0.append(batch)?;
+            if batch.records.len() == 1 && batch.records[0].login == "trip" {
+                self.1.store(true, Ordering::Relaxed);
+            }
+            Ok(written)
         }
 
         fn journal_mark(&mut self) -> Result<Option<JournalMark>, StoreError> {
@@ -627,13 +718,16 @@ mod tests {
         let dir = journal::dir_of(db);
         // The previous writer's thread holds the journal until its last commit is in.
         let give_up = std::time::Instant::now() + Duration::from_secs(30);
-        while let Err(e) = Journal::open(&dir, None) {
-            assert!(std::time::Instant::now() < give_up, "{e}");
+        let locked = loop {
+            match Journal::lock(&dir) {
+                Ok(l) => break l,
+                Err(e) => assert!(std::time::Instant::now() < give_up, "{e}"),
+            }
             std::thread::sleep(Duration::from_millis(10));
-        }
+        };
         let mut store = crate::store::sqlite::SqliteStore::open(db).unwrap();
         let mark = store.journal_mark().unwrap();
-        let j = Journal::open(&dir, mark).unwrap();
+        let j = locked.start(mark).unwrap();
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(down));
         let writer = HistoryWriter::start(
             Box::new(Gate(store, Arc::clone(&flag))),
@@ -643,7 +737,8 @@ mod tests {
                 mark,
                 keep,
             }),
-        );
+        )
+        .unwrap();
         (writer, flag)
     }
 
@@ -714,4 +809,29 @@ mod tests {
         assert!(!journal::dir_of(&db).exists(), "removed once written");
         drop(w);
     }
+
+    /// A batch with a record the store refuses for good is written record by record, each
+    /// with its own journal mark: when the store goes away half-way and the process dies,
+    /// the next start offers only what was not written (nothing twice), and the refused
+    /// record is dropped without stopping the start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_written_apart_repeats_nothing_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, true));
+        for login in ["trip", "poison", "b"] {
+            assert!(w.record(mine(login), None, None).await);
+        }
+        // "trip" is written alone, then the store goes away; the process dies.
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while stored(&db).is_empty() {
+            assert!(std::time::Instant::now() < give_up);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(w);
+        let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, true));
+        assert_eq!(stored(&db), ["b", "trip"]);
+        drop(w);
+    }
+
 }

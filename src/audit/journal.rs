@@ -37,10 +37,15 @@ pub const ROTATE: u64 = 8 << 20;
 /// bounded — what failed logins can make the disk hold is bounded too.
 pub const LIMIT: u64 = 256 << 20;
 
+/// The journal line format this build writes and reads.
+const VERSION: u32 = 1;
+
 /// One record as a journal line (every field the store writes, the mailbox's id and the
 /// unresolved name included; never a secret — records carrying one go the other way).
 #[derive(Serialize, Deserialize)]
 struct Line<'a> {
+    /// The line format's version ([`VERSION`]).
+    v: u32,
     at: Timestamp,
     #[serde(borrow)]
     listener: Cow<'a, str>,
@@ -74,6 +79,7 @@ pub fn encode(rec: &AccessRecord) -> Vec<u8> {
         Cow::Borrowed(s)
     }
     let line = Line {
+        v: VERSION,
         at: rec.at,
         listener: b(&rec.listener),
         protocol: b(rec.protocol.as_str()),
@@ -97,6 +103,9 @@ pub fn encode(rec: &AccessRecord) -> Vec<u8> {
 /// The record of one journal line (without its newline); none if it is not one.
 pub fn decode(line: &[u8]) -> Option<AccessRecord> {
     let l: Line = serde_json::from_slice(line).ok()?;
+    if l.v != VERSION {
+        return None;
+    }
     let own = |c: Cow<'_, str>| c.into_owned();
     Some(AccessRecord {
         at: l.at,
@@ -177,48 +186,52 @@ fn create(dir: &Path, generation: u64) -> io::Result<File> {
         .open(file_of(dir, generation))
 }
 
-/// What the journal held past the store's mark at start.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// The records, oldest first.
-    pub records: Vec<AccessRecord>,
-    /// The mark once they are in the store (none: nothing to move it to).
-    pub mark: Option<JournalMark>,
-    /// Lines that were not records (a write torn by a power cut), skipped.
+/// What a replay found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records handed on.
+    pub records: usize,
+    /// Writes that never finished (a tail without its newline, a block of zeros a power
+    /// cut left), skipped.
     pub skipped: usize,
+    /// The mark after the last of them (none: nothing past the store's).
+    pub mark: Option<JournalMark>,
 }
 
-impl Journal {
-    /// Opens (creating) the journal at `dir` and starts a new generation after the ones
-    /// there and after the store's `mark`; fails if another process holds it.
-    pub fn open(dir: &Path, mark: Option<JournalMark>) -> io::Result<Journal> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join("lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!(
-                    "{} is in use by another process (one serve per store)",
-                    dir.display()
-                ),
-            ));
+/// A journal locked by this process, not yet appended to: read the store's mark now (a
+/// process that held it before has committed all it will).
+#[derive(Debug)]
+pub struct Locked {
+    dir: PathBuf,
+    lock: File,
+    there: Vec<u64>,
+}
+
+impl Locked {
+    /// Whether any generation holds anything.
+    pub fn holds_records(&self) -> io::Result<bool> {
+        for &g in &self.there {
+            if std::fs::metadata(file_of(&self.dir, g))?.len() > 0 {
+                return Ok(true);
+            }
         }
-        let there = generations(dir)?;
-        let generation = there
+        Ok(false)
+    }
+
+    /// Starts a new generation, after the ones there and after the store's `mark`.
+    pub fn start(self, mark: Option<JournalMark>) -> io::Result<Journal> {
+        let generation = self
+            .there
             .last()
             .copied()
             .max(mark.map(|m| m.generation))
-            .map_or(1, |g| g + 1);
-        let oldest = there.first().copied().unwrap_or(generation);
-        let file = create(dir, generation)?;
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("journal generations exhausted"))?;
+        let oldest = self.there.first().copied().unwrap_or(generation);
+        let file = create(&self.dir, generation)?;
         Ok(Journal {
-            dir: dir.to_owned(),
+            dir: self.dir,
             current: Mutex::new(Current {
                 generation,
                 file,
@@ -227,8 +240,47 @@ impl Journal {
             failing: AtomicBool::new(false),
             oldest: AtomicU64::new(oldest),
             limit: LIMIT,
-            _lock: lock,
+            _lock: self.lock,
         })
+    }
+}
+
+impl Journal {
+    /// Locks (creating) the journal at `dir`; fails if another process holds it.
+    pub fn lock(dir: &Path) -> io::Result<Locked> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is in use by another process (one serve per store)",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let there = generations(dir)?;
+        Ok(Locked {
+            dir: dir.to_owned(),
+            lock,
+            there,
+        })
+    }
+
+    /// Locks the journal at `dir` and starts appending after the store's `mark`.
+    #[cfg(test)]
+    pub fn open(dir: &Path, mark: Option<JournalMark>) -> io::Result<Journal> {
+        Journal::lock(dir)?.start(mark)
     }
 
     fn current(&self) -> std::sync::MutexGuard<'_, Current> {
@@ -249,11 +301,12 @@ impl Journal {
                 ),
             ))
         } else {
-            cur.file.write_all_at(line, cur.offset)
+            cur.file.write_all_at(line, cur.offset).inspect_err(|_| {
+                // A short write leaves no half line for the next one to follow.
+                let _ = cur.file.set_len(cur.offset);
+            })
         };
         if let Err(e) = written {
-            // A short write leaves no half line for the next one to follow.
-            let _ = cur.file.set_len(cur.offset);
             if !self.failing.swap(true, Ordering::Relaxed) {
                 tracing::error!(error = %e, dir = %self.dir.display(), "cannot append to the history journal; logins wait for the store's commit instead");
             }
@@ -271,47 +324,84 @@ impl Journal {
         Ok(())
     }
 
-    /// What the generations before the current one hold past `mark` (none: everything).
-    pub fn replay(&self, mark: Option<JournalMark>) -> io::Result<Replay> {
+    /// Hands what the generations before the current one hold past `mark` (none:
+    /// everything) to `apply`, oldest first, `chunk` records at a time (each with the mark
+    /// after it) with the mark after the chunk; stops at `apply`'s first error. A complete line that is not a
+    /// record this version reads is an error (nothing is skipped silently); a write that
+    /// never finished is skipped and counted.
+    pub fn replay(
+        &self,
+        mark: Option<JournalMark>,
+        chunk: usize,
+        mut apply: impl FnMut(Vec<(AccessRecord, JournalMark)>, JournalMark) -> Result<(), String>,
+    ) -> Result<Replayed, String> {
+        use std::io::{BufRead, Seek};
         let current = self.current().generation;
         let from = mark.unwrap_or_default();
-        let mut out = Replay::default();
-        for generation in generations(&self.dir)? {
+        let mut out = Replayed::default();
+        let gens = generations(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        for generation in gens {
             if generation >= current || generation < from.generation {
                 continue;
             }
-            let start = if generation == from.generation {
+            let path = file_of(&self.dir, generation);
+            let failed = |e: io::Error| format!("{}: {e}", path.display());
+            let mut file = std::io::BufReader::new(File::open(&path).map_err(failed)?);
+            let mut offset = if generation == from.generation {
                 from.offset
             } else {
                 0
             };
-            let bytes = std::fs::read(file_of(&self.dir, generation))?;
-            let Some(body) = bytes.get(start as usize..) else {
-                continue;
-            };
-            // A line without its newline is a write that never finished: not a record.
-            let whole = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            for line in body[..whole].split(|&b| b == b'\n') {
-                if line.is_empty() {
+            file.seek(io::SeekFrom::Start(offset)).map_err(failed)?;
+            let mut records = Vec::new();
+            let mut moved = false;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = file.read_until(b'\n', &mut line).map_err(failed)?;
+                if n == 0 {
+                    break;
+                }
+                if line.last() != Some(&b'\n') {
+                    // The tail of a write that never finished.
+                    out.skipped += 1;
+                    break;
+                }
+                let at = offset;
+                offset += n as u64;
+                moved = true;
+                // A power cut can leave zeros where a write's data never reached the disk.
+                let body = &line[line.iter().take_while(|&&b| b == 0).count()..line.len() - 1];
+                if body.is_empty() {
+                    out.skipped += usize::from(n > 1);
                     continue;
                 }
-                match decode(line) {
-                    Some(r) => out.records.push(r),
-                    None => out.skipped += 1,
+                match decode(body) {
+                    Some(r) => records.push((r, JournalMark { generation, offset })),
+                    None => {
+                        return Err(format!(
+                            "{}: the line at byte {at} is not an access record this version reads; \
+                             move the file away to start without it",
+                            path.display()
+                        ));
+                    }
+                }
+                if records.len() >= chunk {
+                    let mark = JournalMark { generation, offset };
+                    out.records += records.len();
+                    apply(std::mem::take(&mut records), mark)?;
+                    out.mark = Some(mark);
+                    moved = false;
                 }
             }
-            out.skipped += usize::from(whole < body.len());
-            out.mark = Some(JournalMark {
-                generation,
-                offset: start + whole as u64,
-            });
+            if moved {
+                let mark = JournalMark { generation, offset };
+                out.records += records.len();
+                apply(records, mark)?;
+                out.mark = Some(mark);
+            }
         }
         Ok(out)
-    }
-
-    /// The journal's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Removes the journal (everything in it is in the store).
@@ -435,8 +525,7 @@ mod tests {
         std::io::Write::write_all(&mut file, torn).unwrap();
 
         let j = Journal::open(&d, Some(first)).unwrap();
-        let r = j.replay(Some(first)).unwrap();
-        let logins: Vec<_> = r.records.iter().map(|r| r.login.as_str()).collect();
+        let (logins, r) = replayed(&j, Some(first));
         assert_eq!(logins, ["two", "three"]);
         assert_eq!(r.skipped, 1);
         let end = r.mark.unwrap();
@@ -445,10 +534,10 @@ mod tests {
         let len = std::fs::metadata(file_of(&d, 1)).unwrap().len();
         assert_eq!(end.offset, len - torn.len() as u64);
         // Everything, from no mark.
-        assert_eq!(j.replay(None).unwrap().records.len(), 3);
+        assert_eq!(replayed(&j, None).1.records, 3);
         // Appends go to a new generation, which a replay does not read.
         assert_eq!(append(&j, &record("five")).generation, 2);
-        assert_eq!(j.replay(Some(end)).unwrap().records.len(), 0);
+        assert_eq!(replayed(&j, Some(end)).1.records, 0);
         drop(j);
         // A store mark ahead of the files (the folder was emptied): still after it.
         std::fs::remove_dir_all(&d).unwrap();
@@ -461,6 +550,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(append(&j, &record("six")).generation, 10);
+    }
+
+    /// What a replay from `mark` hands on (two records at a time: each chunk's mark is
+    /// the end of its last line).
+    fn replayed(j: &Journal, mark: Option<JournalMark>) -> (Vec<String>, Replayed) {
+        let mut logins = Vec::new();
+        let r = j
+            .replay(mark, 2, |chunk, end| {
+                assert!(chunk.len() <= 2);
+                assert_eq!(chunk.last().map(|(_, m)| *m), Some(end));
+                logins.extend(chunk.into_iter().map(|(r, _)| r.login));
+                Ok(())
+            })
+            .unwrap();
+        (logins, r)
+    }
+
+    /// A complete line this version cannot read stops the replay with the file and byte
+    /// named (nothing skipped silently); zeros a power cut left are skipped.
+    #[test]
+    fn an_unreadable_line_stops_the_replay_and_zeros_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("s.db-history");
+        let j = Journal::open(&d, None).unwrap();
+        append(&j, &record("one"));
+        j.append(&[0u8; 64], |_| {}).unwrap();
+        j.append(b"\n", |_| {}).unwrap();
+        append(&j, &record("two"));
+        drop(j);
+        let j = Journal::open(&d, None).unwrap();
+        let (logins, r) = replayed(&j, None);
+        assert_eq!(logins, ["one", "two"]);
+        assert_eq!(r.skipped, 1, "the zeros; an empty line is nothing");
+        drop(j);
+
+        let j = Journal::open(&d, None).unwrap();
+        let newer = encode(&record("three"));
+        let newer = String::from_utf8(newer)
+            .unwrap()
+            .replace("\"v\":1", "\"v\":2");
+        j.append(newer.as_bytes(), |_| {}).unwrap();
+        append(&j, &record("four"));
+        drop(j);
+        let j = Journal::open(&d, None).unwrap();
+        let e = j.replay(None, 10, |_, _| Ok(())).unwrap_err();
+        assert!(
+            e.contains("is not an access record this version reads"),
+            "{e}"
+        );
+        assert!(e.contains("0000000000000003.journal: the line at byte 0"), "{e}");
+        // The store's refusal stops it too, with its words.
+        let e = j.replay(None, 10, |_, _| Err("locked".into())).unwrap_err();
+        assert_eq!(e, "locked");
     }
 
     /// One process per journal: a second `serve` on the same store is refused.

@@ -181,6 +181,46 @@ enum Front {
     },
 }
 
+/// The history journal beside the SQLite store at `path`, locked, with the store's mark
+/// read once the lock is held (a process that had it has committed all it will). A store
+/// that has never taken a journal's records gets the mark before the journal's start,
+/// so a journal found holding records then belongs to another store and is refused.
+fn open_journal(
+    log: &mut dyn crate::store::AccessLog,
+    path: &std::path::Path,
+    sync: crate::store::HistorySync,
+) -> Result<crate::audit::history::WithJournal, crate::store::StoreError> {
+    use crate::audit::journal;
+    let dir = journal::dir_of(path);
+    let fail = |e: std::io::Error| {
+        crate::store::StoreError::permanent(format!("the history journal {}: {e}", dir.display()))
+    };
+    let locked = journal::Journal::lock(&dir).map_err(fail)?;
+    let mark = match log.journal_mark()? {
+        Some(mark) => mark,
+        None if locked.holds_records().map_err(fail)? => {
+            return Err(crate::store::StoreError::permanent(format!(
+                "the history journal {} holds records but this store has never taken any: \
+                 it belongs to another store; move it away",
+                dir.display()
+            )));
+        }
+        None => {
+            let first = crate::store::JournalMark::default();
+            log.append(&crate::store::HistoryBatch {
+                journal: Some(first),
+                ..crate::store::HistoryBatch::default()
+            })?;
+            first
+        }
+    };
+    Ok(crate::audit::history::WithJournal {
+        journal: locked.start(Some(mark)).map_err(fail)?,
+        mark: Some(mark),
+        keep: sync == crate::store::HistorySync::Journal,
+    })
+}
+
 impl Authenticator {
     /// An authenticator over the store at `store` (its own connections: principals,
     /// history writer, and — with `seal_key` — upstream secrets). Computes one dummy hash
@@ -215,19 +255,7 @@ impl Authenticator {
                 if sync == crate::store::HistorySync::Journal
                     || crate::audit::journal::dir_of(path).exists() =>
             {
-                let mark = log.journal_mark()?;
-                let dir = crate::audit::journal::dir_of(path);
-                let j = crate::audit::journal::Journal::open(&dir, mark).map_err(|e| {
-                    crate::store::StoreError::permanent(format!(
-                        "the history journal {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                Some(crate::audit::history::WithJournal {
-                    journal: j,
-                    mark,
-                    keep: sync == crate::store::HistorySync::Journal,
-                })
+                Some(open_journal(log.as_mut(), path, sync)?)
             }
             (crate::store::HistorySync::Journal, _) => {
                 return Err(crate::store::StoreError::permanent(
@@ -245,7 +273,7 @@ impl Authenticator {
                 settings.zone.clone(),
             ),
             journal,
-        );
+        )?;
         let mut fleet = store.open_shared_throttle()?;
         let key = match fleet.as_mut() {
             Some(f) => f.fleet_key()?,
@@ -857,6 +885,31 @@ mod tests {
     use crate::policy::{Period, Plan, Protocol};
 
     const ADDR: &str = "mario@pec.example.it";
+
+    /// A store that never took a journal's records starts one with a mark; a journal
+    /// that holds records such a store never took belongs to another store (this file
+    /// deleted and made again beside it) and is refused, not replayed into this one.
+    #[test]
+    fn a_journal_left_by_another_store_is_refused() {
+        use crate::store::{AccessLog, JournalMark, sqlite::SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let mut store = SqliteStore::open(&db).unwrap();
+        let w = open_journal(&mut store, &db, crate::store::HistorySync::Journal).unwrap();
+        assert_eq!(store.journal_mark().unwrap(), Some(JournalMark::default()));
+        w.journal.append(b"{}\n", |_| {}).unwrap();
+        drop(w);
+        drop(store);
+        for f in ["s.db", "s.db-wal", "s.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let mut fresh = SqliteStore::open(&db).unwrap();
+        let e = open_journal(&mut fresh, &db, crate::store::HistorySync::Normal)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("belongs to another store"), "{e}");
+        assert_eq!(fresh.journal_mark().unwrap(), None, "nothing taken");
+    }
 
     struct Fixture {
         _dir: tempfile::TempDir,

@@ -39,6 +39,7 @@ if [ "$SESSIONS" -gt "$fit" ]; then
   echo "# $SESSIONS sessions need $(( 2 * SESSIONS + 1000 )) for serve: running $fit instead"
   SESSIONS=$fit
 fi
+# Ports below the ephemeral range (32768-60999), where a client's source port can hold one.
 listeners=$(( (SESSIONS + 24999) / 25000 ))
 sources=$(( (SESSIONS + 3999) / 4000 ))
 
@@ -68,12 +69,12 @@ EOF
 [[listener]]
 name = "imaps$i"
 protocol = "imap"
-bind = "127.0.0.1:$(( 46000 + i ))"
+bind = "127.0.0.1:$(( 27000 + i ))"
 tls = "implicit"
 upstream = "u$i"
 [upstream.u$i]
 host = "127.0.0.1"
-port = $(( 46100 + i ))
+port = $(( 27100 + i ))
 tls = "none"
 login = { mode = "master", user = "sentinella", password_file = "master.pass" }
 EOF
@@ -87,14 +88,14 @@ for i in range(n):
 EOF
 "$BIN" --config "$s/config.toml" mailbox import "$s/users.passwd" > /dev/null
 
-up_args=(); for i in $(seq 0 $(( listeners - 1 ))); do up_args+=(--listen "127.0.0.1:$(( 46100 + i ))"); done
+up_args=(); for i in $(seq 0 $(( listeners - 1 ))); do up_args+=(--listen "127.0.0.1:$(( 27100 + i ))"); done
 "$LOADGEN" upstream "${up_args[@]}" --duration 3600 & PIDS+=($!)
 RUST_LOG=warn "$BIN" --config "$s/config.toml" serve 2>"$s/serve.log" & SPID=$!
 PIDS+=("$SPID")
-wait_port 46000
+wait_port 27000
 CERT=$s/certs/sentinella.crt
-also=(); for i in $(seq 1 $(( listeners - 1 ))); do also+=(--also "127.0.0.1:$(( 46000 + i ))"); done
-lg() { "$LOADGEN" idle --addr 127.0.0.1:46000 "${also[@]}" --cafile "$CERT" --user 'user{i}@pec.example.it' \
+also=(); for i in $(seq 1 $(( listeners - 1 ))); do also+=(--also "127.0.0.1:$(( 27000 + i ))"); done
+lg() { "$LOADGEN" idle --addr 127.0.0.1:27000 "${also[@]}" --cafile "$CERT" --user 'user{i}@pec.example.it' \
         --password "$PW" --spread "$MAILBOXES" --sources "$sources" --imap-idle "$@"; }
 
 # Every mailbox logs in once (its hash is verified once, then cached), so the figure is

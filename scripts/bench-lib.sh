@@ -20,7 +20,7 @@ trap "exit 143" INT TERM
 ulimit -n "$(ulimit -Hn)"
 PW=Scale-passw0rd
 MASTER_PW=scale-master-pw
-UP=${UP:-35143}
+UP=${UP:-25143}
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }

@@ -43,10 +43,11 @@ USER_ADDR=mario.rossi@pec.example.it
 PW=Bench-passw0rd
 MASTER_PW=bench-master-pw
 
-# Ports: a = 2xxxx, b = 3xxxx, sentinella = 4xxxx.
+# Ports: a = 21xxx, b = 31xxx, sentinella = 24xxx — all below the ephemeral range
+# (32768-60999), where a client's source port left in TIME-WAIT can hold one.
 A_IMAPS=21993; A_POP3S=21995; A_SMTPS=21465
 B_IMAPS=31993; B_POP3S=31995; B_SMTPS=31465; B_IMAP=31143; B_POP3=31110; B_SUB=31587
-S_IMAPS=41993; S_POP3S=41995; S_SMTPS=41465
+S_IMAPS=24993; S_POP3S=24995; S_SMTPS=24465
 SINK=32025
 
 # --- Sentinella first: its first run writes the certificate everyone uses. -----------

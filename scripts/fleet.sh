@@ -31,7 +31,7 @@ start_dovecot
 
 # --- PostgreSQL -------------------------------------------------------------------------
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-PGPORT=45432
+PGPORT=25432
 PG_DATA=$W/pg/data
 mkdir -p "$W/pg"; chown postgres:postgres "$W/pg"
 echo "bench-pg-pw" > "$W/pg/pw"; chown postgres "$W/pg/pw"; cp "$W/pg/pw" "$W/pg.pass"
@@ -56,7 +56,7 @@ password_file = \"$W/pg.pass\"
 key_file = \"$W/shared.key\""
 
 # --- Stores: the same mailboxes, imported into SQLite and into PostgreSQL --------------
-mkdir -p "$W/hash"; config "$W/hash" 45990
+mkdir -p "$W/hash"; config "$W/hash" 25990
 echo "$PW" | "$BIN" --config "$W/hash/config.toml" mailbox add seed@pec.example.it --password-stdin >/dev/null
 HASH=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select password_hash from logins\").fetchone()[0])" "$W/hash/sentinella.db")
 python3 - "$MAILBOXES" "$HASH" > "$W/users.passwd" <<'EOF'
@@ -66,9 +66,9 @@ for i in range(n):
     sys.stdout.write(f"user{i}@pec.example.it:{{ARGON2ID}}{h}:1000:1000::/var/mail/user{i}::\n")
 EOF
 mkdir -p "$W/lite" "$W/a" "$W/b"
-config "$W/lite" 45991
-config "$W/a" 45992 "$PGSTORE"
-config "$W/b" 45993 "$PGSTORE"
+config "$W/lite" 25991
+config "$W/a" 25992 "$PGSTORE"
+config "$W/b" 25993 "$PGSTORE"
 "$BIN" --config "$W/lite/config.toml" mailbox import "$W/users.passwd" >/dev/null
 "$BIN" --config "$W/a/config.toml" mailbox import "$W/users.passwd" >/dev/null
 # Node B uses node A's certificate (one name behind a balancer).
@@ -76,14 +76,14 @@ start_node() { # dir port
   RUST_LOG=warn "$BIN" --config "$1/config.toml" serve 2>"$1/serve.log" & PIDS+=($!)
   wait_port "$2"
 }
-start_node "$W/lite" 45991; LITE=${PIDS[-1]}
-start_node "$W/a" 45992; A=${PIDS[-1]}
+start_node "$W/lite" 25991; LITE=${PIDS[-1]}
+start_node "$W/a" 25992; A=${PIDS[-1]}
 mkdir -p "$W/b/certs"; cp "$W/a/certs/"* "$W/b/certs/"
-start_node "$W/b" 45993; B=${PIDS[-1]}
+start_node "$W/b" 25993; B=${PIDS[-1]}
 CERT=$W/a/certs/sentinella.crt
 lg() { # port concurrency duration
   local cert=$CERT
-  [ "$1" = 45991 ] && cert=$W/lite/certs/sentinella.crt
+  [ "$1" = 25991 ] && cert=$W/lite/certs/sentinella.crt
   "$LOADGEN" run --addr "127.0.0.1:$1" --cafile "$cert" --user 'user{i}@pec.example.it' \
     --password "$PW" --protocol imap --spread "$SET" --concurrency "$2" --duration "$3"
 }
@@ -92,9 +92,9 @@ field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'
 echo "# Sentinella fleet benchmarks, $(date -u +%FT%TZ), $(nproc) cores, runs of ${DURATION}s, $MAILBOXES mailboxes, working set $SET"
 
 # --- One node on SQLite ------------------------------------------------------------------
-lg 45991 8 $(( SET / 70 + 5 )) >/dev/null
+lg 25991 8 $(( SET / 70 + 5 )) >/dev/null
 c0=$(cpu_s $LITE)
-out=$(lg 45991 8 "$DURATION")
+out=$(lg 25991 8 "$DURATION")
 c1=$(cpu_s $LITE)
 n=$(echo "$out" | field accepted); rate=$(echo "$out" | field logins_per_s)
 printf 'sqlite, 1 node, c=8:       logins/s %7s  proxy CPU/1000 logins %ss\n' "$rate" \
@@ -102,10 +102,10 @@ printf 'sqlite, 1 node, c=8:       logins/s %7s  proxy CPU/1000 logins %ss\n' "$
 kill -TERM $LITE
 
 # --- Two nodes on PostgreSQL -------------------------------------------------------------
-lg 45992 4 $(( SET / 70 + 5 )) >/dev/null & w=$!; lg 45993 4 $(( SET / 70 + 5 )) >/dev/null; wait $w
+lg 25992 4 $(( SET / 70 + 5 )) >/dev/null & w=$!; lg 25993 4 $(( SET / 70 + 5 )) >/dev/null; wait $w
 psql_ "SELECT pg_stat_statements_reset()" >/dev/null
 ca0=$(cpu_s $A); cb0=$(cpu_s $B); cp0=$(pg_cpu_s)
-lg 45992 4 "$DURATION" > "$W/ra.json" & w=$!; lg 45993 4 "$DURATION" > "$W/rb.json"; wait $w
+lg 25992 4 "$DURATION" > "$W/ra.json" & w=$!; lg 25993 4 "$DURATION" > "$W/rb.json"; wait $w
 ca1=$(cpu_s $A); cb1=$(cpu_s $B); cp1=$(pg_cpu_s)
 na=$(field accepted < "$W/ra.json"); nb=$(field accepted < "$W/rb.json")
 ra=$(field logins_per_s < "$W/ra.json"); rb=$(field logins_per_s < "$W/rb.json")
@@ -120,7 +120,7 @@ psql_ "SELECT to_char(calls::numeric / $n, 'FM990.000') || '  ' || left(regexp_r
        FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 8" | sed 's/^/  /'
 
 # --- Change to refusal across nodes ------------------------------------------------------
-python3 - "$BIN" "$W/a/config.toml" 45993 "$CERT" "$PW" "$CHANGES" <<'EOF'
+python3 - "$BIN" "$W/a/config.toml" 25993 "$CERT" "$PW" "$CHANGES" <<'EOF'
 import imaplib, socket, ssl, subprocess, sys, time
 bin_, cfg, port, cert, pw, changes = sys.argv[1:]
 ctx = ssl.create_default_context(cafile=cert); ctx.check_hostname = False

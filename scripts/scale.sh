@@ -27,7 +27,7 @@ LOADGEN=$PWD/target/release/sentinella-loadgen
 W_PREFIX=sentinella-scale
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-PORT=45993
+PORT=28993
 start_dovecot
 
 # One argon2id hash at that cost, made by Sentinella itself in a scratch store.

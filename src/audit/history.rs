@@ -833,5 +833,4 @@ mod tests {
         assert_eq!(stored(&db), ["b", "trip"]);
         drop(w);
     }
-
 }

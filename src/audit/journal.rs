@@ -599,7 +599,10 @@ mod tests {
             e.contains("is not an access record this version reads"),
             "{e}"
         );
-        assert!(e.contains("0000000000000003.journal: the line at byte 0"), "{e}");
+        assert!(
+            e.contains("0000000000000003.journal: the line at byte 0"),
+            "{e}"
+        );
         // The store's refusal stops it too, with its words.
         let e = j.replay(None, 10, |_, _| Err("locked".into())).unwrap_err();
         assert_eq!(e, "locked");

@@ -249,24 +249,7 @@ fn write_loop(
                 store_failing.store(true, Ordering::Relaxed);
                 let excess = pending.records.len().saturating_sub(KEEP);
                 if excess > 0 {
-                    // A journaled record stays: the mark must never pass a dropped one
-                    // (and there are few: the journal stopped taking them).
-                    let mut left = excess;
-                    let mut kept = Vec::with_capacity(marks.len());
-                    let mut i = 0;
-                    pending.records.retain(|_| {
-                        let m = marks[i];
-                        i += 1;
-                        if left > 0 && m.is_none() {
-                            left -= 1;
-                            false
-                        } else {
-                            kept.push(m);
-                            true
-                        }
-                    });
-                    marks = kept;
-                    let dropped = excess - left;
+                    let dropped = drop_oldest(&mut pending.records, &mut marks, excess);
                     METRICS
                         .history_dropped
                         .fetch_add(dropped as u64, Ordering::Relaxed);
@@ -287,6 +270,33 @@ fn write_loop(
             let _ = ack.send(ok);
         }
     }
+}
+
+/// Drops up to `excess` of the oldest `records` that are not journaled (their `marks`
+/// none), keeping `marks` aligned; returns how many went. A journaled record stays: the
+/// journal's mark must never pass a dropped one (and there are few: logins stop using
+/// the journal while the store refuses).
+fn drop_oldest(
+    records: &mut Vec<AccessRecord>,
+    marks: &mut Vec<Option<JournalMark>>,
+    excess: usize,
+) -> usize {
+    let mut left = excess;
+    let mut kept = Vec::with_capacity(marks.len());
+    let mut i = 0;
+    records.retain(|_| {
+        let m = marks.get(i).copied().flatten();
+        i += 1;
+        if left > 0 && m.is_none() {
+            left -= 1;
+            false
+        } else {
+            kept.push(m);
+            true
+        }
+    });
+    *marks = kept;
+    excess - left
 }
 
 /// Records a replay hands to the store at a time.
@@ -832,5 +842,28 @@ mod tests {
         let (w, _) = tokio::task::block_in_place(|| journaled(&db, false, true));
         assert_eq!(stored(&db), ["b", "trip"]);
         drop(w);
+    }
+
+    /// Past KEEP during an outage, the oldest records not journaled go first; journaled
+    /// ones stay (the mark committed later must not pass a dropped one), and the marks
+    /// stay aligned with the records.
+    #[test]
+    fn an_outage_drops_the_oldest_records_not_journaled() {
+        let mark = |offset| {
+            Some(JournalMark {
+                generation: 1,
+                offset,
+            })
+        };
+        let mut records: Vec<_> = ["j1", "a", "j2", "b", "c"].map(record).into();
+        let mut marks = vec![mark(10), None, mark(20), None, None];
+        assert_eq!(drop_oldest(&mut records, &mut marks, 2), 2);
+        let left: Vec<_> = records.iter().map(|r| r.login.as_str()).collect();
+        assert_eq!(left, ["j1", "j2", "c"]);
+        assert_eq!(marks, [mark(10), mark(20), None]);
+        // Only journaled ones left besides "c": one goes, however many are asked for.
+        assert_eq!(drop_oldest(&mut records, &mut marks, 5), 1);
+        assert_eq!(records.len(), 2);
+        assert_eq!(marks, [mark(10), mark(20)]);
     }
 }

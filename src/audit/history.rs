@@ -579,7 +579,7 @@ impl HistoryWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -624,7 +624,8 @@ mod tests {
         }
     }
 
-    fn record(login: &str) -> AccessRecord {
+    /// A refused IMAP login by `login`, now (the journal's tests use it too).
+    pub(in crate::audit) fn record(login: &str) -> AccessRecord {
         AccessRecord {
             at: crate::clock::now(),
             listener: "imaps".into(),

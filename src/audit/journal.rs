@@ -445,27 +445,9 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::history::tests::record;
+    use crate::policy::ProtocolSet;
     use crate::policy::login::{AccessResult, CredentialKind};
-    use crate::policy::names::Channel;
-    use crate::policy::{Protocol, ProtocolSet};
-
-    fn record(login: &str) -> AccessRecord {
-        AccessRecord {
-            at: "2026-12-06T10:00:00.25Z".parse().unwrap(),
-            listener: "imaps".into(),
-            protocol: Channel::from(Protocol::Imap),
-            client: "192.0.2.7".into(),
-            login: login.into(),
-            address: None,
-            unresolved: None,
-            mailbox_id: None,
-            software: None,
-            credential: CredentialKind::Unknown,
-            app_password: None,
-            result: AccessResult::Refused,
-            reason: None,
-        }
-    }
 
     /// Every field the store writes comes back from a line, odd characters included, and
     /// the line is one line.

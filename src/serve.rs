@@ -17,6 +17,7 @@ use crate::auth::{Authenticator, PasswordHasher};
 use crate::config::{Config, Limits, UpstreamLogin};
 use crate::live::{Live, live};
 use crate::net::TlsMode;
+use crate::proxy::cores::Cores;
 use crate::proxy::tls::{self, Certificates, HTTP};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{ListenerRuntime, Shared, accept_loop};
@@ -295,8 +296,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             stop_rx.clone(),
         ));
     }
+    // The mail sessions run on a thread per core (`proxy::cores`), each listener bound
+    // once per thread.
+    let cores = Cores::start()
+        .map_err(|e| ServeError::Setup(format!("cannot start the session threads: {e}")))?;
     for l in &config.listeners {
-        let socket = TcpListener::bind(l.bind).await.map_err(|e| {
+        let sockets = cores.bind(l.bind).map_err(|e| {
             ServeError::Setup(format!(
                 "listener {:?}: cannot listen on {}: {e}",
                 l.name, l.bind
@@ -308,14 +313,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             tls: Arc::clone(&running.certificates.by_alpn[l.protocol.as_str()]),
             upstream: Arc::clone(&upstreams[&l.upstream]),
         });
-        loops.push(tokio::spawn(accept_loop(
-            socket,
-            runtime,
-            Arc::clone(&shared),
-            Arc::clone(&permits),
-            Arc::clone(&running.per_address),
-            stop_rx.clone(),
-        )));
+        for (socket, core) in sockets.into_iter().zip(cores.handles()) {
+            loops.push(core.spawn(accept_loop(
+                socket,
+                Arc::clone(&runtime),
+                Arc::clone(&shared),
+                Arc::clone(&permits),
+                Arc::clone(&running.per_address),
+                stop_rx.clone(),
+            )));
+        }
     }
 
     if let Some(addr) = config.admin.bind {
@@ -356,6 +363,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             "grace period over; closing open sessions"
         ),
     }
+    cores.finish().await;
     Ok(())
 }
 

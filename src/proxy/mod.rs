@@ -4,6 +4,8 @@
 //! - [`stream`]: a connection that is plain TCP or TLS.
 //! - [`upstream`]: connecting and logging in to the upstream as the mailbox.
 //! - [`session`]: one client connection from greeting to relay.
+//! - [`cores`]: a single-threaded runtime per core; each mail listener is bound once per
+//!   thread and a session stays on the thread that accepted it.
 //! - [`relay`]: bytes both ways after login, with the protocol's idle timeout; holds no
 //!   buffer while waiting; on stop, ends at the session's next quiet moment.
 //!
@@ -19,6 +21,7 @@
 //! `limits.shutdown_grace`.
 
 pub(crate) mod admin;
+pub mod cores;
 pub mod relay;
 pub mod session;
 pub mod settings;

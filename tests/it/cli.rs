@@ -917,3 +917,41 @@ fn with_the_journal_a_crash_loses_no_acknowledged_login_and_repeats_none() {
     p.run();
     assert_eq!(accepted_imap_logins(&p), answered + more);
 }
+
+/// The mail listeners are bound once per session thread (`SO_REUSEPORT`); a second
+/// `serve` given the same addresses must still fail to start, not join the group and
+/// take part of the connections. The first keeps serving every login.
+#[test]
+fn a_second_serve_on_the_same_addresses_is_refused() {
+    let rig = common::rig::rig("");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_sentinella"))
+        .arg("--config")
+        .arg(rig.proxy.config())
+        .arg("serve")
+        .current_dir(rig.proxy.config().parent().unwrap())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second serve started on the same addresses");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen on 127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    // Every login still reaches the first one (none goes to a half-started second).
+    assert_eq!(twelve_logins(&rig.proxy), 12);
+    assert_eq!(accepted_imap_logins(&rig.proxy), 12);
+}

@@ -26,8 +26,9 @@
 //! - `audit`: the group-committed access-history writer and its journal.
 //! - [`protocol`]: sans-I/O front ends (IMAP, POP3, SMTP submission) and SASL decoding;
 //!   public so the fuzz targets can drive them.
-//! - `proxy`: its settings (limits, listeners, upstreams), accept loops, TLS, sessions,
-//!   upstream login, relay.
+//! - `proxy`: its settings (limits, listeners, upstreams), the session threads (a
+//!   runtime per core, each listener bound once per thread), accept loops, TLS,
+//!   sessions, upstream login, relay.
 //! - `admission`: what every listener (mail and HTTP) does before serving a connection:
 //!   accept with back-off, connections counted per client network.
 //! - `service`: the service manager's notify protocol (READY / RELOADING / STOPPING).

@@ -82,6 +82,20 @@ pub(crate) async fn accept_loop(
             tracing::warn!(listener = %listener.config.name, %peer, "connection limit reached; connection dropped");
             continue;
         };
+        let slot = if behind_balancer {
+            None
+        } else {
+            // Refused here, before a task, a handshake or any other system call: under a
+            // brute-force attack the proxy spends an accept and a close per attempt —
+            // then lets its sessions run before the next one (a session thread also
+            // serves the sessions it accepted).
+            let Some(slot) = admit(&listener, &shared, &per_address, peer) else {
+                drop(tcp);
+                tokio::task::yield_now().await;
+                continue;
+            };
+            Some(slot)
+        };
         let _ = tcp.set_nodelay(true);
         let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let connected = tcp.local_addr().unwrap_or(listener.config.bind);
@@ -94,12 +108,7 @@ pub(crate) async fn accept_loop(
             Arc::clone(&shared),
             Arc::clone(&per_address),
         );
-        if !behind_balancer {
-            // Refused here, before a task or a handshake: under a brute-force attack the
-            // proxy spends an accept and a close per attempt.
-            let Some(slot) = admit(&l, &s, &a, peer) else {
-                continue;
-            };
+        if let Some(slot) = slot {
             let span = tracing::info_span!("conn", id, listener = %l.config.name, %peer);
             tokio::spawn(
                 async move {

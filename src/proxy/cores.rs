@@ -9,7 +9,9 @@
 //!
 //! A group of `SO_REUSEPORT` sockets would let a second process of the same user join it
 //! and take half the connections without a word, so the address is first bound alone
-//! ([`bind`]): a second `serve` on the same address still fails with "address in use".
+//! ([`Cores::bind`]): a second `serve` on the same address still fails with "address in
+//! use". (A program of the same user that sets `SO_REUSEPORT` itself could still join;
+//! the kernel refuses other users. The same user can read the store and the keys anyway.)
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -163,4 +163,27 @@ mod tests {
         );
         cores.finish().await;
     }
+
+    #[tokio::test]
+    async fn an_ipv6_address_is_bound_once_per_thread_too() {
+        let cores = Cores::with(2).unwrap();
+        let listeners = cores.bind("[::1]:0".parse().unwrap()).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        assert!(addr.is_ipv6());
+        assert!(listeners.iter().all(|l| l.local_addr().unwrap() == addr));
+        let again = cores.bind(addr).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AddrInUse, "{again}");
+        for (l, h) in listeners.into_iter().zip(cores.handles()) {
+            h.spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    let _ = s.write_all(b"ok").await;
+                }
+            });
+        }
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "ok");
+        cores.finish().await;
+    }
 }

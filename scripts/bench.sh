@@ -16,7 +16,8 @@
 # (handshake + greeting only). nginx's auth_http is a location on the same nginx that
 # answers Auth-Status OK (its cost is in nginx's figure, as it would be in production).
 #
-# HISTORY_SYNC=normal|full|journal sets Sentinella's [store] history_sync (default normal).
+# HISTORY_SYNC=normal|full|journal sets Sentinella's [store] history_sync (default normal);
+# RUNTIME_SESSIONS=per-core|shared its [runtime] sessions (default per-core).
 # SERVE_ENV="NAME=value …" adds environment to Sentinella's serve (e.g. RUST_LOG=info
 # to price the log lines, TOKIO_WORKER_THREADS=1).
 set -euo pipefail
@@ -25,6 +26,7 @@ DURATION=${DURATION:-10}
 ONLY=${ONLY:-all}
 SESSIONS=${SESSIONS:-5000}
 HISTORY_SYNC=${HISTORY_SYNC:-normal}
+RUNTIME_SESSIONS=${RUNTIME_SESSIONS:-per-core}
 
 cargo build --release --quiet
 BIN=${SENTINELLA_BIN:-$PWD/target/release/sentinella}  # another build to measure: SENTINELLA_BIN
@@ -57,6 +59,8 @@ cat > "$W/s/config.toml" <<EOF
 [store]
 path = "sentinella.db"
 history_sync = "$HISTORY_SYNC"
+[runtime]
+sessions = "$RUNTIME_SESSIONS"
 [limits]
 max_connections = 20000
 preauth_timeout = "120s"

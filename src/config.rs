@@ -92,6 +92,9 @@ pub struct Config {
     /// `[log]`: how `serve` writes its log.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[runtime]`: how `serve` runs the mail sessions on the machine's cores.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     /// `[admin]`: metrics and health checks.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -252,6 +255,29 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line.
     Json,
+}
+
+/// `[runtime]`: how `serve` runs the mail sessions on the machine's cores (a restart
+/// applies a change).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `per-core` (default) or `shared`.
+    #[serde(default)]
+    pub sessions: SessionThreads,
+}
+
+/// Where the mail sessions run (`proxy::cores`; BENCHMARKS §7 measures both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionThreads {
+    /// One single-threaded runtime per core, each listener bound once per thread; a
+    /// session stays on the thread that accepted it: the least CPU per login.
+    #[default]
+    PerCore,
+    /// The multi-threaded, work-stealing runtime: any thread runs any session — steadier
+    /// under a flood when the proxy shares its cores with other busy programs.
+    Shared,
 }
 
 /// `[api]`: the operator's HTTP API, `/api/v1/`, on the web page's listener and, with
@@ -1163,6 +1189,17 @@ mod tests {
     }
 
     #[test]
+    fn sessions_run_per_core_unless_shared_is_asked() {
+        assert_eq!(parse("").unwrap().runtime.sessions, SessionThreads::PerCore);
+        let c = parse("[runtime]\nsessions = \"shared\"\n").unwrap();
+        assert_eq!(c.runtime.sessions, SessionThreads::Shared);
+        let e = parse("[runtime]\nsessions = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("per-core") && e.contains("shared"), "{e}");
+    }
+
+    #[test]
     fn the_admin_listener_is_loopback_only() {
         assert!(parse("[admin]\nbind = \"127.0.0.1:9463\"\n").is_ok());
         assert!(parse("[admin]\nbind = \"[::1]:9463\"\n").is_ok());
@@ -1192,6 +1229,7 @@ mod tests {
             ("iterations = 2", "iterations = 3"),
             ("127.0.0.1:10993", "127.0.0.1:20993"),
             ("[auth]\n", "[auth]\nprincipal_entries = 1234\n"),
+            ("sessions = \"per-core\"", "sessions = \"shared\""),
         ]
         .iter()
         .fold(text.to_owned(), |t, (from, to)| {
@@ -1208,7 +1246,8 @@ mod tests {
                 "auth.principal_entries",
                 "limits.max_connections",
                 "listener",
-                "policy.timezone"
+                "policy.timezone",
+                "runtime.sessions"
             ]
         );
         // Taken: the safe settings.

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::admission::PerAddress;
 use crate::auth::{Authenticator, PasswordHasher};
-use crate::config::{Config, Limits, UpstreamLogin};
+use crate::config::{Config, Limits, SessionThreads, UpstreamLogin};
 use crate::live::{Live, live};
 use crate::net::TlsMode;
 use crate::proxy::cores::Cores;
@@ -297,24 +297,41 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         ));
     }
     // The mail sessions run on a thread per core (`proxy::cores`), each listener bound
-    // once per thread.
-    let cores = Cores::start()
-        .map_err(|e| ServeError::Setup(format!("cannot start the session threads: {e}")))?;
+    // once per thread, or on this runtime (`[runtime] sessions = "shared"`).
+    let cores = match config.runtime.sessions {
+        SessionThreads::PerCore => Some(
+            Cores::start()
+                .map_err(|e| ServeError::Setup(format!("cannot start the session threads: {e}")))?,
+        ),
+        SessionThreads::Shared => None,
+    };
     for l in &config.listeners {
-        let sockets = cores.bind(l.bind).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             ServeError::Setup(format!(
                 "listener {:?}: cannot listen on {}: {e}",
                 l.name, l.bind
             ))
-        })?;
-        tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, "listening");
+        };
+        let sockets: Vec<(TcpListener, tokio::runtime::Handle)> = match &cores {
+            Some(cores) => cores
+                .bind(l.bind)
+                .map_err(cannot)?
+                .into_iter()
+                .zip(cores.handles().cloned())
+                .collect(),
+            None => vec![(
+                TcpListener::bind(l.bind).await.map_err(cannot)?,
+                tokio::runtime::Handle::current(),
+            )],
+        };
+        tracing::info!(listener = %l.name, address = %l.bind, protocol = %l.protocol, tls = ?l.tls, archive = l.archive, threads = sockets.len(), "listening");
         let runtime = Arc::new(ListenerRuntime {
             config: l.clone(),
             tls: Arc::clone(&running.certificates.by_alpn[l.protocol.as_str()]),
             upstream: Arc::clone(&upstreams[&l.upstream]),
         });
-        for (socket, core) in sockets.into_iter().zip(cores.handles()) {
-            loops.push(core.spawn(accept_loop(
+        for (socket, thread) in sockets {
+            loops.push(thread.spawn(accept_loop(
                 socket,
                 Arc::clone(&runtime),
                 Arc::clone(&shared),
@@ -363,7 +380,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             "grace period over; closing open sessions"
         ),
     }
-    cores.finish().await;
+    if let Some(cores) = cores {
+        cores.finish().await;
+    }
     Ok(())
 }
 

@@ -955,3 +955,40 @@ fn a_second_serve_on_the_same_addresses_is_refused() {
     assert_eq!(twelve_logins(&rig.proxy), 12);
     assert_eq!(accepted_imap_logins(&rig.proxy), 12);
 }
+
+/// `[runtime] sessions`: per core (the default) the mail sessions run on "session-N"
+/// threads; `shared` runs them on the multi-threaded runtime, with no such thread. A
+/// login goes through either way.
+#[test]
+fn sessions_run_on_a_thread_per_core_unless_shared_is_configured() {
+    let mailbox = common::servers::Dovecot::start(&[(common::rig::ADDR, common::rig::UPSTREAM_PW)]);
+    let archive = common::servers::Dovecot::start(&[(common::rig::ADDR, common::rig::UPSTREAM_PW)]);
+    for (setting, per_core) in [("", true), ("\n[runtime]\nsessions = \"shared\"\n", false)] {
+        let mut p = common::servers::Proxy::configure(&mailbox, &archive, "", "");
+        let mut text = std::fs::read_to_string(p.config()).unwrap();
+        text.push_str(setting);
+        std::fs::write(p.config(), text).unwrap();
+        p.run();
+        p.ok(
+            &["mailbox", "add", common::rig::ADDR, "--password-stdin"],
+            Some(common::rig::MAIN),
+        );
+        assert!(common::rig::imaps_login(
+            &p,
+            common::rig::ADDR,
+            common::rig::MAIN
+        ));
+        let pid = p.pid().unwrap();
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert_eq!(
+            threads.iter().any(|t| t.starts_with("session-")),
+            per_core,
+            "{setting:?}: {threads:?}"
+        );
+        assert_eq!(p.stop(), Some(0), "{}", p.log());
+    }
+}

@@ -5,7 +5,8 @@
 //! - [`upstream`]: connecting and logging in to the upstream as the mailbox.
 //! - [`session`]: one client connection from greeting to relay.
 //! - [`cores`]: a single-threaded runtime per core; each mail listener is bound once per
-//!   thread and a session stays on the thread that accepted it.
+//!   thread and a session stays on the thread that accepted it (unless `[runtime]
+//!   sessions = "shared"`: then one socket and the multi-threaded runtime).
 //! - [`relay`]: bytes both ways after login, with the protocol's idle timeout; holds no
 //!   buffer while waiting; on stop, ends at the session's next quiet moment.
 //!

@@ -41,7 +41,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
@@ -170,13 +170,39 @@ where
             Ok::<_, Infallible>(res.map(|body| Body::new(Answered { body, clock })))
         }
     });
-    hyper::server::conn::http1::Builder::new()
+    let parts = hyper::server::conn::http1::Builder::new()
         // Off: its clock runs from one response to the next head ([`Timed`] instead).
         .header_read_timeout(None)
         .max_buf_size(MAX_BUF)
         .serve_connection(TokioIo::new(io), service)
+        .without_shutdown()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    linger(parts.io.into_inner()).await;
+    Ok(())
+}
+
+/// How long, and how much, a closing connection is read and discarded ([`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 1024 * 1024;
+
+/// Closes a connection whose last response is written: our side first (TLS
+/// `close_notify`, TCP FIN), then whatever the client still sends is read and discarded
+/// until it closes too — for at most [`LINGER`] and [`LINGER_BYTES`]. A request body
+/// refused unread (too large: 400 or 413 on its `Content-Length`) is still on its way;
+/// closing with it unread makes the kernel reset the connection, and a client still
+/// sending (Python's `http.client`, Outlook) then loses the answer it was about to read.
+/// nginx's `lingering_close` does the same.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    use tokio::io::AsyncWriteExt;
+    let drain = async {
+        io.shutdown().await.ok()?;
+        let mut discard = tokio::io::sink();
+        tokio::io::copy(&mut (&mut io).take(LINGER_BYTES), &mut discard)
+            .await
+            .ok()
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Where a connection is between requests, and so what it must do by when.
@@ -468,6 +494,19 @@ mod tests {
         Router::new()
             .route("/", get(|| async { "ok" }))
             .route("/echo", post(|body: String| async move { body }))
+            // Refuses a body over 16 bytes on its Content-Length, unread.
+            .route(
+                "/small",
+                post(
+                    |body: Result<Bytes, axum::extract::rejection::BytesRejection>| async move {
+                        match body {
+                            Ok(_) => StatusCode::OK,
+                            Err(_) => StatusCode::BAD_REQUEST,
+                        }
+                    },
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(16)),
+            )
             .layer(middleware::from_fn_with_state(limits().body, body_deadline))
     }
 
@@ -591,6 +630,57 @@ mod tests {
         );
         c.write_all(GET).await.unwrap();
         assert!(response(&mut c).await.unwrap().starts_with("HTTP/1.1 200"));
+    }
+
+    /// A request head announcing 100,000 bytes to `/small`, and the first 1,000 of them.
+    async fn too_large(c: &mut DuplexStream) {
+        c.write_all(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
+            .await
+            .unwrap();
+        c.write_all(&[b'x'; 1000]).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_refused_unread_is_drained_so_the_client_can_finish_and_read_the_answer() {
+        let mut c = connect();
+        too_large(&mut c).await;
+        let got = response(&mut c).await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        // The rest of the body still goes through (closed unread, the writes would fail:
+        // over TCP, the kernel's reset can take the answer with it), then the close.
+        c.write_all(&[b'x'; 99_000]).await.unwrap();
+        assert!(closed(&mut c).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_is_bounded_in_time_and_in_bytes() {
+        // A client that keeps sending slowly is cut after LINGER...
+        let mut c = connect();
+        too_large(&mut c).await;
+        assert!(response(&mut c).await.unwrap().starts_with("HTTP/1.1 400"));
+        let start = Instant::now();
+        while c.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                start.elapsed() < 10 * SECOND,
+                "still read after {:?}",
+                start.elapsed()
+            );
+        }
+        let cut = start.elapsed();
+        assert!(cut >= LINGER && cut < LINGER + SECOND, "cut at {cut:?}");
+        // ...and one that floods after LINGER_BYTES, with no time passing.
+        let mut c = connect();
+        too_large(&mut c).await;
+        assert!(response(&mut c).await.unwrap().starts_with("HTTP/1.1 400"));
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while c.write_all(&[b'x'; 4096]).await.is_ok() {
+            sent += 4096;
+            assert!(sent < 4 * LINGER_BYTES, "{sent} bytes read");
+        }
+        assert!(sent >= LINGER_BYTES / 2, "cut after {sent} bytes");
+        assert!(start.elapsed() < LINGER, "{:?}", start.elapsed());
     }
 
     #[tokio::test]

@@ -88,6 +88,10 @@ enum Cmd {
         /// compared with).
         #[arg(long)]
         greeting_only: bool,
+        /// Start attempts at this pace in all (per second), not as fast as the clients
+        /// can: the floor measured at a login's own rate. 0 = as fast as they can.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// FETCH one message (UID 1 of INBOX) repeatedly; reports MB/s.
     Fetch {
@@ -548,6 +552,8 @@ struct Mode {
     wrong: bool,
     spread: u64,
     greeting_only: bool,
+    /// Attempts started per second in all (0: no pacing).
+    rate: f64,
 }
 
 async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mode: Mode) {
@@ -556,6 +562,7 @@ async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mo
         wrong,
         spread,
         greeting_only,
+        rate,
     } = mode;
     let config = tls_config(&target.cafile);
     let deadline = Instant::now() + Duration::from_secs(duration.min(600));
@@ -573,6 +580,13 @@ async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mo
             });
             while Instant::now() < deadline {
                 let attempt = counter.fetch_add(1, Ordering::Relaxed);
+                if rate > 0.0 {
+                    let at = start + Duration::from_secs_f64(attempt as f64 / rate);
+                    if at >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 let password = if wrong {
                     format!("wrong-{worker}-{attempt}")
                 } else {
@@ -978,6 +992,7 @@ fn main() {
                 wrong,
                 spread,
                 greeting_only,
+                rate,
             } => {
                 loopback(target.addr.ip()).unwrap();
                 let mode = Mode {
@@ -985,6 +1000,7 @@ fn main() {
                     wrong,
                     spread,
                     greeting_only,
+                    rate,
                 };
                 run(target, protocol, concurrency, duration, mode).await;
             }

@@ -121,6 +121,10 @@ enum Cmd {
         /// Bind sessions to this many source addresses 127.0.N.M in turn.
         #[arg(long, default_value_t = 0)]
         sources: u32,
+        /// Skip this many source addresses first (so as not to reuse the addresses an
+        /// attack run has got blocked).
+        #[arg(long, default_value_t = 0)]
+        first_source: u32,
         /// Log in as this many users in turn (`{i}` in --user).
         #[arg(long, default_value_t = 0)]
         spread: u64,
@@ -556,6 +560,13 @@ struct Mode {
     rate: f64,
 }
 
+/// The `n`th loopback source address a client binds to: 127.0.0.3, 127.0.0.4, … (never
+/// 127.0.0.1, the default source).
+fn source_address(n: u32) -> IpAddr {
+    let n = n + 2;
+    IpAddr::from([127, 0, (n / 250) as u8, (n % 250) as u8 + 1])
+}
+
 async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mode: Mode) {
     let Mode {
         sources,
@@ -574,10 +585,7 @@ async fn run(target: Target, proto: Proto, concurrency: usize, duration: u64, mo
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let (mut accepted, mut refused, mut errors) = (0u64, 0u64, 0u64);
-            let source = (sources > 0).then(|| {
-                let n = worker as u32 % sources + 2;
-                IpAddr::from([127, 0, (n / 250) as u8, (n % 250) as u8 + 1])
-            });
+            let source = (sources > 0).then(|| source_address(worker as u32 % sources));
             while Instant::now() < deadline {
                 let attempt = counter.fetch_add(1, Ordering::Relaxed);
                 if rate > 0.0 {
@@ -740,6 +748,7 @@ struct IdleMode {
     hold: u64,
     also: Vec<SocketAddr>,
     sources: u32,
+    first_source: u32,
     spread: u64,
     imap_idle: bool,
     concurrency: usize,
@@ -760,10 +769,8 @@ async fn idle(target: Target, mode: IdleMode) {
     let mut handles = Vec::with_capacity(wanted);
     for i in 0..wanted {
         let addr = addrs[i % addrs.len()];
-        let source = (mode.sources > 0).then(|| {
-            let n = i as u32 % mode.sources + 2;
-            IpAddr::from([127, 0, (n / 250) as u8, (n % 250) as u8 + 1])
-        });
+        let source =
+            (mode.sources > 0).then(|| source_address(mode.first_source + i as u32 % mode.sources));
         let user = if mode.spread > 0 {
             target
                 .user
@@ -1018,6 +1025,7 @@ fn main() {
                 hold,
                 also,
                 sources,
+                first_source,
                 spread,
                 imap_idle,
                 concurrency,
@@ -1031,6 +1039,7 @@ fn main() {
                     hold,
                     also,
                     sources,
+                    first_source,
                     spread,
                     imap_idle,
                     concurrency,

@@ -19,6 +19,9 @@
 //!   deadlines instead.
 //! - **Request body** within `body_timeout` from its head: hyper has none; a trickled body
 //!   is answered 408 and the connection closed ([`body_deadline`]).
+//! - **Lingering close** ([`linger`]): after the last response, what the client still
+//!   sends (a body refused unread) is discarded for at most [`LINGER`] and
+//!   [`LINGER_BYTES`], so it reads the answer instead of the kernel's reset.
 //! - **HTTP/1.1 only**: hyper's HTTP/1 server, never the auto-detecting one, so a client
 //!   that sends the HTTP/2 preface (with or without ALPN; the TLS configuration offers
 //!   only `http/1.1`) gets its connection closed, never HTTP/2.

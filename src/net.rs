@@ -1,6 +1,7 @@
 //! Network values shared by the listeners, the upstreams and the notice relay: a network
-//! in CIDR notation, how a connection to a server uses TLS, this host's name. A leaf: it
-//! imports nothing of the crate.
+//! in CIDR notation, how a connection to a server uses TLS, this host's name; and how a
+//! listener closes a connection after its last word ([`linger`]). A leaf: it imports
+//! nothing of the crate.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +111,35 @@ pub fn host_name() -> Option<String> {
                 && h.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         })
+}
+
+/// How long, and how much, a closing connection is read and discarded ([`linger`]).
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// See [`LINGER`].
+pub const LINGER_BYTES: u64 = 1024 * 1024;
+
+/// Closes a connection whose last word is written: our side first (TLS `close_notify`,
+/// TCP FIN), then whatever the client still sends is read and discarded until it closes
+/// too — for at most [`LINGER`] and [`LINGER_BYTES`]. Closing with the client's bytes
+/// unread makes the kernel reset the connection, and a client still sending (a request
+/// body refused unread, a line over the limit, an upload cut by a revocation) then loses
+/// the answer it was about to read. nginx's `lingering_close` does the same. Used by the
+/// HTTP listeners after their last response and by the mail sessions after a last word
+/// (`BYE`, `-ERR`, `421`); the connection's place under the listener's limits is held
+/// meanwhile, so a client holds nothing more than before.
+pub async fn linger<S>(io: &mut S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let drain = async {
+        io.shutdown().await.ok()?;
+        let mut discard = tokio::io::sink();
+        tokio::io::copy(&mut (&mut *io).take(LINGER_BYTES), &mut discard)
+            .await
+            .ok()
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 #[cfg(test)]

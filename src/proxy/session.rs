@@ -146,8 +146,9 @@ where
 {
     let _ = client.write_all(last_word).await;
     let _ = client.flush().await;
-    let _ = client.shutdown().await;
     let _ = upstream.shutdown().await;
+    // The client may be sending still (an upload cut short): it reads the last word.
+    crate::net::linger(client).await;
 }
 
 /// The login context of a connection.
@@ -282,7 +283,9 @@ where
             match action {
                 Action::Reply(bytes) => client.write_all(&bytes).await.map_err(io_end)?,
                 Action::Close => {
-                    let _ = client.shutdown().await;
+                    // The client may be sending still (the rest of a line over the
+                    // limit): it reads the last word instead of a reset.
+                    crate::net::linger(&mut client).await;
                     return Err(SessionEnd::Closed);
                 }
                 Action::Report(Event::TooManyBadCommands) => {

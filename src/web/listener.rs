@@ -19,9 +19,9 @@
 //!   deadlines instead.
 //! - **Request body** within `body_timeout` from its head: hyper has none; a trickled body
 //!   is answered 408 and the connection closed ([`body_deadline`]).
-//! - **Lingering close** ([`linger`]): after the last response, what the client still
-//!   sends (a body refused unread) is discarded for at most [`LINGER`] and
-//!   [`LINGER_BYTES`], so it reads the answer instead of the kernel's reset.
+//! - **Lingering close** ([`crate::net::linger`]): after the last response, what the
+//!   client still sends (a body refused unread) is discarded for a bounded time and
+//!   size, so it reads the answer instead of the kernel's reset.
 //! - **HTTP/1.1 only**: hyper's HTTP/1 server, never the auto-detecting one, so a client
 //!   that sends the HTTP/2 preface (with or without ALPN; the TLS configuration offers
 //!   only `http/1.1`) gets its connection closed, never HTTP/2.
@@ -44,7 +44,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
@@ -181,31 +181,8 @@ where
         .without_shutdown()
         .await
         .map_err(|e| e.to_string())?;
-    linger(parts.io.into_inner()).await;
+    crate::net::linger(&mut parts.io.into_inner()).await;
     Ok(())
-}
-
-/// How long, and how much, a closing connection is read and discarded ([`linger`]).
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: u64 = 1024 * 1024;
-
-/// Closes a connection whose last response is written: our side first (TLS
-/// `close_notify`, TCP FIN), then whatever the client still sends is read and discarded
-/// until it closes too — for at most [`LINGER`] and [`LINGER_BYTES`]. A request body
-/// refused unread (too large: 400 or 413 on its `Content-Length`) is still on its way;
-/// closing with it unread makes the kernel reset the connection, and a client still
-/// sending (Python's `http.client`, Outlook) then loses the answer it was about to read.
-/// nginx's `lingering_close` does the same.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
-    use tokio::io::AsyncWriteExt;
-    let drain = async {
-        io.shutdown().await.ok()?;
-        let mut discard = tokio::io::sink();
-        tokio::io::copy(&mut (&mut io).take(LINGER_BYTES), &mut discard)
-            .await
-            .ok()
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Where a connection is between requests, and so what it must do by when.
@@ -657,6 +634,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_drain_is_bounded_in_time_and_in_bytes() {
+        use crate::net::{LINGER, LINGER_BYTES};
         // A client that keeps sending slowly is cut after LINGER...
         let mut c = connect();
         too_large(&mut c).await;
@@ -671,7 +649,10 @@ mod tests {
             );
         }
         let cut = start.elapsed();
-        assert!(cut >= LINGER && cut < LINGER + SECOND, "cut at {cut:?}");
+        assert!(
+            cut >= crate::net::LINGER && cut < crate::net::LINGER + SECOND,
+            "cut at {cut:?}"
+        );
         // ...and one that floods after LINGER_BYTES, with no time passing.
         let mut c = connect();
         too_large(&mut c).await;

@@ -144,6 +144,10 @@ def cmd_subjects(args):
 
 def cmd_raw(args):
     sock = socket.create_connection(("127.0.0.1", args.port), timeout=TIMEOUT)
+    if args.sndbuf:
+        # A small send buffer (no autotuning): a long line cannot be buffered whole, so
+        # the client is still writing when the server answers and closes.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf)
     if args.mode == "ssl":
         sock = context(args.cafile).wrap_socket(sock, server_hostname="localhost")
     f = sock.makefile("rb")
@@ -208,8 +212,13 @@ def main():
     p.add_argument("--mech", choices=["login-cmd", "plain", "login"], default="login-cmd")
     p.add_argument("--together", action="store_true", help="raw: send all lines in one write")
     p.add_argument("--inject-after-starttls", help="raw: plaintext sent in the same write as STARTTLS")
+    p.add_argument("--pad", type=int, default=0,
+                   help="raw: this many 'x' appended to the first line (beyond argv's limits)")
+    p.add_argument("--sndbuf", type=int, default=0, help="raw: the socket's send buffer")
     p.add_argument("lines", nargs="*")
     args = p.parse_intermixed_args()
+    if args.pad and args.lines:
+        args.lines[0] += "x" * args.pad
     connect_from(args.source)
     commands = {"login": cmd_login, "session": cmd_session, "raw": cmd_raw,
                 "append": cmd_append, "subjects": cmd_subjects}

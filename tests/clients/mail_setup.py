@@ -26,6 +26,7 @@ import imaplib
 import json
 import poplib
 import smtplib
+import socket
 import ssl
 import sys
 import urllib.parse
@@ -47,6 +48,11 @@ def context(cafile):
 
 def request(args, method, path, body=None, headers=None):
     conn = http.client.HTTPSConnection("127.0.0.1", args.port, context=context(args.cafile), timeout=10)
+    if getattr(args, "pad", 0):
+        # A small send buffer (no autotuning): a padded body cannot be buffered whole, so
+        # the client is still writing when the server answers.
+        conn.connect()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
     conn.request(method, path, body=body, headers=headers or {})
     r = conn.getresponse()
     data = r.read().decode("utf-8", "replace")

@@ -171,6 +171,21 @@ fn oversized_lines_and_literals_are_refused_and_the_proxy_stays_healthy() {
     let long = format!("a NOOP {}", "x".repeat(20_000));
     let got = imap_raw(p, p.imaps_port, "ssl", &[&long]);
     assert!(got.iter().any(|l| l == "* BYE Line too long"), "{got:?}");
+    // A line far past what the sockets buffer (the client's send buffer small): the
+    // client is still sending when the proxy answers, and must still read the answer (a close with its bytes unread
+    // would reset the connection under its write).
+    for pad in ["300000", "900000"] {
+        let got = imap_raw(
+            p,
+            p.imaps_port,
+            "ssl",
+            &["--sndbuf", "8192", "--pad", pad, "a NOOP "],
+        );
+        assert!(
+            got.iter().any(|l| l == "* BYE Line too long"),
+            "{pad}: {got:?}"
+        );
+    }
     let got = pop3_raw(
         p,
         p.pop3s_port,

@@ -41,7 +41,8 @@
 //!   and passed in to the rules.
 //! - [`cms`]: CMS SignedData over a certificate and its key (signed configuration
 //!   profiles) — a leaf.
-//! - [`net`]: network values (a CIDR network, a TLS mode) — a leaf.
+//! - [`net`]: network values (a CIDR network, a TLS mode) and the lingering close every
+//!   listener ends a connection with after its last word — a leaf.
 //! - [`fuzzing`]: the fuzz targets' properties, also replayed over the corpora by tests.
 //! - [`secret`] and `files`: leaves — the redacted, zeroized [`secret::Secret`], and
 //!   owner-only files.

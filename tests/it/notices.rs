@@ -242,7 +242,15 @@ fn notice_e_mails_say_what_happened_who_did_it_and_where_to_act() {
     };
     let body = by_subject("password per programmi di posta generata");
     let expires = generated["expires_at"].as_str().unwrap();
-    let day = format!("{}/{}/{}", &expires[8..10], &expires[5..7], &expires[..4]);
+    // The day as the notice shows it: in the policy's zone (Europe/Rome), not UTC's —
+    // an hour before midnight UTC it is already the next day there.
+    let day = expires
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .in_tz(sentinella::policy::DEFAULT_ZONE)
+        .unwrap()
+        .strftime("%d/%m/%Y")
+        .to_string();
     assert!(
         body.contains(
             "Un operatore ha generato la password per programmi di posta: funziona fino al"

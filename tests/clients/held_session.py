@@ -5,7 +5,7 @@ after STAT, SMTP after EHLO and AUTH) reading whatever the server sends, until i
 the connection or --hold seconds pass.
 
   held_session.py imap|pop3|smtp --port P --cafile F --user U --password W [--hold S]
-                  [--noop-after S]
+                  [--noop-after S] [--upload BYTES]
 
 Prints {"ready": true} on its own line once logged in and waiting, then at the end one
 JSON object: the lines the server sent while waiting, whether it closed the connection,
@@ -17,6 +17,7 @@ import imaplib
 import json
 import poplib
 import smtplib
+import socket
 import ssl
 import sys
 import time
@@ -58,10 +59,36 @@ def read_until_closed(sock, hold, noop=None, noop_after=None):
     return lines, closed, noop_sent
 
 
+def upload(conn, args):
+    """An APPEND of --upload bytes under way: its first 32 KB sent, the client waits for
+    the server's next line (the revocation's BYE), then sends the rest as a client whose
+    write was already queued would — through a small send buffer, so it cannot sit whole
+    in the kernel — and reads until the server closes."""
+    sock = conn.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    sock.sendall(f"u1 APPEND INBOX {{{args.upload}}}\r\n".encode())
+    cont = conn.readline().decode().rstrip("\r\n")
+    if not cont.startswith("+"):
+        return {"error": f"APPEND refused: {cont}"}
+    first = min(32 * 1024, args.upload)
+    sock.sendall(b"x" * first)
+    ready()
+    heard = conn.readline().decode(errors="replace").rstrip("\r\n")
+    try:
+        sock.sendall(b"x" * (args.upload - first))
+        sent = "all"
+    except (ssl.SSLError, OSError) as e:
+        sent = f"failed: {e}"
+    lines, closed, _ = read_until_closed(sock, args.hold)
+    return {"heard": heard, "rest_of_upload": sent, "lines": lines, "closed": closed}
+
+
 def imap(args):
     conn = imaplib.IMAP4_SSL("127.0.0.1", args.port, ssl_context=context(args.cafile), timeout=15)
     conn.login(args.user, args.password)
     conn.select("INBOX")
+    if args.upload:
+        return upload(conn, args)
     tag = conn._new_tag().decode()
     conn.send(f"{tag} IDLE\r\n".encode())
     first = conn.readline().decode().rstrip("\r\n")
@@ -116,6 +143,8 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--hold", type=float, default=10)
     p.add_argument("--noop-after", type=float)
+    p.add_argument("--upload", type=int, default=0,
+                   help="imap: wait in the middle of an APPEND of this many bytes")
     args = p.parse_args()
     out = {"imap": imap, "pop3": pop3, "smtp": smtp}[args.protocol](args)
     print(json.dumps(out), flush=True)

@@ -155,6 +155,30 @@ fn an_idle_imap_session_ends_on_deactivate_regenerate_2fa_off_and_protocol_off()
 }
 
 #[test]
+fn an_upload_cut_by_a_revocation_is_read_to_its_end_and_the_client_hears_why() {
+    let (rig, _secret, password) = setup();
+    let p = &rig.proxy;
+    // In the middle of a 600 KB APPEND; it goes on sending after the BYE.
+    let held = Held::open(p, "imap", &password, &["--upload", "600000"]);
+    let (report, _) = ended_by(p, held, &["app-password", "deactivate", ADDR, "--yes"]);
+    assert!(
+        report["heard"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("* BYE [UNAVAILABLE]"),
+        "{report}"
+    );
+    // The proxy reads what the client still sends (it is not relayed: the upstream side
+    // is closed) instead of resetting the connection under the client's write.
+    assert_eq!(report["rest_of_upload"], "all", "{report}");
+    assert_eq!(report["closed"], true, "{report}");
+    assert_eq!(
+        newest_reason(p),
+        "session ended: two-step verification is on and no app password is active"
+    );
+}
+
+#[test]
 fn pop3_and_smtp_sessions_end_with_their_protocols_last_word_and_postpone_ends_nothing() {
     let (rig, _secret, password) = setup();
     let p = &rig.proxy;
